@@ -1,0 +1,247 @@
+// The wire contract, TypeScript side. Mirrors src/gradsight/schema.py (SCHEMA_VERSION 1).
+// parseGraph() is the runtime guard: everything the view draws has passed through it, so a drift
+// between the two sides fails loudly (and the golden snapshots in tests/golden fail the JS tests).
+
+export const SCHEMA_VERSION = 1;
+
+export type NodeKind = "op" | "leaf" | "root" | "opaque";
+
+export interface WireTensor {
+  shape: number[];
+  dtype: string;
+  device: string;
+  numel: number;
+  min: number | null;
+  max: number | null;
+  mean: number | null;
+  std: number | null;
+  norm: number | null;
+  nan_count: number | null;
+  inf_count: number | null;
+  layout: string;
+  freed: boolean;
+  note: string | null;
+}
+
+export type WireValue =
+  | ({ type: "tensor" } & WireTensor)
+  | { type: "unavailable"; reason: string }
+  | { type: "none" }
+  | { type: "bool"; value: boolean }
+  | { type: "int"; value: number | null; text: string }
+  | { type: "float"; value: number | null; text: string }
+  | { type: "str"; value: string }
+  | { type: "tuple"; items: WireValue[] };
+
+export interface WireOutput {
+  shape: number[];
+  dtype: string;
+  device: string;
+}
+
+export interface WireLeaf {
+  name: string | null;
+  shape: number[];
+  dtype: string;
+  requires_grad: boolean;
+  is_parameter: boolean;
+  grad: WireTensor | null;
+}
+
+export interface WireNode {
+  id: string;
+  name: string;
+  kind: NodeKind;
+  label: string;
+  module: string | null;
+  variable: string | null;
+  source: string | null;
+  next: [string | null, number][];
+  outputs: WireOutput[];
+  saved: { name: string; value: WireValue }[];
+  grad_in: (WireTensor | null)[];
+  grad_out: (WireTensor | null)[];
+  leaf: WireLeaf | null;
+}
+
+export interface WireGraph {
+  schema_version: number;
+  roots: string[];
+  message: string | null;
+  notes: string[];
+  nodes: WireNode[];
+}
+
+export class WireError extends Error {}
+
+type Obj = Record<string, unknown>;
+
+function fail(path: string, want: string, got: unknown): never {
+  const shown = got === null ? "null" : Array.isArray(got) ? "array" : typeof got;
+  throw new WireError(`wire: ${path} should be ${want}, got ${shown}`);
+}
+
+function obj(x: unknown, path: string): Obj {
+  if (typeof x !== "object" || x === null || Array.isArray(x)) fail(path, "an object", x);
+  return x as Obj;
+}
+
+function arr(x: unknown, path: string): unknown[] {
+  if (!Array.isArray(x)) fail(path, "an array", x);
+  return x;
+}
+
+function str(x: unknown, path: string): string {
+  if (typeof x !== "string") fail(path, "a string", x);
+  return x;
+}
+
+function optStr(x: unknown, path: string): string | null {
+  return x === null ? null : str(x, path);
+}
+
+function num(x: unknown, path: string): number {
+  if (typeof x !== "number") fail(path, "a number", x);
+  return x;
+}
+
+function optNum(x: unknown, path: string): number | null {
+  return x === null ? null : num(x, path);
+}
+
+function bool(x: unknown, path: string): boolean {
+  if (typeof x !== "boolean") fail(path, "a boolean", x);
+  return x;
+}
+
+function shape(x: unknown, path: string): number[] {
+  return arr(x, path).map((d, i) => num(d, `${path}[${i}]`));
+}
+
+const KINDS: readonly string[] = ["op", "leaf", "root", "opaque"];
+
+export function parseTensor(x: unknown, path: string): WireTensor {
+  const o = obj(x, path);
+  return {
+    shape: shape(o.shape, `${path}.shape`),
+    dtype: str(o.dtype, `${path}.dtype`),
+    device: str(o.device, `${path}.device`),
+    numel: num(o.numel, `${path}.numel`),
+    min: optNum(o.min, `${path}.min`),
+    max: optNum(o.max, `${path}.max`),
+    mean: optNum(o.mean, `${path}.mean`),
+    std: optNum(o.std, `${path}.std`),
+    norm: optNum(o.norm, `${path}.norm`),
+    nan_count: optNum(o.nan_count, `${path}.nan_count`),
+    inf_count: optNum(o.inf_count, `${path}.inf_count`),
+    layout: str(o.layout, `${path}.layout`),
+    freed: bool(o.freed, `${path}.freed`),
+    note: optStr(o.note, `${path}.note`),
+  };
+}
+
+function optTensor(x: unknown, path: string): WireTensor | null {
+  return x === null ? null : parseTensor(x, path);
+}
+
+export function parseValue(x: unknown, path: string): WireValue {
+  const o = obj(x, path);
+  const type = str(o.type, `${path}.type`);
+  switch (type) {
+    case "tensor":
+      return { type, ...parseTensor(o, path) };
+    case "unavailable":
+      return { type, reason: str(o.reason, `${path}.reason`) };
+    case "none":
+      return { type };
+    case "bool":
+      return { type, value: bool(o.value, `${path}.value`) };
+    case "int":
+    case "float":
+      return { type, value: optNum(o.value, `${path}.value`), text: str(o.text, `${path}.text`) };
+    case "str":
+      return { type, value: str(o.value, `${path}.value`) };
+    case "tuple":
+      return { type, items: arr(o.items, `${path}.items`).map((v, i) => parseValue(v, `${path}.items[${i}]`)) };
+    default:
+      throw new WireError(`wire: ${path}.type ${JSON.stringify(type)} is not a known saved-value type`);
+  }
+}
+
+function parseLeaf(x: unknown, path: string): WireLeaf | null {
+  if (x === null) return null;
+  const o = obj(x, path);
+  return {
+    name: optStr(o.name, `${path}.name`),
+    shape: shape(o.shape, `${path}.shape`),
+    dtype: str(o.dtype, `${path}.dtype`),
+    requires_grad: bool(o.requires_grad, `${path}.requires_grad`),
+    is_parameter: bool(o.is_parameter, `${path}.is_parameter`),
+    grad: optTensor(o.grad, `${path}.grad`),
+  };
+}
+
+function parseNode(x: unknown, path: string): WireNode {
+  const o = obj(x, path);
+  const kind = str(o.kind, `${path}.kind`);
+  if (!KINDS.includes(kind)) throw new WireError(`wire: ${path}.kind ${JSON.stringify(kind)} is not a node kind`);
+  return {
+    id: str(o.id, `${path}.id`),
+    name: str(o.name, `${path}.name`),
+    kind: kind as NodeKind,
+    label: str(o.label, `${path}.label`),
+    module: optStr(o.module, `${path}.module`),
+    variable: optStr(o.variable, `${path}.variable`),
+    source: optStr(o.source, `${path}.source`),
+    next: arr(o.next, `${path}.next`).map((e, i) => {
+      const edge = arr(e, `${path}.next[${i}]`);
+      return [optStr(edge[0], `${path}.next[${i}][0]`), num(edge[1], `${path}.next[${i}][1]`)];
+    }),
+    outputs: arr(o.outputs, `${path}.outputs`).map((v, i) => {
+      const out = obj(v, `${path}.outputs[${i}]`);
+      return {
+        shape: shape(out.shape, `${path}.outputs[${i}].shape`),
+        dtype: str(out.dtype, `${path}.outputs[${i}].dtype`),
+        device: str(out.device, `${path}.outputs[${i}].device`),
+      };
+    }),
+    saved: arr(o.saved, `${path}.saved`).map((v, i) => {
+      const s = obj(v, `${path}.saved[${i}]`);
+      return { name: str(s.name, `${path}.saved[${i}].name`), value: parseValue(s.value, `${path}.saved[${i}].value`) };
+    }),
+    grad_in: arr(o.grad_in, `${path}.grad_in`).map((g, i) => optTensor(g, `${path}.grad_in[${i}]`)),
+    grad_out: arr(o.grad_out, `${path}.grad_out`).map((g, i) => optTensor(g, `${path}.grad_out[${i}]`)),
+    leaf: parseLeaf(o.leaf, `${path}.leaf`),
+  };
+}
+
+/** Validate an untrusted value as a WireGraph; throws WireError saying what is wrong and where. */
+export function parseGraph(x: unknown): WireGraph {
+  const o = obj(x, "graph");
+  const version = num(o.schema_version, "graph.schema_version");
+  if (version !== SCHEMA_VERSION) {
+    throw new WireError(
+      `wire: graph.schema_version is ${version}, this view reads ${SCHEMA_VERSION}: reinstall gradsight so that its Python and JS parts match`,
+    );
+  }
+  const nodes = arr(o.nodes, "graph.nodes").map((n, i) => parseNode(n, `graph.nodes[${i}]`));
+  const ids = new Set<string>();
+  for (const n of nodes) {
+    if (ids.has(n.id)) throw new WireError(`wire: duplicate node id ${JSON.stringify(n.id)}`);
+    ids.add(n.id);
+  }
+  for (const n of nodes) {
+    for (const [dst] of n.next) {
+      if (dst !== null && !ids.has(dst)) throw new WireError(`wire: edge from ${n.id} to unknown node ${dst}`);
+    }
+  }
+  const roots = arr(o.roots, "graph.roots").map((r, i) => str(r, `graph.roots[${i}]`));
+  for (const r of roots) if (!ids.has(r)) throw new WireError(`wire: root ${r} is not a node`);
+  return {
+    schema_version: version,
+    roots,
+    message: optStr(o.message, "graph.message"),
+    notes: arr(o.notes, "graph.notes").map((s, i) => str(s, `graph.notes[${i}]`)),
+    nodes,
+  };
+}

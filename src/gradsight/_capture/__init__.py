@@ -1,0 +1,1 @@
+"""Everything that imports torch: walking graphs, reading saved values, summarizing tensors."""

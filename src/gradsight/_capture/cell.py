@@ -1,0 +1,116 @@
+"""Run a %%gradsight cell and capture the graphs of the tensors it created.
+
+The cell runs in the user's namespace. Afterwards, the tensors it bound to names (and its last
+expression's value) are collected; the roots are those that no other collected tensor depends on.
+Leaves are named after the user's variables, parameters after ``<module variable>.<param path>``.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from ..graph import Graph
+from .spy import BackwardSpy
+from .tensors import graph_of
+from .walk import CaptureOptions, walk
+
+LAST_VALUE = "the cell's last value"
+
+
+@dataclass
+class CellResult:
+    graph: Graph
+    value: Any  # the cell's last expression value (None if it had none)
+    error: BaseException | None
+
+
+def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any]) -> CellResult:
+    """Execute ``code`` in ``ns`` and capture; ``compile_fn(source_ast, mode)`` compiles."""
+    before = dict(ns)
+    tree = ast.parse(code)
+    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    assert last is None or isinstance(last, ast.Expr)
+    spy = BackwardSpy()
+    value, error = None, None
+    with spy.installed():
+        try:
+            exec(compile_fn(tree, "exec"), ns)
+            if last is not None:
+                value = eval(compile_fn(ast.Expression(last.value), "eval"), ns)
+        except Exception as e:  # shown by the caller; the graph of what ran still helps
+            error = e
+    graph = capture_namespace(ns, before, value, spy)
+    if error is not None:
+        graph = replace(graph, notes=(f"The cell raised {type(error).__name__}: {error}", *graph.notes))
+    return CellResult(graph, value, error)
+
+
+def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], value: Any, spy: BackwardSpy) -> Graph:
+    """The graph of the tensors the cell bound (or rebound) and of its last value."""
+    created: dict[str, torch.Tensor] = {}
+    for name, v in ns.items():
+        if not name.startswith("_") and isinstance(v, torch.Tensor) and before.get(name) is not v:
+            created.setdefault(name, v)
+    for i, t in enumerate(_tensors_in(value)):
+        if all(t is not c for c in created.values()):
+            created[LAST_VALUE if i == 0 else f"{LAST_VALUE} [{i}]"] = t
+    if not created:
+        return Graph(message="The cell bound no tensors to names: assign what you want to see, e.g. loss = ...")
+    names, tensors = _roots(created)
+    options = CaptureOptions(
+        leaf_names=_leaf_names(ns),
+        variables={t.grad_fn: n for n, t in reversed(list(created.items())) if t.grad_fn is not None},
+        presaved=spy.presaved,
+    )
+    graph = graph_of(tensors, options, labels=names)
+    if spy.errors:
+        graph = replace(graph, notes=graph.notes + tuple(spy.errors))
+    return graph
+
+
+def _tensors_in(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [v for v in value if isinstance(v, torch.Tensor)]
+    return []
+
+
+def _roots(created: dict[str, torch.Tensor]) -> tuple[list[str], list[torch.Tensor]]:
+    """Collected tensors that no other collected tensor depends on (and those with no graph)."""
+    with_graph = {n: t for n, t in created.items() if t.grad_fn is not None}
+    nodes = {t.grad_fn for t in with_graph.values()}
+    below: set[Any] = set()
+    for node in nodes:
+        order, _, _ = walk([node])
+        below.update(m for m in order[1:] if m in nodes)
+    names, tensors, seen = [], [], set()
+    for n, t in created.items():
+        node = t.grad_fn
+        if node is None and with_graph:
+            continue  # a cell that built a graph: tensors without one are inputs, not results
+        if node is not None and (node in below or node in seen):
+            continue
+        seen.add(node)
+        names.append(n)
+        tensors.append(t)
+    return names, tensors
+
+
+def _leaf_names(ns: MutableMapping[str, Any]) -> dict[torch.Tensor, str]:
+    names: dict[torch.Tensor, str] = {}
+    for name, v in ns.items():
+        if name.startswith("_"):
+            continue
+        if isinstance(v, torch.nn.Module):
+            for pname, p in v.named_parameters():
+                names.setdefault(p, f"{name}.{pname}")
+    for name, v in ns.items():
+        if not name.startswith("_") and isinstance(v, torch.Tensor) and v.is_leaf:
+            names.setdefault(v, name)
+    return names

@@ -1,0 +1,99 @@
+"""Names: which leaf is which parameter, which module an op belongs to, and stable node ids.
+
+Ids are stable across re-runs of the same code (not ``id()``): an op is named after its module,
+its op name and its rank among same-named ops of that module in creation (sequence-number) order,
+e.g. ``layer1/AddmmBackward0#0``; a named leaf is ``leaf:layer1.weight``. Freezing one parameter
+therefore renames nothing else in other modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from ..graph import LeafInfo
+
+
+def leaf_names_from_params(params: object) -> dict[torch.Tensor, str]:
+    """``params`` as torchviz's ``make_dot(params=...)``: a module, or a name → tensor mapping.
+
+    >>> lin = torch.nn.Linear(2, 1)
+    >>> leaf_names_from_params(lin)[lin.bias]
+    'bias'
+    """
+    if params is None:
+        return {}
+    if isinstance(params, torch.nn.Module):
+        return {p: name for name, p in params.named_parameters()}
+    if isinstance(params, Mapping):
+        names: dict[torch.Tensor, str] = {}
+        for name, t in params.items():
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(
+                    f"params[{name!r}] is a {type(t).__name__}, not a tensor: pass an nn.Module "
+                    "or a dict of name -> tensor, e.g. params=dict(model.named_parameters())"
+                )
+            names.setdefault(t, str(name))
+        return names
+    raise TypeError(
+        f"params must be an nn.Module or a dict of name -> tensor, not {type(params).__name__}: "
+        "e.g. params=model or params=dict(model.named_parameters())"
+    )
+
+
+def infer_module(children: Sequence[LeafInfo | None]) -> str | None:
+    """The module of an op from the named parameters it consumes directly (``layer1.weight`` →
+    ``layer1``); the common prefix when several modules meet; None when it consumes none."""
+    paths = [c.name.split(".")[:-1] for c in children if c is not None and c.name and "." in c.name]
+    if not paths:
+        return None
+    common = paths[0]
+    for p in paths[1:]:
+        k = 0
+        while k < min(len(common), len(p)) and common[k] == p[k]:
+            k += 1
+        common = common[:k]
+    return ".".join(common) or None
+
+
+def op_ids(order: Sequence[Any], names: Sequence[str], modules: Sequence[str | None],
+           leaves: Sequence[LeafInfo | None], topo: Sequence[int]) -> list[str]:  # fmt: skip
+    """A stable, unique id per node (see the module docstring)."""
+    ids = [""] * len(order)
+    taken: set[str] = set()
+    counters: dict[str, int] = {}
+    ops = [i for i in topo if leaves[i] is None]
+    ops.sort(key=lambda i: _seq(order[i]))  # stable: ties keep backward order
+    for i in ops:
+        base = f"{modules[i]}/{names[i]}" if modules[i] else names[i]
+        ids[i] = _take(base, counters, taken)
+    for i in topo:
+        leaf = leaves[i]
+        if leaf is not None:
+            if leaf.name and f"leaf:{leaf.name}" not in taken:
+                ids[i] = f"leaf:{leaf.name}"
+                taken.add(ids[i])
+            else:
+                ids[i] = _take(f"leaf:{leaf.name}" if leaf.name else names[i], counters, taken)
+    return ids
+
+
+def _take(base: str, counters: dict[str, int], taken: set[str]) -> str:
+    k = counters.get(base, 0)
+    candidate = f"{base}#{k}"
+    while candidate in taken:
+        k += 1
+        candidate = f"{base}#{k}"
+    counters[base] = k + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _seq(node: Any) -> int:
+    try:
+        nr: int = node._sequence_nr()
+        return nr
+    except Exception:
+        return 0

@@ -1,0 +1,84 @@
+"""Summaries of tensors: shape, dtype and a few statistics, computed safely and cheaply.
+
+Safe: empty, integer, bool, complex, sparse, quantized and meta tensors all summarize without
+raising (min/max/mean raise or lie on several of them: autograd-facts §4.8, §4.9, pitfall 8).
+Cheap: one ``vector_norm``; ``aminmax`` and ``std_mean`` only then; NaN/Inf are counted only
+when the norm is not finite (autograd-facts §5.4), and one ``tolist()`` syncs the device once.
+Never touches autograd (no_grad) or the RNG.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from ..graph import TensorSummary
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def summarize(t: torch.Tensor, *, stats: bool = True, freed: bool = False) -> TensorSummary:
+    """Describe ``t``; with ``stats`` also min/max/mean/std/norm and NaN/Inf counts.
+
+    >>> summarize(torch.tensor([1.0, float("nan")])).nan_count
+    1
+    """
+    base = TensorSummary(
+        shape=tuple(int(d) for d in t.shape),
+        dtype=dtype_name(t.dtype),
+        device=str(t.device),
+        numel=int(t.numel()),
+        layout=str(t.layout).removeprefix("torch."),
+        freed=freed,
+    )
+    if not stats or base.numel == 0 or t.device.type == "meta":
+        return base
+    try:
+        with torch.no_grad():
+            values, note = _stat_values(t.detach())
+            return _with_stats(base, values, note)
+    except Exception as e:  # statistics are a courtesy: never let them break a capture
+        return replace(base, note=f"statistics unavailable: {type(e).__name__}: {e}"[:300])
+
+
+def _stat_values(t: torch.Tensor) -> tuple[torch.Tensor, str | None]:
+    """A flat real floating tensor to take statistics of, and a note on what it stands for."""
+    note = None
+    if t.layout == torch.sparse_coo:
+        t, note = t.coalesce().values(), "statistics over the stored (non-zero) values"
+    elif t.layout != torch.strided:
+        t, note = t.values(), "statistics over the stored (non-zero) values"
+    if t.is_quantized:
+        t = t.dequantize()
+    if t.is_complex():
+        t, note = t.abs(), "statistics of the magnitude |z|"
+    if t.dtype != torch.float64:
+        t = t.to(torch.float32)
+    return t.reshape(-1), note
+
+
+def _with_stats(base: TensorSummary, x: torch.Tensor, note: str | None) -> TensorSummary:
+    if x.numel() == 0:
+        return replace(base, note=note)
+    norm = torch.linalg.vector_norm(x)
+    if bool(torch.isfinite(norm)):
+        lo, hi = torch.aminmax(x)
+        std, mean = torch.std_mean(x, correction=1 if x.numel() > 1 else 0)
+        vals = torch.stack([lo, hi, mean, std, norm]).tolist()
+        return replace(base, min=vals[0], max=vals[1], mean=vals[2], std=vals[3], norm=vals[4],
+                        nan_count=0, inf_count=0, note=note)  # fmt: skip
+    nan_count = int(torch.isnan(x).sum())
+    inf_count = int(torch.isinf(x).sum())
+    finite = x[torch.isfinite(x)]
+    extra = "min/max/mean/std over the finite values"
+    note = f"{note}; {extra}" if note else extra
+    if finite.numel() == 0:
+        return replace(base, nan_count=nan_count, inf_count=inf_count, note=note)
+    lo, hi = torch.aminmax(finite)
+    std, mean = torch.std_mean(finite, correction=1 if finite.numel() > 1 else 0)
+    vals = torch.stack([lo, hi, mean, std]).tolist()
+    return replace(base, min=vals[0], max=vals[1], mean=vals[2], std=vals[3],
+                    nan_count=nan_count, inf_count=inf_count, note=note)  # fmt: skip

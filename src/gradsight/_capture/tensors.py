@@ -1,0 +1,54 @@
+"""From the user's tensors to a graph, explaining tensors that have no graph at all."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import torch
+
+from ..graph import Graph
+from .walk import CaptureOptions, capture
+
+
+def graph_of(tensors: Sequence[torch.Tensor], options: CaptureOptions | None = None,
+             labels: Sequence[str] | None = None) -> Graph:  # fmt: skip
+    """The backward graph of ``tensors``; tensors without ``grad_fn`` are explained, not errors.
+
+    ``labels`` name the tensors in messages (variable names); default ``tensor 0``, ``tensor 1``…
+    """
+    names = list(labels) if labels is not None else [_default_label(i, len(tensors)) for i in range(len(tensors))]
+    roots = [t.grad_fn for t in tensors if t.grad_fn is not None]
+    reasons = [why_no_graph(t, names[i]) for i, t in enumerate(tensors) if t.grad_fn is None]
+    if not roots:
+        message = "\n".join(reasons) if reasons else "No tensors to show."
+        return Graph(message=message)
+    graph = capture(roots, options)
+    if reasons:
+        graph = replace(graph, notes=graph.notes + tuple(reasons))
+    return graph
+
+
+def why_no_graph(t: torch.Tensor, name: str) -> str:
+    """Why ``t`` has no ``grad_fn``, and what to do about it."""
+    if t.requires_grad:
+        return (
+            f"{name} is a leaf tensor you created (requires_grad=True), so it has no grad_fn: "
+            "autograd records operations, not leaves. Operations on it will build a graph — "
+            f"debug their result instead, e.g. gradsight.debugger(({name} * 2).sum())."
+        )
+    if t.is_inference():
+        return (
+            f"{name} was created under torch.inference_mode(), so autograd recorded nothing for it. "
+            "Compute it outside inference_mode from a tensor with requires_grad=True."
+        )
+    return (
+        f"{name} has requires_grad=False, so autograd recorded no graph for it: none of the tensors "
+        "it was computed from required grad, it was computed under torch.no_grad(), or it was "
+        "detached. Set requires_grad=True on an input (x.requires_grad_()) and compute it again "
+        "outside no_grad."
+    )
+
+
+def _default_label(i: int, n: int) -> str:
+    return "the tensor" if n == 1 else f"tensor {i}"

@@ -1,0 +1,173 @@
+"""The torch-free graph model: what gradsight captured, as plain frozen data.
+
+Nothing here imports torch, so tests, the wire schema and the view contract can build graphs
+by hand::
+
+    >>> from gradsight.graph import Graph, Node
+    >>> g = Graph(nodes=(Node(id="SumBackward0#0", name="SumBackward0", kind="root"),),
+    ...           roots=("SumBackward0#0",))
+    >>> [n.name for n in g.find("Sum")]
+    ['SumBackward0']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+NodeKind = Literal["op", "leaf", "root", "opaque"]
+
+
+@dataclass(frozen=True)
+class TensorSummary:
+    """Shape, type and statistics of one tensor, taken while the tensor was alive.
+
+    Statistics are ``None`` when they do not exist (an empty tensor, a meta tensor) or are not
+    finite; ``nan_count`` / ``inf_count`` say how many values were NaN / infinite. For complex
+    tensors the statistics describe the magnitude ``|z|`` (see ``note``).
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+    device: str
+    numel: int
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    norm: float | None = None
+    nan_count: int | None = None
+    inf_count: int | None = None
+    layout: str = "strided"
+    freed: bool = False  # autograd freed the tensor (backward ran) after gradsight summarized it
+    note: str | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the tensor's elements (what it costs to keep it saved for backward)."""
+        return self.numel * _DTYPE_BYTES.get(self.dtype, 4)
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A saved value gradsight could not read, with the reason (e.g. freed before capture)."""
+
+    reason: str
+
+
+SavedValue: TypeAlias = "TensorSummary | Unavailable | int | float | bool | str | tuple[SavedValue, ...] | None"
+
+
+@dataclass(frozen=True)
+class OutputMeta:
+    """Shape/dtype/device of one forward output of the op (one gradient input of the node)."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    device: str
+
+
+@dataclass(frozen=True)
+class LeafInfo:
+    """The leaf tensor behind an ``AccumulateGrad`` node."""
+
+    name: str | None
+    shape: tuple[int, ...]
+    dtype: str
+    requires_grad: bool
+    grad: TensorSummary | None = None  # the leaf's ``.grad`` at capture time
+    is_parameter: bool = False
+
+
+Edge: TypeAlias = "tuple[str | None, int]"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One autograd node (a ``grad_fn`` or an ``AccumulateGrad`` leaf)."""
+
+    id: str
+    name: str
+    kind: NodeKind
+    module: str | None = None
+    next: tuple[Edge, ...] = ()
+    saved: Mapping[str, SavedValue] = field(default_factory=dict)
+    grad_in: tuple[TensorSummary | None, ...] = ()
+    grad_out: tuple[TensorSummary | None, ...] = ()
+    leaf: LeafInfo | None = None
+    source: str | None = None
+    outputs: tuple[OutputMeta, ...] = ()
+    variable: str | None = None  # the user's variable holding this node's output, if known
+
+    @property
+    def label(self) -> str:
+        """Short display text: op name, module, first output shape."""
+        parts = [self.leaf.name if self.leaf and self.leaf.name else self.name]
+        if self.module and not self.leaf:
+            parts.append(self.module)
+        if self.outputs:
+            parts.append(format_shape(self.outputs[0].shape))
+        return "  ".join(parts)
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A frozen snapshot of one backward graph.
+
+    ``nodes`` are in a deterministic order: roots first, then the order backward runs them.
+    ``message`` explains an empty graph (e.g. the tensor needs no gradient).
+    """
+
+    nodes: tuple[Node, ...] = ()
+    roots: tuple[str, ...] = ()
+    message: str | None = None
+    notes: tuple[str, ...] = ()  # things the user should know (saved tensors freed, ...)
+    _index: dict[str, Node] = field(init=False, repr=False, compare=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        index = {n.id: n for n in self.nodes}
+        if len(index) != len(self.nodes):
+            raise ValueError("node ids must be unique")
+        object.__setattr__(self, "_index", index)
+
+    def node(self, node_id: str) -> Node:
+        """The node with this id; ``KeyError`` if there is none."""
+        return self._index[node_id]
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._index
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def find(self, text: str) -> tuple[Node, ...]:
+        """Nodes whose name, module path, leaf name or variable contains ``text``.
+
+        >>> Graph().find("Mul")
+        ()
+        """
+        needle = text.lower()
+        return tuple(n for n in self.nodes if needle in _search_text(n))
+
+    @property
+    def leaves(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.kind == "leaf")
+
+
+def _search_text(node: Node) -> str:
+    parts = [node.name, node.module or "", node.variable or ""]
+    if node.leaf and node.leaf.name:
+        parts.append(node.leaf.name)
+    return "\n".join(parts).lower()
+
+
+def format_shape(shape: tuple[int, ...]) -> str:
+    """``(25,)`` → ``"(25,)"``; ``()`` → ``"()"`` (a scalar)."""
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+_DTYPE_BYTES = {
+    "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "complex128": 16, "complex64": 8,
+    "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "bool": 1,
+}  # fmt: skip

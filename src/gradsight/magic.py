@@ -1,0 +1,59 @@
+"""``%load_ext gradsight``: the ``%%gradsight`` cell magic, and exactly its removal on unload.
+
+    %load_ext gradsight
+
+    %%gradsight
+    input1 = torch.linspace(0., 2. * math.pi, steps=25, requires_grad=True)
+    out3 = 2 * torch.sin(input1) + 1
+
+shows the backward graph of ``out3``. If the cell calls ``.backward()``, the saved tensors it
+frees are still shown (summarized just before backward ran), marked as freed.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+MAGIC = "gradsight"
+_previous: dict[int, Any] = {}  # shell id -> what %%gradsight was before we loaded (normally none)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    manager = ipython.magics_manager
+    _previous.setdefault(id(ipython), manager.magics["cell"].get(MAGIC))
+
+    def gradsight(line: str, cell: str) -> Any:
+        return run_magic(ipython, line, cell)
+
+    ipython.register_magic_function(gradsight, magic_kind="cell", magic_name=MAGIC)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    manager = ipython.magics_manager
+    previous = _previous.pop(id(ipython), None)
+    if previous is None:
+        manager.magics["cell"].pop(MAGIC, None)
+        if hasattr(manager.user_magics, MAGIC):
+            delattr(manager.user_magics, MAGIC)
+    else:
+        manager.magics["cell"][MAGIC] = previous
+
+
+def run_magic(ipython: Any, line: str, cell: str) -> Any:
+    """Run ``cell`` in the user namespace and return a Debugger of what it computed."""
+    from ._capture.cell import run_cell
+    from .widget import Debugger
+
+    if line.strip():
+        raise ValueError(f"%%gradsight takes no arguments (got {line.strip()!r}); put the code in the cell")
+    code = ipython.transform_cell(cell)
+    filename = ipython.compile.cache(code)
+
+    def compile_fn(tree: ast.Module | ast.Expression, mode: str) -> Any:
+        return compile(ast.fix_missing_locations(tree), filename, mode)
+
+    result = run_cell(code, ipython.user_ns, compile_fn)
+    if result.error is not None:
+        ipython.showtraceback()
+    return Debugger(result.graph)

@@ -1,0 +1,182 @@
+"""The wire contract between Python and the view: one versioned dict shape.
+
+Mirrored by ``js/wire.ts`` (types + a runtime guard). Golden snapshots written by the Python tests
+(``tests/golden/*.json``) are parsed by the JS tests, so drift between the two sides fails a test.
+
+Rules: snake_case keys; no NaN/Inf in JSON (non-finite numbers become ``null``, with
+``nan_count`` / ``inf_count`` or a ``text`` beside them); every saved value is a tagged object.
+
+>>> from gradsight.graph import Graph
+>>> graph_to_wire(Graph())["schema_version"]
+1
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .graph import Graph, LeafInfo, Node, OutputMeta, SavedValue, TensorSummary, Unavailable
+
+SCHEMA_VERSION = 1
+
+Wire = dict[str, Any]
+
+
+class SchemaError(ValueError):
+    """A wire dict that does not follow this schema version."""
+
+
+def graph_to_wire(graph: Graph) -> Wire:
+    """The JSON-ready dict the view receives for ``graph``."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "roots": list(graph.roots),
+        "message": graph.message,
+        "notes": list(graph.notes),
+        "nodes": [_node_to_wire(n) for n in graph.nodes],
+    }
+
+
+def graph_from_wire(wire: Wire) -> Graph:
+    """The inverse of :func:`graph_to_wire` (non-finite floats come back as ``None``)."""
+    if not isinstance(wire, dict) or wire.get("schema_version") != SCHEMA_VERSION:
+        raise SchemaError(f"expected a graph of schema_version {SCHEMA_VERSION}")
+    return Graph(
+        nodes=tuple(_node_from_wire(n) for n in wire["nodes"]),
+        roots=tuple(wire["roots"]),
+        message=wire["message"],
+        notes=tuple(wire["notes"]),
+    )
+
+
+def tensor_to_wire(t: TensorSummary) -> Wire:
+    return {
+        "shape": list(t.shape),
+        "dtype": t.dtype,
+        "device": t.device,
+        "numel": t.numel,
+        "min": _finite(t.min),
+        "max": _finite(t.max),
+        "mean": _finite(t.mean),
+        "std": _finite(t.std),
+        "norm": _finite(t.norm),
+        "nan_count": t.nan_count,
+        "inf_count": t.inf_count,
+        "layout": t.layout,
+        "freed": t.freed,
+        "note": t.note,
+    }
+
+
+def value_to_wire(v: SavedValue) -> Wire:
+    """A saved value as a tagged object (``type`` says which)."""
+    if isinstance(v, TensorSummary):
+        return {"type": "tensor", **tensor_to_wire(v)}
+    if isinstance(v, Unavailable):
+        return {"type": "unavailable", "reason": v.reason}
+    if v is None:
+        return {"type": "none"}
+    if isinstance(v, bool):
+        return {"type": "bool", "value": v}
+    if isinstance(v, int):
+        return {"type": "int", "value": v if abs(v) < 2**53 else None, "text": str(v)}
+    if isinstance(v, float):
+        return {"type": "float", "value": _finite(v), "text": repr(v)}
+    if isinstance(v, str):
+        return {"type": "str", "value": v}
+    if isinstance(v, tuple):
+        return {"type": "tuple", "items": [value_to_wire(x) for x in v]}
+    raise TypeError(f"not a saved value: {type(v).__name__}")
+
+
+def _node_to_wire(n: Node) -> Wire:
+    return {
+        "id": n.id,
+        "name": n.name,
+        "kind": n.kind,
+        "label": n.label,
+        "module": n.module,
+        "variable": n.variable,
+        "source": n.source,
+        "next": [[dst, nr] for dst, nr in n.next],
+        "outputs": [{"shape": list(o.shape), "dtype": o.dtype, "device": o.device} for o in n.outputs],
+        "saved": [{"name": k, "value": value_to_wire(v)} for k, v in n.saved.items()],
+        "grad_in": [None if g is None else tensor_to_wire(g) for g in n.grad_in],
+        "grad_out": [None if g is None else tensor_to_wire(g) for g in n.grad_out],
+        "leaf": None if n.leaf is None else _leaf_to_wire(n.leaf),
+    }
+
+
+def _leaf_to_wire(leaf: LeafInfo) -> Wire:
+    return {
+        "name": leaf.name,
+        "shape": list(leaf.shape),
+        "dtype": leaf.dtype,
+        "requires_grad": leaf.requires_grad,
+        "is_parameter": leaf.is_parameter,
+        "grad": None if leaf.grad is None else tensor_to_wire(leaf.grad),
+    }
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+# -- decoding (for round-trip tests and tools that read saved wire files) -------------------------
+
+
+def _tensor_from_wire(w: Wire) -> TensorSummary:
+    return TensorSummary(
+        shape=tuple(w["shape"]), dtype=w["dtype"], device=w["device"], numel=w["numel"],
+        min=w["min"], max=w["max"], mean=w["mean"], std=w["std"], norm=w["norm"],
+        nan_count=w["nan_count"], inf_count=w["inf_count"], layout=w["layout"],
+        freed=w["freed"], note=w["note"],
+    )  # fmt: skip
+
+
+def _value_from_wire(w: Wire) -> SavedValue:
+    kind = w["type"]
+    if kind == "tensor":
+        return _tensor_from_wire(w)
+    if kind == "unavailable":
+        return Unavailable(w["reason"])
+    if kind == "none":
+        return None
+    if kind == "int":
+        return int(w["text"])
+    if kind == "float":
+        return float(w["text"])
+    if kind in ("bool", "str"):
+        value: bool | str = w["value"]
+        return value
+    if kind == "tuple":
+        return tuple(_value_from_wire(x) for x in w["items"])
+    raise SchemaError(f"unknown saved value type {kind!r}")
+
+
+def _node_from_wire(w: Wire) -> Node:
+    leaf = w["leaf"]
+    return Node(
+        id=w["id"],
+        name=w["name"],
+        kind=w["kind"],
+        module=w["module"],
+        variable=w["variable"],
+        source=w["source"],
+        next=tuple((dst, nr) for dst, nr in w["next"]),
+        outputs=tuple(OutputMeta(tuple(o["shape"]), o["dtype"], o["device"]) for o in w["outputs"]),
+        saved={s["name"]: _value_from_wire(s["value"]) for s in w["saved"]},
+        grad_in=tuple(None if g is None else _tensor_from_wire(g) for g in w["grad_in"]),
+        grad_out=tuple(None if g is None else _tensor_from_wire(g) for g in w["grad_out"]),
+        leaf=None
+        if leaf is None
+        else LeafInfo(
+            name=leaf["name"],
+            shape=tuple(leaf["shape"]),
+            dtype=leaf["dtype"],
+            requires_grad=leaf["requires_grad"],
+            is_parameter=leaf["is_parameter"],
+            grad=None if leaf["grad"] is None else _tensor_from_wire(leaf["grad"]),
+        ),
+    )
