@@ -55,5 +55,8 @@ def run_magic(ipython: Any, line: str, cell: str) -> Any:
 
     result = run_cell(code, ipython.user_ns, compile_fn)
     if result.error is not None:
-        ipython.showtraceback()
+        error = result.error
+        tb = error.__traceback__
+        tb = tb.tb_next if tb is not None and tb.tb_next is not None else tb  # hide gradsight's exec frame
+        ipython.showtraceback(exc_tuple=(type(error), error, tb))
     return Debugger(result.graph)

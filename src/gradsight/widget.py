@@ -70,22 +70,21 @@ class Debugger(anywidget.AnyWidget):
             raise KeyError(f"no node {node_id!r} in this graph; ids are listed by [n.id for n in dbg.graph.nodes]")
         self.selected = node_id
 
-    @traitlets.validate("selected")
-    def _check_selected(self, proposal: dict[str, Any]) -> str:
-        value = proposal["value"]
+    # Front-end writes arrive through set_state, where validators see the new value already in
+    # place; so bad values are reverted in observers, which know the old one.
+    @traitlets.observe("selected")
+    def _check_selected(self, change: dict[str, Any]) -> None:
+        value = change["new"]
         if value and value not in self.graph:
             self.error = f"no node {value!r} in this graph (a stale selection?); selection unchanged"
-            return str(self.selected)
-        return str(value)
+            self.selected = change["old"] if change["old"] in self.graph else ""
 
-    @traitlets.validate("options")
-    def _check_options(self, proposal: dict[str, Any]) -> dict[str, Any]:
-        value = proposal["value"]
-        direction = value.get("direction", "TB") if isinstance(value, dict) else None
-        if direction not in DIRECTIONS:
+    @traitlets.observe("options")
+    def _check_options(self, change: dict[str, Any]) -> None:
+        value = change["new"]
+        if not isinstance(value, dict) or value.get("direction", "TB") not in DIRECTIONS:
             self.error = f"options.direction must be one of {', '.join(DIRECTIONS)}; options unchanged"
-            return dict(self.options)
-        return dict(value)
+            self.options = change["old"]
 
     @traitlets.observe("graph")
     def _keep_selection(self, change: dict[str, Any]) -> None:

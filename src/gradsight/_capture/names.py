@@ -9,7 +9,6 @@ therefore renames nothing else in other modules.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 
@@ -58,25 +57,25 @@ def infer_module(children: Sequence[LeafInfo | None]) -> str | None:
     return ".".join(common) or None
 
 
-def op_ids(order: Sequence[Any], names: Sequence[str], modules: Sequence[str | None],
+def op_ids(names: Sequence[str], seqs: Sequence[int], modules: Sequence[str | None],
            leaves: Sequence[LeafInfo | None], topo: Sequence[int]) -> list[str]:  # fmt: skip
     """A stable, unique id per node (see the module docstring)."""
-    ids = [""] * len(order)
+    ids = [""] * len(names)
     taken: set[str] = set()
     counters: dict[str, int] = {}
-    ops = [i for i in topo if leaves[i] is None]
-    ops.sort(key=lambda i: _seq(order[i]))  # stable: ties keep backward order
+    ops = sorted((i for i in topo if leaves[i] is None), key=lambda i: seqs[i])  # stable: ties keep topo order
     for i in ops:
         base = f"{modules[i]}/{names[i]}" if modules[i] else names[i]
         ids[i] = _take(base, counters, taken)
     for i in topo:
         leaf = leaves[i]
-        if leaf is not None:
-            if leaf.name and f"leaf:{leaf.name}" not in taken:
-                ids[i] = f"leaf:{leaf.name}"
-                taken.add(ids[i])
-            else:
-                ids[i] = _take(f"leaf:{leaf.name}" if leaf.name else names[i], counters, taken)
+        if leaf is None:
+            continue
+        if leaf.name and f"leaf:{leaf.name}" not in taken:
+            ids[i] = f"leaf:{leaf.name}"
+            taken.add(ids[i])
+        else:
+            ids[i] = _take(f"leaf:{leaf.name}" if leaf.name else names[i], counters, taken)
     return ids
 
 
@@ -89,11 +88,3 @@ def _take(base: str, counters: dict[str, int], taken: set[str]) -> str:
     counters[base] = k + 1
     taken.add(candidate)
     return candidate
-
-
-def _seq(node: Any) -> int:
-    try:
-        nr: int = node._sequence_nr()
-        return nr
-    except Exception:
-        return 0

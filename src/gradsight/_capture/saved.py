@@ -23,17 +23,26 @@ FREED = (
 )
 CHECKPOINTED = "inside a non-reentrant checkpoint region: reading it would re-run the region's forward"
 
-_ATTRS: dict[type, tuple[str, ...]] = {}
+_ATTRS: dict[type, tuple[tuple[str, ...], str | None]] = {}
 _CTX_SKIP = frozenset({"to_save", "non_differentiable", "dirty_tensors", "saved_variables"})
+_BIG = 1 << 63
+_WRAP = 1 << 64
 
 
 def saved_attribute_names(node: Any) -> tuple[str, ...]:
     """The ``_saved_*`` attribute names of this node's class (cached per class)."""
+    return _class_info(node)[0]
+
+
+def _class_info(node: Any) -> tuple[tuple[str, ...], str | None]:
+    """Cached per class: the saved names, and one ``_raw_saved_*`` name to probe for checkpoints."""
     cls = type(node)
-    names = _ATTRS.get(cls)
-    if names is None:
-        names = _ATTRS[cls] = tuple(a for a in dir(cls) if a.startswith("_saved_"))
-    return names
+    info = _ATTRS.get(cls)
+    if info is None:
+        names = tuple(a for a in dir(cls) if a.startswith("_saved_"))
+        raws = [a for a in dir(cls) if a.startswith("_raw_saved_")]
+        info = _ATTRS[cls] = (names, raws[0] if raws else None)
+    return info
 
 
 def is_python_function(node: Any) -> bool:
@@ -45,11 +54,13 @@ def read_saved(node: Any, summarize: SummarizeFn) -> dict[str, SavedValue]:
     """Every value autograd saved for ``node``, as torch-free data."""
     if is_python_function(node):
         return _read_ctx(node, summarize)
+    names, probe = _class_info(node)
+    if not names:
+        return {}
+    if probe is not None and _is_checkpointed(node, probe):
+        return dict.fromkeys(names, Unavailable(CHECKPOINTED))
     out: dict[str, SavedValue] = {}
-    for attr in saved_attribute_names(node):
-        if _is_checkpointed(node, attr):
-            out[attr] = Unavailable(CHECKPOINTED)
-            continue
+    for attr in names:
         try:
             value = getattr(node, attr)
         except RuntimeError as e:
@@ -59,9 +70,10 @@ def read_saved(node: Any, summarize: SummarizeFn) -> dict[str, SavedValue]:
     return out
 
 
-def _is_checkpointed(node: Any, attr: str) -> bool:
-    raw = getattr(node, "_raw" + attr, None)
-    hook = getattr(raw, "unpack_hook", None) if raw is not None else None
+def _is_checkpointed(node: Any, raw_attr: str) -> bool:
+    # All tensors a node saves inside a non-reentrant checkpoint region carry checkpoint's unpack
+    # hook, so probing one per node is enough.
+    hook = getattr(getattr(node, raw_attr, None), "unpack_hook", None)
     return hook is not None and getattr(hook, "__module__", "") == "torch.utils.checkpoint"
 
 
@@ -82,12 +94,18 @@ def _read_ctx(node: Any, summarize: SummarizeFn) -> dict[str, SavedValue]:
 
 def convert(value: object, summarize: SummarizeFn) -> SavedValue:
     """A saved value as plain data: tensors summarized, negative dims decoded, tuples kept."""
+    kind = type(value)
+    if kind is int:
+        return value - _WRAP if value >= _BIG else value  # type: ignore[operator,return-value]
+    if kind is tuple and all(type(v) is int for v in value):  # type: ignore[attr-defined]
+        # sizes, strides, dims: the common case, kept fast
+        return value if all(v < _BIG for v in value) else tuple(v - _WRAP if v >= _BIG else v for v in value)  # type: ignore[attr-defined,return-value]
     if isinstance(value, torch.Tensor):
         return summarize(value)
     if value is None or isinstance(value, (bool, float, str)):
         return value
     if isinstance(value, int):
-        return value - (1 << 64) if value >= (1 << 63) else value
+        return value - _WRAP if value >= _BIG else value
     if isinstance(value, (tuple, list)):
         return tuple(convert(v, summarize) for v in value)
     if isinstance(value, torch.SymInt):

@@ -15,9 +15,19 @@ import torch
 
 from ..graph import TensorSummary
 
+_NAMES: dict[object, str] = {}
+
 
 def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
+    """``torch.float32`` → ``"float32"`` (cached: this runs for every tensor of every node)."""
+    return _name(dtype)
+
+
+def _name(obj: object) -> str:
+    text = _NAMES.get(obj)
+    if text is None:
+        text = _NAMES[obj] = str(obj).removeprefix("torch.")
+    return text
 
 
 def summarize(t: torch.Tensor, *, stats: bool = True, freed: bool = False) -> TensorSummary:
@@ -27,11 +37,11 @@ def summarize(t: torch.Tensor, *, stats: bool = True, freed: bool = False) -> Te
     1
     """
     base = TensorSummary(
-        shape=tuple(int(d) for d in t.shape),
-        dtype=dtype_name(t.dtype),
-        device=str(t.device),
-        numel=int(t.numel()),
-        layout=str(t.layout).removeprefix("torch."),
+        shape=tuple(t.shape),
+        dtype=_name(t.dtype),
+        device=_name(t.device),
+        numel=t.numel(),
+        layout=_name(t.layout),
         freed=freed,
     )
     if not stats or base.numel == 0 or t.device.type == "meta":

@@ -1,28 +1,33 @@
 """Walk autograd's backward graph into a torch-free :class:`~gradsight.graph.Graph`.
 
-The walk is iterative (a BFS over ``next_functions``): real graphs are 10k–50k nodes deep and
-recursion overflows (torchviz raises RecursionError at 10k, research/autograd-facts.md §5.2).
-Node objects are only held while walking; the result keeps plain data (pitfall 3: holding nodes
-keeps activations alive).
+Two phases. :func:`collect` is the only part that touches torch: an iterative BFS over
+``next_functions`` (real graphs are 10k–50k nodes deep and recursion overflows: torchviz raises
+RecursionError at 10k, research/autograd-facts.md §5.2) reading names, edges, output metadata,
+saved values and leaves into plain lists. :func:`build` then orders the nodes, names them and
+freezes them. Node objects are dropped after ``collect`` (pitfall 3: holding nodes keeps
+activations alive).
 """
 
 from __future__ import annotations
 
+import gc
 import heapq
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
-from ..graph import Edge, Graph, LeafInfo, Node, NodeKind, OutputMeta, SavedValue, Unavailable
+from ..graph import Edge, Graph, LeafInfo, Node, NodeKind, OutputMeta, SavedValue, TensorSummary, Unavailable
 from . import saved as saved_mod
 from .names import infer_module, op_ids
 from .summary import dtype_name, summarize
 
 ACCUMULATE_GRAD = "AccumulateGrad"
 _OPAQUE_NAMES = frozenset({"BackwardHookFunctionBackward"})
+_NO_SEQ = -1  # AccumulateGrad reports 2**64 - 1: it has no creation order
 
 
 @dataclass
@@ -41,53 +46,96 @@ class CaptureOptions:
     stats: bool = True
 
 
+@dataclass
+class Collected:
+    """Phase 1's output: per node (by walk index) plain data, no torch objects."""
+
+    names: list[str]
+    seqs: list[int]
+    opaque: list[bool]
+    edges: list[list[tuple[int | None, int]]]
+    outputs: list[tuple[OutputMeta, ...]]
+    saved: list[dict[str, SavedValue]]
+    leaves: list[LeafInfo | None]
+    variables: list[str | None]
+    modules: list[str | None] | None
+    roots: list[int]
+
+
 def capture(roots: Sequence[Any], options: CaptureOptions | None = None) -> Graph:
     """The graph below ``roots`` (autograd nodes, usually ``tensor.grad_fn``)."""
-    opts = options or CaptureOptions()
+    with gc_paused():
+        return build(collect(roots, options or CaptureOptions()))
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC: a capture allocates ~10 objects per node, and the full collections
+    that triggers scan every object of the user's session, which tripled capture time at 10k
+    nodes (measured in benchmarks/bench_walk.py; research/autograd-facts.md §5.2 saw the same)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def collect(roots: Sequence[Any], opts: CaptureOptions) -> Collected:
+    """Phase 1: read everything gradsight shows from the live graph."""
     order, index, edges = walk(roots)
-    topo = backward_order(order, index, edges, roots)
     summarize_fn = _summary_cache(opts.stats)
     names = [_short_name(n) for n in order]
-    leaves = [_leaf_info(n, opts, summarize_fn) if names[i] == ACCUMULATE_GRAD else None
-              for i, n in enumerate(order)]  # fmt: skip
-    modules = [_module_of(i, n, opts, edges, leaves) for i, n in enumerate(order)]
-    ids = op_ids(order, names, modules, leaves, topo)
-    root_set = {index[r] for r in roots}
-    nodes = []
-    freed = 0
-    for i in topo:
-        n = order[i]
-        saved = _saved(n, opts, summarize_fn)
-        freed += any(isinstance(v, Unavailable) and v.reason == saved_mod.FREED for v in saved.values())
-        nodes.append(Node(
+    leaves = [_leaf_info(n, opts, summarize_fn) if names[i] == ACCUMULATE_GRAD else None for i, n in enumerate(order)]
+    return Collected(
+        names=names,
+        seqs=[_sequence_nr(n) for n in order],
+        opaque=[saved_mod.is_python_function(n) or names[i] in _OPAQUE_NAMES for i, n in enumerate(order)],
+        edges=edges,
+        outputs=[_outputs(n) for n in order],
+        saved=[_saved(n, opts, summarize_fn) for n in order],
+        leaves=leaves,
+        variables=[opts.variables.get(n) for n in order] if opts.variables else [None] * len(order),
+        modules=None if opts.modules is None else [opts.modules.get(n) for n in order],
+        roots=[index[r] for r in dict.fromkeys(roots)],
+    )
+
+
+def build(c: Collected) -> Graph:
+    """Phase 2 (torch-free): order, modules, ids, frozen nodes."""
+    topo = backward_order(c.seqs, c.edges, c.roots)
+    modules = [_module_of(i, c) for i in range(len(c.names))]
+    ids = op_ids(c.names, c.seqs, modules, c.leaves, topo)
+    root_set = set(c.roots)
+    nodes = tuple(
+        Node(
             id=ids[i],
-            name=names[i],
-            kind=_kind(n, names[i], i in root_set),
+            name=c.names[i],
+            kind=_kind(c, i, i in root_set),
             module=modules[i],
-            next=tuple(_edge(dst, nr, ids) for dst, nr in edges[i]),
-            saved=saved,
-            leaf=leaves[i],
-            outputs=_outputs(n),
-            variable=opts.variables.get(n),
-        ))  # fmt: skip
+            next=tuple(_edge(dst, nr, ids) for dst, nr in c.edges[i]),
+            saved=c.saved[i],
+            leaf=c.leaves[i],
+            outputs=c.outputs[i],
+            variable=c.variables[i],
+        )
+        for i in topo
+    )
+    freed = sum(any(_is_freed(v) for v in saved.values()) for saved in c.saved)
     notes = (_freed_note(freed),) if freed else ()
-    return Graph(nodes=tuple(nodes), roots=tuple(ids[index[r]] for r in _unique(roots)), notes=notes)
+    return Graph(nodes=nodes, roots=tuple(ids[r] for r in c.roots), notes=notes)
 
 
 def walk(roots: Sequence[Any]) -> tuple[list[Any], dict[Any, int], list[list[tuple[int | None, int]]]]:
     """BFS from ``roots``: nodes in discovery order, node → index, and per node its edges."""
-    order: list[Any] = []
-    index: dict[Any, int] = {}
-    for r in roots:
-        if r not in index:
-            index[r] = len(order)
-            order.append(r)
+    order: list[Any] = list(dict.fromkeys(roots))
+    index: dict[Any, int] = {n: i for i, n in enumerate(order)}
     edges: list[list[tuple[int | None, int]]] = []
-    queue = deque(range(len(order)))
+    queue = deque(order)
     while queue:
-        i = queue.popleft()
         out: list[tuple[int | None, int]] = []
-        for nxt, nr in order[i].next_functions:
+        for nxt, nr in queue.popleft().next_functions:
             if nxt is None:
                 out.append((None, nr))
                 continue
@@ -95,28 +143,25 @@ def walk(roots: Sequence[Any]) -> tuple[list[Any], dict[Any, int], list[list[tup
             if j is None:
                 j = index[nxt] = len(order)
                 order.append(nxt)
-                queue.append(j)
+                queue.append(nxt)
             out.append((j, nr))
-        while len(edges) <= i:
-            edges.append([])
-        edges[i] = out
+        edges.append(out)
     return order, index, edges
 
 
-def backward_order(order: list[Any], index: Mapping[Any, int],
-                   edges: list[list[tuple[int | None, int]]], roots: Sequence[Any]) -> list[int]:  # fmt: skip
+def backward_order(
+    seqs: Sequence[int], edges: Sequence[Sequence[tuple[int | None, int]]], roots: Sequence[int]
+) -> list[int]:
     """Roots first, then a topological order that prefers later-created nodes (as backward does)."""
-    indegree = [0] * len(order)
+    indegree = [0] * len(seqs)
     for out in edges:
         for j, _ in out:
             if j is not None:
                 indegree[j] += 1
-    seq = [_sequence_nr(n) for n in order]
-    ready = [(-seq[i], i) for i in range(len(order)) if indegree[i] == 0]
+    ready = [(-seqs[i], i) for i in range(len(seqs)) if indegree[i] == 0]
     heapq.heapify(ready)
-    root_idx = [index[r] for r in _unique(roots)]
-    placed = set(root_idx)
-    result = list(root_idx)
+    placed = set(roots)
+    result = list(roots)
     while ready:
         _, i = heapq.heappop(ready)
         if i not in placed:
@@ -126,57 +171,66 @@ def backward_order(order: list[Any], index: Mapping[Any, int],
             if j is not None:
                 indegree[j] -= 1
                 if indegree[j] == 0:
-                    heapq.heappush(ready, (-seq[j], j))
+                    heapq.heappush(ready, (-seqs[j], j))
     return result
 
 
-def _unique(roots: Sequence[Any]) -> list[Any]:
-    return list(dict.fromkeys(roots))
+_NAMES: dict[type, str] = {}
+
+
+def _short_name(node: Any) -> str:
+    cls = type(node)
+    name = _NAMES.get(cls)
+    if name is None:
+        name = node.name().rsplit("::", 1)[-1]
+        if not saved_mod.is_python_function(node):  # C++ node classes have one name each
+            _NAMES[cls] = name
+    return name
 
 
 def _sequence_nr(node: Any) -> int:
     try:
         nr: int = node._sequence_nr()
-        return nr if nr < (1 << 63) else -1  # AccumulateGrad: 2**64 - 1, no creation order
     except Exception:
-        return -1
+        return _NO_SEQ
+    return nr if nr < (1 << 63) else _NO_SEQ
 
 
-def _short_name(node: Any) -> str:
-    name: str = node.name()
-    return name.rsplit("::", 1)[-1]
-
-
-def _kind(node: Any, name: str, is_root: bool) -> NodeKind:
-    if name == ACCUMULATE_GRAD:
+def _kind(c: Collected, i: int, is_root: bool) -> NodeKind:
+    if c.names[i] == ACCUMULATE_GRAD:
         return "leaf"
     if is_root:
         return "root"
-    if saved_mod.is_python_function(node) or name in _OPAQUE_NAMES:
-        return "opaque"
-    return "op"
+    return "opaque" if c.opaque[i] else "op"
 
 
 def _edge(dst: int | None, nr: int, ids: list[str]) -> Edge:
     return (None if dst is None else ids[dst], nr)
 
 
+_DEVICES: dict[Any, str] = {}
+
+
 def _outputs(node: Any) -> tuple[OutputMeta, ...]:
     try:
-        meta = node._input_metadata
-        return tuple(OutputMeta(tuple(int(d) for d in m.shape), dtype_name(m.dtype), str(m.device))
-                     for m in meta)  # fmt: skip
+        return tuple(OutputMeta(tuple(m.shape), dtype_name(m.dtype), _device(m.device)) for m in node._input_metadata)
     except Exception:  # _input_metadata is private API: degrade to "unknown"
         return ()
 
 
-def _leaf_info(node: Any, opts: CaptureOptions,
-               summarize_fn: Callable[[torch.Tensor], Any]) -> LeafInfo:  # fmt: skip
+def _device(device: Any) -> str:
+    text = _DEVICES.get(device)
+    if text is None:
+        text = _DEVICES[device] = str(device)
+    return text
+
+
+def _leaf_info(node: Any, opts: CaptureOptions, summarize_fn: Callable[[torch.Tensor], TensorSummary]) -> LeafInfo:
     var = node.variable
     grad = var.grad
     return LeafInfo(
         name=opts.leaf_names.get(var),
-        shape=tuple(int(d) for d in var.shape),
+        shape=tuple(var.shape),
         dtype=dtype_name(var.dtype),
         requires_grad=bool(var.requires_grad),
         grad=None if grad is None else summarize_fn(grad),
@@ -184,19 +238,20 @@ def _leaf_info(node: Any, opts: CaptureOptions,
     )
 
 
-def _module_of(i: int, node: Any, opts: CaptureOptions,
-               edges: list[list[tuple[int | None, int]]], leaves: list[LeafInfo | None]) -> str | None:  # fmt: skip
-    if leaves[i] is not None:
-        name = leaves[i].name  # type: ignore[union-attr]
-        return name.rsplit(".", 1)[0] if name and "." in name else None
-    if opts.modules is not None:
-        return opts.modules.get(node)
-    return infer_module([leaves[j] for j, _ in edges[i] if j is not None])
+def _module_of(i: int, c: Collected) -> str | None:
+    leaf = c.leaves[i]
+    if leaf is not None:
+        return leaf.name.rsplit(".", 1)[0] if leaf.name and "." in leaf.name else None
+    if c.modules is not None:
+        return c.modules[i]
+    return infer_module([c.leaves[j] for j, _ in c.edges[i] if j is not None])
 
 
-def _saved(node: Any, opts: CaptureOptions, summarize_fn: Callable[[torch.Tensor], Any]) -> dict[str, SavedValue]:
-    presaved = opts.presaved.get(node)
+def _saved(
+    node: Any, opts: CaptureOptions, summarize_fn: Callable[[torch.Tensor], TensorSummary]
+) -> dict[str, SavedValue]:
     current = saved_mod.read_saved(node, summarize_fn)
+    presaved = opts.presaved.get(node) if opts.presaved else None
     if presaved is None:
         return current
     # Values read before backward freed them win over "freed"; mark tensors as freed since.
@@ -208,10 +263,6 @@ def _saved(node: Any, opts: CaptureOptions, summarize_fn: Callable[[torch.Tensor
 
 
 def _mark_freed(value: SavedValue) -> SavedValue:
-    from dataclasses import replace
-
-    from ..graph import TensorSummary
-
     if isinstance(value, TensorSummary):
         return replace(value, freed=True)
     if isinstance(value, tuple):
@@ -219,11 +270,15 @@ def _mark_freed(value: SavedValue) -> SavedValue:
     return value
 
 
-def _summary_cache(stats: bool) -> Callable[[torch.Tensor], Any]:
-    """Summarize each distinct tensor once (weights are saved by many nodes)."""
-    cache: dict[int, tuple[torch.Tensor, Any]] = {}
+def _is_freed(value: SavedValue) -> bool:
+    return isinstance(value, Unavailable) and value.reason == saved_mod.FREED
 
-    def fn(t: torch.Tensor) -> Any:
+
+def _summary_cache(stats: bool) -> Callable[[torch.Tensor], TensorSummary]:
+    """Summarize each distinct tensor once (weights are saved by many nodes)."""
+    cache: dict[int, tuple[torch.Tensor, TensorSummary]] = {}
+
+    def fn(t: torch.Tensor) -> TensorSummary:
         hit = cache.get(id(t))
         if hit is not None and hit[0] is t:
             return hit[1]

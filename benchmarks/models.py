@@ -1,0 +1,88 @@
+"""Benchmark models sized by depth (tiny tensors, so per-node overhead dominates: worst case)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MLP(nn.Module):
+    NODES_PER_LAYER = 5  # Addmm, T, Relu, 2 x AccumulateGrad
+
+    def __init__(self, depth: int, width: int = 64) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
+        self.width = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = F.relu(layer(x))
+        return x
+
+    def example_input(self) -> torch.Tensor:
+        return torch.randn(32, self.width)
+
+
+class Block(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(y)) + x)
+
+
+class ResNet(nn.Module):
+    NODES_PER_LAYER = 13
+
+    def __init__(self, depth: int, c: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 3, padding=1)
+        self.blocks = nn.Sequential(*[Block(c) for _ in range(depth)])
+        self.head = nn.Linear(c, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+    def example_input(self) -> torch.Tensor:
+        return torch.randn(4, 3, 8, 8)
+
+
+class Transformer(nn.Module):
+    NODES_PER_LAYER = 56
+
+    def __init__(self, depth: int, d: int = 32) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(d, 2, 64, dropout=0.0, batch_first=True, norm_first=True) for _ in range(depth)
+        )
+        self.d = d
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def example_input(self) -> torch.Tensor:
+        return torch.randn(2, 16, self.d)
+
+
+ARCHS: dict[str, type[MLP] | type[ResNet] | type[Transformer]] = {
+    "mlp": MLP,
+    "resnet": ResNet,
+    "transformer": Transformer,
+}
+
+
+def build(arch: str, nodes: int) -> tuple[nn.Module, torch.Tensor]:
+    """A model of about ``nodes`` backward nodes and its loss (forward already run)."""
+    cls = ARCHS[arch]
+    torch.manual_seed(0)
+    model = cls(max(1, nodes // cls.NODES_PER_LAYER))
+    loss = model(model.example_input()).pow(2).mean()
+    return model, loss

@@ -1,0 +1,59 @@
+// A fake anywidget model for jsdom tests: get/set/save_changes/on/off/send like the real one
+// (set() fires change:<key> locally, as Backbone does), plus helpers that play Python's part.
+
+import type { Model, Traits } from "../../js/model";
+
+type Handler = (...args: unknown[]) => void;
+
+export interface FakeModel extends Model {
+  /** Python assigns a trait: the value changes and change:<key> fires. */
+  pySet<K extends keyof Traits>(key: K, value: Traits[K]): void;
+  /** Every registered handler, by event name (cleanup must leave this empty). */
+  handlerCount(): number;
+  set: Model["set"] & { mock: { calls: unknown[][] } };
+  save_changes: Model["save_changes"] & { mock: { calls: unknown[][] } };
+}
+
+export function fakeModel(initial: Partial<Traits>): FakeModel {
+  const state: Traits = {
+    graph: null,
+    selected: "",
+    status: "ready",
+    error: "",
+    options: { direction: "TB" },
+    ...initial,
+  };
+  const handlers = new Map<string, Handler[]>();
+  const emit = (name: string, ...args: unknown[]): void => {
+    for (const h of [...(handlers.get(name) ?? [])]) h(...args);
+  };
+  const model = {
+    get: <K extends keyof Traits>(key: K): Traits[K] => state[key],
+    set: vi.fn(<K extends keyof Traits>(key: K, value: Traits[K]): void => {
+      state[key] = value;
+      emit(`change:${key}`, null, value);
+    }),
+    save_changes: vi.fn(),
+    send: vi.fn(),
+    on: (name: string, cb: Handler): void => {
+      handlers.set(name, [...(handlers.get(name) ?? []), cb]);
+    },
+    off: (name?: string | null, cb?: Handler | null): void => {
+      if (!name) {
+        handlers.clear();
+        return;
+      }
+      handlers.set(
+        name,
+        (handlers.get(name) ?? []).filter((h) => cb && h !== cb),
+      );
+    },
+    widget_manager: { get_model: () => Promise.reject(new Error("no widget manager in tests")) },
+    pySet<K extends keyof Traits>(key: K, value: Traits[K]): void {
+      state[key] = value;
+      emit(`change:${key}`, null, value);
+    },
+    handlerCount: (): number => [...handlers.values()].reduce((n, list) => n + list.length, 0),
+  };
+  return model as unknown as FakeModel;
+}

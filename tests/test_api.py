@@ -1,0 +1,88 @@
+"""gradsight.debugger(): what it accepts, and how it explains what it cannot show."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tests.zoo import ZOO
+
+import gradsight as gs
+
+
+def test_debugger_of_loss_names_parameters() -> None:
+    case = ZOO["seed_tiny_model"]()
+    dbg = gs.debugger(case.roots[0], params=case.params)
+    assert isinstance(dbg, gs.Debugger)
+    names = sorted(n.leaf.name for n in dbg.graph.leaves if n.leaf and n.leaf.name)
+    assert names == ["layer1.bias", "layer1.weight", "layer2.bias", "layer2.weight"]
+
+
+def test_params_as_dict_like_torchviz() -> None:
+    case = ZOO["seed_tiny_model"]()
+    dbg = gs.debugger(case.roots[0], params=dict(case.keep.named_parameters()))
+    assert dbg.graph.find("layer2.bias")
+
+
+def test_list_of_tensors() -> None:
+    dbg = gs.debugger(ZOO["two_roots"]().roots)
+    assert len(dbg.graph.roots) == 2
+
+
+@pytest.mark.parametrize("bad", [3, "loss", None, [], [torch.ones(1), 2], {"a": torch.ones(1)}])
+def test_non_tensors_get_a_type_error_saying_what_is_accepted(bad: object) -> None:
+    with pytest.raises(TypeError, match="takes a tensor"):
+        gs.debugger(bad)
+
+
+def test_model_without_loss_is_explained() -> None:
+    with pytest.raises(TypeError, match="debugger\\(loss, params=model\\)"):
+        gs.debugger(torch.nn.Linear(2, 2))
+
+
+def test_bad_params_are_explained() -> None:
+    x = torch.ones(2, requires_grad=True)
+    with pytest.raises(TypeError, match=r"nn\.Module or a dict"):
+        gs.debugger((x * 2).sum(), params=[x])
+    with pytest.raises(TypeError, match="not a tensor"):
+        gs.debugger((x * 2).sum(), params={"x": 3})
+
+
+def test_leaf_created_by_user_is_explained() -> None:
+    x = torch.ones(3, requires_grad=True)
+    dbg = gs.debugger(x)
+    assert len(dbg.graph) == 0
+    assert dbg.graph.message is not None and "leaf tensor you created" in dbg.graph.message
+    assert "Operations on it will build a graph" in dbg.graph.message
+
+
+def test_requires_grad_false_is_explained() -> None:
+    dbg = gs.debugger(torch.ones(3) * 2)
+    assert dbg.graph.message is not None and "requires_grad=False" in dbg.graph.message
+
+
+def test_no_grad_result_is_explained() -> None:
+    a = torch.ones(2, 3, requires_grad=True)
+    with torch.no_grad():
+        c = a + a
+    msg = gs.debugger(c).graph.message
+    assert msg is not None and "no_grad" in msg
+
+
+def test_inference_mode_result_is_explained() -> None:
+    a = torch.ones(2, requires_grad=True)
+    with torch.inference_mode():
+        c = a * 2
+    msg = gs.debugger(c).graph.message
+    assert msg is not None and "inference_mode" in msg
+
+
+def test_mixed_roots_keep_the_graph_and_note_the_rest() -> None:
+    x = torch.ones(2, requires_grad=True)
+    dbg = gs.debugger([(x * 2).sum(), torch.zeros(2)])
+    assert len(dbg.graph.roots) == 1
+    assert any("tensor 1 has requires_grad=False" in n for n in dbg.graph.notes)
+
+
+def test_public_names() -> None:
+    for name in ["debugger", "Debugger", "Graph", "Node", "TensorSummary", "LeafInfo"]:
+        assert hasattr(gs, name)

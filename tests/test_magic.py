@@ -1,0 +1,139 @@
+"""%load_ext gradsight and the %%gradsight cell magic, in a real IPython shell (no kernel)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from IPython.core.interactiveshell import InteractiveShell
+
+import gradsight as gs
+from gradsight.graph import TensorSummary
+
+SEED_SIN = """\
+input1 = torch.linspace(0., 2. * math.pi, steps=25, requires_grad=True)
+out3 = 2 * torch.sin(input1) + 1
+"""
+
+SEED_BACKWARD = """\
+input1 = torch.linspace(0., 2. * math.pi, steps=25, requires_grad=True)
+out1 = torch.sin(input1)
+out2 = 2 * out1
+out3 = out2 + 1
+out4 = out3.sum()
+out4.backward()
+"""
+
+TINY_MODEL = """\
+class TinyModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer1 = nn.Linear(1000, 100)
+        self.relu = nn.ReLU()
+        self.layer2 = nn.Linear(100, 10)
+    def forward(self, x):
+        return self.layer2(self.relu(self.layer1(x)))
+model = TinyModel()
+"""
+
+
+@pytest.fixture
+def shell() -> Iterator[InteractiveShell]:
+    sh = InteractiveShell.instance()
+    sh.run_cell("import math, torch\nfrom torch import nn", store_history=False)
+    sh.run_line_magic("load_ext", "gradsight")
+    yield sh
+    sh.run_line_magic("unload_ext", "gradsight")
+    sh.reset(new_session=False)
+
+
+def run(sh: InteractiveShell, body: str) -> Any:
+    result = sh.run_cell("%%gradsight\n" + body, store_history=False)
+    return result.result
+
+
+def test_seed_first_example(shell: InteractiveShell) -> None:
+    dbg = run(shell, SEED_SIN)
+    assert isinstance(dbg, gs.Debugger)
+    graph = dbg.graph
+    assert [n.name for n in graph.nodes] == ["AddBackward0", "MulBackward0", "SinBackward0", "AccumulateGrad"]
+    sin = graph.find("SinBackward0")[0]
+    saved = sin.saved["_saved_self"]
+    assert isinstance(saved, TensorSummary) and saved.shape == (25,) and not saved.freed
+    assert graph.leaves[0].leaf is not None and graph.leaves[0].leaf.name == "input1"
+    assert graph.nodes[0].variable == "out3"
+    assert torch.is_tensor(shell.user_ns["out3"])  # the cell ran in the user's namespace
+
+
+def test_backward_in_the_cell_keeps_saved_values_marked_freed(shell: InteractiveShell) -> None:
+    dbg = run(shell, SEED_BACKWARD)
+    graph = dbg.graph
+    assert graph.roots == (graph.find("SumBackward0")[0].id,)  # out4 depends on out1..out3
+    saved = graph.find("SinBackward0")[0].saved["_saved_self"]
+    assert isinstance(saved, TensorSummary)
+    assert saved.freed and saved.shape == (25,)
+    assert saved.max == pytest.approx(2 * torch.pi, rel=1e-6)
+    assert {n.variable for n in graph.nodes} >= {"out1", "out2", "out3", "out4"}
+    leaf = graph.leaves[0].leaf
+    assert leaf is not None and leaf.grad is not None and leaf.grad.shape == (25,)
+
+
+def test_autograd_functions_are_restored_after_the_cell(shell: InteractiveShell) -> None:
+    backward, grad = torch.autograd.backward, torch.autograd.grad
+    run(shell, SEED_BACKWARD)
+    assert torch.autograd.backward is backward and torch.autograd.grad is grad
+
+
+def test_model_parameters_are_named_after_the_variable(shell: InteractiveShell) -> None:
+    shell.run_cell(TINY_MODEL, store_history=False)
+    dbg = run(
+        shell,
+        "batch = torch.randn(16, 1000)\nexpected = torch.randn(16, 10)\n"
+        "loss = (expected - model(batch)).pow(2).sum()\nloss.backward()\n",
+    )
+    names = sorted(n.leaf.name for n in dbg.graph.leaves if n.leaf and n.leaf.name)
+    assert names == ["model.layer1.bias", "model.layer1.weight", "model.layer2.bias", "model.layer2.weight"]
+    assert shell.user_ns["model"].layer1.weight.grad is not None  # the user's backward really ran
+
+
+def test_last_expression_is_a_root(shell: InteractiveShell) -> None:
+    dbg = run(shell, "x = torch.ones(3, requires_grad=True)\n(x * 2).sum()")
+    assert dbg.graph.nodes[0].name == "SumBackward0"
+    assert dbg.graph.nodes[0].variable == "the cell's last value"
+
+
+def test_no_grad_cell_is_explained(shell: InteractiveShell) -> None:
+    dbg = run(shell, "a = torch.ones(2, 3, requires_grad=True)\nwith torch.no_grad():\n    c = a + a\n")
+    assert len(dbg.graph) == 0
+    assert dbg.graph.message is not None and "c has requires_grad=False" in dbg.graph.message
+
+
+def test_cell_without_tensors_is_explained(shell: InteractiveShell) -> None:
+    dbg = run(shell, "n = 3\n")
+    assert "bound no tensors" in (dbg.graph.message or "")
+
+
+def test_error_in_the_cell_shows_traceback_and_graph_so_far(shell: InteractiveShell, capsys: Any) -> None:
+    dbg = run(shell, "x = torch.ones(3, requires_grad=True)\ny = (x * 2).sum()\nraise ValueError('boom')\n")
+    assert "ValueError" in capsys.readouterr().out
+    assert dbg.graph.find("SumBackward0")
+    assert any("boom" in n for n in dbg.graph.notes)
+
+
+def test_unload_removes_exactly_what_load_added() -> None:
+    sh = InteractiveShell.instance()
+    before_cell = dict(sh.magics_manager.magics["cell"])
+    before_line = dict(sh.magics_manager.magics["line"])
+    sh.run_line_magic("load_ext", "gradsight")
+    assert "gradsight" in sh.magics_manager.magics["cell"]
+    sh.run_line_magic("unload_ext", "gradsight")
+    assert sh.magics_manager.magics["cell"] == before_cell
+    assert sh.magics_manager.magics["line"] == before_line
+    assert not hasattr(sh.magics_manager.user_magics, "gradsight")
+
+
+def test_magic_takes_no_arguments(shell: InteractiveShell) -> None:
+    result = shell.run_cell("%%gradsight --fast\nx = 1\n", store_history=False)
+    assert isinstance(result.error_in_exec, ValueError)

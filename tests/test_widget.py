@@ -1,0 +1,87 @@
+"""The Debugger widget's state, without a kernel: what the view receives and what it may change."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests.zoo import ZOO
+
+import gradsight as gs
+from gradsight.schema import SCHEMA_VERSION
+
+
+@pytest.fixture
+def dbg() -> gs.Debugger:
+    case = ZOO["seed_sin"]()
+    return gs.debugger(case.roots[0], params=case.params)
+
+
+def test_state_carries_the_wire_graph(dbg: gs.Debugger) -> None:
+    state = dbg.get_state()
+    wire = state["graph"]
+    assert wire["schema_version"] == SCHEMA_VERSION
+    assert [n["name"] for n in wire["nodes"]] == ["AddBackward0", "MulBackward0", "SinBackward0", "AccumulateGrad"]
+    json.dumps(state["graph"], allow_nan=False)
+    assert (state["selected"], state["status"], state["error"]) == ("", "ready", "")
+    assert state["options"] == {"direction": "TB"}
+
+
+def test_select_validates_ids(dbg: gs.Debugger) -> None:
+    sin = dbg.graph.find("SinBackward0")[0]
+    dbg.select(sin.id)
+    assert dbg.selected == sin.id
+    with pytest.raises(KeyError, match="no node"):
+        dbg.select("NoSuchBackward#9")
+    assert dbg.selected == sin.id
+    dbg.select("")
+    assert dbg.selected == ""
+
+
+def test_front_end_selection_updates_and_stale_ids_change_nothing(dbg: gs.Debugger) -> None:
+    leaf = dbg.graph.leaves[0]
+    dbg.set_state({"selected": leaf.id})  # what a click's save_changes() does
+    assert dbg.selected == leaf.id and dbg.error == ""
+    dbg.set_state({"selected": "stale#3"})
+    assert dbg.selected == leaf.id
+    assert "stale#3" in dbg.error
+
+
+def test_front_end_cannot_replace_the_graph(dbg: gs.Debugger) -> None:
+    before = dbg.graph
+    dbg.set_state({"graph": {"schema_version": 1, "nodes": [], "roots": [], "message": None, "notes": []}})
+    assert dbg.graph is before
+    assert "ignored" in dbg.error
+
+
+def test_options_are_validated(dbg: gs.Debugger) -> None:
+    dbg.set_state({"options": {"direction": "LR"}})
+    assert dbg.options == {"direction": "LR"}
+    dbg.set_state({"options": {"direction": "sideways"}})
+    assert dbg.options == {"direction": "LR"}
+    assert "direction" in dbg.error
+
+
+def test_new_graph_drops_a_selection_that_no_longer_exists(dbg: gs.Debugger) -> None:
+    dbg.select(dbg.graph.find("SinBackward0")[0].id)
+    dbg.graph = gs.debugger(ZOO["seed_vjp"]().roots[0]).graph
+    assert dbg.selected == ""
+
+
+def test_new_graph_keeps_a_selection_that_still_exists(dbg: gs.Debugger) -> None:
+    sin = dbg.graph.find("SinBackward0")[0].id
+    dbg.select(sin)
+    case = ZOO["seed_sin"]()
+    dbg.graph = gs.debugger(case.roots[0], params=case.params).graph
+    assert dbg.selected == sin
+
+
+def test_repr_is_informative(dbg: gs.Debugger) -> None:
+    assert repr(dbg) == "<gradsight.Debugger: 4 nodes, roots ['AddBackward0#0']>"
+
+
+def test_view_bundle_is_built() -> None:
+    from gradsight.widget import STATIC
+
+    assert (STATIC / "widget.js").is_file(), "run `npm run build` (make does it)"
+    assert "gradsight" in (STATIC / "widget.js").read_text()
