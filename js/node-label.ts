@@ -1,0 +1,93 @@
+// What a node box says and how big it is: up to three short lines (op or leaf name, module path,
+// variable and first output shape), sized from an estimate of the text width so the layout never
+// has to measure the DOM.
+
+import { estimateTextWidth, formatShape, truncateEnd, truncateStart } from "./format";
+import type { LayoutInput } from "./layout";
+import type { WireGraph, WireNode } from "./wire";
+
+export type LineRole = "name" | "module" | "shape";
+
+export interface LabelLine {
+  role: LineRole;
+  text: string;
+}
+
+export interface NodeLabel {
+  lines: LabelLine[];
+  width: number;
+  height: number;
+}
+
+const NAME_CHARS = 28;
+const DETAIL_CHARS = 30;
+export const NAME_FONT = 12;
+export const DETAIL_FONT = 10.5;
+export const LINE_HEIGHT = 15;
+export const PAD_X = 10;
+export const PAD_Y = 7;
+const MIN_WIDTH = 64;
+
+/** The name a person knows the node by: a leaf's tensor name, else the op name. */
+export function displayName(node: WireNode): string {
+  return node.leaf?.name ?? node.name;
+}
+
+/** First output shape; a leaf without recorded outputs uses its tensor's shape. */
+export function displayShape(node: WireNode): string | null {
+  const first = node.outputs[0];
+  if (first) return formatShape(first.shape);
+  return node.leaf ? formatShape(node.leaf.shape) : null;
+}
+
+export function nodeLabel(node: WireNode): NodeLabel {
+  const lines: LabelLine[] = [{ role: "name", text: truncateEnd(displayName(node), NAME_CHARS) }];
+  // Leaves are named by their tensor; the module that owns a parameter is already in its name.
+  if (node.module && !node.leaf) lines.push({ role: "module", text: truncateStart(node.module, DETAIL_CHARS) });
+  const shape = displayShape(node);
+  const detail = [node.variable, shape].filter((x): x is string => x !== null).join(" ");
+  if (detail) lines.push({ role: "shape", text: truncateEnd(detail, DETAIL_CHARS) });
+  let text = 0;
+  for (const line of lines) {
+    const mono = line.role !== "name";
+    text = Math.max(text, estimateTextWidth(line.text, mono ? DETAIL_FONT : NAME_FONT, mono));
+  }
+  const height = lines.length * LINE_HEIGHT + 2 * PAD_Y;
+  // Leaves are drawn as pills: their round ends need room beyond the text.
+  const ends = node.kind === "leaf" ? height / 2 : 0;
+  return { lines, width: Math.ceil(Math.max(MIN_WIDTH, text + 2 * PAD_X + ends)), height };
+}
+
+/** One-line description for screen readers and tooltips. */
+export function describeNode(node: WireNode): string {
+  const parts = [displayName(node), node.kind === "op" ? "operation" : node.kind];
+  if (node.leaf && node.leaf.name !== null) parts.push(node.name);
+  if (node.module) parts.push(`module ${node.module}`);
+  if (node.variable) parts.push(`variable ${node.variable}`);
+  const shape = displayShape(node);
+  if (shape) parts.push(`shape ${shape}`);
+  return parts.join(", ");
+}
+
+/** The layout's view of a graph: ids, box sizes and the non-null `next` targets. */
+export function layoutInput(graph: WireGraph, labels: ReadonlyMap<string, NodeLabel>): LayoutInput[] {
+  return graph.nodes.map((node) => {
+    const label = labels.get(node.id) ?? nodeLabel(node);
+    const next: string[] = [];
+    for (const [target] of node.next) if (target !== null) next.push(target);
+    return { id: node.id, width: label.width, height: label.height, next };
+  });
+}
+
+/** NaN or infinite values anywhere in what autograd saved or passed through this node. */
+export function nonFiniteCount(node: WireNode): number {
+  let count = 0;
+  const add = (t: { nan_count: number | null; inf_count: number | null } | null): void => {
+    if (t) count += (t.nan_count ?? 0) + (t.inf_count ?? 0);
+  };
+  for (const g of node.grad_in) add(g);
+  for (const g of node.grad_out) add(g);
+  for (const { value } of node.saved) if (value.type === "tensor") add(value);
+  add(node.leaf?.grad ?? null);
+  return count;
+}

@@ -1,0 +1,196 @@
+// One rendered gradsight view: builds the `.gradsight` root, wires the synced traits (model.ts) to
+// the toolbar, renderer, pan/zoom and inspector, and undoes all of it in destroy(). Every model
+// handler is guarded: a bad graph or a bug shows in the error banner instead of breaking the notebook.
+
+import { h, setText } from "./dom";
+import { Inspector } from "./inspector";
+import { computeLayout, type Direction, type Layout, type PlacedNode } from "./layout";
+import { type Model, readDirection, readError, readSelected, readStatus, writeDirection, writeSelected } from "./model";
+import { layoutInput, type NodeLabel, nodeLabel } from "./node-label";
+import { type Box, PanZoom } from "./panzoom";
+import { GraphRenderer } from "./render";
+import { initialViewState } from "./state";
+import { Banners, Toolbar } from "./toolbar";
+import { parseGraph, type WireGraph } from "./wire";
+
+export class GradsightView {
+  readonly root: HTMLElement;
+  private readonly state = initialViewState();
+  private readonly toolbar: Toolbar;
+  private readonly banners = new Banners();
+  private readonly renderer: GraphRenderer;
+  private readonly panzoom: PanZoom;
+  private readonly inspector: Inspector;
+  private readonly empty: HTMLElement;
+  private graph: WireGraph | null = null;
+  private graphError = "";
+  private layout: Layout | null = null;
+  private placed = new Map<string, PlacedNode>();
+  private readonly handlers: [string, () => void][];
+
+  constructor(
+    private readonly model: Model,
+    host: HTMLElement,
+  ) {
+    const select = (id: string): void => this.guard(() => this.select(id));
+    this.toolbar = new Toolbar({
+      fit: () => this.guard(() => this.fit()),
+      zoom: (factor) => this.panzoom.zoomBy(factor),
+      direction: (d) => this.guard(() => this.setDirection(d)),
+    });
+    this.renderer = new GraphRenderer({ select, focus: (id) => this.reveal(id) }, this.state);
+    this.panzoom = new PanZoom(this.renderer.svg, this.renderer.viewport, this.state);
+    this.inspector = new Inspector({ select });
+    this.empty = h("div", { class: "gs-empty", hidden: true });
+    this.root = h(
+      "div",
+      { class: "gradsight" },
+      this.toolbar.el,
+      this.banners.error,
+      this.banners.message,
+      this.banners.notes,
+      h(
+        "div",
+        { class: "gs-body" },
+        h("div", { class: "gs-graph", "data-gradsight": "graph" }, this.renderer.svg, this.empty),
+        this.inspector.el,
+      ),
+    );
+    host.append(this.root);
+    this.handlers = [
+      ["change:graph", () => this.guard(() => this.onGraph())],
+      ["change:selected", () => this.guard(() => this.onSelected())],
+      ["change:status", () => this.guard(() => this.onStatus())],
+      ["change:error", () => this.guard(() => this.onErrors())],
+      ["change:options", () => this.guard(() => this.onOptions())],
+    ];
+    for (const [event, fn] of this.handlers) model.on(event, fn);
+    this.guard(() => {
+      this.onStatus();
+      this.onGraph();
+    });
+  }
+
+  destroy(): void {
+    for (const [event, fn] of this.handlers) this.model.off(event, fn);
+    this.toolbar.destroy();
+    this.renderer.destroy();
+    this.panzoom.destroy();
+    this.inspector.destroy();
+    this.root.remove();
+  }
+
+  /** Run a handler; anything it throws goes to the error banner, never into the widget manager. */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.graphError = `gradsight view: ${e instanceof Error ? e.message : String(e)}`;
+      this.onErrors();
+    }
+  }
+
+  private onGraph(): void {
+    const raw = this.model.get("graph");
+    this.graph = null;
+    this.graphError = "";
+    try {
+      // Before Python's first graph arrives the trait may be unset or an empty dict: not an error.
+      if (!isUnset(raw)) this.graph = parseGraph(raw);
+    } catch (e) {
+      this.graphError = `Cannot show this graph: ${e instanceof Error ? e.message : String(e)}`;
+    }
+    this.onErrors();
+    this.banners.setMessage(this.graph?.message ?? null);
+    this.banners.setNotes(this.graph?.notes ?? []);
+    this.toolbar.setCount(this.graph ? this.graph.nodes.length : null);
+    this.toolbar.setDirection(readDirection(this.model));
+    this.relayout();
+    this.onSelected(true);
+  }
+
+  private relayout(): void {
+    const graph = this.graph;
+    this.layout = null;
+    this.placed = new Map();
+    this.showEmpty(graph);
+    if (!graph || graph.nodes.length === 0) {
+      this.renderer.clear();
+      return;
+    }
+    const labels = new Map<string, NodeLabel>(graph.nodes.map((n) => [n.id, nodeLabel(n)]));
+    const layout = computeLayout(layoutInput(graph, labels), { direction: readDirection(this.model) });
+    this.layout = layout;
+    this.placed = new Map(layout.nodes.map((p) => [p.id, p]));
+    this.renderer.draw(graph, layout, labels);
+    const root = graph.roots[0];
+    this.panzoom.autoFit(bounds(layout), root === undefined ? null : this.box(root));
+  }
+
+  private showEmpty(graph: WireGraph | null): void {
+    const text =
+      graph === null ? (this.graphError ? "" : "No graph yet.") : graph.nodes.length === 0 ? "Empty graph." : "";
+    setText(this.empty, text);
+    this.empty.hidden = text === "";
+  }
+
+  /** Reflect `selected`; `force` after a new graph, since the same id may now be a different node. */
+  private onSelected(force = false): void {
+    const id = readSelected(this.model);
+    const known = id !== null && this.placed.has(id);
+    if (!force && this.inspector.el.getAttribute("data-node") === id && known) return;
+    this.renderer.setSelected(known ? id : null);
+    this.inspector.show(this.graph, id);
+    if (known && !force) this.reveal(id);
+  }
+
+  private onStatus(): void {
+    const status = readStatus(this.model);
+    this.toolbar.setStatus(status);
+    this.root.setAttribute("data-status", status);
+    this.root.classList.toggle("gs-running", status === "running");
+  }
+
+  private onErrors(): void {
+    this.banners.setErrors(readError(this.model), this.graphError);
+  }
+
+  private onOptions(): void {
+    const direction = readDirection(this.model);
+    this.toolbar.setDirection(direction);
+    if (this.layout && this.layout.direction !== direction) this.relayout();
+  }
+
+  private select(id: string): void {
+    writeSelected(this.model, id);
+    // A real model fires change:selected on set(); this covers one that does not (idempotent).
+    this.onSelected();
+  }
+
+  private setDirection(direction: Direction): void {
+    writeDirection(this.model, direction);
+    this.onOptions();
+  }
+
+  private fit(): void {
+    if (this.layout) this.panzoom.fit(bounds(this.layout));
+  }
+
+  private reveal(id: string): void {
+    const box = this.box(id);
+    if (box) this.panzoom.ensureVisible(box);
+  }
+
+  private box(id: string): Box | null {
+    const p = this.placed.get(id);
+    return p ? { x: p.cx - p.width / 2, y: p.cy - p.height / 2, width: p.width, height: p.height } : null;
+  }
+}
+
+function bounds(layout: Layout): Box {
+  return { x: 0, y: 0, width: layout.width, height: layout.height };
+}
+
+function isUnset(raw: unknown): boolean {
+  return raw === undefined || raw === null || (typeof raw === "object" && Object.keys(raw).length === 0);
+}
