@@ -21,6 +21,9 @@ import torch
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from gradsight._capture.names import leaf_names_from_params
 from gradsight._capture.walk import CaptureOptions, build, capture, collect, gc_paused
+from gradsight._capture.walk import _sequence_nr as sequence_nr
+from gradsight._capture.walk import _short_name as short_name
+from gradsight._capture.walk import walk as walk_nodes
 from gradsight.schema import graph_to_wire
 from models import build as build_model
 
@@ -59,6 +62,16 @@ def run(arch: str, size: int, repeats: int) -> dict[str, Any]:
     collected = collect([loss.grad_fn], opts)
     graph = build(collected)
 
+    def structure() -> None:
+        # What torchviz's make_dot reads: names, edges, parameter names (no saved values, no shapes).
+        with gc_paused():
+            order, _, _ = walk_nodes([loss.grad_fn])
+            for node in order:
+                name = short_name(node)
+                sequence_nr(node)
+                if name == "AccumulateGrad":
+                    names.get(node.variable)
+
     def walk() -> None:
         with gc_paused():
             collect([loss.grad_fn], opts)
@@ -73,6 +86,7 @@ def run(arch: str, size: int, repeats: int) -> dict[str, Any]:
     stats = lambda: capture([loss.grad_fn], CaptureOptions(leaf_names=names, stats=True))  # noqa: E731
     wire = lambda: json.dumps(graph_to_wire(graph), allow_nan=False)  # noqa: E731
     variants: dict[str, Callable[[], Any]] = {
+        "structure": structure,
         "walk": walk, "graph": graph_phase, "wire": wire, "walk+graph+wire": total, "capture_with_stats": stats,
     }  # fmt: skip
     viz = torchviz_fn(loss, params)
@@ -93,6 +107,7 @@ def run(arch: str, size: int, repeats: int) -> dict[str, Any]:
     for key, t in med.items():
         row[f"{key}_us_per_node"] = t / n * 1e6
     if viz is not None:
+        row["torchviz_over_structure"] = med["torchviz"] / med["structure"]
         row["torchviz_over_walk"] = med["torchviz"] / med["walk"]
         row["torchviz_over_walk+graph+wire"] = med["torchviz"] / med["walk+graph+wire"]
         row["torchviz_default_limit"] = default_limit_status(viz)
@@ -107,9 +122,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = [run(a, s, args.repeats) for a in args.archs for s in args.sizes]
-    cols = ["arch", "nodes", "walk_us_per_node", "graph_us_per_node", "wire_us_per_node",
+    cols = ["arch", "nodes", "structure_us_per_node", "walk_us_per_node", "graph_us_per_node", "wire_us_per_node",
             "walk+graph+wire_us_per_node", "capture_with_stats_us_per_node", "wire_bytes",
-            "torchviz_us_per_node", "torchviz_over_walk", "torchviz_over_walk+graph+wire",
+            "torchviz_us_per_node", "torchviz_over_structure", "torchviz_over_walk", "torchviz_over_walk+graph+wire",
             "torchviz_default_limit"]  # fmt: skip
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))

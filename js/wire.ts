@@ -43,6 +43,7 @@ export interface WireLeaf {
   name: string | null;
   shape: number[];
   dtype: string;
+  device: string;
   requires_grad: boolean;
   is_parameter: boolean;
   grad: WireTensor | null;
@@ -175,6 +176,7 @@ function parseLeaf(x: unknown, path: string): WireLeaf | null {
     name: optStr(o.name, `${path}.name`),
     shape: shape(o.shape, `${path}.shape`),
     dtype: str(o.dtype, `${path}.dtype`),
+    device: str(o.device, `${path}.device`),
     requires_grad: bool(o.requires_grad, `${path}.requires_grad`),
     is_parameter: bool(o.is_parameter, `${path}.is_parameter`),
     grad: optTensor(o.grad, `${path}.grad`),

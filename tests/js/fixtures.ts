@@ -97,6 +97,7 @@ export function sampleGraph(): WireGraph {
           name: "input1",
           shape: [25],
           dtype: "float32",
+          device: "cpu",
           requires_grad: true,
           is_parameter: false,
           grad: tensor([25]),

@@ -36,15 +36,10 @@ def summarize(t: torch.Tensor, *, stats: bool = True, freed: bool = False) -> Te
     >>> summarize(torch.tensor([1.0, float("nan")])).nan_count
     1
     """
-    base = TensorSummary(
-        shape=tuple(t.shape),
-        dtype=_name(t.dtype),
-        device=_name(t.device),
-        numel=t.numel(),
-        layout=_name(t.layout),
-        freed=freed,
-    )
-    if not stats or base.numel == 0 or t.device.type == "meta":
+    base = TensorSummary.meta(tuple(t.shape), _name(t.dtype), _name(t.device), t.numel(), _name(t.layout))
+    if freed:
+        base = replace(base, freed=True)
+    if not stats or base.numel == 0 or base.device == "meta":
         return base
     try:
         with torch.no_grad():

@@ -93,7 +93,7 @@ def collect(roots: Sequence[Any], opts: CaptureOptions) -> Collected:
         seqs=[_sequence_nr(n) for n in order],
         opaque=[saved_mod.is_python_function(n) or names[i] in _OPAQUE_NAMES for i, n in enumerate(order)],
         edges=edges,
-        outputs=[_outputs(n) for n in order],
+        outputs=[_outputs(n) if leaves[i] is None else _leaf_outputs(leaves[i]) for i, n in enumerate(order)],
         saved=[_saved(n, opts, summarize_fn) for n in order],
         leaves=leaves,
         variables=[opts.variables.get(n) for n in order] if opts.variables else [None] * len(order),
@@ -218,6 +218,12 @@ def _outputs(node: Any) -> tuple[OutputMeta, ...]:
         return ()
 
 
+def _leaf_outputs(leaf: LeafInfo | None) -> tuple[OutputMeta, ...]:
+    # An AccumulateGrad's one "output" is its leaf, already read: skip _input_metadata (pybind, ~2 µs).
+    assert leaf is not None
+    return (OutputMeta(leaf.shape, leaf.dtype, leaf.device),)
+
+
 def _device(device: Any) -> str:
     text = _DEVICES.get(device)
     if text is None:
@@ -232,6 +238,7 @@ def _leaf_info(node: Any, opts: CaptureOptions, summarize_fn: Callable[[torch.Te
         name=opts.leaf_names.get(var),
         shape=tuple(var.shape),
         dtype=dtype_name(var.dtype),
+        device=_device(var.device),
         requires_grad=bool(var.requires_grad),
         grad=None if grad is None else summarize_fn(grad),
         is_parameter=isinstance(var, torch.nn.Parameter),
