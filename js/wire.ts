@@ -1,8 +1,8 @@
-// The wire contract, TypeScript side. Mirrors src/gradsight/schema.py (SCHEMA_VERSION 1).
+// The wire contract, TypeScript side. Mirrors src/gradsight/schema.py (SCHEMA_VERSION 2).
 // parseGraph() is the runtime guard: everything the view draws has passed through it, so a drift
 // between the two sides fails loudly (and the golden snapshots in tests/golden fail the JS tests).
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export type NodeKind = "op" | "leaf" | "root" | "opaque";
 
@@ -49,6 +49,21 @@ export interface WireLeaf {
   grad: WireTensor | null;
 }
 
+export type OpaqueKind = "compiled" | "checkpoint" | "custom" | "backward-hook";
+export type RunMode = "tensor" | "cell" | "runnable" | "live";
+export type RootGradient = "scalar" | "ones" | "grad_output";
+
+export interface WireRun {
+  mode: RunMode;
+  step: number;
+  root_gradient: RootGradient | null;
+  loss: number | null;
+  kept_bytes: number;
+  budget_bytes: number;
+  dropped: number;
+  errors: string[];
+}
+
 export interface WireNode {
   id: string;
   name: string;
@@ -63,6 +78,11 @@ export interface WireNode {
   grad_in: (WireTensor | null)[];
   grad_out: (WireTensor | null)[];
   leaf: WireLeaf | null;
+  opaque_kind: OpaqueKind | null;
+  /** Did backward run this node? null: no backward was observed. */
+  executed: boolean | null;
+  /** L2 norm of all gradients that flowed into the node (null: unknown or not finite). */
+  grad_norm: number | null;
 }
 
 export interface WireGraph {
@@ -70,6 +90,7 @@ export interface WireGraph {
   roots: string[];
   message: string | null;
   notes: string[];
+  run: WireRun;
   nodes: WireNode[];
 }
 
@@ -120,6 +141,19 @@ function shape(x: unknown, path: string): number[] {
 }
 
 const KINDS: readonly string[] = ["op", "leaf", "root", "opaque"];
+const OPAQUE_KINDS: readonly string[] = ["compiled", "checkpoint", "custom", "backward-hook"];
+const MODES: readonly string[] = ["tensor", "cell", "runnable", "live"];
+const ROOT_GRADIENTS: readonly string[] = ["scalar", "ones", "grad_output"];
+
+function oneOf<T extends string>(x: unknown, allowed: readonly string[], path: string): T {
+  const v = str(x, path);
+  if (!allowed.includes(v)) throw new WireError(`wire: ${path} ${JSON.stringify(v)} is not one of ${allowed.join(", ")}`);
+  return v as T;
+}
+
+function optBool(x: unknown, path: string): boolean | null {
+  return x === null ? null : bool(x, path);
+}
 
 export function parseTensor(x: unknown, path: string): WireTensor {
   const o = obj(x, path);
@@ -214,6 +248,24 @@ function parseNode(x: unknown, path: string): WireNode {
     grad_in: arr(o.grad_in, `${path}.grad_in`).map((g, i) => optTensor(g, `${path}.grad_in[${i}]`)),
     grad_out: arr(o.grad_out, `${path}.grad_out`).map((g, i) => optTensor(g, `${path}.grad_out[${i}]`)),
     leaf: parseLeaf(o.leaf, `${path}.leaf`),
+    opaque_kind: o.opaque_kind === null ? null : oneOf<OpaqueKind>(o.opaque_kind, OPAQUE_KINDS, `${path}.opaque_kind`),
+    executed: optBool(o.executed, `${path}.executed`),
+    grad_norm: optNum(o.grad_norm, `${path}.grad_norm`),
+  };
+}
+
+function parseRun(x: unknown, path: string): WireRun {
+  const o = obj(x, path);
+  return {
+    mode: oneOf<RunMode>(o.mode, MODES, `${path}.mode`),
+    step: num(o.step, `${path}.step`),
+    root_gradient:
+      o.root_gradient === null ? null : oneOf<RootGradient>(o.root_gradient, ROOT_GRADIENTS, `${path}.root_gradient`),
+    loss: optNum(o.loss, `${path}.loss`),
+    kept_bytes: num(o.kept_bytes, `${path}.kept_bytes`),
+    budget_bytes: num(o.budget_bytes, `${path}.budget_bytes`),
+    dropped: num(o.dropped, `${path}.dropped`),
+    errors: arr(o.errors, `${path}.errors`).map((e, i) => str(e, `${path}.errors[${i}]`)),
   };
 }
 
@@ -244,6 +296,140 @@ export function parseGraph(x: unknown): WireGraph {
     roots,
     message: optStr(o.message, "graph.message"),
     notes: arr(o.notes, "graph.notes").map((s, i) => str(s, `graph.notes[${i}]`)),
+    run: parseRun(o.run, "graph.run"),
     nodes,
   };
+}
+
+// -- Inspector replies: messages answering the view's requests (not synced traits) --------------
+//
+// view → Python: {type: "inspect", request_id, node}            → reply type "inspect"
+//                {type: "values", request_id, node, key, index} → reply type "values"
+// Python → view: {type, request_id, ok: true, ...body} with binary buffers (float32 previews),
+//                or {type, request_id, ok: false, error}.
+
+export type Section = "saved" | "grad-in" | "grad-out" | "leaf";
+
+export interface WireHistogram {
+  min: number | null;
+  max: number | null;
+  counts: number[];
+  nan: number;
+  posinf: number;
+  neginf: number;
+}
+
+/** A 1-D/2-D slice of a tensor, block-averaged: values live in buffers[buffer] as float32. */
+export interface WirePreview {
+  shape: number[];
+  full_shape: number[];
+  index: number[];
+  block: number[];
+  buffer: number;
+}
+
+export interface WireTensorView {
+  key: string;
+  section: Section;
+  name: string;
+  summary: WireTensor;
+  kept: boolean;
+  note: string | null;
+  histogram: WireHistogram | null;
+  preview: WirePreview | null;
+}
+
+export interface WireGradStep {
+  step: number;
+  grad_norm: number | null;
+  received_norm: number | null;
+}
+
+export interface WireInspection {
+  node: string;
+  tensors: WireTensorView[];
+  history: WireGradStep[];
+}
+
+export interface WireReplyError {
+  type: string;
+  request_id: string;
+  ok: false;
+  error: string;
+}
+
+const SECTIONS: readonly string[] = ["saved", "grad-in", "grad-out", "leaf"];
+
+function numbers(x: unknown, path: string): number[] {
+  return arr(x, path).map((d, i) => num(d, `${path}[${i}]`));
+}
+
+export function parsePreview(x: unknown, path: string, buffers: readonly DataView[]): WirePreview {
+  const o = obj(x, path);
+  const p: WirePreview = {
+    shape: numbers(o.shape, `${path}.shape`),
+    full_shape: numbers(o.full_shape, `${path}.full_shape`),
+    index: numbers(o.index, `${path}.index`),
+    block: numbers(o.block, `${path}.block`),
+    buffer: num(o.buffer, `${path}.buffer`),
+  };
+  const buf = buffers[p.buffer];
+  const cells = p.shape.reduce((a, b) => a * b, 1);
+  if (buf === undefined) throw new WireError(`wire: ${path}.buffer ${p.buffer} is missing`);
+  if (buf.byteLength !== cells * 4) {
+    throw new WireError(`wire: ${path} has ${buf.byteLength} bytes, expected ${cells * 4} for shape ${p.shape}`);
+  }
+  return p;
+}
+
+function parseHistogram(x: unknown, path: string): WireHistogram {
+  const o = obj(x, path);
+  return {
+    min: optNum(o.min, `${path}.min`),
+    max: optNum(o.max, `${path}.max`),
+    counts: numbers(o.counts, `${path}.counts`),
+    nan: num(o.nan, `${path}.nan`),
+    posinf: num(o.posinf, `${path}.posinf`),
+    neginf: num(o.neginf, `${path}.neginf`),
+  };
+}
+
+function parseView(x: unknown, path: string, buffers: readonly DataView[]): WireTensorView {
+  const o = obj(x, path);
+  return {
+    key: str(o.key, `${path}.key`),
+    section: oneOf<Section>(o.section, SECTIONS, `${path}.section`),
+    name: str(o.name, `${path}.name`),
+    summary: parseTensor(o.summary, `${path}.summary`),
+    kept: bool(o.kept, `${path}.kept`),
+    note: optStr(o.note, `${path}.note`),
+    histogram: o.histogram === null ? null : parseHistogram(o.histogram, `${path}.histogram`),
+    preview: o.preview === null ? null : parsePreview(o.preview, `${path}.preview`, buffers),
+  };
+}
+
+/** Validate the body of an ok "inspect" reply (buffers: the message's binary buffers). */
+export function parseInspection(x: unknown, buffers: readonly DataView[]): WireInspection {
+  const o = obj(x, "inspection");
+  return {
+    node: str(o.node, "inspection.node"),
+    tensors: arr(o.tensors, "inspection.tensors").map((v, i) => parseView(v, `inspection.tensors[${i}]`, buffers)),
+    history: arr(o.history, "inspection.history").map((h, i) => {
+      const g = obj(h, `inspection.history[${i}]`);
+      return {
+        step: num(g.step, `inspection.history[${i}].step`),
+        grad_norm: optNum(g.grad_norm, `inspection.history[${i}].grad_norm`),
+        received_norm: optNum(g.received_norm, `inspection.history[${i}].received_norm`),
+      };
+    }),
+  };
+}
+
+/** Float32 values of a preview (little-endian, as Python packs them). */
+export function previewValues(p: WirePreview, buffers: readonly DataView[]): Float32Array {
+  const dv = buffers[p.buffer];
+  if (dv === undefined) throw new WireError(`wire: preview buffer ${p.buffer} is missing`);
+  const out = new Float32Array(dv.byteLength / 4);
+  for (let i = 0; i < out.length; i++) out[i] = dv.getFloat32(i * 4, true);
+  return out;
 }

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
 NodeKind = Literal["op", "leaf", "root", "opaque"]
+OpaqueKind = Literal["compiled", "checkpoint", "custom", "backward-hook"]
+RunMode = Literal["tensor", "cell", "runnable", "live"]
+RootGradient = Literal["scalar", "ones", "grad_output"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,9 @@ class Node:
     source: str | None = None
     outputs: tuple[OutputMeta, ...] = ()
     variable: str | None = None  # the user's variable holding this node's output, if known
+    opaque_kind: OpaqueKind | None = None  # for kind "opaque": what hides the ops inside
+    executed: bool | None = None  # did backward run this node? None: no backward was observed
+    grad_norm: float | None = None  # L2 norm of all gradients flowing into the node
 
     @property
     def label(self) -> str:
@@ -118,6 +124,20 @@ class Node:
         if self.outputs:
             parts.append(format_shape(self.outputs[0].shape))
         return "  ".join(parts)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """How this graph was obtained: which debugger mode, which step, what backward started from."""
+
+    mode: RunMode = "tensor"
+    step: int = 0
+    root_gradient: RootGradient | None = None  # scalar root, ones as external gradient, or the user's
+    loss: float | None = None
+    kept_bytes: int = 0  # tensors gradsight holds for lazy inspection
+    budget_bytes: int = 0
+    dropped: int = 0  # tensors past the budget: summaries only
+    errors: tuple[str, ...] = ()  # errors inside gradsight's own hooks (never raised into backward)
 
 
 @dataclass(frozen=True)
@@ -132,6 +152,7 @@ class Graph:
     roots: tuple[str, ...] = ()
     message: str | None = None
     notes: tuple[str, ...] = ()  # things the user should know (saved tensors freed, ...)
+    run: RunInfo = field(default_factory=RunInfo)
     _index: dict[str, Node] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:

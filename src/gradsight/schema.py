@@ -8,7 +8,11 @@ Rules: snake_case keys; no NaN/Inf in JSON (non-finite numbers become ``null``, 
 
 >>> from gradsight.graph import Graph
 >>> graph_to_wire(Graph())["schema_version"]
-1
+2
+
+Besides the graph (a synced trait), requests from the view are answered with messages:
+``inspect`` → :func:`inspection_to_wire` and ``values`` → :func:`preview_to_wire`, each a JSON
+part plus binary buffers (float32 previews), never whole tensors.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .graph import Graph, LeafInfo, Node, OutputMeta, SavedValue, TensorSummary, Unavailable
+from .graph import Graph, LeafInfo, Node, OutputMeta, RunInfo, SavedValue, TensorSummary, Unavailable
+from .inspection import Histogram, Inspection, Preview, TensorView
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Wire = dict[str, Any]
 
@@ -34,7 +39,21 @@ def graph_to_wire(graph: Graph) -> Wire:
         "roots": list(graph.roots),
         "message": graph.message,
         "notes": list(graph.notes),
+        "run": _run_to_wire(graph.run),
         "nodes": [_node_to_wire(n) for n in graph.nodes],
+    }
+
+
+def _run_to_wire(r: RunInfo) -> Wire:
+    return {
+        "mode": r.mode,
+        "step": r.step,
+        "root_gradient": r.root_gradient,
+        "loss": _finite(r.loss),
+        "kept_bytes": r.kept_bytes,
+        "budget_bytes": r.budget_bytes,
+        "dropped": r.dropped,
+        "errors": list(r.errors),
     }
 
 
@@ -47,6 +66,7 @@ def graph_from_wire(wire: Wire) -> Graph:
         roots=tuple(wire["roots"]),
         message=wire["message"],
         notes=tuple(wire["notes"]),
+        run=RunInfo(**{**wire["run"], "errors": tuple(wire["run"]["errors"])}),
     )
 
 
@@ -105,6 +125,9 @@ def _node_to_wire(n: Node) -> Wire:
         "grad_in": [None if g is None else tensor_to_wire(g) for g in n.grad_in],
         "grad_out": [None if g is None else tensor_to_wire(g) for g in n.grad_out],
         "leaf": None if n.leaf is None else _leaf_to_wire(n.leaf),
+        "opaque_kind": n.opaque_kind,
+        "executed": n.executed,
+        "grad_norm": _finite(n.grad_norm),
     }
 
 
@@ -122,6 +145,47 @@ def _leaf_to_wire(leaf: LeafInfo) -> Wire:
 
 def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
+
+
+# -- inspector replies (messages, not traits) ----------------------------------------------------
+
+
+def inspection_to_wire(insp: Inspection) -> tuple[Wire, list[bytes]]:
+    """The ``inspect`` reply body and its buffers (one float32 buffer per preview)."""
+    buffers: list[bytes] = []
+    tensors = [_view_to_wire(v, buffers) for v in insp.tensors]
+    history = [{"step": h.step, "grad_norm": _finite(h.grad_norm), "received_norm": _finite(h.received_norm)}
+               for h in insp.history]  # fmt: skip
+    return {"node": insp.node, "tensors": tensors, "history": history}, buffers
+
+
+def preview_to_wire(p: Preview, buffers: list[bytes]) -> Wire:
+    buffers.append(p.values)
+    return {
+        "shape": list(p.shape),
+        "full_shape": list(p.full_shape),
+        "index": list(p.index),
+        "block": list(p.block),
+        "buffer": len(buffers) - 1,
+    }
+
+
+def _view_to_wire(v: TensorView, buffers: list[bytes]) -> Wire:
+    return {
+        "key": v.key,
+        "section": v.section,
+        "name": v.name,
+        "summary": tensor_to_wire(v.summary),
+        "kept": v.kept,
+        "note": v.note,
+        "histogram": None if v.histogram is None else _histogram_to_wire(v.histogram),
+        "preview": None if v.preview is None else preview_to_wire(v.preview, buffers),
+    }
+
+
+def _histogram_to_wire(h: Histogram) -> Wire:
+    return {"min": _finite(h.min), "max": _finite(h.max), "counts": list(h.counts), "nan": h.nan,
+            "posinf": h.posinf, "neginf": h.neginf}  # fmt: skip
 
 
 # -- decoding (for round-trip tests and tools that read saved wire files) -------------------------
@@ -165,6 +229,9 @@ def _node_from_wire(w: Wire) -> Node:
         module=w["module"],
         variable=w["variable"],
         source=w["source"],
+        opaque_kind=w["opaque_kind"],
+        executed=w["executed"],
+        grad_norm=w["grad_norm"],
         next=tuple((dst, nr) for dst, nr in w["next"]),
         outputs=tuple(OutputMeta(tuple(o["shape"]), o["dtype"], o["device"]) for o in w["outputs"]),
         saved={s["name"]: _value_from_wire(s["value"]) for s in w["saved"]},

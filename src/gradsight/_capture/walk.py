@@ -20,13 +20,28 @@ from typing import Any
 
 import torch
 
-from ..graph import Edge, Graph, LeafInfo, Node, NodeKind, OutputMeta, SavedValue, TensorSummary, Unavailable
+from ..graph import (
+    Edge,
+    Graph,
+    LeafInfo,
+    Node,
+    NodeKind,
+    OpaqueKind,
+    OutputMeta,
+    SavedValue,
+    TensorSummary,
+    Unavailable,
+)
 from . import saved as saved_mod
 from .names import infer_module, op_ids
 from .summary import dtype_name, summarize
 
 ACCUMULATE_GRAD = "AccumulateGrad"
-_OPAQUE_NAMES = frozenset({"BackwardHookFunctionBackward"})
+_OPAQUE_BY_NAME: dict[str, OpaqueKind] = {
+    "CompiledFunctionBackward": "compiled",  # a torch.compile region: one node (autograd-facts §4.11)
+    "CheckpointFunctionBackward": "checkpoint",  # reentrant checkpoint
+    "BackwardHookFunctionBackward": "backward-hook",  # inserted by register_full_backward_hook
+}
 _NO_SEQ = -1  # AccumulateGrad reports 2**64 - 1: it has no creation order
 
 
@@ -52,7 +67,7 @@ class Collected:
 
     names: list[str]
     seqs: list[int]
-    opaque: list[bool]
+    opaque: list[OpaqueKind | None]
     edges: list[list[tuple[int | None, int]]]
     outputs: list[tuple[OutputMeta, ...]]
     saved: list[dict[str, SavedValue]]
@@ -91,7 +106,7 @@ def collect(roots: Sequence[Any], opts: CaptureOptions) -> Collected:
     return Collected(
         names=names,
         seqs=[_sequence_nr(n) for n in order],
-        opaque=[saved_mod.is_python_function(n) or names[i] in _OPAQUE_NAMES for i, n in enumerate(order)],
+        opaque=[_opaque_kind(n, names[i]) for i, n in enumerate(order)],
         edges=edges,
         outputs=[_outputs(n) if leaves[i] is None else _leaf_outputs(leaves[i]) for i, n in enumerate(order)],
         saved=[_saved(n, opts, summarize_fn) for n in order],
@@ -119,6 +134,7 @@ def build(c: Collected) -> Graph:
             leaf=c.leaves[i],
             outputs=c.outputs[i],
             variable=c.variables[i],
+            opaque_kind=c.opaque[i],
         )
         for i in topo
     )
@@ -201,7 +217,14 @@ def _kind(c: Collected, i: int, is_root: bool) -> NodeKind:
         return "leaf"
     if is_root:
         return "root"
-    return "opaque" if c.opaque[i] else "op"
+    return "opaque" if c.opaque[i] is not None else "op"
+
+
+def _opaque_kind(node: Any, name: str) -> OpaqueKind | None:
+    kind = _OPAQUE_BY_NAME.get(name)
+    if kind is None and saved_mod.is_python_function(node):
+        return "compiled" if name.startswith("CompiledFunction") else "custom"
+    return kind
 
 
 def _edge(dst: int | None, nr: int, ids: list[str]) -> Edge:
