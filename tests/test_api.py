@@ -34,9 +34,21 @@ def test_non_tensors_get_a_type_error_saying_what_is_accepted(bad: object) -> No
         gs.debugger(bad)
 
 
-def test_model_without_loss_is_explained() -> None:
-    with pytest.raises(TypeError, match="debugger\\(loss, params=model\\)"):
-        gs.debugger(torch.nn.Linear(2, 2))
+def test_run_arguments_with_a_tensor_are_explained() -> None:
+    x = torch.ones(2, requires_grad=True)
+    with pytest.raises(TypeError, match="only apply when gradsight runs a model"):
+        gs.debugger((x * 2).sum(), loss=lambda out: out)
+
+
+def test_loss_must_be_a_function() -> None:
+    with pytest.raises(TypeError, match="loss must be a function"):
+        gs.debugger(torch.nn.Linear(2, 2), inputs=torch.ones(1, 2), loss=3)
+
+
+def test_bad_memory_budget_is_explained() -> None:
+    x = torch.ones(2, requires_grad=True)
+    with pytest.raises(ValueError, match="memory_budget"):
+        gs.debugger((x * 2).sum(), memory_budget=-1)
 
 
 def test_bad_params_are_explained() -> None:

@@ -71,10 +71,15 @@ def test_backward_in_the_cell_keeps_saved_values_marked_freed(shell: Interactive
     dbg = run(shell, SEED_BACKWARD)
     graph = dbg.graph
     assert graph.roots == (graph.find("SumBackward0")[0].id,)  # out4 depends on out1..out3
-    saved = graph.find("SinBackward0")[0].saved["_saved_self"]
+    sin = graph.find("SinBackward0")[0]
+    saved = sin.saved["_saved_self"]
     assert isinstance(saved, TensorSummary)
     assert saved.freed and saved.shape == (25,)
-    assert saved.max == pytest.approx(2 * torch.pi, rel=1e-6)
+    # gradsight kept the tensor autograd freed: full statistics and values on inspection
+    view = next(v for v in dbg.inspect(sin.id).tensors if v.key == "saved:_saved_self")
+    assert view.kept and view.summary.freed
+    assert view.summary.max == pytest.approx(2 * torch.pi, rel=1e-6)
+    assert view.preview is not None and view.preview.shape == (25,)
     assert {n.variable for n in graph.nodes} >= {"out1", "out2", "out3", "out4"}
     leaf = graph.leaves[0].leaf
     assert leaf is not None and leaf.grad is not None and leaf.grad.shape == (25,)

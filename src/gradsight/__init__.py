@@ -10,7 +10,9 @@ code that imports torch).
 """
 
 from ._api import debugger
-from .graph import Graph, LeafInfo, Node, OutputMeta, TensorSummary, Unavailable
+from .config import Options, options
+from .graph import Graph, LeafInfo, Node, OutputMeta, RunInfo, TensorSummary, Unavailable
+from .inspection import GradStep, Histogram, Inspection, Preview, TensorView
 from .magic import load_ipython_extension, unload_ipython_extension
 from .schema import SCHEMA_VERSION
 from .widget import Debugger
@@ -20,14 +22,22 @@ __version__ = "0.1.0"
 __all__ = [
     "SCHEMA_VERSION",
     "Debugger",
+    "GradStep",
     "Graph",
+    "Histogram",
+    "Inspection",
     "LeafInfo",
     "Node",
+    "Options",
     "OutputMeta",
+    "Preview",
+    "RunInfo",
     "TensorSummary",
+    "TensorView",
     "Unavailable",
     "__version__",
     "debugger",
     "load_ipython_extension",
+    "options",
     "unload_ipython_extension",
 ]

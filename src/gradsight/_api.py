@@ -1,57 +1,151 @@
-"""``gradsight.debugger(...)``: check what the user passed, capture, and build the widget."""
+"""``gradsight.debugger(...)``: check what the user passed, pick the mode, build the widget."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from .config import options as global_options
+from .graph import Graph, RunInfo
 from .widget import Debugger
 
-ACCEPTED = "gradsight.debugger() takes a tensor with a grad_fn (e.g. loss), or a list/tuple of tensors"
+ACCEPTED = (
+    "gradsight.debugger() takes a tensor with a grad_fn (e.g. loss), a list/tuple of tensors, an nn.Module "
+    "(with inputs= to run it, or alone to follow your own training steps), or a function returning a tensor"
+)
+WAITING = (
+    "Live: waiting for a training step. Run output = model(batch); loss = ...; loss.backward() and this "
+    "view follows along (at most one step every {interval:g} s)."
+)
 
 
-def debugger(target: Any, *, params: Any = None, inputs: Any = None, loss: Any = None) -> Debugger:
-    """A :class:`Debugger` showing the backward graph of ``target``.
+def debugger(
+    target: Any,
+    *,
+    params: Any = None,
+    inputs: Any = None,
+    loss: Any = None,
+    grad_output: Any = None,
+    memory_budget: int | None = None,
+    source_lines: bool | None = None,
+) -> Debugger:
+    """A :class:`Debugger` of ``target``.
 
-    ``target`` is a tensor (or a list/tuple of tensors): its ``grad_fn`` graph is shown, and
-    ``params`` (an ``nn.Module`` or a name → tensor dict, as torchviz's ``make_dot(params=...)``)
-    names the leaves::
+    - a tensor (or a list/tuple of tensors): its ``grad_fn`` graph; ``params`` (an ``nn.Module`` or a
+      name → tensor dict, as torchviz's ``make_dot(params=...)``) names the leaves;
+    - ``model, inputs=batch, loss=lambda out: ...``: runs forward and backward, recording the
+      gradients through every node (``inputs``: a tensor, a tuple of positional arguments or a dict
+      of keyword arguments; without ``loss`` a scalar output is the root, otherwise
+      ``torch.ones_like`` each output, or ``grad_output``, is the external gradient);
+    - ``fn`` (``fn()`` returns the root tensor): the same, for any code;
+    - ``model`` alone: live mode, following your own forward/backward calls until ``dbg.close()``.
+
+    Runs never change your parameters, ``.grad`` fields, buffers, RNG state or hooks.
+    ``memory_budget`` (bytes; default ``gradsight.options.memory_budget``) bounds the tensors kept
+    for inspection::
 
         >>> import torch, gradsight
         >>> model = torch.nn.Linear(3, 1)
-        >>> loss = model(torch.randn(4, 3)).pow(2).sum()
-        >>> dbg = gradsight.debugger(loss, params=model)
+        >>> dbg = gradsight.debugger(model, inputs=torch.randn(4, 3), loss=lambda out: out.pow(2).sum())
         >>> sorted(n.leaf.name for n in dbg.graph.leaves)
         ['bias', 'weight']
+        >>> model.weight.grad is None   # observed, not perturbed
+        True
     """
     import torch
 
+    budget = global_options.budget(memory_budget)
+    lines = global_options.source_lines if source_lines is None else bool(source_lines)
+    if isinstance(target, torch.Tensor) or (isinstance(target, (list, tuple)) and target):
+        _no_run_arguments(inputs, loss, grad_output, "a tensor")
+        return _tensor_debugger(_as_tensors(target, torch), params, budget)
+    if params is not None:
+        raise TypeError("params= names the leaves of a tensor's graph; a model or function names its own")
+    if isinstance(target, torch.nn.Module):
+        if inputs is None:
+            _no_run_arguments(inputs, loss, grad_output, "a model in live mode (no inputs=)")
+            return _live_debugger(target, budget, lines)
+        from ._capture.run import spec_for_model
+
+        return _runnable(spec_for_model(target, inputs, _check_loss(loss), grad_output, budget, lines))
+    if callable(target):
+        if inputs is not None:
+            raise TypeError("inputs= is for models; a function takes no inputs: call it yourself inside fn")
+        from ._capture.run import spec_for_function
+
+        return _runnable(spec_for_function(target, _check_loss(loss), grad_output, budget, lines))
+    raise TypeError(f"{ACCEPTED}; got {type(target).__name__}")
+
+
+def _tensor_debugger(tensors: list[Any], params: Any, budget: int) -> Debugger:
     from ._capture.names import leaf_names_from_params
-    from ._capture.tensors import graph_of
+    from ._capture.store import TensorStore
+    from ._capture.tensors import captured_of
     from ._capture.walk import CaptureOptions
 
-    tensors = _as_tensors(target, torch)
-    if inputs is not None or loss is not None:
+    opts = CaptureOptions(leaf_names=leaf_names_from_params(params), store=TensorStore(budget))
+    captured = captured_of(tensors, opts)
+    store = captured.store
+    run = (
+        RunInfo(mode="tensor", kept_bytes=store.kept_bytes, budget_bytes=budget, dropped=store.dropped)
+        if store
+        else RunInfo()
+    )
+    captured.graph = _with_run(captured.graph, run)
+    dbg = Debugger()
+    dbg._show(captured)
+    return dbg
+
+
+def _runnable(spec: Any) -> Debugger:
+    from ._capture.run import run
+
+    result = run(spec)
+    dbg = Debugger()
+    if result.captured is not None:
+        dbg._show(result.captured)
+    if result.error is not None:
+        dbg.status = "error"
+        dbg.error = result.error
+    return dbg
+
+
+def _live_debugger(model: Any, budget: int, source_lines: bool) -> Debugger:
+    from ._capture.live import LiveSession
+
+    dbg = Debugger(Graph(message=WAITING.format(interval=global_options.live_interval), run=RunInfo(mode="live")))
+    dbg._live = LiveSession(model, dbg._show, budget=budget, interval=global_options.live_interval,
+                            source_lines=source_lines)  # fmt: skip
+    return dbg
+
+
+def _with_run(graph: Graph, run: RunInfo) -> Graph:
+    from dataclasses import replace
+
+    return replace(graph, run=run)
+
+
+def _check_loss(loss: Any) -> Any:
+    if loss is not None and not callable(loss):
         raise TypeError(
-            "inputs= and loss= make a runnable debugger of a model or function, which this version "
-            "of gradsight cannot run yet; pass the loss tensor instead: "
-            "gradsight.debugger(loss, params=model)"
+            f"loss must be a function of the model's output, e.g. loss=lambda out: out.pow(2).sum(); "
+            f"got {type(loss).__name__}"
         )
-    options = CaptureOptions(leaf_names=leaf_names_from_params(params))
-    return Debugger(graph_of(tensors, options))
+    return loss
+
+
+def _no_run_arguments(inputs: Any, loss: Any, grad_output: Any, what: str) -> None:
+    given = [n for n, v in (("inputs", inputs), ("loss", loss), ("grad_output", grad_output)) if v is not None]
+    if given:
+        raise TypeError(
+            f"{', '.join(given)}= only apply when gradsight runs a model or function; for {what} "
+            "leave them out (or pass the model: gradsight.debugger(model, inputs=batch, loss=...))"
+        )
 
 
 def _as_tensors(target: Any, torch: Any) -> list[Any]:
     if isinstance(target, torch.Tensor):
         return [target]
-    if isinstance(target, (list, tuple)) and target:
-        bad = [type(t).__name__ for t in target if not isinstance(t, torch.Tensor)]
-        if not bad:
-            return list(target)
-        raise TypeError(f"{ACCEPTED}; this {type(target).__name__} also holds {', '.join(sorted(set(bad)))}")
-    if isinstance(target, torch.nn.Module) or callable(target):
-        raise TypeError(
-            f"{ACCEPTED}. Debugging a model or a function by running it is not available in this "
-            "version yet: compute the loss yourself and pass it, e.g. "
-            "gradsight.debugger(loss, params=model)"
-        )
-    raise TypeError(f"{ACCEPTED}; got {type(target).__name__}")
+    bad = [type(t).__name__ for t in target if not isinstance(t, torch.Tensor)]
+    if not bad:
+        return list(target)
+    raise TypeError(f"{ACCEPTED}; this {type(target).__name__} also holds {', '.join(sorted(set(bad)))}")

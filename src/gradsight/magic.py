@@ -43,6 +43,7 @@ def unload_ipython_extension(ipython: Any) -> None:
 def run_magic(ipython: Any, line: str, cell: str) -> Any:
     """Run ``cell`` in the user namespace and return a Debugger of what it computed."""
     from ._capture.cell import run_cell
+    from .config import options
     from .widget import Debugger
 
     if line.strip():
@@ -53,10 +54,12 @@ def run_magic(ipython: Any, line: str, cell: str) -> Any:
     def compile_fn(tree: ast.Module | ast.Expression, mode: str) -> Any:
         return compile(ast.fix_missing_locations(tree), filename, mode)
 
-    result = run_cell(code, ipython.user_ns, compile_fn)
+    result = run_cell(code, ipython.user_ns, compile_fn, options.memory_budget)
     if result.error is not None:
         error = result.error
         tb = error.__traceback__
         tb = tb.tb_next if tb is not None and tb.tb_next is not None else tb  # hide gradsight's exec frame
         ipython.showtraceback(exc_tuple=(type(error), error, tb))
-    return Debugger(result.graph)
+    dbg = Debugger()
+    dbg._show(result.captured)
+    return dbg

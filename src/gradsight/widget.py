@@ -1,8 +1,10 @@
-"""``Debugger``: the anywidget that shows one graph and syncs selection and status with the view.
+"""``Debugger``: the anywidget that shows one graph and answers the view's requests.
 
 Traits hold state (``graph``, ``selected``, ``status``, ``error``, ``options``); the view only
-ever sends small values back (a node id, a direction). Malformed values from the front end are
-answered with an ``error`` and change nothing (DESIGN §7).
+ever sends small values back (a node id, a direction) and small requests (``inspect`` a node, the
+``values`` of another slice), answered by messages with binary buffers. Malformed values and
+requests from the front end are answered with an error and change nothing (DESIGN §7).
+This module is torch-free: tensor work happens in ``_capture``, imported when needed.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import anywidget
 import traitlets
 
 from .graph import Graph
-from .schema import graph_to_wire
+from .inspection import Inspection
+from .schema import graph_to_wire, inspection_to_wire, preview_to_wire
 
 STATIC = pathlib.Path(__file__).parent / "static"
 DIRECTIONS = ("TB", "BT", "LR", "RL")
+_MAX_ID = 400  # longest request id / node id / key accepted from the view
 
 
 def _esm() -> pathlib.Path | str:
@@ -42,6 +46,10 @@ def _graph_from_json(_value: object, widget: Debugger) -> Graph:
     return widget.graph
 
 
+class RequestError(ValueError):
+    """A request from the view that cannot be answered; the reply carries the message."""
+
+
 class Debugger(anywidget.AnyWidget):
     """An interactive view of a backward graph. Create one with :func:`gradsight.debugger`.
 
@@ -63,12 +71,95 @@ class Debugger(anywidget.AnyWidget):
 
     def __init__(self, graph: Graph | None = None, **kwargs: Any) -> None:
         super().__init__(graph=graph if graph is not None else Graph(), **kwargs)
+        self._captured: Any = None  # _capture.walk.Captured of the graph shown: kept tensors for inspection
+        self._live: Any = None  # _capture.live.LiveSession in live mode
+        self.on_msg(self._on_msg)
+
+    # -- public ----------------------------------------------------------------------------------
 
     def select(self, node_id: str) -> None:
         """Select a node as a click in the view does (``""`` clears the selection)."""
         if node_id and node_id not in self.graph:
             raise KeyError(f"no node {node_id!r} in this graph; ids are listed by [n.id for n in dbg.graph.nodes]")
         self.selected = node_id
+
+    def inspect(self, node_id: str) -> Inspection:
+        """What the inspector shows for ``node_id``: full statistics, histograms and value previews
+        of its saved tensors, its gradients and (for a leaf) the tensor and its ``.grad``."""
+        from ._capture.inspect import inspect_node
+        from ._capture.walk import Captured
+
+        if node_id not in self.graph:
+            raise KeyError(f"no node {node_id!r} in this graph")
+        captured = self._captured if self._captured is not None else Captured(self.graph)
+        history: tuple[Any, ...] = ()
+        node = self.graph.node(node_id)
+        if self._live is not None and node.leaf is not None and node.leaf.name:
+            history = tuple(self._live.history.get(node.leaf.name, ()))
+        return inspect_node(captured, node_id, history)
+
+    def close(self) -> None:
+        """Remove every hook gradsight installed and drop the tensors it kept; close the view."""
+        if self._live is not None:
+            self._live.close()
+            self._live = None
+        self._release()
+        super().close()
+
+    # -- updates from capture --------------------------------------------------------------------
+
+    def _show(self, captured: Any) -> None:
+        """Show a new capture (main thread only): the old one's tensors are released."""
+        old, self._captured = self._captured, captured
+        if old is not None and old is not captured and old.store is not None:
+            old.store.release()
+        self.graph = captured.graph
+
+    def _release(self) -> None:
+        if self._captured is not None and self._captured.store is not None:
+            self._captured.store.release()
+        self._captured = None
+
+    # -- requests from the view ------------------------------------------------------------------
+
+    def _on_msg(self, _widget: object, content: Any, _buffers: Any) -> None:
+        kind = content.get("type") if isinstance(content, dict) else None
+        request_id = content.get("request_id") if isinstance(content, dict) else None
+        if not isinstance(request_id, str) or len(request_id) > _MAX_ID:
+            request_id = ""
+        try:
+            body, buffers = self._answer(kind, content)
+        except (RequestError, KeyError, LookupError, IndexError, ValueError) as e:
+            message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            self.send({"type": kind if isinstance(kind, str) else "error", "request_id": request_id, "ok": False,
+                       "error": str(message)})  # fmt: skip
+            return
+        except Exception as e:  # a bug of ours: say so in the view, keep the kernel working
+            self.send({"type": kind, "request_id": request_id, "ok": False, "error": f"{type(e).__name__}: {e}"})
+            return
+        self.send({"type": kind, "request_id": request_id, "ok": True, **body}, buffers)
+
+    def _answer(self, kind: object, content: Any) -> tuple[dict[str, Any], list[bytes]]:
+        if kind == "inspect":
+            node = _text(content, "node")
+            return inspection_to_wire(self.inspect(node))
+        if kind == "values":
+            from ._capture.inspect import values_of
+            from ._capture.walk import Captured
+
+            node, key = _text(content, "node"), _text(content, "key")
+            index = content.get("index")
+            if not isinstance(index, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in index):
+                raise RequestError("values: index must be a list of integers")
+            captured = self._captured if self._captured is not None else Captured(self.graph)
+            if node not in self.graph:
+                raise RequestError(f"no node {node!r} in this graph (a stale request?)")
+            buffers: list[bytes] = []
+            preview = preview_to_wire(values_of(captured, node, key, index), buffers)
+            return {"node": node, "key": key, "preview": preview}, buffers
+        raise RequestError(f"unknown request type {kind!r}; expected 'inspect' or 'values'")
+
+    # -- validation of front-end writes ------------------------------------------------------------
 
     # Front-end writes arrive through set_state, where validators see the new value already in
     # place; so bad values are reverted in observers, which know the old one.
@@ -94,3 +185,10 @@ class Debugger(anywidget.AnyWidget):
     def __repr__(self) -> str:
         g = self.graph
         return f"<gradsight.Debugger: {len(g)} nodes, roots {list(g.roots)}>"
+
+
+def _text(content: dict[str, Any], key: str) -> str:
+    value = content.get(key)
+    if not isinstance(value, str) or not value or len(value) > _MAX_ID:
+        raise RequestError(f"request field {key!r} must be a non-empty string")
+    return value

@@ -2,7 +2,7 @@
 //   input1 = torch.randn(25, requires_grad=True); out3 = 2 * torch.sin(input1) + 1
 // AddBackward0 (root) → MulBackward0 → SinBackward0 (saves input1 as _saved_self) → AccumulateGrad.
 
-import type { WireGraph, WireNode, WireTensor } from "../../js/wire";
+import type { WireGraph, WireNode, WireRun, WireTensor } from "../../js/wire";
 
 export function tensor(shape: number[], extra: Partial<WireTensor> = {}): WireTensor {
   const numel = shape.reduce((a, b) => a * b, 1);
@@ -41,6 +41,24 @@ export function node(id: string, extra: Partial<WireNode> = {}): WireNode {
     grad_in: [],
     grad_out: [],
     leaf: null,
+    opaque_kind: null,
+    executed: null,
+    grad_norm: null,
+    ...extra,
+  };
+}
+
+/** What a tensor debugger reports: no backward of its own, no loss, nothing kept. */
+export function runInfo(extra: Partial<WireRun> = {}): WireRun {
+  return {
+    mode: "tensor",
+    step: 0,
+    root_gradient: null,
+    loss: null,
+    kept_bytes: 0,
+    budget_bytes: 0,
+    dropped: 0,
+    errors: [],
     ...extra,
   };
 }
@@ -54,10 +72,11 @@ const out25 = [{ shape: [25], dtype: "float32", device: "cpu" }];
 
 export function sampleGraph(): WireGraph {
   return {
-    schema_version: 1,
+    schema_version: 2,
     roots: [ADD],
     message: null,
     notes: [],
+    run: runInfo(),
     nodes: [
       node(ADD, {
         kind: "root",

@@ -14,28 +14,33 @@ from typing import Any
 
 import torch
 
-from ..graph import Graph
+from ..graph import Graph, RunInfo
 from .spy import BackwardSpy
-from .tensors import graph_of
-from .walk import CaptureOptions, walk
+from .store import TensorStore
+from .tensors import captured_of
+from .walk import Captured, CaptureOptions, walk
 
 LAST_VALUE = "the cell's last value"
 
 
 @dataclass
 class CellResult:
-    graph: Graph
+    captured: Captured
     value: Any  # the cell's last expression value (None if it had none)
     error: BaseException | None
 
+    @property
+    def graph(self) -> Graph:
+        return self.captured.graph
 
-def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any]) -> CellResult:
+
+def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budget: int) -> CellResult:
     """Execute ``code`` in ``ns`` and capture; ``compile_fn(source_ast, mode)`` compiles."""
     before = dict(ns)
     tree = ast.parse(code)
     last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
     assert last is None or isinstance(last, ast.Expr)
-    spy = BackwardSpy()
+    spy = BackwardSpy(budget)
     value, error = None, None
     with spy.installed():
         try:
@@ -44,13 +49,20 @@ def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any]) -> C
                 value = eval(compile_fn(ast.Expression(last.value), "eval"), ns)
         except Exception as e:  # shown by the caller; the graph of what ran still helps
             error = e
-    graph = capture_namespace(ns, before, value, spy)
+    captured = capture_namespace(ns, before, value, spy, budget)
+    graph = captured.graph
     if error is not None:
         graph = replace(graph, notes=(f"The cell raised {type(error).__name__}: {error}", *graph.notes))
-    return CellResult(graph, value, error)
+    store = captured.store
+    run = RunInfo(mode="cell", budget_bytes=budget, kept_bytes=store.kept_bytes if store else 0,
+                  dropped=store.dropped if store else 0)  # fmt: skip
+    captured.graph = replace(graph, run=run)
+    return CellResult(captured, value, error)
 
 
-def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], value: Any, spy: BackwardSpy) -> Graph:
+def capture_namespace(
+    ns: MutableMapping[str, Any], before: dict[str, Any], value: Any, spy: BackwardSpy, budget: int
+) -> Captured:
     """The graph of the tensors the cell bound (or rebound) and of its last value."""
     created: dict[str, torch.Tensor] = {}
     for name, v in ns.items():
@@ -60,17 +72,20 @@ def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], valu
         if all(t is not c for c in created.values()):
             created[LAST_VALUE if i == 0 else f"{LAST_VALUE} [{i}]"] = t
     if not created:
-        return Graph(message="The cell bound no tensors to names: assign what you want to see, e.g. loss = ...")
+        return Captured(
+            Graph(message="The cell bound no tensors to names: assign what you want to see, e.g. loss = ...")
+        )
     names, tensors = _roots(created)
     options = CaptureOptions(
         leaf_names=_leaf_names(ns),
         variables={t.grad_fn: n for n, t in reversed(list(created.items())) if t.grad_fn is not None},
         presaved=spy.presaved,
+        store=TensorStore(budget),
     )
-    graph = graph_of(tensors, options, labels=names)
+    captured = captured_of(tensors, options, labels=names)
     if spy.errors:
-        graph = replace(graph, notes=graph.notes + tuple(spy.errors))
-    return graph
+        captured.graph = replace(captured.graph, notes=captured.graph.notes + tuple(spy.errors))
+    return captured
 
 
 def _tensors_in(value: Any) -> list[torch.Tensor]:

@@ -15,7 +15,9 @@ import torch
 
 from ..graph import SavedValue, TensorSummary, Unavailable
 
-SummarizeFn = Callable[[torch.Tensor], TensorSummary]
+# Called for every tensor found, with its path (``_saved_self``, ``_saved_indices[1]``): returns the
+# summary to show, and may keep the tensor (see store.TensorStore).
+SummarizeFn = Callable[[str, torch.Tensor], TensorSummary]
 
 FREED = (
     "freed by backward before gradsight read it: show the debugger before calling backward, "
@@ -66,7 +68,7 @@ def read_saved(node: Any, summarize: SummarizeFn) -> dict[str, SavedValue]:
         except RuntimeError as e:
             out[attr] = Unavailable(FREED if "freed" in str(e) else f"unreadable: {e}"[:300])
             continue
-        out[attr] = convert(value, summarize)
+        out[attr] = convert(value, summarize, attr)
     return out
 
 
@@ -85,14 +87,14 @@ def _read_ctx(node: Any, summarize: SummarizeFn) -> dict[str, SavedValue]:
         out["saved_tensors"] = Unavailable(FREED if "freed" in str(e) else f"unreadable: {e}"[:300])
     else:
         for i, t in enumerate(tensors):
-            out[f"saved_tensors[{i}]"] = convert(t, summarize)
+            out[f"saved_tensors[{i}]"] = convert(t, summarize, f"saved_tensors[{i}]")
     for key, value in sorted(vars(node).items()):
         if not key.startswith("_") and key not in _CTX_SKIP:
-            out[key] = convert(value, summarize)
+            out[key] = convert(value, summarize, key)
     return out
 
 
-def convert(value: object, summarize: SummarizeFn) -> SavedValue:
+def convert(value: object, summarize: SummarizeFn, path: str = "") -> SavedValue:
     """A saved value as plain data: tensors summarized, negative dims decoded, tuples kept."""
     kind = type(value)
     if kind is int:
@@ -101,13 +103,13 @@ def convert(value: object, summarize: SummarizeFn) -> SavedValue:
         # sizes, strides, dims: the common case, kept fast
         return value if all(v < _BIG for v in value) else tuple(v - _WRAP if v >= _BIG else v for v in value)  # type: ignore[attr-defined,return-value]
     if isinstance(value, torch.Tensor):
-        return summarize(value)
+        return summarize(path, value)
     if value is None or isinstance(value, (bool, float, str)):
         return value
     if isinstance(value, int):
         return value - _WRAP if value >= _BIG else value
     if isinstance(value, (tuple, list)):
-        return tuple(convert(v, summarize) for v in value)
+        return tuple(convert(v, summarize, f"{path}[{i}]") for i, v in enumerate(value))
     if isinstance(value, torch.SymInt):
         return int(value)
     if isinstance(value, (torch.dtype, torch.device, torch.layout, torch.memory_format)):

@@ -3,32 +3,44 @@
 Cells often call ``loss.backward()`` themselves, which frees every saved tensor (autograd-facts
 §2.4). While the cell runs, ``torch.autograd.backward`` and ``torch.autograd.grad`` (which
 ``Tensor.backward`` calls) are wrapped: before the real call, the graph below the backward's
-roots is walked and its saved values summarized. The wrappers are removed when the cell ends,
-also on error, and an error in gradsight's own reading never reaches the user's backward.
+roots is walked and its saved values read — the tensors themselves are kept for lazy statistics,
+within the memory budget. Only the last few backward calls are remembered, so a training loop in a
+cell does not pile up every step's activations. The wrappers are removed when the cell ends, also
+on error, and an error in gradsight's own reading never reaches the user's backward.
 """
 
 from __future__ import annotations
 
 import functools
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 
-from ..graph import SavedValue
+from ..graph import TensorSummary
 from . import saved as saved_mod
 from .summary import summarize
-from .walk import walk
+from .walk import Presaved, walk
+
+KEEP_CALLS = 4  # backward calls remembered (the graph shown is normally the last one's)
 
 
 class BackwardSpy:
-    """Holds what was read before each backward: ``presaved[node] = {attr: value}``."""
+    """``presaved[node]``: what ``node`` had saved just before a backward freed it."""
 
-    def __init__(self, stats: bool = True) -> None:
-        self.presaved: dict[Any, dict[str, SavedValue]] = {}
+    def __init__(self, budget_bytes: int) -> None:
         self.errors: list[str] = []
-        self._stats = stats
+        self._budget = budget_bytes
+        self._calls: deque[dict[Any, Presaved]] = deque(maxlen=KEEP_CALLS)
+
+    @property
+    def presaved(self) -> dict[Any, Presaved]:
+        merged: dict[Any, Presaved] = {}
+        for call in self._calls:
+            merged.update(call)
+        return merged
 
     @contextmanager
     def installed(self) -> Iterator[BackwardSpy]:
@@ -44,26 +56,38 @@ class BackwardSpy:
     def _wrap(self, fn: Callable[..., Any], first: str) -> Callable[..., Any]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            roots = args[0] if args else kwargs.get(first)
-            self.record(roots)
+            self.record(args[0] if args else kwargs.get(first))
             return fn(*args, **kwargs)
 
         return wrapper
 
     def record(self, roots: object) -> None:
-        """Summarize the saved values below ``roots``; never raises."""
+        """Read the saved values below ``roots``; never raises."""
         try:
             items = roots if isinstance(roots, (list, tuple)) else [roots]
-            nodes = [_node_of(t) for t in items]
-            order, _, _ = walk([n for n in nodes if n is not None])
+            nodes = [n for n in (_node_of(t) for t in items) if n is not None]
+            order, _, _ = walk(nodes)
+            call: dict[Any, Presaved] = {}
+            budget = [self._budget]
             for node in order:
-                if node not in self.presaved:
-                    self.presaved[node] = saved_mod.read_saved(node, self._summarize)
+                tensors: dict[str, torch.Tensor] = {}
+                values = saved_mod.read_saved(node, _keeper(tensors, budget))
+                call[node] = Presaved(values, tensors)
+            self._calls.append(call)
         except Exception as e:  # gradsight's hooks never raise into the user's backward
             self.errors.append(f"could not read saved values before backward: {type(e).__name__}: {e}")
 
-    def _summarize(self, t: torch.Tensor) -> Any:
-        return summarize(t, stats=self._stats)
+
+def _keeper(tensors: dict[str, torch.Tensor], budget: list[int]) -> Callable[[str, torch.Tensor], TensorSummary]:
+    def keep(path: str, t: torch.Tensor) -> TensorSummary:
+        cost = t.numel() * t.element_size()
+        if cost <= budget[0]:
+            budget[0] -= cost
+            tensors[path] = t
+            return summarize(t, stats=False)
+        return summarize(t, stats=True)  # past the budget: statistics now, tensor dropped
+
+    return keep
 
 
 def _node_of(t: object) -> Any:

@@ -8,7 +8,7 @@ from dataclasses import replace
 import torch
 
 from ..graph import Graph
-from .walk import CaptureOptions, capture
+from .walk import Captured, CaptureOptions, build, collect, gc_paused
 
 
 def graph_of(tensors: Sequence[torch.Tensor], options: CaptureOptions | None = None,
@@ -17,16 +17,26 @@ def graph_of(tensors: Sequence[torch.Tensor], options: CaptureOptions | None = N
 
     ``labels`` name the tensors in messages (variable names); default ``tensor 0``, ``tensor 1``…
     """
+    return captured_of(tensors, options, labels).graph
+
+
+def captured_of(tensors: Sequence[torch.Tensor], options: CaptureOptions | None = None,
+                labels: Sequence[str] | None = None) -> Captured:  # fmt: skip
+    """:func:`graph_of`, plus the tensors kept for lazy inspection (``options.store``)."""
+    opts = options or CaptureOptions()
     names = list(labels) if labels is not None else [_default_label(i, len(tensors)) for i in range(len(tensors))]
     roots = [t.grad_fn for t in tensors if t.grad_fn is not None]
     reasons = [why_no_graph(t, names[i]) for i, t in enumerate(tensors) if t.grad_fn is None]
     if not roots:
         message = "\n".join(reasons) if reasons else "No tensors to show."
-        return Graph(message=message)
-    graph = capture(roots, options)
+        return Captured(Graph(message=message), opts.store)
+    with gc_paused():
+        collected, order = collect(roots, opts)
+        del order
+        graph = build(collected)
     if reasons:
         graph = replace(graph, notes=graph.notes + tuple(reasons))
-    return graph
+    return Captured.of(graph, collected, opts.store)
 
 
 def why_no_graph(t: torch.Tensor, name: str) -> str:

@@ -34,6 +34,7 @@ from ..graph import (
 )
 from . import saved as saved_mod
 from .names import infer_module, op_ids
+from .store import TensorStore
 from .summary import dtype_name, summarize
 
 ACCUMULATE_GRAD = "AccumulateGrad"
@@ -56,9 +57,11 @@ class CaptureOptions:
 
     leaf_names: Mapping[torch.Tensor, str] = field(default_factory=dict)
     variables: Mapping[Any, str] = field(default_factory=dict)
-    presaved: Mapping[Any, Mapping[str, SavedValue]] = field(default_factory=dict)
-    modules: Mapping[Any, str] | None = None
-    stats: bool = True
+    presaved: Mapping[Any, Presaved] = field(default_factory=dict)
+    module_of: Callable[[int], str | None] | None = None  # sequence nr -> innermost module path
+    source_of: Callable[[int], str | None] | None = None  # sequence nr -> "file.py:12  code"
+    stats: bool = True  # without a store: compute statistics now
+    store: TensorStore | None = None  # keep tensors (within its budget) for lazy statistics
 
 
 @dataclass
@@ -74,13 +77,29 @@ class Collected:
     leaves: list[LeafInfo | None]
     variables: list[str | None]
     modules: list[str | None] | None
+    sources: list[str | None]
     roots: list[int]
+    ids: list[str] = field(default_factory=list)  # set by build()
+
+
+@dataclass
+class Captured:
+    """A graph plus what lazy inspection needs: the kept tensors and node id -> walk index."""
+
+    graph: Graph
+    store: TensorStore | None = None
+    index_of: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, graph: Graph, c: Collected, store: TensorStore | None) -> Captured:
+        return cls(graph, store, {node_id: i for i, node_id in enumerate(c.ids)})
 
 
 def capture(roots: Sequence[Any], options: CaptureOptions | None = None) -> Graph:
     """The graph below ``roots`` (autograd nodes, usually ``tensor.grad_fn``)."""
     with gc_paused():
-        return build(collect(roots, options or CaptureOptions()))
+        collected, _ = collect(roots, options or CaptureOptions())
+        return build(collected)
 
 
 @contextmanager
@@ -97,24 +116,34 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def collect(roots: Sequence[Any], opts: CaptureOptions) -> Collected:
-    """Phase 1: read everything gradsight shows from the live graph."""
+def collect(roots: Sequence[Any], opts: CaptureOptions) -> tuple[Collected, list[Any]]:
+    """Phase 1: read everything gradsight shows from the live graph.
+
+    Also returns the node objects in walk order (to install hooks); drop them as soon as possible.
+    """
     order, index, edges = walk(roots)
     summarize_fn = _summary_cache(opts.stats)
     names = [_short_name(n) for n in order]
-    leaves = [_leaf_info(n, opts, summarize_fn) if names[i] == ACCUMULATE_GRAD else None for i, n in enumerate(order)]
-    return Collected(
+    seqs = [_sequence_nr(n) for n in order]
+    leaves = [
+        _leaf_info(i, n, opts, summarize_fn) if names[i] == ACCUMULATE_GRAD else None for i, n in enumerate(order)
+    ]
+    collected = Collected(
         names=names,
-        seqs=[_sequence_nr(n) for n in order],
+        seqs=seqs,
         opaque=[_opaque_kind(n, names[i]) for i, n in enumerate(order)],
         edges=edges,
         outputs=[_outputs(n) if leaves[i] is None else _leaf_outputs(leaves[i]) for i, n in enumerate(order)],
-        saved=[_saved(n, opts, summarize_fn) for n in order],
+        saved=[_saved(i, n, opts, summarize_fn) for i, n in enumerate(order)],
         leaves=leaves,
         variables=[opts.variables.get(n) for n in order] if opts.variables else [None] * len(order),
-        modules=None if opts.modules is None else [opts.modules.get(n) for n in order],
+        modules=None if opts.module_of is None else [opts.module_of(q) if q >= 0 else None for q in seqs],
+        sources=[None] * len(order)
+        if opts.source_of is None
+        else [opts.source_of(q) if q >= 0 else None for q in seqs],
         roots=[index[r] for r in dict.fromkeys(roots)],
     )
+    return collected, order
 
 
 def build(c: Collected) -> Graph:
@@ -122,6 +151,7 @@ def build(c: Collected) -> Graph:
     topo = backward_order(c.seqs, c.edges, c.roots)
     modules = [_module_of(i, c) for i in range(len(c.names))]
     ids = op_ids(c.names, c.seqs, modules, c.leaves, topo)
+    c.ids = ids
     root_set = set(c.roots)
     nodes = tuple(
         Node(
@@ -134,6 +164,7 @@ def build(c: Collected) -> Graph:
             leaf=c.leaves[i],
             outputs=c.outputs[i],
             variable=c.variables[i],
+            source=c.sources[i],
             opaque_kind=c.opaque[i],
         )
         for i in topo
@@ -254,9 +285,14 @@ def _device(device: Any) -> str:
     return text
 
 
-def _leaf_info(node: Any, opts: CaptureOptions, summarize_fn: Callable[[torch.Tensor], TensorSummary]) -> LeafInfo:
+def _leaf_info(
+    i: int, node: Any, opts: CaptureOptions, summarize_fn: Callable[[torch.Tensor], TensorSummary]
+) -> LeafInfo:
     var = node.variable
     grad = var.grad
+    if opts.store is not None:
+        opts.store.offer_leaf(i, var)
+        summarize_fn = _meta
     return LeafInfo(
         name=opts.leaf_names.get(var),
         shape=tuple(var.shape),
@@ -272,24 +308,45 @@ def _module_of(i: int, c: Collected) -> str | None:
     leaf = c.leaves[i]
     if leaf is not None:
         return leaf.name.rsplit(".", 1)[0] if leaf.name and "." in leaf.name else None
-    if c.modules is not None:
+    if c.modules is not None and c.modules[i] is not None:
         return c.modules[i]
     return infer_module([c.leaves[j] for j, _ in c.edges[i] if j is not None])
 
 
 def _saved(
-    node: Any, opts: CaptureOptions, summarize_fn: Callable[[torch.Tensor], TensorSummary]
+    i: int, node: Any, opts: CaptureOptions, summarize_fn: Callable[[torch.Tensor], TensorSummary]
 ) -> dict[str, SavedValue]:
-    current = saved_mod.read_saved(node, summarize_fn)
+    store = opts.store
+    if store is None:
+        current = saved_mod.read_saved(node, lambda _path, t: summarize_fn(t))
+    else:
+        current = saved_mod.read_saved(node, lambda path, t: store.offer((i, "saved:" + path), t))
     presaved = opts.presaved.get(node) if opts.presaved else None
     if presaved is None:
         return current
     # Values read before backward freed them win over "freed"; mark tensors as freed since.
     merged = dict(current)
-    for key, value in presaved.items():
+    for key, value in presaved.values.items():
         if isinstance(current.get(key), Unavailable):
             merged[key] = _mark_freed(value)
+    if store is not None:
+        for path, t in presaved.tensors.items():
+            attr = path.split("[", 1)[0]
+            if isinstance(current.get(attr), Unavailable):
+                store.offer((i, "saved:" + path), t, freed=True)
     return merged
+
+
+@dataclass
+class Presaved:
+    """Saved values read before a backward freed them, and the tensors themselves (if kept)."""
+
+    values: dict[str, SavedValue]
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _meta(t: torch.Tensor) -> TensorSummary:
+    return summarize(t, stats=False)
 
 
 def _mark_freed(value: SavedValue) -> SavedValue:

@@ -1,0 +1,198 @@
+"""Everything the inspector shows about one tensor: full statistics, a histogram, a values preview.
+
+Computed on demand, on the tensor's own device; only a block-averaged slice of at most ~128×128
+(or 2048 along one dim) float32 values crosses to the browser, never the tensor itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from ..graph import SavedValue, TensorSummary
+from ..inspection import GradStep, Histogram, Inspection, Preview, Section, TensorView
+from .store import TensorStore
+from .summary import _stat_values, summarize
+from .walk import Captured
+
+BINS = 32
+MAX_1D = 2048
+MAX_2D = 128
+
+
+def tensor_view(key: str, section: Section, name: str, t: torch.Tensor | None, summary: TensorSummary,
+                index: Sequence[int] | None = None) -> TensorView:  # fmt: skip
+    """A :class:`TensorView` of ``t``, or of ``summary`` alone when the tensor was not kept."""
+    if t is None:
+        note = "values not kept (memory budget or freed before capture): statistics only"
+        return TensorView(key, section, name, summary, kept=False, note=note)
+    with torch.no_grad():
+        full = summarize(t, stats=True, freed=summary.freed)
+        try:
+            hist = histogram(t, full)
+            prev = preview(t, index)
+        except Exception as e:  # a preview is a courtesy; the statistics still stand
+            return TensorView(key, section, name, full, kept=True, note=f"no preview: {type(e).__name__}: {e}")
+    return TensorView(key, section, name, full, kept=True, histogram=hist, preview=prev, note=full.note)
+
+
+def histogram(t: torch.Tensor, s: TensorSummary) -> Histogram | None:
+    if s.numel == 0 or s.min is None or s.max is None:
+        return None
+    x, _ = _stat_values(t.detach())
+    if s.nan_count or s.inf_count:
+        nan = int(torch.isnan(x).sum())
+        posinf = int(torch.isposinf(x).sum())
+        neginf = int(torch.isneginf(x).sum())
+        x = x[torch.isfinite(x)]
+    else:
+        nan = posinf = neginf = 0
+    lo, hi = s.min, s.max
+    if lo == hi:
+        counts = [0] * BINS
+        counts[BINS // 2] = int(x.numel())
+    else:
+        counts = [int(c) for c in torch.histc(x, bins=BINS, min=lo, max=hi).tolist()]
+    return Histogram(min=lo, max=hi, counts=tuple(counts), nan=nan, posinf=posinf, neginf=neginf)
+
+
+def preview(t: torch.Tensor, index: Sequence[int] | None = None) -> Preview:
+    """A 1-D or 2-D slice of ``t`` (leading dims fixed by ``index``), block-averaged to fit."""
+    full_shape = tuple(int(d) for d in t.shape)
+    x = _real(t.detach())
+    lead = max(0, x.dim() - 2)
+    idx = tuple(index) if index is not None else (0,) * lead
+    if len(idx) != lead:
+        raise ValueError(f"index must fix {lead} leading dim(s) of shape {full_shape}, got {list(idx)}")
+    for d, (i, n) in enumerate(zip(idx, full_shape, strict=False)):
+        if not 0 <= i < n:
+            raise IndexError(f"index {i} is out of range for dim {d} of size {n}")
+    for i in idx:
+        x = x[i]
+    block: tuple[int, ...]
+    shape: tuple[int, ...]
+    if x.dim() == 0:
+        values, block, shape = x.reshape(1), (), ()
+    elif x.dim() == 1:
+        values, block = _pool1d(x, MAX_1D)
+        shape = (int(values.numel()),)
+    else:
+        values, block = _pool2d(x, MAX_2D)
+        shape = (int(values.shape[0]), int(values.shape[1]))
+    data = values.to("cpu", torch.float32).contiguous().numpy().astype("<f4").tobytes()
+    return Preview(shape=shape, full_shape=full_shape, index=idx, block=block, values=data)
+
+
+def _real(t: torch.Tensor) -> torch.Tensor:
+    if t.layout != torch.strided:
+        t = t.to_dense()
+    if t.is_quantized:
+        t = t.dequantize()
+    if t.is_complex():
+        t = t.abs()
+    return t if t.dtype in (torch.float32, torch.float64) else t.to(torch.float32)
+
+
+def _pool1d(x: torch.Tensor, cap: int) -> tuple[torch.Tensor, tuple[int, ...]]:
+    n = x.numel()
+    b = max(1, math.ceil(n / cap))
+    if b == 1:
+        return x, (1,)
+    m = math.ceil(n / b)
+    pad = m * b - n
+    sums = torch.nn.functional.pad(x, (0, pad)).view(m, b).sum(1)
+    counts = torch.full((m,), float(b), device=x.device, dtype=x.dtype)
+    counts[-1] = b - pad
+    return sums / counts, (b,)
+
+
+def _pool2d(x: torch.Tensor, cap: int) -> tuple[torch.Tensor, tuple[int, ...]]:
+    h, w = int(x.shape[0]), int(x.shape[1])
+    bh, bw = max(1, math.ceil(h / cap)), max(1, math.ceil(w / cap))
+    if bh == bw == 1:
+        return x, (1, 1)
+    mh, mw = math.ceil(h / bh), math.ceil(w / bw)
+    padded = torch.nn.functional.pad(x, (0, mw * bw - w, 0, mh * bh - h))
+    ones = torch.nn.functional.pad(torch.ones_like(x), (0, mw * bw - w, 0, mh * bh - h))
+    sums = padded.view(mh, bh, mw, bw).sum((1, 3))
+    counts = ones.view(mh, bh, mw, bw).sum((1, 3))
+    return sums / counts, (bh, bw)
+
+
+# -- a whole node --------------------------------------------------------------------------------
+
+
+def inspect_node(cap: Captured, node_id: str, history: Sequence[GradStep] = ()) -> Inspection:
+    """Every tensor of ``node_id`` as a :class:`TensorView` (``KeyError`` if there is no such node)."""
+    node = cap.graph.node(node_id)
+    i = cap.index_of.get(node_id, -1)
+    store = cap.store
+    views: list[TensorView] = []
+    for name, value in node.saved.items():
+        for path, summary in _tensor_paths(name, value):
+            key = "saved:" + path
+            views.append(tensor_view(key, "saved", path, _kept(store, i, key), summary))
+    sections: tuple[tuple[Section, tuple[TensorSummary | None, ...]], ...] = (
+        ("grad-in", node.grad_in),
+        ("grad-out", node.grad_out),
+    )
+    for section, grads in sections:
+        for k, grad in enumerate(grads):
+            if grad is not None:
+                key = f"{section}:{k}"
+                views.append(tensor_view(key, section, f"{section} {k}", _kept(store, i, key), grad))
+    if node.leaf is not None:
+        views.extend(_leaf_views(store, i))
+    return Inspection(node=node_id, tensors=tuple(views), history=tuple(history))
+
+
+def values_of(cap: Captured, node_id: str, key: str, index: Sequence[int]) -> Preview:
+    """The preview of one tensor of a node at another slice ``index`` of its leading dims."""
+    cap.graph.node(node_id)
+    t = _tensor_for(cap, cap.index_of.get(node_id, -1), key)
+    if t is None:
+        raise LookupError(f"{key} of {node_id} is not kept (memory budget, or freed before capture)")
+    with torch.no_grad():
+        return preview(t, index)
+
+
+def _tensor_for(cap: Captured, i: int, key: str) -> torch.Tensor | None:
+    store = cap.store
+    if store is None:
+        return None
+    if key in ("leaf:value", "leaf:grad"):
+        leaf = store.leaf(i)
+        if leaf is None:
+            return None
+        return leaf if key == "leaf:value" else leaf.grad
+    return store.get((i, key))
+
+
+def _kept(store: TensorStore | None, i: int, key: str) -> torch.Tensor | None:
+    return None if store is None else store.get((i, key))
+
+
+def _leaf_views(store: TensorStore | None, i: int) -> list[TensorView]:
+    leaf = None if store is None else store.leaf(i)
+    if leaf is None:
+        return []
+    views = [tensor_view("leaf:value", "leaf", "value", leaf.detach(), summarize(leaf, stats=False))]
+    grad = leaf.grad
+    if grad is not None:
+        views.append(tensor_view("leaf:grad", "leaf", ".grad (now)", grad, summarize(grad, stats=False)))
+    return views
+
+
+def _tensor_paths(name: str, value: SavedValue) -> list[tuple[str, TensorSummary]]:
+    """``_saved_indices`` = (None, T) → [("_saved_indices[1]", T)]; iterative, like everything here."""
+    out: list[tuple[str, TensorSummary]] = []
+    stack: list[tuple[str, SavedValue]] = [(name, value)]
+    while stack:
+        path, v = stack.pop()
+        if isinstance(v, TensorSummary):
+            out.append((path, v))
+        elif isinstance(v, tuple):
+            stack.extend(reversed([(f"{path}[{k}]", x) for k, x in enumerate(v)]))
+    return out

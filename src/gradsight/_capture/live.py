@@ -1,0 +1,202 @@
+"""Live mode: follow the user's own training steps (``gradsight.debugger(model)`` with no inputs).
+
+Forward hooks on the model mark each step: its pre-hook decides whether to capture this step (at
+most one per ``interval`` seconds, so a fast loop pays almost nothing), its post-hook captures the
+graph below the outputs and hooks its nodes. Whatever differentiates it — ``.backward()``,
+``torch.autograd.grad``, ``backward(inputs=...)`` — the first hook that fires queues an
+end-of-backward callback that finishes the step. Widget state is only touched from the main
+thread: a step finished on an autograd worker thread waits for the next forward or the end of the
+cell. :meth:`LiveSession.close` removes every hook.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..graph import RunInfo
+from ..inspection import GradStep
+from .finish import add_gradients
+from .hooks import GradRecorder
+from .modules import ModuleTracker
+from .names import leaf_names_from_params
+from .outputs import flatten_tensors
+from .source import SourceTracker
+from .store import TensorStore
+from .walk import ACCUMULATE_GRAD, Captured, CaptureOptions, Collected, build, collect, gc_paused
+
+HISTORY = 50  # steps of .grad history kept per leaf
+
+
+class LiveSession:
+    """Observes ``model``'s forward/backward calls and hands finished steps to ``publish``."""
+
+    def __init__(self, model: torch.nn.Module, publish: Callable[[Captured], None], *, budget: int,
+                 interval: float, source_lines: bool) -> None:  # fmt: skip
+        self._publish_fn = publish
+        self._budget = budget
+        self._interval = interval
+        self._source_lines = source_lines
+        self._leaf_names = leaf_names_from_params(model)
+        self._tracker = ModuleTracker(list(model.named_modules()))
+        self._handles = [
+            model.register_forward_pre_hook(self._on_forward_start),
+            model.register_forward_hook(self._on_forward_end, always_call=True),
+        ]
+        self._lock = threading.Lock()
+        self._capturing = False
+        self._sources: SourceTracker | None = None
+        self._step: _Step | None = None  # captured, waiting for its backward
+        self._ready: Captured | None = None  # finished, waiting for the main thread
+        self._last_capture = -float("inf")
+        self.steps = 0  # forward calls seen
+        self.history: dict[str, list[GradStep]] = {}
+        self.errors: list[str] = []
+        self._closed = False
+        self._ipython_flush = _register_post_cell(self.flush)
+
+    # -- forward -------------------------------------------------------------------------------
+
+    def _on_forward_start(self, module: torch.nn.Module, args: Any) -> None:
+        self.flush()
+        self.steps += 1
+        now = time.monotonic()
+        self._capturing = torch.is_grad_enabled() and now - self._last_capture >= self._interval
+        if self._capturing:
+            self._tracker.reset()
+            if self._source_lines:
+                self._sources = SourceTracker()
+                self._sources.__enter__()  # type: ignore[no-untyped-call]
+
+    def _on_forward_end(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        if self._sources is not None:
+            self._sources.__exit__(None, None, None)  # type: ignore[no-untyped-call]
+        if not self._capturing:
+            self._sources = None
+            return
+        self._capturing = False
+        try:
+            self._start_step(output)
+        except Exception as e:  # never break the user's forward
+            self._error(e)
+        finally:
+            self._sources = None
+
+    def _start_step(self, output: Any) -> None:
+        roots = [t.grad_fn for t in flatten_tensors(output) if t.grad_fn is not None]
+        if not roots:
+            return
+        self._last_capture = time.monotonic()
+        if self._step is not None:
+            self._step.abandon()  # its backward never came: drop its hooks
+        store = TensorStore(self._budget)
+        sources = self._sources
+        opts = CaptureOptions(leaf_names=self._leaf_names, store=store, module_of=self._tracker.module_of,
+                              source_of=None if sources is None else sources.source_of)  # fmt: skip
+        with gc_paused():
+            collected, order = collect(list(dict.fromkeys(roots)), opts)
+        step = _Step(self.steps, collected, store, self._finish)
+        step.recorder.install(order, collected.names)
+        step.leaves = [(i, order[i].variable) for i, name in enumerate(collected.names) if name == ACCUMULATE_GRAD]
+        del order
+        self._step = step
+
+    # -- backward ------------------------------------------------------------------------------
+
+    def _finish(self, step: _Step) -> None:
+        """End of the step's backward (any thread): build the graph, record .grad history."""
+        try:
+            step.recorder.close()
+            with gc_paused():
+                graph = build(step.collected)
+                run = RunInfo(mode="live", step=step.number, budget_bytes=self._budget)
+                graph = add_gradients(graph, step.collected, step.recorder, step.store, run)
+            self._record_history(step, graph)
+            with self._lock:
+                if self._step is step:
+                    self._step = None
+                self._ready = Captured.of(graph, step.collected, step.store)
+            if threading.current_thread() is threading.main_thread():
+                self.flush()
+        except Exception as e:
+            self._error(e)
+
+    def _record_history(self, step: _Step, graph: Any) -> None:
+        received = step.recorder.leaf_received
+        for i, leaf in step.leaves:
+            name = self._leaf_names.get(leaf)
+            if name is None:
+                continue
+            grad = leaf.grad
+            norm = None if grad is None else float(torch.linalg.vector_norm(grad.detach().float()))
+            steps = self.history.setdefault(name, [])
+            steps.append(GradStep(step=step.number, grad_norm=norm, received_norm=received.get(i)))
+            del steps[:-HISTORY]
+
+    # -- publishing (main thread only) ---------------------------------------------------------
+
+    def flush(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        with self._lock:
+            ready, self._ready = self._ready, None
+        if ready is not None and not self._closed:
+            self._publish_fn(ready)
+
+    def close(self) -> None:
+        self._closed = True
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._tracker.close()
+        if self._step is not None:
+            self._step.abandon()
+            self._step = None
+        self._ready = None
+        if self._ipython_flush is not None:
+            self._ipython_flush()
+            self._ipython_flush = None
+
+    def _error(self, e: BaseException) -> None:
+        if len(self.errors) < 20:
+            self.errors.append(f"{type(e).__name__}: {e}")
+
+
+class _Step:
+    def __init__(self, number: int, collected: Collected, store: TensorStore,
+                 finish: Callable[[_Step], None]) -> None:  # fmt: skip
+        self.number = number
+        self.collected = collected
+        self.store = store
+        self.recorder = GradRecorder(store, on_first=self._queue_finish)
+        self.leaves: list[tuple[int, torch.Tensor]] = []
+        self._finish = finish
+
+    def _queue_finish(self) -> None:
+        # Runs inside the first hook of this step's backward; the callback runs when it ends.
+        torch.autograd.Variable._execution_engine.queue_callback(lambda: self._finish(self))
+
+    def abandon(self) -> None:
+        self.recorder.close()
+        self.store.release()
+
+
+def _register_post_cell(fn: Callable[[], None]) -> Callable[[], None] | None:
+    """Flush at the end of every cell (steps finished on worker threads); returns the remover."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    ip = get_ipython()
+    if ip is None:
+        return None
+
+    def on_post_run_cell(*_args: Any) -> None:
+        fn()
+
+    ip.events.register("post_run_cell", on_post_run_cell)
+    return lambda: ip.events.unregister("post_run_cell", on_post_run_cell)

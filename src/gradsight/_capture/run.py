@@ -1,0 +1,235 @@
+"""Runnable debuggers: run forward and backward once, observing everything, perturbing nothing.
+
+One run: fork the RNG (the run sees the same random numbers as the user's next step would, and
+leaves the RNG as it was), snapshot module buffers (BatchNorm running stats), record module ranges
+and source lines during forward, pick the roots, capture the graph and keep its saved tensors
+before backward frees them, hook every node, and differentiate with ``torch.autograd.grad`` — so
+no ``.grad`` field of the user's changes. Everything installed is removed in ``finally``.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..graph import Graph, RootGradient, RunInfo
+from .finish import add_gradients
+from .hooks import GradRecorder
+from .modules import ModuleTracker
+from .names import leaf_names_from_params
+from .outputs import flatten_tensors
+from .source import SourceTracker
+from .store import TensorStore
+from .tensors import why_no_graph
+from .walk import ACCUMULATE_GRAD, Captured, CaptureOptions, build, collect, gc_paused
+
+
+@dataclass
+class RunSpec:
+    """What to run: ``call()`` is the forward; ``loss`` turns outputs into the root."""
+
+    call: Callable[[], Any]
+    modules: list[tuple[str, torch.nn.Module]]
+    leaf_names: dict[torch.Tensor, str]
+    loss: Callable[[Any], Any] | None = None
+    grad_output: Any = None
+    budget: int = 0
+    source_lines: bool = True
+    mode: str = "runnable"
+
+
+@dataclass
+class RunResult:
+    captured: Captured | None
+    error: str | None = None  # the user's exception, with its traceback
+    loss_value: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def run(spec: RunSpec) -> RunResult:
+    """Run forward and backward once under observation."""
+    store = TensorStore(spec.budget)
+    with _fork_rng(), _restore_buffers(spec.modules), gc_paused():
+        tracker = ModuleTracker(spec.modules)
+        try:
+            sources = SourceTracker() if spec.source_lines else None
+            try:
+                with sources if sources is not None else _nothing():
+                    output = spec.call()
+                    roots, grads, kind, loss_value = _roots(spec, output)
+            except Exception as e:
+                return RunResult(None, error=_format(e))
+            finally:
+                tracker.close()
+            if not any(r.grad_fn is not None for r in roots):
+                msg = "\n".join(why_no_graph(r, "the output" if len(roots) == 1 else f"output {i}")
+                                for i, r in enumerate(roots)) or "The model returned no tensors."  # fmt: skip
+                return RunResult(Captured(Graph(message=msg, run=RunInfo(mode="runnable"))), loss_value=loss_value)
+            return _backward(spec, store, tracker, sources, roots, grads, kind, loss_value)
+        finally:
+            tracker.close()
+
+
+def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources: SourceTracker | None,
+              roots: list[torch.Tensor], grads: list[torch.Tensor | None], kind: RootGradient,
+              loss_value: float | None) -> RunResult:  # fmt: skip
+    pairs = [(r, g) for r, g in zip(roots, grads, strict=True) if r.grad_fn is not None]
+    opts = CaptureOptions(
+        leaf_names=spec.leaf_names, store=store, module_of=tracker.module_of,
+        source_of=None if sources is None else sources.source_of,
+    )  # fmt: skip
+    collected, order = collect([r.grad_fn for r, _ in pairs], opts)
+    recorder = GradRecorder(store)
+    error = None
+    try:
+        recorder.install(order, collected.names)
+        leaf_index = [i for i, name in enumerate(collected.names) if name == ACCUMULATE_GRAD]
+        leaves = [order[i].variable for i in leaf_index]
+        del order  # hold no node objects while backward runs (pitfall 3)
+        try:
+            received = _differentiate(pairs, leaves)
+        except Exception as e:
+            error = _format(e)
+            received = [None] * len(leaves)
+        for i, g in zip(leaf_index, received, strict=True):
+            if g is not None:
+                recorder.executed.add(i)
+                recorder.grad_in[i] = (store.offer((i, "grad-in:0"), g),)
+    finally:
+        recorder.close()
+    graph = build(collected)
+    run_info = RunInfo(mode=spec.mode, root_gradient=kind, loss=loss_value,  # type: ignore[arg-type]
+                       budget_bytes=store.budget_bytes)  # fmt: skip
+    graph = add_gradients(graph, collected, recorder, store, run_info)
+    return RunResult(Captured.of(graph, collected, store), error=error, loss_value=loss_value)
+
+
+def _differentiate(
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor | None]], leaves: list[torch.Tensor]
+) -> list[torch.Tensor | None]:
+    roots = [r for r, _ in pairs]
+    grad_outputs = [g for _, g in pairs]
+    if not leaves:
+        torch.autograd.backward(roots, grad_outputs)
+        return []
+    return list(torch.autograd.grad(roots, leaves, grad_outputs, allow_unused=True))
+
+
+def _roots(
+    spec: RunSpec, output: Any
+) -> tuple[list[torch.Tensor], list[torch.Tensor | None], RootGradient, float | None]:
+    if spec.loss is not None:
+        value = spec.loss(output)
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"loss(output) must return a tensor, not {type(value).__name__}")
+        tensors = [value]
+    else:
+        tensors = [t for t in flatten_tensors(output) if t.requires_grad] or flatten_tensors(output)[:1]
+        if not tensors:
+            raise TypeError(
+                f"the model returned {type(output).__name__} with no tensors: pass loss=lambda out: ... "
+                "that returns the tensor to differentiate"
+            )
+    if len(tensors) == 1 and tensors[0].numel() == 1 and spec.grad_output is None:
+        t = tensors[0]
+        return [t], [None], "scalar", float(t.detach().reshape(()).float())
+    if spec.grad_output is not None:
+        given = list(spec.grad_output) if isinstance(spec.grad_output, (list, tuple)) else [spec.grad_output]
+        if len(given) != len(tensors):
+            raise ValueError(f"grad_output has {len(given)} tensor(s) but the model gave {len(tensors)} output(s)")
+        return tensors, given, "grad_output", None
+    return tensors, [torch.ones_like(t) for t in tensors], "ones", None
+
+
+@contextmanager
+def _fork_rng() -> Iterator[None]:
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # type: ignore[no-untyped-call]
+    with torch.random.fork_rng(devices=devices):
+        yield
+
+
+@contextmanager
+def _restore_buffers(modules: Sequence[tuple[str, torch.nn.Module]]) -> Iterator[None]:
+    """Forward in training mode updates BatchNorm running stats: put them back afterwards."""
+    seen: set[int] = set()
+    saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for _, module in modules:
+        for b in module.buffers(recurse=False):
+            if id(b) not in seen:
+                seen.add(id(b))
+                saved.append((b, b.detach().clone()))
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, copy in saved:
+                b.copy_(copy)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _format(e: BaseException) -> str:
+    return "".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip()
+
+
+def spec_for_model(model: torch.nn.Module, inputs: Any, loss: Any, grad_output: Any, budget: int,
+                   source_lines: bool) -> RunSpec:  # fmt: skip
+    if isinstance(inputs, dict):
+        call = lambda: model(**inputs)  # noqa: E731
+    elif isinstance(inputs, tuple):
+        call = lambda: model(*inputs)  # noqa: E731
+    else:
+        call = lambda: model(inputs)  # noqa: E731
+    names = leaf_names_from_params(model)
+    for name, t in _input_tensors(inputs):
+        names.setdefault(t, name)
+    return RunSpec(call=call, modules=list(model.named_modules()), leaf_names=names,
+                   loss=loss, grad_output=grad_output, budget=budget, source_lines=source_lines)  # fmt: skip
+
+
+def _input_tensors(inputs: Any) -> list[tuple[str, torch.Tensor]]:
+    """Names for input leaves: ``input``, ``input[1]``, or the keyword (``extra``)."""
+    if isinstance(inputs, dict):
+        items = [(str(k), v) for k, v in inputs.items()]
+    elif isinstance(inputs, tuple):
+        items = [(f"input[{i}]", v) for i, v in enumerate(inputs)]
+    else:
+        items = [("input", inputs)]
+    return [(k, v) for k, v in items if isinstance(v, torch.Tensor)]
+
+
+def spec_for_function(fn: Callable[[], Any], loss: Any, grad_output: Any, budget: int, source_lines: bool) -> RunSpec:
+    modules, names = _modules_seen_by(fn)
+    return RunSpec(call=fn, modules=modules, leaf_names=names, loss=loss, grad_output=grad_output,
+                   budget=budget, source_lines=source_lines)  # fmt: skip
+
+
+def _modules_seen_by(fn: Callable[..., Any]) -> tuple[list[tuple[str, torch.nn.Module]], dict[torch.Tensor, str]]:
+    """Modules and tensors ``fn`` can reach by name (its globals and closure), to name nodes."""
+    scope: dict[str, Any] = {}
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        globs = getattr(fn, "__globals__", {})
+        scope.update({n: globs[n] for n in code.co_names if n in globs})
+        for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False):
+            try:
+                scope[name] = cell.cell_contents
+            except ValueError:
+                continue
+    modules: list[tuple[str, torch.nn.Module]] = []
+    names: dict[torch.Tensor, str] = {}
+    for var, value in scope.items():
+        if isinstance(value, torch.nn.Module):
+            modules.extend((f"{var}.{n}" if n else var, m) for n, m in value.named_modules())
+            names.update({p: f"{var}.{n}" for n, p in value.named_parameters()})
+        elif isinstance(value, torch.Tensor) and value.is_leaf:
+            names.setdefault(value, var)
+    return modules, names

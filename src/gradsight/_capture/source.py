@@ -1,0 +1,81 @@
+"""The forward source line of each node: a cheap stack capture, not anomaly mode.
+
+Anomaly mode records a full traceback per node and costs 2–3× (research/autograd-facts.md §4.6).
+Here a ``TorchFunctionMode`` sees each torch call the user's code makes; only when the call created
+autograd nodes (the sequence counter moved) does it walk up to the first frame outside torch and
+gradsight and remember ``(first seq, end seq, file, line)``. The text of the line is looked up
+only when the graph is built.
+"""
+
+from __future__ import annotations
+
+import bisect
+import linecache
+import os
+import sys
+from types import FrameType
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+_next_seq = torch._C._autograd._get_sequence_nr
+_INTERNAL_ROOTS = (
+    os.path.dirname(torch.__file__) + os.sep,
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,  # gradsight itself
+)
+
+
+class SourceTracker(TorchFunctionMode):
+    """Use as a context manager around the forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._where: list[tuple[str, int]] = []
+        self._internal: dict[str, bool] = {}
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        start = _next_seq()
+        out = func(*args, **(kwargs or {}))
+        end = _next_seq()
+        if end > start:
+            frame = self._user_frame(sys._getframe(1))
+            if frame is not None:
+                self._starts.append(start)
+                self._ends.append(end)
+                self._where.append((frame.f_code.co_filename, frame.f_lineno))
+        return out
+
+    def _user_frame(self, frame: FrameType | None) -> FrameType | None:
+        internal = self._internal
+        while frame is not None:
+            name = frame.f_code.co_filename
+            flag = internal.get(name)
+            if flag is None:
+                flag = internal[name] = name.startswith(_INTERNAL_ROOTS)
+            if not flag:
+                return frame
+            frame = frame.f_back
+        return None
+
+    def source_of(self, seq: int) -> str | None:
+        """``"model.py:12  h = self.fc(x)"`` for the call that created node ``seq``."""
+        i = bisect.bisect_right(self._starts, seq) - 1
+        if i < 0 or seq >= self._ends[i]:
+            return None
+        filename, line = self._where[i]
+        text = linecache.getline(filename, line).strip()
+        return f"{_short(filename)}:{line}  {text}" if text else f"{_short(filename)}:{line}"
+
+    def reset(self) -> None:
+        self._starts.clear()
+        self._ends.clear()
+        self._where.clear()
+
+
+def _short(filename: str) -> str:
+    if filename.startswith("<") or "ipykernel" in filename:
+        return filename if filename.startswith("<") else "cell"
+    return os.path.basename(filename)

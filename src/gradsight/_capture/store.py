@@ -1,0 +1,74 @@
+"""Tensors kept for lazy inspection, within a memory budget.
+
+Statistics inside every hook cost 3–13× the backward; keeping references costs 1.04–1.8×
+(research/autograd-facts.md §5.3). So gradsight keeps references and computes statistics when the
+user clicks, up to a budget of bytes (unique storages, so views are not counted twice). Past the
+budget it summarizes the tensor at once and keeps only the summary; the graph says so.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import torch
+
+from ..graph import TensorSummary
+from .summary import summarize
+
+Key = tuple[int, str]  # (node index in the walk, tensor key such as "saved:_saved_self")
+
+
+class TensorStore:
+    """``offer`` a tensor: kept (summary without statistics) or, past the budget, summarized now."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self.kept_bytes = 0
+        self.dropped = 0
+        self._tensors: dict[Key, torch.Tensor] = {}
+        self._storages: dict[int, int] = {}  # storage data_ptr -> bytes already counted
+        self._leaves: dict[int, weakref.ref[torch.Tensor]] = {}
+
+    def offer(self, key: Key, t: torch.Tensor, *, freed: bool = False) -> TensorSummary:
+        meta = summarize(t, stats=False, freed=freed)
+        cost = self._cost(t)
+        if self.kept_bytes + cost > self.budget_bytes:
+            self.dropped += 1
+            return summarize(t, stats=True, freed=freed)
+        self.kept_bytes += cost
+        self._tensors[key] = t
+        return meta
+
+    def offer_leaf(self, index: int, t: torch.Tensor) -> None:
+        """The leaf tensor itself, weakly: the user owns it, gradsight must not keep it alive."""
+        self._leaves[index] = weakref.ref(t)
+
+    def get(self, key: Key) -> torch.Tensor | None:
+        return self._tensors.get(key)
+
+    def leaf(self, index: int) -> torch.Tensor | None:
+        ref = self._leaves.get(index)
+        return None if ref is None else ref()
+
+    def release(self) -> None:
+        """Drop every reference (the next run replaces this store)."""
+        self._tensors.clear()
+        self._storages.clear()
+        self._leaves.clear()
+        self.kept_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    def _cost(self, t: torch.Tensor) -> int:
+        if t.device.type == "meta":
+            return 0
+        if t.layout != torch.strided:
+            return int(t._nnz()) * t.element_size() if t.is_sparse else t.numel() * t.element_size()
+        storage: Any = t.untyped_storage()
+        ptr, size = int(storage.data_ptr()), int(storage.nbytes())
+        if ptr in self._storages:
+            return 0
+        self._storages[ptr] = size
+        return size

@@ -1,0 +1,168 @@
+"""Lazy inspection: statistics, histograms and previews on demand, and the view's request/reply."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from tests.zoo import ZOO
+
+import gradsight as gs
+from gradsight._capture.inspect import histogram, preview, tensor_view
+from gradsight._capture.summary import summarize
+
+
+def values(p: gs.Preview) -> np.ndarray:
+    return np.frombuffer(p.values, dtype="<f4").reshape(p.shape or (1,))
+
+
+def test_histogram_counts_every_finite_value_and_reports_the_rest() -> None:
+    t = torch.tensor([0.0, 1.0, 2.0, 3.0, math.nan, math.inf, -math.inf, 1.5])
+    h = histogram(t, summarize(t))
+    assert h is not None
+    assert sum(h.counts) == 5 and (h.nan, h.posinf, h.neginf) == (1, 1, 1)
+    assert (h.min, h.max) == (0.0, 3.0)
+
+
+def test_histogram_of_a_constant() -> None:
+    t = torch.full((10,), 3.0)
+    h = histogram(t, summarize(t))
+    assert h is not None and sum(h.counts) == 10
+
+
+def test_small_preview_is_exact() -> None:
+    t = torch.arange(12.0).reshape(3, 4)
+    p = preview(t)
+    assert p.shape == (3, 4) and p.block == (1, 1)
+    assert np.array_equal(values(p), t.numpy())
+
+
+def test_big_1d_preview_is_block_averaged() -> None:
+    t = torch.arange(10_000.0)
+    p = preview(t)
+    assert p.shape[0] <= 2048 and p.block[0] == 5
+    assert values(p)[0] == pytest.approx(2.0)  # mean of 0..4
+    assert values(p)[-1] == pytest.approx(t[-5:].mean().item())
+
+
+def test_big_2d_preview_keeps_partial_blocks_right() -> None:
+    t = torch.ones(300, 257)
+    t[-1, -1] = 5.0
+    p = preview(t)
+    assert p.shape[0] <= 128 and p.shape[1] <= 128
+    assert values(p).max() > 1.0  # the last, partial block averages only its real values
+    assert np.allclose(values(p)[:-1, :-1], 1.0)
+
+
+def test_nd_preview_slices_leading_dims() -> None:
+    t = torch.arange(24.0).reshape(2, 3, 4)
+    p = preview(t, [1])
+    assert p.index == (1,) and p.full_shape == (2, 3, 4)
+    assert np.array_equal(values(p), t[1].numpy())
+    with pytest.raises(IndexError):
+        preview(t, [2])
+    with pytest.raises(ValueError, match="leading dim"):
+        preview(t, [0, 0])
+
+
+def test_nan_shows_in_the_preview() -> None:
+    t = torch.tensor([1.0, math.nan, 2.0])
+    assert math.isnan(values(preview(t))[1])
+
+
+def test_preview_of_complex_int_bool_and_scalar() -> None:
+    assert values(preview(torch.tensor([3 + 4j])))[0] == pytest.approx(5.0)
+    assert values(preview(torch.tensor([True, False]))).tolist() == [1.0, 0.0]
+    assert preview(torch.tensor(2.5)).shape == ()
+
+
+def test_view_of_a_dropped_tensor_has_statistics_only() -> None:
+    s = summarize(torch.ones(4), stats=True)
+    v = tensor_view("grad-in:0", "grad-in", "grad-in 0", None, s)
+    assert not v.kept and v.preview is None and v.summary.norm == 2.0
+
+
+def test_tensor_debugger_inspects_saved_and_leaf_values() -> None:
+    case = ZOO["seed_sin"]()
+    dbg = gs.debugger(case.roots[0], params=case.params)
+    sin = dbg.graph.find("SinBackward0")[0]
+    assert sin.saved["_saved_self"].min is None  # type: ignore[union-attr]  # lazy: no statistics yet
+    views = {v.key: v for v in dbg.inspect(sin.id).tensors}
+    assert views["saved:_saved_self"].summary.max == pytest.approx(2 * math.pi, rel=1e-6)
+    leaf = {v.key: v for v in dbg.inspect("leaf:input1").tensors}
+    assert leaf["leaf:value"].summary.shape == (25,)
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.messages: list[tuple[dict[str, Any], list[bytes]]] = []
+
+    def __call__(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+        self.messages.append((content, list(buffers or [])))
+
+
+@pytest.fixture
+def dbg_and_sent(monkeypatch: pytest.MonkeyPatch) -> tuple[gs.Debugger, Sent]:
+    case = ZOO["seed_tiny_model"]()
+    dbg = gs.debugger(case.roots[0], params=case.params)
+    sent = Sent()
+    monkeypatch.setattr(dbg, "send", sent)
+    return dbg, sent
+
+
+def test_inspect_request_is_answered_with_buffers(dbg_and_sent: tuple[gs.Debugger, Sent]) -> None:
+    dbg, sent = dbg_and_sent
+    dbg._on_msg(dbg, {"type": "inspect", "request_id": "r1", "node": "layer1/AddmmBackward0#0"}, [])
+    ((reply, buffers),) = sent.messages
+    assert reply["ok"] and reply["request_id"] == "r1" and reply["node"] == "layer1/AddmmBackward0#0"
+    mat1 = next(t for t in reply["tensors"] if t["key"] == "saved:_saved_mat1")
+    assert mat1["summary"]["shape"] == [16, 1000] and mat1["histogram"]["counts"]
+    preview = mat1["preview"]
+    assert len(buffers[preview["buffer"]]) == 4 * preview["shape"][0] * preview["shape"][1]
+
+
+def test_values_request_returns_another_slice(dbg_and_sent: tuple[gs.Debugger, Sent]) -> None:
+    dbg, sent = dbg_and_sent
+    dbg._on_msg(dbg, {"type": "values", "request_id": "r2", "node": "layer1/AddmmBackward0#0",
+                      "key": "saved:_saved_mat1", "index": []}, [])  # fmt: skip
+    ((reply, buffers),) = sent.messages
+    assert reply["ok"] and reply["preview"]["full_shape"] == [16, 1000] and len(buffers) == 1
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"type": "inspect", "request_id": "x", "node": "NoSuchNode#0"},
+        {"type": "inspect", "request_id": "x"},
+        {
+            "type": "values",
+            "request_id": "x",
+            "node": "layer1/AddmmBackward0#0",
+            "key": "saved:_saved_mat1",
+            "index": [99],
+        },
+        {"type": "values", "request_id": "x", "node": "layer1/AddmmBackward0#0", "key": "saved:nope", "index": []},
+        {"type": "values", "request_id": "x", "node": "layer1/AddmmBackward0#0", "key": "k", "index": "0"},
+        {"type": "explode", "request_id": "x"},
+        "not even a dict",
+    ],
+)
+def test_bad_requests_get_an_error_and_change_nothing(dbg_and_sent: tuple[gs.Debugger, Sent], content: Any) -> None:
+    dbg, sent = dbg_and_sent
+    graph, selected = dbg.graph, dbg.selected
+    dbg._on_msg(dbg, content, [])
+    ((reply, _),) = sent.messages
+    assert reply["ok"] is False and reply["error"]
+    assert dbg.graph is graph and dbg.selected == selected
+
+
+def test_close_releases_kept_tensors() -> None:
+    case = ZOO["seed_sin"]()
+    dbg = gs.debugger(case.roots[0], params=case.params)
+    store = dbg._captured.store
+    assert len(store) > 0
+    dbg.close()
+    assert len(store) == 0

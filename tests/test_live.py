@@ -1,0 +1,119 @@
+"""Live mode: gradsight follows the user's own steps, whatever differentiates them, then lets go."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tests.run_zoo import MLP
+from tests.test_run import RunCase, assert_same, snapshot
+
+import gradsight as gs
+
+
+@pytest.fixture(autouse=True)
+def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gs.options, "live_interval", 0.0)  # capture every step in tests
+
+
+def step(model: MLP, x: torch.Tensor) -> torch.Tensor:
+    loss = model(x).pow(2).mean()
+    loss.backward()
+    return loss
+
+
+def test_live_view_follows_each_step() -> None:
+    model = MLP()
+    dbg = gs.debugger(model)
+    assert dbg.graph.run.mode == "live" and len(dbg.graph) == 0 and "waiting" in (dbg.graph.message or "").lower()
+    x = torch.randn(4, 8)
+    step(model, x)
+    g1 = dbg.graph
+    assert g1.run.step == 1 and g1.run.mode == "live"
+    assert all(n.executed for n in g1.nodes)
+    assert g1.node("layer2/AddmmBackward0#0").grad_in[0] is not None
+    step(model, x)
+    assert dbg.graph.run.step == 2
+    history = dbg.inspect("leaf:layer1.weight").history
+    assert [h.step for h in history] == [1, 2]
+    # .grad accumulates across backward calls (the seed's accumulation example): norm doubles
+    assert history[1].grad_norm == pytest.approx(2 * history[0].grad_norm, rel=1e-5)
+    assert history[0].received_norm == pytest.approx(history[0].grad_norm, rel=1e-5)
+    dbg.close()
+
+
+def test_live_hooks_do_not_change_gradients() -> None:
+    torch.manual_seed(0)
+    model = MLP()
+    x = torch.randn(4, 8)
+    step(model, x)
+    expected = {k: p.grad.clone() for k, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    dbg = gs.debugger(model)
+    step(model, x)
+    assert all(torch.equal(p.grad, expected[k]) for k, p in model.named_parameters())
+    dbg.close()
+
+
+def test_autograd_grad_and_backward_inputs_mark_pruned_nodes() -> None:
+    model = MLP()
+    dbg = gs.debugger(model)
+    x = torch.randn(2, 8)
+    loss = model(x).sum()
+    torch.autograd.grad(loss, [model.layer2.weight])
+    graph = dbg.graph
+    assert graph.node("layer2/TBackward0#0").executed is True
+    assert graph.node("layer1/AddmmBackward0#0").executed is False  # not needed for layer2.weight
+    loss2 = model(x).sum()
+    loss2.backward(inputs=[model.layer1.bias])
+    graph = dbg.graph
+    assert graph.run.step == 2
+    assert graph.node("leaf:layer1.bias").executed is True
+    assert graph.node("leaf:layer2.weight").executed is False
+    dbg.close()
+
+
+def test_close_removes_every_hook_and_later_steps_are_ignored() -> None:
+    model = MLP()
+    case = RunCase(model, torch.randn(2, 8), None)
+    before = snapshot(case)
+    dbg = gs.debugger(model)
+    assert model._forward_hooks and model.layer1._forward_pre_hooks
+    dbg.close()
+    model.zero_grad(set_to_none=True)
+    assert_same(before, snapshot(case))
+    step(model, torch.randn(2, 8))
+    assert dbg.graph.run.step == 0
+
+
+def test_stale_graph_from_an_earlier_step_does_not_pollute_the_next() -> None:
+    model = MLP()
+    dbg = gs.debugger(model)
+    x = torch.randn(3, 8)
+    kept = model(x).sum()  # step 1: never backwarded, its graph (and AccumulateGrad nodes) stay alive
+    loss = model(x).pow(2).sum()  # step 2 reuses the AccumulateGrad nodes of step 1
+    loss.backward()
+    graph = dbg.graph
+    assert graph.run.step == 2 and not graph.run.errors
+    assert all(n.executed for n in graph.nodes)
+    kept.backward()  # step 1's hooks were removed: nothing recorded, nothing raised
+    assert dbg.graph.run.step == 2
+    dbg.close()
+
+
+def test_throttle_skips_fast_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gs.options, "live_interval", 3600.0)
+    model = MLP()
+    dbg = gs.debugger(model)
+    for _ in range(3):
+        step(model, torch.randn(2, 8))
+    assert dbg.graph.run.step == 1  # the first step is captured, the next ones within the hour are not
+    dbg.close()
+
+
+def test_eval_under_no_grad_is_ignored() -> None:
+    model = MLP()
+    dbg = gs.debugger(model)
+    with torch.no_grad():
+        model(torch.randn(2, 8))
+    assert dbg.graph.run.step == 0
+    dbg.close()

@@ -1,0 +1,237 @@
+"""Runnable debuggers: the oracle (same gradients, bitwise), nothing perturbed, errors contained."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from tests.run_zoo import CASES, MLP, RunCase, call, input_leaves, make
+from torch import nn
+
+import gradsight as gs
+from gradsight.graph import Node
+
+
+def reference_grads(case: RunCase) -> dict[str, torch.Tensor]:
+    """What the user's own loss.backward() gives, leaving .grad and the RNG as they were."""
+    rng = torch.get_rng_state()
+    out = call(case)
+    loss = case.loss(out) if case.loss is not None else out
+    loss.backward()
+    leaves = {**dict(case.model.named_parameters()), **input_leaves(case)}
+    grads = {k: v.grad.clone() for k, v in leaves.items() if v.grad is not None}
+    for v in leaves.values():
+        v.grad = None
+    buffers_reset(case)
+    torch.set_rng_state(rng)
+    return grads
+
+
+def buffers_reset(case: RunCase) -> None:
+    for m in case.model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+
+
+def received(dbg: gs.Debugger) -> dict[str, torch.Tensor]:
+    """The gradient each named leaf received in the debugger's run (the kept tensors themselves)."""
+    cap = dbg._captured
+    out = {}
+    for node in dbg.graph.leaves:
+        t = cap.store.get((cap.index_of[node.id], "grad-in:0"))
+        if t is not None and node.leaf is not None and node.leaf.name:
+            out[node.leaf.name] = t
+    return out
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_oracle_gradients_are_bitwise_identical(name: str) -> None:
+    case = make(name)
+    expected = reference_grads(case)
+    dbg = gs.debugger(case.model, inputs=case.inputs, loss=case.loss)
+    assert dbg.status == "ready", dbg.error
+    got = received(dbg)
+    assert set(got) == set(expected), (sorted(got), sorted(expected))
+    for key, grad in expected.items():
+        assert torch.equal(got[key], grad), key
+    dbg.close()
+
+
+def snapshot(case: RunCase) -> dict[str, Any]:
+    model = case.model
+    tensors = {**dict(model.named_parameters()), **input_leaves(case)}
+    hook_dicts = {}
+    for name, m in model.named_modules():
+        for attr, value in vars(m).items():
+            if attr.endswith("hooks") or "hooks_" in attr:
+                hook_dicts[f"{name}.{attr}"] = dict(value) if hasattr(value, "items") else value
+    for name, t in tensors.items():
+        hook_dicts[f"{name}._backward_hooks"] = dict(t._backward_hooks or {})
+        hook_dicts[f"{name}._post_accumulate_grad_hooks"] = dict(t._post_accumulate_grad_hooks or {})
+    return {
+        "values": {k: v.detach().clone() for k, v in tensors.items()},
+        "grads": {k: None if v.grad is None else v.grad.clone() for k, v in tensors.items()},
+        "requires_grad": {k: v.requires_grad for k, v in tensors.items()},
+        "buffers": {k: v.clone() for k, v in model.named_buffers()},
+        "training": {k: m.training for k, m in model.named_modules()},
+        "rng": torch.get_rng_state(),
+        "hooks": hook_dicts,
+        "grad_mode": torch.is_grad_enabled(),
+    }
+
+
+def assert_same(before: dict[str, Any], after: dict[str, Any]) -> None:
+    for k in ("requires_grad", "training", "hooks", "grad_mode"):
+        assert before[k] == after[k], k
+    assert torch.equal(before["rng"], after["rng"])
+    for k in ("values", "buffers"):
+        assert before[k].keys() == after[k].keys()
+        for name, v in before[k].items():
+            assert torch.equal(v, after[k][name]), (k, name)
+    for name, g in before["grads"].items():
+        assert (g is None) == (after["grads"][name] is None), name
+        if g is not None:
+            assert torch.equal(g, after["grads"][name]), name
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_run_and_close_leave_user_state_exactly_as_before(name: str) -> None:
+    case = make(name)
+    before = snapshot(case)
+    dbg = gs.debugger(case.model, inputs=case.inputs, loss=case.loss)
+    assert dbg.status == "ready", dbg.error
+    assert_same(before, snapshot(case))
+    dbg.close()
+    assert_same(before, snapshot(case))
+
+
+def test_existing_grads_are_left_alone() -> None:
+    case = make("mlp")
+    for p in case.model.parameters():
+        p.grad = torch.full_like(p, 7.0)
+    before = snapshot(case)
+    gs.debugger(case.model, inputs=case.inputs, loss=case.loss)
+    assert_same(before, snapshot(case))
+
+
+def nodes_named(dbg: gs.Debugger, name: str) -> list[Node]:
+    return [n for n in dbg.graph.nodes if n.name == name]
+
+
+def test_gradients_through_every_node_and_modules() -> None:
+    case = make("mlp")
+    dbg = gs.debugger(case.model, inputs=case.inputs, loss=case.loss)
+    graph = dbg.graph
+    assert graph.run.mode == "runnable" and graph.run.root_gradient == "scalar"
+    assert graph.run.loss == pytest.approx(float(case.loss(call(case)).detach()))
+    assert all(n.executed for n in graph.nodes)
+    for n in graph.nodes:
+        if n.kind != "leaf":
+            assert n.grad_in and all(g is not None and g.norm is not None for g in n.grad_in), n.id
+    addmm = {n.module for n in nodes_named(dbg, "AddmmBackward0")}
+    assert addmm == {"layer1", "layer2"}
+    assert graph.node("layer1/AddmmBackward0#0").grad_out  # what it produced, per next edge
+    relu = nodes_named(dbg, "ReluBackward0")[0]
+    assert relu.module is None  # F.relu in MLP.forward belongs to the root module ""
+    leaf = graph.node("leaf:layer1.weight")
+    assert leaf.grad_norm == pytest.approx(float(reference_grads(make("mlp"))["layer1.weight"].norm()), rel=1e-6)
+
+
+def test_source_lines_point_at_the_forward_code() -> None:
+    case = make("mlp")
+    dbg = gs.debugger(case.model, inputs=case.inputs, loss=case.loss)
+    addmm = dbg.graph.node("layer2/AddmmBackward0#0")
+    assert addmm.source is not None and "run_zoo.py:" in addmm.source and "self.layer2" in addmm.source
+    dbg_off = gs.debugger(case.model, inputs=case.inputs, loss=case.loss, source_lines=False)
+    assert all(n.source is None for n in dbg_off.graph.nodes)
+
+
+def test_no_loss_uses_ones_or_the_given_grad_output() -> None:
+    model = MLP()
+    x = torch.randn(3, 8)
+    dbg = gs.debugger(model, inputs=x)
+    assert dbg.graph.run.root_gradient == "ones"
+    out = model(x)
+    ones = torch.autograd.grad(out, model.layer1.weight, torch.ones_like(out), retain_graph=True)[0]
+    assert torch.equal(received(dbg)["layer1.weight"], ones)
+    v = torch.randn_like(out)
+    dbg2 = gs.debugger(model, inputs=x, grad_output=v)
+    assert dbg2.graph.run.root_gradient == "grad_output"
+    expected = torch.autograd.grad(out, model.layer1.weight, v)[0]
+    got = received(dbg2)["layer1.weight"]
+    assert torch.equal(got, expected)
+
+
+def test_function_debugger_names_modules_from_its_scope() -> None:
+    model = MLP()
+    x = torch.randn(2, 8)
+    dbg = gs.debugger(lambda: model(x).pow(2).sum())
+    names = sorted(n.leaf.name for n in dbg.graph.leaves if n.leaf and n.leaf.name)
+    assert names == ["model.layer1.bias", "model.layer1.weight", "model.layer2.bias", "model.layer2.weight"]
+    assert {n.module for n in nodes_named(dbg, "AddmmBackward0")} == {"model.layer1", "model.layer2"}
+
+
+def test_error_in_forward_is_shown_not_raised() -> None:
+    model = MLP()
+    dbg = gs.debugger(model, inputs=torch.randn(2, 5))  # wrong width
+    assert dbg.status == "error"
+    assert "RuntimeError" in dbg.error and "Traceback" in dbg.error
+
+
+def test_error_in_backward_keeps_the_graph() -> None:
+    class Broken(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.sigmoid(self.lin(x))
+            y.mul_(2)  # modifies a tensor sigmoid saved: backward fails
+            return y.sum()
+
+    dbg = gs.debugger(Broken(), inputs=torch.randn(2, 3))
+    assert dbg.status == "error"
+    assert "modified by an inplace operation" in dbg.error
+    assert dbg.graph.find("SigmoidBackward0")  # the graph, captured before backward, is shown
+
+
+def test_internal_hook_error_never_reaches_backward(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradsight._capture import hooks
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("gradsight bug")
+
+    monkeypatch.setattr(hooks.GradRecorder, "_keep", broken)
+    case = make("mlp")
+    expected = reference_grads(case)
+    dbg = gs.debugger(case.model, inputs=case.inputs, loss=case.loss)
+    assert dbg.status == "ready"
+    assert dbg.graph.run.errors and "gradsight bug" in dbg.graph.run.errors[0]
+    got = received(dbg)
+    assert all(torch.equal(got[k], v) for k, v in expected.items())
+
+
+def test_memory_budget_degrades_to_summaries() -> None:
+    case = make("conv_bn")
+    dbg = gs.debugger(case.model, inputs=case.inputs, loss=case.loss, memory_budget=2000)
+    run = dbg.graph.run
+    assert run.dropped > 0 and run.kept_bytes <= 2000 and run.budget_bytes == 2000
+    conv = dbg.graph.find("ConvolutionBackward0")[0]
+    views = {v.key: v for v in dbg.inspect(conv.id).tensors}
+    assert not views["saved:_saved_input"].kept
+    assert views["saved:_saved_input"].summary.norm is not None  # statistics survive without the tensor
+    assert views["saved:_saved_input"].preview is None
+
+
+def test_global_memory_budget_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gs.options, "memory_budget", 0)
+    case = make("mlp")
+    dbg = gs.debugger(case.model, inputs=case.inputs, loss=case.loss)
+    assert dbg.graph.run.budget_bytes == 0 and dbg.graph.run.kept_bytes == 0
+
+
+def test_frozen_model_is_explained() -> None:
+    model = MLP().requires_grad_(False)
+    dbg = gs.debugger(model, inputs=torch.randn(2, 8), loss=lambda out: out.sum())
+    assert dbg.graph.message is not None and "requires_grad=False" in dbg.graph.message
