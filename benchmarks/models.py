@@ -10,10 +10,11 @@ from torch import nn
 class MLP(nn.Module):
     NODES_PER_LAYER = 5  # Addmm, T, Relu, 2 x AccumulateGrad
 
-    def __init__(self, depth: int, width: int = 64) -> None:
+    def __init__(self, depth: int, width: int = 64, batch: int = 32) -> None:
         super().__init__()
         self.layers = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
         self.width = width
+        self.batch = batch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
@@ -21,7 +22,7 @@ class MLP(nn.Module):
         return x
 
     def example_input(self) -> torch.Tensor:
-        return torch.randn(32, self.width)
+        return torch.randn(self.batch, self.width)
 
 
 class Block(nn.Module):
@@ -40,28 +41,30 @@ class Block(nn.Module):
 class ResNet(nn.Module):
     NODES_PER_LAYER = 13
 
-    def __init__(self, depth: int, c: int = 8) -> None:
+    def __init__(self, depth: int, c: int = 8, hw: int = 8, batch: int = 4) -> None:
         super().__init__()
         self.stem = nn.Conv2d(3, c, 3, padding=1)
         self.blocks = nn.Sequential(*[Block(c) for _ in range(depth)])
         self.head = nn.Linear(c, 10)
+        self.hw, self.batch = hw, batch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.stem(x)).mean((2, 3)))
 
     def example_input(self) -> torch.Tensor:
-        return torch.randn(4, 3, 8, 8)
+        return torch.randn(self.batch, 3, self.hw, self.hw)
 
 
 class Transformer(nn.Module):
     NODES_PER_LAYER = 56
 
-    def __init__(self, depth: int, d: int = 32) -> None:
+    def __init__(self, depth: int, d: int = 32, seq: int = 16, batch: int = 2) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(d, 2, 64, dropout=0.0, batch_first=True, norm_first=True) for _ in range(depth)
+            nn.TransformerEncoderLayer(d, 2, 2 * d, dropout=0.0, batch_first=True, norm_first=True)
+            for _ in range(depth)
         )
-        self.d = d
+        self.d, self.seq, self.batch = d, seq, batch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
@@ -69,7 +72,7 @@ class Transformer(nn.Module):
         return x
 
     def example_input(self) -> torch.Tensor:
-        return torch.randn(2, 16, self.d)
+        return torch.randn(self.batch, self.seq, self.d)
 
 
 ARCHS: dict[str, type[MLP] | type[ResNet] | type[Transformer]] = {
@@ -86,3 +89,20 @@ def build(arch: str, nodes: int) -> tuple[nn.Module, torch.Tensor]:
     model = cls(max(1, nodes // cls.NODES_PER_LAYER))
     loss = model(model.example_input()).pow(2).mean()
     return model, loss
+
+
+# About 1k backward nodes each, with realistic tensor sizes (research/autograd-facts.md §5.3).
+REALISTIC: dict[str, tuple[type[nn.Module], dict[str, int]]] = {
+    "mlp w256 b128": (MLP, {"depth": 200, "width": 256, "batch": 128}),
+    "resnet c16 16x16 b8": (ResNet, {"depth": 76, "c": 16, "hw": 16, "batch": 8}),
+    "transformer d128 s64 b4": (Transformer, {"depth": 18, "d": 128, "seq": 64, "batch": 4}),
+    "mlp w1024 b512 (bigger tensors)": (MLP, {"depth": 50, "width": 1024, "batch": 512}),
+    "transformer d512 s128 b8 (bigger tensors)": (Transformer, {"depth": 6, "d": 512, "seq": 128, "batch": 8}),
+}
+
+
+def realistic(name: str) -> tuple[nn.Module, torch.Tensor]:
+    cls, kwargs = REALISTIC[name]
+    torch.manual_seed(0)
+    model = cls(**kwargs)
+    return model, model.example_input()  # type: ignore[operator]

@@ -166,3 +166,9 @@ def test_close_releases_kept_tensors() -> None:
     assert len(store) > 0
     dbg.close()
     assert len(store) == 0
+
+
+def test_histogram_of_a_big_tensor_bins_a_stride_sample() -> None:
+    t = torch.randn(3_000_001)
+    h = histogram(t, summarize(t))
+    assert h is not None and h.stride == 4 and sum(h.counts) == len(range(0, 3_000_001, 4))

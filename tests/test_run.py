@@ -235,3 +235,27 @@ def test_frozen_model_is_explained() -> None:
     model = MLP().requires_grad_(False)
     dbg = gs.debugger(model, inputs=torch.randn(2, 8), loss=lambda out: out.sum())
     assert dbg.graph.message is not None and "requires_grad=False" in dbg.graph.message
+
+
+def test_big_graphs_keep_norms_and_rerun_to_show_an_inspected_nodes_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gs.options, "keep_gradients_below", 0)  # as if the graph were big
+    case = make("mlp")
+    dbg = gs.debugger(case.model, inputs=case.inputs, loss=case.loss)
+    node = dbg.graph.node("layer2/AddmmBackward0#0")
+    assert node.grad_in[0] is not None and node.grad_in[0].norm is not None  # norms of every gradient
+    assert dbg._captured.store.get((dbg._captured.index_of[node.id], "grad-in:0")) is None
+    views = {v.key: v for v in dbg.inspect(node.id).tensors}
+    assert views["grad-in:0"].kept and views["grad-out:0"].kept  # the step was re-run to keep them
+    assert views["grad-in:0"].summary.norm == pytest.approx(node.grad_in[0].norm, rel=1e-6)
+    assert dbg.graph.node(node.id).grad_in[0].norm == node.grad_in[0].norm  # same step, same numbers
+
+
+def test_no_rerun_after_the_model_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gs.options, "keep_gradients_below", 0)
+    case = make("mlp")
+    dbg = gs.debugger(case.model, inputs=case.inputs, loss=case.loss)
+    with torch.no_grad():
+        case.model.layer1.weight.add_(1.0)  # an optimizer step, say
+    views = {v.key: v for v in dbg.inspect("layer2/AddmmBackward0#0").tensors}
+    assert not views["grad-in:0"].kept
+    assert "parameters changed" in (views["grad-in:0"].note or "")

@@ -96,3 +96,17 @@ def test_stats_off_keeps_metadata_only() -> None:
 
 def test_nbytes() -> None:
     assert summarize(torch.ones(3, dtype=torch.float64)).nbytes == 24
+
+
+@pytest.mark.parametrize(
+    "t",
+    [
+        torch.randn(10_000) * 3 + 5,
+        1000.0 + torch.randn(10_000, dtype=torch.float64) * 1e-4,  # tiny spread next to a big mean
+        torch.full((100,), 7.0),
+    ],
+)
+def test_std_and_mean_match_torch(t: torch.Tensor) -> None:
+    s = summarize(t)
+    assert s.mean == pytest.approx(t.double().mean().item(), rel=1e-6)
+    assert s.std == pytest.approx(t.double().std().item(), rel=1e-3, abs=1e-12)

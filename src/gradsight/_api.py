@@ -101,6 +101,7 @@ def _runnable(spec: Any) -> Debugger:
 
     result = run(spec)
     dbg = Debugger()
+    dbg._spec = spec
     if result.captured is not None:
         dbg._show(result.captured)
     if result.error is not None:

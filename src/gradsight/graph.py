@@ -59,6 +59,12 @@ class TensorSummary:
         obj.__dict__.update(_META_DEFAULTS, shape=shape, dtype=dtype, device=device, numel=numel, layout=layout)
         return obj
 
+    def with_norm(self, norm: float) -> TensorSummary:
+        """A copy with ``norm`` set (as fast as :meth:`meta`; ``dataclasses.replace`` took ~9 µs)."""
+        obj = object.__new__(type(self))
+        obj.__dict__.update(self.__dict__, norm=norm)
+        return obj
+
 
 @dataclass(frozen=True)
 class Unavailable:

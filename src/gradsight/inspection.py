@@ -18,7 +18,9 @@ Section = Literal["saved", "grad-in", "grad-out", "leaf"]
 
 @dataclass(frozen=True)
 class Histogram:
-    """Counts of the finite values in ``bins`` equal-width bins over [min, max]."""
+    """Counts of the finite values in equal-width bins over [min, max]; NaN/±Inf counted apart.
+
+    Past a million values, every ``stride``-th value is binned (the counts are of that sample)."""
 
     min: float | None
     max: float | None
@@ -26,6 +28,7 @@ class Histogram:
     nan: int = 0
     posinf: int = 0
     neginf: int = 0
+    stride: int = 1
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,7 @@ def tensor_to_wire(t: TensorSummary) -> Wire:
         "layout": t.layout,
         "freed": t.freed,
         "note": t.note,
+        "nonfinite": bool(t.nan_count or t.inf_count or (t.norm is not None and not math.isfinite(t.norm))),
     }
 
 
@@ -185,7 +186,7 @@ def _view_to_wire(v: TensorView, buffers: list[bytes]) -> Wire:
 
 def _histogram_to_wire(h: Histogram) -> Wire:
     return {"min": _finite(h.min), "max": _finite(h.max), "counts": list(h.counts), "nan": h.nan,
-            "posinf": h.posinf, "neginf": h.neginf}  # fmt: skip
+            "posinf": h.posinf, "neginf": h.neginf, "stride": h.stride}  # fmt: skip
 
 
 # -- decoding (for round-trip tests and tools that read saved wire files) -------------------------

@@ -73,6 +73,8 @@ class Debugger(anywidget.AnyWidget):
         super().__init__(graph=graph if graph is not None else Graph(), **kwargs)
         self._captured: Any = None  # _capture.walk.Captured of the graph shown: kept tensors for inspection
         self._live: Any = None  # _capture.live.LiveSession in live mode
+        self._spec: Any = None  # _capture.run.RunSpec of a runnable debugger
+        self._watch: set[str] = set()  # nodes whose gradients re-runs keep (inspected so far)
         self.on_msg(self._on_msg)
 
     # -- public ----------------------------------------------------------------------------------
@@ -86,17 +88,46 @@ class Debugger(anywidget.AnyWidget):
     def inspect(self, node_id: str) -> Inspection:
         """What the inspector shows for ``node_id``: full statistics, histograms and value previews
         of its saved tensors, its gradients and (for a leaf) the tensor and its ``.grad``."""
-        from ._capture.inspect import inspect_node
+        from ._capture.inspect import GRADIENTS_NOT_KEPT, inspect_node
         from ._capture.walk import Captured
 
         if node_id not in self.graph:
             raise KeyError(f"no node {node_id!r} in this graph")
+        missing = self._keep_gradients_of(node_id)
         captured = self._captured if self._captured is not None else Captured(self.graph)
         history: tuple[Any, ...] = ()
         node = self.graph.node(node_id)
         if self._live is not None and node.leaf is not None and node.leaf.name:
             history = tuple(self._live.history.get(node.leaf.name, ()))
-        return inspect_node(captured, node_id, history)
+        return inspect_node(captured, node_id, history, missing or GRADIENTS_NOT_KEPT)
+
+    def _keep_gradients_of(self, node_id: str) -> str | None:
+        """Big graphs keep gradient norms only: re-run the step to keep this node's gradients.
+        Returns why the values stay unavailable, or None."""
+        captured = self._captured
+        if captured is None or captured.has_gradients(node_id):
+            return None
+        if self._spec is None:
+            return None
+        if self._spec.model_changed():
+            return (
+                "gradient values not kept, and the model's parameters changed since this run (an optimizer "
+                "step?), so re-running would not reproduce them: create the debugger again"
+            )
+        from ._capture.run import run
+
+        self.status = "running"
+        try:
+            result = run(self._spec, watch=self._watch | {node_id})
+        finally:
+            self.status = "ready"
+        if result.captured is None or result.error is not None or node_id not in result.captured.graph:
+            return (
+                f"gradient values not kept; re-running the step to get them failed: {result.error or 'graph changed'}"
+            )
+        self._watch.add(node_id)
+        self._show(result.captured)
+        return None
 
     def close(self) -> None:
         """Remove every hook gradsight installed and drop the tensors it kept; close the view."""

@@ -1,14 +1,13 @@
-"""Put what the hooks recorded onto the graph: gradients in and out, executed flags, norms.
+"""Turn what the hooks recorded into the graph's gradients: in and out, executed flags, norms.
 
-Gradient norms are taken in one batch after backward (``torch._foreach_norm`` groups tensors by
-device and dtype), not inside the hooks: statistics in hooks cost 3–13× the backward
-(research/autograd-facts.md §5.2). Full statistics wait for a click.
+Norms of the gradients into every node come from the hooks (0-d tensors, one sync at the end).
+Kept gradients (out of kept nodes) get their norms in one batch after backward
+(``torch._foreach_norm``), and full statistics only when they are not finite (NaN/Inf counts).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import torch
 
@@ -16,58 +15,35 @@ from ..graph import Graph, RunInfo, TensorSummary
 from .hooks import GradRecorder
 from .store import TensorStore
 from .summary import summarize
-from .walk import Collected
-
-
-def add_gradients(graph: Graph, c: Collected, rec: GradRecorder, store: TensorStore, run: RunInfo) -> Graph:
-    norms, nonfinite = _norms(rec, store)
-    index = {node_id: i for i, node_id in enumerate(c.ids)}
-    nodes = []
-    for node in graph.nodes:
-        i = index[node.id]
-        grad_in = tuple(
-            nonfinite.get((i, f"grad-in:{k}")) or _with_norm(s, norms.get((i, f"grad-in:{k}")))
-            for k, s in enumerate(rec.grad_in.get(i, ()))
-        )
-        grad_out = tuple(
-            nonfinite.get((i, f"grad-out:{k}")) or _with_norm(s, norms.get((i, f"grad-out:{k}")))
-            for k, s in enumerate(rec.grad_out.get(i, ()))
-        )
-        total = _total_norm(grad_in)
-        if total is None and i in rec.leaf_received:
-            total = rec.leaf_received[i]
-        nodes.append(replace(node, grad_in=grad_in, grad_out=grad_out, executed=i in rec.executed, grad_norm=total))
-    run = replace(run, kept_bytes=store.kept_bytes, dropped=store.dropped, errors=tuple(rec.errors))
-    return replace(graph, nodes=tuple(nodes), run=run)
-
+from .walk import Collected, Gradients, build
 
 Key = tuple[int, str]
 
 
-def _norms(rec: GradRecorder, store: TensorStore) -> tuple[dict[Key, float], dict[Key, TensorSummary]]:
-    """Norms of every kept gradient; full summaries (NaN/Inf counts) of those that are not finite."""
-    keys: list[Key] = []
-    tensors: list[torch.Tensor] = []
-    for kind, table in (("grad-in", rec.grad_in), ("grad-out", rec.grad_out)):
-        for i, grads in table.items():
-            for k in range(len(grads)):
-                t = store.get((i, f"{kind}:{k}"))
-                if t is not None and t.layout == torch.strided and t.numel() > 0 and t.dtype.is_floating_point:
-                    keys.append((i, f"{kind}:{k}"))
-                    tensors.append(t.detach())
-    if not tensors:
-        return {}, {}
-    with torch.no_grad():
-        values = torch.stack([n.float().cpu() for n in torch._foreach_norm(tensors)]).tolist()
-    norms = dict(zip(keys, values, strict=True))
-    bad = {k: summarize(t, stats=True) for k, t, v in zip(keys, tensors, values, strict=True) if not math.isfinite(v)}
-    return norms, bad
+def build_with_gradients(c: Collected, rec: GradRecorder, store: TensorStore, run: RunInfo) -> Graph:
+    grad_in = rec.summaries()
+    for i, kept in rec.grad_in.items():  # kept (and leaves): full summaries when not finite
+        grad_in[i] = _merge(i, "grad-in", kept, grad_in.get(i), store)
+    grad_out = {i: _merge(i, "grad-out", kept, None, store) for i, kept in rec.grad_out.items()}
+    totals = {i: _total_norm(g) for i, g in grad_in.items()}
+    run = RunInfo(mode=run.mode, step=run.step, root_gradient=run.root_gradient, loss=run.loss,
+                  kept_bytes=store.kept_bytes, budget_bytes=store.budget_bytes, dropped=store.dropped,
+                  errors=tuple(rec.errors))  # fmt: skip
+    return build(c, Gradients(grad_in, grad_out, rec.executed, totals), run)
 
 
-def _with_norm(s: TensorSummary | None, norm: float | None) -> TensorSummary | None:
-    if s is None or norm is None or s.norm is not None:
-        return s
-    return replace(s, norm=norm)
+def _merge(i: int, kind: str, kept: tuple[TensorSummary | None, ...], seen: tuple[TensorSummary | None, ...] | None,
+           store: TensorStore) -> tuple[TensorSummary | None, ...]:  # fmt: skip
+    out: list[TensorSummary | None] = []
+    for k, s in enumerate(kept):
+        t = store.get((i, f"{kind}:{k}"))
+        if s is None or t is None or t.layout != torch.strided or not t.numel():
+            prior = seen[k] if seen is not None and k < len(seen) else None
+            out.append(s if s is not None and s.norm is not None else prior if prior is not None else s)
+            continue
+        norm = float(torch.linalg.vector_norm(t.detach()))
+        out.append(s.with_norm(norm) if math.isfinite(norm) else summarize(t, stats=True, freed=s.freed))
+    return tuple(out)
 
 
 def _total_norm(grads: tuple[TensorSummary | None, ...]) -> float | None:

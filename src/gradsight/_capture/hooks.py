@@ -1,48 +1,59 @@
 """Hooks on every node of one graph, recording the gradients that flow during backward.
 
+Two levels, because keeping every gradient alive is what makes a hooked backward slow (1.5–4× at
+realistic sizes, measured in benchmarks/bench_run.py: the allocator can no longer reuse freed
+gradient buffers). Every node gets a prehook that records the gradient's shape and its norm (a 0-d
+tensor, no device sync); only the nodes in ``keep`` also hand their gradients in and out to the
+:class:`~.store.TensorStore` (within its budget) for histograms and previews.
+
 Rules from research/autograd-facts.md §6: every hook returns None and catches everything (an
 exception would abort the user's backward); closures capture the node's index, never the node (a
 node → hook → closure → node cycle keeps activations alive); the gradient reaching an
-``AccumulateGrad`` is not held (that forces a copy of every parameter gradient): only its norm is
-taken. Gradients go to the :class:`~.store.TensorStore`, which keeps references within its budget.
-All handles are owned here and removed by :meth:`GradRecorder.close`, also on error.
+``AccumulateGrad`` is not held (that forces a copy of every parameter gradient). All handles are
+owned here and removed by :meth:`GradRecorder.close`, also on error.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import torch
 
 from ..graph import TensorSummary
 from .store import TensorStore
+from .summary import dtype_name
 
 ACCUMULATE_GRAD = "AccumulateGrad"
+_vector_norm = torch.linalg.vector_norm
+
+# (shape, dtype, device, numel, 0-d norm tensor or None) of one gradient, as recorded in a hook
+GradMeta = tuple[tuple[int, ...], Any, Any, int, "torch.Tensor | None"] | None
 
 
 class GradRecorder:
-    """Install with :meth:`install`; read ``grad_in``, ``grad_out``, ``executed``, ``errors``."""
+    """Install with :meth:`install`; after backward read :meth:`summaries`, ``executed``, ``errors``."""
 
-    def __init__(self, store: TensorStore, on_first: Callable[[], None] | None = None) -> None:
+    def __init__(self, store: TensorStore, keep: Collection[int] | None = None,
+                 on_first: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.store = store
-        self._on_first = on_first  # called once, inside the first hook that fires
-        self.grad_in: dict[int, tuple[TensorSummary | None, ...]] = {}
+        self.keep = keep if keep is not None else ()  # node indices whose gradients are kept
+        self.meta: dict[int, tuple[GradMeta, ...]] = {}
+        self.grad_in: dict[int, tuple[TensorSummary | None, ...]] = {}  # kept nodes (and leaves)
         self.grad_out: dict[int, tuple[TensorSummary | None, ...]] = {}
-        self.leaf_received: dict[int, float | None] = {}  # norm of the gradient reaching a leaf
         self.executed: set[int] = set()
         self.errors: list[str] = []
+        self._on_first = on_first  # called once, inside the first hook that fires
         self._handles: list[Any] = []
         self._lock = threading.Lock()  # two backward calls may interleave hooks (pitfall 9)
         self._closed = False
 
     def install(self, order: Sequence[Any], names: Sequence[str]) -> None:
+        keep = self.keep
         for i, node in enumerate(order):
-            if names[i] == ACCUMULATE_GRAD:
-                self._handles.append(node.register_prehook(self._leaf_hook(i)))
-            else:
-                self._handles.append(node.register_prehook(self._pre_hook(i)))
+            self._handles.append(node.register_prehook(self._pre_hook(i, i in keep and names[i] != ACCUMULATE_GRAD)))
+            if i in keep and names[i] != ACCUMULATE_GRAD:
                 self._handles.append(node.register_hook(self._post_hook(i)))
 
     def close(self) -> None:
@@ -51,21 +62,41 @@ class GradRecorder:
             h.remove()
         self._handles.clear()
 
+    def summaries(self) -> dict[int, tuple[TensorSummary | None, ...]]:
+        """Gradients into every executed node: shape, dtype and norm (after backward: one sync)."""
+        norms = [m[4] for metas in self.meta.values() for m in metas if m is not None and m[4] is not None]
+        values = iter(torch.stack([n.float().cpu() for n in norms]).tolist() if norms else [])
+        out: dict[int, tuple[TensorSummary | None, ...]] = {}
+        for i, metas in self.meta.items():
+            row: list[TensorSummary | None] = []
+            for m in metas:
+                if m is None:
+                    row.append(None)
+                    continue
+                s = TensorSummary.meta(m[0], dtype_name(m[1]), str(m[2]), m[3], "strided")
+                row.append(s.with_norm(next(values)) if m[4] is not None else s)
+            out[i] = tuple(row)
+        return out
+
     def _first(self) -> None:
         fn, self._on_first = self._on_first, None
         if fn is not None:
             fn()
 
-    def _pre_hook(self, i: int) -> Any:
+    def _pre_hook(self, i: int, keep: bool) -> Any:
         def hook(grad_outputs: Sequence[torch.Tensor | None]) -> None:
             if self._closed:
                 return
             try:
                 if self._on_first is not None:
                     self._first()
+                metas = tuple(_meta(g) for g in grad_outputs)
+                kept = self._keep(i, "grad-in", grad_outputs) if keep else None
                 with self._lock:
                     self.executed.add(i)
-                    self.grad_in[i] = self._keep(i, "grad-in", grad_outputs)
+                    self.meta[i] = metas
+                    if kept is not None:
+                        self.grad_in[i] = kept
             except Exception as e:
                 self._error(i, e)
             return
@@ -77,26 +108,9 @@ class GradRecorder:
             if self._closed:
                 return
             try:
+                kept = self._keep(i, "grad-out", grad_inputs)
                 with self._lock:
-                    self.grad_out[i] = self._keep(i, "grad-out", grad_inputs)
-            except Exception as e:
-                self._error(i, e)
-            return
-
-        return hook
-
-    def _leaf_hook(self, i: int) -> Any:
-        def hook(grad_outputs: Sequence[torch.Tensor | None]) -> None:
-            if self._closed:
-                return
-            try:
-                if self._on_first is not None:
-                    self._first()
-                g = grad_outputs[0] if grad_outputs else None
-                norm = None if g is None else float(torch.linalg.vector_norm(g.detach().float()))
-                with self._lock:
-                    self.executed.add(i)
-                    self.leaf_received[i] = norm
+                    self.grad_out[i] = kept
             except Exception as e:
                 self._error(i, e)
             return
@@ -109,3 +123,11 @@ class GradRecorder:
     def _error(self, i: int, e: BaseException) -> None:
         if len(self.errors) < 20:
             self.errors.append(f"node {i}: {type(e).__name__}: {e}")
+
+
+def _meta(g: torch.Tensor | None) -> GradMeta:
+    if g is None:
+        return None
+    numeric = g.dtype.is_floating_point or g.dtype.is_complex
+    norm = _vector_norm(g) if g.layout == torch.strided and numeric and g.numel() else None
+    return (tuple(g.shape), g.dtype, g.device, g.numel(), norm)

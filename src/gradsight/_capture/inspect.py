@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 
 from ..graph import SavedValue, TensorSummary
 from ..inspection import GradStep, Histogram, Inspection, Preview, Section, TensorView
@@ -20,6 +22,7 @@ from .walk import Captured
 BINS = 32
 MAX_1D = 2048
 MAX_2D = 128
+HISTOGRAM_SAMPLE = 1_000_000  # values binned at most: a 1-in-k stride beyond (histc is slow on CPU)
 
 
 def tensor_view(key: str, section: Section, name: str, t: torch.Tensor | None, summary: TensorSummary,
@@ -50,12 +53,14 @@ def histogram(t: torch.Tensor, s: TensorSummary) -> Histogram | None:
     else:
         nan = posinf = neginf = 0
     lo, hi = s.min, s.max
+    stride = max(1, math.ceil(x.numel() / HISTOGRAM_SAMPLE))
+    x = x[::stride]
     if lo == hi:
         counts = [0] * BINS
         counts[BINS // 2] = int(x.numel())
     else:
         counts = [int(c) for c in torch.histc(x, bins=BINS, min=lo, max=hi).tolist()]
-    return Histogram(min=lo, max=hi, counts=tuple(counts), nan=nan, posinf=posinf, neginf=neginf)
+    return Histogram(min=lo, max=hi, counts=tuple(counts), nan=nan, posinf=posinf, neginf=neginf, stride=stride)
 
 
 def preview(t: torch.Tensor, index: Sequence[int] | None = None) -> Preview:
@@ -96,16 +101,11 @@ def _real(t: torch.Tensor) -> torch.Tensor:
 
 
 def _pool1d(x: torch.Tensor, cap: int) -> tuple[torch.Tensor, tuple[int, ...]]:
-    n = x.numel()
-    b = max(1, math.ceil(n / cap))
+    b = max(1, math.ceil(x.numel() / cap))
     if b == 1:
         return x, (1,)
-    m = math.ceil(n / b)
-    pad = m * b - n
-    sums = torch.nn.functional.pad(x, (0, pad)).view(m, b).sum(1)
-    counts = torch.full((m,), float(b), device=x.device, dtype=x.dtype)
-    counts[-1] = b - pad
-    return sums / counts, (b,)
+    # ceil_mode: the last, partial window averages only the values it has
+    return F.avg_pool1d(x[None, None], b, b, ceil_mode=True)[0, 0], (b,)
 
 
 def _pool2d(x: torch.Tensor, cap: int) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -113,18 +113,20 @@ def _pool2d(x: torch.Tensor, cap: int) -> tuple[torch.Tensor, tuple[int, ...]]:
     bh, bw = max(1, math.ceil(h / cap)), max(1, math.ceil(w / cap))
     if bh == bw == 1:
         return x, (1, 1)
-    mh, mw = math.ceil(h / bh), math.ceil(w / bw)
-    padded = torch.nn.functional.pad(x, (0, mw * bw - w, 0, mh * bh - h))
-    ones = torch.nn.functional.pad(torch.ones_like(x), (0, mw * bw - w, 0, mh * bh - h))
-    sums = padded.view(mh, bh, mw, bw).sum((1, 3))
-    counts = ones.view(mh, bh, mw, bw).sum((1, 3))
-    return sums / counts, (bh, bw)
+    return F.avg_pool2d(x[None, None], (bh, bw), (bh, bw), ceil_mode=True)[0, 0], (bh, bw)
 
 
 # -- a whole node --------------------------------------------------------------------------------
 
 
-def inspect_node(cap: Captured, node_id: str, history: Sequence[GradStep] = ()) -> Inspection:
+GRADIENTS_NOT_KEPT = (
+    "gradient values not kept (big graph: gradsight keeps their norms, and the values of the nodes you "
+    "inspect in a runnable debugger, by re-running the step)"
+)
+
+
+def inspect_node(cap: Captured, node_id: str, history: Sequence[GradStep] = (),
+                 missing_gradients: str = GRADIENTS_NOT_KEPT) -> Inspection:  # fmt: skip
     """Every tensor of ``node_id`` as a :class:`TensorView` (``KeyError`` if there is no such node)."""
     node = cap.graph.node(node_id)
     i = cap.index_of.get(node_id, -1)
@@ -142,7 +144,11 @@ def inspect_node(cap: Captured, node_id: str, history: Sequence[GradStep] = ()) 
         for k, grad in enumerate(grads):
             if grad is not None:
                 key = f"{section}:{k}"
-                views.append(tensor_view(key, section, f"{section} {k}", _kept(store, i, key), grad))
+                t = _kept(store, i, key)
+                view = tensor_view(key, section, f"{section} {k}", t, grad)
+                if t is None and (store is None or store.dropped == 0 or grad.std is None):
+                    view = replace(view, note=missing_gradients)
+                views.append(view)
     if node.leaf is not None:
         views.extend(_leaf_views(store, i))
     return Inspection(node=node_id, tensors=tuple(views), history=tuple(history))

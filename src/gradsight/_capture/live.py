@@ -13,21 +13,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import torch
 
+from ..config import options
 from ..graph import RunInfo
 from ..inspection import GradStep
-from .finish import add_gradients
+from .finish import build_with_gradients
 from .hooks import GradRecorder
 from .modules import ModuleTracker
 from .names import leaf_names_from_params
 from .outputs import flatten_tensors
 from .source import SourceTracker
 from .store import TensorStore
-from .walk import ACCUMULATE_GRAD, Captured, CaptureOptions, Collected, build, collect, gc_paused
+from .walk import ACCUMULATE_GRAD, Captured, CaptureOptions, Collected, collect, gc_paused
 
 HISTORY = 50  # steps of .grad history kept per leaf
 
@@ -99,7 +100,8 @@ class LiveSession:
                               source_of=None if sources is None else sources.source_of)  # fmt: skip
         with gc_paused():
             collected, order = collect(list(dict.fromkeys(roots)), opts)
-        step = _Step(self.steps, collected, store, self._finish)
+        keep = range(len(collected.names)) if collected.gradient_bytes() <= options.keep_gradients_below else ()
+        step = _Step(self.steps, collected, store, self._finish, keep)
         step.recorder.install(order, collected.names)
         step.leaves = [(i, order[i].variable) for i, name in enumerate(collected.names) if name == ACCUMULATE_GRAD]
         del order
@@ -112,9 +114,8 @@ class LiveSession:
         try:
             step.recorder.close()
             with gc_paused():
-                graph = build(step.collected)
-                run = RunInfo(mode="live", step=step.number, budget_bytes=self._budget)
-                graph = add_gradients(graph, step.collected, step.recorder, step.store, run)
+                run = RunInfo(mode="live", step=step.number)
+                graph = build_with_gradients(step.collected, step.recorder, step.store, run)
             self._record_history(step, graph)
             with self._lock:
                 if self._step is step:
@@ -126,7 +127,7 @@ class LiveSession:
             self._error(e)
 
     def _record_history(self, step: _Step, graph: Any) -> None:
-        received = step.recorder.leaf_received
+        ids = step.collected.ids
         for i, leaf in step.leaves:
             name = self._leaf_names.get(leaf)
             if name is None:
@@ -134,7 +135,8 @@ class LiveSession:
             grad = leaf.grad
             norm = None if grad is None else float(torch.linalg.vector_norm(grad.detach().float()))
             steps = self.history.setdefault(name, [])
-            steps.append(GradStep(step=step.number, grad_norm=norm, received_norm=received.get(i)))
+            received = graph.node(ids[i]).grad_norm if ids[i] in graph else None
+            steps.append(GradStep(step=step.number, grad_norm=norm, received_norm=received))
             del steps[:-HISTORY]
 
     # -- publishing (main thread only) ---------------------------------------------------------
@@ -168,11 +170,11 @@ class LiveSession:
 
 class _Step:
     def __init__(self, number: int, collected: Collected, store: TensorStore,
-                 finish: Callable[[_Step], None]) -> None:  # fmt: skip
+                 finish: Callable[[_Step], None], keep: Collection[int]) -> None:  # fmt: skip
         self.number = number
         self.collected = collected
         self.store = store
-        self.recorder = GradRecorder(store, on_first=self._queue_finish)
+        self.recorder = GradRecorder(store, keep, on_first=self._queue_finish)
         self.leaves: list[tuple[int, torch.Tensor]] = []
         self._finish = finish
 

@@ -10,15 +10,16 @@ no ``.grad`` field of the user's changes. Everything installed is removed in ``f
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from ..config import options
 from ..graph import Graph, RootGradient, RunInfo
-from .finish import add_gradients
+from .finish import build_with_gradients
 from .hooks import GradRecorder
 from .modules import ModuleTracker
 from .names import leaf_names_from_params
@@ -26,7 +27,7 @@ from .outputs import flatten_tensors
 from .source import SourceTracker
 from .store import TensorStore
 from .tensors import why_no_graph
-from .walk import ACCUMULATE_GRAD, Captured, CaptureOptions, build, collect, gc_paused
+from .walk import ACCUMULATE_GRAD, Captured, CaptureOptions, assign_ids, collect, gc_paused
 
 
 @dataclass
@@ -41,6 +42,13 @@ class RunSpec:
     budget: int = 0
     source_lines: bool = True
     mode: str = "runnable"
+    keep_gradients_below: int = 32 * 2**20
+    rng: Any = None  # RNG states of the first run: every later run replays them (same dropout masks)
+    versions: list[tuple[torch.Tensor, int]] = field(default_factory=list)  # parameter versions then
+
+    def model_changed(self) -> bool:
+        """Were parameters updated (optimizer step, in-place edit) since the first run?"""
+        return any(p._version != v for p, v in self.versions)
 
 
 @dataclass
@@ -51,10 +59,12 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
 
 
-def run(spec: RunSpec) -> RunResult:
-    """Run forward and backward once under observation."""
+def run(spec: RunSpec, watch: Collection[str] = ()) -> RunResult:
+    """Run forward and backward once under observation; keep the gradients of ``watch`` (node ids)."""
     store = TensorStore(spec.budget)
-    with _fork_rng(), _restore_buffers(spec.modules), gc_paused():
+    if not spec.versions:
+        spec.versions = [(p, p._version) for _, m in spec.modules for p in m.parameters(recurse=False)]
+    with _fork_rng(spec), _restore_buffers(spec.modules), gc_paused():
         tracker = ModuleTracker(spec.modules)
         try:
             sources = SourceTracker() if spec.source_lines else None
@@ -70,21 +80,26 @@ def run(spec: RunSpec) -> RunResult:
                 msg = "\n".join(why_no_graph(r, "the output" if len(roots) == 1 else f"output {i}")
                                 for i, r in enumerate(roots)) or "The model returned no tensors."  # fmt: skip
                 return RunResult(Captured(Graph(message=msg, run=RunInfo(mode="runnable"))), loss_value=loss_value)
-            return _backward(spec, store, tracker, sources, roots, grads, kind, loss_value)
+            return _backward(spec, store, tracker, sources, roots, grads, kind, loss_value, watch)
         finally:
             tracker.close()
 
 
 def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources: SourceTracker | None,
               roots: list[torch.Tensor], grads: list[torch.Tensor | None], kind: RootGradient,
-              loss_value: float | None) -> RunResult:  # fmt: skip
+              loss_value: float | None, watch: Collection[str]) -> RunResult:  # fmt: skip
     pairs = [(r, g) for r, g in zip(roots, grads, strict=True) if r.grad_fn is not None]
     opts = CaptureOptions(
         leaf_names=spec.leaf_names, store=store, module_of=tracker.module_of,
         source_of=None if sources is None else sources.source_of,
     )  # fmt: skip
     collected, order = collect([r.grad_fn for r, _ in pairs], opts)
-    recorder = GradRecorder(store)
+    ids = assign_ids(collected)
+    if collected.gradient_bytes() <= spec.keep_gradients_below:
+        keep: Collection[int] = range(len(ids))
+    else:
+        keep = {i for i, node_id in enumerate(ids) if node_id in watch}
+    recorder = GradRecorder(store, keep)
     error = None
     try:
         recorder.install(order, collected.names)
@@ -102,10 +117,8 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
                 recorder.grad_in[i] = (store.offer((i, "grad-in:0"), g),)
     finally:
         recorder.close()
-    graph = build(collected)
-    run_info = RunInfo(mode=spec.mode, root_gradient=kind, loss=loss_value,  # type: ignore[arg-type]
-                       budget_bytes=store.budget_bytes)  # fmt: skip
-    graph = add_gradients(graph, collected, recorder, store, run_info)
+    run_info = RunInfo(mode=spec.mode, root_gradient=kind, loss=loss_value)  # type: ignore[arg-type]
+    graph = build_with_gradients(collected, recorder, store, run_info)
     return RunResult(Captured.of(graph, collected, store), error=error, loss_value=loss_value)
 
 
@@ -147,9 +160,18 @@ def _roots(
 
 
 @contextmanager
-def _fork_rng() -> Iterator[None]:
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # type: ignore[no-untyped-call]
+def _fork_rng(spec: RunSpec) -> Iterator[None]:
+    """The run gets its own copy of the RNG (the user's is restored afterwards); later runs replay
+    the first run's state, so they see the same random numbers (dropout masks) and stay comparable."""
+    cuda = torch.cuda.is_initialized()  # type: ignore[no-untyped-call]
+    devices = list(range(torch.cuda.device_count())) if cuda else []
     with torch.random.fork_rng(devices=devices):
+        if spec.rng is None:
+            spec.rng = (torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in devices])
+        else:
+            torch.set_rng_state(spec.rng[0])
+            for d, state in zip(devices, spec.rng[1], strict=False):
+                torch.cuda.set_rng_state(state, d)
         yield
 
 
@@ -191,8 +213,9 @@ def spec_for_model(model: torch.nn.Module, inputs: Any, loss: Any, grad_output: 
     names = leaf_names_from_params(model)
     for name, t in _input_tensors(inputs):
         names.setdefault(t, name)
-    return RunSpec(call=call, modules=list(model.named_modules()), leaf_names=names,
-                   loss=loss, grad_output=grad_output, budget=budget, source_lines=source_lines)  # fmt: skip
+    return RunSpec(call=call, modules=list(model.named_modules()), leaf_names=names, loss=loss,
+                   grad_output=grad_output, budget=budget, source_lines=source_lines,
+                   keep_gradients_below=options.keep_gradients_below)  # fmt: skip
 
 
 def _input_tensors(inputs: Any) -> list[tuple[str, torch.Tensor]]:
@@ -209,7 +232,8 @@ def _input_tensors(inputs: Any) -> list[tuple[str, torch.Tensor]]:
 def spec_for_function(fn: Callable[[], Any], loss: Any, grad_output: Any, budget: int, source_lines: bool) -> RunSpec:
     modules, names = _modules_seen_by(fn)
     return RunSpec(call=fn, modules=modules, leaf_names=names, loss=loss, grad_output=grad_output,
-                   budget=budget, source_lines=source_lines)  # fmt: skip
+                   budget=budget, source_lines=source_lines,
+                   keep_gradients_below=options.keep_gradients_below)  # fmt: skip
 
 
 def _modules_seen_by(fn: Callable[..., Any]) -> tuple[list[tuple[str, torch.nn.Module]], dict[torch.Tensor, str]]:

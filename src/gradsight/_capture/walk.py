@@ -28,6 +28,7 @@ from ..graph import (
     NodeKind,
     OpaqueKind,
     OutputMeta,
+    RunInfo,
     SavedValue,
     TensorSummary,
     Unavailable,
@@ -79,7 +80,20 @@ class Collected:
     modules: list[str | None] | None
     sources: list[str | None]
     roots: list[int]
-    ids: list[str] = field(default_factory=list)  # set by build()
+    ids: list[str] = field(default_factory=list)  # set by assign_ids()
+    topo: list[int] = field(default_factory=list)
+    final_modules: list[str | None] = field(default_factory=list)
+
+    def gradient_bytes(self) -> int:
+        """What keeping every gradient would cost: one per node output (from output metadata)."""
+        total = 0
+        for outs in self.outputs:
+            for o in outs:
+                n = 1
+                for d in o.shape:
+                    n *= d
+                total += n * _ELEMENT_BYTES.get(o.dtype, 4)
+        return total
 
 
 @dataclass
@@ -93,6 +107,14 @@ class Captured:
     @classmethod
     def of(cls, graph: Graph, c: Collected, store: TensorStore | None) -> Captured:
         return cls(graph, store, {node_id: i for i, node_id in enumerate(c.ids)})
+
+    def has_gradients(self, node_id: str) -> bool:
+        """Are the gradient tensors into ``node_id`` kept (or is there nothing to keep)?"""
+        node = self.graph.node(node_id)
+        if not node.executed or not any(g is not None for g in node.grad_in):
+            return True
+        i = self.index_of.get(node_id)
+        return self.store is not None and i is not None and self.store.get((i, "grad-in:0")) is not None
 
 
 def capture(roots: Sequence[Any], options: CaptureOptions | None = None) -> Graph:
@@ -146,12 +168,29 @@ def collect(roots: Sequence[Any], opts: CaptureOptions) -> tuple[Collected, list
     return collected, order
 
 
-def build(c: Collected) -> Graph:
-    """Phase 2 (torch-free): order, modules, ids, frozen nodes."""
-    topo = backward_order(c.seqs, c.edges, c.roots)
-    modules = [_module_of(i, c) for i in range(len(c.names))]
-    ids = op_ids(c.names, c.seqs, modules, c.leaves, topo)
-    c.ids = ids
+@dataclass
+class Gradients:
+    """What backward recorded, by walk index (see hooks.GradRecorder and finish.py)."""
+
+    grad_in: Mapping[int, tuple[TensorSummary | None, ...]]
+    grad_out: Mapping[int, tuple[TensorSummary | None, ...]]
+    executed: set[int]
+    norms: Mapping[int, float | None]
+
+
+def assign_ids(c: Collected) -> list[str]:
+    """Order, modules and stable ids (known before backward, so a re-run can watch a node by id)."""
+    if not c.ids:
+        c.topo = backward_order(c.seqs, c.edges, c.roots)
+        c.final_modules = [_module_of(i, c) for i in range(len(c.names))]
+        c.ids = op_ids(c.names, c.seqs, c.final_modules, c.leaves, c.topo)
+    return c.ids
+
+
+def build(c: Collected, grads: Gradients | None = None, run: RunInfo | None = None) -> Graph:
+    """Phase 2 (torch-free): order, modules, ids, frozen nodes (with gradients when recorded)."""
+    ids = assign_ids(c)
+    topo, modules = c.topo, c.final_modules
     root_set = set(c.roots)
     nodes = tuple(
         Node(
@@ -166,12 +205,16 @@ def build(c: Collected) -> Graph:
             variable=c.variables[i],
             source=c.sources[i],
             opaque_kind=c.opaque[i],
+            grad_in=() if grads is None else grads.grad_in.get(i, ()),
+            grad_out=() if grads is None else grads.grad_out.get(i, ()),
+            executed=None if grads is None else i in grads.executed,
+            grad_norm=None if grads is None else grads.norms.get(i),
         )
         for i in topo
     )
     freed = sum(any(_is_freed(v) for v in saved.values()) for saved in c.saved)
     notes = (_freed_note(freed),) if freed else ()
-    return Graph(nodes=nodes, roots=tuple(ids[r] for r in c.roots), notes=notes)
+    return Graph(nodes=nodes, roots=tuple(ids[r] for r in c.roots), notes=notes, run=run or RunInfo())
 
 
 def walk(roots: Sequence[Any]) -> tuple[list[Any], dict[Any, int], list[list[tuple[int | None, int]]]]:
@@ -221,6 +264,8 @@ def backward_order(
                     heapq.heappush(ready, (-seqs[j], j))
     return result
 
+
+_ELEMENT_BYTES = {"float64": 8, "complex128": 16, "complex64": 8, "float16": 2, "bfloat16": 2, "int64": 8}
 
 _NAMES: dict[type, str] = {}
 

@@ -1,0 +1,176 @@
+"""Costs of the debugger modes, as ratios taken side by side in one process.
+
+    .venv/bin/python benchmarks/bench_run.py            # all sections
+    .venv/bin/python benchmarks/bench_run.py --section capture|live|click|memory
+
+- capture: a runnable debugger's run (forward + backward observed, graph built) ÷ a plain
+  forward + backward, on ~1k-node models of realistic size. Target ≤ 1.15×.
+- live: a training step (forward, loss, backward, SGD step) with a live debugger attached ÷ without.
+  Target ≤ 1.2×. Measured with the default capture interval and with every step captured.
+- click: inspect request → reply (statistics, histogram, preview, encoding) for a node whose saved
+  tensor has 10M elements. Target ≤ 100 ms.
+- memory: peak RSS added by a debugger run over a plain forward + backward, in fresh processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import gradsight as gs
+from gradsight._capture.run import run, spec_for_model
+from models import REALISTIC, realistic
+
+
+def _median_pair(a: Callable[[], Any], b: Callable[[], Any], repeats: int) -> tuple[float, float]:
+    ta, tb = [], []
+    a(), b()  # warm up
+    for _ in range(repeats):
+        for fn, out in ((a, ta), (b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def capture(repeats: int) -> None:
+    print("\n### Runnable debugger: capture overhead (target ≤ 1.15×)\n")
+    print("| model | nodes | plain fwd+bwd ms | debugger run ms | ratio |")
+    print("|---|---|---|---|---|")
+    for name in REALISTIC:
+        model, x = realistic(name)
+        spec = spec_for_model(model, x, lambda out: out.pow(2).mean(), None, gs.options.memory_budget, True)
+        result: list[Any] = []
+        tp, td = _median_pair(_plain_step(model, x), lambda s=spec, r=result: r.append(run(s)), repeats)
+        nodes = len(result[-1].captured.graph)
+        print(f"| {name} | {nodes} | {tp * 1e3:.1f} | {td * 1e3:.1f} | {td / tp:.2f}× |")
+
+
+def _plain_step(
+    model: torch.nn.Module, x: torch.Tensor, opt: torch.optim.Optimizer | None = None
+) -> Callable[[], None]:
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        model(x).pow(2).mean().backward()
+        if opt is not None:
+            opt.step()
+
+    return step
+
+
+def live(repeats: int) -> None:
+    print("\n### Live mode: overhead per training step (target ≤ 1.2×)\n")
+    print("| model | plain step ms | live, default interval ms | ratio | live, every step ms | ratio |")
+    print("|---|---|---|---|---|---|")
+    for name in REALISTIC:
+        model, x = realistic(name)
+        train_step = _plain_step(model, x, torch.optim.SGD(model.parameters(), lr=1e-6))
+        base, _ = _median_pair(train_step, train_step, repeats)
+        ratios = []
+        for interval in (gs.options.live_interval, 0.0):
+            old = gs.options.live_interval
+            gs.options.live_interval = interval
+            dbg = gs.debugger(model)
+            try:
+                _, live_t = _median_pair(lambda: None, train_step, repeats * 2)
+            finally:
+                dbg.close()
+                gs.options.live_interval = old
+            ratios.append(live_t)
+        print(f"| {name} | {base * 1e3:.1f} | {ratios[0] * 1e3:.1f} | {ratios[0] / base:.2f}× | "
+              f"{ratios[1] * 1e3:.1f} | {ratios[1] / base:.2f}× |")  # fmt: skip
+
+
+def click(repeats: int) -> None:
+    print("\n### Click → inspector for a saved tensor of 10M elements (target ≤ 100 ms)\n")
+    model = torch.nn.Linear(1000, 10)
+    x = torch.randn(10_000, 1000)  # AddmmBackward0 saves x: 10M floats
+    dbg = gs.debugger(model, inputs=x, loss=lambda out: out.pow(2).mean())
+    node = dbg.graph.find("AddmmBackward0")[0].id
+    sent: list[Any] = []
+    dbg.send = lambda content, buffers=None: sent.append((content, buffers))  # type: ignore[method-assign]
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dbg._on_msg(dbg, {"type": "inspect", "request_id": "b", "node": node}, [])
+        times.append(time.perf_counter() - t0)
+    content, buffers = sent[-1]
+    assert content["ok"], content
+    size = sum(len(b) for b in buffers)
+    print(f"| saved tensor | elements | median ms | min ms | bytes sent |\n|---|---|---|---|---|\n"
+          f"| `_saved_mat1` (10000, 1000) | {x.numel():,} | {statistics.median(times) * 1e3:.1f} | "
+          f"{min(times) * 1e3:.1f} | {size:,} |")  # fmt: skip
+
+
+MEMORY_CHILD = r"""
+import os, resource, sys
+sys.path.insert(0, {here!r})
+import torch
+from models import realistic
+import gradsight as gs
+from gradsight._capture.run import run, spec_for_model
+torch.set_num_threads(1)
+model, x = realistic({name!r})
+def rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+def peak_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+base = rss_mb()
+if {mode!r} == "plain":
+    model(x).pow(2).mean().backward()
+else:
+    spec = spec_for_model(model, x, lambda out: out.pow(2).mean(), None, gs.options.memory_budget, True)
+    result = run(spec)
+print(peak_mb() - base)
+"""
+
+
+def memory(_repeats: int) -> None:
+    print("\n### Peak memory added by a debugger run (fresh process each, glibc set so RSS tracks tensors)\n")
+    print("| model | plain fwd+bwd peak MB | debugger run peak MB | added MB | ratio |")
+    print("|---|---|---|---|---|")
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="4096", MALLOC_TRIM_THRESHOLD_="0", MALLOC_ARENA_MAX="1")
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in REALISTIC:
+        peaks = {}
+        for mode in ("plain", "debugger"):
+            code = MEMORY_CHILD.format(here=here, name=name, mode=mode)
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            peaks[mode] = float(out.stdout.strip().splitlines()[-1])
+        added = peaks["debugger"] - peaks["plain"]
+        print(f"| {name} | {peaks['plain']:.0f} | {peaks['debugger']:.0f} | {added:.0f} | "
+              f"{peaks['debugger'] / peaks['plain']:.2f}× |")  # fmt: skip
+
+
+SECTIONS = {"capture": capture, "live": live, "click": click, "memory": memory}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--section", choices=sorted(SECTIONS), action="append")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    for name in args.section or list(SECTIONS):
+        SECTIONS[name](args.repeats)
+
+
+if __name__ == "__main__":
+    main()
