@@ -60,3 +60,27 @@ export function estimateTextWidth(text: string, fontSize: number, mono = false):
   for (const ch of text) em += /[A-Z@MWmw]/.test(ch) ? 0.8 : /[il.,:;|!'()[\] ]/.test(ch) ? 0.36 : 0.64;
   return em * fontSize;
 }
+
+/** Bytes in binary units: `0` → `"0 B"`, `1536` → `"1.5 KiB"`, `268435456` → `"256 MiB"`. */
+export function formatBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = Math.max(0, n);
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  const text = u === 0 ? String(Math.round(v)) : trimZeros(v.toFixed(v >= 100 ? 0 : 1));
+  return `${text} ${units[u]}`;
+}
+
+/** One tensor element as Python prints it: nan and ±inf spelled out (never an em dash). */
+export function formatElement(x: number): string {
+  if (Number.isNaN(x)) return "nan";
+  return formatNumber(x);
+}
+
+/** `n` with its noun, pluralized: `plural(1, "tensor")` → `"1 tensor"`, `plural(3, "tensor")` → `"3 tensors"`. */
+export function plural(n: number, noun: string): string {
+  return `${formatCount(n)} ${noun}${n === 1 ? "" : "s"}`;
+}

@@ -1,40 +1,72 @@
 // The inspector panel ([data-gradsight="inspector"], DESIGN §6): everything known about the
-// selected node — identity, its `next` edges, what autograd saved for it, the gradients that flowed
-// in and out, and for AccumulateGrad the leaf tensor. Rebuilt from the wire graph on each change.
+// selected node. show() builds it at once from the wire graph (inspector-sections.ts); the inspect
+// reply from Python then fills in full statistics, histograms and values previews
+// (applyInspection), with the request's state on the panel as [data-inspect-status]. The panel
+// owns the listeners for everything inside it (edge links, slice inputs, preview hover and keys).
 
-import { type Child, h } from "./dom";
-import { formatShape } from "./format";
-import { displayName } from "./node-label";
-import { tensorHeadline, tensorView, valueView } from "./values";
-import type { WireGraph, WireLeaf, WireNode, WireTensor } from "./wire";
+import { h, setText } from "./dom";
+import { findEntry, placeHistory, placeTensor } from "./inspect-place";
+import { gradSection, headerSection, hint, leafSection, savedSection, section } from "./inspector-sections";
+import { displayName, type NonFinite } from "./node-label";
+import { PreviewView } from "./preview";
+import { richTensorView } from "./tensor-view";
+import { previewValues, type WireGraph, type WireInspection, type WireNode, type WirePreview } from "./wire";
 
 export interface InspectorEvents {
   /** An edge entry was clicked: select that node. */
   select(id: string): void;
+  /** A slice input changed: show tensor `key` at leading-dim `index`. */
+  values(key: string, index: number[]): void;
 }
+
+export type InspectStatus = "loading" | "done" | "error";
 
 const EMPTY_HINT =
   "Click a node (or focus it and press Enter) to see what autograd saved for it and the gradients that flowed through it.";
-const NO_GRAD_HINT =
-  "no gradient recorded — gradients are captured when gradsight runs backward itself: " +
-  "gs.debugger(model, inputs=…, loss=…) or gs.debugger(fn)";
+const LOADING_TEXT = "loading statistics, histograms and values from Python…";
+
+/** What to give back after the same node is shown again (a live update): scroll and focus. */
+interface Memo {
+  scroll: number;
+  key: string | null;
+  control: string | null;
+}
 
 export class Inspector {
   readonly el: HTMLElement;
-  private graph: WireGraph | null = null;
   private byId = new Map<string, WireNode>();
   private parents = new Map<string, string[]>();
+  private graph: WireGraph | null = null;
+  private statusLine: HTMLElement | null = null;
+  private previews = new Map<string, PreviewView>();
+  private memo: Memo | null = null;
+  private readonly listeners: [string, (e: Event) => void][] = [
+    ["click", (e) => this.onClick(e)],
+    ["change", (e) => this.onChange(e)],
+    ["mousemove", (e) => this.previewOf(e.target)?.pointAt((e as MouseEvent).clientX, (e as MouseEvent).clientY)],
+    ["mouseout", (e) => this.previewOf(e.target)?.leave()],
+    ["keydown", (e) => this.onKey(e as KeyboardEvent)],
+  ];
 
   constructor(private readonly events: InspectorEvents) {
     this.el = h("aside", { class: "gs-inspector", "data-gradsight": "inspector", "aria-label": "node inspector" });
-    this.el.addEventListener("click", this.onClick);
+    for (const [type, fn] of this.listeners) this.el.addEventListener(type, fn);
     this.show(null, null);
+  }
+
+  /** The node shown, or null. */
+  get node(): string | null {
+    return this.el.getAttribute("data-node");
   }
 
   /** Show node `id` of `graph`; a hint when nothing (or an id the graph lacks) is selected. */
   show(graph: WireGraph | null, id: string | null): void {
     if (graph !== this.graph) this.index(graph);
     const node = id === null ? undefined : this.byId.get(id);
+    this.memo = node && this.node === node.id ? this.remember() : null;
+    this.previews = new Map();
+    this.statusLine = null;
+    this.el.removeAttribute("data-inspect-status");
     if (!node) {
       const text = id === null || graph === null ? EMPTY_HINT : `Node ${id} is not in the current graph.`;
       this.el.replaceChildren(h("p", { class: "gs-hint" }, text));
@@ -42,25 +74,110 @@ export class Inspector {
       return;
     }
     this.el.setAttribute("data-node", node.id);
-    this.el.replaceChildren(this.header(node));
+    this.statusLine = h("p", { class: "gs-inspect-status", role: "status", hidden: true });
+    this.el.replaceChildren(headerSection(node), this.statusLine);
     if (node.leaf) this.el.append(leafSection(node.leaf));
     this.el.append(
       this.edgesSection(node),
       savedSection(node),
-      gradSection("grad-in", "Gradient in (grad_outputs)", "grad_in", node.grad_in),
-      gradSection("grad-out", "Gradient out (grad_inputs)", "grad_out", node.grad_out),
+      gradSection("grad-in", node.grad_in),
+      gradSection("grad-out", node.grad_out),
     );
+    if (this.memo) this.el.scrollTop = this.memo.scroll;
+  }
+
+  /** The state of the inspect request for the node shown: on the panel and on the status line. */
+  setStatus(status: InspectStatus, text = ""): void {
+    const line = this.statusLine;
+    if (!line) return;
+    this.el.setAttribute("data-inspect-status", status);
+    line.setAttribute("data-inspect-status", status);
+    line.classList.toggle("gs-inspect-error", status === "error");
+    setText(line, status === "loading" ? LOADING_TEXT : status === "error" ? text : "");
+    line.hidden = status === "done";
+  }
+
+  /** Fill the skeleton with Python's answer; says whether (and how many) NaN / Inf values it reports. */
+  applyInspection(insp: WireInspection, buffers: readonly DataView[]): NonFinite {
+    const found: NonFinite = { present: false, count: 0 };
+    if (insp.node !== this.node) return found;
+    for (const tv of insp.tensors) {
+      let preview: PreviewView | null = null;
+      if (tv.preview) {
+        preview = new PreviewView(tv.preview, previewValues(tv.preview, buffers));
+        this.previews.set(tv.key, preview);
+      }
+      placeTensor(this.el, tv, richTensorView(tv, preview));
+      const h = tv.histogram;
+      const counted = (tv.summary.nan_count ?? 0) + (tv.summary.inf_count ?? 0);
+      found.count += Math.max(counted, h ? h.nan + h.posinf + h.neginf : 0);
+      found.present ||= tv.summary.nonfinite || found.count > 0;
+    }
+    if (insp.history.length > 0) placeHistory(this.el, insp.history);
+    this.restore();
+    return found;
+  }
+
+  updatePreview(key: string, preview: WirePreview, values: Float32Array): void {
+    this.previews.get(key)?.update(preview, values);
+  }
+
+  setPreviewStatus(key: string, status: "loading" | "error", text = ""): void {
+    this.previews.get(key)?.setStatus(status, text);
+  }
+
+  /** Show `index` in the slice inputs of `key` (before its values arrive). */
+  setSliceIndex(key: string, index: readonly number[]): void {
+    this.previews.get(key)?.setSliceIndex(index);
   }
 
   destroy(): void {
-    this.el.removeEventListener("click", this.onClick);
+    for (const [type, fn] of this.listeners) this.el.removeEventListener(type, fn);
   }
 
-  private readonly onClick = (e: MouseEvent): void => {
+  private remember(): Memo {
+    const active = document.activeElement;
+    const inside = active instanceof HTMLElement && this.el.contains(active) ? active : null;
+    const entry = inside?.closest("[data-tensor-key]");
+    const dim = inside?.getAttribute("data-slice-dim");
+    const control = dim != null ? `[data-slice-dim="${dim}"]` : inside?.matches("canvas") ? "canvas" : null;
+    return { scroll: this.el.scrollTop, key: entry?.getAttribute("data-tensor-key") ?? null, control };
+  }
+
+  /** A live update rebuilt the panel: give back the scroll position and the focused control. */
+  private restore(): void {
+    const memo = this.memo;
+    this.memo = null;
+    if (!memo) return;
+    this.el.scrollTop = memo.scroll;
+    if (memo.key === null || memo.control === null) return;
+    findEntry(this.el, memo.key)?.querySelector<HTMLElement>(memo.control)?.focus({ preventScroll: true });
+  }
+
+  private previewOf(target: EventTarget | null): PreviewView | undefined {
+    if (!(target instanceof Element) || !target.matches("canvas[data-preview]")) return undefined;
+    const key = target.closest("[data-tensor-key]")?.getAttribute("data-tensor-key");
+    return key == null ? undefined : this.previews.get(key);
+  }
+
+  private onClick(e: Event): void {
     const target = e.target instanceof Element ? e.target.closest("button[data-node-id]") : null;
     const id = target?.getAttribute("data-node-id");
     if (id) this.events.select(id);
-  };
+  }
+
+  private onChange(e: Event): void {
+    if (!(e.target instanceof HTMLInputElement) || !e.target.hasAttribute("data-slice-dim")) return;
+    const key = e.target.closest("[data-tensor-key]")?.getAttribute("data-tensor-key");
+    const preview = key == null ? undefined : this.previews.get(key);
+    if (key == null || !preview) return;
+    this.events.values(key, preview.sliceIndex());
+  }
+
+  private onKey(e: KeyboardEvent): void {
+    const preview = this.previewOf(e.target);
+    if (preview?.key(e)) e.preventDefault();
+  }
 
   private index(graph: WireGraph | null): void {
     this.graph = graph;
@@ -74,29 +191,6 @@ export class Inspector {
         this.parents.set(target, list);
       }
     }
-  }
-
-  private header(node: WireNode): HTMLElement {
-    const outputs = node.outputs.map((o) => tensorHeadline(o)).join(", ");
-    return h(
-      "header",
-      { class: "gs-inspector-header", "data-section": "header" },
-      h(
-        "h3",
-        { class: "gs-title" },
-        displayName(node),
-        " ",
-        h("span", { class: `gs-badge gs-badge-${node.kind}` }, node.kind),
-      ),
-      rows([
-        ["name", node.name],
-        ["id", node.id],
-        ["module", node.module],
-        ["variable", node.variable],
-        ["source", node.source],
-        ["outputs", outputs || null],
-      ]),
-    );
   }
 
   private nodeButton(id: string): HTMLButtonElement {
@@ -125,64 +219,4 @@ export class Inspector {
         : hint("none: a root"),
     );
   }
-}
-
-function section(name: string, title: string, ...children: Child[]): HTMLElement {
-  return h("section", { class: "gs-section", "data-section": name }, h("h4", {}, title), ...children);
-}
-
-function hint(text: string): HTMLElement {
-  return h("p", { class: "gs-hint" }, text);
-}
-
-/** A definition list of label/value rows, skipping rows without a value. */
-function rows(entries: readonly [string, string | null][]): HTMLElement {
-  const dl = h("dl", { class: "gs-rows" });
-  for (const [label, value] of entries) {
-    if (value === null || value === "") continue;
-    dl.append(h("dt", {}, label), h("dd", { "data-field": label }, value));
-  }
-  return dl;
-}
-
-function savedSection(node: WireNode): HTMLElement {
-  if (node.saved.length === 0) return section("saved", "Saved for backward", hint("nothing saved for backward"));
-  const entries = node.saved.map(({ name, value }) =>
-    h(
-      "div",
-      { class: "gs-saved", "data-saved-name": name, "data-saved-type": value.type },
-      h("code", { class: "gs-saved-name" }, name),
-      valueView(value),
-    ),
-  );
-  return section("saved", "Saved for backward", ...entries);
-}
-
-function gradSection(name: string, title: string, prefix: string, grads: readonly (WireTensor | null)[]): HTMLElement {
-  if (grads.length === 0) return section(name, title, hint(NO_GRAD_HINT));
-  const entries = grads.map((g, i) =>
-    h(
-      "div",
-      { class: "gs-grad", "data-index": i },
-      h("code", { class: "gs-saved-name" }, `${prefix}[${i}]`),
-      g === null ? h("code", { class: "gs-scalar" }, "None") : tensorView(g),
-    ),
-  );
-  return section(name, title, ...entries);
-}
-
-function leafSection(leaf: WireLeaf): HTMLElement {
-  return section(
-    "leaf",
-    "Leaf tensor",
-    rows([
-      ["name", leaf.name ?? "(unnamed)"],
-      ["shape", formatShape(leaf.shape)],
-      ["dtype", leaf.dtype],
-      ["requires_grad", leaf.requires_grad ? "True" : "False"],
-      ["is_parameter", leaf.is_parameter ? "True" : "False"],
-    ]),
-    h("h5", {}, ".grad"),
-    leaf.grad === null ? h("code", { class: "gs-scalar", "data-grad": "none" }, "None") : tensorView(leaf.grad),
-  );
 }

@@ -4,9 +4,20 @@
 
 import { estimateTextWidth, formatShape, truncateEnd, truncateStart } from "./format";
 import type { LayoutInput } from "./layout";
-import type { WireGraph, WireNode } from "./wire";
+import type { OpaqueKind, WireGraph, WireNode, WireTensor, WireValue } from "./wire";
 
-export type LineRole = "name" | "module" | "shape";
+export type LineRole = "name" | "opaque" | "module" | "shape";
+
+/** What an opaque node hides, in words (its label's second line and the inspector's badge). */
+export const OPAQUE_TEXT: Record<OpaqueKind, string> = {
+  compiled: "torch.compile region",
+  checkpoint: "checkpoint (reentrant)",
+  custom: "custom autograd.Function",
+  "backward-hook": "module backward hook",
+};
+
+export const NOT_EXECUTED_TEXT =
+  "not executed in the last backward (pruned: not on the path to what backward differentiated)";
 
 export interface LabelLine {
   role: LineRole;
@@ -42,6 +53,7 @@ export function displayShape(node: WireNode): string | null {
 
 export function nodeLabel(node: WireNode): NodeLabel {
   const lines: LabelLine[] = [{ role: "name", text: truncateEnd(displayName(node), NAME_CHARS) }];
+  if (node.opaque_kind !== null) lines.push({ role: "opaque", text: OPAQUE_TEXT[node.opaque_kind] });
   // Leaves are named by their tensor; the module that owns a parameter is already in its name.
   if (node.module && !node.leaf) lines.push({ role: "module", text: truncateStart(node.module, DETAIL_CHARS) });
   const shape = displayShape(node);
@@ -61,6 +73,7 @@ export function nodeLabel(node: WireNode): NodeLabel {
 /** One-line description for screen readers and tooltips. */
 export function describeNode(node: WireNode): string {
   const parts = [displayName(node), node.kind === "op" ? "operation" : node.kind];
+  if (node.opaque_kind !== null) parts.push(OPAQUE_TEXT[node.opaque_kind]);
   if (node.leaf && node.leaf.name !== null) parts.push(node.name);
   if (node.module) parts.push(`module ${node.module}`);
   if (node.variable) parts.push(`variable ${node.variable}`);
@@ -79,15 +92,35 @@ export function layoutInput(graph: WireGraph, labels: ReadonlyMap<string, NodeLa
   });
 }
 
+export interface NonFinite {
+  /** Some tensor has NaN or Inf (counted, or seen through a non-finite norm). */
+  present: boolean;
+  /** How many were counted (0 when present but not counted). */
+  count: number;
+}
+
 /** NaN or infinite values anywhere in what autograd saved or passed through this node. */
-export function nonFiniteCount(node: WireNode): number {
-  let count = 0;
-  const add = (t: { nan_count: number | null; inf_count: number | null } | null): void => {
-    if (t) count += (t.nan_count ?? 0) + (t.inf_count ?? 0);
+export function nonFinite(node: WireNode): NonFinite {
+  const found: NonFinite = { present: false, count: 0 };
+  const add = (t: WireTensor | null): void => {
+    if (!t) return;
+    const counted = (t.nan_count ?? 0) + (t.inf_count ?? 0);
+    found.count += counted;
+    found.present ||= t.nonfinite || counted > 0;
   };
   for (const g of node.grad_in) add(g);
   for (const g of node.grad_out) add(g);
-  for (const { value } of node.saved) if (value.type === "tensor") add(value);
+  // Tuples of saved tensors nest a few levels at most; a stack keeps it iterative anyway.
+  const values: WireValue[] = node.saved.map((s) => s.value);
+  for (let v = values.pop(); v !== undefined; v = values.pop()) {
+    if (v.type === "tensor") add(v);
+    else if (v.type === "tuple") values.push(...v.items);
+  }
   add(node.leaf?.grad ?? null);
-  return count;
+  return found;
+}
+
+/** "3 NaN or infinite values", or without a number when they were seen but not counted. */
+export function nonFiniteText(count: number): string {
+  return count > 0 ? `${count} NaN or infinite values` : "NaN or infinite values";
 }

@@ -1,23 +1,15 @@
-// SVG renderer of a laid-out graph: one <g> per node (the DOM automation contract of DESIGN §6:
-// data-node-id, data-node-name, focusable, role=button) and one <path> per edge, inside a viewport
-// group that panzoom.ts transforms. Events are delegated to the node layer, so 2,000 nodes cost two
-// listeners, not 4,000.
+// SVG renderer of a laid-out graph: one <g> per node (node-draw.ts: the DOM automation contract of
+// DESIGN §6, data-node-id, data-node-name, focusable, role=button) and one <path> per edge, inside a
+// viewport group that panzoom.ts transforms; restyle() updates node values in place (live mode).
+// Events are delegated to the node layer, so 2,000 nodes cost two listeners, not 4,000.
 
 import { s } from "./dom";
 import type { Direction, Layout, Point } from "./layout";
 import { keyToStep, Neighbours } from "./navigate";
-import {
-  DETAIL_FONT,
-  describeNode,
-  LINE_HEIGHT,
-  NAME_FONT,
-  type NodeLabel,
-  nodeLabel,
-  nonFiniteCount,
-  PAD_Y,
-} from "./node-label";
+import { decorate, drawNode, maxGradNorm } from "./node-draw";
+import { type NodeLabel, nodeLabel, nonFiniteText } from "./node-label";
 import type { ViewState } from "./state";
-import type { WireGraph, WireNode } from "./wire";
+import type { WireGraph } from "./wire";
 
 export interface RendererEvents {
   /** The user clicked a node or pressed Enter / Space on it. */
@@ -73,6 +65,7 @@ export class GraphRenderer {
     this.edgeEls = new Map();
     const roots = new Set(graph.roots);
     const byId = new Map(graph.nodes.map((n) => [n.id, n]));
+    const maxNorm = maxGradNorm(graph);
     // Fragments, not replaceChildren(...array): spreading 100k arguments overflows the stack.
     const edges = document.createDocumentFragment();
     for (const e of layout.edges) {
@@ -92,7 +85,7 @@ export class GraphRenderer {
     for (const p of layout.nodes) {
       const node = byId.get(p.id);
       if (!node) continue;
-      const el = drawNode(node, labels.get(p.id) ?? nodeLabel(node), roots.has(node.id));
+      const el = drawNode(node, labels.get(p.id) ?? nodeLabel(node), roots.has(node.id), maxNorm);
       el.setAttribute("transform", `translate(${round(p.cx - p.width / 2)},${round(p.cy - p.height / 2)})`);
       this.nodeEls.set(node.id, el);
       nodes.append(el);
@@ -108,6 +101,28 @@ export class GraphRenderer {
     this.selected = null;
     this.setSelected(keep);
     if (hadFocus && this.state.focused !== null) this.nodeEls.get(this.state.focused)?.focus();
+  }
+
+  /**
+   * Same nodes, edges and labels, new values (live mode after a training step): update what each
+   * node shows in place, without a new layout or losing focus, hover or selection.
+   */
+  restyle(graph: WireGraph, labels: ReadonlyMap<string, NodeLabel>): void {
+    const roots = new Set(graph.roots);
+    const maxNorm = maxGradNorm(graph);
+    for (const node of graph.nodes) {
+      const el = this.nodeEls.get(node.id);
+      if (el) decorate(el, node, labels.get(node.id) ?? nodeLabel(node), roots.has(node.id), maxNorm);
+    }
+  }
+
+  /** The inspector found NaN / Inf values that the graph's summaries did not show: mark the node. */
+  flagNonFinite(id: string, count: number): void {
+    const el = this.nodeEls.get(id);
+    if (!el || el.classList.contains("gs-nonfinite")) return;
+    el.classList.add("gs-nonfinite");
+    el.setAttribute("data-nonfinite", "true");
+    el.setAttribute("aria-label", `${el.getAttribute("aria-label") ?? ""}, ${nonFiniteText(count)}`);
   }
 
   /** Remove the drawing (no graph to show). */
@@ -207,37 +222,6 @@ function arrow(id: string, cls: string): SVGMarkerElement {
     },
     s("path", { d: "M0,0 L10,5 L0,10 z" }),
   );
-}
-
-function drawNode(node: WireNode, label: NodeLabel, isRoot: boolean): SVGGElement {
-  const classes = ["gs-node", `gs-kind-${node.kind}`];
-  if (isRoot) classes.push("gs-root");
-  const bad = nonFiniteCount(node);
-  if (bad > 0) classes.push("gs-nonfinite");
-  const g = s("g", {
-    class: classes.join(" "),
-    "data-node-id": node.id,
-    "data-node-name": node.name,
-    "data-kind": node.kind,
-    "data-root": isRoot ? "true" : null,
-    "data-nonfinite": bad > 0 ? "true" : null,
-    tabindex: 0,
-    role: "button",
-    "aria-label": describeNode(node) + (bad > 0 ? `, ${bad} NaN or infinite values` : ""),
-    "aria-current": "false",
-  });
-  const rx = node.kind === "leaf" ? label.height / 2 : 4;
-  g.append(
-    s("title", {}, `${describeNode(node)}\nid ${node.id}`),
-    s("rect", { class: "gs-box", width: label.width, height: label.height, rx, ry: rx }),
-  );
-  label.lines.forEach((line, i) => {
-    const size = line.role === "name" ? NAME_FONT : DETAIL_FONT;
-    const y = PAD_Y + i * LINE_HEIGHT + LINE_HEIGHT / 2;
-    const attrs = { class: `gs-label gs-label-${line.role}`, x: label.width / 2, y, "font-size": size };
-    g.append(s("text", { ...attrs, "text-anchor": "middle", "dominant-baseline": "central" }, line.text));
-  });
-  return g;
 }
 
 /** A smooth path through the points: each segment is an S-curve that leaves and enters along the rank axis. */

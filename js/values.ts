@@ -7,6 +7,7 @@ import { formatCount, formatNumber, formatShape } from "./format";
 import type { WireTensor, WireValue } from "./wire";
 
 export const FREED_TEXT = "freed by backward — summary taken before";
+export const NOT_COUNTED_TEXT = "NaN or Inf values (seen through a non-finite norm, not counted)";
 
 const STATS: readonly [string, (t: WireTensor) => string][] = [
   ["min", (t) => formatNumber(t.min)],
@@ -24,7 +25,13 @@ export function tensorHeadline(t: { shape: readonly number[]; dtype: string; dev
 }
 
 export function tensorView(t: WireTensor): HTMLElement {
-  const bad = (t.nan_count ?? 0) + (t.inf_count ?? 0) > 0;
+  const counted = [
+    (t.nan_count ?? 0) > 0 ? `${formatCount(t.nan_count)} NaN` : null,
+    (t.inf_count ?? 0) > 0 ? `${formatCount(t.inf_count)} Inf` : null,
+  ].filter((x) => x !== null);
+  // `nonfinite` also covers a tensor whose values were gone before they could be counted.
+  const bad = t.nonfinite || counted.length > 0;
+  const alert = counted.length > 0 ? `${counted.join(" and ")} values` : NOT_COUNTED_TEXT;
   const meta = h(
     "div",
     { class: "gs-tensor-meta" },
@@ -42,6 +49,7 @@ export function tensorView(t: WireTensor): HTMLElement {
     "div",
     { class: bad ? "gs-tensor gs-tensor-nonfinite" : "gs-tensor" },
     meta,
+    bad ? h("div", { class: "gs-alert", "data-nonfinite-alert": "", role: "note" }, alert) : null,
     t.freed ? h("span", { class: "gs-badge gs-badge-freed", "data-freed": "true" }, FREED_TEXT) : null,
     stats,
     t.note !== null ? h("div", { class: "gs-note" }, t.note) : null,
@@ -71,13 +79,20 @@ export function scalarText(v: WireValue): string | null {
   }
 }
 
-/** One saved value. Tuples of tensors list their items (nesting is shallow: a few levels at most). */
-export function valueView(v: WireValue): HTMLElement {
+/**
+ * One saved value. Tuples of tensors list their items (nesting is shallow: a few levels at most).
+ * `slot` is the inspector key of the value (`saved:_saved_indices`): tuple items become the slots
+ * `saved:_saved_indices[0]`, … that an inspect reply fills in (Python names them the same way).
+ */
+export function valueView(v: WireValue, slot: string | null = null): HTMLElement {
   if (v.type === "tensor") return tensorView(v);
   if (v.type === "unavailable") return h("div", { class: "gs-unavailable" }, "unavailable: ", v.reason);
   const text = scalarText(v);
   if (text !== null || v.type !== "tuple") return h("code", { class: "gs-scalar" }, text ?? "");
   const list = h("ol", { class: "gs-tuple", start: 0 });
-  for (const item of v.items) list.append(h("li", {}, valueView(item)));
+  v.items.forEach((item, i) => {
+    const key = slot === null ? null : `${slot}[${i}]`;
+    list.append(h("li", { "data-tensor-slot": key }, valueView(item, key)));
+  });
   return h("div", { class: "gs-tuple-wrap" }, h("span", { class: "gs-muted" }, `tuple of ${v.items.length}`), list);
 }

@@ -1,14 +1,19 @@
 // One rendered gradsight view: builds the `.gradsight` root, wires the synced traits (model.ts) to
-// the toolbar, renderer, pan/zoom and inspector, and undoes all of it in destroy(). Every model
-// handler is guarded: a bad graph or a bug shows in the error banner instead of breaking the notebook.
+// the toolbar, run banner, renderer, pan/zoom and inspector (whose requests to Python go through
+// inspect-session.ts), and undoes all of it in destroy(). Every model handler is guarded: a bad
+// graph or a bug shows in the error banner instead of breaking the notebook. A new graph with the
+// same structure (live mode, after each training step) restyles the drawn nodes instead of laying
+// them out again, and never moves a view the user has panned or zoomed.
 
 import { h, setText } from "./dom";
+import { InspectSession } from "./inspect-session";
 import { Inspector } from "./inspector";
 import { computeLayout, type Direction, type Layout, type PlacedNode } from "./layout";
 import { type Model, readDirection, readError, readSelected, readStatus, writeDirection, writeSelected } from "./model";
 import { layoutInput, type NodeLabel, nodeLabel } from "./node-label";
 import { type Box, PanZoom } from "./panzoom";
 import { GraphRenderer } from "./render";
+import { RunBanner } from "./run-banner";
 import { initialViewState } from "./state";
 import { Banners, Toolbar } from "./toolbar";
 import { parseGraph, type WireGraph } from "./wire";
@@ -21,11 +26,16 @@ export class GradsightView {
   private readonly renderer: GraphRenderer;
   private readonly panzoom: PanZoom;
   private readonly inspector: Inspector;
+  private readonly session: InspectSession;
+  private readonly run = new RunBanner();
   private readonly empty: HTMLElement;
   private graph: WireGraph | null = null;
   private graphError = "";
   private layout: Layout | null = null;
   private placed = new Map<string, PlacedNode>();
+  private roots: readonly string[] = [];
+  /** Structure of the drawn graph (ids, edges, labels, direction): equal means restyle, not relayout. */
+  private structure = "";
   private readonly handlers: [string, () => void][];
 
   constructor(
@@ -40,7 +50,14 @@ export class GradsightView {
     });
     this.renderer = new GraphRenderer({ select, focus: (id) => this.reveal(id) }, this.state);
     this.panzoom = new PanZoom(this.renderer.svg, this.renderer.viewport, this.state);
-    this.inspector = new Inspector({ select });
+    this.inspector = new Inspector({
+      select,
+      values: (key, index) => this.guard(() => this.session.values(key, index)),
+    });
+    this.session = new InspectSession(model, this.inspector, {
+      nonFinite: (id, count) => this.renderer.flagNonFinite(id, count),
+      guard: (fn) => this.guard(fn),
+    });
     this.empty = h("div", { class: "gs-empty", hidden: true });
     this.root = h(
       "div",
@@ -49,6 +66,7 @@ export class GradsightView {
       this.banners.error,
       this.banners.message,
       this.banners.notes,
+      this.run.el,
       h(
         "div",
         { class: "gs-body" },
@@ -73,6 +91,7 @@ export class GradsightView {
 
   destroy(): void {
     for (const [event, fn] of this.handlers) this.model.off(event, fn);
+    this.session.destroy();
     this.toolbar.destroy();
     this.renderer.destroy();
     this.panzoom.destroy();
@@ -105,24 +124,44 @@ export class GradsightView {
     this.banners.setNotes(this.graph?.notes ?? []);
     this.toolbar.setCount(this.graph ? this.graph.nodes.length : null);
     this.toolbar.setDirection(readDirection(this.model));
-    this.relayout();
+    this.run.set(this.graph?.run ?? null);
+    this.relayout(true);
     this.onSelected(true);
   }
 
-  private relayout(): void {
+  /**
+   * Lay out and draw the graph. `update`: a new graph from Python, which may be the same structure
+   * with new values (restyled in place), and keeps the user's pan/zoom when it shares a root with
+   * the graph before; otherwise (a new direction) always lay out and fit.
+   */
+  private relayout(update = false): void {
     const graph = this.graph;
-    this.layout = null;
-    this.placed = new Map();
+    const before = this.layout;
+    const oldRoots = new Set(this.placed.size > 0 ? this.roots : []);
     this.showEmpty(graph);
     if (!graph || graph.nodes.length === 0) {
+      this.layout = null;
+      this.placed = new Map();
+      this.structure = "";
       this.renderer.clear();
       return;
     }
     const labels = new Map<string, NodeLabel>(graph.nodes.map((n) => [n.id, nodeLabel(n)]));
-    const layout = computeLayout(layoutInput(graph, labels), { direction: readDirection(this.model) });
+    const direction = readDirection(this.model);
+    const structure = structureKey(graph, labels, direction);
+    if (update && before && structure === this.structure) {
+      this.renderer.restyle(graph, labels);
+      this.roots = graph.roots;
+      return;
+    }
+    const layout = computeLayout(layoutInput(graph, labels), { direction });
     this.layout = layout;
+    this.structure = structure;
+    this.roots = graph.roots;
     this.placed = new Map(layout.nodes.map((p) => [p.id, p]));
     this.renderer.draw(graph, layout, labels);
+    const keepView = update && this.state.userMoved && graph.roots.some((r) => oldRoots.has(r));
+    if (keepView) return;
     const root = graph.roots[0];
     this.panzoom.autoFit(bounds(layout), root === undefined ? null : this.box(root));
   }
@@ -138,9 +177,10 @@ export class GradsightView {
   private onSelected(force = false): void {
     const id = readSelected(this.model);
     const known = id !== null && this.placed.has(id);
-    if (!force && this.inspector.el.getAttribute("data-node") === id && known) return;
+    if (!force && this.inspector.node === id && known) return;
     this.renderer.setSelected(known ? id : null);
     this.inspector.show(this.graph, id);
+    this.session.inspect(known ? id : null);
     if (known && !force) this.reveal(id);
   }
 
@@ -189,6 +229,17 @@ export class GradsightView {
 
 function bounds(layout: Layout): Box {
   return { x: 0, y: 0, width: layout.width, height: layout.height };
+}
+
+/** Everything that decides the layout and the drawn boxes, as one string to compare. */
+function structureKey(graph: WireGraph, labels: ReadonlyMap<string, NodeLabel>, direction: string): string {
+  const parts: string[] = [direction];
+  for (const n of graph.nodes) {
+    const lines = labels.get(n.id)?.lines.map((l) => l.text) ?? [];
+    const next = n.next.map(([t, nr]) => `${t ?? ""}:${nr}`);
+    parts.push(`${n.id}\u0001${n.kind}\u0001${lines.join("\u0002")}\u0001${next.join(",")}`);
+  }
+  return parts.join("\u0000");
 }
 
 function isUnset(raw: unknown): boolean {

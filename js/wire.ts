@@ -21,6 +21,8 @@ export interface WireTensor {
   layout: string;
   freed: boolean;
   note: string | null;
+  /** NaN or Inf present (counted, or seen through a non-finite norm when values were not kept). */
+  nonfinite: boolean;
 }
 
 export type WireValue =
@@ -147,7 +149,8 @@ const ROOT_GRADIENTS: readonly string[] = ["scalar", "ones", "grad_output"];
 
 function oneOf<T extends string>(x: unknown, allowed: readonly string[], path: string): T {
   const v = str(x, path);
-  if (!allowed.includes(v)) throw new WireError(`wire: ${path} ${JSON.stringify(v)} is not one of ${allowed.join(", ")}`);
+  if (!allowed.includes(v))
+    throw new WireError(`wire: ${path} ${JSON.stringify(v)} is not one of ${allowed.join(", ")}`);
   return v as T;
 }
 
@@ -172,6 +175,7 @@ export function parseTensor(x: unknown, path: string): WireTensor {
     layout: str(o.layout, `${path}.layout`),
     freed: bool(o.freed, `${path}.freed`),
     note: optStr(o.note, `${path}.note`),
+    nonfinite: bool(o.nonfinite, `${path}.nonfinite`),
   };
 }
 
@@ -317,6 +321,8 @@ export interface WireHistogram {
   nan: number;
   posinf: number;
   neginf: number;
+  /** 1: every value binned; k > 1: every k-th value (big tensors), counts are of that sample. */
+  stride: number;
 }
 
 /** A 1-D/2-D slice of a tensor, block-averaged: values live in buffers[buffer] as float32. */
@@ -391,6 +397,7 @@ function parseHistogram(x: unknown, path: string): WireHistogram {
     nan: num(o.nan, `${path}.nan`),
     posinf: num(o.posinf, `${path}.posinf`),
     neginf: num(o.neginf, `${path}.neginf`),
+    stride: num(o.stride, `${path}.stride`),
   };
 }
 

@@ -1,6 +1,9 @@
 // A fake anywidget model for jsdom tests: get/set/save_changes/on/off/send like the real one
-// (set() fires change:<key> locally, as Backbone does), plus helpers that play Python's part.
+// (set() fires change:<key> locally, as Backbone does), plus helpers that play Python's part:
+// assigning a trait (pySet), sending a custom message with binary buffers (pySend), and reading
+// what the view sent (sent).
 
+import type { Mock } from "vitest";
 import type { Model, Traits } from "../../js/model";
 
 type Handler = (...args: unknown[]) => void;
@@ -8,10 +11,19 @@ type Handler = (...args: unknown[]) => void;
 export interface FakeModel extends Model {
   /** Python assigns a trait: the value changes and change:<key> fires. */
   pySet<K extends keyof Traits>(key: K, value: Traits[K]): void;
+  /** Python sends a custom message (`msg:custom`) with binary buffers, as anywidget delivers them. */
+  pySend(msg: unknown, buffers?: DataView[]): void;
+  /** The messages the view sent with model.send(), oldest first. */
+  sent(): Record<string, unknown>[];
+  /** The last message of `type` the view sent (throws when there is none). */
+  lastSent(type: string): Record<string, unknown>;
   /** Every registered handler, by event name (cleanup must leave this empty). */
   handlerCount(): number;
+  /** Registered handlers for one event name. */
+  handlerCountOf(name: string): number;
   set: Model["set"] & { mock: { calls: unknown[][] } };
   save_changes: Model["save_changes"] & { mock: { calls: unknown[][] } };
+  send: Model["send"] & Mock;
 }
 
 export function fakeModel(initial: Partial<Traits>): FakeModel {
@@ -53,7 +65,20 @@ export function fakeModel(initial: Partial<Traits>): FakeModel {
       state[key] = value;
       emit(`change:${key}`, null, value);
     },
+    pySend(msg: unknown, buffers: DataView[] = []): void {
+      emit("msg:custom", msg, buffers);
+    },
+    sent(): Record<string, unknown>[] {
+      return model.send.mock.calls.map((call) => call[0] as Record<string, unknown>);
+    },
+    lastSent(type: string): Record<string, unknown> {
+      const found = model.sent().filter((m) => m.type === type);
+      const last = found[found.length - 1];
+      if (!last) throw new Error(`the view sent no ${type} message`);
+      return last;
+    },
     handlerCount: (): number => [...handlers.values()].reduce((n, list) => n + list.length, 0),
+    handlerCountOf: (name: string): number => handlers.get(name)?.length ?? 0,
   };
   return model as unknown as FakeModel;
 }

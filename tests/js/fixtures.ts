@@ -4,8 +4,10 @@
 
 import type { WireGraph, WireNode, WireRun, WireTensor } from "../../js/wire";
 
+/** A tensor summary; `nonfinite` follows the NaN / Inf counts unless given. */
 export function tensor(shape: number[], extra: Partial<WireTensor> = {}): WireTensor {
   const numel = shape.reduce((a, b) => a * b, 1);
+  const nonfinite = (extra.nan_count ?? 0) + (extra.inf_count ?? 0) > 0;
   return {
     shape,
     dtype: "float32",
@@ -21,6 +23,7 @@ export function tensor(shape: number[], extra: Partial<WireTensor> = {}): WireTe
     layout: "strided",
     freed: false,
     note: null,
+    nonfinite,
     ...extra,
   };
 }

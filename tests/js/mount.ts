@@ -1,0 +1,45 @@
+// Mounting the widget in jsdom for the view tests: render into a fresh element in the document,
+// and clean every mounted view up after each test (its cleanup must leave no handlers behind).
+
+import widget from "../../js/widget";
+import { type FakeModel, fakeModel } from "./fake-model";
+import { sampleGraph } from "./fixtures";
+
+export interface Mounted {
+  model: FakeModel;
+  el: HTMLElement;
+  cleanup: () => void;
+}
+
+const mounted: Mounted[] = [];
+
+export function mount(graph: unknown = sampleGraph(), extra: Partial<Parameters<typeof fakeModel>[0]> = {}): Mounted {
+  const model = fakeModel({ graph, ...extra });
+  const el = document.createElement("div");
+  document.body.append(el);
+  const cleanup = widget.render({ model, el });
+  const m = { model, el, cleanup };
+  mounted.push(m);
+  return m;
+}
+
+export function unmountAll(): void {
+  for (const m of mounted.splice(0)) {
+    m.cleanup();
+    m.el.remove();
+  }
+}
+
+export function q<E extends Element = HTMLElement>(el: ParentNode, selector: string): E {
+  const found = el.querySelector<E>(selector);
+  if (!found) throw new Error(`nothing matches ${selector}`);
+  return found;
+}
+
+export const nodeEl = (el: HTMLElement, id: string): SVGGElement =>
+  q<SVGGElement>(el, `.gs-node[data-node-id="${id}"]`);
+export const inspector = (el: HTMLElement): HTMLElement => q(el, '[data-gradsight="inspector"]');
+
+export function click(target: Element): void {
+  target.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+}
