@@ -13,6 +13,7 @@ import gradsight as gs
 @pytest.fixture(autouse=True)
 def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gs.options, "live_interval", 0.0)  # capture every step in tests
+    monkeypatch.setattr(gs.options, "live_share", 1.0)
 
 
 def step(model: MLP, x: torch.Tensor) -> torch.Tensor:
@@ -107,6 +108,16 @@ def test_throttle_skips_fast_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     for _ in range(3):
         step(model, torch.randn(2, 8))
     assert dbg.graph.run.step == 1  # the first step is captured, the next ones within the hour are not
+    dbg.close()
+
+
+def test_captures_stay_a_small_share_of_training_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gs.options, "live_share", 0.001)  # after one capture, wait ~1000x its duration
+    model = MLP()
+    dbg = gs.debugger(model)
+    for _ in range(5):
+        step(model, torch.randn(2, 8))
+    assert dbg.graph.run.step == 1
     dbg.close()
 
 

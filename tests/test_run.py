@@ -238,20 +238,22 @@ def test_frozen_model_is_explained() -> None:
 
 
 def test_big_graphs_keep_norms_and_rerun_to_show_an_inspected_nodes_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gs.options, "keep_gradients_below", 0)  # as if the graph were big
+    monkeypatch.setattr(gs.options, "keep_all_below", 0)  # as if the graph were big
     case = make("mlp")
     dbg = gs.debugger(case.model, inputs=case.inputs, loss=case.loss)
     node = dbg.graph.node("layer2/AddmmBackward0#0")
     assert node.grad_in[0] is not None and node.grad_in[0].norm is not None  # norms of every gradient
     assert dbg._captured.store.get((dbg._captured.index_of[node.id], "grad-in:0")) is None
+    assert dbg.graph.run.kept_bytes < 10_000  # nothing big kept: only what autograd.grad returned for leaves
     views = {v.key: v for v in dbg.inspect(node.id).tensors}
     assert views["grad-in:0"].kept and views["grad-out:0"].kept  # the step was re-run to keep them
+    assert views["saved:_saved_mat1"].kept and views["saved:_saved_mat1"].preview is not None
     assert views["grad-in:0"].summary.norm == pytest.approx(node.grad_in[0].norm, rel=1e-6)
     assert dbg.graph.node(node.id).grad_in[0].norm == node.grad_in[0].norm  # same step, same numbers
 
 
 def test_no_rerun_after_the_model_changed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gs.options, "keep_gradients_below", 0)
+    monkeypatch.setattr(gs.options, "keep_all_below", 0)
     case = make("mlp")
     dbg = gs.debugger(case.model, inputs=case.inputs, loss=case.loss)
     with torch.no_grad():

@@ -115,7 +115,7 @@ def _live_debugger(model: Any, budget: int, source_lines: bool) -> Debugger:
 
     dbg = Debugger(Graph(message=WAITING.format(interval=global_options.live_interval), run=RunInfo(mode="live")))
     dbg._live = LiveSession(model, dbg._show, budget=budget, interval=global_options.live_interval,
-                            source_lines=source_lines)  # fmt: skip
+                            source_lines=source_lines, share=global_options.live_share)  # fmt: skip
     return dbg
 
 

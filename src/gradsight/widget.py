@@ -102,17 +102,17 @@ class Debugger(anywidget.AnyWidget):
         return inspect_node(captured, node_id, history, missing or GRADIENTS_NOT_KEPT)
 
     def _keep_gradients_of(self, node_id: str) -> str | None:
-        """Big graphs keep gradient norms only: re-run the step to keep this node's gradients.
-        Returns why the values stay unavailable, or None."""
+        """Big graphs keep shapes and gradient norms only: re-run the step to keep this node's
+        tensors. Returns why the values stay unavailable, or None."""
         captured = self._captured
-        if captured is None or captured.has_gradients(node_id):
+        if captured is None or captured.has_tensors(node_id):
             return None
         if self._spec is None:
             return None
         if self._spec.model_changed():
             return (
-                "gradient values not kept, and the model's parameters changed since this run (an optimizer "
-                "step?), so re-running would not reproduce them: create the debugger again"
+                "values not kept, and the model's parameters changed since this run (an optimizer step?), so "
+                "re-running would not reproduce them: create the debugger again"
             )
         from ._capture.run import run
 

@@ -66,6 +66,9 @@ def lab() -> Iterator[Lab]:
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(root / ".rt"), JUPYTER_CONFIG_DIR=str(root / ".cfg"),
                JUPYTER_PLATFORM_DIRS="1", PYTHONPATH="")  # fmt: skip
     env.pop("ANYWIDGET_HMR", None)
+    news = root / ".settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text('{"fetchNews": "false"}')  # no "get notified about Jupyter news?" toast over the widget
     cmd = [str(pathlib.Path(sys.executable).parent / "jupyter-lab"), "--no-browser", "--ip=127.0.0.1",
            f"--port={port}", f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
            "--LabApp.expose_app_in_browser=True", "--allow-root", "--LabApp.news_url=None",

@@ -120,8 +120,8 @@ def _pool2d(x: torch.Tensor, cap: int) -> tuple[torch.Tensor, tuple[int, ...]]:
 
 
 GRADIENTS_NOT_KEPT = (
-    "gradient values not kept (big graph: gradsight keeps their norms, and the values of the nodes you "
-    "inspect in a runnable debugger, by re-running the step)"
+    "values not kept (big graph: gradsight keeps shapes and gradient norms, and the tensors of the nodes "
+    "you inspect in a runnable debugger, by re-running the step)"
 )
 
 
@@ -135,7 +135,11 @@ def inspect_node(cap: Captured, node_id: str, history: Sequence[GradStep] = (),
     for name, value in node.saved.items():
         for path, summary in _tensor_paths(name, value):
             key = "saved:" + path
-            views.append(tensor_view(key, "saved", path, _kept(store, i, key), summary))
+            t = _kept(store, i, key)
+            view = tensor_view(key, "saved", path, t, summary)
+            if t is None and summary.std is None and not summary.freed:
+                view = replace(view, note=missing_gradients)
+            views.append(view)
     sections: tuple[tuple[Section, tuple[TensorSummary | None, ...]], ...] = (
         ("grad-in", node.grad_in),
         ("grad-out", node.grad_out),

@@ -37,7 +37,7 @@ class LiveSession:
     """Observes ``model``'s forward/backward calls and hands finished steps to ``publish``."""
 
     def __init__(self, model: torch.nn.Module, publish: Callable[[Captured], None], *, budget: int,
-                 interval: float, source_lines: bool) -> None:  # fmt: skip
+                 interval: float, source_lines: bool, share: float = 1.0) -> None:  # fmt: skip
         self._publish_fn = publish
         self._budget = budget
         self._interval = interval
@@ -54,10 +54,13 @@ class LiveSession:
         self._step: _Step | None = None  # captured, waiting for its backward
         self._ready: Captured | None = None  # finished, waiting for the main thread
         self._last_capture = -float("inf")
+        self._share = min(max(share, 1e-3), 1.0)
+        self._next_allowed = -float("inf")  # after a captured step, wait so captures stay a small share
         self.steps = 0  # forward calls seen
         self.history: dict[str, list[GradStep]] = {}
         self.errors: list[str] = []
         self._closed = False
+        self._forward_started = 0.0
         self._ipython_flush = _register_post_cell(self.flush)
 
     # -- forward -------------------------------------------------------------------------------
@@ -66,7 +69,9 @@ class LiveSession:
         self.flush()
         self.steps += 1
         now = time.monotonic()
-        self._capturing = torch.is_grad_enabled() and now - self._last_capture >= self._interval
+        self._forward_started = now
+        due = now - self._last_capture >= self._interval and now >= self._next_allowed
+        self._capturing = torch.is_grad_enabled() and due
         if self._capturing:
             self._tracker.reset()
             if self._source_lines:
@@ -91,7 +96,8 @@ class LiveSession:
         roots = [t.grad_fn for t in flatten_tensors(output) if t.grad_fn is not None]
         if not roots:
             return
-        self._last_capture = time.monotonic()
+        self._last_capture = time.monotonic()  # the forward started before: _step_start below
+
         if self._step is not None:
             self._step.abandon()  # its backward never came: drop its hooks
         store = TensorStore(self._budget)
@@ -100,8 +106,12 @@ class LiveSession:
                               source_of=None if sources is None else sources.source_of)  # fmt: skip
         with gc_paused():
             collected, order = collect(list(dict.fromkeys(roots)), opts)
-        keep = range(len(collected.names)) if collected.gradient_bytes() <= options.keep_gradients_below else ()
+        keep: Collection[int] = range(len(collected.names))
+        if store.kept_bytes + collected.gradient_bytes() > options.keep_all_below:
+            keep = ()  # big graph: shapes and norms only (see config.Options.keep_all_below)
+            store.keep_only(set())
         step = _Step(self.steps, collected, store, self._finish, keep)
+        step.started = self._forward_started
         step.recorder.install(order, collected.names)
         step.leaves = [(i, order[i].variable) for i, name in enumerate(collected.names) if name == ACCUMULATE_GRAD]
         del order
@@ -112,6 +122,8 @@ class LiveSession:
     def _finish(self, step: _Step) -> None:
         """End of the step's backward (any thread): build the graph, record .grad history."""
         try:
+            now = time.monotonic()
+            self._next_allowed = now + (now - step.started) * (1 / self._share - 1)
             step.recorder.close()
             with gc_paused():
                 run = RunInfo(mode="live", step=step.number)
@@ -176,6 +188,7 @@ class _Step:
         self.store = store
         self.recorder = GradRecorder(store, keep, on_first=self._queue_finish)
         self.leaves: list[tuple[int, torch.Tensor]] = []
+        self.started = 0.0  # when its forward began (time.monotonic)
         self._finish = finish
 
     def _queue_finish(self) -> None:

@@ -42,7 +42,7 @@ class RunSpec:
     budget: int = 0
     source_lines: bool = True
     mode: str = "runnable"
-    keep_gradients_below: int = 32 * 2**20
+    keep_all_below: int = 32 * 2**20
     rng: Any = None  # RNG states of the first run: every later run replays them (same dropout masks)
     versions: list[tuple[torch.Tensor, int]] = field(default_factory=list)  # parameter versions then
 
@@ -95,10 +95,11 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
     )  # fmt: skip
     collected, order = collect([r.grad_fn for r, _ in pairs], opts)
     ids = assign_ids(collected)
-    if collected.gradient_bytes() <= spec.keep_gradients_below:
+    if store.kept_bytes + collected.gradient_bytes() <= spec.keep_all_below:
         keep: Collection[int] = range(len(ids))
-    else:
+    else:  # big graph: keep only what the user inspects (see config.Options.keep_all_below)
         keep = {i for i, node_id in enumerate(ids) if node_id in watch}
+        store.keep_only(keep)
     recorder = GradRecorder(store, keep)
     error = None
     try:
@@ -215,7 +216,7 @@ def spec_for_model(model: torch.nn.Module, inputs: Any, loss: Any, grad_output: 
         names.setdefault(t, name)
     return RunSpec(call=call, modules=list(model.named_modules()), leaf_names=names, loss=loss,
                    grad_output=grad_output, budget=budget, source_lines=source_lines,
-                   keep_gradients_below=options.keep_gradients_below)  # fmt: skip
+                   keep_all_below=options.keep_all_below)  # fmt: skip
 
 
 def _input_tensors(inputs: Any) -> list[tuple[str, torch.Tensor]]:
@@ -233,7 +234,7 @@ def spec_for_function(fn: Callable[[], Any], loss: Any, grad_output: Any, budget
     modules, names = _modules_seen_by(fn)
     return RunSpec(call=fn, modules=modules, leaf_names=names, loss=loss, grad_output=grad_output,
                    budget=budget, source_lines=source_lines,
-                   keep_gradients_below=options.keep_gradients_below)  # fmt: skip
+                   keep_all_below=options.keep_all_below)  # fmt: skip
 
 
 def _modules_seen_by(fn: Callable[..., Any]) -> tuple[list[tuple[str, torch.nn.Module]], dict[torch.Tensor, str]]:

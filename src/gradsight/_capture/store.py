@@ -51,6 +51,16 @@ class TensorStore:
         ref = self._leaves.get(index)
         return None if ref is None else ref()
 
+    def keep_only(self, indices: set[int]) -> None:
+        """Drop every kept tensor except those of the nodes in ``indices`` (they are re-counted)."""
+        kept = {k: t for k, t in self._tensors.items() if k[0] in indices}
+        self._tensors.clear()
+        self._storages.clear()
+        self.kept_bytes = 0
+        for key, t in kept.items():
+            self.kept_bytes += self._cost(t)
+            self._tensors[key] = t
+
     def release(self) -> None:
         """Drop every reference (the next run replaces this store)."""
         self._tensors.clear()

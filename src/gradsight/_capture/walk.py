@@ -108,13 +108,16 @@ class Captured:
     def of(cls, graph: Graph, c: Collected, store: TensorStore | None) -> Captured:
         return cls(graph, store, {node_id: i for i, node_id in enumerate(c.ids)})
 
-    def has_gradients(self, node_id: str) -> bool:
-        """Are the gradient tensors into ``node_id`` kept (or is there nothing to keep)?"""
+    def has_tensors(self, node_id: str) -> bool:
+        """Are the tensors of ``node_id`` (saved values, gradients into it) kept, or is there none?"""
         node = self.graph.node(node_id)
-        if not node.executed or not any(g is not None for g in node.grad_in):
-            return True
         i = self.index_of.get(node_id)
-        return self.store is not None and i is not None and self.store.get((i, "grad-in:0")) is not None
+        store = self.store
+        if store is None or i is None:
+            return False
+        wanted = [f"grad-in:{k}" for k, g in enumerate(node.grad_in) if g is not None and node.executed]
+        wanted += [f"saved:{name}" for name, v in node.saved.items() if isinstance(v, TensorSummary) and not v.freed]
+        return all(store.get((i, key)) is not None for key in wanted)
 
 
 def capture(roots: Sequence[Any], options: CaptureOptions | None = None) -> Graph:
