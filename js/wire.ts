@@ -1,8 +1,8 @@
-// The wire contract, TypeScript side. Mirrors src/gradsight/schema.py (SCHEMA_VERSION 2).
+// The wire contract, TypeScript side. Mirrors src/gradsight/schema.py (SCHEMA_VERSION 3).
 // parseGraph() is the runtime guard: everything the view draws has passed through it, so a drift
 // between the two sides fails loudly (and the golden snapshots in tests/golden fail the JS tests).
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 export type NodeKind = "op" | "leaf" | "root" | "opaque";
 
@@ -55,6 +55,49 @@ export type OpaqueKind = "compiled" | "checkpoint" | "custom" | "backward-hook";
 export type RunMode = "tensor" | "cell" | "runnable" | "live";
 export type RootGradient = "scalar" | "ones" | "grad_output";
 
+/** What-if toggles (a run's, or the view's pending ones): see src/gradsight/toggles.py. */
+export interface WireToggles {
+  requires_grad: Record<string, boolean>;
+  /** true: the whole step; a list: those modules only. */
+  no_grad: boolean | string[];
+  inference_mode: boolean | string[];
+  /** module paths (their output is detached) or, in a %%gradsight cell, variable names */
+  detach: string[];
+  /** keep requires_grad changes on the user's tensors after the run */
+  apply: boolean;
+}
+
+export type WhyReason =
+  | "requires_grad_false"
+  | "detach"
+  | "no_grad"
+  | "inference_mode"
+  | "non_differentiable"
+  | "data"
+  | "not_on_path"
+  | "unused"
+  | "freed"
+  | "zero"
+  | "unknown";
+
+/** Why a leaf's .grad is None (or zero), and where the path from the root breaks. */
+export interface WireWhy {
+  name: string;
+  reason: WhyReason;
+  message: string;
+  where: string | null;
+  source: string | null;
+}
+
+export interface WireControls {
+  rerun: boolean;
+  /** why this debugger cannot re-run, and what to do instead */
+  note: string | null;
+  leaves: { name: string; requires_grad: boolean; in_graph: boolean }[];
+  modules: string[];
+  variables: string[];
+}
+
 export interface WireRun {
   mode: RunMode;
   step: number;
@@ -64,6 +107,9 @@ export interface WireRun {
   budget_bytes: number;
   dropped: number;
   errors: string[];
+  /** this run's number in the debugger's history */
+  index: number;
+  toggles: WireToggles | null;
 }
 
 export interface WireNode {
@@ -93,7 +139,32 @@ export interface WireGraph {
   message: string | null;
   notes: string[];
   run: WireRun;
+  /** leaves that got no gradient in this run, and why */
+  missing: WireWhy[];
+  controls: WireControls;
   nodes: WireNode[];
+}
+
+/** The `diff` trait: what changed between two runs of the history. */
+export interface WireDiff {
+  before: number;
+  after: number;
+  added: string[];
+  removed: { id: string; name: string; kind: string; module: string | null }[];
+  gained_grad: string[];
+  lost_grad: string[];
+  loss: { before: number | null; after: number | null };
+  grad_norms: { name: string; before: number | null; after: number | null }[];
+  saved_bytes: { before: number; after: number };
+}
+
+/** One entry of the `history` trait (the debugger's last runs). */
+export interface WireHistoryEntry {
+  index: number;
+  label: string;
+  loss: number | null;
+  nodes: number;
+  error: string | null;
 }
 
 export class WireError extends Error {}
@@ -258,6 +329,124 @@ function parseNode(x: unknown, path: string): WireNode {
   };
 }
 
+const REASONS: readonly string[] = [
+  "requires_grad_false",
+  "detach",
+  "no_grad",
+  "inference_mode",
+  "non_differentiable",
+  "data",
+  "not_on_path",
+  "unused",
+  "freed",
+  "zero",
+  "unknown",
+];
+
+function strings(x: unknown, path: string): string[] {
+  return arr(x, path).map((v, i) => str(v, `${path}[${i}]`));
+}
+
+function scope(x: unknown, path: string): boolean | string[] {
+  return typeof x === "boolean" ? x : strings(x, path);
+}
+
+export function parseToggles(x: unknown, path: string): WireToggles {
+  const o = obj(x, path);
+  const rg = obj(o.requires_grad, `${path}.requires_grad`);
+  const requires_grad: Record<string, boolean> = {};
+  for (const [k, v] of Object.entries(rg)) requires_grad[k] = bool(v, `${path}.requires_grad.${k}`);
+  return {
+    requires_grad,
+    no_grad: scope(o.no_grad, `${path}.no_grad`),
+    inference_mode: scope(o.inference_mode, `${path}.inference_mode`),
+    detach: strings(o.detach, `${path}.detach`),
+    apply: bool(o.apply, `${path}.apply`),
+  };
+}
+
+export function parseWhy(x: unknown, path: string): WireWhy {
+  const o = obj(x, path);
+  return {
+    name: str(o.name, `${path}.name`),
+    reason: oneOf<WhyReason>(o.reason, REASONS, `${path}.reason`),
+    message: str(o.message, `${path}.message`),
+    where: optStr(o.where, `${path}.where`),
+    source: optStr(o.source, `${path}.source`),
+  };
+}
+
+function parseControls(x: unknown, path: string): WireControls {
+  const o = obj(x, path);
+  return {
+    rerun: bool(o.rerun, `${path}.rerun`),
+    note: optStr(o.note, `${path}.note`),
+    leaves: arr(o.leaves, `${path}.leaves`).map((v, i) => {
+      const leaf = obj(v, `${path}.leaves[${i}]`);
+      return {
+        name: str(leaf.name, `${path}.leaves[${i}].name`),
+        requires_grad: bool(leaf.requires_grad, `${path}.leaves[${i}].requires_grad`),
+        in_graph: bool(leaf.in_graph, `${path}.leaves[${i}].in_graph`),
+      };
+    }),
+    modules: strings(o.modules, `${path}.modules`),
+    variables: strings(o.variables, `${path}.variables`),
+  };
+}
+
+/** Validate the `diff` trait (null: nothing to compare). */
+export function parseDiff(x: unknown): WireDiff | null {
+  if (x === null || x === undefined) return null;
+  const o = obj(x, "diff");
+  const pair = (v: unknown, p: string) => {
+    const q = obj(v, p);
+    return { before: optNum(q.before, `${p}.before`), after: optNum(q.after, `${p}.after`) };
+  };
+  const bytes = obj(o.saved_bytes, "diff.saved_bytes");
+  return {
+    before: num(o.before, "diff.before"),
+    after: num(o.after, "diff.after"),
+    added: strings(o.added, "diff.added"),
+    removed: arr(o.removed, "diff.removed").map((v, i) => {
+      const r = obj(v, `diff.removed[${i}]`);
+      return {
+        id: str(r.id, `diff.removed[${i}].id`),
+        name: str(r.name, `diff.removed[${i}].name`),
+        kind: str(r.kind, `diff.removed[${i}].kind`),
+        module: optStr(r.module, `diff.removed[${i}].module`),
+      };
+    }),
+    gained_grad: strings(o.gained_grad, "diff.gained_grad"),
+    lost_grad: strings(o.lost_grad, "diff.lost_grad"),
+    loss: pair(o.loss, "diff.loss"),
+    grad_norms: arr(o.grad_norms, "diff.grad_norms").map((v, i) => {
+      const c = obj(v, `diff.grad_norms[${i}]`);
+      return {
+        name: str(c.name, `diff.grad_norms[${i}].name`),
+        ...pair(c, `diff.grad_norms[${i}]`),
+      };
+    }),
+    saved_bytes: {
+      before: num(bytes.before, "diff.saved_bytes.before"),
+      after: num(bytes.after, "diff.saved_bytes.after"),
+    },
+  };
+}
+
+/** Validate the `history` trait. */
+export function parseHistory(x: unknown): WireHistoryEntry[] {
+  return arr(x, "history").map((v, i) => {
+    const o = obj(v, `history[${i}]`);
+    return {
+      index: num(o.index, `history[${i}].index`),
+      label: str(o.label, `history[${i}].label`),
+      loss: optNum(o.loss, `history[${i}].loss`),
+      nodes: num(o.nodes, `history[${i}].nodes`),
+      error: optStr(o.error, `history[${i}].error`),
+    };
+  });
+}
+
 function parseRun(x: unknown, path: string): WireRun {
   const o = obj(x, path);
   return {
@@ -270,6 +459,8 @@ function parseRun(x: unknown, path: string): WireRun {
     budget_bytes: num(o.budget_bytes, `${path}.budget_bytes`),
     dropped: num(o.dropped, `${path}.dropped`),
     errors: arr(o.errors, `${path}.errors`).map((e, i) => str(e, `${path}.errors[${i}]`)),
+    index: num(o.index, `${path}.index`),
+    toggles: o.toggles === null ? null : parseToggles(o.toggles, `${path}.toggles`),
   };
 }
 
@@ -301,6 +492,8 @@ export function parseGraph(x: unknown): WireGraph {
     message: optStr(o.message, "graph.message"),
     notes: arr(o.notes, "graph.notes").map((s, i) => str(s, `graph.notes[${i}]`)),
     run: parseRun(o.run, "graph.run"),
+    missing: arr(o.missing, "graph.missing").map((w, i) => parseWhy(w, `graph.missing[${i}]`)),
+    controls: parseControls(o.controls, "graph.controls"),
     nodes,
   };
 }
@@ -355,6 +548,8 @@ export interface WireInspection {
   node: string;
   tensors: WireTensorView[];
   history: WireGradStep[];
+  /** for a leaf whose gradient is None or zero */
+  why: WireWhy | null;
 }
 
 export interface WireReplyError {
@@ -429,6 +624,7 @@ export function parseInspection(x: unknown, buffers: readonly DataView[]): WireI
         received_norm: optNum(g.received_norm, `inspection.history[${i}].received_norm`),
       };
     }),
+    why: o.why === null || o.why === undefined ? null : parseWhy(o.why, "inspection.why"),
   };
 }
 

@@ -20,6 +20,10 @@ NodeKind = Literal["op", "leaf", "root", "opaque"]
 OpaqueKind = Literal["compiled", "checkpoint", "custom", "backward-hook"]
 RunMode = Literal["tensor", "cell", "runnable", "live"]
 RootGradient = Literal["scalar", "ones", "grad_output"]
+WhyReason = Literal[
+    "requires_grad_false", "detach", "no_grad", "inference_mode", "non_differentiable", "data", "not_on_path",
+    "unused", "freed", "zero", "unknown",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,37 @@ class Node:
 
 
 @dataclass(frozen=True)
+class Why:
+    """Why a leaf's ``.grad`` is None (or zero), and where the path from the root breaks."""
+
+    name: str  # the leaf: "layer1.weight", "input", a cell variable
+    reason: WhyReason
+    message: str
+    where: str | None = None  # node id where the path breaks or the gradient became zero
+    source: str | None = None  # forward source line of the break, when known
+
+
+@dataclass(frozen=True)
+class LeafControl:
+    """A leaf the user can toggle: its current ``requires_grad`` and whether it is in this graph."""
+
+    name: str
+    requires_grad: bool
+    in_graph: bool
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What a re-run can change: which leaves, modules and variables can be named in toggles."""
+
+    rerun: bool = False
+    note: str | None = None  # why this debugger cannot re-run, and what to do instead
+    leaves: tuple[LeafControl, ...] = ()
+    modules: tuple[str, ...] = ()
+    variables: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RunInfo:
     """How this graph was obtained: which debugger mode, which step, what backward started from."""
 
@@ -144,6 +179,8 @@ class RunInfo:
     budget_bytes: int = 0
     dropped: int = 0  # tensors past the budget: summaries only
     errors: tuple[str, ...] = ()  # errors inside gradsight's own hooks (never raised into backward)
+    index: int = 0  # this run's number in the debugger's history
+    toggles: Mapping[str, object] | None = None  # what-if toggles applied (Toggles.to_wire()), if any
 
 
 @dataclass(frozen=True)
@@ -159,6 +196,8 @@ class Graph:
     message: str | None = None
     notes: tuple[str, ...] = ()  # things the user should know (saved tensors freed, ...)
     run: RunInfo = field(default_factory=RunInfo)
+    missing: tuple[Why, ...] = ()  # leaves that got no gradient in this run, and why
+    controls: Controls = field(default_factory=Controls)
     _index: dict[str, Node] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .graph import TensorSummary
+from .graph import TensorSummary, Why
 
 Section = Literal["saved", "grad-in", "grad-out", "leaf"]
 
@@ -74,3 +74,4 @@ class Inspection:
     node: str
     tensors: tuple[TensorView, ...]
     history: tuple[GradStep, ...] = ()
+    why: Why | None = None  # for a leaf whose gradient is None or zero

@@ -8,7 +8,7 @@ Rules: snake_case keys; no NaN/Inf in JSON (non-finite numbers become ``null``, 
 
 >>> from gradsight.graph import Graph
 >>> graph_to_wire(Graph())["schema_version"]
-2
+3
 
 Besides the graph (a synced trait), requests from the view are answered with messages:
 ``inspect`` → :func:`inspection_to_wire` and ``values`` → :func:`preview_to_wire`, each a JSON
@@ -20,10 +20,23 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .graph import Graph, LeafInfo, Node, OutputMeta, RunInfo, SavedValue, TensorSummary, Unavailable
+from .diff import GraphDiff
+from .graph import (
+    Controls,
+    Graph,
+    LeafControl,
+    LeafInfo,
+    Node,
+    OutputMeta,
+    RunInfo,
+    SavedValue,
+    TensorSummary,
+    Unavailable,
+    Why,
+)  # fmt: skip
 from .inspection import Histogram, Inspection, Preview, TensorView
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 Wire = dict[str, Any]
 
@@ -40,7 +53,42 @@ def graph_to_wire(graph: Graph) -> Wire:
         "message": graph.message,
         "notes": list(graph.notes),
         "run": _run_to_wire(graph.run),
+        "missing": [why_to_wire(w) for w in graph.missing],
+        "controls": _controls_to_wire(graph.controls),
         "nodes": [_node_to_wire(n) for n in graph.nodes],
+    }
+
+
+def why_to_wire(w: Why) -> Wire:
+    return {"name": w.name, "reason": w.reason, "message": w.message, "where": w.where, "source": w.source}
+
+
+def _controls_to_wire(c: Controls) -> Wire:
+    return {
+        "rerun": c.rerun,
+        "note": c.note,
+        "leaves": [
+            {"name": leaf.name, "requires_grad": leaf.requires_grad, "in_graph": leaf.in_graph} for leaf in c.leaves
+        ],
+        "modules": list(c.modules),
+        "variables": list(c.variables),
+    }
+
+
+def diff_to_wire(d: GraphDiff | None) -> Wire | None:
+    """The ``diff`` trait: what changed between two runs (None when there is nothing to compare)."""
+    if d is None:
+        return None
+    return {
+        "before": d.before,
+        "after": d.after,
+        "added": list(d.added),
+        "removed": [{"id": r.id, "name": r.name, "kind": r.kind, "module": r.module} for r in d.removed],
+        "gained_grad": list(d.gained_grad),
+        "lost_grad": list(d.lost_grad),
+        "loss": {"before": _finite(d.loss_before), "after": _finite(d.loss_after)},
+        "grad_norms": [{"name": c.name, "before": _finite(c.before), "after": _finite(c.after)} for c in d.grad_norms],
+        "saved_bytes": {"before": d.saved_bytes_before, "after": d.saved_bytes_after},
     }
 
 
@@ -54,6 +102,8 @@ def _run_to_wire(r: RunInfo) -> Wire:
         "budget_bytes": r.budget_bytes,
         "dropped": r.dropped,
         "errors": list(r.errors),
+        "index": r.index,
+        "toggles": None if r.toggles is None else dict(r.toggles),
     }
 
 
@@ -67,6 +117,14 @@ def graph_from_wire(wire: Wire) -> Graph:
         message=wire["message"],
         notes=tuple(wire["notes"]),
         run=RunInfo(**{**wire["run"], "errors": tuple(wire["run"]["errors"])}),
+        missing=tuple(Why(**w) for w in wire["missing"]),
+        controls=Controls(
+            rerun=wire["controls"]["rerun"],
+            note=wire["controls"]["note"],
+            leaves=tuple(LeafControl(**leaf) for leaf in wire["controls"]["leaves"]),
+            modules=tuple(wire["controls"]["modules"]),
+            variables=tuple(wire["controls"]["variables"]),
+        ),
     )
 
 
@@ -157,7 +215,8 @@ def inspection_to_wire(insp: Inspection) -> tuple[Wire, list[bytes]]:
     tensors = [_view_to_wire(v, buffers) for v in insp.tensors]
     history = [{"step": h.step, "grad_norm": _finite(h.grad_norm), "received_norm": _finite(h.received_norm)}
                for h in insp.history]  # fmt: skip
-    return {"node": insp.node, "tensors": tensors, "history": history}, buffers
+    why = None if insp.why is None else why_to_wire(insp.why)
+    return {"node": insp.node, "tensors": tensors, "history": history, "why": why}, buffers
 
 
 def preview_to_wire(p: Preview, buffers: list[bytes]) -> Wire:

@@ -1,0 +1,95 @@
+"""What changed between two runs of the same code: nodes, leaves' gradients, loss, saved bytes.
+
+Node ids are stable across runs of the same code, so the diff is a set comparison by id. Torch-free.
+
+>>> from gradsight.graph import Graph
+>>> diff(Graph(), Graph()).added
+()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .graph import Graph, Node, TensorSummary
+
+
+@dataclass(frozen=True)
+class RemovedNode:
+    id: str
+    name: str
+    kind: str
+    module: str | None
+
+
+@dataclass(frozen=True)
+class NormChange:
+    name: str
+    before: float | None
+    after: float | None
+
+
+@dataclass(frozen=True)
+class GraphDiff:
+    before: int  # run indices in the debugger's history
+    after: int
+    added: tuple[str, ...] = ()
+    removed: tuple[RemovedNode, ...] = ()
+    gained_grad: tuple[str, ...] = ()  # leaves with a gradient now, not before
+    lost_grad: tuple[str, ...] = ()
+    loss_before: float | None = None
+    loss_after: float | None = None
+    grad_norms: tuple[NormChange, ...] = ()  # every leaf present in either run
+    saved_bytes_before: int = 0
+    saved_bytes_after: int = 0
+
+
+def diff(before: Graph, after: Graph, before_index: int = 0, after_index: int = 1) -> GraphDiff:
+    old = {n.id: n for n in before.nodes}
+    new = {n.id: n for n in after.nodes}
+    old_leaves, new_leaves = _leaf_grads(before), _leaf_grads(after)
+    names = list(dict.fromkeys([*old_leaves, *new_leaves]))
+    return GraphDiff(
+        before=before_index,
+        after=after_index,
+        added=tuple(i for i in new if i not in old),
+        removed=tuple(RemovedNode(n.id, n.name, n.kind, n.module) for i, n in old.items() if i not in new),
+        gained_grad=tuple(n for n in names if new_leaves.get(n, False) and not old_leaves.get(n, False)),
+        lost_grad=tuple(n for n in names if old_leaves.get(n, False) and not new_leaves.get(n, False)),
+        loss_before=before.run.loss,
+        loss_after=after.run.loss,
+        grad_norms=tuple(NormChange(n, _leaf_norm(before, n), _leaf_norm(after, n)) for n in names),
+        saved_bytes_before=saved_bytes(before),
+        saved_bytes_after=saved_bytes(after),
+    )
+
+
+def saved_bytes(graph: Graph) -> int:
+    """Bytes of the tensors autograd saved for backward (each tensor counted once per node)."""
+    total = 0
+    for node in graph.nodes:
+        for value in node.saved.values():
+            stack = [value]
+            while stack:
+                v = stack.pop()
+                if isinstance(v, TensorSummary):
+                    total += v.nbytes
+                elif isinstance(v, tuple):
+                    stack.extend(v)
+    return total
+
+
+def _leaf_grads(graph: Graph) -> dict[str, bool]:
+    """Named leaves of the graph and whether a gradient reached them in this run."""
+    return {n.leaf.name: _got_grad(n) for n in graph.nodes if n.leaf is not None and n.leaf.name}
+
+
+def _got_grad(node: Node) -> bool:
+    if node.executed is None:  # no backward observed (tensor debugger): being in the graph is the fact
+        return True
+    return bool(node.executed) and any(g is not None for g in node.grad_in)
+
+
+def _leaf_norm(graph: Graph, name: str) -> float | None:
+    node = next((n for n in graph.nodes if n.leaf is not None and n.leaf.name == name), None)
+    return None if node is None else node.grad_norm
