@@ -128,3 +128,21 @@ def test_eval_under_no_grad_is_ignored() -> None:
         model(torch.randn(2, 8))
     assert dbg.graph.run.step == 0
     dbg.close()
+
+
+def test_live_rerun_replays_the_last_step_with_its_output_gradient() -> None:
+    model = MLP()
+    dbg = gs.debugger(model)
+    with pytest.raises(gs.RerunError, match="Nothing to re-run yet"):
+        dbg.rerun()
+    x = torch.randn(3, 8)
+    out = model(x)
+    out.pow(2).sum().backward()
+    step = dbg.graph
+    graph = dbg.rerun(requires_grad={"layer1": False})
+    assert graph.run.root_gradient == "grad_output"
+    assert sorted(n.leaf.name for n in graph.leaves if n.leaf) == ["layer2.bias", "layer2.weight"]
+    assert graph.node("leaf:layer2.weight").grad_norm == pytest.approx(step.node("leaf:layer2.weight").grad_norm)
+    assert model.layer1.weight.requires_grad
+    assert dbg.graph.run.step == 0 and len(dbg.history) == 2  # the re-run did not count as a training step
+    dbg.close()

@@ -142,3 +142,52 @@ def test_unload_removes_exactly_what_load_added() -> None:
 def test_magic_takes_no_arguments(shell: InteractiveShell) -> None:
     result = shell.run_cell("%%gradsight --fast\nx = 1\n", store_history=False)
     assert isinstance(result.error_in_exec, ValueError)
+
+
+def test_cell_rerun_with_a_toggle_keeps_the_users_tensors(shell: InteractiveShell) -> None:
+    dbg = run(shell, SEED_SIN)
+    original = shell.user_ns["input1"]
+    graph = dbg.rerun(requires_grad={"input1": False})
+    assert len(graph) == 0 and graph.message is not None
+    assert shell.user_ns["input1"] is original and original.requires_grad  # nothing of the user's changed
+    again = dbg.rerun()
+    assert [n.name for n in again.nodes] == [n.name for n in dbg._runs.get(0).graph.nodes]
+
+
+def test_cell_rerun_flips_existing_tensors_and_restores_them(shell: InteractiveShell) -> None:
+    shell.run_cell("a = torch.ones(2, 3, requires_grad=True)\nb = torch.ones(2, 3, requires_grad=True)")
+    dbg = run(shell, "c = a * b")
+    assert sorted(n.leaf.name for n in dbg.graph.leaves if n.leaf) == ["a", "b"]
+    graph = dbg.rerun(requires_grad={"a": False})
+    assert [n.leaf.name for n in graph.leaves if n.leaf] == ["b"]
+    assert shell.user_ns["a"].requires_grad and shell.user_ns["c"].grad_fn is not None
+    assert {c.name for c in dbg.graph.controls.leaves} >= {"a", "b"}
+
+
+def test_cell_rerun_detaches_a_variable(shell: InteractiveShell) -> None:
+    dbg = run(
+        shell,
+        "input1 = torch.linspace(0., 1., 5, requires_grad=True)\nout1 = torch.sin(input1)\nout2 = out1 * 2 + input1",
+    )
+    assert dbg.graph.find("SinBackward0")
+    graph = dbg.rerun(detach=["out1"])
+    assert not graph.find("SinBackward0") and "leaf:input1" in graph
+
+
+def test_cell_rerun_freezes_a_module_of_the_namespace(shell: InteractiveShell) -> None:
+    shell.run_cell(TINY_MODEL, store_history=False)
+    dbg = run(shell, "loss = model(torch.randn(2, 1000)).sum()")
+    graph = dbg.rerun(requires_grad={"model.layer1": False})
+    names = sorted(n.leaf.name for n in graph.leaves if n.leaf)
+    assert names == ["model.layer2.bias", "model.layer2.weight"]
+    assert all(p.requires_grad for p in shell.user_ns["model"].parameters())
+    assert dbg.diff is not None and set(dbg.diff["lost_grad"]) == {"model.layer1.weight", "model.layer1.bias"}
+
+
+def test_cell_rerun_error_keeps_the_graph(shell: InteractiveShell) -> None:
+    shell.run_cell("flag = {'fail': False}")
+    dbg = run(shell, "x = torch.ones(2, requires_grad=True)\nif flag['fail']:\n    raise ValueError('boom')\ny = x * 2")
+    shell.user_ns["flag"]["fail"] = True
+    with pytest.raises(gs.RerunError, match="boom"):
+        dbg.rerun()
+    assert dbg.status == "error" and dbg.graph.find("MulBackward0")

@@ -11,19 +11,24 @@ code that imports torch).
 
 from ._api import debugger
 from .config import Options, options
-from .graph import Graph, LeafInfo, Node, OutputMeta, RunInfo, TensorSummary, Unavailable
+from .diff import GraphDiff
+from .graph import Controls, Graph, LeafInfo, Node, OutputMeta, RunInfo, TensorSummary, Unavailable, Why
 from .inspection import GradStep, Histogram, Inspection, Preview, TensorView
 from .magic import load_ipython_extension, unload_ipython_extension
+from .runs import RerunError
 from .schema import SCHEMA_VERSION
+from .toggles import ToggleError, Toggles
 from .widget import Debugger
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Controls",
     "Debugger",
     "GradStep",
     "Graph",
+    "GraphDiff",
     "Histogram",
     "Inspection",
     "LeafInfo",
@@ -31,10 +36,14 @@ __all__ = [
     "Options",
     "OutputMeta",
     "Preview",
+    "RerunError",
     "RunInfo",
     "TensorSummary",
     "TensorView",
+    "ToggleError",
+    "Toggles",
     "Unavailable",
+    "Why",
     "__version__",
     "debugger",
     "load_ipython_extension",

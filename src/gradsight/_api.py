@@ -79,34 +79,27 @@ def debugger(
 def _tensor_debugger(tensors: list[Any], params: Any, budget: int) -> Debugger:
     from ._capture.names import leaf_names_from_params
     from ._capture.store import TensorStore
+    from ._capture.targets import TensorTarget
     from ._capture.tensors import captured_of
     from ._capture.walk import CaptureOptions
 
-    opts = CaptureOptions(leaf_names=leaf_names_from_params(params), store=TensorStore(budget))
-    captured = captured_of(tensors, opts)
-    store = captured.store
-    run = (
-        RunInfo(mode="tensor", kept_bytes=store.kept_bytes, budget_bytes=budget, dropped=store.dropped)
-        if store
-        else RunInfo()
-    )
+    names = leaf_names_from_params(params)
+    store = TensorStore(budget)
+    captured = captured_of(tensors, CaptureOptions(leaf_names=names, store=store))
+    run = RunInfo(mode="tensor", kept_bytes=store.kept_bytes, budget_bytes=budget, dropped=store.dropped)
     captured.graph = _with_run(captured.graph, run)
     dbg = Debugger()
-    dbg._show(captured)
+    dbg._start(TensorTarget({name: t for t, name in names.items()}), captured)
     return dbg
 
 
 def _runnable(spec: Any) -> Debugger:
     from ._capture.run import run
+    from ._capture.targets import RunnableTarget
 
     result = run(spec)
     dbg = Debugger()
-    dbg._spec = spec
-    if result.captured is not None:
-        dbg._show(result.captured)
-    if result.error is not None:
-        dbg.status = "error"
-        dbg.error = result.error
+    dbg._start(RunnableTarget(spec), result.captured, result.error)
     return dbg
 
 
@@ -114,8 +107,11 @@ def _live_debugger(model: Any, budget: int, source_lines: bool) -> Debugger:
     from ._capture.live import LiveSession
 
     dbg = Debugger(Graph(message=WAITING.format(interval=global_options.live_interval), run=RunInfo(mode="live")))
+    from ._capture.targets import LiveTarget
+
     dbg._live = LiveSession(model, dbg._show, budget=budget, interval=global_options.live_interval,
                             source_lines=source_lines, share=global_options.live_share)  # fmt: skip
+    dbg._target = LiveTarget(dbg._live, model, budget, source_lines)
     return dbg
 
 

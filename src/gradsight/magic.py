@@ -42,7 +42,7 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 def run_magic(ipython: Any, line: str, cell: str) -> Any:
     """Run ``cell`` in the user namespace and return a Debugger of what it computed."""
-    from ._capture.cell import run_cell
+    from ._capture.cell import run_first
     from .config import options
     from .widget import Debugger
 
@@ -54,12 +54,12 @@ def run_magic(ipython: Any, line: str, cell: str) -> Any:
     def compile_fn(tree: ast.Module | ast.Expression, mode: str) -> Any:
         return compile(ast.fix_missing_locations(tree), filename, mode)
 
-    result = run_cell(code, ipython.user_ns, compile_fn, options.memory_budget)
+    result, target = run_first(code, ipython.user_ns, compile_fn, options.memory_budget)
     if result.error is not None:
         error = result.error
         tb = error.__traceback__
         tb = tb.tb_next if tb is not None and tb.tb_next is not None else tb  # hide gradsight's exec frame
         ipython.showtraceback(exc_tuple=(type(error), error, tb))
     dbg = Debugger()
-    dbg._show(result.captured)
+    dbg._start(target, result.captured)
     return dbg

@@ -1,27 +1,31 @@
-"""``Debugger``: the anywidget that shows one graph and answers the view's requests.
+"""``Debugger``: the anywidget that shows a graph, answers the view's requests and re-runs what-ifs.
 
-Traits hold state (``graph``, ``selected``, ``status``, ``error``, ``options``); the view only
-ever sends small values back (a node id, a direction) and small requests (``inspect`` a node, the
-``values`` of another slice), answered by messages with binary buffers. Malformed values and
-requests from the front end are answered with an error and change nothing (DESIGN §7).
-This module is torch-free: tensor work happens in ``_capture``, imported when needed.
+Traits hold state: ``graph``, ``selected``, ``status``, ``error``, ``options``, the view's
+``pending`` toggles, the run ``history`` with the ``current`` and ``baseline`` runs and their
+``diff``. The view only sends small values back (an id, toggles, a run index) and small requests
+(see ``_requests.py``). Malformed values from the front end are reverted with an ``error`` and
+change nothing (DESIGN §7). This module is torch-free: tensor work happens in ``_capture``.
 """
 
 from __future__ import annotations
 
 import pathlib
+from dataclasses import replace
 from typing import Any
 
 import anywidget
 import traitlets
 
-from .graph import Graph
+from ._requests import RequestError, answer
+from .graph import Graph, Why
 from .inspection import Inspection
-from .schema import graph_to_wire, inspection_to_wire, preview_to_wire
+from .runs import RerunError, RunHistory, RunRecord
+from .schema import diff_to_wire, graph_to_wire
+from .toggles import ToggleError, Toggles, make_toggles
 
 STATIC = pathlib.Path(__file__).parent / "static"
 DIRECTIONS = ("TB", "BT", "LR", "RL")
-_MAX_ID = 400  # longest request id / node id / key accepted from the view
+NO_PENDING: dict[str, Any] = Toggles().to_wire()
 
 
 def _esm() -> pathlib.Path | str:
@@ -46,10 +50,6 @@ def _graph_from_json(_value: object, widget: Debugger) -> Graph:
     return widget.graph
 
 
-class RequestError(ValueError):
-    """A request from the view that cannot be answered; the reply carries the message."""
-
-
 class Debugger(anywidget.AnyWidget):
     """An interactive view of a backward graph. Create one with :func:`gradsight.debugger`.
 
@@ -68,13 +68,20 @@ class Debugger(anywidget.AnyWidget):
     status = traitlets.Unicode("ready").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
     options = traitlets.Dict({"direction": "TB"}).tag(sync=True)
+    pending = traitlets.Dict(NO_PENDING).tag(sync=True)  # toggles set in the view, not applied yet
+    history: traitlets.List[dict[str, Any]] = traitlets.List(traitlets.Dict(), []).tag(sync=True)
+    current = traitlets.Int(0).tag(sync=True)  # run shown
+    baseline = traitlets.Int(-1).tag(sync=True)  # run compared against (-1: none)
+    diff = traitlets.Dict(None, allow_none=True).tag(sync=True)
 
     def __init__(self, graph: Graph | None = None, **kwargs: Any) -> None:
         super().__init__(graph=graph if graph is not None else Graph(), **kwargs)
-        self._captured: Any = None  # _capture.walk.Captured of the graph shown: kept tensors for inspection
+        self._captured: Any = None  # _capture.walk.Captured of the run shown: kept tensors for inspection
+        self._target: Any = None  # _capture.targets.Target: what a re-run runs
         self._live: Any = None  # _capture.live.LiveSession in live mode
-        self._spec: Any = None  # _capture.run.RunSpec of a runnable debugger
-        self._watch: set[str] = set()  # nodes whose gradients re-runs keep (inspected so far)
+        self._runs = RunHistory()
+        self._watch: set[str] = set()  # nodes whose tensors re-runs keep (inspected so far)
+        self._running = False
         self.on_msg(self._on_msg)
 
     # -- public ----------------------------------------------------------------------------------
@@ -93,102 +100,169 @@ class Debugger(anywidget.AnyWidget):
 
         if node_id not in self.graph:
             raise KeyError(f"no node {node_id!r} in this graph")
-        missing = self._keep_gradients_of(node_id)
+        missing = self._keep_tensors_of(node_id)
         captured = self._captured if self._captured is not None else Captured(self.graph)
-        history: tuple[Any, ...] = ()
         node = self.graph.node(node_id)
+        history: tuple[Any, ...] = ()
         if self._live is not None and node.leaf is not None and node.leaf.name:
             history = tuple(self._live.history.get(node.leaf.name, ()))
-        return inspect_node(captured, node_id, history, missing or GRADIENTS_NOT_KEPT)
+        result = inspect_node(captured, node_id, history, missing or GRADIENTS_NOT_KEPT)
+        if node.leaf is not None and node.leaf.name and (node.executed is False or node.grad_norm == 0.0):
+            result = replace(result, why=self.why(node.leaf.name))
+        return result
 
-    def _keep_gradients_of(self, node_id: str) -> str | None:
-        """Big graphs keep shapes and gradient norms only: re-run the step to keep this node's
-        tensors. Returns why the values stay unavailable, or None."""
-        captured = self._captured
-        if captured is None or captured.has_tensors(node_id):
-            return None
-        if self._spec is None:
-            return None
-        if self._spec.model_changed():
-            return (
-                "values not kept, and the model's parameters changed since this run (an optimizer step?), so "
-                "re-running would not reproduce them: create the debugger again"
-            )
-        from ._capture.run import run
+    def rerun(self, requires_grad: dict[str, bool] | None = None, no_grad: bool | list[str] = False,
+              inference_mode: bool | list[str] = False, detach: list[str] | tuple[str, ...] = (),
+              apply: bool = False) -> Graph:  # fmt: skip
+        """Re-run with what-if toggles and return the new graph (also shown, with a diff).
 
-        self.status = "running"
-        try:
-            result = run(self._spec, watch=self._watch | {node_id})
-        finally:
-            self.status = "ready"
-        if result.captured is None or result.error is not None or node_id not in result.captured.graph:
-            return (
-                f"gradient values not kept; re-running the step to get them failed: {result.error or 'graph changed'}"
-            )
-        self._watch.add(node_id)
-        self._show(result.captured)
-        return None
+        ``requires_grad`` maps leaves or module paths to a flag; ``no_grad`` / ``inference_mode`` are
+        ``True`` (whole step) or module paths; ``detach`` lists module paths (or a cell's variables).
+        The user's objects are restored afterwards unless ``apply=True`` (requires_grad changes stay).
+        Raises :class:`RerunError` when there is nothing to re-run or the code raised (the previous
+        graph stays shown, with the traceback).
+        """
+        controls = self.graph.controls
+        in_graph = [n.leaf.name for n in self.graph.nodes if n.leaf is not None and n.leaf.name]
+        toggles = make_toggles(
+            requires_grad=requires_grad, no_grad=no_grad, inference_mode=inference_mode, detach=detach, apply=apply,
+            leaves=[*(leaf.name for leaf in controls.leaves), *in_graph], modules=controls.modules,
+            variables=controls.variables,
+        )  # fmt: skip
+        return self._rerun(toggles)
+
+    def why(self, leaf: str) -> Why:
+        """Why ``leaf`` (a parameter or input name) got no gradient, or a zero one, in the run shown."""
+        from ._capture.targets import TensorTarget, explain
+
+        record = self._runs.get(self.current)
+        toggles = record.toggles if record is not None else Toggles()
+        return explain(self._target or TensorTarget({}), self.graph, toggles, leaf)
 
     def close(self) -> None:
         """Remove every hook gradsight installed and drop the tensors it kept; close the view."""
         if self._live is not None:
             self._live.close()
             self._live = None
-        self._release()
+        self._runs.release()
+        self._captured = None
         super().close()
 
-    # -- updates from capture --------------------------------------------------------------------
+    # -- runs --------------------------------------------------------------------------------------
+
+    def _start(self, target: Any, captured: Any, error: str | None = None) -> None:
+        """Show the first run of ``target``."""
+        self._target = target
+        if captured is not None:
+            self._add(captured, Toggles(), error)
+        if error is not None:
+            self.status, self.error = "error", error
 
     def _show(self, captured: Any) -> None:
-        """Show a new capture (main thread only): the old one's tensors are released."""
-        old, self._captured = self._captured, captured
-        if old is not None and old is not captured and old.store is not None:
-            old.store.release()
-        self.graph = captured.graph
+        """Show a new run made elsewhere (a live step); main thread only."""
+        self._add(captured, Toggles())
 
-    def _release(self) -> None:
-        if self._captured is not None and self._captured.store is not None:
-            self._captured.store.release()
-        self._captured = None
+    def _add(self, captured: Any, toggles: Toggles, error: str | None = None) -> RunRecord:
+        from ._capture.targets import finish
+
+        previous = self._runs.last
+        graph = captured.graph if self._target is None else finish(self._target, captured.graph, toggles)
+        record = self._runs.add(graph, captured, toggles, error)
+        self.history = self._runs.to_wire()
+        self.baseline = previous.index if previous is not None else -1
+        self._display(record)
+        return record
+
+    def _display(self, record: RunRecord) -> None:
+        self._captured = record.captured
+        self.graph = record.graph
+        if self.current != record.index:
+            self.current = record.index
+        self._update_diff()
+
+    def _update_diff(self) -> None:
+        wire = diff_to_wire(self._runs.diff(self.baseline, self.current)) if self.baseline >= 0 else None
+        self.diff = wire  # type: ignore[assignment]  # allow_none=True
+
+    def _rerun(self, toggles: Toggles) -> Graph:
+        if self._running:
+            raise RerunError("a re-run is already running; wait for it to finish")
+        if self._target is None:
+            from ._capture.targets import NO_RERUN
+
+            raise RerunError(NO_RERUN)
+        self._running, self.status, self.error = True, "running", ""
+        try:
+            result = self._target.rerun(toggles, self._watch)
+        except RerunError:
+            self.status, self.error = "ready", ""
+            raise
+        finally:
+            self._running = False
+        if result.captured is None or result.error is not None:
+            self.status, self.error = "error", result.error or "the re-run produced no graph"
+            raise RerunError(self.error)
+        record = self._add(result.captured, toggles)
+        self.status, self.pending = "ready", dict(NO_PENDING)
+        return record.graph
+
+    def _rerun_pending(self) -> Graph:
+        p = self.pending
+        return self.rerun(requires_grad=p.get("requires_grad") or None, no_grad=p.get("no_grad", False),
+                          inference_mode=p.get("inference_mode", False), detach=p.get("detach", []),
+                          apply=p.get("apply", False))  # fmt: skip
+
+    def _keep_tensors_of(self, node_id: str) -> str | None:
+        """Big graphs keep shapes and gradient norms only: re-run the step (same toggles) to keep
+        this node's tensors. Returns why the values stay unavailable, or None."""
+        captured, record = self._captured, self._runs.get(self.current)
+        if captured is None or record is None or captured.has_tensors(node_id):
+            return None
+        if not hasattr(self._target, "spec") or self._target.model_changed():
+            if self._target is not None and self._target.model_changed():
+                return (
+                    "values not kept, and the model's parameters changed since this run (an optimizer step?), so "
+                    "re-running would not reproduce them: create the debugger again"
+                )
+            return None
+        self.status = "running"
+        try:
+            result = self._target.rerun(record.toggles, self._watch | {node_id})
+        finally:
+            self.status = "ready"
+        if result.captured is None or result.error is not None or node_id not in result.captured.graph:
+            return f"values not kept; re-running the step to get them failed: {result.error or 'graph changed'}"
+        self._watch.add(node_id)
+        old, new = record.captured, result.captured
+        # Same run, same numbers, now with this node's tensors: keep the record's index and what-if info.
+        record.graph = new.graph = replace(
+            new.graph, run=replace(new.graph.run, index=record.index, toggles=record.graph.run.toggles),
+            controls=record.graph.controls, missing=record.graph.missing,
+        )  # fmt: skip
+        record.captured = self._captured = new
+        if old is not None and old.store is not None:
+            old.store.release()
+        self.graph = record.graph
+        return None
 
     # -- requests from the view ------------------------------------------------------------------
 
     def _on_msg(self, _widget: object, content: Any, _buffers: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
         request_id = content.get("request_id") if isinstance(content, dict) else None
-        if not isinstance(request_id, str) or len(request_id) > _MAX_ID:
+        if not isinstance(request_id, str) or len(request_id) > 400:
             request_id = ""
+        reply_type = kind if isinstance(kind, str) and len(kind) < 40 else "error"
         try:
-            body, buffers = self._answer(kind, content)
-        except (RequestError, KeyError, LookupError, IndexError, ValueError) as e:
+            body, buffers = answer(self, kind, content if isinstance(content, dict) else {})
+        except (RequestError, RerunError, ToggleError, KeyError, LookupError, IndexError, ValueError) as e:
             message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-            self.send({"type": kind if isinstance(kind, str) else "error", "request_id": request_id, "ok": False,
-                       "error": str(message)})  # fmt: skip
+            self.send({"type": reply_type, "request_id": request_id, "ok": False, "error": str(message)})
             return
         except Exception as e:  # a bug of ours: say so in the view, keep the kernel working
-            self.send({"type": kind, "request_id": request_id, "ok": False, "error": f"{type(e).__name__}: {e}"})
+            self.send({"type": reply_type, "request_id": request_id, "ok": False, "error": f"{type(e).__name__}: {e}"})
             return
-        self.send({"type": kind, "request_id": request_id, "ok": True, **body}, buffers)
-
-    def _answer(self, kind: object, content: Any) -> tuple[dict[str, Any], list[bytes]]:
-        if kind == "inspect":
-            node = _text(content, "node")
-            return inspection_to_wire(self.inspect(node))
-        if kind == "values":
-            from ._capture.inspect import values_of
-            from ._capture.walk import Captured
-
-            node, key = _text(content, "node"), _text(content, "key")
-            index = content.get("index")
-            if not isinstance(index, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in index):
-                raise RequestError("values: index must be a list of integers")
-            captured = self._captured if self._captured is not None else Captured(self.graph)
-            if node not in self.graph:
-                raise RequestError(f"no node {node!r} in this graph (a stale request?)")
-            buffers: list[bytes] = []
-            preview = preview_to_wire(values_of(captured, node, key, index), buffers)
-            return {"node": node, "key": key, "preview": preview}, buffers
-        raise RequestError(f"unknown request type {kind!r}; expected 'inspect' or 'values'")
+        self.send({"type": reply_type, "request_id": request_id, "ok": True, **body}, buffers)
 
     # -- validation of front-end writes ------------------------------------------------------------
 
@@ -208,6 +282,38 @@ class Debugger(anywidget.AnyWidget):
             self.error = f"options.direction must be one of {', '.join(DIRECTIONS)}; options unchanged"
             self.options = change["old"]
 
+    @traitlets.observe("pending")
+    def _check_pending(self, change: dict[str, Any]) -> None:
+        value = change["new"]
+        controls = self.graph.controls
+        in_graph = [n.leaf.name for n in self.graph.nodes if n.leaf is not None and n.leaf.name]
+        try:
+            if not isinstance(value, dict) or set(value) - set(NO_PENDING):
+                raise ToggleError(f"pending toggles must be a dict with keys {', '.join(NO_PENDING)}")
+            make_toggles(**value, leaves=[*(leaf.name for leaf in controls.leaves), *in_graph],
+                         modules=controls.modules, variables=controls.variables)  # fmt: skip
+        except (ToggleError, TypeError) as e:
+            self.error = f"toggles not accepted: {e}"
+            self.pending = change["old"]
+
+    @traitlets.observe("current")
+    def _switch_run(self, change: dict[str, Any]) -> None:
+        record = self._runs.get(change["new"])
+        if record is None:
+            self.error = f"no run {change['new']} in the history; showing run {change['old']}"
+            self.current = change["old"]
+            return
+        if record.graph is not self.graph:
+            self._display(record)
+
+    @traitlets.observe("baseline")
+    def _compare(self, change: dict[str, Any]) -> None:
+        if change["new"] != -1 and self._runs.get(change["new"]) is None:
+            self.error = f"no run {change['new']} in the history to compare with"
+            self.baseline = change["old"]
+            return
+        self._update_diff()
+
     @traitlets.observe("graph")
     def _keep_selection(self, change: dict[str, Any]) -> None:
         if self.selected and self.selected not in change["new"]:
@@ -216,10 +322,3 @@ class Debugger(anywidget.AnyWidget):
     def __repr__(self) -> str:
         g = self.graph
         return f"<gradsight.Debugger: {len(g)} nodes, roots {list(g.roots)}>"
-
-
-def _text(content: dict[str, Any], key: str) -> str:
-    value = content.get(key)
-    if not isinstance(value, str) or not value or len(value) > _MAX_ID:
-        raise RequestError(f"request field {key!r} must be a non-empty string")
-    return value

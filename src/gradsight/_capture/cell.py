@@ -8,7 +8,8 @@ Leaves are named after the user's variables, parameters after ``<module variable
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, MutableMapping
+import contextlib
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,15 +35,22 @@ class CellResult:
         return self.captured.graph
 
 
-def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budget: int) -> CellResult:
-    """Execute ``code`` in ``ns`` and capture; ``compile_fn(source_ast, mode)`` compiles."""
+def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budget: int,
+             after_assign: Mapping[str, str] | None = None, context: Any = None) -> CellResult:  # fmt: skip
+    """Execute ``code`` in ``ns`` and capture; ``compile_fn(source_ast, mode)`` compiles.
+
+    ``after_assign`` maps variable names to a statement run right after each assignment to them
+    (what-if toggles: ``x = x.detach()``); ``context`` wraps the execution (e.g. ``torch.no_grad()``).
+    """
     before = dict(ns)
     tree = ast.parse(code)
+    if after_assign:
+        tree = AfterAssign(after_assign).visit(tree)
     last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
     assert last is None or isinstance(last, ast.Expr)
     spy = BackwardSpy(budget)
     value, error = None, None
-    with spy.installed():
+    with spy.installed(), context if context is not None else contextlib.nullcontext():
         try:
             exec(compile_fn(tree, "exec"), ns)
             if last is not None:
@@ -129,3 +137,56 @@ def _leaf_names(ns: MutableMapping[str, Any]) -> dict[torch.Tensor, str]:
         if not name.startswith("_") and isinstance(v, torch.Tensor) and v.is_leaf:
             names.setdefault(v, name)
     return names
+
+
+class AfterAssign(ast.NodeTransformer):
+    """Insert a statement after every assignment to the named variables, in any block."""
+
+    def __init__(self, statements: Mapping[str, str]) -> None:
+        self.statements = {name: ast.parse(code).body for name, code in statements.items()}
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        super().generic_visit(node)
+        for field in ("body", "orelse", "finalbody"):
+            block = getattr(node, field, None)
+            if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                setattr(node, field, self._expand(block))
+        return node
+
+    def _expand(self, block: list[ast.stmt]) -> list[ast.stmt]:
+        out: list[ast.stmt] = []
+        for stmt in block:
+            out.append(stmt)
+            for name in _assigned(stmt):
+                out.extend(self.statements.get(name, []))
+        return out
+
+
+def _assigned(stmt: ast.stmt) -> list[str]:
+    targets: list[ast.expr] = []
+    if isinstance(stmt, ast.Assign):
+        targets = list(stmt.targets)
+    elif isinstance(stmt, (ast.AugAssign, ast.AnnAssign)):
+        targets = [stmt.target]
+    names: list[str] = []
+    for t in targets:
+        names.extend(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
+    return names
+
+
+def cell_names(code: str) -> tuple[set[str], set[str]]:
+    """(names the cell reads or writes, names it assigns)."""
+    tree = ast.parse(code)
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    assigned = {name for stmt in ast.walk(tree) if isinstance(stmt, ast.stmt) for name in _assigned(stmt)}
+    return used, assigned
+
+
+def run_first(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budget: int) -> tuple[CellResult, Any]:
+    """The cell's real run (in the user's namespace, RNG not forked), and the target that re-runs it
+    with the same random numbers."""
+    from .run import rng_state
+    from .targets import CellTarget
+
+    target = CellTarget(code, ns, compile_fn, budget, rng=rng_state())
+    return run_cell(code, ns, compile_fn, budget), target

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from .hooks import GradRecorder
 from .modules import ModuleTracker
 from .names import leaf_names_from_params
 from .outputs import flatten_tensors
+from .run import rng_state
 from .source import SourceTracker
 from .store import TensorStore
 from .walk import ACCUMULATE_GRAD, Captured, CaptureOptions, Collected, collect, gc_paused
@@ -45,9 +47,12 @@ class LiveSession:
         self._leaf_names = leaf_names_from_params(model)
         self._tracker = ModuleTracker(list(model.named_modules()))
         self._handles = [
-            model.register_forward_pre_hook(self._on_forward_start),
+            model.register_forward_pre_hook(self._on_forward_start, with_kwargs=True),
             model.register_forward_hook(self._on_forward_end, always_call=True),
         ]
+        self.last_call: tuple[Any, Any, Any, Any] | None = None  # (args, kwargs, rng, output grads) to re-run
+        self._call: tuple[Any, Any, Any] | None = None
+        self._paused = False
         self._lock = threading.Lock()
         self._capturing = False
         self._sources: SourceTracker | None = None
@@ -65,7 +70,18 @@ class LiveSession:
 
     # -- forward -------------------------------------------------------------------------------
 
-    def _on_forward_start(self, module: torch.nn.Module, args: Any) -> None:
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Ignore the model's forward calls (a re-run of the last step is not a new step)."""
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
+
+    def _on_forward_start(self, module: torch.nn.Module, args: Any, kwargs: Any) -> None:
+        if self._paused:
+            return
         self.flush()
         self.steps += 1
         now = time.monotonic()
@@ -73,12 +89,15 @@ class LiveSession:
         due = now - self._last_capture >= self._interval and now >= self._next_allowed
         self._capturing = torch.is_grad_enabled() and due
         if self._capturing:
+            self._call = (args, kwargs, rng_state())
             self._tracker.reset()
             if self._source_lines:
                 self._sources = SourceTracker()
                 self._sources.__enter__()  # type: ignore[no-untyped-call]
 
     def _on_forward_end(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        if self._paused:
+            return
         if self._sources is not None:
             self._sources.__exit__(None, None, None)  # type: ignore[no-untyped-call]
         if not self._capturing:
@@ -93,7 +112,8 @@ class LiveSession:
             self._sources = None
 
     def _start_step(self, output: Any) -> None:
-        roots = [t.grad_fn for t in flatten_tensors(output) if t.grad_fn is not None]
+        outputs = [t for t in flatten_tensors(output) if t.grad_fn is not None]
+        roots = [t.grad_fn for t in outputs]
         if not roots:
             return
         self._last_capture = time.monotonic()  # the forward started before: _step_start below
@@ -110,8 +130,11 @@ class LiveSession:
         if store.kept_bytes + collected.gradient_bytes() > options.keep_all_below:
             keep = ()  # big graph: shapes and norms only (see config.Options.keep_all_below)
             store.keep_only(set())
-        step = _Step(self.steps, collected, store, self._finish, keep)
+        root_index = dict(zip(dict.fromkeys(roots), collected.roots, strict=True))
+        step = _Step(self.steps, collected, store, self._finish, {*keep, *collected.roots})
         step.started = self._forward_started
+        step.call = self._call
+        step.outputs = [(root_index[t.grad_fn], t.output_nr) for t in outputs]
         step.recorder.install(order, collected.names)
         step.leaves = [(i, order[i].variable) for i, name in enumerate(collected.names) if name == ACCUMULATE_GRAD]
         del order
@@ -129,6 +152,7 @@ class LiveSession:
                 run = RunInfo(mode="live", step=step.number)
                 graph = build_with_gradients(step.collected, step.recorder, step.store, run)
             self._record_history(step, graph)
+            self._record_call(step)
             with self._lock:
                 if self._step is step:
                     self._step = None
@@ -137,6 +161,14 @@ class LiveSession:
                 self.flush()
         except Exception as e:
             self._error(e)
+
+    def _record_call(self, step: _Step) -> None:
+        """Remember the step's inputs, RNG state and output gradients: what a re-run replays."""
+        if step.call is None:
+            return
+        grads = [step.store.get((i, f"grad-in:{nr}")) for i, nr in step.outputs]
+        args, kwargs, rng = step.call
+        self.last_call = (args, kwargs, rng, None if any(g is None for g in grads) else grads)
 
     def _record_history(self, step: _Step, graph: Any) -> None:
         ids = step.collected.ids
@@ -189,6 +221,8 @@ class _Step:
         self.recorder = GradRecorder(store, keep, on_first=self._queue_finish)
         self.leaves: list[tuple[int, torch.Tensor]] = []
         self.started = 0.0  # when its forward began (time.monotonic)
+        self.call: tuple[Any, Any, Any] | None = None  # (args, kwargs, rng state) of its forward
+        self.outputs: list[tuple[int, int]] = []  # (root node index, output_nr) per output tensor
         self._finish = finish
 
     def _queue_finish(self) -> None:

@@ -19,6 +19,7 @@ import torch
 
 from ..config import options
 from ..graph import Graph, RootGradient, RunInfo
+from ..toggles import Toggles
 from .finish import build_with_gradients
 from .hooks import GradRecorder
 from .modules import ModuleTracker
@@ -28,6 +29,7 @@ from .source import SourceTracker
 from .store import TensorStore
 from .tensors import why_no_graph
 from .walk import ACCUMULATE_GRAD, Captured, CaptureOptions, assign_ids, collect, gc_paused
+from .whatif import WhatIf
 
 
 @dataclass
@@ -59,17 +61,19 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
 
 
-def run(spec: RunSpec, watch: Collection[str] = ()) -> RunResult:
-    """Run forward and backward once under observation; keep the gradients of ``watch`` (node ids)."""
+def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = None) -> RunResult:
+    """Run forward and backward once under observation, with what-if ``toggles`` applied for the run;
+    keep the tensors of the nodes in ``watch`` (ids)."""
     store = TensorStore(spec.budget)
     if not spec.versions:
         spec.versions = [(p, p._version) for _, m in spec.modules for p in m.parameters(recurse=False)]
-    with _fork_rng(spec), _restore_buffers(spec.modules), gc_paused():
+    whatif = WhatIf(toggles or Toggles(), dict(spec.modules), {n: t for t, n in spec.leaf_names.items()})
+    with fork_rng(spec), _restore_buffers(spec.modules), whatif.applied(), gc_paused():
         tracker = ModuleTracker(spec.modules)
         try:
             sources = SourceTracker() if spec.source_lines else None
             try:
-                with sources if sources is not None else _nothing():
+                with sources if sources is not None else _nothing(), whatif.forward():
                     output = spec.call()
                     roots, grads, kind, loss_value = _roots(spec, output)
             except Exception as e:
@@ -77,12 +81,21 @@ def run(spec: RunSpec, watch: Collection[str] = ()) -> RunResult:
             finally:
                 tracker.close()
             if not any(r.grad_fn is not None for r in roots):
-                msg = "\n".join(why_no_graph(r, "the output" if len(roots) == 1 else f"output {i}")
-                                for i, r in enumerate(roots)) or "The model returned no tensors."  # fmt: skip
-                return RunResult(Captured(Graph(message=msg, run=RunInfo(mode="runnable"))), loss_value=loss_value)
+                return RunResult(Captured(Graph(message=_no_graph(roots, whatif.toggles))), loss_value=loss_value)
             return _backward(spec, store, tracker, sources, roots, grads, kind, loss_value, watch)
         finally:
             tracker.close()
+
+
+def _no_graph(roots: list[torch.Tensor], toggles: Toggles) -> str:
+    for kind in ("inference_mode", "no_grad"):
+        if getattr(toggles, kind) is True:
+            return (
+                f"No graph: the whole step ran under torch.{kind}() (this re-run's toggle), so autograd recorded "
+                "nothing and no parameter gets a gradient. Turn the toggle off and re-run to get the graph back."
+            )
+    reasons = [why_no_graph(r, "the output" if len(roots) == 1 else f"output {i}") for i, r in enumerate(roots)]
+    return "\n".join(reasons) or "The model returned no tensors."
 
 
 def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources: SourceTracker | None,
@@ -161,19 +174,28 @@ def _roots(
 
 
 @contextmanager
-def _fork_rng(spec: RunSpec) -> Iterator[None]:
+def fork_rng(spec: Any) -> Iterator[None]:
     """The run gets its own copy of the RNG (the user's is restored afterwards); later runs replay
-    the first run's state, so they see the same random numbers (dropout masks) and stay comparable."""
-    cuda = torch.cuda.is_initialized()  # type: ignore[no-untyped-call]
-    devices = list(range(torch.cuda.device_count())) if cuda else []
+    the first run's state (``spec.rng``), so they see the same random numbers (dropout masks) and
+    stay comparable."""
+    devices = cuda_devices()
     with torch.random.fork_rng(devices=devices):
         if spec.rng is None:
-            spec.rng = (torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in devices])
+            spec.rng = rng_state()
         else:
             torch.set_rng_state(spec.rng[0])
             for d, state in zip(devices, spec.rng[1], strict=False):
                 torch.cuda.set_rng_state(state, d)
         yield
+
+
+def cuda_devices() -> list[int]:
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # type: ignore[no-untyped-call]
+
+
+def rng_state() -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The RNG state now (CPU and initialized CUDA devices), to replay later with ``fork_rng``."""
+    return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in cuda_devices()]
 
 
 @contextmanager
@@ -258,3 +280,16 @@ def _modules_seen_by(fn: Callable[..., Any]) -> tuple[list[tuple[str, torch.nn.M
         elif isinstance(value, torch.Tensor) and value.is_leaf:
             names.setdefault(value, var)
     return modules, names
+
+
+def traced_forward(spec: RunSpec, toggles: Toggles) -> Callable[[], list[torch.Tensor]]:
+    """The forward (and loss) of ``spec`` with ``toggles``, replaying the first run's RNG, restoring
+    everything afterwards: what a taint trace runs. Returns the roots."""
+
+    def forward() -> list[torch.Tensor]:
+        whatif = WhatIf(toggles, dict(spec.modules), {n: t for t, n in spec.leaf_names.items()})
+        with fork_rng(spec), _restore_buffers(spec.modules), whatif.applied(), whatif.forward():
+            roots, _, _, _ = _roots(spec, spec.call())
+            return roots
+
+    return forward

@@ -1,0 +1,259 @@
+"""What a debugger re-runs: a model or function, the last step of a live session, a cell — or
+nothing, for a tensor's graph. Each target knows which leaves, modules and variables toggles can
+name, re-runs with toggles (restoring the user's objects afterwards), and explains missing gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import torch
+
+from ..graph import Controls, Graph, LeafControl, Why
+from ..runs import RerunError
+from ..toggles import Toggles
+from . import why as why_mod
+from .run import RunResult, RunSpec, run
+
+NO_RERUN = (
+    "This debugger shows a tensor's graph: it cannot re-run the code that made it. For what-ifs, give gradsight "
+    "something it can run: gradsight.debugger(model, inputs=batch, loss=...), gradsight.debugger(lambda: "
+    "compute_loss()), or a %%gradsight cell."
+)
+
+
+class Target(Protocol):
+    def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult: ...
+
+    def leaves(self) -> Mapping[str, torch.Tensor | None]: ...
+
+    def controls(self, graph: Graph) -> Controls: ...
+
+    def trace(self, name: str, toggles: Toggles) -> Why | None: ...
+
+    def model_changed(self) -> bool: ...
+
+
+def finish(target: Target, graph: Graph, toggles: Toggles) -> Graph:
+    """Add what the view needs for what-ifs: controls, and why leaves got no gradient."""
+    missing = why_mod.explain_all(target.leaves(), toggles, graph) if graph.nodes or graph.message else ()
+    return replace(graph, controls=target.controls(graph), missing=missing)
+
+
+def explain(target: Target, graph: Graph, toggles: Toggles, name: str) -> Why:
+    """Why ``name`` got no gradient (or a zero one) in ``graph``."""
+    leaves = target.leaves()
+    known = {n.leaf.name for n in graph.nodes if n.leaf is not None and n.leaf.name}
+    if name not in leaves and name not in known:
+        raise KeyError(f"no leaf named {name!r}; leaves: {', '.join(sorted(set(leaves) | known)) or '(none)'}")
+    quick = why_mod.quick(name, leaves.get(name), toggles, graph)
+    if quick is not None:
+        return quick
+    node = next((n for n in graph.nodes if n.leaf is not None and n.leaf.name == name), None)
+    if node is not None:
+        return Why(name, "unknown", f"{name} got a gradient in this run (norm {node.grad_norm}).", where=node.id)
+    traced = target.trace(name, toggles)
+    if traced is not None:
+        return traced
+    return Why(name, "not_on_path", f"{name} is not in this graph: the tensor was not used to compute it, or its "
+               "path was cut (detach, .data, no_grad, a non-differentiable op). A runnable debugger can trace "
+               "where.")  # fmt: skip
+
+
+@dataclass
+class TensorTarget:
+    """``gradsight.debugger(tensor)``: no re-run; leaves are the ``params`` the user named."""
+
+    names: Mapping[str, torch.Tensor]
+
+    def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
+        raise RerunError(NO_RERUN)
+
+    def leaves(self) -> Mapping[str, torch.Tensor | None]:
+        return dict(self.names)
+
+    def controls(self, graph: Graph) -> Controls:
+        return Controls(rerun=False, note=NO_RERUN)
+
+    def trace(self, name: str, toggles: Toggles) -> Why | None:
+        return None
+
+    def model_changed(self) -> bool:
+        return False
+
+
+@dataclass
+class RunnableTarget:
+    """A model or function: re-run with toggles; the taint trace re-runs its forward."""
+
+    spec: RunSpec
+
+    def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
+        return run(self.spec, watch, toggles)
+
+    def leaves(self) -> Mapping[str, torch.Tensor | None]:
+        return {name: t for t, name in self.spec.leaf_names.items()}
+
+    def controls(self, graph: Graph) -> Controls:
+        in_graph = {n.leaf.name for n in graph.nodes if n.leaf is not None and n.leaf.name}
+        leaves = tuple(LeafControl(name, bool(t.requires_grad), name in in_graph) for name, t in self.leaves().items()
+                       if t is not None)  # fmt: skip
+        modules = tuple(name for name, _ in self.spec.modules if name)
+        return Controls(rerun=True, leaves=leaves, modules=modules)
+
+    def trace(self, name: str, toggles: Toggles) -> Why | None:
+        leaf = self.leaves().get(name)
+        if leaf is None:
+            return None
+        from .run import traced_forward
+
+        return why_mod.trace(name, leaf, traced_forward(self.spec, toggles))
+
+    def model_changed(self) -> bool:
+        return self.spec.model_changed()
+
+
+def as_tensor_map(values: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in values.items() if isinstance(v, torch.Tensor)}
+
+
+@dataclass
+class CellTarget:
+    """A ``%%gradsight`` cell: re-runs execute its code again, in a *copy* of the user's namespace
+    (so its assignments never rebind the user's variables), with toggles applied to the tensors and
+    modules it names, and the RNG state it first ran with."""
+
+    code: str
+    ns: dict[str, Any]
+    compile_fn: Any
+    budget: int
+    rng: Any = None
+
+    def _scope(self) -> tuple[dict[str, torch.nn.Module], dict[str, torch.Tensor], set[str]]:
+        from .cell import cell_names
+
+        used, assigned = cell_names(self.code)
+        modules: dict[str, torch.nn.Module] = {}
+        leaves: dict[str, torch.Tensor] = {}
+        for name in sorted(used):
+            value = self.ns.get(name)
+            if isinstance(value, torch.nn.Module):
+                modules.update({f"{name}.{sub}" if sub else name: m for sub, m in value.named_modules()})
+                leaves.update({f"{name}.{p}": t for p, t in value.named_parameters()})
+            elif isinstance(value, torch.Tensor) and value.is_leaf and name not in assigned:
+                leaves[name] = value
+        return modules, leaves, assigned
+
+    def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
+        from .cell import run_cell
+        from .run import _format, fork_rng
+        from .whatif import WhatIf
+
+        modules, leaves, assigned = self._scope()
+        after: dict[str, str] = {}
+        for name, value in toggles.requires_grad.items():
+            if name in assigned:
+                after[name] = f"{name}.requires_grad_({value})"
+        ns = dict(self.ns)
+        for name in toggles.detach:
+            if name in assigned:
+                after[name] = "; ".join(filter(None, [after.get(name), f"{name} = {name}.detach()"]))
+            elif isinstance(ns.get(name), torch.Tensor):
+                ns[name] = ns[name].detach()
+        existing = {k: v for k, v in toggles.requires_grad.items() if k not in assigned}
+        whatif = WhatIf(replace(toggles, requires_grad=existing), modules, leaves)
+        with fork_rng(self), whatif.applied():
+            result = run_cell(self.code, ns, self.compile_fn, self.budget, after, whatif.forward())
+        if result.error is not None:
+            return RunResult(None, error=_format(result.error))
+        return RunResult(result.captured)
+
+    def leaves(self) -> Mapping[str, torch.Tensor | None]:
+        return self._scope()[1]
+
+    def controls(self, graph: Graph) -> Controls:
+        modules, leaves, assigned = self._scope()
+        in_graph = {n.leaf.name: n.leaf for n in graph.nodes if n.leaf is not None and n.leaf.name}
+        controls = [LeafControl(name, bool(t.requires_grad), name in in_graph) for name, t in leaves.items()]
+        controls += [LeafControl(name, leaf.requires_grad, True) for name, leaf in in_graph.items()
+                     if name in assigned]  # fmt: skip
+        return Controls(rerun=True, leaves=tuple(controls), modules=tuple(modules), variables=tuple(sorted(assigned)))
+
+    def trace(self, name: str, toggles: Toggles) -> Why | None:
+        from .cell import run_cell
+        from .run import fork_rng
+        from .whatif import WhatIf
+
+        modules, leaves, _ = self._scope()
+        leaf = leaves.get(name)
+        if leaf is None:
+            return None
+
+        def forward() -> list[torch.Tensor]:
+            ns = dict(self.ns)
+            whatif = WhatIf(toggles, modules, leaves)
+            with fork_rng(self), whatif.applied():
+                run_cell(self.code, ns, self.compile_fn, 0, None, whatif.forward())
+            return [v for k, v in ns.items() if isinstance(v, torch.Tensor) and self.ns.get(k) is not v]
+
+        return why_mod.trace(name, leaf, forward)
+
+    def model_changed(self) -> bool:
+        return False
+
+
+class LiveTarget:
+    """A live session: a re-run replays the last recorded step's call, with the gradient its output
+    received (the model's vector–Jacobian product), so no loss function is needed."""
+
+    def __init__(self, session: Any, model: torch.nn.Module, budget: int, source_lines: bool) -> None:
+        self.session = session
+        self.model = model
+        self.budget = budget
+        self.source_lines = source_lines
+        self.modules = list(model.named_modules())
+        from .names import leaf_names_from_params
+
+        self.names = leaf_names_from_params(model)
+
+    def _spec(self) -> RunSpec:
+        last = self.session.last_call
+        if last is None:
+            raise RerunError(
+                "Nothing to re-run yet: run a training step (output = model(batch); loss.backward()) first; "
+                "the live debugger re-runs the last step it recorded."
+            )
+        args, kwargs, rng, grads = last
+        model = self.model
+        return RunSpec(call=lambda: model(*args, **kwargs), modules=self.modules, leaf_names=dict(self.names),
+                       grad_output=grads, budget=self.budget, source_lines=self.source_lines, rng=rng)  # fmt: skip
+
+    def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
+        spec = self._spec()
+        with self.session.paused():
+            return run(spec, watch, toggles)
+
+    def leaves(self) -> Mapping[str, torch.Tensor | None]:
+        return {name: t for t, name in self.names.items()}
+
+    def controls(self, graph: Graph) -> Controls:
+        base = RunnableTarget(RunSpec(call=lambda: None, modules=self.modules, leaf_names=self.names)).controls(graph)
+        if self.session.last_call is None:
+            return replace(
+                base, rerun=False, note="Run a training step first: the live debugger re-runs the last step."
+            )
+        return base
+
+    def trace(self, name: str, toggles: Toggles) -> Why | None:
+        leaf = self.leaves().get(name)
+        if leaf is None or self.session.last_call is None:
+            return None
+        from .run import traced_forward
+
+        with self.session.paused():
+            return why_mod.trace(name, leaf, traced_forward(self._spec(), toggles))
+
+    def model_changed(self) -> bool:
+        return False

@@ -1,0 +1,103 @@
+"""Apply what-if toggles for one run, and put everything back afterwards.
+
+``requires_grad`` flips leaves (a module path flips its whole subtree); ``no_grad`` and
+``inference_mode`` wrap the whole forward or, through forward pre/post hooks, single modules;
+``detach`` detaches a module's output with a forward hook. Every flag is restored and every hook
+removed in ``finally`` — unless ``apply`` asks to keep the ``requires_grad`` changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import torch
+from torch.utils import _pytree
+
+from ..toggles import Toggles
+
+
+class WhatIf:
+    """The toggles of one run, resolved against the run's modules and named leaves."""
+
+    def __init__(
+        self, toggles: Toggles, modules: Mapping[str, torch.nn.Module], leaves: Mapping[str, torch.Tensor]
+    ) -> None:
+        self.toggles = toggles
+        self.modules = modules
+        self.leaves = leaves
+
+    def flips(self) -> list[tuple[torch.Tensor, bool]]:
+        """(leaf, new requires_grad) for every leaf the toggles name, modules expanded to their parameters."""
+        out: list[tuple[torch.Tensor, bool]] = []
+        for name, value in self.toggles.requires_grad.items():
+            if name in self.leaves:
+                out.append((self.leaves[name], value))
+            elif name in self.modules:
+                out.extend((p, value) for p in self.modules[name].parameters())
+        return out
+
+    @contextmanager
+    def applied(self) -> Iterator[None]:
+        """requires_grad flips and module hooks, for the duration of the run."""
+        before = [(t, t.requires_grad) for t, _ in self.flips()]
+        handles: list[Any] = []
+        try:
+            for t, value in self.flips():
+                if t.is_leaf:
+                    t.requires_grad_(value)
+            handles.extend(self._module_hooks())
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+            if not self.toggles.apply:
+                for t, value in before:
+                    if t.is_leaf:
+                        t.requires_grad_(value)
+
+    @contextmanager
+    def forward(self) -> Iterator[None]:
+        """Whole-step no_grad / inference_mode, around the forward (and the loss) only."""
+        with ExitStack() as stack:
+            if self.toggles.inference_mode is True:
+                stack.enter_context(torch.inference_mode())
+            elif self.toggles.no_grad is True:
+                stack.enter_context(torch.no_grad())
+            yield
+
+    def _module_hooks(self) -> list[Any]:
+        handles: list[Any] = []
+        for kind in ("no_grad", "inference_mode"):
+            scope = getattr(self.toggles, kind)
+            for name in () if isinstance(scope, bool) else scope:
+                module = self.modules[name]
+                contexts: list[Any] = []
+                handles.append(module.register_forward_pre_hook(_enter(kind, contexts)))
+                handles.append(module.register_forward_hook(_exit(contexts), always_call=True))
+        for name in self.toggles.detach:
+            if name in self.modules:
+                handles.append(self.modules[name].register_forward_hook(_detach_output))
+        return handles
+
+
+def _enter(kind: str, contexts: list[Any]) -> Any:
+    def hook(module: torch.nn.Module, args: Any) -> None:
+        ctx = torch.inference_mode() if kind == "inference_mode" else torch.no_grad()
+        ctx.__enter__()
+        contexts.append(ctx)
+
+    return hook
+
+
+def _exit(contexts: list[Any]) -> Any:
+    def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
+        if contexts:
+            contexts.pop().__exit__(None, None, None)
+
+    return hook
+
+
+def _detach_output(module: torch.nn.Module, args: Any, output: Any) -> Any:
+    return _pytree.tree_map_only(torch.Tensor, lambda t: t.detach(), output)

@@ -1,0 +1,237 @@
+"""Why is this ``.grad`` None (or zero)? Explanations that point at where the path breaks.
+
+Cheap answers first, from what the run already knows: the leaf does not require grad; the whole
+step ran under ``no_grad`` / ``inference_mode``; backward excluded it. Otherwise a *taint trace*
+re-runs the forward under a ``TorchFunctionMode`` that follows every value computed from the leaf,
+autograd or not: the first call whose inputs carry the leaf's data with ``requires_grad`` but
+whose outputs lose it is where the path breaks (``detach``, ``.data``, a ``no_grad`` or
+``inference_mode`` region, a non-differentiable op such as ``argmax`` or a comparison); a leaf
+whose values never reach the loss is "not on the path". A zero gradient is traced in the graph to
+the node after which the gradient toward the leaf is zero (a dead ReLU, a zero mask).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils import _pytree
+
+from ..graph import Graph, Node, Why, WhyReason
+from ..toggles import Toggles
+from .source import _INTERNAL_ROOTS, _short
+
+
+def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph) -> Why | None:
+    """An explanation from what is known without running anything, or None."""
+    node = _leaf_node(graph, name)
+    if node is not None:
+        return _in_graph(name, node, graph)
+    flipped = _flipped(name, toggles)
+    if flipped is False or (leaf is not None and not leaf.requires_grad):
+        how = "this re-run's requires_grad toggle set it off" if flipped is False else "it has requires_grad=False"
+        return Why(name, "requires_grad_false",
+                   f"{name} gets no gradient: {how}, so autograd does not track it — no AccumulateGrad node, "
+                   ".grad stays None. Set requires_grad=True (or unfreeze its module) to train it.")  # fmt: skip
+    if toggles.inference_mode is True or toggles.no_grad is True:
+        kind: WhyReason = "inference_mode" if toggles.inference_mode is True else "no_grad"
+        return Why(name, kind, f"{name} gets no gradient: the whole step ran under torch.{kind}() (this re-run's "
+                   "toggle), so autograd recorded no graph at all.")  # fmt: skip
+    if graph.message is not None and not graph.nodes:
+        return Why(name, "unknown", f"{name} gets no gradient: there is no graph. {graph.message}")
+    return None
+
+
+def _flipped(name: str, toggles: Toggles) -> bool | None:
+    """The requires_grad toggle that applies to ``name``: its own, or its innermost module's."""
+    if name in toggles.requires_grad:
+        return toggles.requires_grad[name]
+    owners = [m for m in toggles.requires_grad if name.startswith(m + ".")]
+    return toggles.requires_grad[max(owners, key=len)] if owners else None
+
+
+def _leaf_node(graph: Graph, name: str) -> Node | None:
+    return next((n for n in graph.nodes if n.leaf is not None and n.leaf.name == name), None)
+
+
+def _in_graph(name: str, node: Node, graph: Graph) -> Why | None:
+    if node.executed is False:
+        return Why(name, "not_on_path",
+                   f"{name} is in the graph but backward did not compute its gradient: backward(inputs=...) or "
+                   "torch.autograd.grad(...) asked for other tensors only.", where=node.id)  # fmt: skip
+    if node.executed is None and any("freed the saved tensors" in note for note in graph.notes):
+        return Why(name, "freed",
+                   f"A backward already ran through this graph and freed it; {name} was not among what it "
+                   "differentiated. Calling backward again raises 'Trying to backward through the graph a second "
+                   "time': rebuild the graph (run the forward again) or pass retain_graph=True.",
+                   where=node.id)  # fmt: skip
+    if node.grad_norm == 0.0:
+        return zero(name, node, graph)
+    return None
+
+
+def zero(name: str, leaf: Node, graph: Graph) -> Why:
+    """Where, on the way from the root to ``leaf``, the gradient became zero."""
+    parents: dict[str, list[Node]] = {}
+    for n in graph.nodes:
+        for dst, _ in n.next:
+            if dst is not None:
+                parents.setdefault(dst, []).append(n)
+    # Walk from the leaf toward the roots while the gradient stays zero; the first node with a
+    # non-zero gradient coming in is where it was zeroed.
+    frontier, seen = [leaf], {leaf.id}
+    while frontier:
+        node = frontier.pop()
+        for p in parents.get(node.id, []):
+            if p.id in seen:
+                continue
+            seen.add(p.id)
+            if p.grad_norm is not None and p.grad_norm > 0:
+                return Why(name, "zero", f"{name}'s gradient is zero: it became zero in {p.name}{_module(p)}, which "
+                           f"received a non-zero gradient but passed zero on toward {name}. {_zero_hint(p)}",
+                           where=p.id, source=p.source)  # fmt: skip
+            frontier.append(p)
+    return Why(name, "zero", f"{name}'s gradient is zero all the way from the root: the loss does not change with it "
+               "here (is the loss itself constant?).", where=leaf.id)  # fmt: skip
+
+
+def _module(n: Node) -> str:
+    return f" (in {n.module})" if n.module else ""
+
+
+def _zero_hint(n: Node) -> str:
+    name = n.name
+    if name.startswith(("Relu", "Threshold", "Hardtanh", "Relu6")):
+        return (
+            "A dead ReLU: every input it saw was ≤ 0, so no gradient passes (check the initialization, "
+            "the learning rate, or use LeakyReLU)."
+        )
+    if name.startswith(("Mul", "Where", "MaskedFill", "MaskedScatter")):
+        return "A multiplication by zero or a mask that is all zero on this path."
+    if name.startswith("Clamp"):
+        return "Every value was outside the clamp range, where the gradient is zero."
+    if name.startswith(("Round", "Floor", "Ceil", "Sign")):
+        return "This op is piecewise constant: its gradient is zero everywhere."
+    return "Look at what it saved: the derivative of this op is zero at these inputs."
+
+
+# -- the taint trace -------------------------------------------------------------------------------
+
+
+class _Taint(TorchFunctionMode):
+    """Follows every value computed from ``start``; notes where requires_grad is lost."""
+
+    def __init__(self, start: torch.Tensor) -> None:
+        super().__init__()
+        self.tainted: dict[int, torch.Tensor] = {id(start): start}
+        self.used = False
+        self.broken: tuple[str, str, str | None] | None = None  # (reason, op, source)
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        grad_on, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+        out = func(*args, **kwargs)
+        hit = [t for t in _tensors((args, kwargs)) if self.tainted.get(id(t)) is t]
+        if not hit:
+            return out
+        self.used = True
+        outs = _tensors(out)
+        for t in outs:
+            self.tainted[id(t)] = t
+        if (
+            self.broken is None
+            and outs
+            and any(t.requires_grad for t in hit)
+            and not any(t.requires_grad for t in outs)
+        ):
+            self.broken = (_reason(func, outs, grad_on, inference), _op_name(func), _source(sys._getframe(1)))
+        return out
+
+    def reached(self, roots: list[torch.Tensor]) -> bool:
+        return any(self.tainted.get(id(r)) is r for r in roots)
+
+
+def trace(name: str, leaf: torch.Tensor, forward: Callable[[], list[torch.Tensor]]) -> Why:
+    """Re-run ``forward`` (which returns the roots) following ``leaf``'s values; explain the break."""
+    mode = _Taint(leaf)
+    with mode:
+        roots = forward()
+    if mode.broken is not None:
+        reason, op, source = mode.broken
+        return Why(name, reason, _BREAK[reason].format(name=name, op=op), source=source)  # type: ignore[arg-type]
+    if not mode.used:
+        return Why(name, "unused", f"{name} is never used in the forward: nothing computed from it, so it cannot get a "
+                   "gradient (an unused parameter or branch?).")  # fmt: skip
+    if not mode.reached(roots):
+        return Why(name, "not_on_path", f"{name} is used in the forward, but nothing computed from it reaches the loss "
+                   "(the root): it is not on the path, so backward never gets to it.")  # fmt: skip
+    return Why(name, "unknown", f"{name}'s values reach the loss, yet it got no gradient; gradsight could not find "
+               "where the path breaks.")  # fmt: skip
+
+
+_BREAK = {
+    "detach": "{name}'s path to the loss is cut by {op}(): the result no longer requires grad, so nothing "
+    "flows back to {name}. Remove the detach (or detach only what you mean to).",
+    "data": "{name}'s path to the loss goes through .data, which hides the operation from autograd "
+    "(like detach, but silently). Use the tensor itself, or .detach() if you mean it.",
+    "no_grad": "{name}'s path to the loss goes through {op} run under torch.no_grad(): autograd recorded "
+    "nothing there, so the gradient cannot flow back. Move that code out of no_grad.",
+    "inference_mode": "{name}'s path to the loss goes through {op} run under torch.inference_mode(): "
+    "autograd recorded nothing there. Move that code out of inference_mode.",
+    "non_differentiable": "{name}'s path to the loss goes through {op}, which is not differentiable "
+    "(its output is integer or bool: argmax, a comparison, an integer cast): no gradient flows "
+    "back through it. Use a differentiable relaxation (softmax instead of argmax, …).",
+}
+
+
+def _reason(func: Any, outs: list[torch.Tensor], grad_on: bool, inference: bool) -> str:
+    name = _op_name(func)
+    if name == "data":
+        return "data"
+    if name in ("detach", "detach_"):
+        return "detach"
+    if inference:
+        return "inference_mode"
+    if not grad_on:
+        return "no_grad"
+    if all(not (t.is_floating_point() or t.is_complex()) for t in outs):
+        return "non_differentiable"
+    return "detach"
+
+
+def _op_name(func: Any) -> str:
+    owner = getattr(func, "__self__", None)
+    if getattr(func, "__name__", "") == "__get__" and owner is not None:
+        return str(getattr(owner, "__name__", "attribute"))
+    return str(getattr(func, "__name__", func))
+
+
+def _source(frame: Any) -> str | None:
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_ROOTS):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    import linecache
+
+    text = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+    return f"{_short(frame.f_code.co_filename)}:{frame.f_lineno}  {text}".rstrip()
+
+
+def _tensors(tree: Any) -> list[torch.Tensor]:
+    return [t for t in _pytree.tree_flatten(tree)[0] if isinstance(t, torch.Tensor)]
+
+
+def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, graph: Graph) -> tuple[Why, ...]:
+    """Quick explanations for every named leaf that got no gradient (or a zero one) in ``graph``."""
+    out = []
+    for name, leaf in names.items():
+        node = _leaf_node(graph, name)
+        if node is not None and node.executed is not False and node.grad_norm != 0.0:
+            continue
+        why = quick(name, leaf, toggles, graph)
+        out.append(why or Why(name, "unknown", f"{name} got no gradient in this run; ask why (click it) to trace "
+                              "where its path to the loss breaks."))  # fmt: skip
+    return tuple(out)
