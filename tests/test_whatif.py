@@ -54,7 +54,7 @@ def test_seed_tiny_model_with_layer1_frozen() -> None:
 
 
 def test_detach_cuts_the_path() -> None:
-    model, dbg = tiny()
+    _model, dbg = tiny()
     graph = dbg.rerun(detach=["layer1"])
     assert leaf_names(graph) == ["layer2.bias", "layer2.weight"]
     why = dbg.why("layer1.weight")
@@ -79,7 +79,7 @@ def test_apply_keeps_the_requires_grad_change() -> None:
 
 
 def test_no_grad_on_one_module() -> None:
-    model, dbg = tiny()
+    _model, dbg = tiny()
     graph = dbg.rerun(no_grad=["layer1"])
     assert leaf_names(graph) == ["layer2.bias", "layer2.weight"]
     assert torch.is_grad_enabled()
@@ -193,7 +193,7 @@ class Sent:
 
 
 def test_rerun_request_applies_pending_toggles(monkeypatch: pytest.MonkeyPatch) -> None:
-    model, dbg = tiny()
+    _model, dbg = tiny()
     sent = Sent()
     monkeypatch.setattr(dbg, "send", sent)
     dbg.set_state({"pending": {**gs.widget.NO_PENDING, "requires_grad": {"layer1.weight": False}}})

@@ -1,7 +1,7 @@
 // A fake anywidget model for jsdom tests: get/set/save_changes/on/off/send like the real one
 // (set() fires change:<key> locally, as Backbone does), plus helpers that play Python's part:
-// assigning a trait (pySet), sending a custom message with binary buffers (pySend), and reading
-// what the view sent (sent).
+// assigning a trait (pySet), sending a custom message with binary buffers (pySend), answering the
+// view's last request of a type (pyReply), and reading what the view sent (sent, lastSent).
 
 import type { Mock } from "vitest";
 import type { Model, Traits } from "../../js/model";
@@ -13,6 +13,8 @@ export interface FakeModel extends Model {
   pySet<K extends keyof Traits>(key: K, value: Traits[K]): void;
   /** Python sends a custom message (`msg:custom`) with binary buffers, as anywidget delivers them. */
   pySend(msg: unknown, buffers?: DataView[]): void;
+  /** Python answers the view's last `type` request: `{type, request_id, ...body}` (ok unless body says). */
+  pyReply(type: string, body: Record<string, unknown>): void;
   /** The messages the view sent with model.send(), oldest first. */
   sent(): Record<string, unknown>[];
   /** The last message of `type` the view sent (throws when there is none). */
@@ -33,6 +35,12 @@ export function fakeModel(initial: Partial<Traits>): FakeModel {
     status: "ready",
     error: "",
     options: { direction: "TB" },
+    // What Python's Debugger starts with (the what-if traits).
+    pending: { requires_grad: {}, no_grad: false, inference_mode: false, detach: [], apply: false },
+    history: [],
+    current: 0,
+    baseline: -1,
+    diff: null,
     ...initial,
   };
   const handlers = new Map<string, Handler[]>();
@@ -67,6 +75,10 @@ export function fakeModel(initial: Partial<Traits>): FakeModel {
     },
     pySend(msg: unknown, buffers: DataView[] = []): void {
       emit("msg:custom", msg, buffers);
+    },
+    pyReply(type: string, body: Record<string, unknown>): void {
+      const request = model.lastSent(type);
+      emit("msg:custom", { type, request_id: request.request_id, ok: true, ...body }, []);
     },
     sent(): Record<string, unknown>[] {
       return model.send.mock.calls.map((call) => call[0] as Record<string, unknown>);

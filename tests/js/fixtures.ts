@@ -2,7 +2,14 @@
 //   input1 = torch.randn(25, requires_grad=True); out3 = 2 * torch.sin(input1) + 1
 // AddBackward0 (root) → MulBackward0 → SinBackward0 (saves input1 as _saved_self) → AccumulateGrad.
 
-import type { WireGraph, WireNode, WireRun, WireTensor } from "../../js/wire";
+import {
+  SCHEMA_VERSION,
+  type WireControls,
+  type WireGraph,
+  type WireNode,
+  type WireRun,
+  type WireTensor,
+} from "../../js/wire";
 
 /** A tensor summary; `nonfinite` follows the NaN / Inf counts unless given. */
 export function tensor(shape: number[], extra: Partial<WireTensor> = {}): WireTensor {
@@ -62,6 +69,28 @@ export function runInfo(extra: Partial<WireRun> = {}): WireRun {
     budget_bytes: 0,
     dropped: 0,
     errors: [],
+    index: 0,
+    toggles: null,
+    ...extra,
+  };
+}
+
+/** What a debugger that cannot re-run reports (a tensor debugger), unless `extra` says otherwise. */
+export function controls(extra: Partial<WireControls> = {}): WireControls {
+  return { rerun: false, note: null, leaves: [], modules: [], variables: [], ...extra };
+}
+
+/** An empty graph of the current schema (no nodes), for tests that fill in the rest. */
+export function emptyGraph(extra: Partial<WireGraph> = {}): WireGraph {
+  return {
+    schema_version: SCHEMA_VERSION,
+    roots: [],
+    message: null,
+    notes: [],
+    run: runInfo(),
+    missing: [],
+    controls: controls(),
+    nodes: [],
     ...extra,
   };
 }
@@ -75,11 +104,13 @@ const out25 = [{ shape: [25], dtype: "float32", device: "cpu" }];
 
 export function sampleGraph(): WireGraph {
   return {
-    schema_version: 2,
+    schema_version: SCHEMA_VERSION,
     roots: [ADD],
     message: null,
     notes: [],
     run: runInfo(),
+    missing: [],
+    controls: controls(),
     nodes: [
       node(ADD, {
         kind: "root",

@@ -2,9 +2,9 @@
 // The widget's DOM contract (DESIGN §6) and its two-way sync, driven through a fake anywidget model.
 
 import widget from "../../js/widget";
-import type { WireGraph } from "../../js/wire";
+import { SCHEMA_VERSION, type WireGraph } from "../../js/wire";
 import { type FakeModel, fakeModel } from "./fake-model";
-import { ADD, LEAF, MUL, node, runInfo, SIN, sampleGraph } from "./fixtures";
+import { ADD, emptyGraph, LEAF, MUL, node, SIN, sampleGraph } from "./fixtures";
 
 interface Mounted {
   model: FakeModel;
@@ -106,14 +106,10 @@ describe("render", () => {
   });
 
   it("shows the message of an empty graph and the notes", () => {
-    const empty: WireGraph = {
-      schema_version: 2,
-      roots: [],
+    const empty: WireGraph = emptyGraph({
       message: "x does not require grad, so it has no backward graph",
       notes: ["saved tensors were freed by backward"],
-      run: runInfo(),
-      nodes: [],
-    };
+    });
     const { el } = mount(empty);
     const message = q(el, '[data-gradsight="message"]');
     expect(message.hidden).toBe(false);
@@ -235,7 +231,7 @@ function sampleTensor() {
 
 describe("robustness", () => {
   it("shows an invalid graph as an error instead of throwing", () => {
-    const { el, model } = mount({ schema_version: 2, roots: ["nope"], nodes: "not a list" });
+    const { el, model } = mount({ schema_version: SCHEMA_VERSION, roots: ["nope"], nodes: "not a list" });
     const banner = q(el, '[data-gradsight="error"]');
     expect(banner.hidden).toBe(false);
     expect(banner.textContent).toContain("graph.nodes should be an array");
@@ -360,14 +356,7 @@ describe("controls", () => {
         next: i + 1 < 2000 ? [[`MulBackward0#${i + 1}`, 0]] : [],
       }),
     );
-    const { el } = mount({
-      schema_version: 2,
-      roots: ["MulBackward0#0"],
-      message: null,
-      notes: [],
-      run: runInfo(),
-      nodes,
-    });
+    const { el } = mount(emptyGraph({ roots: ["MulBackward0#0"], nodes }));
     expect(el.querySelectorAll(".gs-node")).toHaveLength(2000);
     expect(el.querySelectorAll(".gs-edge")).toHaveLength(1999);
   });
