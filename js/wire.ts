@@ -1,8 +1,8 @@
-// The wire contract, TypeScript side. Mirrors src/gradsight/schema.py (SCHEMA_VERSION 3).
+// The wire contract, TypeScript side. Mirrors src/gradsight/schema.py (SCHEMA_VERSION 4).
 // parseGraph() is the runtime guard: everything the view draws has passed through it, so a drift
 // between the two sides fails loudly (and the golden snapshots in tests/golden fail the JS tests).
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 export type NodeKind = "op" | "leaf" | "root" | "opaque";
 
@@ -354,8 +354,10 @@ function scope(x: unknown, path: string): boolean | string[] {
 export function parseToggles(x: unknown, path: string): WireToggles {
   const o = obj(x, path);
   const rg = obj(o.requires_grad, `${path}.requires_grad`);
-  const requires_grad: Record<string, boolean> = {};
-  for (const [k, v] of Object.entries(rg)) requires_grad[k] = bool(v, `${path}.requires_grad.${k}`);
+  // fromEntries, not requires_grad[k] = …: a key such as "__proto__" must stay a plain key.
+  const requires_grad: Record<string, boolean> = Object.fromEntries(
+    Object.entries(rg).map(([k, v]) => [k, bool(v, `${path}.requires_grad.${k}`)]),
+  );
   return {
     requires_grad,
     no_grad: scope(o.no_grad, `${path}.no_grad`),
@@ -473,6 +475,10 @@ export function parseGraph(x: unknown): WireGraph {
       `wire: graph.schema_version is ${version}, this view reads ${SCHEMA_VERSION}: reinstall gradsight so that its Python and JS parts match`,
     );
   }
+  if (o.nodes === null) {
+    // Big graphs come as a binary skeleton (schema.py: skeleton_to_wire); this view draws JSON nodes.
+    throw new WireError("wire: this graph came as a binary skeleton, which this view cannot draw yet");
+  }
   const nodes = arr(o.nodes, "graph.nodes").map((n, i) => parseNode(n, `graph.nodes[${i}]`));
   const ids = new Set<string>();
   for (const n of nodes) {
@@ -550,6 +556,8 @@ export interface WireInspection {
   history: WireGradStep[];
   /** for a leaf whose gradient is None or zero */
   why: WireWhy | null;
+  /** the whole node (binary skeletons of big graphs leave node details out) */
+  detail: WireNode | null;
 }
 
 export interface WireReplyError {
@@ -625,6 +633,7 @@ export function parseInspection(x: unknown, buffers: readonly DataView[]): WireI
       };
     }),
     why: o.why === null || o.why === undefined ? null : parseWhy(o.why, "inspection.why"),
+    detail: o.detail === null || o.detail === undefined ? null : parseNode(o.detail, "inspection.detail"),
   };
 }
 

@@ -15,7 +15,14 @@ from gradsight._capture.names import leaf_names_from_params
 from gradsight._capture.tensors import graph_of
 from gradsight._capture.walk import CaptureOptions
 from gradsight.graph import Graph, Node, TensorSummary, Unavailable
-from gradsight.schema import SCHEMA_VERSION, SchemaError, graph_from_wire, graph_to_wire, value_to_wire
+from gradsight.schema import (
+    SCHEMA_VERSION,
+    SKELETON_THRESHOLD,
+    SchemaError,
+    graph_from_wire,
+    graph_to_wire,
+    value_to_wire,
+)
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 
@@ -95,3 +102,83 @@ def test_golden_sin_has_saved_self() -> None:
     saved = {s["name"]: s["value"] for s in sin["saved"]}
     assert saved["_saved_self"]["shape"] == [25]
     assert torch.Size(saved["_saved_self"]["shape"]) == torch.Size([25])
+
+
+# -- the binary skeleton of big graphs ---------------------------------------------------------------
+
+
+def decode_skeleton(wire: dict[str, Any]) -> dict[str, list[Any]]:
+    import numpy as np
+
+    sk = wire["skeleton"]
+    dtypes = {"name": "<i4", "module": "<i4", "leaf": "<i4", "variable": "<i4", "shape": "<i4", "rank": "<i4",
+              "kind": "<u1", "flags": "<u1", "grad_norm": "<f4", "edge_offsets": "<u4", "edge_targets": "<i4",
+              "edge_input_nr": "<u2"}  # fmt: skip
+    cols = {k: np.frombuffer(bytes(sk[k]), dtype=t).tolist() for k, t in dtypes.items()}
+    table = sk["strings"]
+    cols["strings"] = table
+    return cols
+
+
+def big_graph() -> Graph:
+    from tests.zoo import TinyModel
+
+    torch.manual_seed(0)
+    layers = torch.nn.Sequential(*[TinyModel() for _ in range(1)], *[torch.nn.Linear(10, 10) for _ in range(600)])
+    loss = layers(torch.randn(2, 1000)).pow(2).sum()
+    return graph_of([loss], CaptureOptions(leaf_names=leaf_names_from_params(layers), stats=False))
+
+
+def test_big_graphs_travel_as_a_compact_skeleton() -> None:
+    graph = big_graph()
+    assert len(graph) > SKELETON_THRESHOLD
+    wire = graph_to_wire(graph)
+    assert wire["nodes"] is None
+    size = sum(len(v) for v in wire["skeleton"].values() if isinstance(v, memoryview))
+    size += len(json.dumps(wire["skeleton"]["strings"]))
+    assert size / len(graph) <= 60, size / len(graph)
+    with pytest.raises(SchemaError):
+        graph_from_wire(wire)
+
+
+def test_skeleton_columns_rebuild_names_edges_and_ids() -> None:
+    from gradsight.schema import KIND_CODES, skeleton_ids
+
+    graph = big_graph()
+    cols = decode_skeleton(graph_to_wire(graph))
+    table = cols["strings"]
+    kinds = {v: k for k, v in KIND_CODES.items()}
+    at = lambda i: None if i < 0 else table[i]  # noqa: E731
+    names = [table[i] for i in cols["name"]]
+    ids = skeleton_ids(names, [kinds[k] for k in cols["kind"]], [at(i) for i in cols["module"]],
+                       [at(i) for i in cols["leaf"]], cols["rank"])  # fmt: skip
+    assert ids == [n.id for n in graph.nodes]
+    assert names == [n.name for n in graph.nodes]
+    for i, node in enumerate(graph.nodes):
+        lo, hi = cols["edge_offsets"][i], cols["edge_offsets"][i + 1]
+        targets = [None if t < 0 else graph.nodes[t].id for t in cols["edge_targets"][lo:hi]]
+        assert list(node.next) == list(zip(targets, cols["edge_input_nr"][lo:hi], strict=True))
+
+
+def test_golden_skeleton(update_goldens: bool) -> None:
+    """A skeleton snapshot, buffers base64-encoded, for the JS decoder's tests."""
+    import base64
+
+    graph = graph_of(
+        ZOO["seed_tiny_model"]().roots,
+        CaptureOptions(leaf_names=leaf_names_from_params(ZOO["seed_tiny_model"]().params)),
+    )
+    wire = graph_to_wire(graph, skeleton_threshold=0)
+    sk = {
+        k: base64.b64encode(bytes(v)).decode() if isinstance(v, memoryview) else v for k, v in wire["skeleton"].items()
+    }
+    text = (
+        json.dumps({**wire, "skeleton": sk, "expected_ids": [n.id for n in graph.nodes]}, indent=1, sort_keys=True)
+        + "\n"
+    )
+    path = GOLDEN / "skeleton" / "seed_tiny_model.json"
+    if update_goldens:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert json.loads(path.read_text())["expected_ids"] == [n.id for n in graph.nodes]
+    assert json.loads(path.read_text())["skeleton"]["count"] == len(graph)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .schema import inspection_to_wire, preview_to_wire, why_to_wire
+from .schema import inspection_to_wire, node_to_wire, preview_to_wire, why_to_wire
 
 if TYPE_CHECKING:
     from .widget import Debugger
@@ -23,7 +23,10 @@ class RequestError(ValueError):
 
 def answer(dbg: Debugger, kind: object, content: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
     if kind == "inspect":
-        return inspection_to_wire(dbg.inspect(text(content, "node")))
+        node = text(content, "node")
+        body, buffers = inspection_to_wire(dbg.inspect(node))
+        body["detail"] = node_to_wire(dbg.graph.node(node))  # the whole node: skeletons leave details out
+        return body, buffers
     if kind == "values":
         return _values(dbg, content)
     if kind == "rerun":

@@ -8,7 +8,7 @@ Rules: snake_case keys; no NaN/Inf in JSON (non-finite numbers become ``null``, 
 
 >>> from gradsight.graph import Graph
 >>> graph_to_wire(Graph())["schema_version"]
-3
+4
 
 Besides the graph (a synced trait), requests from the view are answered with messages:
 ``inspect`` → :func:`inspection_to_wire` and ``values`` → :func:`preview_to_wire`, each a JSON
@@ -22,6 +22,7 @@ from typing import Any
 
 from .diff import GraphDiff
 from .graph import (
+    format_shape,
     Controls,
     Graph,
     LeafControl,
@@ -36,7 +37,7 @@ from .graph import (
 )  # fmt: skip
 from .inspection import Histogram, Inspection, Preview, TensorView
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 Wire = dict[str, Any]
 
@@ -45,8 +46,11 @@ class SchemaError(ValueError):
     """A wire dict that does not follow this schema version."""
 
 
-def graph_to_wire(graph: Graph) -> Wire:
-    """The JSON-ready dict the view receives for ``graph``."""
+def graph_to_wire(graph: Graph, skeleton_threshold: int | None = None) -> Wire:
+    """The dict the view receives for ``graph``: JSON nodes, or past ``skeleton_threshold`` nodes
+    (default :data:`SKELETON_THRESHOLD`) a binary skeleton and ``"nodes": None``."""
+    threshold = SKELETON_THRESHOLD if skeleton_threshold is None else skeleton_threshold
+    big = len(graph.nodes) > threshold
     return {
         "schema_version": SCHEMA_VERSION,
         "roots": list(graph.roots),
@@ -55,7 +59,8 @@ def graph_to_wire(graph: Graph) -> Wire:
         "run": _run_to_wire(graph.run),
         "missing": [why_to_wire(w) for w in graph.missing],
         "controls": _controls_to_wire(graph.controls),
-        "nodes": [_node_to_wire(n) for n in graph.nodes],
+        "nodes": None if big else [node_to_wire(n) for n in graph.nodes],
+        "skeleton": skeleton_to_wire(graph) if big else None,
     }
 
 
@@ -111,6 +116,8 @@ def graph_from_wire(wire: Wire) -> Graph:
     """The inverse of :func:`graph_to_wire` (non-finite floats come back as ``None``)."""
     if not isinstance(wire, dict) or wire.get("schema_version") != SCHEMA_VERSION:
         raise SchemaError(f"expected a graph of schema_version {SCHEMA_VERSION}")
+    if wire.get("nodes") is None:
+        raise SchemaError("this graph came as a binary skeleton, which leaves out node details: decode it instead")
     return Graph(
         nodes=tuple(_node_from_wire(n) for n in wire["nodes"]),
         roots=tuple(wire["roots"]),
@@ -169,7 +176,7 @@ def value_to_wire(v: SavedValue) -> Wire:
     raise TypeError(f"not a saved value: {type(v).__name__}")
 
 
-def _node_to_wire(n: Node) -> Wire:
+def node_to_wire(n: Node) -> Wire:
     return {
         "id": n.id,
         "name": n.name,
@@ -309,3 +316,86 @@ def _node_from_wire(w: Wire) -> Node:
             grad=None if leaf["grad"] is None else _tensor_from_wire(leaf["grad"]),
         ),
     )
+
+
+# -- the binary skeleton of big graphs -------------------------------------------------------------
+#
+# Past SKELETON_THRESHOLD nodes, "nodes" is null and "skeleton" carries the graph as little-endian
+# typed columns (one per node, edges in CSR form) plus one table of distinct strings: about 45 bytes
+# per node instead of ~700 for JSON nodes. Node ids are not sent: they follow from the columns
+# exactly as names.op_ids builds them (see skeleton_ids), which the JS side repeats. Details
+# (saved values, gradients, source) come with the inspect reply's "node".
+
+SKELETON_THRESHOLD = 2000
+
+KIND_CODES = {"op": 0, "leaf": 1, "root": 2, "opaque": 3}
+OPAQUE_CODES = {None: 0, "compiled": 1, "checkpoint": 2, "custom": 3, "backward-hook": 4}
+# flags: bit 0 executed known, bit 1 executed, bit 2 nonfinite (NaN/Inf in a gradient), bits 3-5 opaque kind
+
+
+def skeleton_to_wire(graph: Graph) -> Wire:
+    """Columns and string table for ``graph`` (bytes values become binary buffers on the wire)."""
+    import numpy as np
+
+    strings: dict[str, int] = {}
+
+    def s(text: str | None) -> int:
+        if text is None:
+            return -1
+        return strings.setdefault(text, len(strings))
+
+    n = len(graph.nodes)
+    index = {node.id: i for i, node in enumerate(graph.nodes)}
+    name, module, leaf, variable, shape, rank = (np.empty(n, "<i4") for _ in range(6))
+    kind, flags = np.empty(n, "<u1"), np.empty(n, "<u1")
+    norm = np.empty(n, "<f4")
+    offsets = np.empty(n + 1, "<u4")
+    targets: list[int] = []
+    input_nr: list[int] = []
+    offsets[0] = 0
+    for i, node in enumerate(graph.nodes):
+        name[i], module[i] = s(node.name), s(node.module)
+        leaf[i] = s(node.leaf.name if node.leaf is not None else None)
+        variable[i] = s(node.variable)
+        shape[i] = s(format_shape(node.outputs[0].shape)) if node.outputs else -1
+        rank[i] = _rank(node.id)
+        kind[i] = KIND_CODES[node.kind]
+        flags[i] = _flags(node)
+        norm[i] = node.grad_norm if node.grad_norm is not None and math.isfinite(node.grad_norm) else np.nan
+        for dst, nr in node.next:
+            targets.append(-1 if dst is None else index[dst])
+            input_nr.append(nr)
+        offsets[i + 1] = len(targets)
+    columns = {
+        "name": name, "module": module, "leaf": leaf, "variable": variable, "shape": shape, "rank": rank,
+        "kind": kind, "flags": flags, "grad_norm": norm, "edge_offsets": offsets,
+        "edge_targets": np.asarray(targets, "<i4"), "edge_input_nr": np.asarray(input_nr, "<u2"),
+    }  # fmt: skip
+    return {"count": n, "strings": list(strings), **{k: memoryview(v.tobytes()) for k, v in columns.items()}}
+
+
+def skeleton_ids(names: list[str], kinds: list[str], modules: list[str | None], leaves: list[str | None],
+                 ranks: list[int]) -> list[str]:  # fmt: skip
+    """Node ids from skeleton columns: the rule of names.op_ids, which the JS side repeats."""
+    ids = []
+    for name, kind, module, leaf, k in zip(names, kinds, modules, leaves, ranks, strict=True):
+        if kind == "leaf":
+            base = f"leaf:{leaf}" if leaf else name
+        else:
+            base = f"{module}/{name}" if module else name
+        ids.append(base if k < 0 else f"{base}#{k}")
+    return ids
+
+
+def _rank(node_id: str) -> int:
+    head, sep, tail = node_id.rpartition("#")
+    return int(tail) if sep and tail.isdigit() and head else -1
+
+
+def _flags(node: Node) -> int:
+    bits = 0
+    if node.executed is not None:
+        bits |= 1 | (2 if node.executed else 0)
+    if any(g is not None and tensor_to_wire(g)["nonfinite"] for g in node.grad_in):
+        bits |= 4
+    return bits | (OPAQUE_CODES[node.opaque_kind] << 3)
