@@ -22,7 +22,6 @@ from typing import Any
 
 from .diff import GraphDiff
 from .graph import (
-    format_shape,
     Controls,
     Graph,
     LeafControl,
@@ -34,6 +33,7 @@ from .graph import (
     TensorSummary,
     Unavailable,
     Why,
+    format_shape,
 )  # fmt: skip
 from .inspection import Histogram, Inspection, Preview, TensorView
 
