@@ -20,9 +20,10 @@ import torch
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from gradsight._capture.names import leaf_names_from_params
-from gradsight._capture.walk import CaptureOptions, build, capture, collect, gc_paused
+from gradsight._capture.records import CaptureOptions
 from gradsight._capture.walk import _sequence_nr as sequence_nr
 from gradsight._capture.walk import _short_name as short_name
+from gradsight._capture.walk import build, capture, collect, gc_paused
 from gradsight._capture.walk import walk as walk_nodes
 from gradsight.schema import graph_to_wire
 from models import build as build_model

@@ -12,8 +12,8 @@ import torch
 from tests.zoo import ZOO
 
 from gradsight._capture.names import leaf_names_from_params
+from gradsight._capture.records import CaptureOptions
 from gradsight._capture.tensors import graph_of
-from gradsight._capture.walk import CaptureOptions
 from gradsight.graph import Graph, Node, TensorSummary, Unavailable
 from gradsight.schema import (
     SCHEMA_VERSION,

@@ -11,8 +11,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from gradsight._capture.names import leaf_names_from_params
+from gradsight._capture.records import CaptureOptions
 from gradsight._capture.tensors import graph_of
-from gradsight._capture.walk import CaptureOptions, capture
+from gradsight._capture.walk import capture
 from gradsight.graph import TensorSummary, Unavailable
 
 

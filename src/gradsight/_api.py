@@ -78,10 +78,10 @@ def debugger(
 
 def _tensor_debugger(tensors: list[Any], params: Any, budget: int) -> Debugger:
     from ._capture.names import leaf_names_from_params
+    from ._capture.records import CaptureOptions
     from ._capture.store import TensorStore
     from ._capture.targets import TensorTarget
     from ._capture.tensors import captured_of
-    from ._capture.walk import CaptureOptions
 
     names = leaf_names_from_params(params)
     store = TensorStore(budget)

@@ -38,7 +38,7 @@ def answer(dbg: Debugger, kind: object, content: dict[str, Any]) -> tuple[dict[s
 
 def _values(dbg: Debugger, content: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
     from ._capture.inspect import values_of
-    from ._capture.walk import Captured
+    from ._capture.records import Captured
 
     node, key = text(content, "node"), text(content, "key")
     index = content.get("index")

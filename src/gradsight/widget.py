@@ -96,7 +96,7 @@ class Debugger(anywidget.AnyWidget):
         """What the inspector shows for ``node_id``: full statistics, histograms and value previews
         of its saved tensors, its gradients and (for a leaf) the tensor and its ``.grad``."""
         from ._capture.inspect import GRADIENTS_NOT_KEPT, inspect_node
-        from ._capture.walk import Captured
+        from ._capture.records import Captured
 
         if node_id not in self.graph:
             raise KeyError(f"no node {node_id!r} in this graph")

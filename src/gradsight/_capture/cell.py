@@ -16,10 +16,11 @@ from typing import Any
 import torch
 
 from ..graph import Graph, RunInfo
+from .records import Captured, CaptureOptions
 from .spy import BackwardSpy
 from .store import TensorStore
 from .tensors import captured_of
-from .walk import Captured, CaptureOptions, walk
+from .walk import walk
 
 LAST_VALUE = "the cell's last value"
 

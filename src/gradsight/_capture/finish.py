@@ -13,9 +13,10 @@ import torch
 
 from ..graph import Graph, RunInfo, TensorSummary
 from .hooks import GradRecorder
+from .records import Collected, Gradients
 from .store import TensorStore
 from .summary import summarize
-from .walk import Collected, Gradients, build
+from .walk import build
 
 Key = tuple[int, str]
 

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 
 from ..graph import SavedValue, TensorSummary
 from ..inspection import GradStep, Histogram, Inspection, Preview, Section, TensorView
+from .records import Captured
 from .store import TensorStore
 from .summary import _stat_values, summarize
-from .walk import Captured
 
 BINS = 32
 MAX_1D = 2048

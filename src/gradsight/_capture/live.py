@@ -27,10 +27,11 @@ from .hooks import GradRecorder
 from .modules import ModuleTracker
 from .names import leaf_names_from_params
 from .outputs import flatten_tensors
+from .records import Captured, CaptureOptions, Collected
 from .run import rng_state
 from .source import SourceTracker
 from .store import TensorStore
-from .walk import ACCUMULATE_GRAD, Captured, CaptureOptions, Collected, collect, gc_paused
+from .walk import ACCUMULATE_GRAD, collect, gc_paused
 
 HISTORY = 50  # steps of .grad history kept per leaf
 

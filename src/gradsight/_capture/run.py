@@ -25,10 +25,11 @@ from .hooks import GradRecorder
 from .modules import ModuleTracker
 from .names import leaf_names_from_params
 from .outputs import flatten_tensors
+from .records import Captured, CaptureOptions
 from .source import SourceTracker
 from .store import TensorStore
 from .tensors import why_no_graph
-from .walk import ACCUMULATE_GRAD, Captured, CaptureOptions, assign_ids, collect, gc_paused
+from .walk import ACCUMULATE_GRAD, assign_ids, collect, gc_paused
 from .whatif import WhatIf
 
 

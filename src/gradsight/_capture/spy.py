@@ -21,8 +21,9 @@ import torch
 
 from ..graph import TensorSummary
 from . import saved as saved_mod
+from .records import Presaved
 from .summary import summarize
-from .walk import Presaved, walk
+from .walk import walk
 
 KEEP_CALLS = 4  # backward calls remembered (the graph shown is normally the last one's)
 

@@ -8,7 +8,8 @@ from dataclasses import replace
 import torch
 
 from ..graph import Graph
-from .walk import Captured, CaptureOptions, build, collect, gc_paused
+from .records import Captured, CaptureOptions
+from .walk import build, collect, gc_paused
 
 
 def graph_of(tensors: Sequence[torch.Tensor], options: CaptureOptions | None = None,

@@ -13,9 +13,9 @@ from __future__ import annotations
 import gc
 import heapq
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -35,7 +35,7 @@ from ..graph import (
 )
 from . import saved as saved_mod
 from .names import infer_module, op_ids
-from .store import TensorStore
+from .records import CaptureOptions, Collected, Gradients
 from .summary import dtype_name, summarize
 
 ACCUMULATE_GRAD = "AccumulateGrad"
@@ -45,79 +45,6 @@ _OPAQUE_BY_NAME: dict[str, OpaqueKind] = {
     "BackwardHookFunctionBackward": "backward-hook",  # inserted by register_full_backward_hook
 }
 _NO_SEQ = -1  # AccumulateGrad reports 2**64 - 1: it has no creation order
-
-
-@dataclass
-class CaptureOptions:
-    """What the caller knows beyond the graph itself.
-
-    ``leaf_names`` maps leaf tensors (by identity) to names; ``variables`` maps grad_fn nodes to
-    the user's variable names; ``presaved`` holds saved values summarized earlier (before a
-    backward freed them); ``modules`` maps grad_fn nodes to their exact module path.
-    """
-
-    leaf_names: Mapping[torch.Tensor, str] = field(default_factory=dict)
-    variables: Mapping[Any, str] = field(default_factory=dict)
-    presaved: Mapping[Any, Presaved] = field(default_factory=dict)
-    module_of: Callable[[int], str | None] | None = None  # sequence nr -> innermost module path
-    source_of: Callable[[int], str | None] | None = None  # sequence nr -> "file.py:12  code"
-    stats: bool = True  # without a store: compute statistics now
-    store: TensorStore | None = None  # keep tensors (within its budget) for lazy statistics
-
-
-@dataclass
-class Collected:
-    """Phase 1's output: per node (by walk index) plain data, no torch objects."""
-
-    names: list[str]
-    seqs: list[int]
-    opaque: list[OpaqueKind | None]
-    edges: list[list[tuple[int | None, int]]]
-    outputs: list[tuple[OutputMeta, ...]]
-    saved: list[dict[str, SavedValue]]
-    leaves: list[LeafInfo | None]
-    variables: list[str | None]
-    modules: list[str | None] | None
-    sources: list[str | None]
-    roots: list[int]
-    ids: list[str] = field(default_factory=list)  # set by assign_ids()
-    topo: list[int] = field(default_factory=list)
-    final_modules: list[str | None] = field(default_factory=list)
-
-    def gradient_bytes(self) -> int:
-        """What keeping every gradient would cost: one per node output (from output metadata)."""
-        total = 0
-        for outs in self.outputs:
-            for o in outs:
-                n = 1
-                for d in o.shape:
-                    n *= d
-                total += n * _ELEMENT_BYTES.get(o.dtype, 4)
-        return total
-
-
-@dataclass
-class Captured:
-    """A graph plus what lazy inspection needs: the kept tensors and node id -> walk index."""
-
-    graph: Graph
-    store: TensorStore | None = None
-    index_of: dict[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, graph: Graph, c: Collected, store: TensorStore | None) -> Captured:
-        return cls(graph, store, {node_id: i for i, node_id in enumerate(c.ids)})
-
-    def has_tensors(self, node_id: str) -> bool:
-        """Are the tensors of ``node_id`` (saved values, gradients into it) kept, or is there none?"""
-        node = self.graph.node(node_id)
-        i = self.index_of.get(node_id)
-        store = self.store
-        if store is None or i is None:
-            return False
-        wanted = [f"grad-in:{k}" for k, g in enumerate(node.grad_in) if g is not None and node.executed]
-        wanted += [f"saved:{name}" for name, v in node.saved.items() if isinstance(v, TensorSummary) and not v.freed]
-        return all(store.get((i, key)) is not None for key in wanted)
 
 
 def capture(roots: Sequence[Any], options: CaptureOptions | None = None) -> Graph:
@@ -169,16 +96,6 @@ def collect(roots: Sequence[Any], opts: CaptureOptions) -> tuple[Collected, list
         roots=[index[r] for r in dict.fromkeys(roots)],
     )
     return collected, order
-
-
-@dataclass
-class Gradients:
-    """What backward recorded, by walk index (see hooks.GradRecorder and finish.py)."""
-
-    grad_in: Mapping[int, tuple[TensorSummary | None, ...]]
-    grad_out: Mapping[int, tuple[TensorSummary | None, ...]]
-    executed: set[int]
-    norms: Mapping[int, float | None]
 
 
 def assign_ids(c: Collected) -> list[str]:
@@ -267,8 +184,6 @@ def backward_order(
                     heapq.heappush(ready, (-seqs[j], j))
     return result
 
-
-_ELEMENT_BYTES = {"float64": 8, "complex128": 16, "complex64": 8, "float16": 2, "bfloat16": 2, "int64": 8}
 
 _NAMES: dict[type, str] = {}
 
@@ -383,14 +298,6 @@ def _saved(
             if isinstance(current.get(attr), Unavailable):
                 store.offer((i, "saved:" + path), t, freed=True)
     return merged
-
-
-@dataclass
-class Presaved:
-    """Saved values read before a backward freed them, and the tensors themselves (if kept)."""
-
-    values: dict[str, SavedValue]
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _meta(t: torch.Tensor) -> TensorSummary:

@@ -1,0 +1,108 @@
+"""The data a capture passes between its phases: options in, collected columns, the result.
+
+Plain containers (no logic beyond small helpers), kept apart from walk.py's algorithms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..graph import Graph, LeafInfo, OpaqueKind, OutputMeta, SavedValue, TensorSummary
+from .store import TensorStore
+
+_ELEMENT_BYTES = {"float64": 8, "complex128": 16, "complex64": 8, "float16": 2, "bfloat16": 2, "int64": 8}
+
+
+@dataclass
+class CaptureOptions:
+    """What the caller knows beyond the graph itself.
+
+    ``leaf_names`` maps leaf tensors (by identity) to names; ``variables`` maps grad_fn nodes to
+    the user's variable names; ``presaved`` holds saved values summarized earlier (before a
+    backward freed them); ``modules`` maps grad_fn nodes to their exact module path.
+    """
+
+    leaf_names: Mapping[torch.Tensor, str] = field(default_factory=dict)
+    variables: Mapping[Any, str] = field(default_factory=dict)
+    presaved: Mapping[Any, Presaved] = field(default_factory=dict)
+    module_of: Callable[[int], str | None] | None = None  # sequence nr -> innermost module path
+    source_of: Callable[[int], str | None] | None = None  # sequence nr -> "file.py:12  code"
+    stats: bool = True  # without a store: compute statistics now
+    store: TensorStore | None = None  # keep tensors (within its budget) for lazy statistics
+
+
+@dataclass
+class Collected:
+    """Phase 1's output: per node (by walk index) plain data, no torch objects."""
+
+    names: list[str]
+    seqs: list[int]
+    opaque: list[OpaqueKind | None]
+    edges: list[list[tuple[int | None, int]]]
+    outputs: list[tuple[OutputMeta, ...]]
+    saved: list[dict[str, SavedValue]]
+    leaves: list[LeafInfo | None]
+    variables: list[str | None]
+    modules: list[str | None] | None
+    sources: list[str | None]
+    roots: list[int]
+    ids: list[str] = field(default_factory=list)  # set by assign_ids()
+    topo: list[int] = field(default_factory=list)
+    final_modules: list[str | None] = field(default_factory=list)
+
+    def gradient_bytes(self) -> int:
+        """What keeping every gradient would cost: one per node output (from output metadata)."""
+        total = 0
+        for outs in self.outputs:
+            for o in outs:
+                n = 1
+                for d in o.shape:
+                    n *= d
+                total += n * _ELEMENT_BYTES.get(o.dtype, 4)
+        return total
+
+
+@dataclass
+class Captured:
+    """A graph plus what lazy inspection needs: the kept tensors and node id -> walk index."""
+
+    graph: Graph
+    store: TensorStore | None = None
+    index_of: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, graph: Graph, c: Collected, store: TensorStore | None) -> Captured:
+        return cls(graph, store, {node_id: i for i, node_id in enumerate(c.ids)})
+
+    def has_tensors(self, node_id: str) -> bool:
+        """Are the tensors of ``node_id`` (saved values, gradients into it) kept, or is there none?"""
+        node = self.graph.node(node_id)
+        i = self.index_of.get(node_id)
+        store = self.store
+        if store is None or i is None:
+            return False
+        wanted = [f"grad-in:{k}" for k, g in enumerate(node.grad_in) if g is not None and node.executed]
+        wanted += [f"saved:{name}" for name, v in node.saved.items() if isinstance(v, TensorSummary) and not v.freed]
+        return all(store.get((i, key)) is not None for key in wanted)
+
+
+@dataclass
+class Gradients:
+    """What backward recorded, by walk index (see hooks.GradRecorder and finish.py)."""
+
+    grad_in: Mapping[int, tuple[TensorSummary | None, ...]]
+    grad_out: Mapping[int, tuple[TensorSummary | None, ...]]
+    executed: set[int]
+    norms: Mapping[int, float | None]
+
+
+@dataclass
+class Presaved:
+    """Saved values read before a backward freed them, and the tensors themselves (if kept)."""
+
+    values: dict[str, SavedValue]
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
