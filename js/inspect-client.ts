@@ -1,4 +1,4 @@
-// Request/reply over the widget's custom messages (STYLE principle 5: every request has an id, a
+// Request/reply over the widget's custom messages (inspect, values, rerun, why) (STYLE principle 5: every request has an id, a
 // timeout and an error path). The view sends {type, request_id, ...body}; Python answers
 // {type, request_id, ok: true, ...} with binary buffers, or {type, request_id, ok: false, error}.
 // Requests live in named slots: a new request in a slot supersedes the old one, whose late reply is
@@ -25,6 +25,13 @@ interface Pending {
 
 export const REQUEST_TIMEOUT_MS = 30_000;
 
+export interface RequestOptions {
+  /** This request's timeout (default: the client's). */
+  timeoutMs?: number;
+  /** What to do after a timeout, ending its message (default: select the node again). */
+  retry?: string;
+}
+
 let clients = 0;
 
 export class RequestClient {
@@ -43,16 +50,18 @@ export class RequestClient {
   }
 
   /** Send `{type, request_id, ...body}` in `slot`, superseding that slot's previous request. */
-  request(slot: string, type: string, body: Message, handlers: ReplyHandlers): string {
+  request(slot: string, type: string, body: Message, handlers: ReplyHandlers, options: RequestOptions = {}): string {
     this.cancel(slot);
     const id = `${this.prefix}-${++this.counter}`;
-    const seconds = Math.round(this.timeoutMs / 1000);
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs;
+    const seconds = Math.round(timeoutMs / 1000);
+    const retry = options.retry ?? "select the node again to retry";
     const timer = setTimeout(
       () =>
         this.settle(id)?.handlers.fail(
-          `no answer from Python after ${seconds} s (is the kernel busy or restarted?): select the node again to retry`,
+          `no answer from Python after ${seconds} s (is the kernel busy or restarted?): ${retry}`,
         ),
-      this.timeoutMs,
+      timeoutMs,
     );
     this.pending.set(id, { slot, type, handlers, timer });
     this.slots.set(slot, id);

@@ -4,9 +4,8 @@
 // kind counts: a reply for a node no longer selected is ignored. Slice choices are remembered per
 // tensor while the same node stays selected, so live updates do not throw them away.
 
-import { RequestClient } from "./inspect-client";
+import type { RequestClient } from "./inspect-client";
 import type { Inspector } from "./inspector";
-import type { Model } from "./model";
 import { parseInspection, parsePreview, previewValues, WireError } from "./wire";
 
 export interface SessionEvents {
@@ -16,26 +15,25 @@ export interface SessionEvents {
   guard(fn: () => void): void;
 }
 
-const INSPECT = "inspect";
-const VALUES = "values:";
+// Slots of the view's shared request client that belong to the selected node.
+const NODE = "node:";
+const INSPECT = `${NODE}inspect`;
+const VALUES = `${NODE}values:`;
 
 export class InspectSession {
-  private readonly client: RequestClient;
   private node: string | null = null;
   private slices = new Map<string, number[]>();
 
+  /** `client`: the view's request client, shared with the what-if requests (one message listener). */
   constructor(
-    model: Model,
+    private readonly client: RequestClient,
     private readonly inspector: Inspector,
     private readonly events: SessionEvents,
-    timeoutMs?: number,
-  ) {
-    this.client = new RequestClient(model, timeoutMs);
-  }
+  ) {}
 
-  /** Ask Python about node `id` (null: nothing selected), superseding every earlier request. */
+  /** Ask Python about node `id` (null: nothing selected), superseding every earlier node request. */
   inspect(id: string | null): void {
-    this.client.cancelAll();
+    this.client.cancelAll(NODE);
     if (id !== this.node) this.slices = new Map();
     this.node = id;
     if (id === null) return;
@@ -71,7 +69,7 @@ export class InspectSession {
   }
 
   destroy(): void {
-    this.client.destroy();
+    this.client.cancelAll(NODE);
   }
 
   private onInspection(id: string, msg: Record<string, unknown>, buffers: readonly DataView[]): void {

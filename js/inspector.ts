@@ -1,22 +1,38 @@
 // The inspector panel ([data-gradsight="inspector"], DESIGN §6): everything known about the
 // selected node. show() builds it at once from the wire graph (inspector-sections.ts); the inspect
 // reply from Python then fills in full statistics, histograms and values previews
-// (applyInspection), with the request's state on the panel as [data-inspect-status]. The panel
-// owns the listeners for everything inside it (edge links, slice inputs, preview hover and keys).
+// (applyInspection), with the request's state on the panel as [data-inspect-status], and for a leaf
+// without a gradient the reply's `why`. What-if checkboxes (inspector-whatif.ts) mirror the
+// pending toggles. The panel owns the listeners for everything inside it (edge links, slice
+// inputs, what-if boxes, preview hover and keys).
 
 import { h, setText } from "./dom";
 import { findEntry, placeHistory, placeTensor } from "./inspect-place";
 import { gradSection, headerSection, hint, leafSection, savedSection, section } from "./inspector-sections";
+import { leafToggle, whatIfSection, whySection } from "./inspector-whatif";
 import { displayName, type NonFinite } from "./node-label";
 import { PreviewView } from "./preview";
 import { richTensorView } from "./tensor-view";
-import { previewValues, type WireGraph, type WireInspection, type WireNode, type WirePreview } from "./wire";
+import { syncToggleInputs } from "./toggle-inputs";
+import { readTarget, type ToggleState, type ToggleTarget } from "./toggles";
+import {
+  previewValues,
+  type WireGraph,
+  type WireInspection,
+  type WireNode,
+  type WirePreview,
+  type WireWhy,
+} from "./wire";
 
 export interface InspectorEvents {
-  /** An edge entry was clicked: select that node. */
+  /** An edge entry (or a "breaks at" link) was clicked: select that node. */
   select(id: string): void;
   /** A slice input changed: show tensor `key` at leading-dim `index`. */
   values(key: string, index: number[]): void;
+  /** A what-if checkbox changed. */
+  toggle(target: ToggleTarget, checked: boolean): void;
+  /** The pending toggles, for the checkboxes (null: this debugger cannot re-run). */
+  whatIf(): ToggleState | null;
 }
 
 export type InspectStatus = "loading" | "done" | "error";
@@ -76,14 +92,28 @@ export class Inspector {
     this.el.setAttribute("data-node", node.id);
     this.statusLine = h("p", { class: "gs-inspect-status", role: "status", hidden: true });
     this.el.replaceChildren(headerSection(node), this.statusLine);
-    if (node.leaf) this.el.append(leafSection(node.leaf));
+    const state = this.events.whatIf();
+    const whatIf = whatIfSection(node, state);
+    if (whatIf) this.el.append(whatIf);
+    if (node.leaf) {
+      const leaf = leafSection(node.leaf);
+      const toggle = leafToggle(node, state);
+      if (toggle) leaf.querySelector(":scope > h4")?.after(toggle);
+      this.el.append(leaf);
+    }
     this.el.append(
       this.edgesSection(node),
       savedSection(node),
       gradSection("grad-in", node.grad_in),
       gradSection("grad-out", node.grad_out),
     );
+    if (state) syncToggleInputs(this.el, state);
     if (this.memo) this.el.scrollTop = this.memo.scroll;
+  }
+
+  /** The pending toggles changed: update the what-if checkboxes in place. */
+  syncToggles(state: ToggleState | null): void {
+    if (state) syncToggleInputs(this.el, state);
   }
 
   /** The state of the inspect request for the node shown: on the panel and on the status line. */
@@ -114,6 +144,7 @@ export class Inspector {
       found.present ||= tv.summary.nonfinite || found.count > 0;
     }
     if (insp.history.length > 0) placeHistory(this.el, insp.history);
+    if (insp.why) this.placeWhy(insp.why);
     this.restore();
     return found;
   }
@@ -166,7 +197,23 @@ export class Inspector {
     if (id) this.events.select(id);
   }
 
+  /** The why section goes right under the header, where it is seen first. */
+  private placeWhy(why: WireWhy): void {
+    this.el.querySelector(':scope > [data-section="why"]')?.remove();
+    const created = whySection(why, (id) => {
+      const n = this.byId.get(id);
+      return n ? displayName(n) : null;
+    });
+    if (this.statusLine) this.statusLine.after(created);
+    else this.el.append(created);
+  }
+
   private onChange(e: Event): void {
+    const target = readToggle(e.target);
+    if (target) {
+      this.events.toggle(target.t, target.checked);
+      return;
+    }
     if (!(e.target instanceof HTMLInputElement) || !e.target.hasAttribute("data-slice-dim")) return;
     const key = e.target.closest("[data-tensor-key]")?.getAttribute("data-tensor-key");
     const preview = key == null ? undefined : this.previews.get(key);
@@ -219,4 +266,10 @@ export class Inspector {
         : hint("none: a root"),
     );
   }
+}
+
+function readToggle(target: EventTarget | null): { t: ToggleTarget; checked: boolean } | null {
+  if (!(target instanceof HTMLInputElement) || !target.hasAttribute("data-toggle")) return null;
+  const t = readTarget(target);
+  return t ? { t, checked: target.checked } : null;
 }

@@ -141,6 +141,17 @@ export class GraphRenderer {
     if (id !== null) this.mark(id, true);
   }
 
+  /** Mark the nodes a re-run added (the diff view's `added`); an empty set clears the marks. */
+  setAdded(ids: ReadonlySet<string>): void {
+    for (const [id, el] of this.nodeEls) {
+      const on = ids.has(id);
+      if (el.classList.contains("gs-added") === on) continue;
+      el.classList.toggle("gs-added", on);
+      if (on) el.setAttribute("data-added", "true");
+      else el.removeAttribute("data-added");
+    }
+  }
+
   nodeElement(id: string): SVGGElement | undefined {
     return this.nodeEls.get(id);
   }

@@ -1,10 +1,11 @@
 // The run banner ([data-gradsight="run"]) under the toolbar: what the graph is the run of, from the
 // graph's `run` object — the mode (and step, live), the loss, where backward started (the root
-// gradient, in words), memory kept against the budget and what went past it, and errors gradsight's
-// own hooks met. Parts that do not apply are hidden; a plain tensor graph shows no banner at all.
+// gradient, in words), the what-if toggles the run applied, memory kept against the budget and what
+// went past it, and errors gradsight's own hooks met. Parts that do not apply are hidden; a plain tensor graph shows no banner at all.
 
 import { h, setText } from "./dom";
 import { formatBytes, formatNumber, plural } from "./format";
+import { changeCount, describeToggles } from "./toggles";
 import type { RootGradient, RunMode, WireRun } from "./wire";
 
 const MODE_TEXT: Record<RunMode, string> = {
@@ -22,8 +23,8 @@ export const ROOT_GRADIENT_TEXT: Record<RootGradient, string> = {
 
 export const HOOK_ERRORS_TEXT = "gradsight's hooks hit errors (your backward was not affected): ";
 
-type Part = "mode" | "step" | "loss" | "root-gradient" | "memory" | "errors";
-const PARTS: readonly Part[] = ["mode", "step", "loss", "root-gradient", "memory", "errors"];
+type Part = "mode" | "step" | "loss" | "root-gradient" | "toggles" | "memory" | "errors";
+const PARTS: readonly Part[] = ["mode", "step", "loss", "root-gradient", "toggles", "memory", "errors"];
 
 export class RunBanner {
   readonly el: HTMLElement;
@@ -36,6 +37,7 @@ export class RunBanner {
       step: part("step"),
       loss: part("loss"),
       "root-gradient": part("root-gradient"),
+      toggles: part("toggles", "gs-run-part gs-run-toggles"),
       memory: part("memory"),
       errors: h("div", { class: "gs-run-errors", "data-run": "errors", role: "alert" }),
     };
@@ -53,6 +55,7 @@ export class RunBanner {
       step: "",
       loss: "",
       "root-gradient": "",
+      toggles: "",
       memory: "",
       errors: "",
     };
@@ -61,6 +64,8 @@ export class RunBanner {
       if (run.mode === "live") text.step = `step ${run.step}`;
       if (run.loss !== null) text.loss = `loss ${formatNumber(run.loss)}`;
       if (run.root_gradient !== null) text["root-gradient"] = ROOT_GRADIENT_TEXT[run.root_gradient];
+      if (run.toggles !== null && changeCount(run.toggles) > 0)
+        text.toggles = `what if: ${describeToggles(run.toggles)}`;
       text.memory = memoryText(run);
       if (run.errors.length > 0) text.errors = HOOK_ERRORS_TEXT + run.errors.join("; ");
     }

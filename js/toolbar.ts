@@ -1,6 +1,8 @@
 // The controls above the graph and the banners under them: fit / zoom buttons, the direction
-// select (writes `options`), the status text and node count ([data-gradsight="status"] is part of
-// DESIGN §6), and the error, message and notes banners. All text goes in as text.
+// select (writes `options`), room for the run history selects, the status text (exactly the
+// `status` trait: [data-gradsight="status"] is part of DESIGN §6) with the elapsed time of a run
+// beside it, the node count, and the error (a re-run's traceback: monospace, scrollable), message
+// and notes banners. All text goes in as text.
 
 import { h, setText } from "./dom";
 import { formatCount } from "./format";
@@ -21,6 +23,12 @@ const DIRECTION_NAMES: Record<Direction, string> = {
 
 export const ZOOM_STEP = 1.25;
 
+/** Parts other modules own, placed in the toolbar: the history selects and the elapsed clock. */
+export interface ToolbarParts {
+  history?: HTMLElement;
+  elapsed?: HTMLElement;
+}
+
 export class Toolbar {
   readonly el: HTMLElement;
   private readonly status: HTMLElement;
@@ -31,7 +39,10 @@ export class Toolbar {
     if (isDirection(this.select.value)) this.events.direction(this.select.value);
   };
 
-  constructor(private readonly events: ToolbarEvents) {
+  constructor(
+    private readonly events: ToolbarEvents,
+    parts: ToolbarParts = {},
+  ) {
     this.buttons = [
       button("fit", "Fit", "Fit the whole graph in view", () => events.fit()),
       button("zoom-in", "+", "Zoom in", () => events.zoom(ZOOM_STEP)),
@@ -48,9 +59,11 @@ export class Toolbar {
       h("span", { class: "gs-brand" }, "gradsight"),
       ...this.buttons.map(([b]) => b),
       this.select,
+      parts.history,
       h("span", { class: "gs-spacer" }),
       this.count,
       this.status,
+      parts.elapsed,
     );
   }
 

@@ -1,11 +1,13 @@
 // One rendered gradsight view: builds the `.gradsight` root, wires the synced traits (model.ts) to
-// the toolbar, run banner, renderer, pan/zoom and inspector (whose requests to Python go through
+// the toolbar, run banner, what-if parts (whatif.ts: toggles, re-run, history, diff, missing
+// gradients), renderer, pan/zoom and inspector (whose requests to Python go through
 // inspect-session.ts), and undoes all of it in destroy(). Every model handler is guarded: a bad
 // graph or a bug shows in the error banner instead of breaking the notebook. A new graph with the
 // same structure (live mode, after each training step) restyles the drawn nodes instead of laying
 // them out again, and never moves a view the user has panned or zoomed.
 
 import { h, setText } from "./dom";
+import { RequestClient } from "./inspect-client";
 import { InspectSession } from "./inspect-session";
 import { Inspector } from "./inspector";
 import { computeLayout, type Direction, type Layout, type PlacedNode } from "./layout";
@@ -16,6 +18,7 @@ import { GraphRenderer } from "./render";
 import { RunBanner } from "./run-banner";
 import { initialViewState } from "./state";
 import { Banners, Toolbar } from "./toolbar";
+import { WhatIf } from "./whatif";
 import { parseGraph, type WireGraph } from "./wire";
 
 export class GradsightView {
@@ -27,10 +30,14 @@ export class GradsightView {
   private readonly panzoom: PanZoom;
   private readonly inspector: Inspector;
   private readonly session: InspectSession;
+  private readonly client: RequestClient;
   private readonly run = new RunBanner();
+  private readonly whatif: WhatIf;
   private readonly empty: HTMLElement;
   private graph: WireGraph | null = null;
   private graphError = "";
+  /** Malformed what-if traits (pending, history, diff), by trait: shown until the trait is fixed. */
+  private readonly traitErrors = new Map<string, string>();
   private layout: Layout | null = null;
   private placed = new Map<string, PlacedNode>();
   private roots: readonly string[] = [];
@@ -43,18 +50,25 @@ export class GradsightView {
     host: HTMLElement,
   ) {
     const select = (id: string): void => this.guard(() => this.select(id));
-    this.toolbar = new Toolbar({
-      fit: () => this.guard(() => this.fit()),
-      zoom: (factor) => this.panzoom.zoomBy(factor),
-      direction: (d) => this.guard(() => this.setDirection(d)),
-    });
+    this.client = new RequestClient(model);
+    this.whatif = new WhatIf(model, this.client, { select, guard: (fn) => this.guard(fn) });
+    this.toolbar = new Toolbar(
+      {
+        fit: () => this.guard(() => this.fit()),
+        zoom: (factor) => this.panzoom.zoomBy(factor),
+        direction: (d) => this.guard(() => this.setDirection(d)),
+      },
+      { history: this.whatif.history.el, elapsed: this.whatif.clock.el },
+    );
     this.renderer = new GraphRenderer({ select, focus: (id) => this.reveal(id) }, this.state);
     this.panzoom = new PanZoom(this.renderer.svg, this.renderer.viewport, this.state);
     this.inspector = new Inspector({
       select,
       values: (key, index) => this.guard(() => this.session.values(key, index)),
+      toggle: (t, checked) => this.guard(() => this.whatif.toggle(t, checked)),
+      whatIf: () => this.whatif.state(),
     });
-    this.session = new InspectSession(model, this.inspector, {
+    this.session = new InspectSession(this.client, this.inspector, {
       nonFinite: (id, count) => this.renderer.flagNonFinite(id, count),
       guard: (fn) => this.guard(fn),
     });
@@ -67,6 +81,9 @@ export class GradsightView {
       this.banners.message,
       this.banners.notes,
       this.run.el,
+      this.whatif.panel.el,
+      this.whatif.diffView.el,
+      this.whatif.missing.el,
       h(
         "div",
         { class: "gs-body" },
@@ -81,8 +98,17 @@ export class GradsightView {
       ["change:status", () => this.guard(() => this.onStatus())],
       ["change:error", () => this.guard(() => this.onErrors())],
       ["change:options", () => this.guard(() => this.onOptions())],
+      ["change:pending", () => this.guardTrait("pending", () => this.onPending())],
+      ["change:history", () => this.guardTrait("history", () => this.whatif.onHistory())],
+      ["change:current", () => this.guard(() => this.whatif.onRunIndex())],
+      ["change:baseline", () => this.guard(() => this.whatif.onRunIndex())],
+      ["change:diff", () => this.guardTrait("diff", () => this.onDiff())],
     ];
     for (const [event, fn] of this.handlers) model.on(event, fn);
+    // Separately guarded: a malformed what-if trait must not keep the graph from showing.
+    this.guardTrait("pending", () => this.whatif.onPending());
+    this.guardTrait("history", () => this.whatif.onHistory());
+    this.guardTrait("diff", () => this.whatif.onDiff());
     this.guard(() => {
       this.onStatus();
       this.onGraph();
@@ -92,6 +118,8 @@ export class GradsightView {
   destroy(): void {
     for (const [event, fn] of this.handlers) this.model.off(event, fn);
     this.session.destroy();
+    this.whatif.destroy();
+    this.client.destroy();
     this.toolbar.destroy();
     this.renderer.destroy();
     this.panzoom.destroy();
@@ -105,6 +133,17 @@ export class GradsightView {
       fn();
     } catch (e) {
       this.graphError = `gradsight view: ${e instanceof Error ? e.message : String(e)}`;
+      this.onErrors();
+    }
+  }
+
+  /** Like guard(), for the handler of one what-if trait: its error stays shown until it succeeds. */
+  private guardTrait(trait: string, fn: () => void): void {
+    try {
+      fn();
+      if (this.traitErrors.delete(trait)) this.onErrors();
+    } catch (e) {
+      this.traitErrors.set(trait, `gradsight view: ${e instanceof Error ? e.message : String(e)}`);
       this.onErrors();
     }
   }
@@ -125,7 +164,9 @@ export class GradsightView {
     this.toolbar.setCount(this.graph ? this.graph.nodes.length : null);
     this.toolbar.setDirection(readDirection(this.model));
     this.run.set(this.graph?.run ?? null);
+    this.whatif.setGraph(this.graph);
     this.relayout(true);
+    this.renderer.setAdded(this.whatif.added());
     this.onSelected(true);
   }
 
@@ -184,15 +225,35 @@ export class GradsightView {
     if (known && !force) this.reveal(id);
   }
 
+  private onPending(): void {
+    try {
+      this.whatif.onPending();
+    } finally {
+      this.inspector.syncToggles(this.whatif.state());
+    }
+  }
+
+  private onDiff(): void {
+    try {
+      this.whatif.onDiff();
+    } finally {
+      this.renderer.setAdded(this.whatif.added());
+    }
+  }
+
   private onStatus(): void {
     const status = readStatus(this.model);
     this.toolbar.setStatus(status);
+    this.whatif.onStatus(status);
     this.root.setAttribute("data-status", status);
     this.root.classList.toggle("gs-running", status === "running");
   }
 
   private onErrors(): void {
-    this.banners.setErrors(readError(this.model), this.graphError);
+    this.banners.setErrors(
+      readError(this.model),
+      [this.graphError, ...this.traitErrors.values()].filter(Boolean).join("\n"),
+    );
   }
 
   private onOptions(): void {

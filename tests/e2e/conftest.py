@@ -1,36 +1,19 @@
 """Real-browser fixtures: a JupyterLab 4 server from this venv and Debian's chromium via Playwright.
 
-Recipe: research/widget-and-testing.md §3A. Everything started here is stopped by PID / process
-group at the end. A missing chromium is a failure, never a skip (CI must run these tests).
+A missing chromium is a failure, never a skip (CI must run these tests).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import pathlib
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-import nbformat
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
+from tests.e2e.harness import ARTIFACTS, OUR_WORDS, Lab, chromium, jupyter_lab
 
-CHROME_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-TOKEN = "gradsight-e2e-" + os.urandom(6).hex()
-ARTIFACTS = pathlib.Path(__file__).parent / "artifacts"
-OUR_WORDS = ("gradsight", "anywidget", "wire:")  # console errors that are ours (Lab logs unrelated ones)
+__all__ = ["ARTIFACTS", "Lab"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -40,80 +23,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
-@dataclass
-class Lab:
-    url: str
-    root: pathlib.Path
-
-    def notebook(self, name: str, cells: list[str]) -> str:
-        nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        nbformat.write(nb, self.root / name)
-        return f"{self.url}/lab/tree/{name}?reset&token={TOKEN}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
-    root = pathlib.Path(tempfile.mkdtemp(prefix="gradsight-e2e-"))
-    port = _free_port()
-    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(root / ".rt"), JUPYTER_CONFIG_DIR=str(root / ".cfg"),
-               JUPYTER_PLATFORM_DIRS="1", PYTHONPATH="")  # fmt: skip
-    env.pop("ANYWIDGET_HMR", None)
-    news = root / ".settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    news.parent.mkdir(parents=True)
-    news.write_text('{"fetchNews": "false"}')  # no "get notified about Jupyter news?" toast over the widget
-    cmd = [str(pathlib.Path(sys.executable).parent / "jupyter-lab"), "--no-browser", "--ip=127.0.0.1",
-           f"--port={port}", f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
-           "--LabApp.expose_app_in_browser=True", "--allow-root", "--LabApp.news_url=None",
-           "--LabApp.extension_manager=readonly", f"--LabApp.workspaces_dir={root / '.ws'}",
-           f"--LabApp.user_settings_dir={root / '.settings'}"]  # fmt: skip
-    log = open(root / ".server.log", "w")  # noqa: SIM115 - closed in finally
-    server = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_for_server(f"http://127.0.0.1:{port}", server, root)
-        yield Lab(f"http://127.0.0.1:{port}", root)
-    finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)  # stragglers (kernels) in our own process group
-        log.close()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _wait_for_server(url: str, server: subprocess.Popen[bytes], root: pathlib.Path) -> None:
-    t0 = time.monotonic()
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=1).read()
-            return
-        except Exception:
-            if server.poll() is not None or time.monotonic() - t0 > 90:
-                raise RuntimeError("JupyterLab did not start:\n" + (root / ".server.log").read_text()[-3000:]) from None
-            time.sleep(0.2)
+    with jupyter_lab() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
-    chromium = shutil.which("chromium")
-    if chromium is None:
+    if shutil.which("chromium") is None:
         pytest.fail("Debian chromium is not installed: `make test` installs it (apt-get install chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=CHROME_ARGS, headless=True)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture

@@ -31,11 +31,12 @@ class WhatIf:
     def flips(self) -> list[tuple[torch.Tensor, bool]]:
         """(leaf, new requires_grad) for every leaf the toggles name, modules expanded to their parameters."""
         out: list[tuple[torch.Tensor, bool]] = []
-        for name, value in self.toggles.requires_grad.items():
-            if name in self.leaves:
-                out.append((self.leaves[name], value))
-            elif name in self.modules:
+        # The nearest entry wins (as in why._flipped and the view): outer modules first, leaves last.
+        items = self.toggles.requires_grad.items()
+        for name, value in sorted(((n, v) for n, v in items if n not in self.leaves), key=lambda kv: len(kv[0])):
+            if name in self.modules:
                 out.extend((p, value) for p in self.modules[name].parameters())
+        out.extend((self.leaves[n], v) for n, v in items if n in self.leaves)
         return out
 
     @contextmanager
