@@ -200,7 +200,8 @@ def test_rerun_request_applies_pending_toggles(monkeypatch: pytest.MonkeyPatch) 
     assert dbg.error == ""
     dbg._on_msg(dbg, {"type": "rerun", "request_id": "r", "after_run": 0}, [])
     assert sent.messages[-1] == {"type": "rerun", "request_id": "r", "ok": True, "run": 1}
-    assert "leaf:layer1.weight" not in dbg.graph and dbg.pending == gs.widget.NO_PENDING
+    assert "leaf:layer1.weight" not in dbg.graph
+    assert dbg.pending["requires_grad"] == {"layer1.weight": False}  # the panel shows the run's toggles
     dbg._on_msg(dbg, {"type": "rerun", "request_id": "r2", "after_run": 0}, [])  # a stale second click
     assert sent.messages[-1]["ok"] is False and "already ran" in sent.messages[-1]["error"]
     assert dbg.graph.run.index == 1

@@ -203,7 +203,8 @@ class Debugger(anywidget.AnyWidget):
             self.status, self.error = "error", result.error or "the re-run produced no graph"
             raise RerunError(self.error)
         record = self._add(result.captured, toggles)
-        self.status, self.pending = "ready", dict(NO_PENDING)
+        # The panel now shows this run's toggles; further edits are relative to them.
+        self.status, self.pending = "ready", toggles.to_wire()
         return record.graph
 
     def _rerun_pending(self) -> Graph:

@@ -231,6 +231,9 @@ def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, grap
         node = _leaf_node(graph, name)
         if node is not None and node.executed is not False and node.grad_norm != 0.0:
             continue
+        wanted = isinstance(leaf, torch.nn.Parameter) or (leaf is not None and leaf.requires_grad)
+        if node is None and not wanted and name not in toggles.requires_grad:
+            continue  # an input that never asked for a gradient (a data batch): not a missing gradient
         why = quick(name, leaf, toggles, graph)
         out.append(why or Why(name, "unknown", f"{name} got no gradient in this run; ask why (click it) to trace "
                               "where its path to the loss breaks."))  # fmt: skip
