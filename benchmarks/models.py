@@ -106,3 +106,26 @@ def realistic(name: str) -> tuple[nn.Module, torch.Tensor]:
     torch.manual_seed(0)
     model = cls(**kwargs)
     return model, model.example_input()  # type: ignore[operator]
+
+
+class UnrolledRNN(nn.Module):
+    """An LSTM cell unrolled over ``steps`` time steps: a very deep, narrow backward graph."""
+
+    NODES_PER_LAYER = 15
+
+    def __init__(self, depth: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.cell = nn.LSTMCell(hidden, hidden)
+        self.steps, self.hidden = depth, hidden
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = c = torch.zeros(x.shape[0], self.hidden)
+        for t in range(self.steps):
+            h, c = self.cell(x[:, t % x.shape[1]], (h, c))
+        return h
+
+    def example_input(self) -> torch.Tensor:
+        return torch.randn(4, 8, self.hidden)
+
+
+ARCHS["rnn"] = UnrolledRNN

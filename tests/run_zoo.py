@@ -8,9 +8,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tests.zoo import Scale
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from tests.zoo import Scale
 
 
 @dataclass

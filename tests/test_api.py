@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.zoo import ZOO
 
 import gradsight as gs
+from tests.zoo import ZOO
 
 
 def test_debugger_of_loss_names_parameters() -> None:

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from tests.zoo import ZOO
 
 import gradsight as gs
 from gradsight._capture.inspect import histogram, preview, tensor_view
 from gradsight._capture.summary import summarize
+from tests.zoo import ZOO
 
 
 def values(p: gs.Preview) -> np.ndarray:

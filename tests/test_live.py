@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.run_zoo import MLP
-from tests.test_run import RunCase, assert_same, snapshot
 
 import gradsight as gs
+from tests.run_zoo import MLP
+from tests.test_run import RunCase, assert_same, snapshot
 
 
 @pytest.fixture(autouse=True)

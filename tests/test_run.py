@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 import torch
-from tests.run_zoo import CASES, MLP, RunCase, call, input_leaves, make
 from torch import nn
 
 import gradsight as gs
 from gradsight.graph import Node
+from tests.run_zoo import CASES, MLP, RunCase, call, input_leaves, make
 
 
 def reference_grads(case: RunCase) -> dict[str, torch.Tensor]:

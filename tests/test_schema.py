@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import torch
-from tests.zoo import ZOO
 
 from gradsight._capture.names import leaf_names_from_params
 from gradsight._capture.records import CaptureOptions
@@ -23,6 +22,7 @@ from gradsight.schema import (
     graph_to_wire,
     value_to_wire,
 )
+from tests.zoo import ZOO
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 

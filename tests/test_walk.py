@@ -6,7 +6,6 @@ import sys
 
 import pytest
 import torch
-from tests.zoo import ZOO, Scale
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -15,6 +14,7 @@ from gradsight._capture.records import CaptureOptions
 from gradsight._capture.tensors import graph_of
 from gradsight._capture.walk import capture
 from gradsight.graph import TensorSummary, Unavailable
+from tests.zoo import ZOO, Scale
 
 
 def names_of(graph):  # type: ignore[no-untyped-def]

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 import torch
-from tests.run_zoo import MLP, make
-from tests.zoo import TinyModel
 from torch import nn
 
 import gradsight as gs
+from tests.run_zoo import MLP, make
+from tests.zoo import TinyModel
 
 
 def leaf_names(graph: gs.Graph) -> list[str]:

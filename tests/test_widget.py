@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.zoo import ZOO
 
 import gradsight as gs
 from gradsight.schema import SCHEMA_VERSION
+from tests.zoo import ZOO
 
 
 @pytest.fixture

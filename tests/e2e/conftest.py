@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, Page
+
 from tests.e2e.harness import ARTIFACTS, OUR_WORDS, Lab, chromium, jupyter_lab
 
 __all__ = ["ARTIFACTS", "Lab"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from playwright.sync_api import Page, expect
+
 from tests.e2e.conftest import ARTIFACTS, Lab
 from tests.e2e.harness import kernel_exec, open_and_run
 

@@ -6,6 +6,7 @@ import os
 import pathlib
 
 from playwright.sync_api import Page, expect
+
 from tests.e2e.conftest import ARTIFACTS, Lab
 from tests.e2e.harness import kernel_exec, open_and_run
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from playwright.sync_api import Page, expect
+
 from tests.e2e.conftest import Lab
 from tests.e2e.harness import kernel_exec, open_and_run
 
