@@ -201,3 +201,15 @@ def test_capture_accepts_nodes_directly() -> None:
     y = Scale.apply(x, 2.0).sum()
     graph = capture([y.grad_fn])
     assert [n.kind for n in graph.nodes] == ["root", "opaque", "leaf"]
+
+
+def test_fast_node_construction_covers_every_field() -> None:
+    import dataclasses
+
+    from gradsight.graph import _NODE_FIELDS, Node
+
+    assert frozenset(f.name for f in dataclasses.fields(Node)) == _NODE_FIELDS
+    fields = {f.name: getattr(Node(id="a#0", name="A", kind="op"), f.name) for f in dataclasses.fields(Node)}
+    assert Node.fast(**fields) == Node(id="a#0", name="A", kind="op")
+    with pytest.raises(TypeError):
+        Node.fast(id="a#0")

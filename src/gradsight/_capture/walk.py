@@ -113,7 +113,7 @@ def build(c: Collected, grads: Gradients | None = None, run: RunInfo | None = No
     topo, modules = c.topo, c.final_modules
     root_set = set(c.roots)
     nodes = tuple(
-        Node(
+        Node.fast(
             id=ids[i],
             name=c.names[i],
             kind=_kind(c, i, i in root_set),
