@@ -213,3 +213,18 @@ def test_fast_node_construction_covers_every_field() -> None:
     assert Node.fast(**fields) == Node(id="a#0", name="A", kind="op")
     with pytest.raises(TypeError):
         Node.fast(id="a#0")
+
+
+def test_torch_compile_region_is_one_opaque_node() -> None:
+    import torch._dynamo
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.GELU(), nn.Linear(8, 1))
+    compiled = torch.compile(model, backend="aot_eager")
+    try:
+        y = compiled(torch.randn(2, 4)).sum()
+        graph = graph_of([y], CaptureOptions(leaf_names=leaf_names_from_params(model)))
+    finally:
+        torch._dynamo.reset()
+    node = graph.find("CompiledFunctionBackward")[0]
+    assert node.kind == "opaque" and node.opaque_kind == "compiled"
+    assert {n.leaf.name for n in graph.leaves if n.leaf} >= {"0.weight", "2.bias"}
