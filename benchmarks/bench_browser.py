@@ -33,7 +33,7 @@ from gradsight._capture.names import leaf_names_from_params  # noqa: E402
 from gradsight._capture.records import CaptureOptions  # noqa: E402
 from gradsight._capture.store import TensorStore  # noqa: E402
 from gradsight._capture.tensors import captured_of  # noqa: E402
-from gradsight.schema import graph_to_wire  # noqa: E402
+from gradsight.schema import comm_payload, graph_to_wire  # noqa: E402
 from models import build  # noqa: E402
 from tests.e2e.harness import chromium, jupyter_lab, open_and_run  # noqa: E402
 
@@ -55,10 +55,7 @@ def python_side(arch: str, size: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     captured = captured_of([loss], CaptureOptions(leaf_names=names, store=TensorStore(2**29)))
     t1 = time.perf_counter()
-    wire = graph_to_wire(captured.graph)
-    buffers = [v for v in (wire.get("skeleton") or {}).values() if isinstance(v, memoryview)]
-    skeleton = {k: v for k, v in (wire.get("skeleton") or {}).items() if not isinstance(v, memoryview)}
-    text = json.dumps({**wire, "skeleton": skeleton or None}, allow_nan=False)
+    text, buffers = comm_payload(graph_to_wire(captured.graph))
     t2 = time.perf_counter()
     row: dict[str, Any] = {
         "nodes": len(captured.graph), "capture_s": t1 - t0, "wire_s": t2 - t1,

@@ -9,7 +9,6 @@ with like on a noisy shared machine. Prints a markdown table (copied into BENCHM
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -25,7 +24,7 @@ from gradsight._capture.walk import _sequence_nr as sequence_nr
 from gradsight._capture.walk import _short_name as short_name
 from gradsight._capture.walk import build, capture, collect, gc_paused
 from gradsight._capture.walk import walk as walk_nodes
-from gradsight.schema import graph_to_wire
+from gradsight.schema import comm_payload, graph_to_wire
 from models import build as build_model
 
 
@@ -82,10 +81,10 @@ def run(arch: str, size: int, repeats: int) -> dict[str, Any]:
             build(collected)
 
     def total() -> None:
-        json.dumps(graph_to_wire(capture([loss.grad_fn], opts)), allow_nan=False)
+        comm_payload(graph_to_wire(capture([loss.grad_fn], opts)))
 
     stats = lambda: capture([loss.grad_fn], CaptureOptions(leaf_names=names, stats=True))  # noqa: E731
-    wire = lambda: json.dumps(graph_to_wire(graph), allow_nan=False)  # noqa: E731
+    wire = lambda: comm_payload(graph_to_wire(graph))  # noqa: E731
     variants: dict[str, Callable[[], Any]] = {
         "structure": structure,
         "walk": walk, "graph": graph_phase, "wire": wire, "walk+graph+wire": total, "capture_with_stats": stats,
@@ -104,7 +103,8 @@ def run(arch: str, size: int, repeats: int) -> dict[str, Any]:
         sys.setrecursionlimit(old)
     med = {k: statistics.median(v) for k, v in times.items()}
     n = len(graph)
-    row: dict[str, Any] = {"arch": arch, "nodes": n, "wire_bytes": len(wire())}
+    text, buffers = wire()
+    row: dict[str, Any] = {"arch": arch, "nodes": n, "wire_bytes": len(text) + sum(len(b) for b in buffers)}
     for key, t in med.items():
         row[f"{key}_us_per_node"] = t / n * 1e6
     if viz is not None:

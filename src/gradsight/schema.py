@@ -17,6 +17,7 @@ part plus binary buffers (float32 previews), never whole tensors.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -372,6 +373,17 @@ def skeleton_to_wire(graph: Graph) -> Wire:
         "edge_targets": np.asarray(targets, "<i4"), "edge_input_nr": np.asarray(input_nr, "<u2"),
     }  # fmt: skip
     return {"count": n, "strings": list(strings), **{k: memoryview(v.tobytes()) for k, v in columns.items()}}
+
+
+def comm_payload(wire: Wire) -> tuple[str, list[bytes]]:
+    """What the comm sends for a graph wire: the JSON text and the binary buffers taken out of it
+    (as ipywidgets does), for measuring sizes and times."""
+    skeleton = wire.get("skeleton")
+    if not skeleton:
+        return json.dumps(wire, allow_nan=False), []
+    buffers = [bytes(v) for v in skeleton.values() if isinstance(v, memoryview)]
+    rest = {k: v for k, v in skeleton.items() if not isinstance(v, memoryview)}
+    return json.dumps({**wire, "skeleton": rest}, allow_nan=False), buffers
 
 
 def skeleton_ids(names: list[str], kinds: list[str], modules: list[str | None], leaves: list[str | None],
