@@ -6,8 +6,9 @@
 - capture: a runnable debugger's run (forward + backward observed, graph built) ÷ a plain
   forward + backward, on ~1k-node models of realistic size. Target ≤ 1.15×.
 - live: a training step (forward, loss, backward, SGD step) with a live debugger attached ÷ without,
-  averaged over blocks of steps (captured steps included; 30-step blocks for the default policy). Target ≤ 1.2×. Measured with the
-  default capture policy (≤ 1 step per 0.5 s and ≤ 10% of the time) and with every step captured.
+  averaged over blocks of steps (captured steps included; 30-step blocks for the default policy).
+  Target ≤ 1.2×. Measured with the default capture policy (≤ 1 step per 0.5 s and ≤ 10% of the
+  time) and with every step captured.
 - click: inspect request → reply (statistics, histogram, preview, encoding) for a node whose saved
   tensor has 10M elements. Target ≤ 100 ms.
 - memory: peak RSS added by a debugger run over a plain forward + backward, in fresh processes.
