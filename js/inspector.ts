@@ -2,7 +2,9 @@
 // selected node. show() builds it at once from the wire graph (inspector-sections.ts); the inspect
 // reply from Python then fills in full statistics, histograms and values previews
 // (applyInspection), with the request's state on the panel as [data-inspect-status], and for a leaf
-// without a gradient the reply's `why`. What-if checkboxes (inspector-whatif.ts) mirror the
+// without a gradient the reply's `why`. A big graph's binary skeleton has no node details: its
+// panel starts with identity and edges ([data-detail="pending"]) and the reply's `detail` (the
+// whole node) fills in the rest. What-if checkboxes (inspector-whatif.ts) mirror the
 // pending toggles. The panel owns the listeners for everything inside it (edge links, slice
 // inputs, what-if boxes, preview hover and keys).
 
@@ -40,6 +42,7 @@ export type InspectStatus = "loading" | "done" | "error";
 const EMPTY_HINT =
   "Click a node (or focus it and press Enter) to see what autograd saved for it and the gradients that flowed through it.";
 const LOADING_TEXT = "loading statistics, histograms and values from Python…";
+const DETAIL_TEXT = "This big graph came without node details: saved values and gradients load from Python…";
 
 /** What to give back after the same node is shown again (a live update): scroll and focus. */
 interface Memo {
@@ -56,6 +59,8 @@ export class Inspector {
   private statusLine: HTMLElement | null = null;
   private previews = new Map<string, PreviewView>();
   private memo: Memo | null = null;
+  /** The node shown is a skeleton's light node: the sections wait for the reply's `detail`. */
+  private light = false;
   private readonly listeners: [string, (e: Event) => void][] = [
     ["click", (e) => this.onClick(e)],
     ["change", (e) => this.onChange(e)],
@@ -89,9 +94,19 @@ export class Inspector {
       this.el.removeAttribute("data-node");
       return;
     }
+    this.light = (graph?.skeleton ?? null) !== null;
+    this.build(node);
+  }
+
+  /** The panel for `node`: everything for a full node; identity and edges for a light one. */
+  private build(node: WireNode): void {
     this.el.setAttribute("data-node", node.id);
     this.statusLine = h("p", { class: "gs-inspect-status", role: "status", hidden: true });
     this.el.replaceChildren(headerSection(node), this.statusLine);
+    if (this.light) {
+      this.el.append(h("p", { class: "gs-hint", "data-detail": "pending" }, DETAIL_TEXT), this.edgesSection(node));
+      return;
+    }
     const state = this.events.whatIf();
     const whatIf = whatIfSection(node, state);
     if (whatIf) this.el.append(whatIf);
@@ -131,6 +146,13 @@ export class Inspector {
   applyInspection(insp: WireInspection, buffers: readonly DataView[]): NonFinite {
     const found: NonFinite = { present: false, count: 0 };
     if (insp.node !== this.node) return found;
+    if (this.light && insp.detail && insp.detail.id === insp.node) {
+      // The skeleton's node was light: now the whole node is known.
+      const status = this.el.getAttribute("data-inspect-status");
+      this.light = false;
+      this.build(insp.detail);
+      if (status === "loading") this.setStatus("loading");
+    }
     for (const tv of insp.tensors) {
       let preview: PreviewView | null = null;
       if (tv.preview) {

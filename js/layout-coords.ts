@@ -97,15 +97,21 @@ export function isotonic(y: Float64Array, w: Float64Array): Float64Array {
   return out;
 }
 
-/** Rank centre of every layer: each layer is as deep as its deepest node, `gap` apart. */
-export function assignRank(g: Layered, depth: Float64Array, gap: number): { centre: Float64Array; extent: number } {
+/** Rank start and centre of every layer: each layer is as deep as its deepest node, `gap` apart. */
+export function assignRank(
+  g: Layered,
+  depth: Float64Array,
+  gap: number,
+): { start: Float64Array; centre: Float64Array; extent: number } {
   const centre = new Float64Array(g.layers.length);
+  const start = new Float64Array(g.layers.length);
   let cursor = 0;
   for (let l = 0; l < g.layers.length; l++) {
     let deepest = 0;
     for (const v of g.layers[l] as number[]) deepest = Math.max(deepest, depth[v] as number);
+    start[l] = cursor;
     centre[l] = cursor + deepest / 2;
     cursor += deepest + gap;
   }
-  return { centre, extent: Math.max(0, cursor - gap) };
+  return { start, centre, extent: Math.max(0, cursor - gap) };
 }

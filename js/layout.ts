@@ -39,7 +39,16 @@ export interface LayoutOptions {
   alignPasses: number;
   /** Most dummy nodes to create; longer edges past the budget are drawn straight instead. */
   maxDummies: number;
+  /**
+   * Where a node sits in a layer deeper than itself: centred (default), or at the layer's start,
+   * so that a box growing in one layer (an expanded group) moves nothing else in that layer.
+   */
+  align?: "centre" | "start";
+  /** Called as each phase starts (layers, order, coordinates): progress for slow layouts. */
+  onPhase?: (phase: LayoutPhase) => void;
 }
+
+export type LayoutPhase = "layers" | "order" | "coordinates";
 
 export const DEFAULT_LAYOUT_OPTIONS: LayoutOptions = {
   direction: "TB",
@@ -101,13 +110,16 @@ export function computeLayout(input: readonly LayoutInput[], options: Partial<La
     index.set(d.id, i);
   });
   const edges = collectEdges(input, index);
+  opts.onPhase?.("layers");
   const layerOf = longestPathLayers(n, edges);
   const { g, chains } = splitLongEdges(n, layerOf, edges, opts.maxDummies);
+  opts.onPhase?.("order");
   initialOrder(
     g,
     (g.layers[0] ?? []).filter((v) => v < n),
   );
   reduceCrossings(g, opts.sweeps);
+  opts.onPhase?.("coordinates");
 
   const vertical = opts.direction === "TB" || opts.direction === "BT";
   const breadth = new Float64Array(g.count).fill(DUMMY_BREADTH);
@@ -118,6 +130,12 @@ export function computeLayout(input: readonly LayoutInput[], options: Partial<La
   });
   const b = assignBreadth(g, breadth, opts.nodeGap, opts.alignPasses);
   const rank = assignRank(g, depth, opts.layerGap);
+  const startAligned = opts.align === "start";
+  // Rank coordinate of a node's centre (dummies, of no depth, stay on the layer's centre line).
+  const rankOf = (v: number): number => {
+    const l = g.layerOf[v] as number;
+    return startAligned && v < n ? (rank.start[l] as number) + (depth[v] as number) / 2 : (rank.centre[l] as number);
+  };
   const frame = new Frame(opts.direction, b, breadth, rank.extent);
   const order = new Int32Array(g.count);
   for (const layer of g.layers) {
@@ -127,7 +145,7 @@ export function computeLayout(input: readonly LayoutInput[], options: Partial<La
   }
 
   const nodes = input.map((d, i): PlacedNode => {
-    const p = frame.point(b[i] as number, rank.centre[layerOf[i] as number] as number);
+    const p = frame.point(b[i] as number, rankOf(i));
     return {
       id: d.id,
       cx: p.x,
@@ -141,7 +159,7 @@ export function computeLayout(input: readonly LayoutInput[], options: Partial<La
   const placedEdges = edges.map((e, k): PlacedEdge => {
     const chain = chains[k] as number[];
     const points = chain.map((v, j) => {
-      const r = rank.centre[g.layerOf[v] as number] as number;
+      const r = rankOf(v);
       const half = (depth[v] as number) / 2;
       return frame.point(b[v] as number, j === 0 ? r + half : j === chain.length - 1 ? r - half : r);
     });

@@ -1,6 +1,7 @@
 // Pan and zoom of the graph: wheel zooms toward the pointer, dragging the background (or a node,
 // past a few pixels) pans, and fit / zoom buttons call in here. The transform lives in the UI-only
-// ViewState (state.ts) and is applied as one SVG transform attribute on the viewport group.
+// ViewState (state.ts) and is applied as one SVG transform attribute on the viewport group, or
+// handed to a callback (the canvas view redraws on its next animation frame).
 
 import { clampZoom, type Transform, transformAttr, type ViewState, zoomAt } from "./state";
 
@@ -32,9 +33,10 @@ export class PanZoom {
   private readonly observer: ResizeObserver | null;
   private readonly listeners: [EventTarget, string, EventListener, AddEventListenerOptions?][];
 
+  /** `svg`: the surface that takes the pointer (an <svg> or a <canvas>); `viewport`: what the transform moves. */
   constructor(
-    private readonly svg: SVGSVGElement,
-    private readonly viewport: SVGGElement,
+    private readonly svg: SVGSVGElement | HTMLElement,
+    private readonly viewport: SVGGElement | ((t: Transform) => void),
     private readonly state: ViewState,
   ) {
     this.listeners = [
@@ -62,7 +64,16 @@ export class PanZoom {
 
   apply(t: Transform): void {
     this.state.transform = t;
-    this.viewport.setAttribute("transform", transformAttr(t));
+    if (typeof this.viewport === "function") this.viewport(t);
+    else this.viewport.setAttribute("transform", transformAttr(t));
+  }
+
+  /** Centre `box` on screen, zooming in to at least `minZoom` (search hits, Python's selection). */
+  centre(box: Box, minZoom = READABLE_ZOOM): void {
+    const { width, height } = this.size();
+    const k = clampZoom(Math.max(this.state.transform.k, minZoom));
+    this.state.userMoved = true;
+    this.apply({ k, x: width / 2 - (box.x + box.width / 2) * k, y: height / 2 - (box.y + box.height / 2) * k });
   }
 
   /** Show the whole box (the fit button). */

@@ -4,9 +4,14 @@
 // inspect-session.ts), and undoes all of it in destroy(). Every model handler is guarded: a bad
 // graph or a bug shows in the error banner instead of breaking the notebook. A new graph with the
 // same structure (live mode, after each training step) restyles the drawn nodes instead of laying
-// them out again, and never moves a view the user has panned or zoomed.
+// them out again, and never moves a view the user has panned or zoomed. Big graphs (past
+// GROUP_THRESHOLD nodes, and binary skeletons) go to big-view.ts instead of the SVG renderer:
+// grouped by module, laid out in a Worker, drawn on a canvas. After the first complete paint of
+// each graph the root gets data-painted="<n>" (frames.ts: the benchmark hooks).
 
+import { BigView, wantsBigView } from "./big-view";
 import { h, setText } from "./dom";
+import { installHooks, markPainted } from "./frames";
 import { RequestClient } from "./inspect-client";
 import { InspectSession } from "./inspect-session";
 import { Inspector } from "./inspector";
@@ -44,6 +49,15 @@ export class GradsightView {
   /** Structure of the drawn graph (ids, edges, labels, direction): equal means restyle, not relayout. */
   private structure = "";
   private readonly handlers: [string, () => void][];
+  private readonly graphEl: HTMLElement;
+  /** The big-graph view, created for the first big graph. */
+  private big: BigView | null = null;
+  private bigMode = false;
+  /** Graphs received so far, and the last one painted (data-painted). */
+  private graphCount = 0;
+  private paintedCount = 0;
+  /** Set while the view writes `selected` itself (a click), unset for Python's selections. */
+  private selfSelect = false;
 
   constructor(
     private readonly model: Model,
@@ -55,11 +69,12 @@ export class GradsightView {
     this.toolbar = new Toolbar(
       {
         fit: () => this.guard(() => this.fit()),
-        zoom: (factor) => this.panzoom.zoomBy(factor),
+        zoom: (factor) => this.zoom(factor),
         direction: (d) => this.guard(() => this.setDirection(d)),
       },
       { history: this.whatif.history.el, elapsed: this.whatif.clock.el },
     );
+    installHooks();
     this.renderer = new GraphRenderer({ select, focus: (id) => this.reveal(id) }, this.state);
     this.panzoom = new PanZoom(this.renderer.svg, this.renderer.viewport, this.state);
     this.inspector = new Inspector({
@@ -69,10 +84,11 @@ export class GradsightView {
       whatIf: () => this.whatif.state(),
     });
     this.session = new InspectSession(this.client, this.inspector, {
-      nonFinite: (id, count) => this.renderer.flagNonFinite(id, count),
+      nonFinite: (id, count) => (this.bigMode ? this.big?.flagNonFinite(id) : this.renderer.flagNonFinite(id, count)),
       guard: (fn) => this.guard(fn),
     });
     this.empty = h("div", { class: "gs-empty", hidden: true });
+    this.graphEl = h("div", { class: "gs-graph", "data-gradsight": "graph" }, this.renderer.svg, this.empty);
     this.root = h(
       "div",
       { class: "gradsight" },
@@ -84,12 +100,7 @@ export class GradsightView {
       this.whatif.panel.el,
       this.whatif.diffView.el,
       this.whatif.missing.el,
-      h(
-        "div",
-        { class: "gs-body" },
-        h("div", { class: "gs-graph", "data-gradsight": "graph" }, this.renderer.svg, this.empty),
-        this.inspector.el,
-      ),
+      h("div", { class: "gs-body" }, this.graphEl, this.inspector.el),
     );
     host.append(this.root);
     this.handlers = [
@@ -123,6 +134,7 @@ export class GradsightView {
     this.toolbar.destroy();
     this.renderer.destroy();
     this.panzoom.destroy();
+    this.big?.destroy();
     this.inspector.destroy();
     this.root.remove();
   }
@@ -155,6 +167,7 @@ export class GradsightView {
     try {
       // Before Python's first graph arrives the trait may be unset or an empty dict: not an error.
       if (!isUnset(raw)) this.graph = parseGraph(raw);
+      if (this.graph) this.graphCount++;
     } catch (e) {
       this.graphError = `Cannot show this graph: ${e instanceof Error ? e.message : String(e)}`;
     }
@@ -166,8 +179,13 @@ export class GradsightView {
     this.run.set(this.graph?.run ?? null);
     this.whatif.setGraph(this.graph);
     this.relayout(true);
-    this.renderer.setAdded(this.whatif.added());
+    this.setAdded();
     this.onSelected(true);
+  }
+
+  private setAdded(): void {
+    if (this.bigMode) this.big?.setAdded(this.whatif.added());
+    else this.renderer.setAdded(this.whatif.added());
   }
 
   /**
@@ -180,11 +198,17 @@ export class GradsightView {
     const before = this.layout;
     const oldRoots = new Set(this.placed.size > 0 ? this.roots : []);
     this.showEmpty(graph);
+    if (graph && wantsBigView(graph)) {
+      this.showBig(graph);
+      return;
+    }
+    this.leaveBig();
     if (!graph || graph.nodes.length === 0) {
       this.layout = null;
       this.placed = new Map();
       this.structure = "";
       this.renderer.clear();
+      if (graph) this.paintedSoon();
       return;
     }
     const labels = new Map<string, NodeLabel>(graph.nodes.map((n) => [n.id, nodeLabel(n)]));
@@ -193,6 +217,7 @@ export class GradsightView {
     if (update && before && structure === this.structure) {
       this.renderer.restyle(graph, labels);
       this.roots = graph.roots;
+      this.paintedSoon();
       return;
     }
     const layout = computeLayout(layoutInput(graph, labels), { direction });
@@ -201,10 +226,57 @@ export class GradsightView {
     this.roots = graph.roots;
     this.placed = new Map(layout.nodes.map((p) => [p.id, p]));
     this.renderer.draw(graph, layout, labels);
+    this.paintedSoon();
     const keepView = update && this.state.userMoved && graph.roots.some((r) => oldRoots.has(r));
     if (keepView) return;
     const root = graph.roots[0];
     this.panzoom.autoFit(bounds(layout), root === undefined ? null : this.box(root));
+  }
+
+  /** A big graph: the SVG is emptied and the big view (created on first use) takes over. */
+  private showBig(graph: WireGraph): void {
+    this.layout = null;
+    this.placed = new Map();
+    this.structure = "";
+    this.roots = graph.roots;
+    this.renderer.clear();
+    this.bigMode = true;
+    this.root.classList.add("gs-big-mode");
+    if (!this.big) {
+      this.big = new BigView({
+        select: (id) => this.guard(() => this.select(id)),
+        painted: () => this.painted(),
+        error: (message) => {
+          this.graphError = `Cannot show this graph: ${message}`;
+          this.onErrors();
+        },
+      });
+      this.graphEl.append(this.big.el);
+    }
+    this.big.setGraph(graph, readDirection(this.model));
+  }
+
+  private leaveBig(): void {
+    if (!this.bigMode) return;
+    this.bigMode = false;
+    this.root.classList.remove("gs-big-mode");
+    this.big?.clear();
+  }
+
+  /**
+   * The SVG is built: style and layout it now (the browser would at the next frame anyway) and
+   * count that as painted. No frame callback, so nothing is left pending for cleanup to cancel.
+   */
+  private paintedSoon(): void {
+    if (this.root.isConnected) this.renderer.svg.getBoundingClientRect();
+    this.painted();
+  }
+
+  /** The first complete paint of the current graph: data-painted and a performance mark (once). */
+  private painted(): void {
+    if (this.paintedCount === this.graphCount || this.graph === null) return;
+    this.paintedCount = this.graphCount;
+    markPainted(this.root, this.graphCount, this.graph.nodes.length);
   }
 
   private showEmpty(graph: WireGraph | null): void {
@@ -217,12 +289,16 @@ export class GradsightView {
   /** Reflect `selected`; `force` after a new graph, since the same id may now be a different node. */
   private onSelected(force = false): void {
     const id = readSelected(this.model);
-    const known = id !== null && this.placed.has(id);
+    const known = id !== null && (this.bigMode ? (this.big?.has(id) ?? false) : this.placed.has(id));
     if (!force && this.inspector.node === id && known) return;
-    this.renderer.setSelected(known ? id : null);
+    if (this.bigMode) this.big?.setSelected(known ? id : null);
+    else this.renderer.setSelected(known ? id : null);
     this.inspector.show(this.graph, id);
     this.session.inspect(known ? id : null);
-    if (known && !force) this.reveal(id);
+    if (!known || force) return;
+    // Python's selection opens the node's groups and centres it; a click only keeps it in view.
+    if (this.bigMode) this.big?.reveal(id, !this.selfSelect);
+    else this.reveal(id);
   }
 
   private onPending(): void {
@@ -237,7 +313,7 @@ export class GradsightView {
     try {
       this.whatif.onDiff();
     } finally {
-      this.renderer.setAdded(this.whatif.added());
+      this.setAdded();
     }
   }
 
@@ -259,13 +335,19 @@ export class GradsightView {
   private onOptions(): void {
     const direction = readDirection(this.model);
     this.toolbar.setDirection(direction);
-    if (this.layout && this.layout.direction !== direction) this.relayout();
+    if (this.bigMode) this.big?.setDirection(direction);
+    else if (this.layout && this.layout.direction !== direction) this.relayout();
   }
 
   private select(id: string): void {
-    writeSelected(this.model, id);
-    // A real model fires change:selected on set(); this covers one that does not (idempotent).
-    this.onSelected();
+    this.selfSelect = true;
+    try {
+      writeSelected(this.model, id);
+      // A real model fires change:selected on set(); this covers one that does not (idempotent).
+      this.onSelected();
+    } finally {
+      this.selfSelect = false;
+    }
   }
 
   private setDirection(direction: Direction): void {
@@ -274,7 +356,13 @@ export class GradsightView {
   }
 
   private fit(): void {
-    if (this.layout) this.panzoom.fit(bounds(this.layout));
+    if (this.bigMode) this.big?.fit();
+    else if (this.layout) this.panzoom.fit(bounds(this.layout));
+  }
+
+  private zoom(factor: number): void {
+    if (this.bigMode) this.big?.zoomBy(factor);
+    else this.panzoom.zoomBy(factor);
   }
 
   private reveal(id: string): void {

@@ -1,6 +1,9 @@
 // The wire contract, TypeScript side. Mirrors src/gradsight/schema.py (SCHEMA_VERSION 4).
 // parseGraph() is the runtime guard: everything the view draws has passed through it, so a drift
 // between the two sides fails loudly (and the golden snapshots in tests/golden fail the JS tests).
+// Big graphs come as a binary skeleton, decoded by skeleton.ts.
+
+import { lightNodes, parseSkeleton, type Skeleton } from "./skeleton";
 
 export const SCHEMA_VERSION = 4;
 
@@ -142,7 +145,10 @@ export interface WireGraph {
   /** leaves that got no gradient in this run, and why */
   missing: WireWhy[];
   controls: WireControls;
+  /** Skeleton graphs: light nodes (no saved values, gradients or source: see `skeleton`). */
   nodes: WireNode[];
+  /** Big graphs: the decoded binary skeleton; node details come with each inspect reply. */
+  skeleton?: Skeleton | null;
 }
 
 /** The `diff` trait: what changed between two runs of the history. */
@@ -475,17 +481,17 @@ export function parseGraph(x: unknown): WireGraph {
       `wire: graph.schema_version is ${version}, this view reads ${SCHEMA_VERSION}: reinstall gradsight so that its Python and JS parts match`,
     );
   }
-  if (o.nodes === null) {
-    // Big graphs come as a binary skeleton (schema.py: skeleton_to_wire); this view draws JSON nodes.
-    throw new WireError("wire: this graph came as a binary skeleton, which this view cannot draw yet");
-  }
-  const nodes = arr(o.nodes, "graph.nodes").map((n, i) => parseNode(n, `graph.nodes[${i}]`));
+  // Big graphs come as a binary skeleton (schema.py: skeleton_to_wire): ids and edges are checked there.
+  const skeleton = o.nodes === null ? parseSkeleton(o.skeleton) : null;
+  const nodes = skeleton
+    ? lightNodes(skeleton)
+    : arr(o.nodes, "graph.nodes").map((n, i) => parseNode(n, `graph.nodes[${i}]`));
   const ids = new Set<string>();
   for (const n of nodes) {
     if (ids.has(n.id)) throw new WireError(`wire: duplicate node id ${JSON.stringify(n.id)}`);
     ids.add(n.id);
   }
-  for (const n of nodes) {
+  for (const n of skeleton ? [] : nodes) {
     for (const [dst] of n.next) {
       if (dst !== null && !ids.has(dst)) throw new WireError(`wire: edge from ${n.id} to unknown node ${dst}`);
     }
@@ -501,6 +507,7 @@ export function parseGraph(x: unknown): WireGraph {
     missing: arr(o.missing, "graph.missing").map((w, i) => parseWhy(w, `graph.missing[${i}]`)),
     controls: parseControls(o.controls, "graph.controls"),
     nodes,
+    skeleton,
   };
 }
 

@@ -124,7 +124,7 @@ def big_graph() -> Graph:
     from tests.zoo import TinyModel
 
     torch.manual_seed(0)
-    layers = torch.nn.Sequential(*[TinyModel() for _ in range(1)], *[torch.nn.Linear(10, 10) for _ in range(1300)])
+    layers = torch.nn.Sequential(*[TinyModel() for _ in range(1)], *[torch.nn.Linear(10, 10) for _ in range(600)])
     loss = layers(torch.randn(2, 1000)).pow(2).sum()
     return graph_of([loss], CaptureOptions(leaf_names=leaf_names_from_params(layers), stats=False))
 

@@ -49,6 +49,7 @@ def diff(before: Graph, after: Graph, before_index: int = 0, after_index: int = 
     new = {n.id: n for n in after.nodes}
     old_leaves, new_leaves = _leaf_grads(before), _leaf_grads(after)
     names = list(dict.fromkeys([*old_leaves, *new_leaves]))
+    old_norms, new_norms = _leaf_norms(before), _leaf_norms(after)
     return GraphDiff(
         before=before_index,
         after=after_index,
@@ -58,7 +59,7 @@ def diff(before: Graph, after: Graph, before_index: int = 0, after_index: int = 
         lost_grad=tuple(n for n in names if old_leaves.get(n, False) and not new_leaves.get(n, False)),
         loss_before=before.run.loss,
         loss_after=after.run.loss,
-        grad_norms=tuple(NormChange(n, _leaf_norm(before, n), _leaf_norm(after, n)) for n in names),
+        grad_norms=tuple(NormChange(n, old_norms.get(n), new_norms.get(n)) for n in names),
         saved_bytes_before=saved_bytes(before),
         saved_bytes_after=saved_bytes(after),
     )
@@ -90,6 +91,9 @@ def _got_grad(node: Node) -> bool:
     return bool(node.executed) and any(g is not None for g in node.grad_in)
 
 
-def _leaf_norm(graph: Graph, name: str) -> float | None:
-    node = next((n for n in graph.nodes if n.leaf is not None and n.leaf.name == name), None)
-    return None if node is None else node.grad_norm
+def _leaf_norms(graph: Graph) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for n in graph.nodes:
+        if n.leaf is not None and n.leaf.name:
+            out.setdefault(n.leaf.name, n.grad_norm)
+    return out

@@ -327,7 +327,7 @@ def _node_from_wire(w: Wire) -> Node:
 # exactly as names.op_ids builds them (see skeleton_ids), which the JS side repeats. Details
 # (saved values, gradients, source) come with the inspect reply's "node".
 
-SKELETON_THRESHOLD = 5000
+SKELETON_THRESHOLD = 2000
 
 KIND_CODES = {"op": 0, "leaf": 1, "root": 2, "opaque": 3}
 OPAQUE_CODES = {None: 0, "compiled": 1, "checkpoint": 2, "custom": 3, "backward-hook": 4}

@@ -25,9 +25,10 @@ from ..toggles import Toggles
 from .source import _INTERNAL_ROOTS, _short
 
 
-def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph) -> Why | None:
+def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph,
+          leaf_nodes: dict[str, Node] | None = None) -> Why | None:  # fmt: skip
     """An explanation from what is known without running anything, or None."""
-    node = _leaf_node(graph, name)
+    node = (leaf_nodes if leaf_nodes is not None else leaf_node_index(graph)).get(name)
     if node is not None:
         return _in_graph(name, node, graph)
     flipped = _flipped(name, toggles)
@@ -53,8 +54,13 @@ def _flipped(name: str, toggles: Toggles) -> bool | None:
     return toggles.requires_grad[max(owners, key=len)] if owners else None
 
 
-def _leaf_node(graph: Graph, name: str) -> Node | None:
-    return next((n for n in graph.nodes if n.leaf is not None and n.leaf.name == name), None)
+def leaf_node_index(graph: Graph) -> dict[str, Node]:
+    """Named leaves of the graph by name (first one wins)."""
+    out: dict[str, Node] = {}
+    for n in graph.nodes:
+        if n.leaf is not None and n.leaf.name:
+            out.setdefault(n.leaf.name, n)
+    return out
 
 
 def _in_graph(name: str, node: Node, graph: Graph) -> Why | None:
@@ -227,14 +233,15 @@ def _tensors(tree: Any) -> list[torch.Tensor]:
 def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, graph: Graph) -> tuple[Why, ...]:
     """Quick explanations for every named leaf that got no gradient (or a zero one) in ``graph``."""
     out = []
+    leaf_nodes = leaf_node_index(graph)
     for name, leaf in names.items():
-        node = _leaf_node(graph, name)
+        node = leaf_nodes.get(name)
         if node is not None and node.executed is not False and node.grad_norm != 0.0:
             continue
         wanted = isinstance(leaf, torch.nn.Parameter) or (leaf is not None and leaf.requires_grad)
         if node is None and not wanted and name not in toggles.requires_grad:
             continue  # an input that never asked for a gradient (a data batch): not a missing gradient
-        why = quick(name, leaf, toggles, graph)
+        why = quick(name, leaf, toggles, graph, leaf_nodes)
         out.append(why or Why(name, "unknown", f"{name} got no gradient in this run; ask why (click it) to trace "
                               "where its path to the loss breaks."))  # fmt: skip
     return tuple(out)
