@@ -142,7 +142,7 @@ def test_big_graphs_travel_as_a_compact_skeleton() -> None:
 
 
 def test_skeleton_columns_rebuild_names_edges_and_ids() -> None:
-    from gradsight.schema import KIND_CODES, skeleton_ids
+    from gradsight.skeleton import KIND_CODES, skeleton_ids
 
     graph = big_graph()
     cols = decode_skeleton(graph_to_wire(graph))
