@@ -35,7 +35,7 @@ from .graph import (
     Why,
 )  # fmt: skip
 from .inspection import Histogram, Inspection, Preview, TensorView
-from .skeleton import SKELETON_THRESHOLD, _nonfinite, comm_payload, skeleton_ids, skeleton_to_wire
+from .skeleton import SKELETON_THRESHOLD, comm_payload, nonfinite_summary, skeleton_ids, skeleton_to_wire
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -161,7 +161,7 @@ def tensor_to_wire(t: TensorSummary) -> Wire:
         "layout": t.layout,
         "freed": t.freed,
         "note": t.note,
-        "nonfinite": _nonfinite(t),
+        "nonfinite": nonfinite_summary(t),
     }
 
 
