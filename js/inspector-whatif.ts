@@ -1,7 +1,7 @@
 // The inspector's what-if parts: a leaf's requires_grad checkbox for the next re-run (same
 // [data-toggle="requires-grad"][data-leaf] contract as the toggles panel, which comes first in the
-// document), freeze / no_grad / detach shortcuts for an op node's module (and detach for the cell
-// variable it assigned), and the [data-section="why"] answer to "why is this leaf's .grad None or
+// document), freeze / no_grad / detach shortcuts for an op node's module (detach for the cell
+// variable it assigned, and for this very node's output in runnable and live debuggers), and the [data-section="why"] answer to "why is this leaf's .grad None or
 // zero" from an inspect reply. Checked states come from toggle-inputs.ts, shared with the panel.
 
 import { h } from "./dom";
@@ -42,6 +42,10 @@ export function whatIfSection(node: WireNode, state: ToggleState | null): HTMLEl
   const v = node.variable;
   if (v !== null && state.variables.has(v))
     parts.push(labelledBox({ kind: "detach", attr: "variable", name: v }, `detach ${v}`));
+  if (state.detachNodes)
+    parts.push(
+      labelledBox({ kind: "detach", attr: "edge", name: node.id }, "detach here: cut the edges into this node"),
+    );
   if (parts.length === 0) return null;
   return section("what-if", "What if (next re-run)", h("div", { class: "gs-what-if" }, ...parts));
 }

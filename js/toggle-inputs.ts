@@ -16,6 +16,7 @@ export function toggleBox(t: ToggleTarget, label: string): HTMLInputElement {
     "data-leaf": t.attr === "leaf" ? t.name : null,
     "data-module": t.attr === "module" ? t.name : null,
     "data-variable": t.attr === "variable" ? t.name : null,
+    "data-edge": t.attr === "edge" ? t.name : null,
     "aria-label": label,
     title: label,
   });

@@ -10,7 +10,7 @@ import type { WireToggles } from "./wire";
 
 export type ToggleKind = "requires-grad" | "freeze" | "no-grad" | "inference-mode" | "detach" | "apply";
 /** The data-* attribute that names what an input toggles; null: the whole step (or `apply`). */
-export type ToggleAttr = "leaf" | "module" | "variable" | null;
+export type ToggleAttr = "leaf" | "module" | "variable" | "edge" | null;
 
 export interface ToggleTarget {
   kind: ToggleKind;
@@ -25,6 +25,8 @@ export interface ToggleState {
   base: ReadonlyMap<string, boolean>;
   modules: ReadonlySet<string>;
   variables: ReadonlySet<string>;
+  /** can detach name node ids (controls.detach_nodes): `data-edge` boxes cut the edges into a node */
+  detachNodes?: boolean;
 }
 
 const KINDS: readonly string[] = ["requires-grad", "freeze", "no-grad", "inference-mode", "detach", "apply"];
@@ -41,7 +43,7 @@ function own(rec: Readonly<Record<string, boolean>>, key: string): boolean {
 export function readTarget(el: Element): ToggleTarget | null {
   const kind = el.getAttribute("data-toggle");
   if (kind === null || !KINDS.includes(kind)) return null;
-  for (const attr of ["leaf", "module", "variable"] as const) {
+  for (const attr of ["leaf", "module", "variable", "edge"] as const) {
     const name = el.getAttribute(`data-${attr}`);
     if (name !== null) return { kind: kind as ToggleKind, attr, name };
   }

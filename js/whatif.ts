@@ -68,7 +68,13 @@ export class WhatIf {
   state(): ToggleState | null {
     const controls = this.graph?.controls;
     if (!controls?.rerun) return null;
-    return { pending: this.pending, base: this.base, modules: this.modules, variables: this.variables };
+    return {
+      pending: this.pending,
+      base: this.base,
+      modules: this.modules,
+      variables: this.variables,
+      detachNodes: controls.detach_nodes,
+    };
   }
 
   /** A new graph: its controls, its missing leaves, the run it is. */

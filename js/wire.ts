@@ -99,6 +99,8 @@ export interface WireControls {
   leaves: { name: string; requires_grad: boolean; in_graph: boolean }[];
   modules: string[];
   variables: string[];
+  /** can `detach` name node ids (runnable and live debuggers): cuts the edges into that node */
+  detach_nodes: boolean;
 }
 
 export interface WireRun {
@@ -399,6 +401,7 @@ function parseControls(x: unknown, path: string): WireControls {
     }),
     modules: strings(o.modules, `${path}.modules`),
     variables: strings(o.variables, `${path}.variables`),
+    detach_nodes: bool(o.detach_nodes, `${path}.detach_nodes`),
   };
 }
 

@@ -332,3 +332,24 @@ def test_why_graph_freed_by_an_earlier_backward() -> None:
     dbg = gs.debugger(loss, params={"a": a, "b": b})
     why = dbg.why("a")
     assert why.reason == "freed" and "second time" in why.message
+
+
+def test_detach_at_a_chosen_node_cuts_the_edges_into_it() -> None:
+    model = MLP()
+    x = torch.randn(3, 8)
+    dbg = gs.debugger(model, inputs=x, loss=lambda out: out.pow(2).sum())
+    assert dbg.graph.controls.detach_nodes
+    graph = dbg.rerun(detach=["ReluBackward0#0"])
+    assert "ReluBackward0#0" not in graph and "leaf:layer1.weight" not in graph
+    assert leaf_names(graph) == ["layer2.bias", "layer2.weight"]
+    expected = torch.autograd.grad(model.layer2(torch.relu(model.layer1(x)).detach()).pow(2).sum(),
+                                   model.layer2.weight)[0]  # fmt: skip
+    assert graph.node("leaf:layer2.weight").grad_norm == pytest.approx(float(expected.norm()), rel=1e-6)
+
+
+def test_detach_of_a_node_made_inside_a_call_is_explained() -> None:
+    model = MLP()
+    dbg = gs.debugger(model, inputs=torch.randn(3, 8), loss=lambda out: out.pow(2).sum())
+    with pytest.raises(gs.RerunError, match="inside another call"):
+        dbg.rerun(detach=["layer1/TBackward0#0"])
+    assert dbg.graph.run.index == 0

@@ -181,6 +181,7 @@ class Controls:
     leaves: tuple[LeafControl, ...] = ()
     modules: tuple[str, ...] = ()
     variables: tuple[str, ...] = ()
+    detach_nodes: bool = False  # can ``detach`` name node ids (runnable and live debuggers)
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ def _controls_to_wire(c: Controls) -> Wire:
         ],
         "modules": list(c.modules),
         "variables": list(c.variables),
+        "detach_nodes": c.detach_nodes,
     }
 
 
@@ -141,6 +142,7 @@ def graph_from_wire(wire: Wire) -> Graph:
             leaves=tuple(LeafControl(**leaf) for leaf in wire["controls"]["leaves"]),
             modules=tuple(wire["controls"]["modules"]),
             variables=tuple(wire["controls"]["variables"]),
+            detach_nodes=wire["controls"]["detach_nodes"],
         ),
     )
 

@@ -4,8 +4,9 @@
 
 ``requires_grad`` maps leaf names (parameters, named inputs, a cell's variables) or module paths
 (the whole subtree) to a flag; ``no_grad`` / ``inference_mode`` are ``True`` (the whole step) or
-module paths; ``detach`` lists module paths (their output is detached) or, in a ``%%gradsight``
-cell, variable names (detached right after the cell assigns them). Torch-free.
+module paths; ``detach`` lists module paths (their output is detached), node ids of a runnable or live debugger
+(the output of the call that made the node is detached: the edges into it are cut) or, in a
+``%%gradsight`` cell, variable names (detached right after the cell assigns them). Torch-free.
 
 >>> Toggles(requires_grad={"w": False}).label
 'w.requires_grad=False'
@@ -61,7 +62,7 @@ class Toggles:
 
 def make_toggles(*, requires_grad: Any = None, no_grad: Any = False, inference_mode: Any = False, detach: Any = (),
                  apply: Any = False, leaves: Collection[str] = (), modules: Collection[str] = (),
-                 variables: Collection[str] = ()) -> Toggles:  # fmt: skip
+                 variables: Collection[str] = (), nodes: Collection[str] = ()) -> Toggles:  # fmt: skip
     """Validate user (or view) input; raise :class:`ToggleError` saying what the names can be."""
     rg = {} if requires_grad is None else requires_grad
     if not isinstance(rg, Mapping) or not all(isinstance(k, str) and isinstance(v, bool) for k, v in rg.items()):
@@ -75,7 +76,7 @@ def make_toggles(*, requires_grad: Any = None, no_grad: Any = False, inference_m
         requires_grad=dict(rg),
         no_grad=_scope("no_grad", no_grad, modules),
         inference_mode=_scope("inference_mode", inference_mode, modules),
-        detach=_names("detach", detach, set(modules) | set(variables)),
+        detach=_names("detach", detach, set(modules) | set(variables) | set(nodes)),
         apply=apply,
     )
 

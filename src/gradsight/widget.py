@@ -127,9 +127,14 @@ class Debugger(anywidget.AnyWidget):
         toggles = make_toggles(
             requires_grad=requires_grad, no_grad=no_grad, inference_mode=inference_mode, detach=detach, apply=apply,
             leaves=[*(leaf.name for leaf in controls.leaves), *in_graph], modules=controls.modules,
-            variables=controls.variables,
+            variables=controls.variables, nodes=self._detachable(),
         )  # fmt: skip
         return self._rerun(toggles)
+
+    def _detachable(self) -> list[str]:
+        if not self.graph.controls.detach_nodes:
+            return []
+        return [n.id for n in self.graph.nodes if n.kind != "leaf"]
 
     def why(self, leaf: str) -> Why:
         """Why ``leaf`` (a parameter or input name) got no gradient, or a zero one, in the run shown."""
@@ -292,7 +297,8 @@ class Debugger(anywidget.AnyWidget):
             if not isinstance(value, dict) or set(value) - set(NO_PENDING):
                 raise ToggleError(f"pending toggles must be a dict with keys {', '.join(NO_PENDING)}")
             make_toggles(**value, leaves=[*(leaf.name for leaf in controls.leaves), *in_graph],
-                         modules=controls.modules, variables=controls.variables)  # fmt: skip
+                         modules=controls.modules, variables=controls.variables,
+                         nodes=self._detachable())  # fmt: skip
         except (ToggleError, TypeError) as e:
             self.error = f"toggles not accepted: {e}"
             self.pending = change["old"]

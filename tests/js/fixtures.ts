@@ -77,7 +77,7 @@ export function runInfo(extra: Partial<WireRun> = {}): WireRun {
 
 /** What a debugger that cannot re-run reports (a tensor debugger), unless `extra` says otherwise. */
 export function controls(extra: Partial<WireControls> = {}): WireControls {
-  return { rerun: false, note: null, leaves: [], modules: [], variables: [], ...extra };
+  return { rerun: false, note: null, leaves: [], modules: [], variables: [], detach_nodes: false, ...extra };
 }
 
 /** An empty graph of the current schema (no nodes), for tests that fill in the rest. */

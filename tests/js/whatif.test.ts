@@ -199,6 +199,20 @@ describe("inspector toggles", () => {
     expect(q(inspector(m.el), '[data-section="what-if"]').querySelector('[data-variable="out1"]')).not.toBeNull();
   });
 
+  it("detaches at a chosen node when the debugger can (runnable and live debuggers)", () => {
+    const g = whatIfGraph();
+    expect(g.controls.detach_nodes).toBe(false);
+    let m = mount(g);
+    m.model.pySet("selected", MUL);
+    expect(q(inspector(m.el), '[data-section="what-if"]').querySelector("[data-edge]")).toBeNull();
+    unmountAll();
+    g.controls = { ...g.controls, detach_nodes: true };
+    m = mount(g);
+    m.model.pySet("selected", MUL);
+    box(q(inspector(m.el), '[data-section="what-if"]'), `[data-toggle="detach"][data-edge="${MUL}"]`).click();
+    expect(lastPending(m.model)).toEqual(toggles({ detach: [MUL] }));
+  });
+
   it("shows no toggles when the debugger cannot re-run", () => {
     const g = whatIfGraph();
     g.controls = controls();

@@ -30,7 +30,7 @@ from .source import SourceTracker
 from .store import TensorStore
 from .tensors import why_no_graph
 from .walk import ACCUMULATE_GRAD, assign_ids, collect, gc_paused
-from .whatif import WhatIf
+from .whatif import CallIndex, Detacher, WhatIf
 
 
 @dataclass
@@ -69,12 +69,18 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
     if not spec.versions:
         spec.versions = [(p, p._version) for _, m in spec.modules for p in m.parameters(recurse=False)]
     whatif = WhatIf(toggles or Toggles(), dict(spec.modules), {n: t for t, n in spec.leaf_names.items()})
+    detacher = None
+    if whatif.node_detaches():
+        try:
+            detacher = Detacher(_locate_calls(spec, whatif))
+        except Exception as e:
+            return RunResult(None, error=_format(e))
     with fork_rng(spec), _restore_buffers(spec.modules), whatif.applied(), gc_paused():
         tracker = ModuleTracker(spec.modules)
         try:
             sources = SourceTracker() if spec.source_lines else None
             try:
-                with sources if sources is not None else _nothing(), whatif.forward():
+                with sources or _nothing(), whatif.forward(), detacher or _nothing():
                     output = spec.call()
                     roots, grads, kind, loss_value = _roots(spec, output)
             except Exception as e:
@@ -86,6 +92,36 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
             return _backward(spec, store, tracker, sources, roots, grads, kind, loss_value, watch)
         finally:
             tracker.close()
+
+
+def _locate_calls(spec: RunSpec, whatif: WhatIf) -> dict[int, set[int]]:
+    """A first pass of the same forward: which top-level call produced each node to detach."""
+    wanted = set(whatif.node_detaches())
+    calls = CallIndex()
+    with fork_rng(spec), _restore_buffers(spec.modules), whatif.applied(), gc_paused():
+        tracker = ModuleTracker(spec.modules)
+        try:
+            with whatif.forward(), calls:
+                roots = [r for r in _roots(spec, spec.call())[0] if r.grad_fn is not None]
+        finally:
+            tracker.close()
+        collected, order = collect([r.grad_fn for r in roots], CaptureOptions(
+            leaf_names=spec.leaf_names, module_of=tracker.module_of, stats=False))  # fmt: skip
+        ids = assign_ids(collected)
+        targets: dict[int, set[int]] = {}
+        for i, node_id in enumerate(ids):
+            if node_id in wanted:
+                where = calls.producer.get(order[i])
+                if where is None:
+                    raise ValueError(
+                        f"cannot detach {node_id} alone: autograd created it inside another call (like the "
+                        "TBackward0 inside F.linear); detach its module's output instead"
+                    )
+                targets.setdefault(where[0], set()).add(where[1])
+                wanted.discard(node_id)
+    if wanted:
+        raise ValueError(f"no node {', '.join(sorted(wanted))} in this run's graph (with the other toggles applied)")
+    return targets
 
 
 def _no_graph(roots: list[torch.Tensor], toggles: Toggles) -> str:

@@ -101,7 +101,7 @@ class RunnableTarget:
         leaves = tuple(LeafControl(name, bool(t.requires_grad), name in in_graph) for name, t in self.leaves().items()
                        if t is not None)  # fmt: skip
         modules = tuple(name for name, _ in self.spec.modules if name)
-        return Controls(rerun=True, leaves=leaves, modules=modules)
+        return Controls(rerun=True, leaves=leaves, modules=modules, detach_nodes=True)
 
     def trace(self, name: str, toggles: Toggles) -> Why | None:
         leaf = self.leaves().get(name)

@@ -13,6 +13,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree
 
 from ..toggles import Toggles
@@ -82,6 +83,10 @@ class WhatIf:
                 handles.append(self.modules[name].register_forward_hook(_detach_output))
         return handles
 
+    def node_detaches(self) -> list[str]:
+        """Detach targets that are node ids (not modules)."""
+        return [d for d in self.toggles.detach if d not in self.modules]
+
 
 def _enter(kind: str, contexts: list[Any]) -> Any:
     def hook(module: torch.nn.Module, args: Any) -> None:
@@ -102,3 +107,48 @@ def _exit(contexts: list[Any]) -> Any:
 
 def _detach_output(module: torch.nn.Module, args: Any, output: Any) -> Any:
     return _pytree.tree_map_only(torch.Tensor, lambda t: t.detach(), output)
+
+
+# -- detaching the output of one node (a backward-graph edge) --------------------------------------
+#
+# A node of the backward graph has no name in forward code, but a forward replayed with the same RNG
+# makes the same top-level torch calls in the same order. So a first pass numbers the calls and
+# notes which call produced each node (then the graph's ids tell which node is which); the real run
+# detaches that call's output. Nodes created inside a call (the TBackward0 inside F.linear) are not
+# any call's output and cannot be cut alone: detach their module's output instead.
+
+
+class CallIndex(TorchFunctionMode):
+    """Numbers the top-level torch calls of a forward; remembers which produced each node."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.producer: dict[Any, tuple[int, int]] = {}  # grad_fn -> (call number, position in its output)
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        call, self.calls = self.calls, self.calls + 1
+        for pos, t in enumerate(_pytree.tree_flatten(out)[0]):
+            if isinstance(t, torch.Tensor) and t.grad_fn is not None:
+                self.producer.setdefault(t.grad_fn, (call, pos))
+        return out
+
+
+class Detacher(TorchFunctionMode):
+    """Detaches the outputs at ``targets`` ({call number: {positions}}) of the same forward."""
+
+    def __init__(self, targets: Mapping[int, set[int]]) -> None:
+        super().__init__()
+        self.targets = targets
+        self.calls = 0
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        call, self.calls = self.calls, self.calls + 1
+        wanted = self.targets.get(call)
+        if not wanted:
+            return out
+        leaves, spec = _pytree.tree_flatten(out)
+        leaves = [t.detach() if i in wanted and isinstance(t, torch.Tensor) else t for i, t in enumerate(leaves)]
+        return _pytree.tree_unflatten(leaves, spec)
