@@ -107,7 +107,24 @@ def browser_side(page: Page, lab: Any, arch: str, size: int) -> dict[str, Any]:
     row: dict[str, Any] = {"first_paint_s": painted / 1000 - printed["t_start"]}
     row.update(pan_zoom(page))
     row["click_inspector_s"] = click_to_inspector(page)
+    if page.locator('.gradsight [data-action="flat"]').count():
+        row["flat_layout_s"] = page.evaluate(FLAT) / 1000
+        flat = pan_zoom(page)
+        row["flat_frame_ms_median"], row["flat_frame_ms_p95"] = flat["frame_ms_median"], flat["frame_ms_p95"]
     return row
+
+
+# Switch the big view to the flat graph (every node laid out and drawn): click -> laid out -> drawn.
+FLAT = """async () => {
+    const layouts = () => performance.getEntriesByName('gradsight:layout').length;
+    const busy = () => document.querySelector('.gradsight [data-gradsight="big"]').getAttribute('aria-busy') === 'true';
+    const before = layouts();
+    const t0 = performance.now();
+    document.querySelector('.gradsight [data-action="flat"]').click();
+    while (layouts() === before || busy()) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+    return performance.now() - t0;
+}"""
 
 
 def pan_zoom(page: Page) -> dict[str, Any]:
@@ -158,7 +175,8 @@ def main() -> None:
     ARGS = parser.parse_args()
     torch.set_num_threads(1)
     cols = ["arch", "nodes", "capture_s", "wire_s", "wire_bytes", "first_paint_s", "frame_ms_median",
-            "frame_ms_p95", "click_inspector_s", "torchviz_s", "dot_s"]  # fmt: skip
+            "frame_ms_p95", "click_inspector_s", "flat_layout_s", "flat_frame_ms_median", "flat_frame_ms_p95",
+            "torchviz_s", "dot_s"]  # fmt: skip
     rows = []
     with jupyter_lab() as lab, chromium() as browser:
         for arch in ARGS.archs:

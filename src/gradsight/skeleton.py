@@ -29,40 +29,44 @@ def skeleton_to_wire(graph: Graph) -> Wire:
     import numpy as np
 
     strings: dict[str, int] = {}
+    intern = strings.setdefault
 
     def s(text: str | None) -> int:
-        if text is None:
-            return -1
-        return strings.setdefault(text, len(strings))
+        return -1 if text is None else intern(text, len(strings))
 
-    n = len(graph.nodes)
-    index = {node.id: i for i, node in enumerate(graph.nodes)}
-    name, module, leaf, variable, shape, rank = (np.empty(n, "<i4") for _ in range(6))
-    kind, flags = np.empty(n, "<u1"), np.empty(n, "<u1")
-    norm = np.empty(n, "<f4")
-    offsets = np.empty(n + 1, "<u4")
-    targets: list[int] = []
-    input_nr: list[int] = []
-    offsets[0] = 0
-    for i, node in enumerate(graph.nodes):
-        name[i], module[i] = s(node.name), s(node.module)
-        leaf[i] = s(node.leaf.name if node.leaf is not None else None)
-        variable[i] = s(node.variable)
-        shape[i] = s(format_shape(node.outputs[0].shape)) if node.outputs else -1
-        rank[i] = _rank(node.id)
-        kind[i] = KIND_CODES[node.kind]
-        flags[i] = _flags(node)
-        norm[i] = node.grad_norm if node.grad_norm is not None and math.isfinite(node.grad_norm) else np.nan
-        for dst, nr in node.next:
-            targets.append(-1 if dst is None else index[dst])
-            input_nr.append(nr)
-        offsets[i + 1] = len(targets)
-    columns = {
-        "name": name, "module": module, "leaf": leaf, "variable": variable, "shape": shape, "rank": rank,
-        "kind": kind, "flags": flags, "grad_norm": norm, "edge_offsets": offsets,
-        "edge_targets": np.asarray(targets, "<i4"), "edge_input_nr": np.asarray(input_nr, "<u2"),
-    }  # fmt: skip
-    return {"count": n, "strings": list(strings), **{k: memoryview(v.tobytes()) for k, v in columns.items()}}
+    nodes = graph.nodes
+    index = {node.id: i for i, node in enumerate(nodes)}
+    nan = float("nan")
+    # Plain lists, one numpy conversion per column: assigning numpy items one by one was 3× slower.
+    shapes: dict[tuple[int, ...], int] = {}
+    edges = [node.next for node in nodes]
+    columns: dict[str, Any] = {
+        "name": np.asarray([s(n.name) for n in nodes], "<i4"),
+        "module": np.asarray([s(n.module) for n in nodes], "<i4"),
+        "leaf": np.asarray([s(n.leaf.name) if n.leaf is not None else -1 for n in nodes], "<i4"),
+        "variable": np.asarray([s(n.variable) for n in nodes], "<i4"),
+        "shape": np.asarray([_shape(n, shapes, s) for n in nodes], "<i4"),
+        "rank": np.asarray([_rank(n.id) for n in nodes], "<i4"),
+        "kind": np.asarray([KIND_CODES[n.kind] for n in nodes], "<u1"),
+        "flags": np.asarray([_flags(n) for n in nodes], "<u1"),
+        "grad_norm": np.asarray(
+            [n.grad_norm if n.grad_norm is not None and math.isfinite(n.grad_norm) else nan for n in nodes], "<f4"
+        ),
+        "edge_offsets": np.cumsum([0, *(len(e) for e in edges)], dtype="<u4"),
+        "edge_targets": np.asarray([-1 if dst is None else index[dst] for e in edges for dst, _ in e], "<i4"),
+        "edge_input_nr": np.asarray([nr for e in edges for _, nr in e], "<u2"),
+    }
+    return {"count": len(nodes), "strings": list(strings), **{k: memoryview(v.tobytes()) for k, v in columns.items()}}
+
+
+def _shape(node: Node, cache: dict[tuple[int, ...], int], s: Any) -> int:
+    if not node.outputs:
+        return -1
+    shape = node.outputs[0].shape
+    found = cache.get(shape)
+    if found is None:
+        found = cache[shape] = s(format_shape(shape))
+    return int(found)
 
 
 def comm_payload(wire: Wire) -> tuple[str, list[bytes]]:
@@ -98,8 +102,8 @@ def _flags(node: Node) -> int:
     bits = 0
     if node.executed is not None:
         bits |= 1 | (2 if node.executed else 0)
-    if any(g is not None and nonfinite_summary(g) for g in node.grad_in):
-        bits |= 4
+        if any(g is not None and nonfinite_summary(g) for g in node.grad_in):
+            bits |= 4
     return bits | (OPAQUE_CODES[node.opaque_kind] << 3)
 
 
