@@ -59,7 +59,7 @@ def run(arch: str, size: int, repeats: int) -> dict[str, Any]:
     names = leaf_names_from_params(model)
     params = dict(model.named_parameters())
     opts = CaptureOptions(leaf_names=names, stats=False)
-    collected = collect([loss.grad_fn], opts)
+    collected, _ = collect([loss.grad_fn], opts)
     graph = build(collected)
 
     def structure() -> None:
