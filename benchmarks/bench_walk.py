@@ -77,6 +77,7 @@ def run(arch: str, size: int, repeats: int) -> dict[str, Any]:
             collect([loss.grad_fn], opts)
 
     def graph_phase() -> None:
+        collected.ids = []  # order and ids too, every time
         with gc_paused():
             build(collected)
 
