@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
 import re
 
 from playwright.sync_api import Page, expect
@@ -25,6 +27,8 @@ torch.manual_seed(0)
 model = TwoLayer()
 batch = torch.randn(8, 20)
 target = torch.randn(8, 3)"""
+
+README_SHOT = pathlib.Path(__file__).parents[2] / "docs" / "screenshot.png"
 
 RUNNABLE = "dbg = gradsight.debugger(model, inputs=batch, loss=lambda out: (target - out).pow(2).sum())\ndbg"
 
@@ -56,6 +60,9 @@ def test_runnable_debugger_shows_gradients_and_the_leaf_norm_pytorch_computes(la
     expect(grad_in.locator("[data-histogram]").first).to_be_visible()
     ARTIFACTS.mkdir(exist_ok=True)
     widget.screenshot(path=str(ARTIFACTS / "gradients.png"))
+    if os.environ.get("GRADSIGHT_UPDATE_SCREENSHOT") == "1":  # the README's picture
+        README_SHOT.parent.mkdir(exist_ok=True)
+        widget.screenshot(path=str(README_SHOT))
 
     leaf = widget.locator('[data-node-id="leaf:layer1.weight"]')
     leaf.click()

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import pathlib
-
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import ARTIFACTS, Lab
 from tests.e2e.harness import kernel_exec, open_and_run
-
-README_SHOT = pathlib.Path(__file__).parents[2] / "docs" / "screenshot.png"
 
 SEED_SIN = """%%gradsight
 input1 = torch.linspace(0., 2. * math.pi, steps=25, requires_grad=True)
@@ -74,9 +69,6 @@ def test_debugger_of_tiny_model_leaf_shows_parameter_name(lab: Lab, page: Page) 
     ARTIFACTS.mkdir(exist_ok=True)
     node(page, "AddmmBackward0").click()
     widget.screenshot(path=str(ARTIFACTS / "tiny_model.png"))
-    if os.environ.get("GRADSIGHT_UPDATE_SCREENSHOT") == "1":
-        README_SHOT.parent.mkdir(exist_ok=True)
-        widget.screenshot(path=str(README_SHOT))
 
 
 def test_two_thousand_node_chain_displays(lab: Lab, page: Page) -> None:
