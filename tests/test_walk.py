@@ -228,3 +228,17 @@ def test_torch_compile_region_is_one_opaque_node() -> None:
     node = graph.find("CompiledFunctionBackward")[0]
     assert node.kind == "opaque" and node.opaque_kind == "compiled"
     assert {n.leaf.name for n in graph.leaves if n.leaf} >= {"0.weight", "2.bias"}
+
+
+def test_every_output_of_a_multi_output_node_is_described() -> None:
+    # SplitWithSizesBackward0 has one gradient input per piece: three outputs, of two shapes and dtypes kept
+    x = torch.arange(10.0, dtype=torch.float64, requires_grad=True)
+    a, b, c = x.split([4, 4, 2])
+    graph = graph_of([(a * b).sum() + c.sum()])
+    split = graph.find("SplitWithSizesBackward0")[0]
+    assert [o.shape for o in split.outputs] == [(4,), (4,), (2,)]
+    assert {o.dtype for o in split.outputs} == {"float64"}
+    # summaries without statistics are shared between equal tensors (interned), never mixed up
+    mul = graph.find("MulBackward0")[0]
+    assert mul.saved["_saved_self"].shape == mul.saved["_saved_other"].shape == (4,)
+    assert graph.find("AccumulateGrad")[0].leaf.shape == (10,)  # type: ignore[union-attr]

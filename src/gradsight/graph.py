@@ -101,6 +101,15 @@ class LeafInfo:
     is_parameter: bool = False
     device: str = "cpu"
 
+    @classmethod
+    def fast(cls, name: str | None, shape: tuple[int, ...], dtype: str, requires_grad: bool,
+             grad: TensorSummary | None, is_parameter: bool, device: str) -> LeafInfo:  # fmt: skip
+        """Build from every field, ~3× faster than ``__init__`` (as :meth:`Node.fast`)."""
+        obj = object.__new__(cls)
+        obj.__dict__.update(name=name, shape=shape, dtype=dtype, requires_grad=requires_grad, grad=grad,
+                            is_parameter=is_parameter, device=device)  # fmt: skip
+        return obj
+
 
 Edge: TypeAlias = "tuple[str | None, int]"
 

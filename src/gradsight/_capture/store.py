@@ -14,7 +14,9 @@ from typing import Any
 import torch
 
 from ..graph import TensorSummary
-from .summary import summarize
+from .summary import meta_of, summarize
+
+_STRIDED = torch.strided
 
 Key = tuple[int, str]  # (node index in the walk, tensor key such as "saved:_saved_self")
 
@@ -31,14 +33,13 @@ class TensorStore:
         self._leaves: dict[int, weakref.ref[torch.Tensor]] = {}
 
     def offer(self, key: Key, t: torch.Tensor, *, freed: bool = False) -> TensorSummary:
-        meta = summarize(t, stats=False, freed=freed)
         cost = self._cost(t)
         if self.kept_bytes + cost > self.budget_bytes:
             self.dropped += 1
             return summarize(t, stats=True, freed=freed)
         self.kept_bytes += cost
         self._tensors[key] = t
-        return meta
+        return summarize(t, stats=False, freed=True) if freed else meta_of(t)
 
     def offer_leaf(self, index: int, t: torch.Tensor) -> None:
         """The leaf tensor itself, weakly: the user owns it, gradsight must not keep it alive."""
@@ -72,13 +73,13 @@ class TensorStore:
         return len(self._tensors)
 
     def _cost(self, t: torch.Tensor) -> int:
-        if t.device.type == "meta":
+        if t.is_meta:
             return 0
-        if t.layout != torch.strided:
+        if t.layout is not _STRIDED:
             return int(t._nnz()) * t.element_size() if t.is_sparse else t.numel() * t.element_size()
         storage: Any = t.untyped_storage()
-        ptr, size = int(storage.data_ptr()), int(storage.nbytes())
+        ptr = storage.data_ptr()
         if ptr in self._storages:
             return 0
-        self._storages[ptr] = size
+        size = self._storages[ptr] = int(storage.nbytes())
         return size

@@ -21,7 +21,6 @@ from typing import Any
 import torch
 
 from ..graph import (
-    Edge,
     Graph,
     LeafInfo,
     Node,
@@ -36,7 +35,7 @@ from ..graph import (
 from . import saved as saved_mod
 from .names import infer_module, op_ids
 from .records import CaptureOptions, Collected, Gradients
-from .summary import dtype_name, summarize
+from .summary import dtype_name, meta_of, summarize
 
 ACCUMULATE_GRAD = "AccumulateGrad"
 _OPAQUE_BY_NAME: dict[str, OpaqueKind] = {
@@ -112,26 +111,29 @@ def build(c: Collected, grads: Gradients | None = None, run: RunInfo | None = No
     ids = assign_ids(c)
     topo, modules = c.topo, c.final_modules
     root_set = set(c.roots)
-    nodes = tuple(
+    g = grads or Gradients({}, {}, set(), {})
+    grad_in, grad_out, executed, norms = g.grad_in.get, g.grad_out.get, g.executed, g.norms.get
+    observed = grads is not None
+    nodes = tuple([
         Node.fast(
             id=ids[i],
             name=c.names[i],
             kind=_kind(c, i, i in root_set),
             module=modules[i],
-            next=tuple(_edge(dst, nr, ids) for dst, nr in c.edges[i]),
+            next=tuple([(None if dst is None else ids[dst], nr) for dst, nr in c.edges[i]]),
             saved=c.saved[i],
             leaf=c.leaves[i],
             outputs=c.outputs[i],
             variable=c.variables[i],
             source=c.sources[i],
             opaque_kind=c.opaque[i],
-            grad_in=() if grads is None else grads.grad_in.get(i, ()),
-            grad_out=() if grads is None else grads.grad_out.get(i, ()),
-            executed=None if grads is None else i in grads.executed,
-            grad_norm=None if grads is None else grads.norms.get(i),
+            grad_in=grad_in(i, ()),
+            grad_out=grad_out(i, ()),
+            executed=(i in executed) if observed else None,
+            grad_norm=norms(i),
         )
         for i in topo
-    )
+    ])  # fmt: skip
     freed = sum(any(_is_freed(v) for v in saved.values()) for saved in c.saved)
     notes = (_freed_note(freed),) if freed else ()
     return Graph(nodes=nodes, roots=tuple(ids[r] for r in c.roots), notes=notes, run=run or RunInfo())
@@ -221,24 +223,41 @@ def _opaque_kind(node: Any, name: str) -> OpaqueKind | None:
     return kind
 
 
-def _edge(dst: int | None, nr: int, ids: list[str]) -> Edge:
-    return (None if dst is None else ids[dst], nr)
-
-
 _DEVICES: dict[Any, str] = {}
+_PARAMETER = torch.nn.Parameter
+
+
+# OutputMeta and 1-tuples of them, interned like summary.meta_of (few distinct values, one per node).
+_OUTPUTS: dict[tuple[Any, ...], tuple[OutputMeta, ...]] = {}
 
 
 def _outputs(node: Any) -> tuple[OutputMeta, ...]:
     try:
-        return tuple(OutputMeta(tuple(m.shape), dtype_name(m.dtype), _device(m.device)) for m in node._input_metadata)
+        metas = node._input_metadata
+        if len(metas) == 1:
+            m = metas[0]
+            return _output1(tuple(m.shape), m.dtype, m.device)
+        return tuple(_output1(tuple(m.shape), m.dtype, m.device)[0] for m in metas)
     except Exception:  # _input_metadata is private API: degrade to "unknown"
         return ()
+
+
+def _output1(shape: Any, dtype: Any, device: Any) -> tuple[OutputMeta]:
+    key = (shape, dtype, device)
+    hit = _OUTPUTS.get(key)
+    if hit is None:
+        if len(_OUTPUTS) >= 4096:
+            _OUTPUTS.clear()
+        dt = dtype if isinstance(dtype, str) else dtype_name(dtype)
+        dev = device if isinstance(device, str) else _device(device)
+        hit = _OUTPUTS[key] = (OutputMeta(tuple(shape), dt, dev),)
+    return hit  # type: ignore[return-value]
 
 
 def _leaf_outputs(leaf: LeafInfo | None) -> tuple[OutputMeta, ...]:
     # An AccumulateGrad's one "output" is its leaf, already read: skip _input_metadata (pybind, ~2 µs).
     assert leaf is not None
-    return (OutputMeta(leaf.shape, leaf.dtype, leaf.device),)
+    return _output1(leaf.shape, leaf.dtype, leaf.device)
 
 
 def _device(device: Any) -> str:
@@ -256,14 +275,15 @@ def _leaf_info(
     if opts.store is not None:
         opts.store.offer_leaf(i, var)
         summarize_fn = _meta
-    return LeafInfo(
+    meta = meta_of(var)
+    return LeafInfo.fast(
         name=opts.leaf_names.get(var),
-        shape=tuple(var.shape),
-        dtype=dtype_name(var.dtype),
-        device=_device(var.device),
+        shape=meta.shape,
+        dtype=meta.dtype,
+        device=meta.device,
         requires_grad=bool(var.requires_grad),
         grad=None if grad is None else summarize_fn(grad),
-        is_parameter=isinstance(var, torch.nn.Parameter),
+        is_parameter=isinstance(var, _PARAMETER),
     )
 
 
@@ -301,7 +321,7 @@ def _saved(
 
 
 def _meta(t: torch.Tensor) -> TensorSummary:
-    return summarize(t, stats=False)
+    return meta_of(t)
 
 
 def _mark_freed(value: SavedValue) -> SavedValue:
@@ -318,6 +338,8 @@ def _is_freed(value: SavedValue) -> bool:
 
 def _summary_cache(stats: bool) -> Callable[[torch.Tensor], TensorSummary]:
     """Summarize each distinct tensor once (weights are saved by many nodes)."""
+    if not stats:
+        return meta_of
     cache: dict[int, tuple[torch.Tensor, TensorSummary]] = {}
 
     def fn(t: torch.Tensor) -> TensorSummary:
