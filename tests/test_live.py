@@ -73,17 +73,26 @@ def test_autograd_grad_and_backward_inputs_mark_pruned_nodes() -> None:
     dbg.close()
 
 
-def test_close_removes_every_hook_and_later_steps_are_ignored() -> None:
+def test_close_removes_every_hook_and_later_steps_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     model = MLP()
     case = RunCase(model, torch.randn(2, 8), None)
+    x1, x2, x3 = torch.randn(3, 2, 8)
     before = snapshot(case)
+    global_hooks = torch.nn.modules.module._global_forward_pre_hooks
+    seen: list[int] = []
+    probe = model.layer1.register_forward_hook(lambda *_: seen.append(len(global_hooks)))
     dbg = gs.debugger(model)
-    assert model._forward_hooks and model.layer1._forward_pre_hooks
+    assert model._forward_hooks and model._forward_pre_hooks
+    step(model, x1)  # captured
+    monkeypatch.setattr(dbg._live, "_interval", 3600.0)
+    step(model, x2)  # not captured: the module-range hook is not even installed
+    assert seen == [1, 0] and not global_hooks
+    probe.remove()
     dbg.close()
     model.zero_grad(set_to_none=True)
     assert_same(before, snapshot(case))
-    step(model, torch.randn(2, 8))
-    assert dbg.graph.run.step == 0
+    step(model, x3)
+    assert dbg.graph.run.step == 1
 
 
 def test_stale_graph_from_an_earlier_step_does_not_pollute_the_next() -> None:

@@ -66,6 +66,9 @@ def snapshot(case: RunCase) -> dict[str, Any]:
         for attr, value in vars(m).items():
             if attr.endswith("hooks") or "hooks_" in attr:
                 hook_dicts[f"{name}.{attr}"] = dict(value) if hasattr(value, "items") else value
+    for attr, value in vars(torch.nn.modules.module).items():  # the global module hooks too
+        if attr.startswith("_global_") and "hooks" in attr and hasattr(value, "items"):
+            hook_dicts[f"torch.nn.modules.module.{attr}"] = dict(value)
     for name, t in tensors.items():
         hook_dicts[f"{name}._backward_hooks"] = dict(t._backward_hooks or {})
         hook_dicts[f"{name}._post_accumulate_grad_hooks"] = dict(t._post_accumulate_grad_hooks or {})

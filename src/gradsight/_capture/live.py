@@ -46,7 +46,7 @@ class LiveSession:
         self._interval = interval
         self._source_lines = source_lines
         self._leaf_names = leaf_names_from_params(model)
-        self._tracker = ModuleTracker(list(model.named_modules()))
+        self._tracker = ModuleTracker(model.named_modules(), start=False)  # started for captured steps
         self._handles = [
             model.register_forward_pre_hook(self._on_forward_start, with_kwargs=True),
             model.register_forward_hook(self._on_forward_end, always_call=True),
@@ -92,6 +92,7 @@ class LiveSession:
         if self._capturing:
             self._call = (args, kwargs, rng_state())
             self._tracker.reset()
+            self._tracker.start()
             if self._source_lines:
                 self._sources = SourceTracker()
                 self._sources.__enter__()  # type: ignore[no-untyped-call]
@@ -99,6 +100,7 @@ class LiveSession:
     def _on_forward_end(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         if self._paused:
             return
+        self._tracker.stop()
         if self._sources is not None:
             self._sources.__exit__(None, None, None)  # type: ignore[no-untyped-call]
         if not self._capturing:
