@@ -4,7 +4,10 @@
     .venv/bin/python benchmarks/bench_run.py --section capture|live|click|memory
 
 - capture: a runnable debugger's run (forward + backward observed, graph built) ÷ a plain
-  forward + backward, on ~1k-node models of realistic size. Target ≤ 1.15×.
+  forward + backward. Target ≤ 1.15×. Three kinds of model (benchmarks/models.py REALISTIC):
+  ~1k-node stacks with the middle tensor sizes of research/autograd-facts.md §5.3 (per-node cost
+  dominates: the hard case), the same stacks with bigger tensors, and typical models (a few wide
+  layers, a CIFAR-sized ResNet, a 4-layer encoder).
 - live: a training step (forward, loss, backward, SGD step) with a live debugger attached ÷ without,
   averaged over blocks of steps (captured steps included; 30-step blocks for the default policy).
   Target ≤ 1.2×. Measured with the default capture policy (≤ 1 step per 0.5 s and ≤ 10% of the

@@ -98,6 +98,10 @@ REALISTIC: dict[str, tuple[type[nn.Module], dict[str, int]]] = {
     "transformer d128 s64 b4": (Transformer, {"depth": 18, "d": 128, "seq": 64, "batch": 4}),
     "mlp w1024 b512 (bigger tensors)": (MLP, {"depth": 50, "width": 1024, "batch": 512}),
     "transformer d512 s128 b8 (bigger tensors)": (Transformer, {"depth": 6, "d": 512, "seq": 128, "batch": 8}),
+    # models as people train them: a few wide layers, a small CIFAR-sized ResNet, a short encoder stack
+    "mlp 4x1024 b256 (typical)": (MLP, {"depth": 4, "width": 1024, "batch": 256}),
+    "resnet 8 blocks c32 32x32 b16 (typical)": (ResNet, {"depth": 8, "c": 32, "hw": 32, "batch": 16}),
+    "transformer 4 layers d256 s128 b8 (typical)": (Transformer, {"depth": 4, "d": 256, "seq": 128, "batch": 8}),
 }
 
 
