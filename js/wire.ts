@@ -1,11 +1,12 @@
-// The wire contract, TypeScript side. Mirrors src/gradsight/schema.py (SCHEMA_VERSION 4).
+// The wire contract, TypeScript side. Mirrors src/gradsight/schema.py (SCHEMA_VERSION 5).
 // parseGraph() is the runtime guard: everything the view draws has passed through it, so a drift
 // between the two sides fails loudly (and the golden snapshots in tests/golden fail the JS tests).
 // Big graphs come as a binary skeleton, decoded by skeleton.ts.
 
 import { lightNodes, parseSkeleton, type Skeleton } from "./skeleton";
+import { unpackGraph } from "./transport";
 
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 export type NodeKind = "op" | "leaf" | "root" | "opaque";
 
@@ -476,8 +477,9 @@ function parseRun(x: unknown, path: string): WireRun {
 }
 
 /** Validate an untrusted value as a WireGraph; throws WireError saying what is wrong and where. */
+/** The `graph` trait's value as sent (packed JSON or a skeleton; see transport.ts) or the plain wire dict. */
 export function parseGraph(x: unknown): WireGraph {
-  const o = obj(x, "graph");
+  const o = obj(unpackGraph(x), "graph");
   const version = num(o.schema_version, "graph.schema_version");
   if (version !== SCHEMA_VERSION) {
     throw new WireError(

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import gradsight as gs
-from gradsight.schema import SCHEMA_VERSION
+from gradsight.schema import SCHEMA_VERSION, graph_to_wire
 from tests.zoo import ZOO
 
 
@@ -19,10 +19,11 @@ def dbg() -> gs.Debugger:
 
 def test_state_carries_the_wire_graph(dbg: gs.Debugger) -> None:
     state = dbg.get_state()
-    wire = state["graph"]
-    assert wire["schema_version"] == SCHEMA_VERSION
+    sent = state["graph"]  # small graphs travel as one packed JSON buffer (schema.graph_transport)
+    assert set(sent) == {"schema_version", "packed"} and sent["schema_version"] == SCHEMA_VERSION
+    wire = json.loads(bytes(sent["packed"]))
+    assert wire == json.loads(json.dumps(graph_to_wire(dbg.graph)))
     assert [n["name"] for n in wire["nodes"]] == ["AddBackward0", "MulBackward0", "SinBackward0", "AccumulateGrad"]
-    json.dumps(state["graph"], allow_nan=False)
     assert (state["selected"], state["status"], state["error"]) == ("", "ready", "")
     assert state["options"] == {"direction": "TB"}
 

@@ -8,7 +8,10 @@ Rules: snake_case keys; no NaN/Inf in JSON (non-finite numbers become ``null``, 
 
 >>> from gradsight.graph import Graph
 >>> graph_to_wire(Graph())["schema_version"]
-4
+5
+
+The ``graph`` trait sends :func:`graph_transport` of this dict: past 2,000 nodes a binary skeleton,
+below it the JSON text packed into one buffer (v5).
 
 Besides the graph (a synced trait), requests from the view are answered with messages:
 ``inspect`` → :func:`inspection_to_wire` and ``values`` → :func:`preview_to_wire`, each a JSON
@@ -35,7 +38,14 @@ from .graph import (
     Why,
 )  # fmt: skip
 from .inspection import Histogram, Inspection, Preview, TensorView
-from .skeleton import SKELETON_THRESHOLD, comm_payload, nonfinite_summary, skeleton_ids, skeleton_to_wire
+from .skeleton import (
+    SKELETON_THRESHOLD,
+    comm_payload,
+    graph_transport,
+    nonfinite_summary,
+    skeleton_ids,
+    skeleton_to_wire,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -44,10 +54,11 @@ __all__ = [
     "comm_payload",
     "graph_from_wire",
     "graph_to_wire",
+    "graph_transport",
     "skeleton_ids",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 Wire = dict[str, Any]
 

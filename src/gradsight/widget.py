@@ -20,7 +20,7 @@ from ._requests import RequestError, answer
 from .graph import Graph, Why
 from .inspection import Inspection
 from .runs import RerunError, RunHistory, RunRecord
-from .schema import diff_to_wire, graph_to_wire
+from .schema import diff_to_wire, graph_to_wire, graph_transport
 from .toggles import ToggleError, Toggles, make_toggles
 
 STATIC = pathlib.Path(__file__).parent / "static"
@@ -41,7 +41,7 @@ def _esm() -> pathlib.Path | str:
 
 
 def _graph_to_json(graph: Graph, _widget: object) -> dict[str, Any]:
-    return graph_to_wire(graph)
+    return graph_transport(graph_to_wire(graph))
 
 
 def _graph_from_json(_value: object, widget: Debugger) -> Graph:

@@ -24,6 +24,13 @@ describe.each(cases)("%s", (_name, data) => {
     graph = parseGraph(data);
   });
 
+  it("decodes the same graph when it arrives packed in one buffer (schema.graph_transport)", () => {
+    const bytes = new TextEncoder().encode(JSON.stringify(data));
+    const version = (data as { schema_version: number }).schema_version;
+    const packed = { schema_version: version, packed: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+    expect(parseGraph(packed)).toEqual(graph);
+  });
+
   it("has roots that are nodes, or a message explaining why there are none", () => {
     if (graph.nodes.length === 0) {
       expect(graph.message).toBeTruthy();
@@ -65,4 +72,12 @@ describe.each(cases)("%s", (_name, data) => {
     expect(el.querySelector<HTMLElement>('[data-gradsight="error"]')?.hidden).toBe(true);
     cleanup();
   });
+});
+
+it("explains a packed graph whose buffer is not JSON", () => {
+  const junk = new TextEncoder().encode("{not json");
+  expect(() => parseGraph({ schema_version: 5, packed: new DataView(junk.buffer) })).toThrow(
+    /graph.packed is not JSON/,
+  );
+  expect(() => parseGraph({ schema_version: 5, packed: "text" })).toThrow(/not a binary buffer/);
 });
