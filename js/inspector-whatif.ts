@@ -1,6 +1,6 @@
-// The inspector's what-if parts: a leaf's requires_grad checkbox for the next re-run (same
-// [data-toggle="requires-grad"][data-leaf] contract as the toggles panel, which comes first in the
-// document), freeze / no_grad / detach shortcuts for an op node's module (detach for the cell
+// The inspector's what-if parts: a leaf's requires_grad checkbox for the next re-run (a copy of the
+// toggles panel's [data-toggle="requires-grad"][data-leaf] box, marked data-scope-toggle so that the
+// contract selector stays unique), freeze / no_grad / detach shortcuts for an op node's module (detach for the cell
 // variable it assigned, and for this very node's output in runnable and live debuggers), and the [data-section="why"] answer to "why is this leaf's .grad None or
 // zero" from an inspect reply. Checked states come from toggle-inputs.ts, shared with the panel.
 
@@ -22,6 +22,7 @@ export function leafToggle(node: WireNode, state: ToggleState | null): HTMLEleme
       { kind: "requires-grad", attr: "leaf", name },
       "requires_grad in the next re-run",
       `requires_grad of ${name}`,
+      true,
     ),
   );
 }

@@ -15,7 +15,7 @@ import { leafToggle, whatIfSection, whySection } from "./inspector-whatif";
 import { displayName, type NonFinite } from "./node-label";
 import { PreviewView } from "./preview";
 import { richTensorView } from "./tensor-view";
-import { syncToggleInputs } from "./toggle-inputs";
+import { isToggleInput, syncToggleInputs } from "./toggle-inputs";
 import { readTarget, type ToggleState, type ToggleTarget } from "./toggles";
 import {
   previewValues,
@@ -214,8 +214,8 @@ export class Inspector {
   }
 
   private onClick(e: Event): void {
-    const target = e.target instanceof Element ? e.target.closest("button[data-node-id]") : null;
-    const id = target?.getAttribute("data-node-id");
+    const target = e.target instanceof Element ? e.target.closest("button[data-goto-node]") : null;
+    const id = target?.getAttribute("data-goto-node");
     if (id) this.events.select(id);
   }
 
@@ -264,7 +264,8 @@ export class Inspector {
 
   private nodeButton(id: string): HTMLButtonElement {
     const node = this.byId.get(id);
-    return h("button", { type: "button", class: "gs-link", "data-node-id": id }, node ? displayName(node) : id);
+    // data-goto-node, not data-node-id: DESIGN §6's [data-node-id] must find the node itself, once
+    return h("button", { type: "button", class: "gs-link", "data-goto-node": id }, node ? displayName(node) : id);
   }
 
   private edgesSection(node: WireNode): HTMLElement {
@@ -291,7 +292,7 @@ export class Inspector {
 }
 
 function readToggle(target: EventTarget | null): { t: ToggleTarget; checked: boolean } | null {
-  if (!(target instanceof HTMLInputElement) || !target.hasAttribute("data-toggle")) return null;
+  if (!isToggleInput(target)) return null;
   const t = readTarget(target);
   return t ? { t, checked: target.checked } : null;
 }

@@ -86,8 +86,8 @@ export class MissingPanel {
 
   private click(e: Event): void {
     if (!(e.target instanceof Element)) return;
-    const link = e.target.closest("button[data-node-id]");
-    const id = link?.getAttribute("data-node-id");
+    const link = e.target.closest("button[data-goto-node]");
+    const id = link?.getAttribute("data-goto-node");
     if (id) {
       this.events.select(id);
       return;

@@ -2,14 +2,14 @@
 // button ([data-action="rerun"], DESIGN §6) with the number of pending changes, a clear button, the
 // refusal line, then (collapsible) the whole-step toggles, a filter box, the tensors (leaves and
 // cell variables: requires_grad, detach) and the module tree (freeze, no_grad, inference_mode,
-// detach). The whole-step group comes first, so the first [data-toggle="no-grad"] in the document
-// is the whole step's. Rows are rebuilt only when `graph.controls` changes; a change of `pending`
+// detach). Only the whole-step and leaf toggles carry `data-toggle` (DESIGN §6: one element per
+// selector); module, variable and edge toggles carry `data-scope-toggle` (toggle-inputs.ts). Rows are rebuilt only when `graph.controls` changes; a change of `pending`
 // only re-syncs them (toggle-inputs.ts), so focus and the filter survive. When the debugger cannot
 // re-run, the panel shows `controls.note` instead (or nothing when there is no note).
 
 import { h, setText } from "./dom";
 import { plural } from "./format";
-import { labelledBox, syncToggleInputs, toggleBox } from "./toggle-inputs";
+import { isToggleInput, labelledBox, syncToggleInputs, toggleBox } from "./toggle-inputs";
 import { changeCount, describeToggles, readTarget, type ToggleState, type ToggleTarget } from "./toggles";
 import type { WireControls } from "./wire";
 
@@ -170,7 +170,7 @@ export class TogglesPanel {
 
   private onChange(e: Event): void {
     const input = e.target;
-    if (!(input instanceof HTMLInputElement) || !input.hasAttribute("data-toggle")) return;
+    if (!isToggleInput(input)) return;
     const t = readTarget(input);
     if (t) this.events.toggle(t, input.checked);
   }

@@ -41,7 +41,7 @@ function own(rec: Readonly<Record<string, boolean>>, key: string): boolean {
 
 /** Which toggle `el` stands for, from its data-toggle / data-leaf / data-module / data-variable. */
 export function readTarget(el: Element): ToggleTarget | null {
-  const kind = el.getAttribute("data-toggle");
+  const kind = el.getAttribute("data-toggle") ?? el.getAttribute("data-scope-toggle");
   if (kind === null || !KINDS.includes(kind)) return null;
   for (const attr of ["leaf", "module", "variable", "edge"] as const) {
     const name = el.getAttribute(`data-${attr}`);

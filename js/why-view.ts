@@ -1,7 +1,7 @@
 // Why a leaf's .grad is None or zero (a WireWhy from Python) as DOM, shared by the inspector's
 // [data-section="why"] and the missing-gradient list: the message, the reason in words, the source
 // line of the break and, when the break is a node of the graph shown, a link to it
-// (button[data-node-id], handled like the inspector's edge links: a click selects the node).
+// (button[data-goto-node], handled like the inspector's edge links: a click selects the node).
 
 import { h } from "./dom";
 import type { WhyReason, WireWhy } from "./wire";
@@ -42,7 +42,7 @@ export function whyView(why: WireWhy, nodeName: (id: string) => string | null): 
             { "data-why": "where" },
             where.name === null
               ? h("code", {}, where.id)
-              : h("button", { type: "button", class: "gs-link", "data-node-id": where.id }, where.name),
+              : h("button", { type: "button", class: "gs-link", "data-goto-node": where.id }, where.name),
           ),
     ),
   );

@@ -11,6 +11,7 @@ import torch
 
 import gradsight as gs
 from gradsight._capture.inspect import histogram, preview, tensor_view
+from gradsight._capture.store import EAGER_ELEMENTS
 from gradsight._capture.summary import summarize
 from tests.zoo import ZOO
 
@@ -89,11 +90,22 @@ def test_tensor_debugger_inspects_saved_and_leaf_values() -> None:
     case = ZOO["seed_sin"]()
     dbg = gs.debugger(case.roots[0], params=case.params)
     sin = dbg.graph.find("SinBackward0")[0]
-    assert sin.saved["_saved_self"].min is None  # type: ignore[union-attr]  # lazy: no statistics yet
+    # a small capture carries every statistic in dbg.graph already (DESIGN §2's TensorSummary)
+    assert sin.saved["_saved_self"].max == pytest.approx(2 * math.pi, rel=1e-6)  # type: ignore[union-attr]
     views = {v.key: v for v in dbg.inspect(sin.id).tensors}
     assert views["saved:_saved_self"].summary.max == pytest.approx(2 * math.pi, rel=1e-6)
     leaf = {v.key: v for v in dbg.inspect("leaf:input1").tensors}
     assert leaf["leaf:value"].summary.shape == (25,)
+
+
+def test_big_captures_take_statistics_on_inspect() -> None:
+    x = torch.linspace(-1.0, 1.0, EAGER_ELEMENTS + 1, requires_grad=True)  # past the eager allowance
+    dbg = gs.debugger(x.sin().sum())
+    sin = dbg.graph.find("SinBackward0")[0]
+    saved = sin.saved["_saved_self"]
+    assert saved.shape == (EAGER_ELEMENTS + 1,) and saved.min is None  # type: ignore[union-attr]  # lazy
+    views = {v.key: v for v in dbg.inspect(sin.id).tensors}
+    assert views["saved:_saved_self"].summary.min == pytest.approx(-1.0)
 
 
 class Sent:

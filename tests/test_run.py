@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import gradsight as gs
-from gradsight.graph import Node
+from gradsight.graph import Node, TensorSummary
 from tests.run_zoo import CASES, MLP, RunCase, call, input_leaves, make
 
 
@@ -138,7 +138,14 @@ def test_gradients_through_every_node_and_modules() -> None:
     relu = nodes_named(dbg, "ReluBackward0")[0]
     assert relu.module is None  # F.relu in MLP.forward belongs to the root module ""
     leaf = graph.node("leaf:layer1.weight")
-    assert leaf.grad_norm == pytest.approx(float(reference_grads(make("mlp"))["layer1.weight"].norm()), rel=1e-6)
+    expected = reference_grads(make("mlp"))["layer1.weight"]
+    assert leaf.grad_norm == pytest.approx(float(expected.norm()), rel=1e-6)
+    # a model this small gets every statistic at once, the gradients' too
+    (received,) = leaf.grad_in
+    assert received is not None and received.mean == pytest.approx(float(expected.mean()), rel=1e-5, abs=1e-7)
+    assert received.max == pytest.approx(float(expected.max()), rel=1e-6)
+    saved = graph.node("layer1/AddmmBackward0#0").saved["_saved_mat1"]
+    assert isinstance(saved, TensorSummary) and saved.std is not None
 
 
 def test_source_lines_point_at_the_forward_code() -> None:
@@ -173,6 +180,26 @@ def test_function_debugger_names_modules_from_its_scope() -> None:
     names = sorted(n.leaf.name for n in dbg.graph.leaves if n.leaf and n.leaf.name)
     assert names == ["model.layer1.bias", "model.layer1.weight", "model.layer2.bias", "model.layer2.weight"]
     assert {n.module for n in nodes_named(dbg, "AddmmBackward0")} == {"model.layer1", "model.layer2"}
+
+
+class UsesWeightDirectly(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) + x @ self.fc.weight.t()  # the matmul runs in the root's forward, not in fc
+
+
+def test_modules_of_an_observed_forward_are_exact_never_guessed() -> None:
+    dbg = gs.debugger(UsesWeightDirectly(), inputs=torch.randn(2, 3))
+    assert {n.module for n in nodes_named(dbg, "AddmmBackward0")} == {"fc"}
+    # two TBackward0 consume fc.weight: F.linear's inside fc, and the .t() written in the root's forward
+    assert sorted(str(n.module) for n in nodes_named(dbg, "TBackward0")) == ["None", "fc"]
+    # a tensor debugger saw no forward: there the module is inferred from the parameters consumed
+    model = UsesWeightDirectly()
+    tensor_dbg = gs.debugger(model(torch.randn(2, 3)).sum(), params=model)
+    assert [n.module for n in tensor_dbg.graph.nodes if n.name == "TBackward0"] == ["fc", "fc"]
 
 
 def test_error_in_forward_is_shown_not_raised() -> None:

@@ -33,6 +33,11 @@ class TensorSummary:
     Statistics are ``None`` when they do not exist (an empty tensor, a meta tensor) or are not
     finite; ``nan_count`` / ``inf_count`` say how many values were NaN / infinite. For complex
     tensors the statistics describe the magnitude ``|z|`` (see ``note``).
+
+    They are also ``None`` until computed: a small capture (up to 262,144 elements in 128 tensors)
+    takes them at once; in bigger ones a saved tensor gets them when its node is inspected
+    (``dbg.inspect(node_id)``, or a click), and a gradient carries its ``norm`` (and NaN/Inf counts
+    when it is not finite) until then.
     """
 
     shape: tuple[int, ...]
@@ -91,13 +96,13 @@ class OutputMeta:
 
 @dataclass(frozen=True)
 class LeafInfo:
-    """The leaf tensor behind an ``AccumulateGrad`` node."""
+    """The leaf tensor behind an ``AccumulateGrad`` node (fields in DESIGN §2's order first)."""
 
     name: str | None
     shape: tuple[int, ...]
-    dtype: str
     requires_grad: bool
     grad: TensorSummary | None = None  # the leaf's ``.grad`` at capture time
+    dtype: str = "float32"
     is_parameter: bool = False
     device: str = "cpu"
 
@@ -116,7 +121,13 @@ Edge: TypeAlias = "tuple[str | None, int]"
 
 @dataclass(frozen=True)
 class Node:
-    """One autograd node (a ``grad_fn`` or an ``AccumulateGrad`` leaf)."""
+    """One autograd node (a ``grad_fn`` or an ``AccumulateGrad`` leaf).
+
+    ``grad_in`` / ``grad_out`` are empty when no backward was observed (``executed`` is None) or,
+    for ``grad_out``, when it was not recorded: a graph whose gradients pass
+    ``options.keep_all_below`` records what a node produced only for inspected nodes
+    (``dbg.inspect(node_id)`` re-runs the step to record it).
+    """
 
     id: str
     name: str

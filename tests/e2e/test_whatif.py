@@ -49,7 +49,7 @@ def test_toggle_requires_grad_rerun_diff_no_grad_and_error(lab: Lab, page: Page)
     expect(leaf).to_have_count(1)
 
     # freeze layer1.weight, re-run: the leaf is gone and the diff lists it
-    box = widget.locator('[data-toggle="requires-grad"][data-leaf="layer1.weight"]').first
+    box = widget.locator('[data-toggle="requires-grad"][data-leaf="layer1.weight"]')
     expect(box).to_be_checked()
     box.click()
     expect(box).not_to_be_checked()
@@ -60,14 +60,14 @@ def test_toggle_requires_grad_rerun_diff_no_grad_and_error(lab: Lab, page: Page)
     assert kernel_exec(page, "print(model.layer1.weight.requires_grad)").strip() == "True"  # restored
 
     # the whole step under no_grad: no graph, and the view explains why
-    widget.locator('[data-toggle="no-grad"]').first.click()
+    widget.locator('[data-toggle="no-grad"]').click()
     rerun(page)
     message = widget.locator('[data-gradsight="message"]')
     expect(message).to_contain_text("no_grad")
     expect(widget.locator(".gs-node")).to_have_count(0)
 
     # back to a graph, then a re-run whose loss raises: the error shows and the graph stays
-    widget.locator('[data-toggle="no-grad"]').first.click()
+    widget.locator('[data-toggle="no-grad"]').click()
     rerun(page)
     expect(widget.locator(".gs-node").first).to_be_visible()
     nodes = widget.locator(".gs-node").count()
@@ -91,7 +91,7 @@ def test_cell_reruns_from_the_view_and_the_users_tensors_keep_requires_grad(lab:
     widget = page.locator(".gradsight").first
     expect(widget.locator('[data-gradsight="status"]')).to_have_text("ready", timeout=60_000)
     expect(widget.locator('.gs-node[data-node-id="leaf:a"]')).to_have_count(1)
-    widget.locator('[data-toggle="requires-grad"][data-leaf="a"]').first.click()
+    widget.locator('[data-toggle="requires-grad"][data-leaf="a"]').click()
     rerun(page)
     expect(widget.locator('.gs-node[data-node-id="leaf:a"]')).to_have_count(0)
     expect(widget.locator('.gs-node[data-node-id="leaf:input1"]')).to_have_count(1)

@@ -42,7 +42,7 @@ describe("diff", () => {
       "run #1 (layer2.requires_grad=False) compared with run #0 (first run)",
     );
     // Removed nodes are not in the graph: nothing there claims to select them.
-    expect(q(diffPanel(el), '[data-diff="removed"]').querySelector("[data-node-id]")).toBeNull();
+    expect(q(diffPanel(el), '[data-diff="removed"]').querySelector("[data-node-id], [data-goto-node]")).toBeNull();
   });
 
   it("marks the added nodes on the graph, and only for the run they were added in", () => {
@@ -146,7 +146,7 @@ describe("why a leaf has no gradient", () => {
     );
     expect(q(section, '[data-why="reason"]').textContent).toBe("the path was detached (detach)");
     expect(q(section, '[data-why="source"]').textContent).toBe("model.py:12  h = self.frozen(x)");
-    click(q(section, `button[data-node-id="${SIN}"]`));
+    click(q(section, `button[data-goto-node="${SIN}"]`));
     expect(model.set).toHaveBeenLastCalledWith("selected", SIN);
     expect(nodeEl(el, SIN).classList.contains("gs-selected")).toBe(true);
   });
@@ -160,7 +160,7 @@ describe("why a leaf has no gradient", () => {
     });
     const section = q(inspector(el), '[data-section="why"]');
     expect(section.querySelector("h4")?.textContent).toBe("Why the gradient is zero");
-    expect(section.querySelector("[data-node-id]")).toBeNull();
+    expect(section.querySelector("[data-node-id], [data-goto-node]")).toBeNull();
     expect(q(section, '[data-why="where"]').textContent).toBe("gone#0");
   });
 
@@ -176,7 +176,7 @@ describe("why a leaf has no gradient", () => {
     model.pyReply("why", { why: why(FROZEN, { message: "frozen by you in cell 4", where: MUL }) });
     expect(item.getAttribute("data-why-status")).toBe("done");
     expect(q(item, '[data-why="message"]').textContent).toBe("frozen by you in cell 4");
-    click(q(item, `button[data-node-id="${MUL}"]`));
+    click(q(item, `button[data-goto-node="${MUL}"]`));
     expect(model.set).toHaveBeenLastCalledWith("selected", MUL);
     expect(model.sent().filter((m) => m.type === "why")).toHaveLength(1);
   });

@@ -38,10 +38,10 @@ describe("toggles panel", () => {
     expect(row?.classList.contains("gs-not-in-graph")).toBe(true);
     expect(row?.textContent).toContain("not in graph");
     // Variables: detach; no requires_grad box unless they are leaves.
-    expect(panel(el).querySelector('[data-toggle="detach"][data-variable="out1"]')).not.toBeNull();
+    expect(panel(el).querySelector('[data-scope-toggle="detach"][data-variable="out1"]')).not.toBeNull();
     expect(panel(el).querySelector('[data-toggle="requires-grad"][data-leaf="out1"]')).toBeNull();
     for (const kind of ["freeze", "no-grad", "inference-mode", "detach"]) {
-      expect(panel(el).querySelector(`[data-toggle="${kind}"][data-module="layer1"]`), kind).not.toBeNull();
+      expect(panel(el).querySelector(`[data-scope-toggle="${kind}"][data-module="layer1"]`), kind).not.toBeNull();
     }
     expect(rerunButton(el).textContent).toBe("Re-run");
   });
@@ -60,25 +60,27 @@ describe("toggles panel", () => {
 
   it("freezing a module writes requires_grad[module] = False", () => {
     const m = mount(whatIfGraph());
-    box(panel(m.el), '[data-toggle="freeze"][data-module="layer1"]').click();
+    box(panel(m.el), '[data-scope-toggle="freeze"][data-module="layer1"]').click();
     expect(lastPending(m.model)).toEqual(toggles({ requires_grad: { layer1: false } }));
-    box(panel(m.el), '[data-toggle="no-grad"][data-module="encoder"]').click();
-    box(panel(m.el), '[data-toggle="detach"][data-module="encoder.block"]').click();
+    box(panel(m.el), '[data-scope-toggle="no-grad"][data-module="encoder"]').click();
+    box(panel(m.el), '[data-scope-toggle="detach"][data-module="encoder.block"]').click();
     expect(lastPending(m.model)).toEqual(
       toggles({ requires_grad: { layer1: false }, no_grad: ["encoder"], detach: ["encoder.block"] }),
     );
     expect(rerunButton(m.el).textContent).toBe("Re-run with 3 changes");
   });
 
-  it("the first [data-toggle=no-grad] is the whole step's, and writes no_grad: true", () => {
+  it("[data-toggle=no-grad] is one element, the whole step's, and writes no_grad: true", () => {
     const m = mount(whatIfGraph());
+    m.model.pySet("selected", MUL); // the inspector's module shortcuts must not add a second match
+    expect(m.el.querySelectorAll('[data-toggle="no-grad"]')).toHaveLength(1);
     const first = q<HTMLInputElement>(m.el, '[data-toggle="no-grad"]');
     expect(first.hasAttribute("data-module")).toBe(false);
     expect(panel(m.el).contains(first)).toBe(true);
     first.click();
     expect(lastPending(m.model)).toEqual(toggles({ no_grad: true }));
     // Module boxes are covered by the whole step: checked and disabled.
-    const module = box(panel(m.el), '[data-toggle="no-grad"][data-module="layer1"]');
+    const module = box(panel(m.el), '[data-scope-toggle="no-grad"][data-module="layer1"]');
     expect(module.checked).toBe(true);
     expect(module.disabled).toBe(true);
     box(panel(m.el), '[data-toggle="inference-mode"]:not([data-module])').click();
@@ -91,7 +93,7 @@ describe("toggles panel", () => {
     m.model.pySet("pending", toggles({ requires_grad: { input1: false, [FROZEN]: true }, detach: ["out1"] }));
     expect(box(panel(m.el), '[data-toggle="requires-grad"][data-leaf="input1"]').checked).toBe(false);
     expect(box(panel(m.el), `[data-toggle="requires-grad"][data-leaf="${FROZEN}"]`).checked).toBe(true);
-    expect(box(panel(m.el), '[data-toggle="detach"][data-variable="out1"]').checked).toBe(true);
+    expect(box(panel(m.el), '[data-scope-toggle="detach"][data-variable="out1"]').checked).toBe(true);
     expect(rerunButton(m.el).textContent).toBe("Re-run with 3 changes");
     expect(panel(m.el).querySelectorAll("tr.gs-pending")).toHaveLength(3);
     q(m.el, '[data-action="clear-toggles"]').click();
@@ -170,10 +172,10 @@ describe("inspector toggles", () => {
     const m = mount(whatIfGraph());
     m.model.pySet("selected", LEAF);
     const selector = '[data-toggle="requires-grad"][data-leaf="input1"]';
-    const inInspector = box(q(inspector(m.el), '[data-section="leaf"]'), selector);
+    const inInspector = box(q(inspector(m.el), '[data-section="leaf"]'), '[data-scope-toggle="requires-grad"]');
     const inPanel = box(panel(m.el), selector);
-    // The panel's box is the first in document order (browser tests click `.first`).
-    expect(q(m.el, selector)).toBe(inPanel);
+    // DESIGN §6's selector finds the panel's box only: the inspector's is a copy, kept out of it.
+    expect([...m.el.querySelectorAll(selector)]).toEqual([inPanel]);
     inInspector.click();
     expect(lastPending(m.model)).toEqual(toggles({ requires_grad: { input1: false } }));
     expect(inPanel.checked).toBe(false);
@@ -186,11 +188,11 @@ describe("inspector toggles", () => {
     const m = mount(whatIfGraph());
     m.model.pySet("selected", MUL);
     const section = q(inspector(m.el), '[data-section="what-if"]');
-    box(section, '[data-toggle="freeze"][data-module="layer1"]').click();
+    box(section, '[data-scope-toggle="freeze"][data-module="layer1"]').click();
     expect(lastPending(m.model)).toEqual(toggles({ requires_grad: { layer1: false } }));
-    expect(box(panel(m.el), '[data-toggle="freeze"][data-module="layer1"]').checked).toBe(true);
-    box(section, '[data-toggle="no-grad"][data-module="layer1"]').click();
-    box(section, '[data-toggle="detach"][data-module="layer1"]').click();
+    expect(box(panel(m.el), '[data-scope-toggle="freeze"][data-module="layer1"]').checked).toBe(true);
+    box(section, '[data-scope-toggle="no-grad"][data-module="layer1"]').click();
+    box(section, '[data-scope-toggle="detach"][data-module="layer1"]').click();
     expect(lastPending(m.model)).toEqual(
       toggles({ requires_grad: { layer1: false }, no_grad: ["layer1"], detach: ["layer1"] }),
     );
@@ -209,7 +211,7 @@ describe("inspector toggles", () => {
     g.controls = { ...g.controls, detach_nodes: true };
     m = mount(g);
     m.model.pySet("selected", MUL);
-    box(q(inspector(m.el), '[data-section="what-if"]'), `[data-toggle="detach"][data-edge="${MUL}"]`).click();
+    box(q(inspector(m.el), '[data-section="what-if"]'), `[data-scope-toggle="detach"][data-edge="${MUL}"]`).click();
     expect(lastPending(m.model)).toEqual(toggles({ detach: [MUL] }));
   });
 
@@ -218,7 +220,7 @@ describe("inspector toggles", () => {
     g.controls = controls();
     const m = mount(g);
     m.model.pySet("selected", LEAF);
-    expect(inspector(m.el).querySelector("[data-toggle]")).toBeNull();
+    expect(inspector(m.el).querySelector("[data-toggle], [data-scope-toggle]")).toBeNull();
     m.model.pySet("selected", MUL);
     expect(inspector(m.el).querySelector('[data-section="what-if"]')).toBeNull();
   });
@@ -294,7 +296,7 @@ describe("re-run", () => {
     expect(panel(el).hidden).toBe(false);
     expect(q(el, "[data-toggles-note]").textContent).toContain("cannot re-run");
     expect(el.querySelector('[data-action="rerun"]')).toBeNull();
-    expect(el.querySelector("[data-toggle]")).toBeNull();
+    expect(el.querySelector("[data-toggle], [data-scope-toggle]")).toBeNull();
     // Without a note there is nothing to show; a re-runnable graph brings the button back.
     g.controls = controls();
     model.pySet("graph", g);

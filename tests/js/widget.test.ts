@@ -177,7 +177,9 @@ describe("selection", () => {
     expect(q(inspector(el), '[data-saved-name="_saved_self"]').textContent).toContain("None");
     const edges = q(inspector(el), '[data-section="edges"]');
     expect(edges.textContent).toContain("None (input needs no gradient)");
-    q(edges, `button[data-node-id="${SIN}"]`).click();
+    // DESIGN §6: [data-node-id] finds the node itself, once, even while the inspector links to it
+    expect(el.querySelectorAll(`[data-node-id="${SIN}"]`)).toHaveLength(1);
+    q(edges, `button[data-goto-node="${SIN}"]`).click();
     expect(model.set).toHaveBeenLastCalledWith("selected", SIN);
     expect(inspector(el).getAttribute("data-node")).toBe(SIN);
 

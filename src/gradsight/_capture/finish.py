@@ -42,6 +42,9 @@ def _merge(i: int, kind: str, kept: tuple[TensorSummary | None, ...], seen: tupl
             prior = seen[k] if seen is not None and k < len(seen) else None
             out.append(s if s is not None and s.norm is not None else prior if prior is not None else s)
             continue
+        if s.min is not None or store.take_eager(t):  # small captures: every statistic, now
+            out.append(s if s.min is not None else summarize(t, stats=True, freed=s.freed))
+            continue
         norm = float(torch.linalg.vector_norm(t.detach()))
         out.append(s.with_norm(norm) if math.isfinite(norm) else summarize(t, stats=True, freed=s.freed))
     return tuple(out)

@@ -123,7 +123,7 @@ class LiveSession:
 
         if self._step is not None:
             self._step.abandon()  # its backward never came: drop its hooks
-        store = TensorStore(self._budget)
+        store = TensorStore(self._budget, eager=False)  # live steps: statistics only on click
         sources = self._sources
         opts = CaptureOptions(leaf_names=self._leaf_names, store=store, module_of=self._tracker.module_of,
                               source_of=None if sources is None else sources.source_of)  # fmt: skip

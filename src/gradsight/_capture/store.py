@@ -20,26 +20,52 @@ _STRIDED = torch.strided
 
 Key = tuple[int, str]  # (node index in the walk, tensor key such as "saved:_saved_self")
 
+# Small captures (the seed's examples, a tutorial's model) get full statistics at once, so that
+# ``dbg.graph`` carries min/max/mean/std without an inspect: the first tensors offered, up to these
+# totals, cost a few milliseconds at most. Past them statistics wait for the click.
+EAGER_ELEMENTS = 1 << 18
+EAGER_TENSORS = 128
+
 
 class TensorStore:
     """``offer`` a tensor: kept (summary without statistics) or, past the budget, summarized now."""
 
-    def __init__(self, budget_bytes: int) -> None:
+    def __init__(self, budget_bytes: int, *, eager: bool = True) -> None:
         self.budget_bytes = budget_bytes
+        self._eager_elements = EAGER_ELEMENTS if eager else 0
+        self._eager_tensors = EAGER_TENSORS if eager else 0
         self.kept_bytes = 0
         self.dropped = 0
         self._tensors: dict[Key, torch.Tensor] = {}
         self._storages: dict[int, int] = {}  # storage data_ptr -> bytes already counted
         self._leaves: dict[int, weakref.ref[torch.Tensor]] = {}
 
-    def offer(self, key: Key, t: torch.Tensor, *, freed: bool = False) -> TensorSummary:
+    def offer(self, key: Key, t: torch.Tensor, *, freed: bool = False, eager: bool = True) -> TensorSummary:
+        """Keep ``t`` under ``key``; its summary has statistics when it is small enough to take them
+        now (see :data:`EAGER_ELEMENTS`; never inside a backward hook: ``eager=False``) or when the
+        budget is full (then it is not kept)."""
         cost = self._cost(t)
         if self.kept_bytes + cost > self.budget_bytes:
             self.dropped += 1
             return summarize(t, stats=True, freed=freed)
         self.kept_bytes += cost
         self._tensors[key] = t
+        if eager and self.take_eager(t):
+            return summarize(t, stats=True, freed=freed)
         return summarize(t, stats=False, freed=True) if freed else meta_of(t)
+
+    def describe(self, t: torch.Tensor) -> TensorSummary:
+        """A summary of ``t`` without keeping it: with statistics while the eager allowance lasts."""
+        return summarize(t, stats=True) if self.take_eager(t) else meta_of(t)
+
+    def take_eager(self, t: torch.Tensor) -> bool:
+        """Spend the eager-statistics allowance on ``t`` if it fits."""
+        n = t.numel()
+        if self._eager_tensors <= 0 or n > self._eager_elements:
+            return False
+        self._eager_tensors -= 1
+        self._eager_elements -= n
+        return True
 
     def offer_leaf(self, index: int, t: torch.Tensor) -> None:
         """The leaf tensor itself, weakly: the user owns it, gradsight must not keep it alive."""

@@ -274,7 +274,7 @@ def _leaf_info(
     grad = var.grad
     if opts.store is not None:
         opts.store.offer_leaf(i, var)
-        summarize_fn = _meta
+        summarize_fn = opts.store.describe
     meta = meta_of(var)
     return LeafInfo.fast(
         name=opts.leaf_names.get(var),
@@ -291,7 +291,7 @@ def _module_of(i: int, c: Collected) -> str | None:
     leaf = c.leaves[i]
     if leaf is not None:
         return leaf.name.rsplit(".", 1)[0] if leaf.name and "." in leaf.name else None
-    if c.modules is not None and c.modules[i] is not None:
+    if c.modules is not None:  # observed forward: exact (None: created outside every submodule)
         return c.modules[i]
     return infer_module([c.leaves[j] for j, _ in c.edges[i] if j is not None])
 
@@ -318,10 +318,6 @@ def _saved(
             if isinstance(current.get(attr), Unavailable):
                 store.offer((i, "saved:" + path), t, freed=True)
     return merged
-
-
-def _meta(t: torch.Tensor) -> TensorSummary:
-    return meta_of(t)
 
 
 def _mark_freed(value: SavedValue) -> SavedValue:
