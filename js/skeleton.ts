@@ -187,47 +187,51 @@ export function parseShapeText(s: string | null): number[] {
  * those from the inspect reply's `detail`.
  */
 export function lightNodes(sk: Skeleton): WireNode[] {
+  // 50k nodes at a time: no per-node temporaries beyond the node itself (garbage collection was
+  // half the decoding time), shapes parsed once per distinct string, one frozen empty list shared.
   const nodes = new Array<WireNode>(sk.count);
+  const shapes = new Map<number, number[]>();
   for (let i = 0; i < sk.count; i++) {
     const kind = KIND_NAMES[sk.kind[i] as number] as NodeKind;
     const name = text(sk, sk.name[i] as number) as string;
     const module = text(sk, sk.module[i] as number);
     const leafName = text(sk, sk.leaf[i] as number);
-    const shape = text(sk, sk.shape[i] as number);
+    const shapeIndex = sk.shape[i] as number;
+    const shape = text(sk, shapeIndex);
     const flags = sk.flags[i] as number;
-    const next: [string | null, number][] = [];
-    for (let k = sk.edgeOffsets[i] as number; k < (sk.edgeOffsets[i + 1] as number); k++) {
-      const t = sk.edgeTargets[k] as number;
-      next.push([t < 0 ? null : (sk.ids[t] as string), sk.edgeInputNr[k] as number]);
+    const start = sk.edgeOffsets[i] as number;
+    const next = new Array<[string | null, number]>((sk.edgeOffsets[i + 1] as number) - start);
+    for (let k = 0; k < next.length; k++) {
+      const t = sk.edgeTargets[start + k] as number;
+      next[k] = [t < 0 ? null : (sk.ids[t] as string), sk.edgeInputNr[start + k] as number];
     }
     const norm = sk.gradNorm[i] as number;
-    const shown = kind === "leaf" && leafName ? leafName : name;
+    const isLeaf = kind === "leaf";
+    let label = isLeaf && leafName ? leafName : name;
+    if (!isLeaf && module) label += `  ${module}`;
+    if (shape) label += `  ${shape}`;
+    let dims: number[] = NONE;
+    if (isLeaf) {
+      dims = shapes.get(shapeIndex) ?? parseShapeText(shape);
+      shapes.set(shapeIndex, dims);
+    }
     nodes[i] = {
       id: sk.ids[i] as string,
       name,
       kind,
-      label: [shown, kind === "leaf" ? null : module, shape].filter((p) => p).join("  "),
+      label,
       module,
       variable: text(sk, sk.variable[i] as number),
       source: null,
       next,
-      outputs: [],
-      saved: [],
-      grad_in: [],
-      grad_out: [],
+      outputs: NONE,
+      saved: NONE,
+      grad_in: NONE,
+      grad_out: NONE,
       // An AccumulateGrad exists only for a leaf that required grad when the graph was built.
-      leaf:
-        kind === "leaf"
-          ? {
-              name: leafName,
-              shape: parseShapeText(shape),
-              dtype: "",
-              device: "",
-              requires_grad: true,
-              is_parameter: false,
-              grad: null,
-            }
-          : null,
+      leaf: isLeaf
+        ? { name: leafName, shape: dims, dtype: "", device: "", requires_grad: true, is_parameter: false, grad: null }
+        : null,
       opaque_kind: OPAQUE_NAMES[flags >> OPAQUE_SHIFT] ?? null,
       executed: flags & FLAG_EXECUTED_KNOWN ? (flags & FLAG_EXECUTED) !== 0 : null,
       grad_norm: Number.isNaN(norm) ? null : norm,
@@ -235,3 +239,7 @@ export function lightNodes(sk: Skeleton): WireNode[] {
   }
   return nodes;
 }
+
+// Shared by every light node: frozen, so a change by mistake throws instead of leaking to all.
+// biome-ignore lint/suspicious/noExplicitAny: one empty list stands for several element types
+const NONE: any[] = Object.freeze([]) as unknown as any[];

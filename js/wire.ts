@@ -491,8 +491,9 @@ export function parseGraph(x: unknown): WireGraph {
   const nodes = skeleton
     ? lightNodes(skeleton)
     : arr(o.nodes, "graph.nodes").map((n, i) => parseNode(n, `graph.nodes[${i}]`));
-  const ids = new Set<string>();
-  for (const n of nodes) {
+  // A skeleton's ids are checked unique as they are rebuilt (skeleton.ts).
+  const ids = skeleton ? new Set(skeleton.ids) : new Set<string>();
+  for (const n of skeleton ? [] : nodes) {
     if (ids.has(n.id)) throw new WireError(`wire: duplicate node id ${JSON.stringify(n.id)}`);
     ids.add(n.id);
   }

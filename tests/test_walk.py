@@ -242,3 +242,25 @@ def test_every_output_of_a_multi_output_node_is_described() -> None:
     mul = graph.find("MulBackward0")[0]
     assert mul.saved["_saved_self"].shape == mul.saved["_saved_other"].shape == (4,)
     assert graph.find("AccumulateGrad")[0].leaf.shape == (10,)  # type: ignore[union-attr]
+
+
+def test_capture_leaves_the_garbage_collector_as_it_was() -> None:
+    import gc
+
+    x = torch.ones(3, requires_grad=True)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    graph_of([(x * 2).sum()])
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    gc.freeze()  # a program that froze its objects (e.g. before fork) keeps them frozen
+    try:
+        frozen = gc.get_freeze_count()
+        graph_of([(x * 3).sum()])
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+    gc.disable()  # and a disabled collector stays disabled
+    try:
+        graph_of([(x * 4).sum()])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -64,7 +64,19 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
+            _promote_young()
             gc.enable()
+
+
+def _promote_young() -> None:
+    """Move the young objects (mostly the capture's: they become the debugger's graph, long-lived) to
+    the oldest generation without scanning them. Left young, the next two young collections scan
+    each of them (~10 per node: 140 ms for each scan at 50k nodes, paid right after the capture).
+    ``gc.freeze()`` moves every tracked object to the permanent generation and ``gc.unfreeze()``
+    moves them all to the oldest one; skipped when the program froze objects itself."""
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+        gc.unfreeze()
 
 
 def collect(roots: Sequence[Any], opts: CaptureOptions) -> tuple[Collected, list[Any]]:
