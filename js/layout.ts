@@ -50,6 +50,16 @@ export interface LayoutOptions {
 
 export type LayoutPhase = "layers" | "order" | "coordinates";
 
+/**
+ * The dummy budget of a graph drawn at once on the main thread (the SVG view): ten per node. A
+ * weight shared across the steps of an unrolled RNN sends an edge from every step to one leaf at
+ * the bottom: 69k dummies for 1k nodes, and ordering them took 0.4 s. The longest edges past the
+ * budget are drawn as direct curves.
+ */
+export function dummyBudget(nodes: number): number {
+  return Math.max(5_000, 10 * nodes);
+}
+
 export const DEFAULT_LAYOUT_OPTIONS: LayoutOptions = {
   direction: "TB",
   layerGap: 36,

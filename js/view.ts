@@ -15,7 +15,7 @@ import { installHooks, markPainted } from "./frames";
 import { RequestClient } from "./inspect-client";
 import { InspectSession } from "./inspect-session";
 import { Inspector } from "./inspector";
-import { computeLayout, type Direction, type Layout, type PlacedNode } from "./layout";
+import { computeLayout, type Direction, dummyBudget, type Layout, type PlacedNode } from "./layout";
 import { type Model, readDirection, readError, readSelected, readStatus, writeDirection, writeSelected } from "./model";
 import { layoutInput, type NodeLabel, nodeLabel } from "./node-label";
 import { type Box, PanZoom } from "./panzoom";
@@ -220,7 +220,10 @@ export class GradsightView {
       this.paintedSoon();
       return;
     }
-    const layout = computeLayout(layoutInput(graph, labels), { direction });
+    const layout = computeLayout(layoutInput(graph, labels), {
+      direction,
+      maxDummies: dummyBudget(graph.nodes.length),
+    });
     this.layout = layout;
     this.structure = structure;
     this.roots = graph.roots;

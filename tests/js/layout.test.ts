@@ -1,7 +1,7 @@
 // Layout: layering correctness, no overlap, directions as transforms of one layout, and the deep
 // graphs that overflow recursive layouts (a 20,000-node chain and backward-shaped DAG).
 
-import { computeLayout, type Layout, type LayoutInput, longestPathLayers } from "../../js/layout";
+import { computeLayout, dummyBudget, type Layout, type LayoutInput, longestPathLayers } from "../../js/layout";
 import { backwardDag, chain } from "./graphs";
 
 function byId(layout: Layout) {
@@ -180,6 +180,24 @@ describe("deep graphs (no recursion: dagre and elkjs overflow the stack here)", 
     expectLayered(input, layout);
     expect(seconds).toBeLessThan(15);
   }, 60_000);
+
+  it("bounds the main thread's dummies when a shared leaf is used by every step (unrolled RNN)", () => {
+    // 400 steps in a chain; every step also uses the same weight, laid out below the last step
+    const steps = 400;
+    const input = Array.from({ length: steps + 1 }, (_, i) => ({
+      id: `n${i}`,
+      width: 60,
+      height: 20,
+      next: i < steps ? [`n${i + 1}`, "w"] : [],
+    }));
+    input.push({ id: "w", width: 60, height: 20, next: [] });
+    const unbounded = computeLayout(input);
+    const count = (l: typeof unbounded): number => l.edges.reduce((sum, e) => sum + e.points.length - 2, 0);
+    expect(count(unbounded)).toBeGreaterThan(dummyBudget(input.length)); // ~80k without a budget
+    const bounded = computeLayout(input, { maxDummies: dummyBudget(input.length) });
+    expectLayered(input, bounded);
+    expect(count(bounded)).toBeLessThanOrEqual(dummyBudget(input.length));
+  });
 
   it("draws edges over the dummy budget as direct curves", () => {
     const input = backwardDag(3000, 5);
