@@ -127,6 +127,12 @@ def test_captures_stay_a_small_share_of_training_time(monkeypatch: pytest.Monkey
     for _ in range(5):
         step(model, torch.randn(2, 8))
     assert dbg.graph.run.step == 1
+    # a new notebook cell is interactive use: its first step is captured whatever the limits say
+    assert dbg._live is not None
+    dbg._live.cell_done()  # what IPython's post_run_cell event calls
+    step(model, torch.randn(2, 8))
+    step(model, torch.randn(2, 8))
+    assert dbg.graph.run.step == 6  # the 6th forward, captured; the 7th is throttled again
     dbg.close()
 
 

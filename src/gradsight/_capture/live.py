@@ -67,7 +67,7 @@ class LiveSession:
         self.errors: list[str] = []
         self._closed = False
         self._forward_started = 0.0
-        self._ipython_flush = _register_post_cell(self.flush)
+        self._ipython_flush = _register_post_cell(self.cell_done)
 
     # -- forward -------------------------------------------------------------------------------
 
@@ -187,6 +187,12 @@ class LiveSession:
             del steps[:-HISTORY]
 
     # -- publishing (main thread only) ---------------------------------------------------------
+
+    def cell_done(self) -> None:
+        """End of a notebook cell: publish what is ready, and let the next cell's first step be
+        captured whatever the rate limits say (one step per cell is interactive use, not a loop)."""
+        self.flush()
+        self._last_capture = self._next_allowed = -float("inf")
 
     def flush(self) -> None:
         if threading.current_thread() is not threading.main_thread():
