@@ -11,7 +11,7 @@ import { OUTLINE_PAGE } from "../../js/outline";
 import { computeVisible, itemsOnPath } from "../../js/visible";
 import { skeletonGraph, transformerGraph } from "./big-graphs";
 import { emptyGraph, node, sampleGraph } from "./fixtures";
-import { click, inspector, mount, q, unmountAll } from "./mount";
+import { click, inspector, mount, q, useMountedViews } from "./mount";
 
 /** Over 2,000 JSON nodes: 12 layers whose MLPs have 160 extra ops each. */
 const big = () => transformerGraph(12, 160);
@@ -38,15 +38,7 @@ function key(target: Element, k: string): void {
 
 const nextFrame = (): Promise<void> => new Promise((resolve) => requestAnimationFrame(() => resolve()));
 
-beforeEach(() => {
-  vi.spyOn(HTMLCanvasElement.prototype, "getContext").mockReturnValue(null);
-});
-
-afterEach(() => {
-  unmountAll();
-  vi.useRealTimers();
-  vi.restoreAllMocks();
-});
+useMountedViews();
 
 describe("big graphs open grouped on a canvas", () => {
   it("shows module groups in the outline and draws on a canvas, not SVG", () => {

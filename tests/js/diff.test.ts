@@ -5,18 +5,10 @@
 
 import { isBigChange, normRatio } from "../../js/diff-view";
 import { inspectOk } from "./inspect-fixtures";
-import { click, inspector, mount, nodeEl, q, unmountAll } from "./mount";
+import { click, inspector, mount, nodeEl, q, useMountedViews } from "./mount";
 import { ADD, diff, FROZEN, history, LEAF, MUL, SIN, whatIfGraph, why } from "./whatif-fixtures";
 
-beforeEach(() => {
-  vi.spyOn(HTMLCanvasElement.prototype, "getContext").mockReturnValue(null);
-});
-
-afterEach(() => {
-  unmountAll();
-  vi.useRealTimers();
-  vi.restoreAllMocks();
-});
+useMountedViews();
 
 const diffPanel = (el: HTMLElement): HTMLElement => q(el, '[data-gradsight="diff"]');
 const items = (el: HTMLElement, kind: string): string[] =>

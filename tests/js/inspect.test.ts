@@ -6,18 +6,9 @@ import widget from "../../js/widget";
 import { fakeModel } from "./fake-model";
 import { ADD, LEAF, MUL, SIN, sampleGraph, tensor } from "./fixtures";
 import { histogram, inspectOk, replyError, view } from "./inspect-fixtures";
-import { click, inspector, mount, nodeEl, q, unmountAll } from "./mount";
+import { click, inspector, mount, nodeEl, q, useMountedViews } from "./mount";
 
-beforeEach(() => {
-  // jsdom has no 2D canvas context (and says so on the console): the view must cope with null.
-  vi.spyOn(HTMLCanvasElement.prototype, "getContext").mockReturnValue(null);
-});
-
-afterEach(() => {
-  unmountAll();
-  vi.useRealTimers();
-  vi.restoreAllMocks();
-});
+useMountedViews();
 
 const status = (el: HTMLElement): string | null => inspector(el).getAttribute("data-inspect-status");
 

@@ -23,6 +23,19 @@ export function mount(graph: unknown = sampleGraph(), extra: Partial<Parameters<
   return m;
 }
 
+/** The hooks of a test file that mounts views: no 2D canvas in jsdom (the view must cope with null),
+ * and every view, timer and mock undone after each test. */
+export function useMountedViews(): void {
+  beforeEach(() => {
+    vi.spyOn(HTMLCanvasElement.prototype, "getContext").mockReturnValue(null);
+  });
+  afterEach(() => {
+    unmountAll();
+    vi.useRealTimers();
+    vi.restoreAllMocks();
+  });
+}
+
 export function unmountAll(): void {
   for (const m of mounted.splice(0)) {
     m.cleanup();

@@ -6,18 +6,10 @@
 import { ELAPSED_TICK_MS } from "../../js/elapsed";
 import { FAILED_TEXT, RUNNING_TEXT } from "../../js/whatif";
 import { controls } from "./fixtures";
-import { inspector, mount, nodeEl, q, unmountAll } from "./mount";
+import { inspector, mount, nodeEl, q, unmountAll, useMountedViews } from "./mount";
 import { FROZEN, LEAF, MUL, SIN, toggles, whatIfGraph } from "./whatif-fixtures";
 
-beforeEach(() => {
-  vi.spyOn(HTMLCanvasElement.prototype, "getContext").mockReturnValue(null);
-});
-
-afterEach(() => {
-  unmountAll();
-  vi.useRealTimers();
-  vi.restoreAllMocks();
-});
+useMountedViews();
 
 const panel = (el: HTMLElement): HTMLElement => q(el, '[data-gradsight="toggles"]');
 const box = (root: ParentNode, selector: string): HTMLInputElement => q<HTMLInputElement>(root, `input${selector}`);
