@@ -11,7 +11,7 @@ import torch
 
 import gradsight as gs
 from gradsight._capture.inspect import histogram, preview, tensor_view
-from gradsight._capture.store import EAGER_ELEMENTS
+from gradsight._capture.store import EAGER_ELEMENTS, EAGER_NODES
 from gradsight._capture.summary import summarize
 from tests.zoo import ZOO
 
@@ -106,6 +106,19 @@ def test_big_captures_take_statistics_on_inspect() -> None:
     assert saved.shape == (EAGER_ELEMENTS + 1,) and saved.min is None  # type: ignore[union-attr]  # lazy
     views = {v.key: v for v in dbg.inspect(sin.id).tensors}
     assert views["saved:_saved_self"].summary.min == pytest.approx(-1.0)
+
+
+def test_graphs_past_eager_nodes_take_statistics_on_inspect() -> None:
+    x = torch.linspace(-1.0, 1.0, 8, requires_grad=True)
+    y = x
+    for _ in range(EAGER_NODES):  # one small tensor per node: only the node count is past the limit
+        y = y.sin()
+    dbg = gs.debugger(y.sum())
+    assert len(dbg.graph) > EAGER_NODES
+    sins = dbg.graph.find("SinBackward0")
+    assert all(n.saved["_saved_self"].min is None for n in sins)  # type: ignore[union-attr]
+    views = {v.key: v for v in dbg.inspect(sins[0].id).tensors}
+    assert views["saved:_saved_self"].summary.min is not None
 
 
 class Sent:

@@ -21,8 +21,10 @@ _STRIDED = torch.strided
 Key = tuple[int, str]  # (node index in the walk, tensor key such as "saved:_saved_self")
 
 # Small captures (the seed's examples, a tutorial's model) get full statistics at once, so that
-# ``dbg.graph`` carries min/max/mean/std without an inspect: the first tensors offered, up to these
-# totals, cost a few milliseconds at most. Past them statistics wait for the click.
+# ``dbg.graph`` carries min/max/mean/std without an inspect: graphs of up to EAGER_NODES nodes, for
+# their first tensors up to these totals, a few milliseconds at most. Bigger graphs get none (not
+# statistics for an arbitrary first few), and past the totals statistics wait for the click.
+EAGER_NODES = 128
 EAGER_ELEMENTS = 1 << 18
 EAGER_TENSORS = 128
 
@@ -66,6 +68,11 @@ class TensorStore:
         self._eager_tensors -= 1
         self._eager_elements -= n
         return True
+
+    def graph_size(self, nodes: int) -> None:
+        """The capture's graph has ``nodes`` nodes: past :data:`EAGER_NODES` no eager statistics."""
+        if nodes > EAGER_NODES:
+            self._eager_tensors = 0
 
     def offer_leaf(self, index: int, t: torch.Tensor) -> None:
         """The leaf tensor itself, weakly: the user owns it, gradsight must not keep it alive."""

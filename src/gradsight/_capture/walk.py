@@ -85,6 +85,8 @@ def collect(roots: Sequence[Any], opts: CaptureOptions) -> tuple[Collected, list
     Also returns the node objects in walk order (to install hooks); drop them as soon as possible.
     """
     order, index, edges = walk(roots)
+    if opts.store is not None:
+        opts.store.graph_size(len(order))
     summarize_fn = _summary_cache(opts.stats)
     names = [_short_name(n) for n in order]
     seqs = [_sequence_nr(n) for n in order]
