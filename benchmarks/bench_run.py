@@ -1,13 +1,17 @@
 """Costs of the debugger modes, as ratios taken side by side in one process.
 
     .venv/bin/python benchmarks/bench_run.py            # all sections
-    .venv/bin/python benchmarks/bench_run.py --section capture|live|click|memory
+    .venv/bin/python benchmarks/bench_run.py --section capture|phases|live|click|memory
 
 - capture: a runnable debugger's run (forward + backward observed, graph built) ÷ a plain
   forward + backward. Target ≤ 1.15×. Three kinds of model (benchmarks/models.py REALISTIC):
   ~1k-node stacks with the middle tensor sizes of research/autograd-facts.md §5.3 (per-node cost
   dominates: the hard case), the same stacks with bigger tensors, and typical models (a few wide
   layers, a CIFAR-sized ResNet, a 4-layer encoder).
+- phases: where a runnable debugger's extra time goes, per model: its forward (module and source
+  tracking), reading the graph before backward, installing and removing hooks, its backward (hooks
+  and gradient norms), building the graph, and the rest (RNG and buffer snapshots, results), beside
+  a plain forward and backward timed apart. Medians of interleaved repeats.
 - live: a training step (forward, loss, backward, SGD step) with a live debugger attached ÷ without,
   averaged over blocks of steps (captured steps included; 30-step blocks for the default policy).
   Target ≤ 1.2×. Measured with the default capture policy (≤ 1 step per 0.5 s and ≤ 10% of the
@@ -58,6 +62,43 @@ def capture(repeats: int) -> None:
         tp, td = _median_pair(_plain_step(model, x), lambda s=spec, r=result: r.append(run(s)), repeats)
         nodes = len(result[-1].captured.graph)
         print(f"| {name} | {nodes} | {tp * 1e3:.1f} | {td * 1e3:.1f} | {td / tp:.2f}× |")
+
+
+PHASES = ("forward", "read graph", "hooks", "backward", "build")
+
+
+def phases(repeats: int) -> None:
+    print("\n### Runnable debugger: where the extra time goes (ms; +Δ over the plain run's same part)\n")
+    print("| model | plain fwd | plain bwd | forward | read graph | hooks | backward | build | rest | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name in REALISTIC:
+        model, x = realistic(name)
+        spec = spec_for_model(model, x, lambda out: out.pow(2).mean(), None, gs.options.memory_budget, True)
+        plain: dict[str, list[float]] = {"fwd": [], "bwd": []}
+        seen: dict[str, list[float]] = {k: [] for k in (*PHASES, "total")}
+        for i in range(repeats + 1):
+            model.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            y = model(x).pow(2).mean()
+            t1 = time.perf_counter()
+            y.backward()
+            t2 = time.perf_counter()
+            result = run(spec)
+            t3 = time.perf_counter()
+            del y, result.captured
+            if i:  # the first round warms up
+                plain["fwd"].append(t1 - t0)
+                plain["bwd"].append(t2 - t1)
+                seen["total"].append(t3 - t2)
+                for k in PHASES:
+                    seen[k].append(result.phases[k])
+        med = {k: statistics.median(v) * 1e3 for k, v in (plain | seen).items()}
+        rest = med["total"] - sum(med[k] for k in PHASES)
+        fwd = f"{med['forward']:.1f} ({med['forward'] - med['fwd']:+.1f})"
+        bwd = f"{med['backward']:.1f} ({med['backward'] - med['bwd']:+.1f})"
+        ratio = med["total"] / (med["fwd"] + med["bwd"])
+        print(f"| {name} | {med['fwd']:.1f} | {med['bwd']:.1f} | {fwd} | {med['read graph']:.1f} | {med['hooks']:.1f} "
+              f"| {bwd} | {med['build']:.1f} | {rest:.1f} | {ratio:.2f}× |")  # fmt: skip
 
 
 def _plain_step(
@@ -181,7 +222,7 @@ def memory(_repeats: int) -> None:
               f"{peaks['debugger'] / peaks['plain']:.2f}× |")  # fmt: skip
 
 
-SECTIONS = {"capture": capture, "live": live, "click": click, "memory": memory}
+SECTIONS = {"capture": capture, "phases": phases, "live": live, "click": click, "memory": memory}
 
 
 def main() -> None:

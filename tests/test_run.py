@@ -157,6 +157,15 @@ def test_source_lines_point_at_the_forward_code() -> None:
     assert all(n.source is None for n in dbg_off.graph.nodes)
 
 
+def test_a_run_reports_the_time_of_each_phase() -> None:
+    from gradsight._capture.run import run, spec_for_model
+
+    case = make("mlp")
+    result = run(spec_for_model(case.model, case.inputs, case.loss, None, 2**30, True))
+    assert set(result.phases) == {"forward", "read graph", "hooks", "backward", "build"}
+    assert all(0 < seconds < 60 for seconds in result.phases.values())
+
+
 def test_no_loss_uses_ones_or_the_given_grad_output() -> None:
     model = MLP()
     x = torch.randn(3, 8)

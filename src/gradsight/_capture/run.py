@@ -9,6 +9,7 @@ no ``.grad`` field of the user's changes. Everything installed is removed in ``f
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -60,6 +61,8 @@ class RunResult:
     error: str | None = None  # the user's exception, with its traceback
     loss_value: float | None = None
     notes: list[str] = field(default_factory=list)
+    # seconds spent in each phase (forward, read graph, hooks, backward, build), for benchmarks/bench_run.py
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = None) -> RunResult:
@@ -79,6 +82,7 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
         tracker = ModuleTracker(spec.modules)
         try:
             sources = SourceTracker() if spec.source_lines else None
+            start = time.perf_counter()
             try:
                 with sources or _nothing(), whatif.forward(), detacher or _nothing():
                     output = spec.call()
@@ -89,7 +93,10 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
                 tracker.close()
             if not any(r.grad_fn is not None for r in roots):
                 return RunResult(Captured(Graph(message=_no_graph(roots, whatif.toggles))), loss_value=loss_value)
-            return _backward(spec, store, tracker, sources, roots, grads, kind, loss_value, watch)
+            phases = {"forward": time.perf_counter() - start}
+            result = _backward(spec, store, tracker, sources, roots, grads, kind, loss_value, watch, phases)
+            result.phases = phases
+            return result
         finally:
             tracker.close()
 
@@ -137,7 +144,8 @@ def _no_graph(roots: list[torch.Tensor], toggles: Toggles) -> str:
 
 def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources: SourceTracker | None,
               roots: list[torch.Tensor], grads: list[torch.Tensor | None], kind: RootGradient,
-              loss_value: float | None, watch: Collection[str]) -> RunResult:  # fmt: skip
+              loss_value: float | None, watch: Collection[str], phases: dict[str, float]) -> RunResult:  # fmt: skip
+    lap = _Lap(phases)
     pairs = [(r, g) for r, g in zip(roots, grads, strict=True) if r.grad_fn is not None]
     opts = CaptureOptions(
         leaf_names=spec.leaf_names, store=store, module_of=tracker.module_of,
@@ -145,6 +153,7 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
     )  # fmt: skip
     collected, order = collect([r.grad_fn for r, _ in pairs], opts)
     ids = assign_ids(collected)
+    lap("read graph")
     if store.kept_bytes + collected.gradient_bytes() <= spec.keep_all_below:
         keep: Collection[int] = range(len(ids))
     else:  # big graph: keep only what the user inspects (see config.Options.keep_all_below)
@@ -157,6 +166,7 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
         leaf_index = [i for i, name in enumerate(collected.names) if name == ACCUMULATE_GRAD]
         leaves = [order[i].variable for i in leaf_index]
         del order  # hold no node objects while backward runs (pitfall 3)
+        lap("hooks")
         try:
             received = _differentiate(pairs, leaves)
         except Exception as e:
@@ -166,11 +176,27 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
             if g is not None:
                 recorder.executed.add(i)
                 recorder.grad_in[i] = (store.offer((i, "grad-in:0"), g),)
+        lap("backward")
     finally:
         recorder.close()
+    lap("hooks")
     run_info = RunInfo(mode=spec.mode, root_gradient=kind, loss=loss_value)  # type: ignore[arg-type]
     graph = build_with_gradients(collected, recorder, store, run_info)
+    lap("build")
     return RunResult(Captured.of(graph, collected, store), error=error, loss_value=loss_value)
+
+
+class _Lap:
+    """Adds the seconds since the last call to ``phases[name]``."""
+
+    def __init__(self, phases: dict[str, float]) -> None:
+        self.phases = phases
+        self.last = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self.last
+        self.last = now
 
 
 def _differentiate(
