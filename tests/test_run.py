@@ -166,6 +166,26 @@ def test_a_run_reports_the_time_of_each_phase() -> None:
     assert all(0 < seconds < 60 for seconds in result.phases.values())
 
 
+def test_runnable_runs_hook_no_accumulate_grad(monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch.autograd.grad with respect to the leaves never runs their AccumulateGrad nodes
+    from gradsight._capture.hooks import GradRecorder
+
+    counts: list[int] = []
+    close = GradRecorder.close
+
+    def counting_close(self: GradRecorder) -> None:
+        counts.append(len(self._handles))
+        close(self)
+
+    monkeypatch.setattr(GradRecorder, "close", counting_close)
+    case = make("mlp")
+    dbg = gs.debugger(case.model, inputs=case.inputs, loss=case.loss)
+    ops = [n for n in dbg.graph.nodes if n.kind != "leaf"]
+    kept_post_hooks = sum(1 for n in ops if n.grad_out)  # small graph: every op's gradients are kept
+    assert counts == [len(ops) + kept_post_hooks]
+    assert all(n.executed and n.grad_norm is not None for n in dbg.graph.nodes if n.kind == "leaf")
+
+
 def test_no_loss_uses_ones_or_the_given_grad_output() -> None:
     model = MLP()
     x = torch.randn(3, 8)

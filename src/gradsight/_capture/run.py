@@ -162,8 +162,8 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
     recorder = GradRecorder(store, keep)
     error = None
     try:
-        recorder.install(order, collected.names)
         leaf_index = [i for i, name in enumerate(collected.names) if name == ACCUMULATE_GRAD]
+        recorder.install(order, collected.names, leaves=False)  # _differentiate asks for the leaves: never run
         leaves = [order[i].variable for i in leaf_index]
         del order  # hold no node objects while backward runs (pitfall 3)
         lap("hooks")
