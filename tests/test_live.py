@@ -161,3 +161,37 @@ def test_live_rerun_replays_the_last_step_with_its_output_gradient() -> None:
     assert model.layer1.weight.requires_grad
     assert dbg.graph.run.step == 0 and len(dbg.history) == 2  # the re-run did not count as a training step
     dbg.close()
+
+
+def test_compiled_models_neither_break_nor_recompile_under_gradsight() -> None:
+    # torch.compile inlines global module hooks and torch-function modes and guards on the hook dicts:
+    # gradsight's must stay invisible to it (no graph break: the model runs as compiled) and keep
+    # their keys (one compile for "gradsight attached", found again by every later run and step).
+    import warnings
+
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    model = MLP()
+    compiled = torch.compile(model, backend="aot_eager")
+    x = torch.randn(4, 8)
+    expected = torch.autograd.grad(compiled(x).pow(2).mean(), list(model.parameters()))
+    counters.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dbg = gs.debugger(compiled, inputs=x, loss=lambda out: out.pow(2).mean())
+        compiled_once = counters["stats"]["unique_graphs"]
+        gs.debugger(compiled, inputs=x, loss=lambda out: out.pow(2).mean())
+        live = gs.debugger(compiled)
+        for _ in range(3):
+            step(compiled, x)
+        live.close()
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert compiled_once <= 1 and counters["stats"]["unique_graphs"] == compiled_once
+    assert not [w for w in caught if "global hooks" in str(w.message)]
+    node = dbg.graph.find("CompiledFunctionBackward")[0]
+    assert node.opaque_kind == "compiled"
+    assert {n.id for n in dbg.graph.nodes if n.kind == "leaf"} == {f"leaf:{name}" for name, _ in model.named_parameters()}
+    for (name, _), g in zip(model.named_parameters(), expected, strict=True):
+        assert dbg.graph.node(f"leaf:{name}").grad_norm == pytest.approx(float(g.norm()), rel=1e-6)
+    assert live.graph.run.step == 3

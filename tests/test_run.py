@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
@@ -81,11 +82,12 @@ def snapshot(case: RunCase) -> dict[str, Any]:
         "rng": torch.get_rng_state(),
         "hooks": hook_dicts,
         "grad_mode": torch.is_grad_enabled(),
+        "warning_filters": list(warnings.filters),
     }
 
 
 def assert_same(before: dict[str, Any], after: dict[str, Any]) -> None:
-    for k in ("requires_grad", "training", "hooks", "grad_mode"):
+    for k in ("requires_grad", "training", "hooks", "grad_mode", "warning_filters"):
         assert before[k] == after[k], k
     assert torch.equal(before["rng"], after["rng"])
     for k in ("values", "buffers"):

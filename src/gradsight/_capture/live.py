@@ -25,7 +25,7 @@ from ..inspection import GradStep
 from .finish import build_with_gradients
 from .hooks import GradRecorder
 from .modules import ModuleTracker
-from .names import leaf_names_from_params
+from .names import leaf_names_from_params, module_names
 from .outputs import flatten_tensors
 from .records import Captured, CaptureOptions, Collected
 from .run import rng_state
@@ -46,7 +46,7 @@ class LiveSession:
         self._interval = interval
         self._source_lines = source_lines
         self._leaf_names = leaf_names_from_params(model)
-        self._tracker = ModuleTracker(model.named_modules(), start=False)  # started for captured steps
+        self._tracker = ModuleTracker(module_names(model), start=False)  # started for captured steps
         self._handles = [
             model.register_forward_pre_hook(self._on_forward_start, with_kwargs=True),
             model.register_forward_hook(self._on_forward_end, always_call=True),

@@ -8,6 +8,7 @@ painted outermost first into a flat array, so a lookup is O(1) and nothing recur
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,6 +17,7 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 
 _next_seq = torch._C._autograd._get_sequence_nr  # private, but the only way to read the counter
 _graph_task_id = torch._C._current_graph_task_id
+_compiling = torch.compiler.is_compiling
 
 
 class ModuleTracker:
@@ -35,7 +37,6 @@ class ModuleTracker:
             self._names.setdefault(id(module), name)
         self._open: dict[int, list[int]] = {}  # id(module) -> stack of start numbers (re-entrant calls)
         self.ranges: list[tuple[int, int, str]] = []
-        self._handles: list[Any] = []
         self._lookup: list[str | None] | None = None
         self._base = 0
         if start:
@@ -43,17 +44,11 @@ class ModuleTracker:
 
     def start(self) -> None:
         """Begin recording (idempotent)."""
-        if not self._handles:
-            self._handles = [
-                register_module_forward_pre_hook(self._pre),
-                register_module_forward_hook(self._post, always_call=True),
-            ]
+        _SHARED.add(self)
 
     def stop(self) -> None:
         """Stop recording; the ranges recorded so far stay (idempotent)."""
-        for h in self._handles:
-            h.remove()
-        self._handles = []
+        _SHARED.discard(self)
 
     def _pre(self, module: torch.nn.Module, args: Any) -> None:
         key = id(module)
@@ -95,3 +90,82 @@ class ModuleTracker:
 
     def close(self) -> None:
         self.stop()
+
+
+# torch warns on every call of a torch.compile'd module while global module hooks exist; ours only
+# read the sequence counter, so the warning ("hooks fire an extra time") would only alarm the user.
+_COMPILE_WARNING = r"Using `torch\.compile\(module\)` when there are global hooks on modules"
+
+
+class _SharedHooks:
+    """The two global module hooks every started tracker shares.
+
+    ``torch.compile`` guards on the keys of the global hook dicts and inlines the hooks: hooks
+    registered afresh for each run or live step (new keys) made a compiled model recompile every
+    time (and fall back to eager past the recompile limit), and hooks that read the sequence counter
+    broke its graph into pieces. So the same two functions are inserted under the same two keys every
+    time (a compiled model compiles once for "gradsight attached" and finds that entry again), and
+    they do nothing while dynamo traces (a compiled region is one autograd node anyway).
+    """
+
+    def __init__(self) -> None:
+        self.trackers: list[ModuleTracker] = []
+        self._handles: tuple[Any, Any] | None = None
+        self._filter: Any = None
+
+    def add(self, tracker: ModuleTracker) -> None:
+        if tracker not in self.trackers:
+            self.trackers.append(tracker)
+            if len(self.trackers) == 1:
+                self._install()
+
+    def discard(self, tracker: ModuleTracker) -> None:
+        if tracker in self.trackers:
+            self.trackers.remove(tracker)
+            if not self.trackers:
+                self._uninstall()
+
+    def _install(self) -> None:
+        if self._handles is None:
+            self._handles = (
+                register_module_forward_pre_hook(_pre),
+                register_module_forward_hook(_post, always_call=True),
+            )
+        else:  # put them back under their first keys
+            for handle, fn in zip(self._handles, (_pre, _post), strict=True):
+                hooks = handle.hooks_dict_ref()
+                if hooks is not None:
+                    hooks[handle.id] = fn
+                for ref in handle.extra_dict_ref:  # the always_call flag
+                    extra = ref()
+                    if extra is not None:
+                        extra[handle.id] = True
+        warnings.filterwarnings("ignore", message=_COMPILE_WARNING, category=UserWarning)
+        self._filter = warnings.filters[0]
+
+    def _uninstall(self) -> None:
+        if self._handles is not None:
+            for handle in self._handles:
+                handle.remove()
+        filters: list[Any] = warnings.filters  # type: ignore[assignment]  # a list, typed as a Sequence
+        if self._filter is not None and self._filter in filters:
+            filters.remove(self._filter)
+            getattr(warnings, "_filters_mutated", lambda: None)()  # what catch_warnings calls on exit
+        self._filter = None
+
+
+def _pre(module: torch.nn.Module, args: Any) -> None:
+    if _compiling():
+        return
+    for tracker in _SHARED.trackers:
+        tracker._pre(module, args)
+
+
+def _post(module: torch.nn.Module, args: Any, output: Any) -> None:
+    if _compiling():
+        return
+    for tracker in _SHARED.trackers:
+        tracker._post(module, args, output)
+
+
+_SHARED = _SharedHooks()

@@ -25,7 +25,7 @@ def leaf_names_from_params(params: object) -> dict[torch.Tensor, str]:
     if params is None:
         return {}
     if isinstance(params, torch.nn.Module):
-        return {p: name for name, p in params.named_parameters()}
+        return {p: plain_name(name) for name, p in params.named_parameters()}
     if isinstance(params, Mapping):
         names: dict[torch.Tensor, str] = {}
         for name, t in params.items():
@@ -40,6 +40,26 @@ def leaf_names_from_params(params: object) -> dict[torch.Tensor, str]:
         f"params must be an nn.Module or a dict of name -> tensor, not {type(params).__name__}: "
         "e.g. params=model or params=dict(model.named_parameters())"
     )
+
+
+_COMPILED = "_orig_mod"  # the attribute torch.compile's OptimizedModule keeps the real module in
+
+
+def plain_name(name: str) -> str:
+    """A module or parameter path without ``torch.compile``'s wrapper: the names the user wrote.
+
+    >>> plain_name("_orig_mod.layer1.weight"), plain_name("block._orig_mod"), plain_name("_orig_mod")
+    ('layer1.weight', 'block', '')
+    """
+    if _COMPILED not in name:
+        return name
+    return ".".join(part for part in name.split(".") if part != _COMPILED)
+
+
+def module_names(module: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """``module.named_modules()`` with :func:`plain_name` paths (a compiled model and the model
+    it wraps are both the root ``""``)."""
+    return [(plain_name(name), m) for name, m in module.named_modules()]
 
 
 def infer_module(children: Sequence[LeafInfo | None]) -> str | None:

@@ -24,7 +24,7 @@ from ..toggles import Toggles
 from .finish import build_with_gradients
 from .hooks import GradRecorder
 from .modules import ModuleTracker
-from .names import leaf_names_from_params
+from .names import leaf_names_from_params, module_names
 from .outputs import flatten_tensors
 from .records import Captured, CaptureOptions
 from .source import SourceTracker
@@ -299,7 +299,7 @@ def spec_for_model(model: torch.nn.Module, inputs: Any, loss: Any, grad_output: 
     names = leaf_names_from_params(model)
     for name, t in _input_tensors(inputs):
         names.setdefault(t, name)
-    return RunSpec(call=call, modules=list(model.named_modules()), leaf_names=names, loss=loss,
+    return RunSpec(call=call, modules=module_names(model), leaf_names=names, loss=loss,
                    grad_output=grad_output, budget=budget, source_lines=source_lines,
                    keep_all_below=options.keep_all_below)  # fmt: skip
 
@@ -338,8 +338,8 @@ def _modules_seen_by(fn: Callable[..., Any]) -> tuple[list[tuple[str, torch.nn.M
     names: dict[torch.Tensor, str] = {}
     for var, value in scope.items():
         if isinstance(value, torch.nn.Module):
-            modules.extend((f"{var}.{n}" if n else var, m) for n, m in value.named_modules())
-            names.update({p: f"{var}.{n}" for n, p in value.named_parameters()})
+            modules.extend((f"{var}.{n}" if n else var, m) for n, m in module_names(value))
+            names.update({p: f"{var}.{n}" for p, n in leaf_names_from_params(value).items()})
         elif isinstance(value, torch.Tensor) and value.is_leaf:
             names.setdefault(value, var)
     return modules, names

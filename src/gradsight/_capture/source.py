@@ -20,6 +20,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 _next_seq = torch._C._autograd._get_sequence_nr
+_compiling = torch.compiler.is_compiling
 _INTERNAL_ROOTS = (
     os.path.dirname(torch.__file__) + os.sep,
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,  # gradsight itself
@@ -37,6 +38,8 @@ class SourceTracker(TorchFunctionMode):
         self._internal: dict[str, bool] = {}
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if _compiling():  # dynamo traces modes: stay invisible to it (a compiled region is one node)
+            return func(*args, **(kwargs or {}))
         start = _next_seq()
         out = func(*args, **(kwargs or {}))
         end = _next_seq()

@@ -15,6 +15,7 @@ from ..graph import Controls, Graph, LeafControl, Why
 from ..runs import RerunError
 from ..toggles import Toggles
 from . import why as why_mod
+from .names import leaf_names_from_params, module_names
 from .run import RunResult, RunSpec, run
 
 NO_RERUN = (
@@ -140,8 +141,8 @@ class CellTarget:
         for name in sorted(used):
             value = self.ns.get(name)
             if isinstance(value, torch.nn.Module):
-                modules.update({f"{name}.{sub}" if sub else name: m for sub, m in value.named_modules()})
-                leaves.update({f"{name}.{p}": t for p, t in value.named_parameters()})
+                modules.update({f"{name}.{sub}" if sub else name: m for sub, m in module_names(value)})
+                leaves.update({f"{name}.{p}": t for t, p in leaf_names_from_params(value).items()})
             elif isinstance(value, torch.Tensor) and value.is_leaf and name not in assigned:
                 leaves[name] = value
         return modules, leaves, assigned
@@ -213,9 +214,7 @@ class LiveTarget:
         self.model = model
         self.budget = budget
         self.source_lines = source_lines
-        self.modules = list(model.named_modules())
-        from .names import leaf_names_from_params
-
+        self.modules = module_names(model)
         self.names = leaf_names_from_params(model)
 
     def _spec(self) -> RunSpec:

@@ -127,6 +127,8 @@ class CallIndex(TorchFunctionMode):
         self.producer: dict[Any, tuple[int, int]] = {}  # grad_fn -> (call number, position in its output)
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if torch.compiler.is_compiling():  # invisible to dynamo (see modules._SharedHooks)
+            return func(*args, **(kwargs or {}))
         out = func(*args, **(kwargs or {}))
         call, self.calls = self.calls, self.calls + 1
         for pos, t in enumerate(_pytree.tree_flatten(out)[0]):
@@ -144,6 +146,8 @@ class Detacher(TorchFunctionMode):
         self.calls = 0
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if torch.compiler.is_compiling():  # invisible to dynamo (see modules._SharedHooks)
+            return func(*args, **(kwargs or {}))
         out = func(*args, **(kwargs or {}))
         call, self.calls = self.calls, self.calls + 1
         wanted = self.targets.get(call)

@@ -137,6 +137,8 @@ class _Taint(TorchFunctionMode):
         self.broken: tuple[str, str, str | None] | None = None  # (reason, op, source)
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if torch.compiler.is_compiling():  # invisible to dynamo (see modules._SharedHooks)
+            return func(*args, **(kwargs or {}))
         kwargs = kwargs or {}
         grad_on, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
         out = func(*args, **kwargs)
