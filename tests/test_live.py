@@ -191,7 +191,8 @@ def test_compiled_models_neither_break_nor_recompile_under_gradsight() -> None:
     assert not [w for w in caught if "global hooks" in str(w.message)]
     node = dbg.graph.find("CompiledFunctionBackward")[0]
     assert node.opaque_kind == "compiled"
-    assert {n.id for n in dbg.graph.nodes if n.kind == "leaf"} == {f"leaf:{name}" for name, _ in model.named_parameters()}
+    leaves = {n.id for n in dbg.graph.nodes if n.kind == "leaf"}
+    assert leaves == {f"leaf:{name}" for name, _ in model.named_parameters()}
     for (name, _), g in zip(model.named_parameters(), expected, strict=True):
         assert dbg.graph.node(f"leaf:{name}").grad_norm == pytest.approx(float(g.norm()), rel=1e-6)
     assert live.graph.run.step == 3

@@ -188,6 +188,21 @@ def test_runnable_runs_hook_no_accumulate_grad(monkeypatch: pytest.MonkeyPatch) 
     assert all(n.executed and n.grad_norm is not None for n in dbg.graph.nodes if n.kind == "leaf")
 
 
+def test_a_model_on_the_meta_device_shows_its_whole_graph() -> None:
+    # the graph of a model too big to allocate: shapes everywhere, no values, nothing fails
+    model = MLP().to("meta")
+    dbg = gs.debugger(model, inputs=torch.randn(4, 8, device="meta"), loss=lambda out: out.pow(2).mean())
+    graph = dbg.graph
+    assert not dbg.error and not graph.run.errors and graph.run.loss is None
+    assert {n.id for n in graph.nodes if n.kind == "leaf"} == {f"leaf:{name}" for name, _ in model.named_parameters()}
+    assert all(n.executed and n.grad_norm is None for n in graph.nodes)
+    addmm = graph.node("layer1/AddmmBackward0#0")
+    views = {v.key: v for v in dbg.inspect(addmm.id).tensors}
+    saved = views["saved:_saved_mat1"]
+    assert saved.summary.device == "meta" and saved.summary.shape == (4, 8) and saved.summary.note
+    assert saved.histogram is None and saved.preview is None
+
+
 def test_no_loss_uses_ones_or_the_given_grad_output() -> None:
     model = MLP()
     x = torch.randn(3, 8)

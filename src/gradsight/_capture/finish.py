@@ -38,7 +38,7 @@ def _merge(i: int, kind: str, kept: tuple[TensorSummary | None, ...], seen: tupl
     out: list[TensorSummary | None] = []
     for k, s in enumerate(kept):
         t = store.get((i, f"{kind}:{k}"))
-        if s is None or t is None or t.layout != torch.strided or not t.numel():
+        if s is None or t is None or t.layout != torch.strided or not t.numel() or t.is_meta:
             prior = seen[k] if seen is not None and k < len(seen) else None
             out.append(s if s is not None and s.norm is not None else prior if prior is not None else s)
             continue

@@ -137,5 +137,5 @@ def _meta(g: torch.Tensor | None) -> GradMeta:
     if g is None:
         return None
     numeric = g.dtype.is_floating_point or g.dtype.is_complex
-    norm = _vector_norm(g) if g.layout == torch.strided and numeric and g.numel() else None
+    norm = _vector_norm(g) if g.layout == torch.strided and numeric and g.numel() and not g.is_meta else None
     return (tuple(g.shape), g.dtype, g.device, g.numel(), norm)

@@ -227,7 +227,7 @@ def _roots(
             )
     if len(tensors) == 1 and tensors[0].numel() == 1 and spec.grad_output is None:
         t = tensors[0]
-        return [t], [None], "scalar", float(t.detach().reshape(()).float())
+        return [t], [None], "scalar", None if t.is_meta else float(t.detach().reshape(()).float())
     if spec.grad_output is not None:
         given = list(spec.grad_output) if isinstance(spec.grad_output, (list, tuple)) else [spec.grad_output]
         if len(given) != len(tensors):

@@ -54,6 +54,9 @@ def meta_of(t: torch.Tensor) -> TensorSummary:
     return hit
 
 
+META_NOTE = "a meta tensor: shape and dtype only, it has no values"
+
+
 def summarize(t: torch.Tensor, *, stats: bool = True, freed: bool = False) -> TensorSummary:
     """Describe ``t``; with ``stats`` also min/max/mean/std/norm and NaN/Inf counts.
 
@@ -63,7 +66,9 @@ def summarize(t: torch.Tensor, *, stats: bool = True, freed: bool = False) -> Te
     base = meta_of(t)
     if freed:
         base = replace(base, freed=True)
-    if not stats or base.numel == 0 or base.device == "meta":
+    if base.device == "meta" and stats:
+        return replace(base, note=META_NOTE)
+    if not stats or base.numel == 0:
         return base
     try:
         with torch.no_grad():
