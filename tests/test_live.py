@@ -139,9 +139,17 @@ def test_captures_stay_a_small_share_of_training_time(monkeypatch: pytest.Monkey
 def test_eval_under_no_grad_is_ignored() -> None:
     model = MLP()
     dbg = gs.debugger(model)
+    x = torch.randn(4, 8)
     with torch.no_grad():
-        model(torch.randn(2, 8))
+        model(x)
     assert dbg.graph.run.step == 0
+    step(model, x)
+    with torch.no_grad():
+        model(x)  # a validation pass between training steps: not a step
+    assert dbg.graph.run.step == 1 and len(dbg.graph) > 0  # the view still shows the training step
+    step(model, x)
+    assert dbg.graph.run.step == 2
+    assert [h.step for h in dbg.inspect("leaf:layer1.weight").history] == [1, 2]
     dbg.close()
 
 
@@ -196,3 +204,4 @@ def test_compiled_models_neither_break_nor_recompile_under_gradsight() -> None:
     for (name, _), g in zip(model.named_parameters(), expected, strict=True):
         assert dbg.graph.node(f"leaf:{name}").grad_norm == pytest.approx(float(g.norm()), rel=1e-6)
     assert live.graph.run.step == 3
+

@@ -62,7 +62,7 @@ class LiveSession:
         self._last_capture = -float("inf")
         self._share = min(max(share, 1e-3), 1.0)
         self._next_allowed = -float("inf")  # after a captured step, wait so captures stay a small share
-        self.steps = 0  # forward calls seen
+        self.steps = 0  # forward calls seen with gradients enabled
         self.history: dict[str, list[GradStep]] = {}
         self.errors: list[str] = []
         self._closed = False
@@ -84,11 +84,13 @@ class LiveSession:
         if self._paused:
             return
         self.flush()
+        if not torch.is_grad_enabled():  # an evaluation under no_grad: not a step, nothing to capture
+            return
         self.steps += 1
         now = time.monotonic()
         self._forward_started = now
         due = now - self._last_capture >= self._interval and now >= self._next_allowed
-        self._capturing = torch.is_grad_enabled() and due
+        self._capturing = due
         if self._capturing:
             self._call = (args, kwargs, rng_state())
             self._tracker.reset()
