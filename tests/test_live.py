@@ -204,4 +204,3 @@ def test_compiled_models_neither_break_nor_recompile_under_gradsight() -> None:
     for (name, _), g in zip(model.named_parameters(), expected, strict=True):
         assert dbg.graph.node(f"leaf:{name}").grad_norm == pytest.approx(float(g.norm()), rel=1e-6)
     assert live.graph.run.step == 3
-
