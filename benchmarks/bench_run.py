@@ -11,7 +11,9 @@
 - phases: where a runnable debugger's extra time goes, per model: its forward (module and source
   tracking), reading the graph before backward, installing and removing hooks, its backward (hooks
   and gradient norms), building the graph, and the rest (RNG and buffer snapshots, results), beside
-  a plain forward and backward timed apart. Medians of interleaved repeats.
+  a plain forward and backward timed apart. Medians of interleaved repeats. The last column is the
+  floor of "gradients through every node": a plain step plus nothing but a prehook on every node
+  that takes its gradient's norm (no walk of saved values, no modules, no graph).
 - live: a training step (forward, loss, backward, SGD step) with a live debugger attached ÷ without,
   averaged over blocks of steps (captured steps included; 30-step blocks for the default policy).
   Target ≤ 1.2×. Measured with the default capture policy (≤ 1 step per 0.5 s and ≤ 10% of the
@@ -37,6 +39,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 import gradsight as gs
 from gradsight._capture.run import run, spec_for_model
+from gradsight._capture.walk import walk
 from models import REALISTIC, realistic
 
 
@@ -58,8 +61,8 @@ def capture(repeats: int) -> None:
     for name in REALISTIC:
         model, x = realistic(name)
         spec = spec_for_model(model, x, lambda out: out.pow(2).mean(), None, gs.options.memory_budget, True)
-        result: list[Any] = []
-        tp, td = _median_pair(_plain_step(model, x), lambda s=spec, r=result: r.append(run(s)), repeats)
+        result: list[Any] = [None]  # the last run only, as `dbg = gs.debugger(...)` in a notebook keeps
+        tp, td = _median_pair(_plain_step(model, x), lambda s=spec, r=result: r.__setitem__(-1, run(s)), repeats)
         nodes = len(result[-1].captured.graph)
         print(f"| {name} | {nodes} | {tp * 1e3:.1f} | {td * 1e3:.1f} | {td / tp:.2f}× |")
 
@@ -69,13 +72,15 @@ PHASES = ("forward", "read graph", "hooks", "backward", "build")
 
 def phases(repeats: int) -> None:
     print("\n### Runnable debugger: where the extra time goes (ms; +Δ over the plain run's same part)\n")
-    print("| model | plain fwd | plain bwd | forward | read graph | hooks | backward | build | rest | ratio |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | plain fwd | plain bwd | forward | read graph | hooks | backward | build | rest | ratio "
+          "| norm hooks only |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in REALISTIC:
         model, x = realistic(name)
         spec = spec_for_model(model, x, lambda out: out.pow(2).mean(), None, gs.options.memory_budget, True)
         plain: dict[str, list[float]] = {"fwd": [], "bwd": []}
-        seen: dict[str, list[float]] = {k: [] for k in (*PHASES, "total")}
+        seen: dict[str, list[float]] = {k: [] for k in (*PHASES, "total", "floor")}
+        params = list(model.parameters())
         for i in range(repeats + 1):
             model.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
@@ -86,10 +91,14 @@ def phases(repeats: int) -> None:
             result = run(spec)
             t3 = time.perf_counter()
             del y, result.captured
+            t4 = time.perf_counter()
+            _norm_hooks_only(model, x, params)
+            t5 = time.perf_counter()
             if i:  # the first round warms up
                 plain["fwd"].append(t1 - t0)
                 plain["bwd"].append(t2 - t1)
                 seen["total"].append(t3 - t2)
+                seen["floor"].append(t5 - t4)
                 for k in PHASES:
                     seen[k].append(result.phases[k])
         med = {k: statistics.median(v) * 1e3 for k, v in (plain | seen).items()}
@@ -97,8 +106,28 @@ def phases(repeats: int) -> None:
         fwd = f"{med['forward']:.1f} ({med['forward'] - med['fwd']:+.1f})"
         bwd = f"{med['backward']:.1f} ({med['backward'] - med['bwd']:+.1f})"
         ratio = med["total"] / (med["fwd"] + med["bwd"])
+        floor = med["floor"] / (med["fwd"] + med["bwd"])
         print(f"| {name} | {med['fwd']:.1f} | {med['bwd']:.1f} | {fwd} | {med['read graph']:.1f} | {med['hooks']:.1f} "
-              f"| {bwd} | {med['build']:.1f} | {rest:.1f} | {ratio:.2f}× |")  # fmt: skip
+              f"| {bwd} | {med['build']:.1f} | {rest:.1f} | {ratio:.2f}× | {floor:.2f}× |")  # fmt: skip
+
+
+def _norm_hooks_only(model: torch.nn.Module, x: torch.Tensor, params: list[torch.Tensor]) -> None:
+    """A plain step plus only what per-node gradient norms cannot do without: a prehook per node."""
+    y = model(x).pow(2).mean()
+    order, _, _ = walk([y.grad_fn])
+    norms: list[torch.Tensor] = []
+    handles = [
+        node.register_prehook(
+            lambda grads: norms.append(torch.linalg.vector_norm(grads[0])) if grads[0] is not None else None
+        )
+        for node in order
+        if node.name() != "torch::autograd::AccumulateGrad"
+    ]
+    del order
+    torch.autograd.grad(y, params, allow_unused=True)
+    for h in handles:
+        h.remove()
+    torch.stack(norms).tolist()
 
 
 def _plain_step(
@@ -181,6 +210,7 @@ import torch
 from models import realistic
 import gradsight as gs
 from gradsight._capture.run import run, spec_for_model
+from gradsight._capture.walk import walk
 torch.set_num_threads(1)
 model, x = realistic({name!r})
 def rss_mb():
