@@ -21,6 +21,8 @@
 - click: inspect request → reply (statistics, histogram, preview, encoding) for a node whose saved
   tensor has 10M elements. Target ≤ 100 ms.
 - memory: peak RSS added by a debugger run over a plain forward + backward, in fresh processes.
+- vanishing: ``gs.debugger(...)`` end to end on a 1,000-layer ReLU MLP whose gradients vanish
+  (most leaves get exactly zero), and the part of it that explains every zero leaf.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import gradsight as gs
+from gradsight._capture import why
 from gradsight._capture.run import run, spec_for_model
 from gradsight._capture.walk import walk
 from models import REALISTIC, realistic
@@ -210,7 +213,6 @@ import torch
 from models import realistic
 import gradsight as gs
 from gradsight._capture.run import run, spec_for_model
-from gradsight._capture.walk import walk
 torch.set_num_threads(1)
 model, x = realistic({name!r})
 def rss_mb():
@@ -252,7 +254,34 @@ def memory(_repeats: int) -> None:
               f"{peaks['debugger'] / peaks['plain']:.2f}× |")  # fmt: skip
 
 
-SECTIONS = {"capture": capture, "phases": phases, "live": live, "click": click, "memory": memory}
+def vanishing(repeats: int) -> None:
+    print("\n### Vanishing gradients: explaining every zero leaf\n")
+    print("| model | nodes | zero-gradient leaves | gs.debugger() s | explaining them ms |")
+    print("|---|---|---|---|---|")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(*[m for _ in range(1000) for m in (torch.nn.Linear(32, 32), torch.nn.ReLU())])
+    x = torch.randn(8, 32)
+    total, explain = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dbg = gs.debugger(model, inputs=x, loss=lambda out: out.pow(2).mean())
+        total.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        why.explain_all(dbg._target.leaves(), gs.Toggles(), dbg.graph)
+        explain.append(time.perf_counter() - t0)
+    zero = sum(1 for n in dbg.graph.nodes if n.kind == "leaf" and n.grad_norm == 0.0)
+    print(f"| ReLU MLP 1000x32 b8 | {len(dbg.graph)} | {zero} | {statistics.median(total):.2f} | "
+          f"{statistics.median(explain) * 1e3:.1f} |")  # fmt: skip
+
+
+SECTIONS = {
+    "capture": capture,
+    "phases": phases,
+    "live": live,
+    "click": click,
+    "memory": memory,
+    "vanishing": vanishing,
+}
 
 
 def main() -> None:

@@ -298,6 +298,10 @@ def test_why_zero_points_at_a_dead_relu() -> None:
     assert why.where is not None and dbg.graph.node(why.where).name == "ReluBackward0"
     insp = dbg.inspect("leaf:layer1.weight")
     assert insp.why is not None and insp.why.reason == "zero"
+    # the view's list of missing gradients explains every zero leaf at once, the same way
+    missing = {w.name: w for w in dbg.graph.missing}
+    assert {"layer1.weight", "layer1.bias"} <= set(missing)
+    assert all(missing[n].reason == "zero" and missing[n].where == why.where for n in ("layer1.weight", "layer1.bias"))
 
 
 def test_why_zero_points_at_a_zero_mask() -> None:

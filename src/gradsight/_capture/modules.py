@@ -9,7 +9,7 @@ painted outermost first into a flat array, so a lookup is O(1) and nothing recur
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -17,7 +17,17 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 
 _next_seq = torch._C._autograd._get_sequence_nr  # private, but the only way to read the counter
 _graph_task_id = torch._C._current_graph_task_id
-_compiling = torch.compiler.is_compiling
+
+
+def _is_compiling() -> Callable[[], bool]:
+    fn = getattr(torch.compiler, "is_compiling", None)  # torch 2.3+
+    if fn is None:
+        fn = getattr(torch._dynamo, "is_compiling", None)
+    return fn if fn is not None else (lambda: False)
+
+
+# True while dynamo traces: gradsight's hooks and modes then step aside (see _SharedHooks)
+compiling = _compiling = _is_compiling()
 
 
 class ModuleTracker:

@@ -19,8 +19,9 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
+from .modules import compiling as _compiling
+
 _next_seq = torch._C._autograd._get_sequence_nr
-_compiling = torch.compiler.is_compiling
 _INTERNAL_ROOTS = (
     os.path.dirname(torch.__file__) + os.sep,
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,  # gradsight itself

@@ -17,6 +17,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree
 
 from ..toggles import Toggles
+from .modules import compiling
 
 
 class WhatIf:
@@ -127,7 +128,7 @@ class CallIndex(TorchFunctionMode):
         self.producer: dict[Any, tuple[int, int]] = {}  # grad_fn -> (call number, position in its output)
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if torch.compiler.is_compiling():  # invisible to dynamo (see modules._SharedHooks)
+        if compiling():  # invisible to dynamo (see modules._SharedHooks)
             return func(*args, **(kwargs or {}))
         out = func(*args, **(kwargs or {}))
         call, self.calls = self.calls, self.calls + 1
@@ -146,7 +147,7 @@ class Detacher(TorchFunctionMode):
         self.calls = 0
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if torch.compiler.is_compiling():  # invisible to dynamo (see modules._SharedHooks)
+        if compiling():  # invisible to dynamo (see modules._SharedHooks)
             return func(*args, **(kwargs or {}))
         out = func(*args, **(kwargs or {}))
         call, self.calls = self.calls, self.calls + 1
