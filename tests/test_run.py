@@ -203,6 +203,38 @@ def test_a_model_on_the_meta_device_shows_its_whole_graph() -> None:
     assert saved.histogram is None and saved.preview is None
 
 
+class _WithLoss(nn.Module):
+    """Returns what Hugging Face models return with labels: a mapping with `loss` and `logits`."""
+
+    def __init__(self, as_tuple: bool = False) -> None:
+        super().__init__()
+        self.head = nn.Linear(4, 3)
+        self.as_tuple = as_tuple
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> Any:
+        logits = self.head(x)
+        loss = nn.functional.cross_entropy(logits, labels)
+        return (loss, logits) if self.as_tuple else {"logits": logits, "loss": loss}
+
+
+@pytest.mark.parametrize("as_tuple", [False, True])
+def test_no_loss_and_a_model_that_returns_its_loss(as_tuple: bool) -> None:
+    model = _WithLoss(as_tuple)
+    x, labels = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    dbg = gs.debugger(model, inputs=(x, labels))
+    graph = dbg.graph
+    expected = nn.functional.cross_entropy(model.head(x), labels)
+    assert graph.run.root_gradient == "scalar" and graph.run.loss == pytest.approx(float(expected.detach()))
+    assert [n.name for n in graph.nodes if n.kind == "root"] == ["NllLossBackward0"]
+    assert any("loss output" in note and "loss=lambda" in note for note in graph.notes)
+    (reference,) = torch.autograd.grad(expected, [model.head.weight])
+    assert graph.node("leaf:head.weight").grad_norm == pytest.approx(float(reference.norm()), rel=1e-6)
+    # an explicit grad_output still means "these outputs, with this gradient"
+    v = [torch.tensor(1.0), torch.ones(5, 3)]  # in the order of the outputs
+    with_v = gs.debugger(model, inputs=(x, labels), grad_output=v if as_tuple else v[::-1])
+    assert not with_v.error and with_v.graph.run.root_gradient == "grad_output" and len(with_v.graph.roots) == 2
+
+
 def test_no_loss_uses_ones_or_the_given_grad_output() -> None:
     model = MLP()
     x = torch.randn(3, 8)

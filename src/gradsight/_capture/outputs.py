@@ -34,3 +34,14 @@ def flatten_tensors(value: Any) -> list[torch.Tensor]:
             if len(leaves) > 1 or (leaves and leaves[0] is not v):
                 stack.extend(reversed(leaves))
     return out
+
+
+def loss_output(value: Any) -> torch.Tensor | None:
+    """The loss a model returned beside its other outputs, if it did: a ``loss`` entry or attribute
+    (Hugging Face's ``ModelOutput`` when ``labels`` are given), else the only scalar tensor that
+    requires grad among several outputs. None when there is no such single loss."""
+    named = value.get("loss") if isinstance(value, Mapping) else getattr(value, "loss", None)
+    if isinstance(named, torch.Tensor) and named.requires_grad and named.numel() == 1:
+        return named
+    scalars = [t for t in flatten_tensors(value) if t.requires_grad and t.numel() == 1]
+    return scalars[0] if len(scalars) == 1 else None

@@ -13,7 +13,7 @@ import time
 import traceback
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -25,7 +25,7 @@ from .finish import build_with_gradients
 from .hooks import GradRecorder
 from .modules import ModuleTracker
 from .names import leaf_names_from_params, module_names
-from .outputs import flatten_tensors
+from .outputs import flatten_tensors, loss_output
 from .records import Captured, CaptureOptions
 from .source import SourceTracker
 from .store import TensorStore
@@ -96,9 +96,21 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
             phases = {"forward": time.perf_counter() - start}
             result = _backward(spec, store, tracker, sources, roots, grads, kind, loss_value, watch, phases)
             result.phases = phases
+            if spec.loss is None and result.captured is not None and len(flatten_tensors(output)) > len(roots):
+                graph = result.captured.graph
+                result.captured.graph = replace(graph, notes=(*graph.notes, _picked_note(roots)))
             return result
         finally:
             tracker.close()
+
+
+def _picked_note(roots: list[torch.Tensor]) -> str:
+    scalar = len(roots) == 1 and roots[0].numel() == 1
+    what = "its loss output" if scalar else "every output that requires grad"
+    return (
+        f"The model returned several tensors; gradsight differentiates {what}. "
+        "Pass loss=lambda out: ... to choose what to differentiate."
+    )
 
 
 def _locate_calls(spec: RunSpec, whatif: WhatIf) -> dict[int, set[int]]:
@@ -218,6 +230,8 @@ def _roots(
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"loss(output) must return a tensor, not {type(value).__name__}")
         tensors = [value]
+    elif spec.grad_output is None and (found := loss_output(output)) is not None:
+        tensors = [found]  # the model returned its loss (a `loss` output, or the one scalar): that is the root
     else:
         tensors = [t for t in flatten_tensors(output) if t.requires_grad] or flatten_tensors(output)[:1]
         if not tensors:
