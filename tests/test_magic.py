@@ -85,6 +85,52 @@ def test_backward_in_the_cell_keeps_saved_values_marked_freed(shell: Interactive
     assert leaf is not None and leaf.grad is not None and leaf.grad.shape == (25,)
 
 
+def test_a_backward_in_the_cell_shows_the_gradients_through_every_node(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gradsight._capture import spy
+
+    watches: list[Any] = []
+    init = spy._Watch.__init__
+
+    def remember(self: Any, *args: Any) -> None:
+        init(self, *args)
+        watches.append(self)
+
+    monkeypatch.setattr(spy._Watch, "__init__", remember)
+    dbg = run(shell, SEED_BACKWARD)
+    graph = dbg.graph
+    assert all(n.executed for n in graph.nodes)
+    # d(sum)/d(out3) = 1, d(out3)/d(out2) = 1, d(out2)/d(out1) = 2, d(out1)/d(input1) = cos(input1)
+    ones = float(torch.ones(25).norm())
+    assert graph.find("SumBackward0")[0].grad_norm == pytest.approx(1.0)
+    assert graph.find("AddBackward0")[0].grad_norm == pytest.approx(ones)
+    assert graph.find("SinBackward0")[0].grad_norm == pytest.approx(2 * ones)
+    input1 = shell.user_ns["input1"]
+    assert graph.leaves[0].grad_norm == pytest.approx(float(input1.grad.norm()), rel=1e-6)
+    # the gradient into a node is kept for the inspector (small graph)
+    sin = graph.find("SinBackward0")[0]
+    view = next(v for v in dbg.inspect(sin.id).tensors if v.key == "grad-in:0")
+    assert view.kept and view.summary.max == pytest.approx(2.0) and view.histogram is not None
+    # the hooks went with the cell: a later backward through the same leaf records nothing
+    recorded = [dict(w.metas) for w in watches]
+    (2 * input1).sum().backward()
+    assert [dict(w.metas) for w in watches] == recorded
+
+
+def test_autograd_grad_in_the_cell_gives_the_leaves_their_gradient(shell: InteractiveShell) -> None:
+    dbg = run(
+        shell, "w = torch.randn(4, requires_grad=True)\nloss = (3 * w).sum()\n(g,) = torch.autograd.grad(loss, [w])"
+    )
+    leaf = dbg.graph.node("leaf:w")
+    assert leaf.executed and leaf.grad_norm == pytest.approx(float(shell.user_ns["g"].norm()))
+
+
+def test_a_cell_without_backward_shows_no_gradients(shell: InteractiveShell) -> None:
+    graph = run(shell, SEED_SIN).graph
+    assert all(n.executed is None and n.grad_norm is None for n in graph.nodes)
+
+
 def test_autograd_functions_are_restored_after_the_cell(shell: InteractiveShell) -> None:
     backward, grad = torch.autograd.backward, torch.autograd.grad
     run(shell, SEED_BACKWARD)

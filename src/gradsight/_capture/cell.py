@@ -89,6 +89,7 @@ def capture_namespace(
         leaf_names=_leaf_names(ns),
         variables={t.grad_fn: n for n, t in reversed(list(created.items())) if t.grad_fn is not None},
         presaved=spy.presaved,
+        observed=spy.observed,
         store=TensorStore(budget),
     )
     captured = captured_of(tensors, options, labels=names)

@@ -26,7 +26,7 @@ def build_with_gradients(c: Collected, rec: GradRecorder, store: TensorStore, ru
     for i, kept in rec.grad_in.items():  # kept (and leaves): full summaries when not finite
         grad_in[i] = _merge(i, "grad-in", kept, grad_in.get(i), store)
     grad_out = {i: _merge(i, "grad-out", kept, None, store) for i, kept in rec.grad_out.items()}
-    totals = {i: _total_norm(g) for i, g in grad_in.items()}
+    totals = {i: total_norm(g) for i, g in grad_in.items()}
     run = RunInfo(mode=run.mode, step=run.step, root_gradient=run.root_gradient, loss=run.loss,
                   kept_bytes=store.kept_bytes, budget_bytes=store.budget_bytes, dropped=store.dropped,
                   errors=tuple(rec.errors))  # fmt: skip
@@ -50,7 +50,7 @@ def _merge(i: int, kind: str, kept: tuple[TensorSummary | None, ...], seen: tupl
     return tuple(out)
 
 
-def _total_norm(grads: tuple[TensorSummary | None, ...]) -> float | None:
+def total_norm(grads: tuple[TensorSummary | None, ...]) -> float | None:
     norms = [g.norm for g in grads if g is not None and g.norm is not None]
     if not norms:
         return None

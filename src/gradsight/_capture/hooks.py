@@ -69,19 +69,7 @@ class GradRecorder:
 
     def summaries(self) -> dict[int, tuple[TensorSummary | None, ...]]:
         """Gradients into every executed node: shape, dtype and norm (after backward: one sync)."""
-        norms = [m[4] for metas in self.meta.values() for m in metas if m is not None and m[4] is not None]
-        values = iter(torch.stack([n.float().cpu() for n in norms]).tolist() if norms else [])
-        out: dict[int, tuple[TensorSummary | None, ...]] = {}
-        for i, metas in self.meta.items():
-            row: list[TensorSummary | None] = []
-            for m in metas:
-                if m is None:
-                    row.append(None)
-                    continue
-                s = TensorSummary.meta(m[0], dtype_name(m[1]), str(m[2]), m[3], "strided")
-                row.append(s.with_norm(next(values)) if m[4] is not None else s)
-            out[i] = tuple(row)
-        return out
+        return summaries_of(self.meta)
 
     def _first(self) -> None:
         fn, self._on_first = self._on_first, None
@@ -95,7 +83,7 @@ class GradRecorder:
             try:
                 if self._on_first is not None:
                     self._first()
-                metas = tuple(_meta(g) for g in grad_outputs)
+                metas = tuple(grad_meta(g) for g in grad_outputs)
                 kept = self._keep(i, "grad-in", grad_outputs) if keep else None
                 with self._lock:
                     self.executed.add(i)
@@ -133,7 +121,26 @@ class GradRecorder:
             self.errors.append(f"node {i}: {type(e).__name__}: {e}")
 
 
-def _meta(g: torch.Tensor | None) -> GradMeta:
+def summaries_of(meta: dict[int, tuple[GradMeta, ...]]) -> dict[int, tuple[TensorSummary | None, ...]]:
+    """What hooks recorded (:func:`grad_meta` per gradient) as summaries: shape, dtype and norm,
+    with one device sync for all the norms."""
+    norms = [m[4] for metas in meta.values() for m in metas if m is not None and m[4] is not None]
+    values = iter(torch.stack([n.float().cpu() for n in norms]).tolist() if norms else [])
+    out: dict[int, tuple[TensorSummary | None, ...]] = {}
+    for i, metas in meta.items():
+        row: list[TensorSummary | None] = []
+        for m in metas:
+            if m is None:
+                row.append(None)
+                continue
+            s = TensorSummary.meta(m[0], dtype_name(m[1]), str(m[2]), m[3], "strided")
+            row.append(s.with_norm(next(values)) if m[4] is not None else s)
+        out[i] = tuple(row)
+    return out
+
+
+def grad_meta(g: torch.Tensor | None) -> GradMeta:
+    """Shape, dtype, device, numel and the norm as a 0-d tensor (no sync): what a hook records."""
     if g is None:
         return None
     numeric = g.dtype.is_floating_point or g.dtype.is_complex

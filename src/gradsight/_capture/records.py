@@ -23,12 +23,14 @@ class CaptureOptions:
 
     ``leaf_names`` maps leaf tensors (by identity) to names; ``variables`` maps grad_fn nodes to
     the user's variable names; ``presaved`` holds saved values summarized earlier (before a
-    backward freed them); ``modules`` maps grad_fn nodes to their exact module path.
+    backward freed them), ``observed`` the gradients that backward computed; ``modules`` maps
+    grad_fn nodes to their exact module path.
     """
 
     leaf_names: Mapping[torch.Tensor, str] = field(default_factory=dict)
     variables: Mapping[Any, str] = field(default_factory=dict)
     presaved: Mapping[Any, Presaved] = field(default_factory=dict)
+    observed: Mapping[Any, Observed] = field(default_factory=dict)  # gradients seen flowing, by node
     module_of: Callable[[int], str | None] | None = None  # sequence nr -> innermost module path
     source_of: Callable[[int], str | None] | None = None  # sequence nr -> "file.py:12  code"
     stats: bool = True  # without a store: compute statistics now
@@ -106,3 +108,12 @@ class Presaved:
 
     values: dict[str, SavedValue]
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Observed:
+    """The gradients that flowed into one node in a backward gradsight watched (a %%gradsight cell's):
+    what its hooks recorded (see hooks.grad_meta), and the tensors themselves if kept."""
+
+    metas: tuple[Any, ...]
+    tensors: tuple[torch.Tensor | None, ...] | None = None

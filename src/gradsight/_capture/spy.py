@@ -1,12 +1,17 @@
-"""Catch saved values just before a backward frees them (used while a %%gradsight cell runs).
+"""Catch saved values just before a backward frees them, and the gradients it computes (used
+while a %%gradsight cell runs).
 
 Cells often call ``loss.backward()`` themselves, which frees every saved tensor (autograd-facts
 §2.4). While the cell runs, ``torch.autograd.backward`` and ``torch.autograd.grad`` (which
 ``Tensor.backward`` calls) are wrapped: before the real call, the graph below the backward's
 roots is walked and its saved values read — the tensors themselves are kept for lazy statistics,
-within the memory budget. Only the last few backward calls are remembered, so a training loop in a
-cell does not pile up every step's activations. The wrappers are removed when the cell ends, also
-on error, and an error in gradsight's own reading never reaches the user's backward.
+within the memory budget — and every node gets a prehook for the call, recording the gradients
+that flow into it (shape and norm; the tensors too while they fit ``options.keep_all_below``,
+except the gradient reaching an ``AccumulateGrad``: holding it would force a copy of the
+parameter's gradient). Only the last few backward calls are remembered, so a training loop in a
+cell does not pile up every step's activations. The wrappers and hooks are removed when the call
+or the cell ends, also on error, and an error in gradsight's own code never reaches the user's
+backward.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from typing import Any
 
 import torch
 
+from ..config import options
 from ..graph import TensorSummary
 from . import saved as saved_mod
-from .records import Presaved
+from .hooks import ACCUMULATE_GRAD, GradMeta, grad_meta
+from .records import Observed, Presaved
 from .summary import summarize
-from .walk import walk
+from .walk import _short_name, walk
 
 KEEP_CALLS = 4  # backward calls remembered (the graph shown is normally the last one's)
 
@@ -35,11 +42,20 @@ class BackwardSpy:
         self.errors: list[str] = []
         self._budget = budget_bytes
         self._calls: deque[dict[Any, Presaved]] = deque(maxlen=KEEP_CALLS)
+        self._grads: deque[dict[Any, Observed]] = deque(maxlen=KEEP_CALLS)
 
     @property
     def presaved(self) -> dict[Any, Presaved]:
         merged: dict[Any, Presaved] = {}
         for call in self._calls:
+            merged.update(call)
+        return merged
+
+    @property
+    def observed(self) -> dict[Any, Observed]:
+        """``observed[node]``: the gradients that flowed into ``node`` in the last backward through it."""
+        merged: dict[Any, Observed] = {}
+        for call in self._grads:
             merged.update(call)
         return merged
 
@@ -57,13 +73,20 @@ class BackwardSpy:
     def _wrap(self, fn: Callable[..., Any], first: str) -> Callable[..., Any]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            self.record(args[0] if args else kwargs.get(first))
-            return fn(*args, **kwargs)
+            watch = self.record(args[0] if args else kwargs.get(first))
+            try:
+                result = fn(*args, **kwargs)
+                if watch is not None and first == "outputs":  # autograd.grad: leaves get what it returns
+                    watch.received(args[1] if len(args) > 1 else kwargs.get("inputs"), result)
+                return result
+            finally:
+                if watch is not None:
+                    self._finish(watch)
 
         return wrapper
 
-    def record(self, roots: object) -> None:
-        """Read the saved values below ``roots``; never raises."""
+    def record(self, roots: object) -> _Watch | None:
+        """Read the saved values below ``roots`` and hook their nodes for this call; never raises."""
         try:
             items = roots if isinstance(roots, (list, tuple)) else [roots]
             nodes = [n for n in (_node_of(t) for t in items) if n is not None]
@@ -75,8 +98,65 @@ class BackwardSpy:
                 values = saved_mod.read_saved(node, _keeper(tensors, budget))
                 call[node] = Presaved(values, tensors)
             self._calls.append(call)
+            return _Watch(order, self.errors)
         except Exception as e:  # gradsight's hooks never raise into the user's backward
             self.errors.append(f"could not read saved values before backward: {type(e).__name__}: {e}")
+            return None
+
+    def _finish(self, watch: _Watch) -> None:
+        try:
+            for call in self._grads:  # only the last call's gradient tensors: a loop in a cell keeps one step's
+                for seen in call.values():
+                    seen.tensors = None
+            self._grads.append(watch.close())
+        except Exception as e:
+            self.errors.append(f"could not record the gradients of a backward: {type(e).__name__}: {e}")
+
+
+class _Watch:
+    """Prehooks on every node of one backward call. Closures hold the node's index, never the node."""
+
+    def __init__(self, order: list[Any], errors: list[str]) -> None:
+        self.nodes = order
+        self.errors = errors
+        self.metas: dict[int, tuple[GradMeta, ...]] = {}
+        self.tensors: dict[int, tuple[torch.Tensor | None, ...]] = {}
+        self._room = options.keep_all_below
+        self._leaves = [_short_name(n) == ACCUMULATE_GRAD for n in order]
+        self._handles = [node.register_prehook(self._hook(i)) for i, node in enumerate(order)]
+
+    def _hook(self, i: int) -> Callable[[Any], None]:
+        def hook(grad_outputs: Any) -> None:
+            try:
+                self.metas[i] = tuple(grad_meta(g) for g in grad_outputs)
+                if not self._leaves[i]:
+                    self._keep(i, grad_outputs)
+            except Exception as e:
+                if len(self.errors) < 20:
+                    self.errors.append(f"gradient hook: {type(e).__name__}: {e}")
+
+        return hook
+
+    def _keep(self, i: int, grads: Any) -> None:
+        size = sum(g.numel() * g.element_size() for g in grads if g is not None)
+        if size <= self._room:
+            self._room -= size
+            self.tensors[i] = tuple(grads)
+
+    def received(self, inputs: Any, grads: Any) -> None:
+        """``torch.autograd.grad`` returns the leaves' gradients instead of running their nodes."""
+        leaves = {id(n.variable): i for i, n in enumerate(self.nodes) if self._leaves[i]}
+        items = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        for t, g in zip(items, grads, strict=False):
+            i = leaves.get(id(t))
+            if i is not None and g is not None and i not in self.metas:
+                self.metas[i] = (grad_meta(g),)
+
+    def close(self) -> dict[Any, Observed]:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        return {self.nodes[i]: Observed(metas, self.tensors.get(i)) for i, metas in self.metas.items()}
 
 
 def _keeper(tensors: dict[str, torch.Tensor], budget: list[int]) -> Callable[[str, torch.Tensor], TensorSummary]:

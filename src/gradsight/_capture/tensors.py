@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import torch
 
 from ..graph import Graph
-from .records import Captured, CaptureOptions
+from .finish import total_norm
+from .hooks import summaries_of
+from .records import Captured, CaptureOptions, Gradients
 from .walk import build, collect, gc_paused
 
 
@@ -33,11 +36,28 @@ def captured_of(tensors: Sequence[torch.Tensor], options: CaptureOptions | None 
         return Captured(Graph(message=message), opts.store)
     with gc_paused():
         collected, order = collect(roots, opts)
+        grads = _observed(order, opts) if opts.observed else None
         del order
-        graph = build(collected)
+        graph = build(collected, grads)
     if reasons:
         graph = replace(graph, notes=graph.notes + tuple(reasons))
     return Captured.of(graph, collected, opts.store)
+
+
+def _observed(order: Sequence[Any], opts: CaptureOptions) -> Gradients:
+    """The gradients a watched backward computed, by walk index; nodes it did not run: not executed."""
+    metas: dict[int, tuple[Any, ...]] = {}
+    for i, node in enumerate(order):
+        seen = opts.observed.get(node)
+        if seen is None:
+            continue
+        metas[i] = seen.metas
+        if seen.tensors is not None and opts.store is not None:
+            for k, t in enumerate(seen.tensors):
+                if t is not None:
+                    opts.store.offer((i, f"grad-in:{k}"), t, eager=False)
+    grad_in = summaries_of(metas)
+    return Gradients(grad_in, {}, set(metas), {i: total_norm(g) for i, g in grad_in.items()})
 
 
 def why_no_graph(t: torch.Tensor, name: str) -> str:
