@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import ARTIFACTS, Lab
@@ -49,6 +51,21 @@ def test_seed_cell_magic_click_sin_shows_saved_self(lab: Lab, page: Page) -> Non
     expect(saved).to_contain_text("(25,)")
     # the click reached Python: the widget's selection is the node's id
     expect(widget.locator('.gs-node.gs-selected[data-node-name="SinBackward0"]')).to_have_count(1)
+
+
+def test_seed_cell_with_backward_shows_the_gradient_into_sin(lab: Lab, page: Page) -> None:
+    cell = SEED_SIN + "\nout3.sum().backward()"
+    open_and_run(page, lab.notebook("seed_backward.ipynb", [IMPORTS, "%load_ext gradsight", cell]))
+    widget = page.locator(".gradsight").first
+    expect(widget.locator('[data-gradsight="status"]')).to_have_text("ready", timeout=60_000)
+    node(page, "SinBackward0").click()
+    inspector = widget.locator('[data-gradsight="inspector"]')
+    expect(inspector).to_have_attribute("data-inspect-status", "done", timeout=30_000)
+    norm = inspector.locator('[data-section="grad-in"] [data-stat="norm"]').first
+    expect(norm).to_be_visible()
+    # d(2·sin + 1)/d(sin) = 2 for each of the 25 values: the norm is 2·√25 = 10
+    assert float(re.search(r"-?\d+(\.\d+)?", norm.inner_text()).group(0)) == 10.0  # type: ignore[union-attr]
+    expect(inspector.locator('[data-section="grad-in"] [data-histogram]').first).to_be_visible()
 
 
 def test_debugger_of_tiny_model_leaf_shows_parameter_name(lab: Lab, page: Page) -> None:
