@@ -260,6 +260,21 @@ def test_function_debugger_names_modules_from_its_scope() -> None:
     assert {n.module for n in nodes_named(dbg, "AddmmBackward0")} == {"model.layer1", "model.layer2"}
 
 
+def test_a_bound_method_names_what_its_object_holds() -> None:
+    class Trainer:
+        def __init__(self) -> None:
+            self.model = MLP()
+            self.x = torch.randn(2, 8)
+
+        def loss(self) -> torch.Tensor:
+            return self.model(self.x).pow(2).sum()
+
+    dbg = gs.debugger(Trainer().loss)
+    names = sorted(n.leaf.name for n in dbg.graph.leaves if n.leaf and n.leaf.name)
+    assert names == [f"self.model.layer{i}.{p}" for i in (1, 2) for p in ("bias", "weight")]
+    assert {n.module for n in nodes_named(dbg, "AddmmBackward0")} == {"self.model.layer1", "self.model.layer2"}
+
+
 class UsesWeightDirectly(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -278,6 +293,10 @@ def test_modules_of_an_observed_forward_are_exact_never_guessed() -> None:
     model = UsesWeightDirectly()
     tensor_dbg = gs.debugger(model(torch.randn(2, 3)).sum(), params=model)
     assert [n.module for n in tensor_dbg.graph.nodes if n.name == "TBackward0"] == ["fc", "fc"]
+    # wrappers whose forward only calls one submodule have the same range: the innermost one wins
+    wrapped = nn.Sequential(nn.Sequential(nn.Linear(4, 1)))
+    dbg = gs.debugger(wrapped, inputs=torch.randn(2, 4), loss=lambda out: out.sum())
+    assert {n.module for n in nodes_named(dbg, "AddmmBackward0")} == {"0.0"}
 
 
 def test_error_in_forward_is_shown_not_raised() -> None:

@@ -92,8 +92,11 @@ class ModuleTracker:
             return self._lookup
         self._base = min(r[0] for r in self.ranges)
         lookup: list[str | None] = [None] * (max(r[1] for r in self.ranges) - self._base)
-        # Outer calls start earlier and end later: sorting by (start, -end) paints parents first.
-        for start, end, name in sorted(self.ranges, key=lambda r: (r[0], -r[1])):
+        # Outer calls start earlier and end later: sorting by (start, -end) paints parents first. A
+        # wrapper whose forward only calls one submodule has the very same range; calls are recorded
+        # when they end, inner first, so among equal ranges the later-recorded (outer) one goes first.
+        order = sorted(range(len(self.ranges)), key=lambda i: (self.ranges[i][0], -self.ranges[i][1], -i))
+        for start, end, name in (self.ranges[i] for i in order):
             lookup[start - self._base : end - self._base] = [name] * (end - start)
         self._lookup = lookup
         return lookup

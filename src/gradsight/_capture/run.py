@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import traceback
+import types
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -337,8 +338,17 @@ def spec_for_function(fn: Callable[[], Any], loss: Any, grad_output: Any, budget
 
 
 def _modules_seen_by(fn: Callable[..., Any]) -> tuple[list[tuple[str, torch.nn.Module]], dict[torch.Tensor, str]]:
-    """Modules and tensors ``fn`` can reach by name (its globals and closure), to name nodes."""
+    """Modules and tensors ``fn`` can reach by name (its globals and closure, and for a bound method
+    its object's attributes: ``self.model``), to name nodes."""
     scope: dict[str, Any] = {}
+    owner = getattr(fn, "__self__", None)
+    if owner is not None and not isinstance(owner, types.ModuleType):
+        code = getattr(getattr(fn, "__func__", None), "__code__", None)
+        me = code.co_varnames[0] if code is not None and code.co_argcount else "self"
+        if isinstance(owner, torch.nn.Module):
+            scope[me] = owner
+        else:
+            scope.update({f"{me}.{k}": v for k, v in getattr(owner, "__dict__", {}).items()})
     code = getattr(fn, "__code__", None)
     if code is not None:
         globs = getattr(fn, "__globals__", {})
