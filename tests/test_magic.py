@@ -112,6 +112,10 @@ def test_a_backward_in_the_cell_shows_the_gradients_through_every_node(
     sin = graph.find("SinBackward0")[0]
     view = next(v for v in dbg.inspect(sin.id).tensors if v.key == "grad-in:0")
     assert view.kept and view.summary.max == pytest.approx(2.0) and view.histogram is not None
+    # the one reaching AccumulateGrad is not held (it would force a copy of .grad): the note says where to look
+    leaf_views = {v.key: v for v in dbg.inspect(graph.leaves[0].id).tensors}
+    assert not leaf_views["grad-in:0"].kept and "AccumulateGrad" in (leaf_views["grad-in:0"].note or "")
+    assert leaf_views["leaf:grad"].kept
     # the hooks went with the cell: a later backward through the same leaf records nothing
     recorded = [dict(w.metas) for w in watches]
     (2 * input1).sum().backward()

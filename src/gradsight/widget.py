@@ -95,7 +95,7 @@ class Debugger(anywidget.AnyWidget):
     def inspect(self, node_id: str) -> Inspection:
         """What the inspector shows for ``node_id``: full statistics, histograms and value previews
         of its saved tensors, its gradients and (for a leaf) the tensor and its ``.grad``."""
-        from ._capture.inspect import GRADIENTS_NOT_KEPT, inspect_node
+        from ._capture.inspect import CELL_GRADIENTS_NOT_KEPT, GRADIENTS_NOT_KEPT, inspect_node
         from ._capture.records import Captured
 
         if node_id not in self.graph:
@@ -106,7 +106,8 @@ class Debugger(anywidget.AnyWidget):
         history: tuple[Any, ...] = ()
         if self._live is not None and node.leaf is not None and node.leaf.name:
             history = tuple(self._live.history.get(node.leaf.name, ()))
-        result = inspect_node(captured, node_id, history, missing or GRADIENTS_NOT_KEPT)
+        not_kept = CELL_GRADIENTS_NOT_KEPT if self.graph.run.mode == "cell" else GRADIENTS_NOT_KEPT
+        result = inspect_node(captured, node_id, history, missing or not_kept)
         if node.leaf is not None and node.leaf.name and (node.executed is False or node.grad_norm == 0.0):
             result = replace(result, why=self.why(node.leaf.name))
         return result

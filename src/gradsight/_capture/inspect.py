@@ -123,6 +123,10 @@ GRADIENTS_NOT_KEPT = (
     "values not kept (big graph: gradsight keeps shapes and gradient norms, and the tensors of the nodes "
     "you inspect in a runnable debugger, by re-running the step)"
 )
+CELL_GRADIENTS_NOT_KEPT = (
+    "values not kept: a %%gradsight cell keeps the gradients of its last backward call while they fit "
+    "options.keep_all_below, and never the one reaching an AccumulateGrad (its leaf's .grad shows it)"
+)
 
 
 def inspect_node(cap: Captured, node_id: str, history: Sequence[GradStep] = (),
