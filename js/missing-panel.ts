@@ -62,7 +62,7 @@ export class MissingPanel {
     });
     this.list.replaceChildren(...items);
     const n = missing.length === 1 ? "1 leaf" : `${formatCount(missing.length)} leaves`;
-    setText(this.title, `${n} got no gradient: click one to see why`);
+    setText(this.title, `${n} got no gradient, a zero one or NaN/Inf: click one to see why`);
     this.el.hidden = missing.length === 0;
   }
 

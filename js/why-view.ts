@@ -17,6 +17,7 @@ export const REASON_TEXT: Record<WhyReason, string> = {
   unused: "not used by the forward",
   freed: "the graph was freed by an earlier backward",
   zero: "the gradient is all zeros",
+  nonfinite: "the gradient has NaN or Inf",
   unknown: "unknown",
 };
 

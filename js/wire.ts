@@ -1,11 +1,11 @@
-// The wire contract, TypeScript side. Mirrors src/gradsight/schema.py (SCHEMA_VERSION 5).
+// The wire contract, TypeScript side. Mirrors src/gradsight/schema.py (SCHEMA_VERSION 6).
 // parseGraph() is the runtime guard: everything the view draws has passed through it, so a drift
 // between the two sides fails loudly (and the golden snapshots in tests/golden fail the JS tests).
 // Big graphs come as a binary skeleton, decoded by skeleton.ts.
 
 import { lightNodes, parseSkeleton, type Skeleton } from "./skeleton";
 
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 export type NodeKind = "op" | "leaf" | "root" | "opaque";
 
@@ -81,6 +81,7 @@ export type WhyReason =
   | "unused"
   | "freed"
   | "zero"
+  | "nonfinite"
   | "unknown";
 
 /** Why a leaf's .grad is None (or zero), and where the path from the root breaks. */
@@ -348,6 +349,7 @@ const REASONS: readonly string[] = [
   "unused",
   "freed",
   "zero",
+  "nonfinite",
   "unknown",
 ];
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -311,6 +312,28 @@ def test_why_zero_points_at_a_zero_mask() -> None:
     why = dbg.why("w")
     assert why.reason == "zero" and why.where is not None
     assert dbg.graph.node(why.where).name == "MulBackward0" and "mask" in why.message
+
+
+def test_why_nan_points_at_the_op_whose_backward_made_it() -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(3, 3)
+    x = torch.randn(2, 3)
+
+    def loss() -> torch.Tensor:
+        y = layer(x)
+        return (y - y.detach()).sqrt().sum()  # sqrt(0) = 0 forward; its derivative at 0 is infinite
+
+    dbg = gs.debugger(loss)
+    sqrt = dbg.graph.find("SqrtBackward0")[0]
+    assert sqrt.grad_norm is not None and math.isfinite(sqrt.grad_norm)
+    for name in ("layer.weight", "layer.bias"):
+        (received,) = dbg.graph.node(f"leaf:{name}").grad_in
+        assert received is not None and (received.nan_count or 0) + (received.inf_count or 0) > 0
+        why = dbg.why(name)
+        assert why.reason == "nonfinite" and why.where == sqrt.id and "sqrt" in why.message
+    missing = {w.name: w for w in dbg.graph.missing}
+    assert missing["layer.weight"].reason == "nonfinite" and missing["layer.weight"].where == sqrt.id
+    assert dbg.inspect("leaf:layer.weight").why is not None
 
 
 def test_why_backward_excluded_it() -> None:

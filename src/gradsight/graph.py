@@ -22,7 +22,7 @@ RunMode = Literal["tensor", "cell", "runnable", "live"]
 RootGradient = Literal["scalar", "ones", "grad_output"]
 WhyReason = Literal[
     "requires_grad_false", "detach", "no_grad", "inference_mode", "non_differentiable", "data", "not_on_path",
-    "unused", "freed", "zero", "unknown",
+    "unused", "freed", "zero", "nonfinite", "unknown",
 ]  # fmt: skip
 
 
@@ -174,7 +174,7 @@ _NODE_FIELDS = frozenset(
 
 @dataclass(frozen=True)
 class Why:
-    """Why a leaf's ``.grad`` is None (or zero), and where the path from the root breaks."""
+    """Why a leaf's ``.grad`` is None (or zero, or NaN/Inf), and where the path from the root breaks."""
 
     name: str  # the leaf: "layer1.weight", "input", a cell variable
     reason: WhyReason

@@ -8,7 +8,7 @@ Rules: snake_case keys; no NaN/Inf in JSON (non-finite numbers become ``null``, 
 
 >>> from gradsight.graph import Graph
 >>> graph_to_wire(Graph())["schema_version"]
-5
+6
 
 The ``graph`` trait sends :func:`graph_transport` of this dict: past 2,000 nodes a binary skeleton,
 below it the JSON text packed into one buffer (v5).
@@ -58,7 +58,7 @@ __all__ = [
     "skeleton_ids",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 Wire = dict[str, Any]
 

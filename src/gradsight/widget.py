@@ -108,7 +108,10 @@ class Debugger(anywidget.AnyWidget):
             history = tuple(self._live.history.get(node.leaf.name, ()))
         not_kept = CELL_GRADIENTS_NOT_KEPT if self.graph.run.mode == "cell" else GRADIENTS_NOT_KEPT
         result = inspect_node(captured, node_id, history, missing or not_kept)
-        if node.leaf is not None and node.leaf.name and (node.executed is False or node.grad_norm == 0.0):
+        from ._capture.why import has_nonfinite_gradient
+
+        bad = has_nonfinite_gradient(node)
+        if node.leaf is not None and node.leaf.name and (node.executed is False or node.grad_norm == 0.0 or bad):
             result = replace(result, why=self.why(node.leaf.name))
         return result
 

@@ -6,7 +6,7 @@
 import { computeLayout } from "../../js/layout";
 import { layoutInput, nodeLabel } from "../../js/node-label";
 import widget from "../../js/widget";
-import { parseGraph, type WireGraph } from "../../js/wire";
+import { parseGraph, SCHEMA_VERSION, type WireGraph } from "../../js/wire";
 import { fakeModel } from "./fake-model";
 
 // Vite reads the directory at test time; an empty glob is an error below, never a vacuous pass.
@@ -76,8 +76,8 @@ describe.each(cases)("%s", (_name, data) => {
 
 it("explains a packed graph whose buffer is not JSON", () => {
   const junk = new TextEncoder().encode("{not json");
-  expect(() => parseGraph({ schema_version: 5, packed: new DataView(junk.buffer) })).toThrow(
+  expect(() => parseGraph({ schema_version: SCHEMA_VERSION, packed: new DataView(junk.buffer) })).toThrow(
     /graph.packed is not JSON/,
   );
-  expect(() => parseGraph({ schema_version: 5, packed: "text" })).toThrow(/not a binary buffer/);
+  expect(() => parseGraph({ schema_version: SCHEMA_VERSION, packed: "text" })).toThrow(/not a binary buffer/);
 });

@@ -12,6 +12,7 @@ the node after which the gradient toward the leaf is zero (a dead ReLU, a zero m
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -78,7 +79,20 @@ def _in_graph(name: str, node: Node, graph: Graph, origins: Origins | None) -> W
                    where=node.id)  # fmt: skip
     if node.grad_norm == 0.0:
         return zero(name, node, graph, origins)
+    if has_nonfinite_gradient(node):
+        return nonfinite(name, node, graph)
     return None
+
+
+def _nonfinite(norm: float | None) -> bool:
+    return norm is not None and not math.isfinite(norm)
+
+
+def has_nonfinite_gradient(node: Node) -> bool:
+    """Did NaN or Inf flow into ``node`` (its ``grad_norm`` is then None: JSON has no NaN)?"""
+    return any(
+        g is not None and (_nonfinite(g.norm) or (g.nan_count or 0) + (g.inf_count or 0) > 0) for g in node.grad_in
+    )
 
 
 # node id -> the node nearer the root that received a non-zero gradient and passed zero on toward it
@@ -94,11 +108,7 @@ def zero_origins(graph: Graph) -> Origins:
     has one. Linear in the graph; a walk per leaf was quadratic when most leaves of a deep network
     get zero (vanishing gradients): 0.2 s per 1k-node step, minutes at 10k nodes.
     """
-    parents: dict[str, list[Node]] = {}
-    for n in graph.nodes:
-        for dst, _ in n.next:
-            if dst is not None:
-                parents.setdefault(dst, []).append(n)
+    parents = _consumers(graph)
     origins: Origins = {}
     for n in graph.nodes:
         if n.grad_norm is not None and n.grad_norm > 0:
@@ -109,6 +119,77 @@ def zero_origins(graph: Graph) -> Origins:
             found = next((o for p in reversed(consumers) if (o := origins.get(p.id)) is not None), None)
         origins[n.id] = found
     return origins
+
+
+def _consumers(graph: Graph) -> dict[str, list[Node]]:
+    """Node id -> the nodes that send it gradient (whose ``next`` edges point at it)."""
+    parents: dict[str, list[Node]] = {}
+    for n in graph.nodes:
+        for dst, _ in n.next:
+            if dst is not None:
+                parents.setdefault(dst, []).append(n)
+    return parents
+
+
+def nonfinite_origins(graph: Graph) -> Origins:
+    """For every node whose incoming gradient has NaN or Inf: the node whose backward made it so — it
+    received a finite gradient and passed NaN/Inf on (None: the root's own gradient is not finite).
+
+    One pass in backward order: a node fed by a non-finite consumer inherits that consumer's origin;
+    a node whose consumers all received finite gradients was made non-finite by one of them (the one
+    whose recorded gradient out toward it is not finite, when gradients out were kept).
+    """
+    parents = _consumers(graph)
+    origins: Origins = {}
+    for n in graph.nodes:
+        if not has_nonfinite_gradient(n):
+            continue
+        consumers = parents.get(n.id, ())
+        bad = [p for p in consumers if has_nonfinite_gradient(p)]
+        if bad:
+            found = next((o for p in reversed(bad) if (o := origins.get(p.id)) is not None), None)
+        else:
+            finite = [p for p in consumers if p.grad_norm is not None]
+            found = next((p for p in finite if _sends_nonfinite(p, n.id)), finite[0] if finite else None)
+        origins[n.id] = found
+    return origins
+
+
+def _sends_nonfinite(p: Node, target: str) -> bool:
+    for (dst, _), g in zip(p.next, p.grad_out, strict=False):
+        if dst == target and g is not None and (_nonfinite(g.norm) or (g.nan_count or 0) + (g.inf_count or 0) > 0):
+            return True
+    return False
+
+
+def nonfinite(name: str, leaf: Node, graph: Graph) -> Why:
+    """Where, on the way from the root to ``leaf``, the gradient became NaN or Inf."""
+    p = nonfinite_origins(graph).get(leaf.id)
+    if p is None:
+        return Why(name, "nonfinite", f"{name}'s gradient has NaN or Inf from the root on: the gradient backward "
+                   "started from is not finite (a NaN loss gives a NaN gradient as soon as an op uses it; check the "
+                   "loss value, or the grad_output you gave).", where=leaf.id)  # fmt: skip
+    return Why(name, "nonfinite", f"{name}'s gradient has NaN or Inf: it became non-finite in {p.name}{_module(p)}, "
+               f"which received a finite gradient and passed NaN/Inf on toward {name}. {_nonfinite_hint(p)}",
+               where=p.id, source=p.source)  # fmt: skip
+
+
+def _nonfinite_hint(n: Node) -> str:
+    name = n.name
+    if name.startswith(("Sqrt", "Rsqrt")):
+        return "The derivative of sqrt is infinite at 0: add a small epsilon inside (sqrt(x + eps))."
+    if name.startswith(("Log", "Div", "Reciprocal", "Xlogy")):
+        return "A division by zero or the log of 0 in its backward: clamp the input away from 0 (x.clamp_min(eps))."
+    if name.startswith(("Norm", "LinalgVectorNorm")):
+        return "The gradient of a norm is x / ‖x‖, undefined where x is all zeros: add an epsilon."
+    if name.startswith("Pow"):
+        return "A power with a negative base and a fractional exponent, or 0 to a negative power, in its input."
+    if name.startswith(("Acos", "Asin", "Atanh")):
+        return "Its derivative is infinite at ±1: clamp the input to (-1 + eps, 1 - eps)."
+    return (
+        "Look at what it saved: NaN/Inf already there came from the forward; a finite input where this op's "
+        "derivative is infinite or undefined is the other cause."
+    )
 
 
 def zero(name: str, leaf: Node, graph: Graph, origins: Origins | None = None) -> Why:
@@ -250,6 +331,10 @@ def _tensors(tree: Any) -> list[torch.Tensor]:
     return [t for t in _pytree.tree_flatten(tree)[0] if isinstance(t, torch.Tensor)]
 
 
+def _got_a_usable_gradient(node: Node) -> bool:
+    return node.executed is not False and node.grad_norm != 0.0 and not has_nonfinite_gradient(node)
+
+
 def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, graph: Graph) -> tuple[Why, ...]:
     """Quick explanations for every named leaf that got no gradient (or a zero one) in ``graph``."""
     out = []
@@ -257,7 +342,7 @@ def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, grap
     origins = zero_origins(graph) if any(n.grad_norm == 0.0 for n in leaf_nodes.values()) else None
     for name, leaf in names.items():
         node = leaf_nodes.get(name)
-        if node is not None and node.executed is not False and node.grad_norm != 0.0:
+        if node is not None and _got_a_usable_gradient(node):
             continue
         wanted = isinstance(leaf, torch.nn.Parameter) or (leaf is not None and leaf.requires_grad)
         if node is None and not wanted and name not in toggles.requires_grad:
