@@ -53,6 +53,11 @@ export function whatIfSection(node: WireNode, state: ToggleState | null): HTMLEl
 
 /** Why the leaf's gradient is None or zero (from the inspect reply). */
 export function whySection(why: WireWhy, nodeName: (id: string) => string | null): HTMLElement {
-  const title = why.reason === "zero" ? "Why the gradient is zero" : "Why .grad is None";
+  const title =
+    why.reason === "zero"
+      ? "Why the gradient is zero"
+      : why.reason === "nonfinite"
+        ? "Where the gradient became NaN / Inf"
+        : "Why .grad is None";
   return section("why", title, whyView(why, nodeName));
 }

@@ -156,6 +156,19 @@ describe("why a leaf has no gradient", () => {
     expect(q(section, '[data-why="where"]').textContent).toBe("gone#0");
   });
 
+  it("a NaN / Inf gradient says where it became non-finite", () => {
+    const { el, model } = mount(whatIfGraph());
+    model.pySet("selected", LEAF);
+    model.pySend({
+      ...inspectOk(model.lastSent("inspect"), []),
+      why: why("input1", { reason: "nonfinite", where: SIN, message: "it became non-finite in SinBackward0" }),
+    });
+    const section = q(inspector(el), '[data-section="why"]');
+    expect(section.querySelector("h4")?.textContent).toBe("Where the gradient became NaN / Inf");
+    expect(q(section, '[data-why="reason"]').textContent).toBe("the gradient has NaN or Inf (nonfinite)");
+    expect(section.querySelector(`button[data-goto-node="${SIN}"]`)).not.toBeNull();
+  });
+
   it("lists graph.missing; a click asks Python why and shows the answer in place", () => {
     const { el, model } = mount(whatIfGraph());
     const panel = q(el, '[data-gradsight="missing"]');
