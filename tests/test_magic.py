@@ -122,6 +122,16 @@ def test_a_backward_in_the_cell_shows_the_gradients_through_every_node(
     assert [dict(w.metas) for w in watches] == recorded
 
 
+def test_a_custom_function_in_a_cell_keeps_what_its_ctx_saved(shell: InteractiveShell) -> None:
+    shell.run_cell("from tests.zoo import Scale", store_history=False)
+    dbg = run(shell, "a = torch.randn(5, requires_grad=True)\nout = Scale.apply(a, 3.0).sum()\nout.backward()")
+    node = dbg.graph.find("ScaleBackward")[0]
+    saved = node.saved["saved_tensors[0]"]  # read before backward freed it
+    assert isinstance(saved, TensorSummary) and saved.freed and saved.shape == (5,)
+    assert "saved_tensors" not in node.saved and node.saved["k"] == 3.0
+    assert not dbg.graph.notes  # nothing reported as freed
+
+
 def test_autograd_grad_in_the_cell_gives_the_leaves_their_gradient(shell: InteractiveShell) -> None:
     dbg = run(
         shell, "w = torch.randn(4, requires_grad=True)\nloss = (3 * w).sum()\n(g,) = torch.autograd.grad(loss, [w])"

@@ -336,6 +336,26 @@ def test_why_nan_points_at_the_op_whose_backward_made_it() -> None:
     assert dbg.inspect("leaf:layer.weight").why is not None
 
 
+def test_why_reentrant_checkpoint_without_an_input_that_requires_grad() -> None:
+    from torch.utils.checkpoint import checkpoint
+
+    class Checkpointed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+            self.head = nn.Linear(4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(checkpoint(self.block, x, use_reentrant=True))  # PyTorch's classic pitfall
+
+    with pytest.warns(UserWarning, match="requires_grad"):  # torch's own warning
+        dbg = gs.debugger(Checkpointed(), inputs=torch.randn(3, 4), loss=lambda out: out.sum())
+    assert "leaf:block.0.weight" not in dbg.graph
+    with pytest.warns(UserWarning, match="requires_grad"):  # again: the trace re-runs the forward
+        why = dbg.why("block.0.weight")
+    assert why.reason == "no_grad" and "use_reentrant=False" in why.message and "checkpoint" in why.message
+
+
 def test_why_backward_excluded_it() -> None:
     model = MLP()
     gs.options.live_interval, old = 0.0, gs.options.live_interval

@@ -321,11 +321,16 @@ def _saved(
     presaved = opts.presaved.get(node) if opts.presaved else None
     if presaved is None:
         return current
-    # Values read before backward freed them win over "freed"; mark tensors as freed since.
+    # Values read before backward freed them win over "freed"; mark tensors as freed since. A custom
+    # Function's ctx reads as "saved_tensors[i]" before and as one unavailable "saved_tensors" after.
     merged = dict(current)
     for key, value in presaved.values.items():
-        if isinstance(current.get(key), Unavailable):
+        base = key.split("[", 1)[0]
+        gone = current.get(key) if key in current else current.get(base)
+        if isinstance(gone, Unavailable):
             merged[key] = _mark_freed(value)
+            if key != base:
+                merged.pop(base, None)
     if store is not None:
         for path, t in presaved.tensors.items():
             attr = path.split("[", 1)[0]

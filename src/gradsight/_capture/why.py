@@ -13,8 +13,10 @@ the node after which the gradient toward the leaf is zero (a dead ReLU, a zero m
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Callable, Mapping
+from types import FrameType
 from typing import Any
 
 import torch
@@ -234,6 +236,7 @@ class _Taint(TorchFunctionMode):
         self.tainted: dict[int, torch.Tensor] = {id(start): start}
         self.used = False
         self.broken: tuple[str, str, str | None] | None = None  # (reason, op, source)
+        self.in_checkpoint = False  # the break is inside torch.utils.checkpoint's forward
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if compiling():  # invisible to dynamo (see modules._SharedHooks)
@@ -255,6 +258,7 @@ class _Taint(TorchFunctionMode):
             and not any(t.requires_grad for t in outs)
         ):
             self.broken = (_reason(func, outs, grad_on, inference), _op_name(func), _source(sys._getframe(1)))
+            self.in_checkpoint = not grad_on and _inside_checkpoint(sys._getframe(1))
         return out
 
     def reached(self, roots: list[torch.Tensor]) -> bool:
@@ -268,7 +272,8 @@ def trace(name: str, leaf: torch.Tensor, forward: Callable[[], list[torch.Tensor
         roots = forward()
     if mode.broken is not None:
         reason, op, source = mode.broken
-        return Why(name, reason, _BREAK[reason].format(name=name, op=op), source=source)  # type: ignore[arg-type]
+        text = _CHECKPOINT if mode.in_checkpoint and reason == "no_grad" else _BREAK[reason]
+        return Why(name, reason, text.format(name=name, op=op), source=source)  # type: ignore[arg-type]
     if not mode.used:
         return Why(name, "unused", f"{name} is never used in the forward: nothing computed from it, so it cannot get a "
                    "gradient (an unused parameter or branch?).")  # fmt: skip
@@ -278,6 +283,24 @@ def trace(name: str, leaf: torch.Tensor, forward: Callable[[], list[torch.Tensor
     return Why(name, "unknown", f"{name}'s values reach the loss, yet it got no gradient; gradsight could not find "
                "where the path breaks.")  # fmt: skip
 
+
+_CHECKPOINT_FILE = os.path.join("torch", "utils", "checkpoint.py")
+
+
+def _inside_checkpoint(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.endswith(_CHECKPOINT_FILE):
+            return True
+        frame = frame.f_back
+    return False
+
+
+_CHECKPOINT = (
+    "{name}'s path to the loss goes through torch.utils.checkpoint with use_reentrant=True, which runs its "
+    "function under torch.no_grad() and rebuilds the graph during backward only when one of the function's "
+    "inputs requires grad. None does here, so its output has no graph and {name} gets no gradient. Pass "
+    "use_reentrant=False (PyTorch's recommendation), or make an input require grad (x.requires_grad_())."
+)
 
 _BREAK = {
     "detach": "{name}'s path to the loss is cut by {op}(): the result no longer requires grad, so nothing "
