@@ -27,7 +27,7 @@ def _is_compiling() -> Callable[[], bool]:
 
 
 # True while dynamo traces: gradsight's hooks and modes then step aside (see _SharedHooks)
-compiling = _compiling = _is_compiling()
+compiling = _is_compiling()
 
 
 class ModuleTracker:
@@ -168,14 +168,14 @@ class _SharedHooks:
 
 
 def _pre(module: torch.nn.Module, args: Any) -> None:
-    if _compiling():
+    if compiling():
         return
     for tracker in _SHARED.trackers:
         tracker._pre(module, args)
 
 
 def _post(module: torch.nn.Module, args: Any, output: Any) -> None:
-    if _compiling():
+    if compiling():
         return
     for tracker in _SHARED.trackers:
         tracker._post(module, args, output)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from .modules import compiling as _compiling
+from .modules import compiling
 
 _next_seq = torch._C._autograd._get_sequence_nr
 _INTERNAL_ROOTS = (
@@ -39,7 +39,7 @@ class SourceTracker(TorchFunctionMode):
         self._internal: dict[str, bool] = {}
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if _compiling():  # dynamo traces modes: stay invisible to it (a compiled region is one node)
+        if compiling():  # dynamo traces modes: stay invisible to it (a compiled region is one node)
             return func(*args, **(kwargs or {}))
         start = _next_seq()
         out = func(*args, **(kwargs or {}))
