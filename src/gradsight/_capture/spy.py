@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import functools
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -32,6 +32,7 @@ from .records import Observed, Presaved
 from .summary import summarize
 from .walk import _short_name, walk
 
+V = TypeVar("V")
 KEEP_CALLS = 4  # backward calls remembered (the graph shown is normally the last one's)
 
 
@@ -46,18 +47,13 @@ class BackwardSpy:
 
     @property
     def presaved(self) -> dict[Any, Presaved]:
-        merged: dict[Any, Presaved] = {}
-        for call in self._calls:
-            merged.update(call)
-        return merged
+        """``presaved[node]``: what ``node`` had saved just before the last backward through it."""
+        return _merged(self._calls)
 
     @property
     def observed(self) -> dict[Any, Observed]:
         """``observed[node]``: the gradients that flowed into ``node`` in the last backward through it."""
-        merged: dict[Any, Observed] = {}
-        for call in self._grads:
-            merged.update(call)
-        return merged
+        return _merged(self._grads)
 
     @contextmanager
     def installed(self) -> Iterator[BackwardSpy]:
@@ -157,6 +153,14 @@ class _Watch:
             h.remove()
         self._handles.clear()
         return {self.nodes[i]: Observed(metas, self.tensors.get(i)) for i, metas in self.metas.items()}
+
+
+def _merged(calls: Iterable[dict[Any, V]]) -> dict[Any, V]:
+    """Per node, what the latest call that went through it recorded."""
+    merged: dict[Any, V] = {}
+    for call in calls:
+        merged.update(call)
+    return merged
 
 
 def _keeper(tensors: dict[str, torch.Tensor], budget: list[int]) -> Callable[[str, torch.Tensor], TensorSummary]:
