@@ -204,3 +204,23 @@ def test_compiled_models_neither_break_nor_recompile_under_gradsight() -> None:
     for (name, _), g in zip(model.named_parameters(), expected, strict=True):
         assert dbg.graph.node(f"leaf:{name}").grad_norm == pytest.approx(float(g.norm()), rel=1e-6)
     assert live.graph.run.step == 3
+
+
+def test_a_model_that_returns_its_loss_and_logits_has_one_root() -> None:
+    class WithLoss(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = torch.nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+            logits = self.head(x)
+            return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+    model = WithLoss()
+    dbg = gs.debugger(model)
+    model(torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1]))["loss"].backward()
+    graph = dbg.graph
+    assert [n.name for n in graph.nodes if n.kind == "root"] == ["NllLossBackward0"]
+    names = [n.name for n in graph.nodes]
+    assert names.index("LogSoftmaxBackward0") < names.index("AddmmBackward0")  # backward order: consumers first
+    dbg.close()

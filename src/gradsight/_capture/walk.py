@@ -114,7 +114,7 @@ def collect(roots: Sequence[Any], opts: CaptureOptions) -> tuple[Collected, list
 def assign_ids(c: Collected) -> list[str]:
     """Order, modules and stable ids (known before backward, so a re-run can watch a node by id)."""
     if not c.ids:
-        c.topo = backward_order(c.seqs, c.edges, c.roots)
+        c.topo = backward_order(c.seqs, c.edges, graph_roots(c))
         c.final_modules = [_module_of(i, c) for i in range(len(c.names))]
         c.ids = op_ids(c.names, c.seqs, c.final_modules, c.leaves, c.topo)
     return c.ids
@@ -124,7 +124,8 @@ def build(c: Collected, grads: Gradients | None = None, run: RunInfo | None = No
     """Phase 2 (torch-free): order, modules, ids, frozen nodes (with gradients when recorded)."""
     ids = assign_ids(c)
     topo, modules = c.topo, c.final_modules
-    root_set = set(c.roots)
+    roots = graph_roots(c)
+    root_set = set(roots)
     g = grads or Gradients({}, {}, set(), {})
     grad_in, grad_out, executed, norms = g.grad_in.get, g.grad_out.get, g.executed, g.norms.get
     observed = grads is not None
@@ -150,7 +151,14 @@ def build(c: Collected, grads: Gradients | None = None, run: RunInfo | None = No
     ])  # fmt: skip
     freed = sum(any(_is_freed(v) for v in saved.values()) for saved in c.saved)
     notes = (_freed_note(freed),) if freed else ()
-    return Graph(nodes=nodes, roots=tuple(ids[r] for r in c.roots), notes=notes, run=run or RunInfo())
+    return Graph(nodes=nodes, roots=tuple(ids[r] for r in roots), notes=notes, run=run or RunInfo())
+
+
+def graph_roots(c: Collected) -> list[int]:
+    """The roots that no other node feeds: a model's logits returned beside the loss computed from
+    them are an op of the loss's graph, not a second root (roots come first in backward order)."""
+    fed = {j for out in c.edges for j, _ in out if j is not None}
+    return [r for r in c.roots if r not in fed] or list(c.roots)
 
 
 def walk(roots: Sequence[Any]) -> tuple[list[Any], dict[Any, int], list[list[tuple[int | None, int]]]]:
