@@ -119,7 +119,13 @@ class _Watch:
         self.tensors: dict[int, tuple[torch.Tensor | None, ...]] = {}
         self._room = options.keep_all_below
         self._leaves = [_short_name(n) == ACCUMULATE_GRAD for n in order]
-        self._handles = [node.register_prehook(self._hook(i)) for i, node in enumerate(order)]
+        self._handles: list[Any] = []
+        try:
+            for i, node in enumerate(order):
+                self._handles.append(node.register_prehook(self._hook(i)))
+        except Exception:
+            self.close()  # no hook outlives a watch that failed to start
+            raise
 
     def _hook(self, i: int) -> Callable[[Any], None]:
         def hook(grad_outputs: Any) -> None:
