@@ -30,12 +30,12 @@ from .source import _INTERNAL_ROOTS, _short
 
 
 def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph,
-          leaf_nodes: dict[str, Node] | None = None, origins: Origins | None = None) -> Why | None:  # fmt: skip
+          leaf_nodes: dict[str, Node] | None = None, origins: Starts | None = None) -> Why | None:  # fmt: skip
     """An explanation from what is known without running anything, or None. ``origins``: the
-    graph's :func:`zero_origins`, when several leaves are explained at once."""
+    graph's :class:`Starts`, shared when several leaves are explained at once."""
     node = (leaf_nodes if leaf_nodes is not None else leaf_node_index(graph)).get(name)
     if node is not None:
-        return _in_graph(name, node, graph, origins)
+        return _in_graph(name, node, graph, origins or Starts(graph))
     flipped = _flipped(name, toggles)
     if flipped is False or (leaf is not None and not leaf.requires_grad):
         how = "this re-run's requires_grad toggle set it off" if flipped is False else "it has requires_grad=False"
@@ -68,7 +68,7 @@ def leaf_node_index(graph: Graph) -> dict[str, Node]:
     return out
 
 
-def _in_graph(name: str, node: Node, graph: Graph, origins: Origins | None) -> Why | None:
+def _in_graph(name: str, node: Node, graph: Graph, origins: Starts) -> Why | None:
     if node.executed is False:
         return Why(name, "not_on_path",
                    f"{name} is in the graph but backward did not compute its gradient: backward(inputs=...) or "
@@ -80,9 +80,9 @@ def _in_graph(name: str, node: Node, graph: Graph, origins: Origins | None) -> W
                    "time': rebuild the graph (run the forward again) or pass retain_graph=True.",
                    where=node.id)  # fmt: skip
     if node.grad_norm == 0.0:
-        return zero(name, node, graph, origins)
+        return zero(name, node, graph, origins.zero())
     if has_nonfinite_gradient(node):
-        return nonfinite(name, node, graph)
+        return nonfinite(name, node, graph, origins.nonfinite())
     return None
 
 
@@ -99,6 +99,26 @@ def has_nonfinite_gradient(node: Node) -> bool:
 
 # node id -> the node nearer the root that received a non-zero gradient and passed zero on toward it
 Origins = dict[str, "Node | None"]
+
+
+class Starts:
+    """Where zero and NaN/Inf gradients start in one graph, each computed once, when first asked
+    (explaining every leaf with a walk each was quadratic)."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self._zero: Origins | None = None
+        self._nonfinite: Origins | None = None
+
+    def zero(self) -> Origins:
+        if self._zero is None:
+            self._zero = zero_origins(self.graph)
+        return self._zero
+
+    def nonfinite(self) -> Origins:
+        if self._nonfinite is None:
+            self._nonfinite = nonfinite_origins(self.graph)
+        return self._nonfinite
 
 
 def zero_origins(graph: Graph) -> Origins:
@@ -164,9 +184,9 @@ def _sends_nonfinite(p: Node, target: str) -> bool:
     return False
 
 
-def nonfinite(name: str, leaf: Node, graph: Graph) -> Why:
+def nonfinite(name: str, leaf: Node, graph: Graph, origins: Origins | None = None) -> Why:
     """Where, on the way from the root to ``leaf``, the gradient became NaN or Inf."""
-    p = nonfinite_origins(graph).get(leaf.id)
+    p = (origins if origins is not None else nonfinite_origins(graph)).get(leaf.id)
     if p is None:
         return Why(name, "nonfinite", f"{name}'s gradient has NaN or Inf from the root on: the gradient backward "
                    "started from is not finite (a NaN loss gives a NaN gradient as soon as an op uses it; check the "
@@ -362,7 +382,7 @@ def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, grap
     """Quick explanations for every named leaf that got no gradient (or a zero one) in ``graph``."""
     out = []
     leaf_nodes = leaf_node_index(graph)
-    origins = zero_origins(graph) if any(n.grad_norm == 0.0 for n in leaf_nodes.values()) else None
+    origins = Starts(graph)
     for name, leaf in names.items():
         node = leaf_nodes.get(name)
         if node is not None and _got_a_usable_gradient(node):
