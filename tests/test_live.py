@@ -224,3 +224,26 @@ def test_a_model_that_returns_its_loss_and_logits_has_one_root() -> None:
     names = [n.name for n in graph.nodes]
     assert names.index("LogSoftmaxBackward0") < names.index("AddmmBackward0")  # backward order: consumers first
     dbg.close()
+
+
+def test_a_followed_model_can_be_copied_and_saved() -> None:
+    # copy.deepcopy (an EMA model, a snapshot) and torch.save(model) copy a module's hooks with it
+    import copy
+    import io
+
+    model = MLP()
+    dbg = gs.debugger(model)
+    x = torch.randn(2, 8)
+    step(model, x)
+    ema = copy.deepcopy(model)
+    step(ema, x)  # the copy is not followed
+    assert dbg.graph.run.step == 1
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    assert b"LiveSession" not in buffer.getvalue()
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    assert torch.equal(loaded(x), model(x))
+    step(model, x)  # the original still is
+    assert dbg.graph.run.step == 3
+    dbg.close()

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from .._inert import inert, restore
 from ..config import options
 from ..graph import RunInfo
 from ..inspection import GradStep
@@ -48,8 +49,8 @@ class LiveSession:
         self._leaf_names = leaf_names_from_params(model)
         self._tracker = ModuleTracker(module_names(model), start=False)  # started for captured steps
         self._handles = [
-            model.register_forward_pre_hook(self._on_forward_start, with_kwargs=True),
-            model.register_forward_hook(self._on_forward_end, always_call=True),
+            model.register_forward_pre_hook(_ModelHook(self._on_forward_start), with_kwargs=True),
+            model.register_forward_hook(_ModelHook(self._on_forward_end), always_call=True),
         ]
         self.last_call: tuple[Any, Any, Any, Any] | None = None  # (args, kwargs, rng, output grads) to re-run
         self._call: tuple[Any, Any, Any] | None = None
@@ -221,6 +222,25 @@ class LiveSession:
     def _error(self, e: BaseException) -> None:
         if len(self.errors) < 20:
             self.errors.append(f"{type(e).__name__}: {e}")
+
+
+class _ModelHook:
+    """A hook on the user's model. A copy or a pickle of the model gets an inert one instead
+    (see gradsight._inert): copies are not followed, and the session is never copied along."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Callable[..., None]:
+        return inert
+
+    def __reduce__(self) -> tuple[Callable[[], Any], tuple[()]]:
+        return restore, ()
 
 
 class _Step:
