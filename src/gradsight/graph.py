@@ -12,6 +12,7 @@ by hand::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
@@ -54,6 +55,11 @@ class TensorSummary:
     layout: str = "strided"
     freed: bool = False  # autograd freed the tensor (backward ran) after gradsight summarized it
     note: str | None = None
+
+    @property
+    def nonfinite(self) -> bool:
+        """NaN or Inf in the tensor: counted, or (when only the norm was taken) a norm that is not finite."""
+        return bool(self.nan_count or self.inf_count or (self.norm is not None and not math.isfinite(self.norm)))
 
     @property
     def nbytes(self) -> int:
@@ -154,6 +160,11 @@ class Node:
         obj = object.__new__(cls)
         obj.__dict__.update(fields)
         return obj
+
+    @property
+    def nonfinite_gradient(self) -> bool:
+        """NaN or Inf flowed into this node (its ``grad_norm`` is then None: JSON has no NaN)."""
+        return any(g is not None and g.nonfinite for g in self.grad_in)
 
     @property
     def label(self) -> str:

@@ -42,7 +42,6 @@ from .skeleton import (
     SKELETON_THRESHOLD,
     comm_payload,
     graph_transport,
-    nonfinite_summary,
     skeleton_ids,
     skeleton_to_wire,
 )
@@ -174,7 +173,7 @@ def tensor_to_wire(t: TensorSummary) -> Wire:
         "layout": t.layout,
         "freed": t.freed,
         "note": t.note,
-        "nonfinite": nonfinite_summary(t),
+        "nonfinite": t.nonfinite,
     }
 
 

@@ -116,10 +116,6 @@ def _flags(node: Node) -> int:
     bits = 0
     if node.executed is not None:
         bits |= 1 | (2 if node.executed else 0)
-        if any(g is not None and nonfinite_summary(g) for g in node.grad_in):
+        if node.nonfinite_gradient:
             bits |= 4
     return bits | (OPAQUE_CODES[node.opaque_kind] << 3)
-
-
-def nonfinite_summary(t: Any) -> bool:
-    return bool(t.nan_count or t.inf_count or (t.norm is not None and not math.isfinite(t.norm)))

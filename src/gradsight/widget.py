@@ -97,6 +97,7 @@ class Debugger(anywidget.AnyWidget):
         of its saved tensors, its gradients and (for a leaf) the tensor and its ``.grad``."""
         from ._capture.inspect import CELL_GRADIENTS_NOT_KEPT, GRADIENTS_NOT_KEPT, inspect_node
         from ._capture.records import Captured
+        from ._capture.why import needs_explaining
 
         if node_id not in self.graph:
             raise KeyError(f"no node {node_id!r} in this graph")
@@ -108,10 +109,7 @@ class Debugger(anywidget.AnyWidget):
             history = tuple(self._live.history.get(node.leaf.name, ()))
         not_kept = CELL_GRADIENTS_NOT_KEPT if self.graph.run.mode == "cell" else GRADIENTS_NOT_KEPT
         result = inspect_node(captured, node_id, history, missing or not_kept)
-        from ._capture.why import has_nonfinite_gradient
-
-        bad = has_nonfinite_gradient(node)
-        if node.leaf is not None and node.leaf.name and (node.executed is False or node.grad_norm == 0.0 or bad):
+        if node.leaf is not None and node.leaf.name and needs_explaining(node):
             result = replace(result, why=self.why(node.leaf.name))
         return result
 

@@ -53,12 +53,13 @@ class GradRecorder:
         """Hook every node of ``order``; with ``leaves=False`` not the ``AccumulateGrad`` nodes (a
         ``torch.autograd.grad`` with respect to the leaves never runs them: their hooks would never
         fire, and installing and removing them was a tenth of a 1k-node run's hook cost)."""
-        keep = self.keep
         for i, node in enumerate(order):
-            if not leaves and names[i] == ACCUMULATE_GRAD:
+            leaf = names[i] == ACCUMULATE_GRAD
+            if leaf and not leaves:
                 continue
-            self._handles.append(node.register_prehook(self._pre_hook(i, i in keep and names[i] != ACCUMULATE_GRAD)))
-            if i in keep and names[i] != ACCUMULATE_GRAD:
+            kept = i in self.keep and not leaf  # never the gradient reaching AccumulateGrad (pitfall 1)
+            self._handles.append(node.register_prehook(self._pre_hook(i, kept)))
+            if kept:
                 self._handles.append(node.register_hook(self._post_hook(i)))
 
     def close(self) -> None:

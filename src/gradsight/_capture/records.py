@@ -54,6 +54,7 @@ class Collected:
     roots: list[int]
     ids: list[str] = field(default_factory=list)  # set by assign_ids()
     topo: list[int] = field(default_factory=list)
+    top: list[int] = field(default_factory=list)  # the roots no other node feeds (walk.graph_roots)
     final_modules: list[str | None] = field(default_factory=list)
 
     def gradient_bytes(self) -> int:

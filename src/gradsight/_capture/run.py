@@ -97,15 +97,19 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
             phases = {"forward": time.perf_counter() - start}
             result = _backward(spec, store, tracker, sources, roots, grads, kind, loss_value, watch, phases)
             result.phases = phases
-            if spec.loss is None and result.captured is not None and len(flatten_tensors(output)) > len(roots):
+            note = _picked_note(spec, output, roots)
+            if note is not None and result.captured is not None:
                 graph = result.captured.graph
-                result.captured.graph = replace(graph, notes=(*graph.notes, _picked_note(roots)))
+                result.captured.graph = replace(graph, notes=(*graph.notes, note))
             return result
         finally:
             tracker.close()
 
 
-def _picked_note(roots: list[torch.Tensor]) -> str:
+def _picked_note(spec: RunSpec, output: Any, roots: list[torch.Tensor]) -> str | None:
+    """What a graph says when gradsight chose among several outputs (no ``loss=`` given)."""
+    if spec.loss is not None or len(flatten_tensors(output)) <= len(roots):
+        return None
     scalar = len(roots) == 1 and roots[0].numel() == 1
     what = "its loss output" if scalar else "every output that requires grad"
     return (

@@ -114,7 +114,8 @@ def collect(roots: Sequence[Any], opts: CaptureOptions) -> tuple[Collected, list
 def assign_ids(c: Collected) -> list[str]:
     """Order, modules and stable ids (known before backward, so a re-run can watch a node by id)."""
     if not c.ids:
-        c.topo = backward_order(c.seqs, c.edges, graph_roots(c))
+        c.top = graph_roots(c)
+        c.topo = backward_order(c.seqs, c.edges, c.top)
         c.final_modules = [_module_of(i, c) for i in range(len(c.names))]
         c.ids = op_ids(c.names, c.seqs, c.final_modules, c.leaves, c.topo)
     return c.ids
@@ -124,7 +125,7 @@ def build(c: Collected, grads: Gradients | None = None, run: RunInfo | None = No
     """Phase 2 (torch-free): order, modules, ids, frozen nodes (with gradients when recorded)."""
     ids = assign_ids(c)
     topo, modules = c.topo, c.final_modules
-    roots = graph_roots(c)
+    roots = c.top
     root_set = set(roots)
     g = grads or Gradients({}, {}, set(), {})
     grad_in, grad_out, executed, norms = g.grad_in.get, g.grad_out.get, g.executed, g.norms.get

@@ -12,7 +12,6 @@ the node after which the gradient toward the leaf is zero (a dead ReLU, a zero m
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -81,23 +80,13 @@ def _in_graph(name: str, node: Node, graph: Graph, origins: Starts) -> Why | Non
                    where=node.id)  # fmt: skip
     if node.grad_norm == 0.0:
         return zero(name, node, graph, origins.zero())
-    if has_nonfinite_gradient(node):
+    if node.nonfinite_gradient:
         return nonfinite(name, node, graph, origins.nonfinite())
     return None
 
 
-def _nonfinite(norm: float | None) -> bool:
-    return norm is not None and not math.isfinite(norm)
-
-
-def has_nonfinite_gradient(node: Node) -> bool:
-    """Did NaN or Inf flow into ``node`` (its ``grad_norm`` is then None: JSON has no NaN)?"""
-    return any(
-        g is not None and (_nonfinite(g.norm) or (g.nan_count or 0) + (g.inf_count or 0) > 0) for g in node.grad_in
-    )
-
-
-# node id -> the node nearer the root that received a non-zero gradient and passed zero on toward it
+# node id -> the node nearer the root that received a good gradient (non-zero, or finite) and passed
+# a zero (or NaN/Inf) one on toward it
 Origins = dict[str, "Node | None"]
 
 
@@ -162,12 +151,13 @@ def nonfinite_origins(graph: Graph) -> Origins:
     whose recorded gradient out toward it is not finite, when gradients out were kept).
     """
     parents = _consumers(graph)
+    nonfinite = {n.id for n in graph.nodes if n.nonfinite_gradient}
     origins: Origins = {}
     for n in graph.nodes:
-        if not has_nonfinite_gradient(n):
+        if n.id not in nonfinite:
             continue
         consumers = parents.get(n.id, ())
-        bad = [p for p in consumers if has_nonfinite_gradient(p)]
+        bad = [p for p in consumers if p.id in nonfinite]
         if bad:
             found = next((o for p in reversed(bad) if (o := origins.get(p.id)) is not None), None)
         else:
@@ -178,10 +168,7 @@ def nonfinite_origins(graph: Graph) -> Origins:
 
 
 def _sends_nonfinite(p: Node, target: str) -> bool:
-    for (dst, _), g in zip(p.next, p.grad_out, strict=False):
-        if dst == target and g is not None and (_nonfinite(g.norm) or (g.nan_count or 0) + (g.inf_count or 0) > 0):
-            return True
-    return False
+    return any(dst == target and g is not None and g.nonfinite for (dst, _), g in zip(p.next, p.grad_out, strict=False))
 
 
 def nonfinite(name: str, leaf: Node, graph: Graph, origins: Origins | None = None) -> Why:
@@ -374,8 +361,9 @@ def _tensors(tree: Any) -> list[torch.Tensor]:
     return [t for t in _pytree.tree_flatten(tree)[0] if isinstance(t, torch.Tensor)]
 
 
-def _got_a_usable_gradient(node: Node) -> bool:
-    return node.executed is not False and node.grad_norm != 0.0 and not has_nonfinite_gradient(node)
+def needs_explaining(node: Node) -> bool:
+    """Backward skipped it, or what it got is zero or NaN/Inf: a leaf the view explains."""
+    return node.executed is False or node.grad_norm == 0.0 or node.nonfinite_gradient
 
 
 def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, graph: Graph) -> tuple[Why, ...]:
@@ -385,7 +373,7 @@ def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, grap
     origins = Starts(graph)
     for name, leaf in names.items():
         node = leaf_nodes.get(name)
-        if node is not None and _got_a_usable_gradient(node):
+        if node is not None and not needs_explaining(node):
             continue
         wanted = isinstance(leaf, torch.nn.Parameter) or (leaf is not None and leaf.requires_grad)
         if node is None and not wanted and name not in toggles.requires_grad:
