@@ -15,7 +15,7 @@ from ..graph import Graph, RunInfo, TensorSummary
 from .hooks import GradRecorder
 from .records import Collected, Gradients
 from .store import TensorStore
-from .summary import summarize
+from .summary import meta_from, summarize
 from .walk import build
 
 Key = tuple[int, str]
@@ -26,11 +26,28 @@ def build_with_gradients(c: Collected, rec: GradRecorder, store: TensorStore, ru
     for i, kept in rec.grad_in.items():  # kept (and leaves): full summaries when not finite
         grad_in[i] = _merge(i, "grad-in", kept, grad_in.get(i), store)
     grad_out = {i: _merge(i, "grad-out", kept, None, store) for i, kept in rec.grad_out.items()}
+    _fill_derived(c, rec, grad_in)
     totals = {i: total_norm(g) for i, g in grad_in.items()}
     run = RunInfo(mode=run.mode, step=run.step, root_gradient=run.root_gradient, loss=run.loss,
                   kept_bytes=store.kept_bytes, budget_bytes=store.budget_bytes, dropped=store.dropped,
                   errors=tuple(rec.errors))  # fmt: skip
     return build(c, Gradients(grad_in, grad_out, rec.executed, totals), run)
+
+
+def _fill_derived(c: Collected, rec: GradRecorder, grad_in: dict[int, tuple[TensorSummary | None, ...]]) -> None:
+    """The nodes left unhooked (hooks.derivable): shape from the graph, norm and ran-or-not from the
+    child their gradient went to unchanged. A child is found later in the walk than its one consumer,
+    so going backwards through the walk resolves chains (view → transpose → view) child first."""
+    for i in sorted(rec.derived, reverse=True):
+        child, nr = rec.derived[i]
+        if child not in rec.executed:
+            continue
+        rec.executed.add(i)
+        source = grad_in.get(child, ())
+        below = source[nr] if nr < len(source) else None
+        out = c.outputs[i][0]
+        s = meta_from(out.shape, out.dtype, out.device, math.prod(out.shape))
+        grad_in[i] = (s if below is None or below.norm is None else s.with_norm(below.norm),)
 
 
 def _merge(i: int, kind: str, kept: tuple[TensorSummary | None, ...], seen: tuple[TensorSummary | None, ...] | None,

@@ -16,20 +16,58 @@ owned here and removed by :meth:`GradRecorder.close`, also on error.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import torch
 
 from ..graph import TensorSummary
+from .records import Collected
 from .store import TensorStore
-from .summary import dtype_name
+from .summary import meta_from
 
 ACCUMULATE_GRAD = "AccumulateGrad"
 _vector_norm = torch.linalg.vector_norm
 
 # (shape, dtype, device, numel, 0-d norm tensor or None) of one gradient, as recorded in a hook
 GradMeta = tuple[tuple[int, ...], Any, Any, int, "torch.Tensor | None"] | None
+
+# Ops whose backward only moves the gradient's elements (view, transpose, permute, squeeze), copies
+# them (clone), negates them or pads them with zeros (select, slice): the gradient into such a node has
+# exactly the norm of the one it passes down. Tested op by op in tests/test_derived_norms.py.
+NORM_PRESERVING = frozenset({
+    "TBackward0", "TransposeBackward0", "TransposeBackward1", "PermuteBackward0", "ViewBackward0",
+    "UnsafeViewBackward0", "ReshapeAliasBackward0", "AliasBackward0", "CloneBackward0", "NegBackward0",
+    "SqueezeBackward0", "SqueezeBackward1", "SqueezeBackward2", "UnsqueezeBackward0", "UnsqueezeBackward1",
+    "SelectBackward0", "SliceBackward0",
+})  # fmt: skip
+
+
+def derivable(c: Collected, keep: Collection[int]) -> dict[int, tuple[int, int]]:
+    """Nodes that need no hook: node → (child, output) whose recorded gradient has the same norm.
+
+    A node qualifies when its op is :data:`NORM_PRESERVING`, it has one output and one input edge, its
+    gradients are not kept (``keep``) and it is no root, and the child's output gets its gradient from
+    this node alone (then what flows into the child is what this node passed down, and the child ran
+    exactly when this node did). Only for runnable runs, whose backward gradsight calls itself: in live
+    mode a ``backward(inputs=...)`` or ``autograd.grad`` of the user's may stop at the child, and then
+    this node ran although its child did not. On a transformer stack a third of the nodes are views and transposes:
+    their norm kernels were a third of a hooked backward's extra time (benchmarks/bench_run.py)."""
+    consumers = Counter(e for out in c.edges for e in out if e[0] is not None)
+    roots = set(c.roots)
+    found: dict[int, tuple[int, int]] = {}
+    for i, name in enumerate(c.names):
+        if name not in NORM_PRESERVING or i in keep or i in roots:
+            continue
+        edges = c.edges[i]
+        if len(edges) != 1 or len(c.outputs[i]) != 1:
+            continue
+        child, nr = edges[0]
+        if child is None or child in roots or consumers[(child, nr)] != 1:
+            continue
+        found[i] = (child, nr)
+    return found
 
 
 class GradRecorder:
@@ -43,19 +81,23 @@ class GradRecorder:
         self.grad_in: dict[int, tuple[TensorSummary | None, ...]] = {}  # kept nodes (and leaves)
         self.grad_out: dict[int, tuple[TensorSummary | None, ...]] = {}
         self.executed: set[int] = set()
+        self.derived: dict[int, tuple[int, int]] = {}  # not hooked: see derivable() and finish.py
         self.errors: list[str] = []
         self._on_first = on_first  # called once, inside the first hook that fires
         self._handles: list[Any] = []
         self._lock = threading.Lock()  # two backward calls may interleave hooks (pitfall 9)
         self._closed = False
 
-    def install(self, order: Sequence[Any], names: Sequence[str], *, leaves: bool = True) -> None:
-        """Hook every node of ``order``; with ``leaves=False`` not the ``AccumulateGrad`` nodes (a
+    def install(self, order: Sequence[Any], names: Sequence[str], *, leaves: bool = True,
+                derived: dict[int, tuple[int, int]] | None = None) -> None:  # fmt: skip
+        """Hook every node of ``order``, except the ``derived`` ones (:func:`derivable`: their norms
+        are their children's) and, with ``leaves=False``, the ``AccumulateGrad`` nodes (a
         ``torch.autograd.grad`` with respect to the leaves never runs them: their hooks would never
         fire, and installing and removing them was a tenth of a 1k-node run's hook cost)."""
+        self.derived = derived or {}
         for i, node in enumerate(order):
             leaf = names[i] == ACCUMULATE_GRAD
-            if leaf and not leaves:
+            if (leaf and not leaves) or i in self.derived:
                 continue
             kept = i in self.keep and not leaf  # never the gradient reaching AccumulateGrad (pitfall 1)
             self._handles.append(node.register_prehook(self._pre_hook(i, kept)))
@@ -134,7 +176,7 @@ def summaries_of(meta: dict[int, tuple[GradMeta, ...]]) -> dict[int, tuple[Tenso
             if m is None:
                 row.append(None)
                 continue
-            s = TensorSummary.meta(m[0], dtype_name(m[1]), str(m[2]), m[3], "strided")
+            s = meta_from(m[0], m[1], m[2], m[3])
             row.append(s.with_norm(next(values)) if m[4] is not None else s)
         out[i] = tuple(row)
     return out

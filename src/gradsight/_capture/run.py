@@ -23,7 +23,7 @@ from ..config import options
 from ..graph import Graph, RootGradient, RunInfo
 from ..toggles import Toggles
 from .finish import build_with_gradients
-from .hooks import GradRecorder
+from .hooks import GradRecorder, derivable
 from .modules import ModuleTracker
 from .names import leaf_names_from_params, module_names
 from .outputs import flatten_tensors, loss_output
@@ -180,7 +180,8 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
     error = None
     try:
         leaf_index = [i for i, name in enumerate(collected.names) if name == ACCUMULATE_GRAD]
-        recorder.install(order, collected.names, leaves=False)  # _differentiate asks for the leaves: never run
+        # leaves=False: _differentiate asks for the leaves, their AccumulateGrad nodes never run
+        recorder.install(order, collected.names, leaves=False, derived=derivable(collected, keep))
         leaves = [order[i].variable for i in leaf_index]
         del order  # hold no node objects while backward runs (pitfall 3)
         lap("hooks")

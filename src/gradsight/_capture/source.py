@@ -37,6 +37,7 @@ class SourceTracker(TorchFunctionMode):
         self._ends: list[int] = []
         self._where: list[tuple[str, int]] = []
         self._internal: dict[str, bool] = {}
+        self._text: dict[tuple[str, int], str] = {}  # (file, line) -> what source_of returns
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if compiling():  # dynamo traces modes: stay invisible to it (a compiled region is one node)
@@ -69,14 +70,19 @@ class SourceTracker(TorchFunctionMode):
         i = bisect.bisect_right(self._starts, seq) - 1
         if i < 0 or seq >= self._ends[i]:
             return None
-        filename, line = self._where[i]
-        text = linecache.getline(filename, line).strip()
-        return f"{_short(filename)}:{line}  {text}" if text else f"{_short(filename)}:{line}"
+        where = self._where[i]
+        hit = self._text.get(where)
+        if hit is None:  # a model's forward creates many nodes on each of its lines
+            filename, line = where
+            text = linecache.getline(filename, line).strip()
+            hit = self._text[where] = f"{_short(filename)}:{line}  {text}" if text else f"{_short(filename)}:{line}"
+        return hit
 
     def reset(self) -> None:
         self._starts.clear()
         self._ends.clear()
         self._where.clear()
+        self._text.clear()  # the file may have changed since (a notebook cell re-run)
 
 
 def _short(filename: str) -> str:

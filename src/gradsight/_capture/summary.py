@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Any
 
 import torch
 
 from ..graph import TensorSummary
 
 _NAMES: dict[object, str] = {}
+_STRIDED = torch.strided
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -51,6 +53,18 @@ def meta_of(t: torch.Tensor) -> TensorSummary:
             _META.clear()
         shape, dtype, device, layout = key
         hit = _META[key] = TensorSummary.meta(tuple(shape), _name(dtype), _name(device), t.numel(), _name(layout))
+    return hit
+
+
+def meta_from(shape: tuple[int, ...], dtype: Any, device: Any, numel: int) -> TensorSummary:
+    """:func:`meta_of` for a strided tensor known by its parts (what a hook recorded, or a node's
+    output metadata: dtype and device as torch objects or as their names)."""
+    key = (shape, dtype, device, _STRIDED)
+    hit = _META.get(key)
+    if hit is None:
+        if len(_META) >= _META_MAX:
+            _META.clear()
+        hit = _META[key] = TensorSummary.meta(tuple(shape), _name(dtype), _name(device), numel, "strided")
     return hit
 
 

@@ -1,0 +1,102 @@
+"""Runnable runs hook no node whose gradient norm is its child's (hooks.derivable): every such op,
+alone and in chains, gives the numbers a hook on the node itself gives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+import gradsight as gs
+from gradsight._capture.hooks import NORM_PRESERVING, derivable
+from gradsight._capture.records import CaptureOptions
+from gradsight._capture.walk import assign_ids, collect
+
+OPS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "TBackward0": lambda h: h[0].t(),  # a chain: t of a select
+    "TransposeBackward0": lambda h: h.transpose(1, 2),
+    "TransposeBackward1": lambda h: h.clone().transpose_(1, 2),
+    "PermuteBackward0": lambda h: h.permute(2, 0, 1),
+    "ViewBackward0": lambda h: h.view(24).view(4, 6),  # a chain of two
+    "UnsafeViewBackward0": lambda h: torch.ops.aten._unsafe_view(h, (24,)),
+    "ReshapeAliasBackward0": lambda h: torch.ops.aten._reshape_alias(h, (24,), (1,)),
+    "AliasBackward0": lambda h: torch.ops.aten.alias(h),
+    "CloneBackward0": lambda h: h.transpose(1, 2).contiguous(),
+    "NegBackward0": lambda h: -h,
+    "SqueezeBackward0": lambda h: h.squeeze(),
+    "SqueezeBackward1": lambda h: h.squeeze(0),
+    "SqueezeBackward2": lambda h: h.squeeze((0,)),
+    "UnsqueezeBackward0": lambda h: h.unsqueeze(0),
+    "UnsqueezeBackward1": lambda h: h.clone().unsqueeze_(0),
+    "SelectBackward0": lambda h: h[0, 1],
+    "SliceBackward0": lambda h: h[:, 1:3],
+}
+
+
+def test_every_norm_preserving_op_is_covered() -> None:
+    assert set(OPS) == NORM_PRESERVING
+
+
+def _runs(
+    op: Callable[[torch.Tensor], torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> tuple[gs.Debugger, gs.Debugger]:
+    torch.manual_seed(0)
+    x = torch.randn(1, 4, 6, requires_grad=True)
+
+    def fn() -> torch.Tensor:
+        y = op(x.exp())
+        return (y * torch.linspace(-2, 3, y.numel()).reshape(y.shape)).sum()
+
+    hooked = gs.debugger(fn)  # a small graph: every node hooked, every gradient kept
+    monkeypatch.setattr(gs.options, "keep_all_below", 0)  # as if big: gradients not kept, views derived
+    return hooked, gs.debugger(fn)
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_derived_norm_equals_the_hooked_one(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    hooked, derived = _runs(OPS[name], monkeypatch)
+    nodes = [n for n in derived.graph.nodes if n.name == name]
+    assert nodes
+    for node in nodes:
+        mine, theirs = node.grad_in[0], hooked.graph.node(node.id).grad_in[0]
+        assert mine is not None and theirs is not None and theirs.norm is not None
+        assert node.executed and hooked.graph.node(node.id).executed
+        assert (mine.shape, mine.dtype, mine.numel) == (theirs.shape, theirs.dtype, theirs.numel)
+        assert mine.norm == pytest.approx(theirs.norm, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_the_op_is_derived_not_hooked(name: str) -> None:
+    x = torch.randn(1, 4, 6, requires_grad=True)
+    root = OPS[name](x.exp()).sum()
+    c, _ = collect([root.grad_fn], CaptureOptions())
+    assign_ids(c)
+    picked = derivable(c, keep=())
+    assert any(c.names[i] == name for i in picked)
+    assert not derivable(c, keep=range(len(c.names)))  # kept nodes are hooked: their tensors are wanted
+
+
+def test_not_derived_when_the_child_has_other_consumers_or_is_a_root() -> None:
+    x = torch.randn(4, 6, requires_grad=True)
+    h = x.exp()
+    root = (h.t().sum() + h.sum()) * 1.0  # h feeds the transpose and a sum: its gradient is their total
+    c, _ = collect([root.grad_fn], CaptureOptions())
+    assert not any(c.names[i] == "TBackward0" for i in derivable(c, keep=()))
+    v = x.exp()
+    w = v.view(24)  # v is a root too (an external gradient may flow into it)
+    c, _ = collect([w.grad_fn, v.grad_fn], CaptureOptions())
+    assert not derivable(c, keep=())
+
+
+def test_a_transposed_weight_shows_what_its_leaf_received(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gs.options, "keep_all_below", 0)
+    x = torch.randn(4, 6, requires_grad=True)
+    w = torch.randn(4, 6, requires_grad=True)
+
+    def fn() -> torch.Tensor:
+        return (x @ w.t()).sum()
+
+    node = next(n for n in gs.debugger(fn).graph.nodes if n.name == "TBackward0")
+    assert node.executed and node.grad_in[0] is not None and node.grad_in[0].shape == (6, 4)
+    assert node.grad_in[0].norm == pytest.approx(float(torch.ones(4, 4).matmul(x.detach()).norm()), rel=1e-6)
