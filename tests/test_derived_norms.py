@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import gradsight as gs
-from gradsight._capture.hooks import NORM_PRESERVING, derivable
+from gradsight._capture.hooks import ELEMENTWISE, NORM_PRESERVING, derivable
 from gradsight._capture.records import CaptureOptions
 from gradsight._capture.walk import assign_ids, collect
 
@@ -31,11 +31,16 @@ OPS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "UnsqueezeBackward1": lambda h: h.clone().unsqueeze_(0),
     "SelectBackward0": lambda h: h[0, 1],
     "SliceBackward0": lambda h: h[:, 1:3],
+    # elementwise: the derived edge is whichever input has a single consumer
+    "AddBackward0": lambda h: h + h.sin(),  # h also feeds sin: derived from SinBackward0 (edge 1)
+    "SubBackward0": lambda h: h.cos() - h,  # edge 0, CosBackward0
+    "RsubBackward0": lambda h: torch.rsub(h.cos(), h),
+    "RsubBackward1": lambda h: 1 - h,
 }
 
 
 def test_every_norm_preserving_op_is_covered() -> None:
-    assert set(OPS) == NORM_PRESERVING
+    assert set(OPS) == NORM_PRESERVING | ELEMENTWISE
 
 
 def _runs(
@@ -75,6 +80,25 @@ def test_the_op_is_derived_not_hooked(name: str) -> None:
     picked = derivable(c, keep=())
     assert any(c.names[i] == name for i in picked)
     assert not derivable(c, keep=range(len(c.names)))  # kept nodes are hooked: their tensors are wanted
+
+
+W64 = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda h: h + h.sum(0).sin(),  # the sin input is broadcast (its gradient is summed); h feeds two ops
+        lambda h: torch.add(h.sin(), h.cos(), alpha=2),  # alpha 2 doubles the second input's gradient
+        lambda h: (h.sin() + W64) * W64,  # the float32 input gets the float64 gradient rounded; W64 feeds two
+    ],
+)
+def test_elementwise_not_derived_through_broadcast_alpha_or_cast(op: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    x = torch.randn(4, 6, requires_grad=True)
+    root = op(x.exp()).sum()
+    c, _ = collect([root.grad_fn], CaptureOptions())
+    node = next(i for i, n in enumerate(c.names) if n == "AddBackward0")
+    assert node not in derivable(c, keep=())
 
 
 def test_not_derived_when_the_child_has_other_consumers_or_is_a_root() -> None:

@@ -42,32 +42,47 @@ NORM_PRESERVING = frozenset({
     "SqueezeBackward0", "SqueezeBackward1", "SqueezeBackward2", "UnsqueezeBackward0", "UnsqueezeBackward1",
     "SelectBackward0", "SliceBackward0",
 })  # fmt: skip
+# Additions and subtractions pass the gradient to each input as it came, negated or times ``alpha``:
+# norm-preserving on every input edge when |alpha| is 1 and nothing was broadcast or cast (the input
+# has the output's shape and dtype; a broadcast input gets the gradient summed over the broadcast dims).
+ELEMENTWISE = frozenset({"AddBackward0", "SubBackward0", "RsubBackward0", "RsubBackward1"})
 
 
 def derivable(c: Collected, keep: Collection[int]) -> dict[int, tuple[int, int]]:
     """Nodes that need no hook: node → (child, output) whose recorded gradient has the same norm.
 
-    A node qualifies when its op is :data:`NORM_PRESERVING`, it has one output and one input edge, its
+    A node qualifies when its op passes the gradient down with its norm (:data:`NORM_PRESERVING`, one
+    input edge; :data:`ELEMENTWISE`, any input edge without broadcast or cast), it has one output, its
     gradients are not kept (``keep``) and it is no root, and the child's output gets its gradient from
     this node alone (then what flows into the child is what this node passed down, and the child ran
     exactly when this node did). Only for runnable runs, whose backward gradsight calls itself: in live
     mode a ``backward(inputs=...)`` or ``autograd.grad`` of the user's may stop at the child, and then
-    this node ran although its child did not. On a transformer stack a third of the nodes are views and transposes:
-    their norm kernels were a third of a hooked backward's extra time (benchmarks/bench_run.py)."""
+    this node ran although its child did not. On a transformer stack a third of the nodes are views and
+    transposes: their norm kernels were a third of a hooked backward's extra time (benchmarks/bench_run.py)."""
     consumers = Counter(e for out in c.edges for e in out if e[0] is not None)
     roots = set(c.roots)
     found: dict[int, tuple[int, int]] = {}
     for i, name in enumerate(c.names):
-        if name not in NORM_PRESERVING or i in keep or i in roots:
+        if i in keep or i in roots or len(c.outputs[i]) != 1:
             continue
-        edges = c.edges[i]
-        if len(edges) != 1 or len(c.outputs[i]) != 1:
+        if name in NORM_PRESERVING:
+            candidates = c.edges[i] if len(c.edges[i]) == 1 else []
+        elif name in ELEMENTWISE and c.saved[i].get("_saved_alpha") in (1, -1):
+            out = c.outputs[i][0]
+            candidates = [e for e in c.edges[i] if e[0] is not None and _same_tensor_type(c, e, out)]
+        else:
             continue
-        child, nr = edges[0]
-        if child is None or child in roots or consumers[(child, nr)] != 1:
-            continue
-        found[i] = (child, nr)
+        for child, nr in candidates:
+            if child is not None and child not in roots and consumers[(child, nr)] == 1:
+                found[i] = (child, nr)
+                break
     return found
+
+
+def _same_tensor_type(c: Collected, edge: tuple[int | None, int], out: Any) -> bool:
+    child, nr = edge
+    outs = c.outputs[child] if child is not None else ()
+    return nr < len(outs) and outs[nr].shape == out.shape and outs[nr].dtype == out.dtype
 
 
 class GradRecorder:
