@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 from torch.utils.checkpoint import checkpoint
 
 from tests.zoo import Scale
@@ -138,6 +141,66 @@ class Penalty(nn.Module):
         return out.pow(2).mean() + gx.pow(2).sum()
 
 
+class ReentrantCheckpointed(Checkpointed):
+    """torch.autograd.grad refuses a reentrant checkpoint; its parameters are no leaves of the graph."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(checkpoint(self.inner, x, use_reentrant=True))
+
+
+class CheckpointedSpectral(nn.Module):
+    """Spectral norm's power iteration updates buffers in every training forward, and a checkpointed
+    region's forward runs again in backward: reading its saved tensors early would run it a third time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = spectral_norm(nn.Linear(4, 4))
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(checkpoint(self.inner, x, use_reentrant=False))
+
+
+class ReassignsBuffer(nn.Module):
+    """A running average kept by reassigning the buffer (a new tensor object every forward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.register_buffer("avg", torch.zeros(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.lin(x)
+        if self.training:
+            self.avg = 0.9 * self.avg + 0.1 * y.detach().mean(0)
+        return y - self.avg
+
+
+class RenormedEmbedding(nn.Module):
+    """nn.Embedding(max_norm=...) renormalizes the looked-up rows of its weight in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(10, 4, max_norm=1.0)
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.head(self.emb(idx) * 3.0)
+
+
+class PythonRandom(nn.Module):
+    """Draws from Python's and NumPy's generators (augmentation inside forward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if random.random() < 0.5:
+            x = x.flip(0)
+        return self.lin(x * float(np.random.rand()))
+
+
 def _mse(out: torch.Tensor) -> torch.Tensor:
     return out.pow(2).mean()
 
@@ -167,12 +230,25 @@ def make(name: str) -> RunCase:
         return RunCase(TwoHeads(), torch.randn(3, 4), lambda out: out[0].pow(2).mean() + out[1].abs().mean())
     if name == "double_backward":
         return RunCase(Penalty(), torch.randn(4, 3, requires_grad=True), None)
+    if name == "reentrant_checkpoint":
+        return RunCase(ReentrantCheckpointed(), torch.randn(2, 4, requires_grad=True), _mse)
+    if name == "checkpoint_spectral":
+        return RunCase(CheckpointedSpectral(), torch.randn(3, 4), _mse)
+    if name == "reassigned_buffer":
+        return RunCase(ReassignsBuffer(), torch.randn(3, 4), _mse)
+    if name == "renormed_embedding":
+        return RunCase(RenormedEmbedding(), torch.tensor([1, 2, 2, 7]), _mse)
+    if name == "python_random":
+        random.seed(0)
+        np.random.seed(0)
+        return RunCase(PythonRandom(), torch.randn(3, 4), _mse)
     raise KeyError(name)
 
 
 CASES = [
     "mlp", "conv_bn", "residual", "shared_weights", "inplace_relu", "detach", "custom_function", "checkpoint",
-    "dict_io", "two_losses", "double_backward",
+    "dict_io", "two_losses", "double_backward", "reentrant_checkpoint", "checkpoint_spectral", "reassigned_buffer",
+    "renormed_embedding", "python_random",
 ]  # fmt: skip
 
 

@@ -247,3 +247,64 @@ def test_a_followed_model_can_be_copied_and_saved() -> None:
     step(model, x)  # the original still is
     assert dbg.graph.run.step == 3
     dbg.close()
+
+
+def test_leaves_asked_for_by_autograd_grad_show_what_it_returned() -> None:
+    model = MLP()
+    dbg = gs.debugger(model)
+    loss = model(torch.randn(3, 8)).pow(2).sum()
+    gw, gb = torch.autograd.grad(loss, [model.layer1.weight, model.layer1.bias])
+    graph = dbg.graph
+    for name, g in (("layer1.weight", gw), ("layer1.bias", gb)):
+        node = graph.node(f"leaf:{name}")
+        assert node.executed is True and node.grad_norm == pytest.approx(float(g.norm()), rel=1e-6)
+    assert graph.node("leaf:layer2.weight").executed is False  # not asked for
+    assert sorted(m.name for m in graph.missing) == ["layer2.bias", "layer2.weight"]
+    assert not model.layer1.weight._backward_hooks  # the leaf's tensor hook is gone with the step
+    dbg.close()
+
+
+def test_a_runnable_debugger_of_the_same_model_is_no_live_step() -> None:
+    model = MLP()
+    live = gs.debugger(model)
+    x = torch.randn(2, 8)
+    step(model, x)
+    gs.debugger(model, inputs=x, loss=lambda out: out.pow(2).sum())  # just a look, meanwhile
+    assert live.graph.run.step == 1 and live._live.steps == 1
+    assert [h.step for h in live.inspect("leaf:layer1.weight").history] == [1]
+    live.close()
+
+
+def test_sparse_and_complex_gradients_in_the_grad_history() -> None:
+    class Tagger(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = torch.nn.Embedding(10, 4, sparse=True)
+            self.w = torch.nn.Parameter(torch.randn(4, 2, dtype=torch.cfloat))
+
+        def forward(self, idx: torch.Tensor) -> torch.Tensor:
+            return (self.emb(idx).to(torch.cfloat) @ self.w).abs().sum()
+
+    model = Tagger()
+    dbg = gs.debugger(model)
+    model(torch.tensor([1, 2, 2])).backward()
+    assert dbg.graph.run.step == 1 and len(dbg.graph) > 0 and not dbg._live.errors
+    emb, w = dbg.inspect("leaf:emb.weight").history, dbg.inspect("leaf:w").history
+    assert emb[0].grad_norm == pytest.approx(float(model.emb.weight.grad.to_dense().norm()), rel=1e-6)  # type: ignore[union-attr]
+    assert w[0].grad_norm == pytest.approx(float(model.w.grad.norm()), rel=1e-6)  # type: ignore[union-attr]
+    dbg.close()
+
+
+def test_a_step_whose_extras_fail_still_shows_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = MLP()
+    dbg = gs.debugger(model)
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("history broke\n" + "dispatcher dump " * 500)
+
+    monkeypatch.setattr(dbg._live, "_record_history", broken)
+    step(model, torch.randn(2, 8))
+    assert dbg.graph.run.step == 1 and len(dbg.graph) > 0
+    assert dbg.error == "gradsight could not record a live step: RuntimeError: history broke"
+    assert any("history broke" in e for e in dbg.graph.run.errors)
+    dbg.close()

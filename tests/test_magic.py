@@ -244,6 +244,16 @@ def test_cell_rerun_freezes_a_module_of_the_namespace(shell: InteractiveShell) -
     assert dbg.diff is not None and set(dbg.diff["lost_grad"]) == {"model.layer1.weight", "model.layer1.bias"}
 
 
+def test_cell_rerun_puts_back_the_running_statistics_it_moved(shell: InteractiveShell) -> None:
+    shell.run_cell("bn = nn.BatchNorm1d(3)\nx = torch.randn(8, 3, requires_grad=True)", store_history=False)
+    dbg = run(shell, "y = bn(x).sum()")  # the user's own cell: its update of the statistics stays
+    after_cell = shell.user_ns["bn"].running_mean.clone()
+    dbg.rerun(requires_grad={"x": False})
+    dbg.rerun()
+    assert torch.equal(shell.user_ns["bn"].running_mean, after_cell)
+    assert int(shell.user_ns["bn"].num_batches_tracked) == 1
+
+
 def test_cell_rerun_error_keeps_the_graph(shell: InteractiveShell) -> None:
     shell.run_cell("flag = {'fail': False}")
     dbg = run(shell, "x = torch.ones(2, requires_grad=True)\nif flag['fail']:\n    raise ValueError('boom')\ny = x * 2")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 import warnings
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -15,8 +17,9 @@ from tests.run_zoo import CASES, MLP, RunCase, call, input_leaves, make
 
 
 def reference_grads(case: RunCase) -> dict[str, torch.Tensor]:
-    """What the user's own loss.backward() gives, leaving .grad and the RNG as they were."""
-    rng = torch.get_rng_state()
+    """What the user's own loss.backward() gives, leaving .grad, buffers and the RNGs as they were."""
+    rng = torch.get_rng_state(), random.getstate(), np.random.get_state()
+    buffers = {k: v.clone() for k, v in case.model.named_buffers()}
     out = call(case)
     loss = case.loss(out) if case.loss is not None else out
     loss.backward()
@@ -24,15 +27,16 @@ def reference_grads(case: RunCase) -> dict[str, torch.Tensor]:
     grads = {k: v.grad.clone() for k, v in leaves.items() if v.grad is not None}
     for v in leaves.values():
         v.grad = None
-    buffers_reset(case)
-    torch.set_rng_state(rng)
+    with torch.no_grad():
+        for k, v in case.model.named_buffers():
+            v.copy_(buffers[k])
+        for name, b in buffers.items():  # a buffer the forward reassigned: the same values again
+            module = case.model.get_submodule(name.rpartition(".")[0])
+            setattr(module, name.rpartition(".")[2], b)
+    torch.set_rng_state(rng[0])
+    random.setstate(rng[1])
+    np.random.set_state(rng[2])
     return grads
-
-
-def buffers_reset(case: RunCase) -> None:
-    for m in case.model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
 
 
 def received(dbg: gs.Debugger) -> dict[str, torch.Tensor]:
@@ -53,6 +57,12 @@ def test_oracle_gradients_are_bitwise_identical(name: str) -> None:
     dbg = gs.debugger(case.model, inputs=case.inputs, loss=case.loss)
     assert dbg.status == "ready", dbg.error
     got = received(dbg)
+    if name == "reentrant_checkpoint":  # its region's parameters are no leaves: a note gives their norms
+        inside = {k for k in expected if k.startswith("inner.")}
+        assert inside and all(
+            f"{k} (gradient norm {float(expected[k].norm()):.4g})" in dbg.graph.notes[-1] for k in inside
+        )
+        expected = {k: v for k, v in expected.items() if k not in inside}
     assert set(got) == set(expected), (sorted(got), sorted(expected))
     for key, grad in expected.items():
         assert torch.equal(got[key], grad), key
@@ -78,6 +88,8 @@ def snapshot(case: RunCase) -> dict[str, Any]:
         "grads": {k: None if v.grad is None else v.grad.clone() for k, v in tensors.items()},
         "requires_grad": {k: v.requires_grad for k, v in tensors.items()},
         "buffers": {k: v.clone() for k, v in model.named_buffers()},
+        "buffer_objects": dict(model.named_buffers()),  # the same tensor objects, not just the values
+        "python_rng": (random.getstate(), np.random.get_state()[1].tolist()),
         "training": {k: m.training for k, m in model.named_modules()},
         "rng": torch.get_rng_state(),
         "hooks": hook_dicts,
@@ -90,6 +102,9 @@ def assert_same(before: dict[str, Any], after: dict[str, Any]) -> None:
     for k in ("requires_grad", "training", "hooks", "grad_mode", "warning_filters"):
         assert before[k] == after[k], k
     assert torch.equal(before["rng"], after["rng"])
+    assert before["python_rng"] == after["python_rng"]
+    assert before["buffer_objects"].keys() == after["buffer_objects"].keys()
+    assert all(b is after["buffer_objects"][k] for k, b in before["buffer_objects"].items())
     for k in ("values", "buffers"):
         assert before[k].keys() == after[k].keys()
         for name, v in before[k].items():
@@ -278,6 +293,69 @@ def test_a_bound_method_names_what_its_object_holds() -> None:
     assert {n.module for n in nodes_named(dbg, "AddmmBackward0")} == {"self.model.layer1", "self.model.layer2"}
 
 
+class _Holder:
+    def __init__(self) -> None:
+        self.model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+
+
+def test_a_function_reaching_its_model_through_an_object_or_a_dict() -> None:
+    holder, x = _Holder(), torch.randn(8, 4)
+    models = {"enc": nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))}
+    deep = {"a": {"b": nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))}}  # two levels: not named
+    seqs = [holder.model, models["enc"], deep["a"]["b"]]
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in seqs]
+    leaves = []
+    for fn in (lambda: holder.model(x).sum(), lambda: models["enc"](x).sum(), lambda: deep["a"]["b"](x).sum()):
+        dbg = gs.debugger(fn)
+        assert dbg.status == "ready", dbg.error
+        leaves.append(sorted(n.leaf.name or "?" for n in dbg.graph.leaves if n.leaf))
+    assert leaves[0] == ["holder.model.0.bias", "holder.model.0.weight", "holder.model.1.bias", "holder.model.1.weight"]
+    assert leaves[1][0] == "models['enc'].0.bias"
+    for m, state in zip(seqs, before, strict=True):  # running statistics put back, named or not
+        assert all(torch.equal(v, state[k]) for k, v in m.state_dict().items())
+
+
+def test_a_graph_the_user_built_before_a_run_still_backwards() -> None:
+    # BatchNorm saves its running statistics; restoring them must not move their version counters
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
+    x = torch.randn(8, 4)
+    for mode in (model.train, model.eval):
+        mode()
+        pending = model(x).sum()
+        gs.debugger(model, inputs=x, loss=lambda out: out.sum())
+        pending.backward()  # raised "modified by an inplace operation" when buffers were copied back
+
+
+def test_a_reentrant_checkpoint_run_touches_no_grad_and_fires_no_hook() -> None:
+    case = make("reentrant_checkpoint")
+    fired = []
+    for p in case.model.parameters():
+        p.grad = torch.full_like(p, 7.0)
+        p.register_post_accumulate_grad_hook(lambda t: fired.append(t))  # an optimizer in backward, say
+    dbg = gs.debugger(case.model, inputs=case.inputs, loss=case.loss)
+    assert dbg.status == "ready" and not fired
+    assert all(torch.equal(p.grad, torch.full_like(p, 7.0)) for p in case.model.parameters())  # type: ignore[arg-type]
+    call(case).sum().backward()  # the user's hooks are still in place
+    assert len(fired) == len(list(case.model.parameters()))
+
+
+def test_warnings_from_the_forward_point_at_the_users_line() -> None:
+    class Warns(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.lin(x)
+            return y + torch.tensor(y.sum())  # torch warns (from C++, every time): use clone().detach()
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        gs.debugger(Warns(), inputs=torch.randn(3, 4), loss=lambda out: out.sum())
+    where = [(w.filename, w.lineno) for w in seen if "copy construct" in str(w.message)]
+    assert where == [(__file__, Warns.forward.__code__.co_firstlineno + 2)]
+
+
 class UsesWeightDirectly(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -359,6 +437,11 @@ def test_global_memory_budget_applies(monkeypatch: pytest.MonkeyPatch) -> None:
     case = make("mlp")
     dbg = gs.debugger(case.model, inputs=case.inputs, loss=case.loss)
     assert dbg.graph.run.budget_bytes == 0 and dbg.graph.run.kept_bytes == 0
+
+
+def test_an_integer_loss_is_explained() -> None:
+    dbg = gs.debugger(MLP(), inputs=torch.randn(2, 8), loss=lambda out: out.argmax(1).sum())
+    assert dbg.graph.message is not None and "int64 tensor" in dbg.graph.message and "argmax" in dbg.graph.message
 
 
 def test_frozen_model_is_explained() -> None:

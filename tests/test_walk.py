@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import pytest
 import torch
@@ -129,6 +130,42 @@ def test_non_reentrant_checkpoint_is_not_recomputed() -> None:
     relu = graph.find("ReluBackward0")[0]
     assert isinstance(relu.saved["_saved_result"], Unavailable)
     assert "checkpoint" in relu.saved["_saved_result"].reason  # type: ignore[union-attr]
+
+
+def test_checkpoint_is_not_recomputed_when_only_some_saved_tensors_carry_its_hook() -> None:
+    # Inside one region, AddmmBackward0 saves mat1 through checkpoint's hooks but not its weight,
+    # and a custom Function's ctx saves through them too: no read may re-run the forward (it would
+    # update spectral norm's vectors and change the gradient the user's backward then computes).
+    calls = []
+
+    class Square(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+            ctx.save_for_backward(x)
+            ctx.scale = 2.0
+            return x * x
+
+        @staticmethod
+        def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
+            (x,) = ctx.saved_tensors
+            return ctx.scale * x * g
+
+    lin = nn.Linear(4, 4)
+
+    def region(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return Square.apply(lin(x.sin()))  # type: ignore[no-any-return]
+
+    x = torch.randn(2, 4, requires_grad=True)
+    y = checkpoint(region, x, use_reentrant=False).sum()
+    graph = graph_of([y])
+    assert len(calls) == 1, "reading saved tensors must not re-run the checkpointed forward"
+    square = graph.find("SquareBackward")[0]
+    assert isinstance(square.saved["saved_tensors"], Unavailable) and square.saved["scale"] == 2.0
+    addmm = graph.find("AddmmBackward0")[0]
+    assert isinstance(addmm.saved["_saved_mat1"], Unavailable)
+    y.backward()
+    assert len(calls) == 2 and x.grad is not None
 
 
 def test_reentrant_checkpoint_is_one_opaque_node() -> None:

@@ -110,7 +110,8 @@ def _live_debugger(model: Any, budget: int, source_lines: bool) -> Debugger:
     from ._capture.targets import LiveTarget
 
     dbg._live = LiveSession(model, dbg._show, budget=budget, interval=global_options.live_interval,
-                            source_lines=source_lines, share=global_options.live_share)  # fmt: skip
+                            source_lines=source_lines, share=global_options.live_share,
+                            report=lambda text: setattr(dbg, "error", text))  # fmt: skip
     dbg._target = LiveTarget(dbg._live, model, budget, source_lines)
     return dbg
 

@@ -108,11 +108,17 @@ class GradRecorder:
         """Hook every node of ``order``, except the ``derived`` ones (:func:`derivable`: their norms
         are their children's) and, with ``leaves=False``, the ``AccumulateGrad`` nodes (a
         ``torch.autograd.grad`` with respect to the leaves never runs them: their hooks would never
-        fire, and installing and removing them was a tenth of a 1k-node run's hook cost)."""
+        fire, and installing and removing them was a tenth of a 1k-node run's hook cost). With
+        ``leaves=True`` a leaf's hook goes on the leaf tensor, not on its ``AccumulateGrad`` node:
+        tensor hooks also fire for the gradients ``torch.autograd.grad`` returns (live mode)."""
         self.derived = derived or {}
         for i, node in enumerate(order):
             leaf = names[i] == ACCUMULATE_GRAD
             if (leaf and not leaves) or i in self.derived:
+                continue
+            tensor = getattr(node, "variable", None) if leaf else None
+            if tensor is not None and tensor.requires_grad:
+                self._handles.append(tensor.register_hook(self._tensor_hook(self._pre_hook(i, False))))
                 continue
             kept = i in self.keep and not leaf  # never the gradient reaching AccumulateGrad (pitfall 1)
             self._handles.append(node.register_prehook(self._pre_hook(i, kept)))
@@ -151,6 +157,13 @@ class GradRecorder:
             except Exception as e:
                 self._error(i, e)
             return
+
+        return hook
+
+    @staticmethod
+    def _tensor_hook(pre_hook: Callable[[Sequence[torch.Tensor | None]], None]) -> Callable[[torch.Tensor], None]:
+        def hook(grad: torch.Tensor) -> None:
+            pre_hook((grad,))
 
         return hook
 

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -29,9 +30,10 @@ from .modules import ModuleTracker
 from .names import leaf_names_from_params, module_names
 from .outputs import flatten_tensors
 from .records import Captured, CaptureOptions, Collected
-from .run import rng_state
+from .run import own_run, rng_state
 from .source import SourceTracker
 from .store import TensorStore
+from .summary import norm_of
 from .walk import ACCUMULATE_GRAD, collect, gc_paused
 
 HISTORY = 50  # steps of .grad history kept per leaf
@@ -41,8 +43,11 @@ class LiveSession:
     """Observes ``model``'s forward/backward calls and hands finished steps to ``publish``."""
 
     def __init__(self, model: torch.nn.Module, publish: Callable[[Captured], None], *, budget: int,
-                 interval: float, source_lines: bool, share: float = 1.0) -> None:  # fmt: skip
+                 interval: float, source_lines: bool, share: float = 1.0,
+                 report: Callable[[str], None] | None = None) -> None:  # fmt: skip
         self._publish_fn = publish
+        self._report_fn = report  # shows an error in the view (main thread)
+        self._reported = 0  # errors shown so far
         self._budget = budget
         self._interval = interval
         self._source_lines = source_lines
@@ -82,7 +87,7 @@ class LiveSession:
             self._paused = False
 
     def _on_forward_start(self, module: torch.nn.Module, args: Any, kwargs: Any) -> None:
-        if self._paused:
+        if self._paused or own_run():  # a forward gradsight runs (a runnable debugger's) is no user step
             return
         self.flush()
         if not torch.is_grad_enabled():  # an evaluation under no_grad: not a step, nothing to capture
@@ -98,14 +103,14 @@ class LiveSession:
             self._tracker.start()
             if self._source_lines:
                 self._sources = SourceTracker()
-                self._sources.__enter__()  # type: ignore[no-untyped-call]
+                self._sources.__enter__()
 
     def _on_forward_end(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        if self._paused:
+        if self._paused or own_run():
             return
+        if self._sources is not None:  # entered after the tracker started: leaves first (warning filters nest)
+            self._sources.__exit__(None, None, None)
         self._tracker.stop()
-        if self._sources is not None:
-            self._sources.__exit__(None, None, None)  # type: ignore[no-untyped-call]
         if not self._capturing:
             self._sources = None
             return
@@ -157,8 +162,12 @@ class LiveSession:
             with gc_paused():
                 run = RunInfo(mode="live", step=step.number)
                 graph = build_with_gradients(step.collected, step.recorder, step.store, run)
-            self._record_history(step, graph)
-            self._record_call(step)
+            try:  # the history and the re-run's call are extras: a failure there still shows the step
+                self._record_history(step, graph)
+                self._record_call(step)
+            except Exception as e:
+                self._error(e)
+                graph = replace(graph, run=replace(graph.run, errors=(*graph.run.errors, self.errors[-1])))
             with self._lock:
                 if self._step is step:
                     self._step = None
@@ -183,7 +192,7 @@ class LiveSession:
             if name is None:
                 continue
             grad = leaf.grad
-            norm = None if grad is None else float(torch.linalg.vector_norm(grad.detach().float()))
+            norm = None if grad is None else norm_of(grad)  # sparse (embeddings), complex: norm_of copes
             steps = self.history.setdefault(name, [])
             received = graph.node(ids[i]).grad_norm if ids[i] in graph else None
             steps.append(GradStep(step=step.number, grad_norm=norm, received_norm=received))
@@ -204,6 +213,9 @@ class LiveSession:
             ready, self._ready = self._ready, None
         if ready is not None and not self._closed:
             self._publish_fn(ready)
+        if self._report_fn is not None and len(self.errors) > self._reported and not self._closed:
+            self._reported = len(self.errors)
+            self._report_fn(f"gradsight could not record a live step: {self.errors[-1]}")
 
     def close(self) -> None:
         self._closed = True
@@ -220,8 +232,8 @@ class LiveSession:
             self._ipython_flush = None
 
     def _error(self, e: BaseException) -> None:
-        if len(self.errors) < 20:
-            self.errors.append(f"{type(e).__name__}: {e}")
+        if len(self.errors) < 20:  # the first line: torch's dispatcher errors run to kilobytes
+            self.errors.append(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300])
 
 
 class _ModelHook:

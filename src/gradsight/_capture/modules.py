@@ -54,11 +54,11 @@ class ModuleTracker:
 
     def start(self) -> None:
         """Begin recording (idempotent)."""
-        _SHARED.add(self)
+        SHARED_HOOKS.add(self)
 
     def stop(self) -> None:
         """Stop recording; the ranges recorded so far stay (idempotent)."""
-        _SHARED.discard(self)
+        SHARED_HOOKS.discard(self)
 
     def _pre(self, module: torch.nn.Module, args: Any) -> None:
         key = id(module)
@@ -122,17 +122,17 @@ class _SharedHooks:
     """
 
     def __init__(self) -> None:
-        self.trackers: list[ModuleTracker] = []
+        self.trackers: list[Any] = []  # ModuleTracker and guard.ModuleGuard: _pre/_post(module, ...)
         self._handles: tuple[Any, Any] | None = None
         self._filter: Any = None
 
-    def add(self, tracker: ModuleTracker) -> None:
+    def add(self, tracker: Any) -> None:
         if tracker not in self.trackers:
             self.trackers.append(tracker)
             if len(self.trackers) == 1:
                 self._install()
 
-    def discard(self, tracker: ModuleTracker) -> None:
+    def discard(self, tracker: Any) -> None:
         if tracker in self.trackers:
             self.trackers.remove(tracker)
             if not self.trackers:
@@ -170,15 +170,15 @@ class _SharedHooks:
 def _pre(module: torch.nn.Module, args: Any) -> None:
     if compiling():
         return
-    for tracker in _SHARED.trackers:
+    for tracker in SHARED_HOOKS.trackers:
         tracker._pre(module, args)
 
 
 def _post(module: torch.nn.Module, args: Any, output: Any) -> None:
     if compiling():
         return
-    for tracker in _SHARED.trackers:
+    for tracker in SHARED_HOOKS.trackers:
         tracker._post(module, args, output)
 
 
-_SHARED = _SharedHooks()
+SHARED_HOOKS = _SharedHooks()

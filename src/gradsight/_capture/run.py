@@ -23,6 +23,7 @@ from ..config import options
 from ..graph import Graph, RootGradient, RunInfo
 from ..toggles import Toggles
 from .finish import build_with_gradients
+from .guard import ModuleGuard, python_rng_state, set_python_rng_state
 from .hooks import GradRecorder, derivable
 from .modules import ModuleTracker
 from .names import leaf_names_from_params, module_names
@@ -30,6 +31,7 @@ from .outputs import flatten_tensors, loss_output
 from .records import Captured, CaptureOptions
 from .source import SourceTracker
 from .store import TensorStore
+from .summary import norm_of
 from .tensors import why_no_graph
 from .walk import ACCUMULATE_GRAD, assign_ids, collect, gc_paused
 from .whatif import CallIndex, Detacher, WhatIf
@@ -52,7 +54,8 @@ class RunSpec:
     versions: list[tuple[torch.Tensor, int]] = field(default_factory=list)  # parameter versions then
 
     def model_changed(self) -> bool:
-        """Were parameters updated (optimizer step, in-place edit) since the first run?"""
+        """Were parameters updated (optimizer step, in-place edit) since the first run? (Not counting
+        the weights ``nn.Embedding(max_norm=...)`` renormalizes in every forward, gradsight's too.)"""
         return any(p._version != v for p, v in self.versions)
 
 
@@ -69,9 +72,9 @@ class RunResult:
 def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = None) -> RunResult:
     """Run forward and backward once under observation, with what-if ``toggles`` applied for the run;
     keep the tensors of the nodes in ``watch`` (ids)."""
-    store = TensorStore(spec.budget)
     if not spec.versions:
-        spec.versions = [(p, p._version) for _, m in spec.modules for p in m.parameters(recurse=False)]
+        spec.versions = [(p, p._version) for p in _tracked_parameters(spec.modules)]
+    store = TensorStore(spec.budget)
     whatif = WhatIf(toggles or Toggles(), dict(spec.modules), {n: t for t, n in spec.leaf_names.items()})
     detacher = None
     if whatif.node_detaches():
@@ -79,7 +82,8 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
             detacher = Detacher(_locate_calls(spec, whatif))
         except Exception as e:
             return RunResult(None, error=_format(e))
-    with fork_rng(spec), _restore_buffers(spec.modules), whatif.applied(), gc_paused():
+    guard = ModuleGuard(spec.modules)
+    with fork_rng(spec), guard, whatif.applied(), gc_paused():
         tracker = ModuleTracker(spec.modules)
         try:
             sources = SourceTracker() if spec.source_lines else None
@@ -95,7 +99,7 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
             if not any(r.grad_fn is not None for r in roots):
                 return RunResult(Captured(Graph(message=_no_graph(roots, whatif.toggles))), loss_value=loss_value)
             phases = {"forward": time.perf_counter() - start}
-            result = _backward(spec, store, tracker, sources, roots, grads, kind, loss_value, watch, phases)
+            result = _backward(spec, store, tracker, sources, roots, grads, kind, loss_value, watch, phases, guard)
             result.phases = phases
             note = _picked_note(spec, output, roots)
             if note is not None and result.captured is not None:
@@ -104,6 +108,14 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
             return result
         finally:
             tracker.close()
+
+
+def _tracked_parameters(modules: Sequence[tuple[str, torch.nn.Module]]) -> Iterator[torch.Tensor]:
+    for _, m in modules:
+        renormed = isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and m.max_norm is not None
+        for name, p in m.named_parameters(recurse=False):
+            if not (renormed and name == "weight"):
+                yield p
 
 
 def _picked_note(spec: RunSpec, output: Any, roots: list[torch.Tensor]) -> str | None:
@@ -122,7 +134,7 @@ def _locate_calls(spec: RunSpec, whatif: WhatIf) -> dict[int, set[int]]:
     """A first pass of the same forward: which top-level call produced each node to detach."""
     wanted = set(whatif.node_detaches())
     calls = CallIndex()
-    with fork_rng(spec), _restore_buffers(spec.modules), whatif.applied(), gc_paused():
+    with fork_rng(spec), ModuleGuard(spec.modules), whatif.applied(), gc_paused():
         tracker = ModuleTracker(spec.modules)
         try:
             with whatif.forward(), calls:
@@ -161,7 +173,8 @@ def _no_graph(roots: list[torch.Tensor], toggles: Toggles) -> str:
 
 def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources: SourceTracker | None,
               roots: list[torch.Tensor], grads: list[torch.Tensor | None], kind: RootGradient,
-              loss_value: float | None, watch: Collection[str], phases: dict[str, float]) -> RunResult:  # fmt: skip
+              loss_value: float | None, watch: Collection[str], phases: dict[str, float],
+              guard: ModuleGuard) -> RunResult:  # fmt: skip
     lap = _Lap(phases)
     pairs = [(r, g) for r, g in zip(roots, grads, strict=True) if r.grad_fn is not None]
     opts = CaptureOptions(
@@ -178,6 +191,7 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
         store.keep_only(keep)
     recorder = GradRecorder(store, keep)
     error = None
+    hidden: dict[torch.Tensor, torch.Tensor] = {}
     try:
         leaf_index = [i for i, name in enumerate(collected.names) if name == ACCUMULATE_GRAD]
         # leaves=False: _differentiate asks for the leaves, their AccumulateGrad nodes never run
@@ -186,7 +200,10 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
         del order  # hold no node objects while backward runs (pitfall 3)
         lap("hooks")
         try:
-            received = _differentiate(pairs, leaves)
+            if "checkpoint" in collected.opaque:  # reentrant checkpoint: autograd.grad is refused
+                received = _differentiate_by_backward(pairs, leaves, guard.parameters(), hidden)
+            else:
+                received = _differentiate(pairs, leaves)
         except Exception as e:
             error = _format(e)
             received = [None] * len(leaves)
@@ -200,8 +217,21 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
     lap("hooks")
     run_info = RunInfo(mode=spec.mode, root_gradient=kind, loss=loss_value)  # type: ignore[arg-type]
     graph = build_with_gradients(collected, recorder, store, run_info)
+    if hidden:
+        graph = replace(graph, notes=(*graph.notes, _hidden_note(hidden, spec.leaf_names)))
     lap("build")
     return RunResult(Captured.of(graph, collected, store), error=error, loss_value=loss_value)
+
+
+def _hidden_note(hidden: dict[torch.Tensor, torch.Tensor], names: dict[torch.Tensor, str]) -> str:
+    """What a graph says of the parameters a reentrant checkpoint region differentiates on its own."""
+    parts = [f"{names.get(p, 'a parameter')} (gradient norm {norm_of(g) or 0:.4g})" for p, g in hidden.items()]
+    return (
+        f"A reentrant checkpoint (use_reentrant=True) is one opaque node: its backward re-runs the region and "
+        f"differentiates it on its own, so these parameters get their gradients there and are no leaves of this "
+        f"graph: {', '.join(parts[:12])}{', …' if len(parts) > 12 else ''}. "
+        "Use checkpoint(..., use_reentrant=False) to see the region's nodes."
+    )
 
 
 class _Lap:
@@ -226,6 +256,36 @@ def _differentiate(
         torch.autograd.backward(roots, grad_outputs)
         return []
     return list(torch.autograd.grad(roots, leaves, grad_outputs, allow_unused=True))
+
+
+def _differentiate_by_backward(
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor | None]], leaves: list[torch.Tensor],
+    params: list[torch.Tensor], hidden: dict[torch.Tensor, torch.Tensor],
+) -> list[torch.Tensor | None]:  # fmt: skip
+    """What :func:`_differentiate` returns, for graphs with a reentrant checkpoint (its backward
+    refuses ``torch.autograd.grad`` and ``backward(inputs=...)``): a plain backward into emptied
+    ``.grad`` fields, read and then given back their own tensors — the leaves' and every parameter's
+    of the modules the forward called (``params``: the region's own backward accumulates into its
+    parameters, which are no leaves of the graph). Post-accumulate hooks (an optimizer run inside
+    backward) are emptied meanwhile: this step must not update anything. ``hidden`` gets the
+    gradients of the parameters that are no leaves of the graph (inside the region)."""
+    touched = list({id(t): t for t in (*leaves, *params) if t.requires_grad}.values())
+    kept = [(t, t.grad) for t in touched]
+    hooks = [(d, dict(d)) for t in touched if (d := t._post_accumulate_grad_hooks)]
+    try:
+        for t in touched:
+            t.grad = None
+        for d, _ in hooks:
+            d.clear()
+        torch.autograd.backward([r for r, _ in pairs], [g for _, g in pairs])
+        graph_leaves = {id(t) for t in leaves}
+        hidden.update({t: t.grad for t in params if id(t) not in graph_leaves and t.grad is not None})
+        return [t.grad for t in leaves]
+    finally:
+        for d, items in hooks:
+            d.update(items)
+        for t, grad in kept:
+            t.grad = grad
 
 
 def _roots(
@@ -258,45 +318,44 @@ def _roots(
 
 @contextmanager
 def fork_rng(spec: Any) -> Iterator[None]:
-    """The run gets its own copy of the RNG (the user's is restored afterwards); later runs replay
-    the first run's state (``spec.rng``), so they see the same random numbers (dropout masks) and
-    stay comparable."""
+    """The run gets its own copy of the RNGs — torch's, Python's ``random`` and NumPy's global one
+    (the user's are restored afterwards); later runs replay the first run's states (``spec.rng``),
+    so they see the same random numbers (dropout masks) and stay comparable. Every forward gradsight
+    runs itself goes through here: live sessions ignore forwards while one is open (:func:`own_run`)."""
     devices = cuda_devices()
-    with torch.random.fork_rng(devices=devices):
-        if spec.rng is None:
-            spec.rng = rng_state()
-        else:
-            torch.set_rng_state(spec.rng[0])
-            for d, state in zip(devices, spec.rng[1], strict=False):
-                torch.cuda.set_rng_state(state, d)
-        yield
+    python = python_rng_state()
+    _OWN_RUNS[0] += 1
+    try:
+        with torch.random.fork_rng(devices=devices):
+            if spec.rng is None:
+                spec.rng = rng_state()
+            else:
+                torch.set_rng_state(spec.rng[0])
+                for d, state in zip(devices, spec.rng[1], strict=False):
+                    torch.cuda.set_rng_state(state, d)
+                set_python_rng_state(spec.rng[2])
+            yield
+    finally:
+        _OWN_RUNS[0] -= 1
+        set_python_rng_state(python)
+
+
+_OWN_RUNS = [0]  # forwards gradsight is running itself (nested: a trace inside a re-run)
+
+
+def own_run() -> bool:
+    """Is gradsight running a forward of its own (a runnable run, a re-run, a trace) right now?"""
+    return _OWN_RUNS[0] > 0
 
 
 def cuda_devices() -> list[int]:
     return list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # type: ignore[no-untyped-call]
 
 
-def rng_state() -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The RNG state now (CPU and initialized CUDA devices), to replay later with ``fork_rng``."""
-    return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in cuda_devices()]
-
-
-@contextmanager
-def _restore_buffers(modules: Sequence[tuple[str, torch.nn.Module]]) -> Iterator[None]:
-    """Forward in training mode updates BatchNorm running stats: put them back afterwards."""
-    seen: set[int] = set()
-    saved: list[tuple[torch.Tensor, torch.Tensor]] = []
-    for _, module in modules:
-        for b in module.buffers(recurse=False):
-            if id(b) not in seen:
-                seen.add(id(b))
-                saved.append((b, b.detach().clone()))
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for b, copy in saved:
-                b.copy_(copy)
+def rng_state() -> tuple[torch.Tensor, list[torch.Tensor], tuple[Any, Any]]:
+    """The RNG states now (torch's CPU and initialized CUDA generators, Python's and NumPy's), to
+    replay later with ``fork_rng``."""
+    return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in cuda_devices()], python_rng_state()
 
 
 @contextmanager
@@ -365,7 +424,7 @@ def _modules_seen_by(fn: Callable[..., Any]) -> tuple[list[tuple[str, torch.nn.M
                 continue
     modules: list[tuple[str, torch.nn.Module]] = []
     names: dict[torch.Tensor, str] = {}
-    for var, value in scope.items():
+    for var, value in _one_level_in(scope).items():
         if isinstance(value, torch.nn.Module):
             modules.extend((f"{var}.{n}" if n else var, m) for n, m in module_names(value))
             names.update({p: f"{var}.{n}" for p, n in leaf_names_from_params(value).items()})
@@ -374,13 +433,36 @@ def _modules_seen_by(fn: Callable[..., Any]) -> tuple[list[tuple[str, torch.nn.M
     return modules, names
 
 
+_NOT_CONTAINERS = (torch.nn.Module, torch.Tensor, str, bytes, type, types.ModuleType, types.FunctionType,
+                   types.BuiltinFunctionType, types.MethodType)  # fmt: skip
+
+
+def _one_level_in(scope: dict[str, Any]) -> dict[str, Any]:
+    """``scope`` plus the modules and tensors one level inside its values: ``models["enc"]``,
+    ``layers[0]``, ``trainer.model`` (a function that reaches its model through a dict or an object)."""
+    out = dict(scope)
+    for var, value in scope.items():
+        if isinstance(value, _NOT_CONTAINERS):
+            continue
+        if isinstance(value, dict):
+            items = [(f"{var}[{k!r}]", v) for k, v in value.items() if isinstance(k, (str, int))]
+        elif isinstance(value, (list, tuple)):
+            items = [(f"{var}[{i}]", v) for i, v in enumerate(value)]
+        else:
+            items = [(f"{var}.{k}", v) for k, v in getattr(value, "__dict__", {}).items() if not k.startswith("_")]
+        for name, v in items[:256]:
+            if isinstance(v, (torch.nn.Module, torch.Tensor)):
+                out.setdefault(name, v)
+    return out
+
+
 def traced_forward(spec: RunSpec, toggles: Toggles) -> Callable[[], list[torch.Tensor]]:
     """The forward (and loss) of ``spec`` with ``toggles``, replaying the first run's RNG, restoring
     everything afterwards: what a taint trace runs. Returns the roots."""
 
     def forward() -> list[torch.Tensor]:
         whatif = WhatIf(toggles, dict(spec.modules), {n: t for t, n in spec.leaf_names.items()})
-        with fork_rng(spec), _restore_buffers(spec.modules), whatif.applied(), whatif.forward():
+        with fork_rng(spec), ModuleGuard(spec.modules), whatif.applied(), whatif.forward():
             roots, _, _, _ = _roots(spec, spec.call())
             return roots
 

@@ -25,7 +25,7 @@ FREED = (
 )
 CHECKPOINTED = "inside a non-reentrant checkpoint region: reading it would re-run the region's forward"
 
-_ATTRS: dict[type, tuple[tuple[str, ...], str | None]] = {}
+_ATTRS: dict[type, tuple[tuple[str, ...], dict[str, str]]] = {}
 _CTX_SKIP = frozenset({"to_save", "non_differentiable", "dirty_tensors", "saved_variables"})
 _TENSOR = torch.Tensor
 _BIG = 1 << 63
@@ -37,14 +37,16 @@ def saved_attribute_names(node: Any) -> tuple[str, ...]:
     return _class_info(node)[0]
 
 
-def _class_info(node: Any) -> tuple[tuple[str, ...], str | None]:
-    """Cached per class: the saved names, and one ``_raw_saved_*`` name to probe for checkpoints."""
+def _class_info(node: Any) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Cached per class: the saved names, and ``_saved_x`` → ``_raw_saved_x`` for the tensor ones
+    (the ``SavedTensor`` handles, whose unpack hook tells a checkpointed tensor apart)."""
     cls = type(node)
     info = _ATTRS.get(cls)
     if info is None:
-        names = tuple(a for a in dir(cls) if a.startswith("_saved_"))
-        raws = [a for a in dir(cls) if a.startswith("_raw_saved_")]
-        info = _ATTRS[cls] = (names, raws[0] if raws else None)
+        attrs = set(dir(cls))
+        names = tuple(sorted(a for a in attrs if a.startswith("_saved_")))
+        raws = {a: "_raw" + a for a in names if "_raw" + a in attrs}
+        info = _ATTRS[cls] = (names, raws)
     return info
 
 
@@ -57,13 +59,15 @@ def read_saved(node: Any, summarize: SummarizeFn) -> dict[str, SavedValue]:
     """Every value autograd saved for ``node``, as torch-free data."""
     if is_python_function(node):
         return _read_ctx(node, summarize)
-    names, probe = _class_info(node)
+    names, raws = _class_info(node)
     if not names:
         return {}
-    if probe is not None and _is_checkpointed(node, probe):
-        return dict.fromkeys(names, Unavailable(CHECKPOINTED))
     out: dict[str, SavedValue] = {}
     for attr in names:
+        raw = raws.get(attr)
+        if raw is not None and _is_checkpointed(node, raw):
+            out[attr] = Unavailable(CHECKPOINTED)
+            continue
         try:
             value = getattr(node, attr)
         except RuntimeError as e:
@@ -83,21 +87,33 @@ def read_saved(node: Any, summarize: SummarizeFn) -> dict[str, SavedValue]:
 
 
 def _is_checkpointed(node: Any, raw_attr: str) -> bool:
-    # All tensors a node saves inside a non-reentrant checkpoint region carry checkpoint's unpack
-    # hook, so probing one per node is enough.
-    hook = getattr(getattr(node, raw_attr, None), "unpack_hook", None)
-    return hook is not None and getattr(hook, "__module__", "") == "torch.utils.checkpoint"
+    # Checked per tensor: inside one non-reentrant checkpoint region some saved tensors carry
+    # checkpoint's unpack hook and others (a parameter, a tensor made under no_grad) do not, and
+    # reading a single hooked one re-runs the region's forward — updating its buffers (spectral
+    # norm's power iteration) and so changing the gradient the user's backward then computes.
+    try:
+        raw = getattr(node, raw_attr)
+    except (RuntimeError, AttributeError):  # freed by backward (reading the value says so), or no handles
+        return False
+    for handle in raw if isinstance(raw, (list, tuple)) else (raw,):
+        hook = getattr(handle, "unpack_hook", None)
+        if hook is not None and getattr(hook, "__module__", "") == "torch.utils.checkpoint":
+            return True
+    return False
 
 
 def _read_ctx(node: Any, summarize: SummarizeFn) -> dict[str, SavedValue]:
     out: dict[str, SavedValue] = {}
-    try:
-        tensors = node.saved_tensors
-    except RuntimeError as e:
-        out["saved_tensors"] = Unavailable(FREED if "freed" in str(e) else f"unreadable: {e}"[:300])
+    if _is_checkpointed(node, "_raw_saved_tensors"):
+        out["saved_tensors"] = Unavailable(CHECKPOINTED)
     else:
-        for i, t in enumerate(tensors):
-            out[f"saved_tensors[{i}]"] = convert(t, summarize, f"saved_tensors[{i}]")
+        try:
+            tensors = node.saved_tensors
+        except RuntimeError as e:
+            out["saved_tensors"] = Unavailable(FREED if "freed" in str(e) else f"unreadable: {e}"[:300])
+        else:
+            for i, t in enumerate(tensors):
+                out[f"saved_tensors[{i}]"] = convert(t, summarize, f"saved_tensors[{i}]")
     for key, value in sorted(vars(node).items()):
         if not key.startswith("_") and key not in _CTX_SKIP:
             out[key] = convert(value, summarize, key)

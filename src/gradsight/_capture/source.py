@@ -5,6 +5,11 @@ Here a ``TorchFunctionMode`` sees each torch call the user's code makes; only wh
 autograd nodes (the sequence counter moved) does it walk up to the first frame outside torch and
 gradsight and remember ``(first seq, end seq, file, line)``. The text of the line is looked up
 only when the graph is built.
+
+A warning torch raises from C++ inside an op (``float()`` of a tensor that requires grad, oneDNN
+notes) names the innermost Python frame: with the mode in between, that was this file. While the
+tracker is entered, warnings are collected instead and re-issued when it exits, each at the user's
+line that made the call, through the user's filters and "once" registries.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import bisect
 import linecache
 import os
 import sys
+import warnings
 from types import FrameType
 from typing import Any
 
@@ -22,6 +28,7 @@ from torch.overrides import TorchFunctionMode
 from .modules import compiling
 
 _next_seq = torch._C._autograd._get_sequence_nr
+_WARNINGS_FILE = warnings.__file__
 _INTERNAL_ROOTS = (
     os.path.dirname(torch.__file__) + os.sep,
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,  # gradsight itself
@@ -38,6 +45,35 @@ class SourceTracker(TorchFunctionMode):
         self._where: list[tuple[str, int]] = []
         self._internal: dict[str, bool] = {}
         self._text: dict[tuple[str, int], str] = {}  # (file, line) -> what source_of returns
+
+    def __enter__(self) -> SourceTracker:
+        self._warned: list[tuple[Any, Any, str, int, dict[str, Any] | None]] = []
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("always")  # every warning reaches _keep; the user's filters apply on re-issue
+        warnings.showwarning = self._keep
+        return super().__enter__()  # type: ignore[no-untyped-call,no-any-return]
+
+    def __exit__(self, *exc: Any) -> None:
+        super().__exit__(*exc)  # type: ignore[no-untyped-call]
+        self._catch.__exit__(None, None, None)
+        for message, category, filename, lineno, module_globals in self._warned:
+            registry = None if module_globals is None else module_globals.setdefault("__warningregistry__", {})
+            warnings.warn_explicit(message, category, filename, lineno, registry=registry)
+        self._warned.clear()
+
+    def _keep(self, message: Any, category: Any, filename: str, lineno: int, *_: Any, **__: Any) -> None:
+        frame: FrameType | None = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename == _WARNINGS_FILE:
+            frame = frame.f_back
+        if filename == __file__:  # raised by torch inside an op: the user's line that called it
+            frame = self._user_frame(frame)
+        else:  # the frame that warned, for its module's registry
+            while frame is not None and (frame.f_code.co_filename, frame.f_lineno) != (filename, lineno):
+                frame = frame.f_back
+        if frame is not None:
+            filename, lineno = frame.f_code.co_filename, frame.f_lineno
+        self._warned.append((message, category, filename, lineno, None if frame is None else frame.f_globals))
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if compiling():  # dynamo traces modes: stay invisible to it (a compiled region is one node)

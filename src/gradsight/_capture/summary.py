@@ -92,6 +92,21 @@ def summarize(t: torch.Tensor, *, stats: bool = True, freed: bool = False) -> Te
         return replace(base, note=f"statistics unavailable: {type(e).__name__}: {e}"[:300])
 
 
+def norm_of(t: torch.Tensor) -> float | None:
+    """The 2-norm of any tensor (sparse, complex, integer, quantized), or None (meta, failure).
+
+    >>> norm_of(torch.tensor([3j, 4.0]))
+    5.0
+    """
+    if t.is_meta:
+        return None
+    try:
+        with torch.no_grad():
+            return float(torch.linalg.vector_norm(_stat_values(t.detach())[0]))
+    except Exception:  # a courtesy, like the statistics: never let it break a step
+        return None
+
+
 def _stat_values(t: torch.Tensor) -> tuple[torch.Tensor, str | None]:
     """A flat real floating tensor to take statistics of, and a note on what it stands for."""
     note = None

@@ -15,6 +15,7 @@ from ..graph import Controls, Graph, LeafControl, Why
 from ..runs import RerunError
 from ..toggles import Toggles
 from . import why as why_mod
+from .guard import ModuleGuard
 from .names import leaf_names_from_params, module_names
 from .run import RunResult, RunSpec, run
 
@@ -165,7 +166,7 @@ class CellTarget:
                 ns[name] = ns[name].detach()
         existing = {k: v for k, v in toggles.requires_grad.items() if k not in assigned}
         whatif = WhatIf(replace(toggles, requires_grad=existing), modules, leaves)
-        with fork_rng(self), whatif.applied():
+        with fork_rng(self), ModuleGuard(), whatif.applied():  # the guard snapshots each module it sees run
             result = run_cell(self.code, ns, self.compile_fn, self.budget, after, whatif.forward())
         if result.error is not None:
             return RunResult(None, error=_format(result.error))
@@ -195,7 +196,7 @@ class CellTarget:
         def forward() -> list[torch.Tensor]:
             ns = dict(self.ns)
             whatif = WhatIf(toggles, modules, leaves)
-            with fork_rng(self), whatif.applied():
+            with fork_rng(self), ModuleGuard(), whatif.applied():
                 run_cell(self.code, ns, self.compile_fn, 0, None, whatif.forward())
             return [v for k, v in ns.items() if isinstance(v, torch.Tensor) and self.ns.get(k) is not v]
 

@@ -73,6 +73,13 @@ def why_no_graph(t: torch.Tensor, name: str) -> str:
             f"{name} was created under torch.inference_mode(), so autograd recorded nothing for it. "
             "Compute it outside inference_mode from a tensor with requires_grad=True."
         )
+    if not (t.dtype.is_floating_point or t.dtype.is_complex):
+        return (
+            f"{name} is a {str(t.dtype).removeprefix('torch.')} tensor, and only floating-point and complex "
+            "tensors carry gradients: argmax, comparisons, rounding to integers and indices cut the graph. "
+            "Differentiate a floating-point result instead (the loss before argmax, e.g. cross_entropy of "
+            "the logits)."
+        )
     return (
         f"{name} has requires_grad=False, so autograd recorded no graph for it: none of the tensors "
         "it was computed from required grad, it was computed under torch.no_grad(), or it was "

@@ -1,0 +1,95 @@
+"""Undo what a forward gradsight runs itself does to the user's modules and random state.
+
+A runnable debugger, a what-if re-run or a taint trace runs the user's forward for real, and a
+forward in training mode changes things: BatchNorm's running statistics, spectral norm's power
+iteration vectors, a buffer a model reassigns (``self.avg = 0.9 * self.avg + ...``), the rows
+``nn.Embedding(max_norm=...)`` renormalizes in its weight, and the Python and NumPy random
+generators a model may draw from. :class:`ModuleGuard` snapshots the buffers (and those weights)
+of every module the forward calls — the modules gradsight knows by name at once, any other one in
+the global forward pre-hook, before its first call — and puts every value and every buffer object
+back afterwards. :func:`python_rng_state` and :func:`set_python_rng_state` cover ``random`` and
+``numpy.random`` (torch's generators are forked by ``run.fork_rng``).
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from typing import Any
+
+import torch
+from torch.nn.parameter import UninitializedBuffer
+
+from .modules import SHARED_HOOKS, compiling
+
+_EMBEDDINGS = (torch.nn.Embedding, torch.nn.EmbeddingBag)
+
+
+class ModuleGuard:
+    """``with ModuleGuard(modules):`` — every buffer of every module the block's forwards call, and
+    any weight a forward renormalizes in place, is as before when the block ends."""
+
+    def __init__(self, modules: Any = ()) -> None:
+        self._seen: set[int] = set()
+        self._alive: list[torch.nn.Module] = []  # keeps id()s unique while the guard lives
+        self._buffers: list[tuple[torch.nn.Module, str, torch.Tensor, torch.Tensor]] = []
+        self._weights: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+        for _, module in modules:
+            self._snapshot(module)
+
+    def __enter__(self) -> ModuleGuard:
+        SHARED_HOOKS.add(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        SHARED_HOOKS.discard(self)
+        self.restore()
+
+    def _pre(self, module: torch.nn.Module, args: Any) -> None:
+        if not compiling() and id(module) not in self._seen:
+            self._snapshot(module)
+
+    def _post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        pass
+
+    def parameters(self) -> list[torch.Tensor]:
+        """The parameters of every module seen so far."""
+        return [p for m in self._alive for p in m.parameters(recurse=False)]
+
+    def _snapshot(self, module: torch.nn.Module) -> None:
+        if id(module) in self._seen:
+            return
+        self._seen.add(id(module))
+        self._alive.append(module)
+        for name, b in module._buffers.items():
+            if b is not None and not isinstance(b, UninitializedBuffer):
+                self._buffers.append((module, name, b, b.detach().clone()))
+        if isinstance(module, _EMBEDDINGS) and module.max_norm is not None:
+            w = module.weight  # renormalized in place, under no_grad, by every forward
+            self._weights.append((w, w.detach().clone(), w._version))
+
+    def restore(self) -> None:
+        # Through .data: the values go back without moving the buffer's version counter, so a graph
+        # the user built before this run (BatchNorm saves its running statistics) still backwards.
+        with torch.no_grad():
+            for module, name, b, copy in self._buffers:
+                if module._buffers.get(name) is not b:  # reassigned by the forward: put the object back
+                    module._buffers[name] = b
+                b.data.copy_(copy)
+            for w, copy, version in self._weights:
+                if w._version != version:
+                    w.data.copy_(copy)
+
+
+def python_rng_state() -> tuple[Any, Any]:
+    """The state of ``random`` and (if imported) ``numpy.random``'s global generator."""
+    np = sys.modules.get("numpy")
+    return random.getstate(), None if np is None else np.random.get_state()
+
+
+def set_python_rng_state(state: tuple[Any, Any]) -> None:
+    py, npy = state
+    random.setstate(py)
+    np = sys.modules.get("numpy")
+    if np is not None and npy is not None:
+        np.random.set_state(npy)
