@@ -98,3 +98,31 @@ def test_mixed_roots_keep_the_graph_and_note_the_rest() -> None:
 def test_public_names() -> None:
     for name in ["debugger", "Debugger", "Graph", "Node", "TensorSummary", "LeafInfo"]:
         assert hasattr(gs, name)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("memory_budget", "1GB"), ("memory_budget", -5), ("keep_all_below", 1.5), ("live_share", 0), ("source_lines", 1)],
+)
+def test_bad_global_options_fail_when_set(name: str, value: object) -> None:
+    before = getattr(gs.options, name)
+    with pytest.raises(ValueError, match=name):
+        setattr(gs.options, name, value)
+    assert getattr(gs.options, name) == before
+
+
+def test_an_unknown_option_lists_the_known_ones() -> None:
+    with pytest.raises(AttributeError, match="memory_budget"):
+        gs.options.memory_limit = 1  # type: ignore[attr-defined]
+
+
+def test_a_closed_debugger_says_so() -> None:
+    x = torch.randn(3, requires_grad=True)
+    dbg = gs.debugger(lambda: (x * 2).sum())
+    dbg.close()
+    dbg.close()  # twice is fine
+    with pytest.raises(RuntimeError, match="closed"):
+        dbg.inspect("leaf:x")
+    with pytest.raises(RuntimeError, match="closed"):
+        dbg.rerun()
+    assert dbg.graph.find("MulBackward0")  # the last graph stays readable

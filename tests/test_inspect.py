@@ -197,3 +197,31 @@ def test_histogram_of_a_big_tensor_bins_a_stride_sample() -> None:
     t = torch.randn(3_000_001)
     h = histogram(t, summarize(t))
     assert h is not None and h.stride == 4 and sum(h.counts) == len(range(0, 3_000_001, 4))
+
+
+def test_the_budget_holds_what_it_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a dropped tensor's storage used to be counted as kept: later tensors there (or on its freed,
+    # reused memory) were kept for free, past the budget
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.Tanh(), torch.nn.Linear(128, 32))
+    dbg = gs.debugger(model, inputs=torch.randn(256, 64), loss=lambda out: out.pow(2).mean(), memory_budget=5000)
+    store = dbg._captured.store
+    held = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in store._tensors.values()}
+    assert sum(held.values()) == dbg.graph.run.kept_bytes <= 5000
+    assert dbg.graph.run.dropped > 0
+
+
+def test_a_meta_tensor_is_inspected_as_shape_only() -> None:
+    model = torch.nn.Linear(4, 2).to("meta")
+    dbg = gs.debugger(model, inputs=torch.randn(3, 4, device="meta"), loss=lambda out: out.sum())
+    views = dbg.inspect(dbg.graph.find("AddmmBackward0")[0].id).tensors
+    assert views and all(not v.kept and v.note is not None and "meta tensor" in v.note for v in views)
+
+
+def test_a_live_leafs_gradient_says_why_it_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gs.options, "live_interval", 0.0)
+    model = torch.nn.Linear(3, 2)
+    dbg = gs.debugger(model)
+    model(torch.randn(4, 3)).sum().backward()
+    view = next(v for v in dbg.inspect("leaf:weight").tensors if v.key == "grad-in:0")
+    assert not view.kept and view.note is not None and ".grad below shows it" in view.note
+    dbg.close()

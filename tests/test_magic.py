@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -180,9 +181,17 @@ def test_cell_without_tensors_is_explained(shell: InteractiveShell) -> None:
     assert "bound no tensors" in (dbg.graph.message or "")
 
 
-def test_error_in_the_cell_shows_traceback_and_graph_so_far(shell: InteractiveShell, capsys: Any) -> None:
-    dbg = run(shell, "x = torch.ones(3, requires_grad=True)\ny = (x * 2).sum()\nraise ValueError('boom')\n")
-    assert "ValueError" in capsys.readouterr().out
+def test_error_in_the_cell_shows_graph_so_far_and_fails_the_cell(
+    shell: InteractiveShell, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown: list[Any] = []
+    monkeypatch.setattr("gradsight.magic._display", shown.append)
+    body = "x = torch.ones(3, requires_grad=True)\ny = (x * 2).sum()\nraise ValueError('boom')\n"
+    result = shell.run_cell("%%gradsight\n" + body, store_history=False)
+    assert not result.success and isinstance(result.error_in_exec, ValueError)  # Run All stops here
+    out = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)  # no colours
+    assert "ValueError: boom" in out and "raise ValueError('boom')" in out and "magic.py" not in out
+    (dbg,) = shown
     assert dbg.graph.find("SumBackward0")
     assert any("boom" in n for n in dbg.graph.notes)
 
@@ -261,3 +270,85 @@ def test_cell_rerun_error_keeps_the_graph(shell: InteractiveShell) -> None:
     with pytest.raises(gs.RerunError, match="boom"):
         dbg.rerun()
     assert dbg.status == "error" and dbg.graph.find("MulBackward0")
+
+
+TRAINING_CELL = """\
+opt.zero_grad()
+loss = model(inp).pow(2).sum() + aux(inp).detach().sum()
+loss.backward()
+opt.step()
+losses.append(float(loss))
+"""
+
+
+def test_cell_reruns_and_whys_leave_the_users_objects_as_they_were(shell: InteractiveShell) -> None:
+    shell.run_cell(
+        "torch.manual_seed(0)\nmodel = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 1))\naux = nn.Linear(3, 1)\n"
+        "inp = torch.randn(5, 3)\nopt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)\nlosses = []",
+        store_history=False,
+    )
+    dbg = run(shell, TRAINING_CELL)
+    ns = shell.user_ns
+    before = {k: (v.detach().clone(), v.grad.clone()) for k, v in ns["model"].named_parameters()}
+    momentum = {k: v["momentum_buffer"].clone() for k, v in ns["opt"].state_dict()["state"].items()}
+    dbg.rerun()
+    dbg.rerun(requires_grad={"model.0.weight": False})
+    assert dbg.why("aux.weight").reason == "detach"  # traced by running the cell again
+    for k, v in ns["model"].named_parameters():
+        assert torch.equal(v, before[k][0]) and torch.equal(v.grad, before[k][1]) and v.requires_grad, k
+    state = ns["opt"].state_dict()["state"]
+    assert all(torch.equal(state[k]["momentum_buffer"], m) for k, m in momentum.items())
+    assert len(ns["losses"]) == 1
+
+
+def test_why_in_a_cell_without_backward_says_so(shell: InteractiveShell) -> None:
+    shell.run_cell("x = torch.randn(3, requires_grad=True)", store_history=False)
+    dbg = run(shell, "loss = (x * 2).sum()")
+    assert "no backward ran in this cell" in dbg.why("x").message
+
+
+def test_leaves_a_cell_creates_are_explained_too(shell: InteractiveShell) -> None:
+    dbg = run(shell, "a = torch.randn(3, requires_grad=True)\nc = torch.randn(3, requires_grad=True)\n"
+              "(b := torch.randn(3, requires_grad=True))\nloss = (a * c.detach()).sum() + b.relu().mul(0).sum()\n"
+              "loss.backward()")  # fmt: skip
+    assert sorted(m.name for m in dbg.graph.missing) == ["b", "c"]
+    assert dbg.why("c").reason == "not_on_path"  # no KeyError for a leaf the cell made
+
+
+def test_a_leaf_under_a_root_nobody_differentiated(shell: InteractiveShell) -> None:
+    shell.run_cell(
+        "p = torch.randn(3, requires_grad=True)\nq = torch.randn(3, requires_grad=True)", store_history=False
+    )
+    dbg = run(shell, "other = (q * 3).sum()\nloss = (p * 2).sum()\nloss.backward()")
+    assert "only under roots that backward was not called on" in dbg.why("q").message
+
+
+def test_cell_rerun_toggles_that_cannot_apply_say_why(shell: InteractiveShell) -> None:
+    shell.run_cell("x = torch.randn(3, requires_grad=True)", store_history=False)
+    dbg = run(shell, "h = x * 2\nloss = h.sum()\nloss.backward()")
+    with pytest.raises(gs.ToggleError, match="computed in the cell"):
+        dbg.rerun(requires_grad={"h": False})
+    with pytest.raises(gs.RerunError, match="found no graph to differentiate"):
+        dbg.rerun(no_grad=True)
+
+
+def test_half_precision_and_sparse_gradients_in_a_cell(shell: InteractiveShell) -> None:
+    shell.run_cell(
+        "w = torch.ones(4096, dtype=torch.float16, requires_grad=True)\nemb = nn.Embedding(10, 3, sparse=True)",
+        store_history=False,
+    )
+    dbg = run(shell, "loss = (w * torch.full((4096,), 2000.0, dtype=torch.float16)).float().sum()\n"
+              "loss = loss + emb(torch.tensor([1, 2, 2])).sum()\nloss.backward()")  # fmt: skip
+    w = dbg.graph.node("leaf:w")
+    assert w.grad_norm == pytest.approx(128000.0) and not w.nonfinite_gradient  # 65504 is float16's max
+    emb = dbg.graph.node("leaf:emb.weight")
+    assert emb.grad_in[0] is not None and emb.grad_in[0].layout == "sparse_coo"
+    assert emb.grad_norm == pytest.approx(float(shell.user_ns["emb"].weight.grad.to_dense().norm()), rel=1e-6)
+
+
+def test_a_saved_weight_changed_by_an_optimizer_step_says_so(shell: InteractiveShell) -> None:
+    shell.run_cell("w = nn.Parameter(torch.tensor([1.0, 2.0, 3.0]))\nopt = torch.optim.SGD([w], lr=1.0)")
+    dbg = run(shell, "loss = (w ** 2).sum()\nloss.backward()\nopt.step()")
+    node = dbg.graph.find("PowBackward0")[0]
+    view = next(v for v in dbg.inspect(node.id).tensors if v.key == "saved:_saved_self")
+    assert view.note is not None and "changed in place since autograd saved it" in view.note

@@ -110,3 +110,19 @@ def test_std_and_mean_match_torch(t: torch.Tensor) -> None:
     s = summarize(t)
     assert s.mean == pytest.approx(t.double().mean().item(), rel=1e-6)
     assert s.std == pytest.approx(t.double().std().item(), rel=1e-3, abs=1e-12)
+
+
+def test_statistics_of_ten_million_floats_are_accurate() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(10_000_000)
+    s = summarize(x)
+    exact = x.double()
+    assert s.norm == pytest.approx(float(exact.norm()), rel=1e-6)  # vector_norm alone: 3.7e-4 off
+    assert s.std == pytest.approx(float(exact.std()), rel=1e-6)
+
+
+def test_finite_values_whose_squares_overflow_float32() -> None:
+    s = summarize(torch.tensor([0.0, -1.0, 2.0, 0.0, 1e30]))
+    assert s.nan_count == 0 and s.inf_count == 0 and s.note is None
+    assert s.norm == pytest.approx(1e30, rel=1e-6)
+    assert s.std == pytest.approx(float(torch.tensor([0.0, -1.0, 2.0, 0.0, 1e30], dtype=torch.float64).std()), rel=1e-6)

@@ -26,12 +26,43 @@ class Options:
     live_share: float = 0.1
     source_lines: bool = True  # record the forward source line of each node (runnable and live)
 
+    def __setattr__(self, name: str, value: object) -> None:
+        """Checked when set, so a bad value fails here and not in a later debugger."""
+        check = _CHECKS.get(name)
+        if check is None:
+            raise AttributeError(f"gradsight.options has no {name!r}; it has {', '.join(_CHECKS)}")
+        object.__setattr__(self, name, check(name, value))
+
     def budget(self, override: int | None) -> int:
-        if override is None:
-            return self.memory_budget
-        if not isinstance(override, int) or isinstance(override, bool) or override < 0:
-            raise ValueError(f"memory_budget must be a number of bytes >= 0 (e.g. 256 * 2**20), not {override!r}")
-        return override
+        return self.memory_budget if override is None else _bytes("memory_budget", override)
+
+
+def _bytes(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a number of bytes >= 0 (e.g. 256 * 2**20), not {value!r}")
+    return value
+
+
+def _seconds(name: str, value: object) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+    return float(value)
+
+
+def _share(name: str, value: object) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 1:
+        raise ValueError(f"{name} must be a fraction of the training time in (0, 1], e.g. 0.1, not {value!r}")
+    return float(value)
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
+_CHECKS = {"memory_budget": _bytes, "keep_all_below": _bytes, "live_interval": _seconds, "live_share": _share,
+           "source_lines": _flag}  # fmt: skip
 
 
 options = Options()

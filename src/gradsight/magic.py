@@ -24,6 +24,7 @@ def load_ipython_extension(ipython: Any) -> None:
     _previous.setdefault(id(ipython), manager.magics["cell"].get(MAGIC))
 
     def gradsight(line: str, cell: str) -> Any:
+        __tracebackhide__ = True  # a failing cell's traceback starts at the user's code
         return run_magic(ipython, line, cell)
 
     ipython.register_magic_function(gradsight, magic_kind="cell", magic_name=MAGIC)
@@ -55,11 +56,19 @@ def run_magic(ipython: Any, line: str, cell: str) -> Any:
         return compile(ast.fix_missing_locations(tree), filename, mode)
 
     result, target = run_first(code, ipython.user_ns, compile_fn, options.memory_budget)
-    if result.error is not None:
+    dbg = Debugger()
+    dbg._start(target, result.captured)
+    if result.error is not None:  # show the graph so far, then fail the cell (Run All, nbconvert stop)
+        __tracebackhide__ = True  # IPython hides this frame and the magic's own
         error = result.error
         tb = error.__traceback__
         tb = tb.tb_next if tb is not None and tb.tb_next is not None else tb  # hide gradsight's exec frame
-        ipython.showtraceback(exc_tuple=(type(error), error, tb))
-    dbg = Debugger()
-    dbg._start(target, result.captured)
+        _display(dbg)
+        raise error.with_traceback(tb)
     return dbg
+
+
+def _display(obj: Any) -> None:
+    from IPython.display import display
+
+    display(obj)  # type: ignore[no-untyped-call]

@@ -99,6 +99,6 @@ def _names(kind: str, value: Any, known: Collection[str]) -> tuple[str, ...]:
 
 
 def _known(leaves: Collection[str], modules: Collection[str]) -> str:
-    names = [*leaves, *modules]
+    names = list(dict.fromkeys([*leaves, *modules]))
     shown = ", ".join(repr(n) for n in names[:12])
     return shown + (f" … ({len(names)} in all)" if len(names) > 12 else "") if names else "(none)"

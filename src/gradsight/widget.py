@@ -82,6 +82,7 @@ class Debugger(anywidget.AnyWidget):
         self._runs = RunHistory()
         self._watch: set[str] = set()  # nodes whose tensors re-runs keep (inspected so far)
         self._running = False
+        self._closed = False
         self.on_msg(self._on_msg)
 
     # -- public ----------------------------------------------------------------------------------
@@ -99,6 +100,7 @@ class Debugger(anywidget.AnyWidget):
         from ._capture.records import Captured
         from ._capture.why import needs_explaining
 
+        self._check_open("inspect")
         if node_id not in self.graph:
             raise KeyError(f"no node {node_id!r} in this graph")
         missing = self._keep_tensors_of(node_id)
@@ -124,6 +126,7 @@ class Debugger(anywidget.AnyWidget):
         Raises :class:`RerunError` when there is nothing to re-run or the code raised (the previous
         graph stays shown, with the traceback).
         """
+        self._check_open("rerun")
         controls = self.graph.controls
         in_graph = [n.leaf.name for n in self.graph.nodes if n.leaf is not None and n.leaf.name]
         toggles = make_toggles(
@@ -146,8 +149,16 @@ class Debugger(anywidget.AnyWidget):
         toggles = record.toggles if record is not None else Toggles()
         return explain(self._target or TensorTarget({}), self.graph, toggles, leaf)
 
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise RuntimeError(
+                f"this debugger is closed (its tensors are dropped and its hooks removed), so it cannot {what}: "
+                "create a new one with gradsight.debugger(...); dbg.graph still holds the last graph"
+            )
+
     def close(self) -> None:
         """Remove every hook gradsight installed and drop the tensors it kept; close the view."""
+        self._closed = True
         if self._live is not None:
             self._live.close()
             self._live = None
@@ -293,6 +304,7 @@ class Debugger(anywidget.AnyWidget):
     @traitlets.observe("pending")
     def _check_pending(self, change: dict[str, Any]) -> None:
         value = change["new"]
+        self._check_open("rerun")
         controls = self.graph.controls
         in_graph = [n.leaf.name for n in self.graph.nodes if n.leaf is not None and n.leaf.name]
         try:

@@ -181,6 +181,7 @@ def cell_names(code: str) -> tuple[set[str], set[str]]:
     tree = ast.parse(code)
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     assigned = {name for stmt in ast.walk(tree) if isinstance(stmt, ast.stmt) for name in _assigned(stmt)}
+    assigned |= {n.target.id for n in ast.walk(tree) if isinstance(n, ast.NamedExpr)}  # (a := torch.randn(...))
     return used, assigned
 
 

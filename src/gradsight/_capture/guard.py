@@ -13,6 +13,7 @@ back afterwards. :func:`python_rng_state` and :func:`set_python_rng_state` cover
 
 from __future__ import annotations
 
+import copy
 import random
 import sys
 from typing import Any
@@ -93,3 +94,72 @@ def set_python_rng_state(state: tuple[Any, Any]) -> None:
     np = sys.modules.get("numpy")
     if np is not None and npy is not None:
         np.random.set_state(npy)
+
+
+_IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
+
+
+class NamespaceGuard:
+    """``with NamespaceGuard(ns):`` around a re-run of a ``%%gradsight`` cell (or its taint trace).
+
+    The re-run executes the user's code again, and the code reaches the user's objects however it
+    likes (directly, or through a helper function's globals), so copying the namespace cannot keep
+    them apart. Instead the state a training cell changes is put back afterwards: every parameter
+    and every leaf tensor that requires grad (values, ``.grad`` — accumulated in place —,
+    ``requires_grad``), every optimizer and LR scheduler (``state_dict``), and the items of every
+    list, dict and set, for the namespace's own names (not IPython's ``In``/``Out``/``_``...).
+    Buffers are :class:`ModuleGuard`'s. Files written and output printed are not undone."""
+
+    def __init__(self, ns: dict[str, Any]) -> None:
+        self._tensors: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, bool]] = {}
+        self._states: list[tuple[Any, Any]] = []
+        self._items: list[tuple[Any, Any]] = []
+        for name, value in list(ns.items()):
+            if name.startswith("_") or name in _IPYTHON_NAMES:
+                continue
+            if isinstance(value, torch.nn.Module):
+                for p in value.parameters():
+                    self._tensor(p)
+            elif isinstance(value, torch.Tensor):
+                if value.is_leaf and value.requires_grad:
+                    self._tensor(value)
+            elif _has_state(value):
+                self._states.append((value, copy.deepcopy(value.state_dict())))
+                for group in getattr(value, "param_groups", ()):
+                    for p in group.get("params", ()):
+                        if isinstance(p, torch.Tensor):
+                            self._tensor(p)
+            elif type(value) in (list, dict, set):
+                self._items.append((value, copy.copy(value)))
+
+    def _tensor(self, t: torch.Tensor) -> None:
+        if id(t) in self._tensors or t.is_meta:
+            return
+        grad = t.grad
+        self._tensors[id(t)] = (t, t.detach().clone(), grad, None if grad is None else grad.detach().clone(),
+                                t.requires_grad)  # fmt: skip
+
+    def __enter__(self) -> NamespaceGuard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with torch.no_grad():
+            for t, value, grad, grad_value, requires_grad in self._tensors.values():
+                if t.requires_grad != requires_grad:
+                    t.requires_grad_(requires_grad)
+                t.data.copy_(value)  # .data: the version counter stays (as ModuleGuard.restore)
+                if grad is not None and grad_value is not None:
+                    grad.data.copy_(grad_value)
+                t.grad = grad
+        for obj, state in self._states:
+            obj.load_state_dict(state)
+        for container, items in self._items:
+            if isinstance(container, list):
+                container[:] = items
+            else:
+                container.clear()
+                container.update(items)
+
+
+def _has_state(value: Any) -> bool:
+    return isinstance(value, (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler))

@@ -29,9 +29,11 @@ from .summary import meta_from
 
 ACCUMULATE_GRAD = "AccumulateGrad"
 _vector_norm = torch.linalg.vector_norm
+_HALF = (torch.float16, torch.bfloat16)
+_LAYOUTS = {torch.strided: "strided", torch.sparse_coo: "sparse_coo", torch.sparse_csr: "sparse_csr"}
 
-# (shape, dtype, device, numel, 0-d norm tensor or None) of one gradient, as recorded in a hook
-GradMeta = tuple[tuple[int, ...], Any, Any, int, "torch.Tensor | None"] | None
+# (shape, dtype, device, numel, 0-d norm tensor or None, layout) of one gradient, as recorded in a hook
+GradMeta = tuple[tuple[int, ...], Any, Any, int, "torch.Tensor | None", str] | None
 
 # Ops whose backward only moves the gradient's elements (view, transpose, permute, squeeze), copies
 # them (clone), negates them or pads them with zeros (select, slice): the gradient into such a node has
@@ -204,16 +206,24 @@ def summaries_of(meta: dict[int, tuple[GradMeta, ...]]) -> dict[int, tuple[Tenso
             if m is None:
                 row.append(None)
                 continue
-            s = meta_from(m[0], m[1], m[2], m[3])
+            s = meta_from(m[0], m[1], m[2], m[3], m[5])
             row.append(s.with_norm(next(values)) if m[4] is not None else s)
         out[i] = tuple(row)
     return out
 
 
 def grad_meta(g: torch.Tensor | None) -> GradMeta:
-    """Shape, dtype, device, numel and the norm as a 0-d tensor (no sync): what a hook records."""
+    """Shape, dtype, device, numel, the norm as a 0-d tensor (no sync) and the layout: what a hook
+    records."""
     if g is None:
         return None
     numeric = g.dtype.is_floating_point or g.dtype.is_complex
-    norm = _vector_norm(g) if g.layout == torch.strided and numeric and g.numel() and not g.is_meta else None
-    return (tuple(g.shape), g.dtype, g.device, g.numel(), norm)
+    if not numeric or not g.numel() or g.is_meta:
+        norm = None
+    elif g.layout != torch.strided:  # a sparse gradient (nn.Embedding(sparse=True)): its stored values
+        norm = _vector_norm(g.coalesce().values()) if g.layout == torch.sparse_coo else None
+    elif g.dtype in _HALF:  # in float32: a float16 norm overflows at 65504 (and it is faster)
+        norm = _vector_norm(g, dtype=torch.float32)
+    else:
+        norm = _vector_norm(g)
+    return (tuple(g.shape), g.dtype, g.device, g.numel(), norm, _LAYOUTS.get(g.layout, str(g.layout)))

@@ -17,7 +17,7 @@ from ..graph import SavedValue, TensorSummary
 from ..inspection import GradStep, Histogram, Inspection, Preview, Section, TensorView
 from .records import Captured
 from .store import TensorStore
-from .summary import _stat_values, summarize
+from .summary import META_NOTE, _stat_values, summarize
 
 BINS = 32
 MAX_1D = 2048
@@ -31,6 +31,8 @@ def tensor_view(key: str, section: Section, name: str, t: torch.Tensor | None, s
     if t is None:
         note = "values not kept (memory budget or freed before capture): statistics only"
         return TensorView(key, section, name, summary, kept=False, note=note)
+    if t.is_meta:
+        return TensorView(key, section, name, summarize(t, stats=True), kept=False, note=META_NOTE)
     with torch.no_grad():
         full = summarize(t, stats=True, freed=summary.freed)
         try:
@@ -129,6 +131,16 @@ CELL_GRADIENTS_NOT_KEPT = (
 )
 
 
+LEAF_GRADIENT_NOT_KEPT = (
+    "values not kept: holding the gradient that reaches an AccumulateGrad would force a copy of the "
+    "parameter's gradient; its leaf's .grad below shows it"
+)
+CHANGED_SINCE = (
+    "changed in place since autograd saved it (an optimizer step on this weight, an in-place op): "
+    "these are its values now, not the ones backward used"
+)
+
+
 def inspect_node(cap: Captured, node_id: str, history: Sequence[GradStep] = (),
                  missing_gradients: str = GRADIENTS_NOT_KEPT) -> Inspection:  # fmt: skip
     """Every tensor of ``node_id`` as a :class:`TensorView` (``KeyError`` if there is no such node)."""
@@ -143,6 +155,8 @@ def inspect_node(cap: Captured, node_id: str, history: Sequence[GradStep] = (),
             view = tensor_view(key, "saved", path, t, summary)
             if t is None and summary.std is None and not summary.freed:
                 view = replace(view, note=missing_gradients)
+            elif store is not None and store.changed((i, key)):
+                view = replace(view, note=CHANGED_SINCE)
             views.append(view)
     sections: tuple[tuple[Section, tuple[TensorSummary | None, ...]], ...] = (
         ("grad-in", node.grad_in),
@@ -154,7 +168,9 @@ def inspect_node(cap: Captured, node_id: str, history: Sequence[GradStep] = (),
                 key = f"{section}:{k}"
                 t = _kept(store, i, key)
                 view = tensor_view(key, section, f"{section} {k}", t, grad)
-                if t is None and (store is None or store.dropped == 0 or grad.std is None):
+                if t is None and node.leaf is not None and section == "grad-in":
+                    view = replace(view, note=LEAF_GRADIENT_NOT_KEPT)
+                elif t is None and (store is None or store.dropped == 0 or grad.std is None):
                     view = replace(view, note=missing_gradients)
                 views.append(view)
     if node.leaf is not None:

@@ -109,6 +109,7 @@ class Presaved:
 
     values: dict[str, SavedValue]
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)  # of the tensors when read (in-place changes since)
 
 
 @dataclass

@@ -92,7 +92,7 @@ class BackwardSpy:
             for node in order:
                 tensors: dict[str, torch.Tensor] = {}
                 values = saved_mod.read_saved(node, _keeper(tensors, budget))
-                call[node] = Presaved(values, tensors)
+                call[node] = Presaved(values, tensors, {path: t._version for path, t in tensors.items()})
             self._calls.append(call)
             return _Watch(order, self.errors)
         except Exception as e:  # gradsight's hooks never raise into the user's backward

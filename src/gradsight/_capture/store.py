@@ -39,19 +39,22 @@ class TensorStore:
         self.kept_bytes = 0
         self.dropped = 0
         self._tensors: dict[Key, torch.Tensor] = {}
+        self._versions: dict[Key, int] = {}  # version counters when kept: in-place changes since show
         self._storages: dict[int, int] = {}  # storage data_ptr -> bytes already counted
         self._leaves: dict[int, weakref.ref[torch.Tensor]] = {}
 
-    def offer(self, key: Key, t: torch.Tensor, *, freed: bool = False, eager: bool = True) -> TensorSummary:
+    def offer(self, key: Key, t: torch.Tensor, *, freed: bool = False, eager: bool = True,
+              version: int | None = None) -> TensorSummary:  # fmt: skip
         """Keep ``t`` under ``key``; its summary has statistics when it is small enough to take them
         now (see :data:`EAGER_ELEMENTS`; never inside a backward hook: ``eager=False``) or when the
-        budget is full (then it is not kept)."""
-        cost = self._cost(t)
+        budget is full (then it is not kept). ``version``: ``t._version`` when it was read, if earlier."""
+        cost, ptr = self._cost(t)
         if self.kept_bytes + cost > self.budget_bytes:
             self.dropped += 1
             return summarize(t, stats=True, freed=freed)
-        self.kept_bytes += cost
-        self._tensors[key] = t
+        self._keep(key, t, cost, ptr)
+        if version is not None:  # read earlier (before a backward freed it): its version then
+            self._versions[key] = version
         if eager and self.take_eager(t):
             return summarize(t, stats=True, freed=freed)
         return summarize(t, stats=False, freed=True) if freed else meta_of(t)
@@ -81,6 +84,12 @@ class TensorStore:
     def get(self, key: Key) -> torch.Tensor | None:
         return self._tensors.get(key)
 
+    def changed(self, key: Key) -> bool:
+        """Was the tensor kept under ``key`` modified in place since (an optimizer step on a weight
+        autograd saved)? Its values are then not the ones autograd saved."""
+        t = self._tensors.get(key)
+        return t is not None and not t.is_inference() and t._version != self._versions.get(key, t._version)
+
     def leaf(self, index: int) -> torch.Tensor | None:
         ref = self._leaves.get(index)
         return None if ref is None else ref()
@@ -91,13 +100,15 @@ class TensorStore:
         self._tensors.clear()
         self._storages.clear()
         self.kept_bytes = 0
+        versions, self._versions = self._versions, {}
         for key, t in kept.items():
-            self.kept_bytes += self._cost(t)
-            self._tensors[key] = t
+            self._keep(key, t, *self._cost(t))
+            self._versions[key] = versions.get(key, t._version)
 
     def release(self) -> None:
         """Drop every reference (the next run replaces this store)."""
         self._tensors.clear()
+        self._versions.clear()
         self._storages.clear()
         self._leaves.clear()
         self.kept_bytes = 0
@@ -105,14 +116,24 @@ class TensorStore:
     def __len__(self) -> int:
         return len(self._tensors)
 
-    def _cost(self, t: torch.Tensor) -> int:
+    def _keep(self, key: Key, t: torch.Tensor, cost: int, ptr: int | None) -> None:
+        # A storage is counted once it is kept, and only then: a kept tensor keeps its storage alive,
+        # so a later tensor at the same address shares it. (Counting dropped ones made the allocator's
+        # reuse of their freed memory look free: kept bytes under-reported, the budget overrun.)
+        if ptr is not None and cost:
+            self._storages[ptr] = cost
+        self.kept_bytes += cost
+        self._tensors[key] = t
+        self._versions[key] = t._version
+
+    def _cost(self, t: torch.Tensor) -> tuple[int, int | None]:
+        """Bytes keeping ``t`` would add, and its storage's address (None: not a strided storage)."""
         if t.is_meta:
-            return 0
+            return 0, None
         if t.layout is not _STRIDED:
-            return int(t._nnz()) * t.element_size() if t.is_sparse else t.numel() * t.element_size()
+            return (int(t._nnz()) * t.element_size() if t.is_sparse else t.numel() * t.element_size()), None
         storage: Any = t.untyped_storage()
         ptr = storage.data_ptr()
         if ptr in self._storages:
-            return 0
-        size = self._storages[ptr] = int(storage.nbytes())
-        return size
+            return 0, ptr
+        return int(storage.nbytes()), ptr

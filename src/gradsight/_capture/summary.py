@@ -18,7 +18,6 @@ import torch
 from ..graph import TensorSummary
 
 _NAMES: dict[object, str] = {}
-_STRIDED = torch.strided
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -56,15 +55,15 @@ def meta_of(t: torch.Tensor) -> TensorSummary:
     return hit
 
 
-def meta_from(shape: tuple[int, ...], dtype: Any, device: Any, numel: int) -> TensorSummary:
-    """:func:`meta_of` for a strided tensor known by its parts (what a hook recorded, or a node's
-    output metadata: dtype and device as torch objects or as their names)."""
-    key = (shape, dtype, device, _STRIDED)
+def meta_from(shape: tuple[int, ...], dtype: Any, device: Any, numel: int, layout: str = "strided") -> TensorSummary:
+    """:func:`meta_of` for a tensor known by its parts (what a hook recorded, or a node's output
+    metadata: dtype and device as torch objects or as their names)."""
+    key = (shape, dtype, device, layout)
     hit = _META.get(key)
     if hit is None:
         if len(_META) >= _META_MAX:
             _META.clear()
-        hit = _META[key] = TensorSummary.meta(tuple(shape), _name(dtype), _name(device), numel, "strided")
+        hit = _META[key] = TensorSummary.meta(tuple(shape), _name(dtype), _name(device), numel, layout)
     return hit
 
 
@@ -102,7 +101,7 @@ def norm_of(t: torch.Tensor) -> float | None:
         return None
     try:
         with torch.no_grad():
-            return float(torch.linalg.vector_norm(_stat_values(t.detach())[0]))
+            return float(flat_norm(_stat_values(t.detach())[0]))
     except Exception:  # a courtesy, like the statistics: never let it break a step
         return None
 
@@ -123,10 +122,36 @@ def _stat_values(t: torch.Tensor) -> tuple[torch.Tensor, str | None]:
     return t.reshape(-1), note
 
 
+_CHUNK = 4096
+
+
+def flat_norm(x: torch.Tensor) -> torch.Tensor:
+    """The 2-norm of a flat real tensor, accurate at any size and for any finite values.
+
+    Past a few thousand elements ``vector_norm`` on CPU adds float32 squares one by one: 3.7e-4
+    relative error at 10M elements (std follows it). Norms of 4096-element chunks, then the norm of
+    those, err by 1e-7 at the same cost. Squares past float32's range (|x| > 1.8e19: an exploding
+    gradient that is still finite) overflow to inf; those are rescaled by the largest magnitude.
+    """
+    n = x.numel()
+    whole = n // _CHUNK * _CHUNK
+    if whole <= _CHUNK:
+        norm = torch.linalg.vector_norm(x)
+    else:
+        parts = torch.linalg.vector_norm(x[:whole].view(-1, _CHUNK), dim=1)
+        if whole < n:
+            parts = torch.cat([parts, torch.linalg.vector_norm(x[whole:]).reshape(1)])
+        norm = torch.linalg.vector_norm(parts)
+    if bool(torch.isinf(norm)) and bool(torch.isfinite(x).all()):
+        scale = x.abs().max()
+        norm = torch.linalg.vector_norm((x / scale).double()) * scale.double()
+    return norm  # type: ignore[no-any-return]
+
+
 def _with_stats(base: TensorSummary, x: torch.Tensor, note: str | None) -> TensorSummary:
     if x.numel() == 0:
         return replace(base, note=note)
-    norm = torch.linalg.vector_norm(x)
+    norm = flat_norm(x)
     if bool(torch.isfinite(norm)):
         lo, hi, mean, std = _moments(x, norm)
         return replace(base, min=lo, max=hi, mean=mean, std=std, norm=float(norm), nan_count=0, inf_count=0, note=note)
@@ -137,7 +162,7 @@ def _with_stats(base: TensorSummary, x: torch.Tensor, note: str | None) -> Tenso
     note = f"{note}; {extra}" if note else extra
     if finite.numel() == 0:
         return replace(base, nan_count=nan_count, inf_count=inf_count, note=note)
-    lo, hi, mean, std = _moments(finite, torch.linalg.vector_norm(finite))
+    lo, hi, mean, std = _moments(finite, flat_norm(finite))
     return replace(base, min=lo, max=hi, mean=mean, std=std, nan_count=nan_count, inf_count=inf_count, note=note)
 
 
@@ -146,7 +171,8 @@ def _moments(x: torch.Tensor, norm: torch.Tensor) -> tuple[float, float, float, 
     pass (``std_mean`` took 25× as long as ``vector_norm`` on 10M floats); when that difference
     cancels badly (std tiny next to the mean), a second, exact pass decides."""
     lo, hi = torch.aminmax(x)
-    lo_f, hi_f, total, sq = torch.stack([lo, hi, x.sum(), norm]).double().tolist()
+    lo_f, hi_f, total = torch.stack([lo, hi, x.sum()]).double().tolist()
+    sq = float(norm)  # float64 when rescaled (see flat_norm)
     n = x.numel()
     mean = total / n
     var = sq * sq / n - mean * mean

@@ -13,9 +13,9 @@ import torch
 
 from ..graph import Controls, Graph, LeafControl, Why
 from ..runs import RerunError
-from ..toggles import Toggles
+from ..toggles import ToggleError, Toggles
 from . import why as why_mod
-from .guard import ModuleGuard
+from .guard import ModuleGuard, NamespaceGuard
 from .names import leaf_names_from_params, module_names
 from .run import RunResult, RunSpec, run
 
@@ -54,6 +54,10 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str) -> Why:
     if quick is not None:
         return quick
     node = next((n for n in graph.nodes if n.leaf is not None and n.leaf.name == name), None)
+    if node is not None and node.executed is None:
+        return Why(name, "unknown", f"{name} is in the graph, but no backward ran in this cell, so nothing got a "
+                   "gradient yet: add loss.backward() to the cell (or use a runnable debugger) to see gradients.",
+                   where=node.id)  # fmt: skip
     if node is not None:
         return Why(name, "unknown", f"{name} got a gradient in this run (norm {node.grad_norm}).", where=node.id)
     traced = target.trace(name, toggles)
@@ -156,6 +160,13 @@ class CellTarget:
         modules, leaves, assigned = self._scope()
         after: dict[str, str] = {}
         for name, value in toggles.requires_grad.items():
+            current = self.ns.get(name)
+            if name in assigned and isinstance(current, torch.Tensor) and not current.is_leaf:
+                raise ToggleError(
+                    f"requires_grad: {name} is computed in the cell (it has a grad_fn), and only leaves have a "
+                    f"requires_grad of their own; use detach=[{name!r}] to cut it from the graph, or toggle the "
+                    "leaves it is computed from"
+                )
             if name in assigned:
                 after[name] = f"{name}.requires_grad_({value})"
         ns = dict(self.ns)
@@ -166,14 +177,27 @@ class CellTarget:
                 ns[name] = ns[name].detach()
         existing = {k: v for k, v in toggles.requires_grad.items() if k not in assigned}
         whatif = WhatIf(replace(toggles, requires_grad=existing), modules, leaves)
-        with fork_rng(self), ModuleGuard(), whatif.applied():  # the guard snapshots each module it sees run
+        with fork_rng(self), NamespaceGuard(self.ns), ModuleGuard(), whatif.applied():  # see guard.py
             result = run_cell(self.code, ns, self.compile_fn, self.budget, after, whatif.forward())
         if result.error is not None:
-            return RunResult(None, error=_format(result.error))
+            text = _format(result.error)
+            if "does not require grad and does not have a grad_fn" in str(result.error) and not toggles.empty:
+                text = (
+                    "The cell's backward() found no graph to differentiate: with this re-run's toggles (no_grad, "
+                    "inference_mode, detach or requires_grad=False) what it differentiates no longer depends on "
+                    "anything that requires grad — that is the answer to this what-if. Turn a toggle off to get "
+                    "the graph back.\n\n" + text
+                )
+            return RunResult(None, error=text)
         return RunResult(result.captured)
 
     def leaves(self) -> Mapping[str, torch.Tensor | None]:
-        return self._scope()[1]
+        """The leaves the cell reads, and those it creates (``a = torch.randn(3, requires_grad=True)``:
+        explained like the others; a taint trace cannot follow them into a re-run, which makes new ones)."""
+        _, leaves, assigned = self._scope()
+        made = {n: v for n in sorted(assigned) if isinstance(v := self.ns.get(n), torch.Tensor) and v.is_leaf
+                and v.requires_grad}  # fmt: skip
+        return {**leaves, **made}
 
     def controls(self, graph: Graph) -> Controls:
         modules, leaves, assigned = self._scope()
@@ -196,7 +220,7 @@ class CellTarget:
         def forward() -> list[torch.Tensor]:
             ns = dict(self.ns)
             whatif = WhatIf(toggles, modules, leaves)
-            with fork_rng(self), ModuleGuard(), whatif.applied():
+            with fork_rng(self), NamespaceGuard(self.ns), ModuleGuard(), whatif.applied():
                 run_cell(self.code, ns, self.compile_fn, 0, None, whatif.forward())
             return [v for k, v in ns.items() if isinstance(v, torch.Tensor) and self.ns.get(k) is not v]
 

@@ -344,7 +344,7 @@ def _saved(
         for path, t in presaved.tensors.items():
             attr = path.split("[", 1)[0]
             if isinstance(current.get(attr), Unavailable):
-                store.offer((i, "saved:" + path), t, freed=True)
+                store.offer((i, "saved:" + path), t, freed=True, version=presaved.versions.get(path))
     return merged
 
 

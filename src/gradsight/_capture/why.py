@@ -68,6 +68,13 @@ def leaf_node_index(graph: Graph) -> dict[str, Node]:
 
 
 def _in_graph(name: str, node: Node, graph: Graph, origins: Starts) -> Why | None:
+    if node.executed is False and node.id not in origins.below_a_differentiated_root():
+        roots = ", ".join(r for r in graph.roots if not graph.node(r).executed)
+        text = (
+            f"{name} is in the graph, but only under roots that backward was not called on ({roots}): "
+            "call backward on the loss it should reach, or compute that loss from it."
+        )
+        return Why(name, "not_on_path", text, where=node.id)
     if node.executed is False:
         return Why(name, "not_on_path",
                    f"{name} is in the graph but backward did not compute its gradient: backward(inputs=...) or "
@@ -98,6 +105,7 @@ class Starts:
         self.graph = graph
         self._zero: Origins | None = None
         self._nonfinite: Origins | None = None
+        self._below: set[str] | None = None
 
     def zero(self) -> Origins:
         if self._zero is None:
@@ -108,6 +116,20 @@ class Starts:
         if self._nonfinite is None:
             self._nonfinite = nonfinite_origins(self.graph)
         return self._nonfinite
+
+    def below_a_differentiated_root(self) -> set[str]:
+        """The nodes some root that backward ran from reaches (one walk, when first asked)."""
+        if self._below is None:
+            nodes = {n.id: n for n in self.graph.nodes}
+            stack = [r for r in self.graph.roots if nodes[r].executed]
+            seen = set(stack)
+            while stack:
+                for dst, _ in nodes[stack.pop()].next:
+                    if dst is not None and dst not in seen:
+                        seen.add(dst)
+                        stack.append(dst)
+            self._below = seen
+        return self._below
 
 
 def zero_origins(graph: Graph) -> Origins:
