@@ -126,3 +126,23 @@ def test_a_closed_debugger_says_so() -> None:
     with pytest.raises(RuntimeError, match="closed"):
         dbg.rerun()
     assert dbg.graph.find("MulBackward0")  # the last graph stays readable
+
+
+def test_a_debugger_is_not_pickled_but_its_graph_is() -> None:
+    import pickle
+
+    x = torch.randn(3, requires_grad=True)
+    dbg = gs.debugger(lambda: (x * 2).sum())
+    with pytest.raises(TypeError, match=r"pickle dbg\.graph instead"):
+        pickle.dumps(dbg)
+    assert pickle.loads(pickle.dumps(dbg.graph)) == dbg.graph
+
+
+def test_values_of_a_tensor_the_node_does_not_have() -> None:
+    from gradsight._capture.inspect import values_of
+
+    x = torch.randn(3, requires_grad=True)
+    dbg = gs.debugger(lambda: (x * 2).sum())
+    node = dbg.graph.find("MulBackward0")[0].id
+    with pytest.raises(LookupError, match="has no tensor 'saved:_saved_nope'; its tensors: "):
+        values_of(dbg._captured, node, "saved:_saved_nope", [])

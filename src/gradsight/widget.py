@@ -149,6 +149,12 @@ class Debugger(anywidget.AnyWidget):
         toggles = record.toggles if record is not None else Toggles()
         return explain(self._target or TensorTarget({}), self.graph, toggles, leaf)
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(
+            "a gradsight Debugger cannot be pickled: it holds the run's tensors, hooks and the view's comm; "
+            "pickle dbg.graph instead (plain, torch-free data)"
+        )
+
     def _check_open(self, what: str) -> None:
         if self._closed:
             raise RuntimeError(

@@ -181,8 +181,12 @@ def inspect_node(cap: Captured, node_id: str, history: Sequence[GradStep] = (),
 def values_of(cap: Captured, node_id: str, key: str, index: Sequence[int]) -> Preview:
     """The preview of one tensor of a node at another slice ``index`` of its leading dims."""
     cap.graph.node(node_id)
-    t = _tensor_for(cap, cap.index_of.get(node_id, -1), key)
+    i = cap.index_of.get(node_id, -1)
+    t = _tensor_for(cap, i, key)
     if t is None:
+        keys = [v.key for v in inspect_node(cap, node_id).tensors]
+        if key not in keys:
+            raise LookupError(f"{node_id} has no tensor {key!r}; its tensors: {', '.join(keys) or '(none)'}")
         raise LookupError(f"{key} of {node_id} is not kept (memory budget, or freed before capture)")
     with torch.no_grad():
         return preview(t, index)

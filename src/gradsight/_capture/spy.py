@@ -69,6 +69,7 @@ class BackwardSpy:
     def _wrap(self, fn: Callable[..., Any], first: str) -> Callable[..., Any]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True  # an error in the user's backward: IPython shows torch's frames, not ours
             watch = self.record(args[0] if args else kwargs.get(first))
             try:
                 result = fn(*args, **kwargs)
