@@ -62,7 +62,7 @@ def _merge(i: int, kind: str, kept: tuple[TensorSummary | None, ...], seen: tupl
         if s.min is not None or store.take_eager(t):  # small captures: every statistic, now
             out.append(s if s.min is not None else summarize(t, stats=True, freed=s.freed))
             continue
-        norm = float(flat_norm(t.detach().reshape(-1)))  # accurate for a 10M-element weight's gradient too
+        norm = flat_norm(t.detach().reshape(-1))  # accurate for a 10M-element weight's gradient too
         out.append(s.with_norm(norm) if math.isfinite(norm) else summarize(t, stats=True, freed=s.freed))
     return tuple(out)
 
