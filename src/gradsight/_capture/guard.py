@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.nn.parameter import UninitializedBuffer
 
-from .modules import SHARED_HOOKS, compiling
+from .modules import SHARED_HOOKS
 
 _EMBEDDINGS = (torch.nn.Embedding, torch.nn.EmbeddingBag)
 
@@ -47,7 +47,7 @@ class ModuleGuard:
         self.restore()
 
     def _pre(self, module: torch.nn.Module, args: Any) -> None:
-        if not compiling() and id(module) not in self._seen:
+        if id(module) not in self._seen:  # (SHARED_HOOKS calls no tracker while dynamo traces)
             self._snapshot(module)
 
     def _post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
