@@ -146,3 +146,17 @@ def test_values_of_a_tensor_the_node_does_not_have() -> None:
     node = dbg.graph.find("MulBackward0")[0].id
     with pytest.raises(LookupError, match="has no tensor 'saved:_saved_nope'; its tensors: "):
         values_of(dbg._captured, node, "saved:_saved_nope", [])
+
+
+def test_a_closed_debugger_is_freed_with_what_it_kept() -> None:
+    import gc
+    import weakref
+
+    model = torch.nn.Linear(4, 1)
+    batch = torch.randn(8, 4)
+    dbg = gs.debugger(model, inputs=batch, loss=lambda out: out.sum())
+    ref = weakref.ref(dbg)
+    dbg.close()
+    del dbg
+    gc.collect()
+    assert ref() is None  # anywidget held every instance whose _esm was a file path

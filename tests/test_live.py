@@ -308,3 +308,104 @@ def test_a_step_whose_extras_fail_still_shows_and_says_so(monkeypatch: pytest.Mo
     assert dbg.error == "gradsight could not record a live step: RuntimeError: history broke"
     assert any("history broke" in e for e in dbg.graph.run.errors)
     dbg.close()
+
+
+def _global_state() -> tuple[object, ...]:
+    import warnings
+
+    module = torch.nn.modules.module
+    return (
+        list(warnings.filters), warnings.showwarning, torch.overrides._get_current_function_mode_stack(),
+        dict(module._global_forward_pre_hooks), dict(module._global_forward_hooks), torch.is_grad_enabled(),
+    )  # fmt: skip
+
+
+def test_a_keyboard_interrupt_in_a_followed_forward_leaves_nothing_behind() -> None:
+    # torch skips always_call forward hooks on KeyboardInterrupt: the step's tracker must not stay
+    model = MLP()
+    before = _global_state()
+    dbg = gs.debugger(model)
+    interrupt = model.layer2.register_forward_hook(lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        model(torch.randn(2, 8))
+    interrupt.remove()
+    step(model, torch.randn(2, 8))  # the next step still shows
+    assert dbg.graph.run.step == 2 and len(dbg.graph) > 0
+    interrupt = model.layer2.register_forward_hook(lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):  # and once more, then only close()
+        model(torch.randn(2, 8))
+    interrupt.remove()
+    dbg.close()
+    assert _global_state() == before
+
+
+def test_two_live_debuggers_on_one_model_leave_warnings_alone() -> None:
+    import warnings
+
+    model = MLP()
+    before = _global_state()
+    a, b = gs.debugger(model), gs.debugger(model)  # a notebook cell run twice
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        step(model, torch.randn(2, 8))
+        warnings.warn("the user's own warning", stacklevel=1)
+    assert [str(w.message) for w in seen] == ["the user's own warning"]
+    assert a.graph.run.step == b.graph.run.step == 1
+    a.close()
+    b.close()
+    assert _global_state() == before
+
+
+def test_a_pending_step_is_not_finished_by_gradsights_own_runs() -> None:
+    torch.manual_seed(0)
+    model, x = MLP(), torch.randn(4, 8)
+    live = gs.debugger(model)
+    loss = model(x).pow(2).sum()  # its backward comes later
+    gs.debugger(model, inputs=x, loss=lambda out: 1000 * out.sum())  # a look meanwhile
+    loss.backward()
+    assert live.graph.node("leaf:layer1.weight").grad_norm == pytest.approx(float(model.layer1.weight.grad.norm()))  # type: ignore[union-attr]
+    assert [h.step for h in live.inspect("leaf:layer1.weight").history] == [1]
+    live.close()
+
+
+def test_steps_in_another_thread_are_followed_during_a_runnable_run() -> None:
+    import threading
+
+    followed, other = MLP(), MLP()
+    live = gs.debugger(followed)
+    inside, done = threading.Event(), threading.Event()
+
+    class Waits(torch.nn.Module):  # the runnable run's forward waits for the other thread's step
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            inside.set()
+            assert done.wait(10)
+            return other(x)
+
+    def train() -> None:
+        assert inside.wait(10)
+        step(followed, torch.randn(2, 8))
+        done.set()
+
+    worker = threading.Thread(target=train)
+    worker.start()
+    gs.debugger(Waits(), inputs=torch.randn(2, 8), loss=lambda out: out.sum())
+    worker.join(10)
+    live._live.flush()
+    assert live._live.steps == 1 and live.graph.run.step == 1
+    live.close()
+
+
+def test_one_shot_saved_tensor_hooks_are_left_to_the_users_backward() -> None:
+    model, x = MLP(), torch.randn(4, 8)
+    offloaded: dict[int, torch.Tensor] = {}
+
+    def pack(t: torch.Tensor) -> int:
+        offloaded[len(offloaded)] = t.detach().clone()
+        return len(offloaded) - 1
+
+    dbg = gs.debugger(model)
+    with torch.autograd.graph.saved_tensors_hooks(pack, offloaded.pop):  # unpacking frees the copy
+        step(model, x)  # raised KeyError when gradsight had unpacked them first
+    node = dbg.graph.find("AddmmBackward0")[0]
+    assert "saved_tensors_hooks" in node.saved["_saved_mat1"].reason  # type: ignore[union-attr]
+    dbg.close()

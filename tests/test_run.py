@@ -474,3 +474,49 @@ def test_no_rerun_after_the_model_changed(monkeypatch: pytest.MonkeyPatch) -> No
     views = {v.key: v for v in dbg.inspect("layer2/AddmmBackward0#0").tensors}
     assert not views["grad-in:0"].kept
     assert "parameters changed" in (views["grad-in:0"].note or "")
+
+
+def test_a_debugger_called_under_no_grad_says_so() -> None:
+    with torch.no_grad():
+        dbg = gs.debugger(MLP(), inputs=torch.randn(2, 8), loss=lambda out: out.sum())
+    assert dbg.graph.run.mode == "runnable"
+    assert dbg.graph.message is not None and "called inside torch.no_grad()" in dbg.graph.message
+
+
+def test_why_after_a_backward_that_raised() -> None:
+    model = MLP()
+    model.layer2.weight.register_hook(lambda g: (_ for _ in ()).throw(ValueError("bug in my hook")))
+    dbg = gs.debugger(model, inputs=torch.randn(2, 8), loss=lambda out: out.sum())
+    assert dbg.status == "error"
+    why = dbg.why("layer1.weight")
+    assert "backward raised before reaching it (ValueError: bug in my hook)" in why.message
+    assert any("bug in my hook" in w.message for w in dbg.graph.missing)
+
+
+def test_a_model_another_thread_trains_during_a_run_keeps_its_statistics() -> None:
+    import threading
+
+    worker_model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    inside, done = threading.Event(), threading.Event()
+
+    class Waits(nn.Module):  # this run's forward waits while the other thread trains its model
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            inside.set()
+            assert done.wait(10)
+            return self.lin(x)
+
+    def train() -> None:
+        assert inside.wait(10)
+        for _ in range(3):
+            worker_model(torch.randn(8, 4))
+        done.set()
+
+    worker = threading.Thread(target=train)
+    worker.start()
+    gs.debugger(Waits(), inputs=torch.randn(2, 4), loss=lambda out: out.sum())
+    worker.join(10)
+    assert int(worker_model[1].num_batches_tracked) == 3  # not "restored" to 0 by the run's guard

@@ -400,3 +400,22 @@ def test_detach_of_a_node_made_inside_a_call_is_explained() -> None:
     with pytest.raises(gs.RerunError, match="inside another call"):
         dbg.rerun(detach=["layer1/TBackward0#0"])
     assert dbg.graph.run.index == 0
+
+
+def test_a_keyboard_interrupt_during_a_rerun_restores_grad_mode_and_status() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1))
+    armed = [False]
+
+    def interrupt(*_: Any) -> None:
+        if armed[0]:
+            raise KeyboardInterrupt
+
+    model[0].register_forward_hook(interrupt)
+    dbg = gs.debugger(model, inputs=torch.randn(2, 4), loss=lambda out: out.sum())
+    armed[0] = True
+    with pytest.raises(KeyboardInterrupt):
+        dbg.rerun(no_grad=["0"])  # the module's no_grad is left by an always_call hook it skips
+    assert torch.is_grad_enabled() and dbg.status == "error" and "KeyboardInterrupt" in dbg.error
+    armed[0] = False
+    dbg.rerun()
+    assert dbg.status == "ready"

@@ -9,6 +9,7 @@ change nothing (DESIGN §7). This module is torch-free: tensor work happens in `
 
 from __future__ import annotations
 
+import os
 import pathlib
 from dataclasses import replace
 from typing import Any
@@ -28,10 +29,18 @@ DIRECTIONS = ("TB", "BT", "LR", "RL")
 NO_PENDING: dict[str, Any] = Toggles().to_wire()
 
 
+def _asset(path: pathlib.Path) -> pathlib.Path | str:
+    """The file's text; its path only for hot reloading (``ANYWIDGET_HMR=1``, ``npm run dev``). For a
+    path anywidget connects every instance to the file's change signal with a strong reference
+    (manzt/anywidget#929): no Debugger was ever freed, with the tensors it kept (+8 MiB each in a
+    loop of 50 `gs.debugger` calls on a small model)."""
+    return path if os.environ.get("ANYWIDGET_HMR") else path.read_text(encoding="utf-8")
+
+
 def _esm() -> pathlib.Path | str:
     path = STATIC / "widget.js"
     if path.is_file():
-        return path
+        return _asset(path)
     # Say so in the notebook instead of failing with an unreadable front-end error.
     return (
         "export default { render({ el }) { el.textContent = 'gradsight: the view is not built "
@@ -61,7 +70,7 @@ class Debugger(anywidget.AnyWidget):
     """
 
     _esm = _esm()
-    _css = STATIC / "widget.css" if (STATIC / "widget.css").is_file() else ""
+    _css = _asset(STATIC / "widget.css") if (STATIC / "widget.css").is_file() else ""
 
     graph = traitlets.Instance(Graph, args=()).tag(sync=True, to_json=_graph_to_json, from_json=_graph_from_json)
     selected = traitlets.Unicode("").tag(sync=True)
@@ -147,7 +156,8 @@ class Debugger(anywidget.AnyWidget):
 
         record = self._runs.get(self.current)
         toggles = record.toggles if record is not None else Toggles()
-        return explain(self._target or TensorTarget({}), self.graph, toggles, leaf)
+        failure = record.error if record is not None else None
+        return explain(self._target or TensorTarget({}), self.graph, toggles, leaf, failure)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise TypeError(
@@ -170,6 +180,7 @@ class Debugger(anywidget.AnyWidget):
             self._live = None
         self._runs.release()
         self._captured = None
+        self._target = None  # a runnable target's call holds the model and the batch
         super().close()
 
     # -- runs --------------------------------------------------------------------------------------
@@ -190,7 +201,7 @@ class Debugger(anywidget.AnyWidget):
         from ._capture.targets import finish
 
         previous = self._runs.last
-        graph = captured.graph if self._target is None else finish(self._target, captured.graph, toggles)
+        graph = captured.graph if self._target is None else finish(self._target, captured.graph, toggles, error)
         record = self._runs.add(graph, captured, toggles, error)
         self.history = self._runs.to_wire()
         self.baseline = previous.index if previous is not None else -1
@@ -220,6 +231,9 @@ class Debugger(anywidget.AnyWidget):
             result = self._target.rerun(toggles, self._watch)
         except RerunError:
             self.status, self.error = "ready", ""
+            raise
+        except BaseException as e:  # KeyboardInterrupt, or a bug of ours: never stay "running"
+            self.status, self.error = "error", f"the re-run stopped: {type(e).__name__}: {e}"
             raise
         finally:
             self._running = False

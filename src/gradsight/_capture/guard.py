@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import random
 import sys
+import threading
 from typing import Any
 
 import torch
@@ -35,10 +36,12 @@ class ModuleGuard:
         self._alive: list[torch.nn.Module] = []  # keeps id()s unique while the guard lives
         self._buffers: list[tuple[torch.nn.Module, str, torch.Tensor, torch.Tensor]] = []
         self._weights: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+        self._thread = threading.get_ident()
         for _, module in modules:
             self._snapshot(module)
 
     def __enter__(self) -> ModuleGuard:
+        self._thread = threading.get_ident()
         SHARED_HOOKS.add(self)
         return self
 
@@ -47,7 +50,9 @@ class ModuleGuard:
         self.restore()
 
     def _pre(self, module: torch.nn.Module, args: Any) -> None:
-        if id(module) not in self._seen:  # (SHARED_HOOKS calls no tracker while dynamo traces)
+        # Only this run's own forward (its thread): a model another thread trains meanwhile is the
+        # user's business. (SHARED_HOOKS calls no tracker while dynamo traces.)
+        if id(module) not in self._seen and threading.get_ident() == self._thread:
             self._snapshot(module)
 
     def _post(self, module: torch.nn.Module, args: Any, output: Any) -> None:

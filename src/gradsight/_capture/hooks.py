@@ -29,6 +29,7 @@ from .summary import meta_from
 
 ACCUMULATE_GRAD = "AccumulateGrad"
 _vector_norm = torch.linalg.vector_norm
+_graph_task_id = torch._C._current_graph_task_id
 _HALF = (torch.float16, torch.bfloat16)
 _LAYOUTS = {torch.strided: "strided", torch.sparse_coo: "sparse_coo", torch.sparse_csr: "sparse_csr"}
 
@@ -104,6 +105,7 @@ class GradRecorder:
         self._handles: list[Any] = []
         self._lock = threading.Lock()  # two backward calls may interleave hooks (pitfall 9)
         self._closed = False
+        self._task = -1  # graph task id of the backward that last ran a node of this graph
 
     def install(self, order: Sequence[Any], names: Sequence[str], *, leaves: bool = True,
                 derived: dict[int, tuple[int, int]] | None = None) -> None:  # fmt: skip
@@ -147,6 +149,7 @@ class GradRecorder:
             if self._closed:
                 return
             try:
+                self._task = _graph_task_id()  # the backward running this graph (see _tensor_hook)
                 if self._on_first is not None:
                     self._first()
                 metas = tuple(grad_meta(g) for g in grad_outputs)
@@ -162,10 +165,12 @@ class GradRecorder:
 
         return hook
 
-    @staticmethod
-    def _tensor_hook(pre_hook: Callable[[Sequence[torch.Tensor | None]], None]) -> Callable[[torch.Tensor], None]:
+    def _tensor_hook(self, pre_hook: Callable[[Sequence[torch.Tensor | None]], None]) -> Callable[[torch.Tensor], None]:
         def hook(grad: torch.Tensor) -> None:
-            pre_hook((grad,))
+            # A leaf is shared by every graph that uses it: only the backward that ran this graph's
+            # nodes (the root's hook fires first) counts, not gradsight's own runs or other losses.
+            if _graph_task_id() == self._task:
+                pre_hook((grad,))
 
         return hook
 

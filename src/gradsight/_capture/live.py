@@ -63,6 +63,7 @@ class LiveSession:
         self._lock = threading.Lock()
         self._capturing = False
         self._sources: SourceTracker | None = None
+        self._forward_thread: int | None = None  # the thread whose forward is being captured
         self._step: _Step | None = None  # captured, waiting for its backward
         self._ready: Captured | None = None  # finished, waiting for the main thread
         self._last_capture = -float("inf")
@@ -89,6 +90,7 @@ class LiveSession:
     def _on_forward_start(self, module: torch.nn.Module, args: Any, kwargs: Any) -> None:
         if self._paused or own_run():  # a forward gradsight runs (a runnable debugger's) is no user step
             return
+        self._end_forward()  # one whose end hook never ran: a KeyboardInterrupt skips always_call hooks
         self.flush()
         if not torch.is_grad_enabled():  # an evaluation under no_grad: not a step, nothing to capture
             return
@@ -98,6 +100,7 @@ class LiveSession:
         due = now - self._last_capture >= self._interval and now >= self._next_allowed
         self._capturing = due
         if self._capturing:
+            self._forward_thread = threading.get_ident()
             self._call = (args, kwargs, rng_state())
             self._tracker.reset()
             self._tracker.start()
@@ -106,21 +109,24 @@ class LiveSession:
                 self._sources.__enter__()
 
     def _on_forward_end(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        if self._paused or own_run():
+        if self._forward_thread != threading.get_ident():  # no capture began in this thread's forward
             return
-        if self._sources is not None:  # entered after the tracker started: leaves first (warning filters nest)
-            self._sources.__exit__(None, None, None)
-        self._tracker.stop()
-        if not self._capturing:
-            self._sources = None
+        if not self._end_forward():
             return
-        self._capturing = False
         try:
             self._start_step(output)
         except Exception as e:  # never break the user's forward
             self._error(e)
-        finally:
-            self._sources = None
+
+    def _end_forward(self) -> bool:
+        """Stop the captured forward's source tracker and module ranges; was one being captured?"""
+        sources, self._sources = self._sources, None
+        if sources is not None:
+            _remove_mode(sources)
+        self._tracker.stop()
+        self._forward_thread = None
+        capturing, self._capturing = self._capturing, False
+        return capturing
 
     def _start_step(self, output: Any) -> None:
         outputs = [t for t in flatten_tensors(output) if t.grad_fn is not None]
@@ -222,6 +228,7 @@ class LiveSession:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._end_forward()
         self._tracker.close()
         if self._step is not None:
             self._step.abandon()
@@ -234,6 +241,20 @@ class LiveSession:
     def _error(self, e: BaseException) -> None:
         if len(self.errors) < 20:  # the first line: torch's dispatcher errors run to kilobytes
             self.errors.append(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300])
+
+
+def _remove_mode(mode: Any) -> None:
+    """Take ``mode`` off this thread's torch-function mode stack, wherever it is. Two sessions on one
+    model enter their trackers in one order and leave them in the same order (torch runs forward
+    hooks in registration order), and a mode the user pushed meanwhile must stay."""
+    stack = torch.overrides._get_current_function_mode_stack()  # type: ignore[no-untyped-call]
+    if not any(m is mode for m in stack):
+        return
+    above = []
+    while (top := torch._C._pop_torch_function_stack()) is not mode:
+        above.append(top)
+    for m in reversed(above):
+        torch._C._push_on_torch_function_stack(m)
 
 
 class _ModelHook:

@@ -9,6 +9,7 @@ no ``.grad`` field of the user's changes. Everything installed is removed in ``f
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
 import types
@@ -86,7 +87,7 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
     with fork_rng(spec), guard, whatif.applied(), gc_paused():
         tracker = ModuleTracker(spec.modules)
         try:
-            sources = SourceTracker() if spec.source_lines else None
+            sources = SourceTracker(rehome_warnings=True) if spec.source_lines else None
             start = time.perf_counter()
             try:
                 with sources or _nothing(), whatif.forward(), detacher or _nothing():
@@ -97,7 +98,8 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
             finally:
                 tracker.close()
             if not any(r.grad_fn is not None for r in roots):
-                return RunResult(Captured(Graph(message=_no_graph(roots, whatif.toggles))), loss_value=loss_value)
+                graph = Graph(message=_no_graph(roots, whatif.toggles), run=RunInfo(mode=spec.mode))  # type: ignore[arg-type]
+                return RunResult(Captured(graph), loss_value=loss_value)
             phases = {"forward": time.perf_counter() - start}
             result = _backward(spec, store, tracker, sources, roots, grads, kind, loss_value, watch, phases, guard)
             result.phases = phases
@@ -167,6 +169,12 @@ def _no_graph(roots: list[torch.Tensor], toggles: Toggles) -> str:
                 f"No graph: the whole step ran under torch.{kind}() (this re-run's toggle), so autograd recorded "
                 "nothing and no parameter gets a gradient. Turn the toggle off and re-run to get the graph back."
             )
+    if torch.is_inference_mode_enabled() or not torch.is_grad_enabled():
+        where = "torch.inference_mode()" if torch.is_inference_mode_enabled() else "torch.no_grad()"
+        return (
+            f"No graph: gradsight.debugger was called inside {where}, so the run it made recorded nothing. "
+            f"Call it outside {where.split('(')[0]} (an evaluation loop, a @torch.no_grad function?)."
+        )
     reasons = [why_no_graph(r, "the output" if len(roots) == 1 else f"output {i}") for i, r in enumerate(roots)]
     return "\n".join(reasons) or "The model returned no tensors."
 
@@ -324,7 +332,7 @@ def fork_rng(spec: Any) -> Iterator[None]:
     runs itself goes through here: live sessions ignore forwards while one is open (:func:`own_run`)."""
     devices = cuda_devices()
     python = python_rng_state()
-    _OWN_RUNS[0] += 1
+    _OWN_RUNS.depth = own = getattr(_OWN_RUNS, "depth", 0) + 1
     try:
         with torch.random.fork_rng(devices=devices):
             if spec.rng is None:
@@ -336,16 +344,17 @@ def fork_rng(spec: Any) -> Iterator[None]:
                 set_python_rng_state(spec.rng[2])
             yield
     finally:
-        _OWN_RUNS[0] -= 1
+        _OWN_RUNS.depth = own - 1
         set_python_rng_state(python)
 
 
-_OWN_RUNS = [0]  # forwards gradsight is running itself (nested: a trace inside a re-run)
+_OWN_RUNS = threading.local()  # .depth: forwards gradsight runs itself in this thread (a trace nests in a re-run)
 
 
 def own_run() -> bool:
-    """Is gradsight running a forward of its own (a runnable run, a re-run, a trace) right now?"""
-    return _OWN_RUNS[0] > 0
+    """Is gradsight running a forward of its own (a runnable run, a re-run, a trace) in this thread?
+    Per thread: a user's training thread keeps being followed meanwhile."""
+    return getattr(_OWN_RUNS, "depth", 0) > 0
 
 
 def cuda_devices() -> list[int]:

@@ -3,7 +3,8 @@
 Facts behind the rules (research/autograd-facts.md): the ``_saved_*`` getters are class
 attributes, so their names are cached per node class (§2.8); negative dims come back as
 2**64 - k (§2.7); tensors raise once backward freed them (§2.4); reading a saved tensor of a
-non-reentrant checkpoint region re-runs that region's forward, so those are not read (§4.7).
+non-reentrant checkpoint region re-runs that region's forward, so those are not read (§4.7), nor
+any tensor packed by the user's saved_tensors_hooks (its unpack hook may move or free it).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ FREED = (
     "run the code in a %%gradsight cell, or pass retain_graph=True"
 )
 CHECKPOINTED = "inside a non-reentrant checkpoint region: reading it would re-run the region's forward"
+PACKED = (
+    "packed by saved_tensors_hooks (CPU offload, compression, …): reading it would call the unpack hook "
+    "before backward does — which may move or free it — so gradsight leaves it alone"
+)
 
 _ATTRS: dict[type, tuple[tuple[str, ...], dict[str, str]]] = {}
 _CTX_SKIP = frozenset({"to_save", "non_differentiable", "dirty_tensors", "saved_variables"})
@@ -65,8 +70,9 @@ def read_saved(node: Any, summarize: SummarizeFn) -> dict[str, SavedValue]:
     out: dict[str, SavedValue] = {}
     for attr in names:
         raw = raws.get(attr)
-        if raw is not None and _is_checkpointed(node, raw):
-            out[attr] = Unavailable(CHECKPOINTED)
+        hooked = None if raw is None else _unpacked_by_hook(node, raw)
+        if hooked is not None:
+            out[attr] = Unavailable(hooked)
             continue
         try:
             value = getattr(node, attr)
@@ -86,26 +92,31 @@ def read_saved(node: Any, summarize: SummarizeFn) -> dict[str, SavedValue]:
     return out
 
 
-def _is_checkpointed(node: Any, raw_attr: str) -> bool:
-    # Checked per tensor: inside one non-reentrant checkpoint region some saved tensors carry
-    # checkpoint's unpack hook and others (a parameter, a tensor made under no_grad) do not, and
-    # reading a single hooked one re-runs the region's forward — updating its buffers (spectral
-    # norm's power iteration) and so changing the gradient the user's backward then computes.
+def _unpacked_by_hook(node: Any, raw_attr: str) -> str | None:
+    """Why the tensor(s) behind ``raw_attr`` must not be read (None: they may be).
+
+    Checked per tensor: inside one non-reentrant checkpoint region some saved tensors carry
+    checkpoint's unpack hook and others (a parameter, a tensor made under no_grad) do not, and
+    reading a single hooked one re-runs the region's forward — updating its buffers (spectral
+    norm's power iteration) and so changing the gradient the user's backward then computes. The
+    user's own saved_tensors_hooks may free what they unpack (a one-shot offload): reading first
+    would break the user's backward."""
     try:
         raw = getattr(node, raw_attr)
     except (RuntimeError, AttributeError):  # freed by backward (reading the value says so), or no handles
-        return False
+        return None
     for handle in raw if isinstance(raw, (list, tuple)) else (raw,):
         hook = getattr(handle, "unpack_hook", None)
-        if hook is not None and getattr(hook, "__module__", "") == "torch.utils.checkpoint":
-            return True
-    return False
+        if hook is not None:
+            return CHECKPOINTED if getattr(hook, "__module__", "") == "torch.utils.checkpoint" else PACKED
+    return None
 
 
 def _read_ctx(node: Any, summarize: SummarizeFn) -> dict[str, SavedValue]:
     out: dict[str, SavedValue] = {}
-    if _is_checkpointed(node, "_raw_saved_tensors"):
-        out["saved_tensors"] = Unavailable(CHECKPOINTED)
+    hooked = _unpacked_by_hook(node, "_raw_saved_tensors")
+    if hooked is not None:
+        out["saved_tensors"] = Unavailable(hooked)
     else:
         try:
             tensors = node.saved_tensors

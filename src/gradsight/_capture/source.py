@@ -7,9 +7,10 @@ gradsight and remember ``(first seq, end seq, file, line)``. The text of the lin
 only when the graph is built.
 
 A warning torch raises from C++ inside an op (``float()`` of a tensor that requires grad, oneDNN
-notes) names the innermost Python frame: with the mode in between, that was this file. While the
-tracker is entered, warnings are collected instead and re-issued when it exits, each at the user's
-line that made the call, through the user's filters and "once" registries.
+notes) names the innermost Python frame: with the mode in between, that was this file. In a
+runnable run (``rehome_warnings=True``), while the tracker is entered, warnings are collected
+instead and re-issued when it exits, each at the user's line that made the call, through the
+user's filters and "once" registries.
 """
 
 from __future__ import annotations
@@ -38,29 +39,39 @@ _INTERNAL_ROOTS = (
 class SourceTracker(TorchFunctionMode):
     """Use as a context manager around the forward."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, rehome_warnings: bool = False) -> None:
         super().__init__()
         self._starts: list[int] = []
         self._ends: list[int] = []
         self._where: list[tuple[str, int]] = []
         self._internal: dict[str, bool] = {}
         self._text: dict[tuple[str, int], str] = {}  # (file, line) -> what source_of returns
+        self._rehome = rehome_warnings
+        self._catch: Any = None
+        self._warned: list[tuple[Any, Any, str, int, dict[str, Any] | None]] = []
 
     def __enter__(self) -> SourceTracker:
-        self._warned: list[tuple[Any, Any, str, int, dict[str, Any] | None]] = []
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
-        warnings.simplefilter("always")  # every warning reaches _keep; the user's filters apply on re-issue
-        warnings.showwarning = self._keep
+        # Only around a forward gradsight runs itself, inside its own `with` (runnable runs): the
+        # warnings module is process-wide, so hooks that may be skipped (a KeyboardInterrupt skips
+        # torch's always_call forward hooks), overlapping sessions or other threads' forwards must
+        # not swap its filters — live steps leave warnings alone.
+        if self._rehome:
+            self._catch = warnings.catch_warnings()
+            self._catch.__enter__()
+            warnings.simplefilter("always")  # every warning reaches _keep; the user's filters apply on re-issue
+            warnings.showwarning = self._keep
         return super().__enter__()  # type: ignore[no-untyped-call,no-any-return]
 
     def __exit__(self, *exc: Any) -> None:
         super().__exit__(*exc)  # type: ignore[no-untyped-call]
+        if self._catch is None:
+            return
         self._catch.__exit__(None, None, None)
-        for message, category, filename, lineno, module_globals in self._warned:
+        self._catch = None
+        warned, self._warned = self._warned, []
+        for message, category, filename, lineno, module_globals in warned:
             registry = None if module_globals is None else module_globals.setdefault("__warningregistry__", {})
             warnings.warn_explicit(message, category, filename, lineno, registry=registry)
-        self._warned.clear()
 
     def _keep(self, message: Any, category: Any, filename: str, lineno: int, *_: Any, **__: Any) -> None:
         frame: FrameType | None = sys._getframe(1)

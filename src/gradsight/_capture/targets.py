@@ -38,18 +38,34 @@ class Target(Protocol):
     def model_changed(self) -> bool: ...
 
 
-def finish(target: Target, graph: Graph, toggles: Toggles) -> Graph:
-    """Add what the view needs for what-ifs: controls, and why leaves got no gradient."""
+def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None = None) -> Graph:
+    """Add what the view needs for what-ifs: controls, and why leaves got no gradient (``failure``:
+    the run's backward raised this traceback)."""
     missing = why_mod.explain_all(target.leaves(), toggles, graph) if graph.nodes or graph.message else ()
+    if failure:
+        missing = tuple(_failed(w.name, graph, failure) or w for w in missing)
     return replace(graph, controls=target.controls(graph), missing=missing)
 
 
-def explain(target: Target, graph: Graph, toggles: Toggles, name: str) -> Why:
+def _failed(name: str, graph: Graph, failure: str) -> Why | None:
+    """A leaf the run's backward did not reach because it raised first."""
+    node = next((n for n in graph.nodes if n.leaf is not None and n.leaf.name == name), None)
+    if node is None or node.executed is not False:
+        return None
+    last = failure.strip().splitlines()[-1] if failure.strip() else "an error"
+    return Why(name, "unknown", f"{name} got no gradient because this run's backward raised before reaching it "
+               f"({last}): fix that error, shown with the run, and re-run.", where=node.id)  # fmt: skip
+
+
+def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: str | None = None) -> Why:
     """Why ``name`` got no gradient (or a zero one) in ``graph``."""
     leaves = target.leaves()
     known = {n.leaf.name for n in graph.nodes if n.leaf is not None and n.leaf.name}
     if name not in leaves and name not in known:
         raise KeyError(f"no leaf named {name!r}; leaves: {', '.join(sorted(set(leaves) | known)) or '(none)'}")
+    failed = _failed(name, graph, failure) if failure else None
+    if failed is not None:
+        return failed
     quick = why_mod.quick(name, leaves.get(name), toggles, graph)
     if quick is not None:
         return quick

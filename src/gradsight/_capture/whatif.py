@@ -62,13 +62,19 @@ class WhatIf:
 
     @contextmanager
     def forward(self) -> Iterator[None]:
-        """Whole-step no_grad / inference_mode, around the forward (and the loss) only."""
-        with ExitStack() as stack:
-            if self.toggles.inference_mode is True:
-                stack.enter_context(torch.inference_mode())
-            elif self.toggles.no_grad is True:
-                stack.enter_context(torch.no_grad())
-            yield
+        """Whole-step no_grad / inference_mode, around the forward (and the loss) only. Grad mode is
+        put back on the way out whatever happened: a module's no_grad is left by an always_call
+        forward hook, which a KeyboardInterrupt skips."""
+        grad_mode = torch.is_grad_enabled()
+        try:
+            with ExitStack() as stack:
+                if self.toggles.inference_mode is True:
+                    stack.enter_context(torch.inference_mode())
+                elif self.toggles.no_grad is True:
+                    stack.enter_context(torch.no_grad())
+                yield
+        finally:
+            torch.set_grad_enabled(grad_mode)
 
     def _module_hooks(self) -> list[Any]:
         handles: list[Any] = []
