@@ -124,3 +124,22 @@ def test_a_transposed_weight_shows_what_its_leaf_received(monkeypatch: pytest.Mo
     node = next(n for n in gs.debugger(fn).graph.nodes if n.name == "TBackward0")
     assert node.executed and node.grad_in[0] is not None and node.grad_in[0].shape == (6, 4)
     assert node.grad_in[0].norm == pytest.approx(float(torch.ones(4, 4).matmul(x.detach()).norm()), rel=1e-6)
+
+
+def test_not_derived_through_a_tensor_hook_that_changes_the_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(4, 6, requires_grad=True)
+    w = torch.randn(6, 4, requires_grad=True)
+    w.register_hook(lambda g: g * 3)  # a leaf's hook changes what autograd.grad returns for it
+
+    def fn() -> torch.Tensor:
+        h = x.exp()
+        h.register_hook(lambda g: g * 10)  # changes the gradient before ExpBackward0's prehooks see it
+        return (h.t() * torch.arange(24.0).reshape(6, 4)).sum() + (x @ w.t().t()).sum()
+
+    hooked = gs.debugger(fn)
+    monkeypatch.setattr(gs.options, "keep_all_below", 0)
+    derived = gs.debugger(fn)
+    for node in derived.graph.nodes:
+        if node.name == "TBackward0" and node.grad_in and node.grad_in[0] is not None:
+            theirs = hooked.graph.node(node.id).grad_in[0]
+            assert theirs is not None and node.grad_in[0].norm == pytest.approx(theirs.norm, rel=1e-6), node.id

@@ -409,3 +409,36 @@ def test_one_shot_saved_tensor_hooks_are_left_to_the_users_backward() -> None:
     node = dbg.graph.find("AddmmBackward0")[0]
     assert "saved_tensors_hooks" in node.saved["_saved_mat1"].reason  # type: ignore[union-attr]
     dbg.close()
+
+
+def test_an_evaluation_on_another_thread_during_a_captured_forward() -> None:
+    import threading
+
+    inside, evaluated = threading.Event(), threading.Event()
+
+    class Slow(MLP):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if threading.current_thread() is not threading.main_thread():
+                inside.set()
+                assert evaluated.wait(10)
+            return super().forward(x)
+
+    model = Slow()
+    dbg = gs.debugger(model)
+    left: list[object] = []
+
+    def train() -> None:
+        step(model, torch.randn(2, 8))
+        left.append(torch.overrides._get_current_function_mode_stack())
+
+    worker = threading.Thread(target=train)
+    worker.start()
+    assert inside.wait(10)
+    with torch.no_grad():
+        model(torch.randn(2, 8))  # the main thread evaluates while the worker's forward is captured
+    evaluated.set()
+    worker.join(10)
+    dbg._live.flush()
+    assert left == [[]]  # the worker's tracker came off its own stack
+    assert dbg.graph.run.step == 1 and len(dbg.graph) > 0
+    dbg.close()

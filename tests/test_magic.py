@@ -277,7 +277,7 @@ opt.zero_grad()
 loss = model(inp).pow(2).sum() + aux(inp).detach().sum()
 loss.backward()
 opt.step()
-losses.append(float(loss))
+losses.append(loss.item())
 """
 
 
@@ -352,3 +352,20 @@ def test_a_saved_weight_changed_by_an_optimizer_step_says_so(shell: InteractiveS
     node = dbg.graph.find("PowBackward0")[0]
     view = next(v for v in dbg.inspect(node.id).tensors if v.key == "saved:_saved_self")
     assert view.note is not None and "changed in place since autograd saved it" in view.note
+
+
+def test_cell_reruns_put_back_what_objects_and_compiled_models_hold(shell: InteractiveShell) -> None:
+    shell.run_cell(
+        "class Trainer:\n    pass\ntr = Trainer()\ntr.model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))\n"
+        "tr.opt = torch.optim.SGD(tr.model.parameters(), lr=0.5)\nlazy = nn.LazyLinear(2)\nx = torch.randn(8, 3)\n"
+        "def train_step():\n    tr.opt.zero_grad()\n    loss = tr.model(x).pow(2).mean()\n    loss.backward()\n"
+        "    tr.opt.step()\n    return loss\n",
+        store_history=False,
+    )
+    dbg = run(shell, "loss = train_step()\ntr.model[0] = nn.Linear(3, 3)\nspare = lazy")  # a helper, a new layer
+    ns = shell.user_ns
+    first = ns["tr"].model[0]
+    state = {k: v.clone() for k, v in ns["tr"].model.state_dict().items()}
+    dbg.rerun()
+    assert ns["tr"].model[0] is first
+    assert all(torch.equal(v, state[k]) for k, v in ns["tr"].model.state_dict().items())

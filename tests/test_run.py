@@ -520,3 +520,64 @@ def test_a_model_another_thread_trains_during_a_run_keeps_its_statistics() -> No
     gs.debugger(Waits(), inputs=torch.randn(2, 4), loss=lambda out: out.sum())
     worker.join(10)
     assert int(worker_model[1].num_batches_tracked) == 3  # not "restored" to 0 by the run's guard
+
+
+def test_a_reentrant_checkpoint_leaves_a_free_tensors_grad_alone() -> None:
+    from torch.utils.checkpoint import checkpoint
+
+    lin = nn.Linear(3, 3)
+    w = torch.randn(3, 3, requires_grad=True)  # used inside the region, reached through its function
+
+    def region(h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(h @ w)
+
+    dbg = gs.debugger(lambda: checkpoint(region, lin(torch.randn(2, 3)), use_reentrant=True).sum())
+    assert dbg.status == "ready" and w.grad is None and lin.weight.grad is None
+
+
+def test_lazy_modules_must_be_initialized_first() -> None:
+    model = nn.Sequential(nn.LazyLinear(3), nn.LazyBatchNorm1d())
+    with pytest.raises(ValueError, match="run one forward first"):
+        gs.debugger(model, inputs=torch.randn(4, 2), loss=lambda out: out.sum())
+    assert isinstance(model[0].weight, nn.parameter.UninitializedParameter)  # left as it was
+
+
+def test_the_guard_puts_back_shared_and_resized_buffers() -> None:
+    from gradsight._capture.guard import ModuleGuard
+
+    shared = torch.zeros(1)
+    a, b = nn.Module(), nn.Module()
+    a.register_buffer("steps", shared)
+    b.register_buffer("steps", shared)
+    seen = nn.Module()
+    seen.register_buffer("rows", torch.zeros(2, 3))
+    with ModuleGuard([("a", a), ("b", b), ("seen", seen)]):
+        shared += 1  # a parent edits a buffer it shares with a child before the child runs
+        seen.rows.data = torch.ones(4, 3)  # a forward that grows a buffer
+    assert float(shared) == 0.0 and seen.rows.shape == (2, 3) and not seen.rows.any()
+
+
+def test_a_grad_output_made_under_inference_mode() -> None:
+    with torch.inference_mode():
+        g = torch.ones(4, 2)
+    dbg = gs.debugger(nn.Linear(3, 2), inputs=torch.randn(4, 3), grad_output=g)
+    assert not dbg.graph.run.errors and dbg.graph.nodes[0].grad_in[0] is not None
+    assert dbg.graph.nodes[0].grad_in[0].norm == pytest.approx(float(torch.ones(4, 2).norm()))
+
+
+def test_a_tied_renormalized_embedding_does_not_count_as_a_changed_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gs.options, "keep_all_below", 0)
+
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(10, 4, max_norm=1.0)
+            self.head = nn.Linear(4, 10, bias=False)
+            self.head.weight = self.emb.weight
+
+        def forward(self, idx: torch.Tensor) -> torch.Tensor:
+            return self.head(self.emb(idx) * 3.0)
+
+    dbg = gs.debugger(Tied(), inputs=torch.tensor([1, 2, 7]), loss=lambda out: out.pow(2).mean())
+    views = {v.key: v for v in dbg.inspect(dbg.graph.find("MmBackward0")[0].id).tensors}
+    assert views["grad-in:0"].kept  # re-run to keep it: not refused as "parameters changed"

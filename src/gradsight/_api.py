@@ -39,7 +39,9 @@ def debugger(
     - ``fn`` (``fn()`` returns the root tensor): the same, for any code;
     - ``model`` alone: live mode, following your own forward/backward calls until ``dbg.close()``.
 
-    Runs never change your parameters, ``.grad`` fields, buffers, RNG state or hooks.
+    Runs never change your parameters, ``.grad`` fields, buffers, RNG states (torch, Python, NumPy) or
+    hooks; what-if re-runs of a ``%%gradsight`` cell put back what the cell changed in the objects it
+    reaches (see ``_capture/guard.py`` for the exact list).
     ``memory_budget`` (bytes; default ``gradsight.options.memory_budget``) bounds the tensors kept
     for inspection::
 

@@ -44,13 +44,13 @@ def _bytes(name: str, value: object) -> int:
 
 
 def _seconds(name: str, value: object) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:  # NaN too
         raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
     return float(value)
 
 
 def _share(name: str, value: object) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 1:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 1:  # NaN fails too
         raise ValueError(f"{name} must be a fraction of the training time in (0, 1], e.g. 0.1, not {value!r}")
     return float(value)
 

@@ -1,6 +1,7 @@
 """Turn what the hooks recorded into the graph's gradients: in and out, executed flags, norms.
 
-Norms of the gradients into every node come from the hooks (0-d tensors, one sync at the end).
+Norms of the gradients into every hooked node come from the hooks (0-d tensors, one sync at the
+end); nodes left unhooked (hooks.derivable) take their child's.
 Kept gradients (out of kept nodes) get their norms in one batch after backward
 (``torch._foreach_norm``), and full statistics only when they are not finite (NaN/Inf counts).
 """
@@ -19,6 +20,7 @@ from .summary import flat_norm, meta_from, summarize
 from .walk import build
 
 Key = tuple[int, str]
+_HALF = (torch.float16, torch.bfloat16)  # their norms in float32: 65504 is float16's largest value
 
 
 def build_with_gradients(c: Collected, rec: GradRecorder, store: TensorStore, run: RunInfo) -> Graph:
@@ -62,7 +64,8 @@ def _merge(i: int, kind: str, kept: tuple[TensorSummary | None, ...], seen: tupl
         if s.min is not None or store.take_eager(t):  # small captures: every statistic, now
             out.append(s if s.min is not None else summarize(t, stats=True, freed=s.freed))
             continue
-        norm = flat_norm(t.detach().reshape(-1))  # accurate for a 10M-element weight's gradient too
+        flat = t.detach().reshape(-1)  # flat_norm: accurate for a 10M-element weight's gradient too
+        norm = flat_norm(flat.float() if flat.dtype in _HALF else flat)
         out.append(s.with_norm(norm) if math.isfinite(norm) else summarize(t, stats=True, freed=s.freed))
     return tuple(out)
 

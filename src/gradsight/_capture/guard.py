@@ -17,10 +17,11 @@ import copy
 import random
 import sys
 import threading
+import types
 from typing import Any
 
 import torch
-from torch.nn.parameter import UninitializedBuffer
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
 from .modules import SHARED_HOOKS
 
@@ -77,14 +78,23 @@ class ModuleGuard:
     def restore(self) -> None:
         # Through .data: the values go back without moving the buffer's version counter, so a graph
         # the user built before this run (BatchNorm saves its running statistics) still backwards.
+        # Latest snapshot first, so a buffer two modules share ends with the first, untouched one.
         with torch.no_grad():
-            for module, name, b, copy in self._buffers:
+            for module, name, b, copy in reversed(self._buffers):
                 if module._buffers.get(name) is not b:  # reassigned by the forward: put the object back
                     module._buffers[name] = b
-                b.data.copy_(copy)
+                _put_back(b, copy)
             for w, copy, version in self._weights:
                 if w._version != version:
-                    w.data.copy_(copy)
+                    _put_back(w, copy)
+
+
+def _put_back(t: torch.Tensor, copy: torch.Tensor) -> None:
+    """``t``'s values (and shape, if the forward resized it through ``.data``) back to ``copy``."""
+    if t.shape == copy.shape and t.dtype == copy.dtype:
+        t.data.copy_(copy)
+    else:
+        t.data = copy
 
 
 def python_rng_state() -> tuple[Any, Any]:
@@ -102,43 +112,64 @@ def set_python_rng_state(state: tuple[Any, Any]) -> None:
 
 
 _IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
+_SCALARS = (str, bytes, int, float, bool, type(None))
+_CODE = (type, types.ModuleType, types.BuiltinFunctionType, types.MethodType)
 
 
 class NamespaceGuard:
-    """``with NamespaceGuard(ns):`` around a re-run of a ``%%gradsight`` cell (or its taint trace).
+    """``with NamespaceGuard(ns, names):`` around a re-run of a ``%%gradsight`` cell (or its trace).
 
     The re-run executes the user's code again, and the code reaches the user's objects however it
-    likes (directly, or through a helper function's globals), so copying the namespace cannot keep
-    them apart. Instead the state a training cell changes is put back afterwards: every parameter
-    and every leaf tensor that requires grad (values, ``.grad`` — accumulated in place —,
-    ``requires_grad``), every optimizer and LR scheduler (``state_dict``), and the items of every
-    list, dict and set, for the namespace's own names (not IPython's ``In``/``Out``/``_``...).
-    Buffers are :class:`ModuleGuard`'s. Files written and output printed are not undone."""
+    likes (directly, through an object's attributes, or through a helper function's globals), so a
+    copied namespace cannot keep them apart. Instead what a training cell changes is put back
+    afterwards, in the objects the cell can reach: the ``names`` it uses, the globals of the
+    functions among them, and one level inside those (``trainer.model``, ``models["enc"]``):
 
-    def __init__(self, ns: dict[str, Any]) -> None:
+    - modules: every submodule's parameters, buffers and submodules as objects (a cell that does
+      ``model.head = nn.Linear(...)``), and their values;
+    - parameters and leaf tensors that require grad: values, ``.grad`` (accumulated in place),
+      ``requires_grad``;
+    - optimizers and LR schedulers: ``state_dict``; lists, dicts and sets: their items.
+
+    Values go back through ``.data`` (version counters stay, as in :class:`ModuleGuard`). Output
+    printed and files written are not undone; neither are objects nested deeper."""
+
+    def __init__(self, ns: dict[str, Any], names: Any) -> None:
         self._tensors: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, bool]] = {}
+        self._modules: list[tuple[torch.nn.Module, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
         self._states: list[tuple[Any, Any]] = []
         self._items: list[tuple[Any, Any]] = []
-        for name, value in list(ns.items()):
-            if name.startswith("_") or name in _IPYTHON_NAMES:
+        self._seen: set[int] = set()
+        for value in _reachable(ns, names):
+            try:
+                self._snapshot(value)
+            except Exception:  # an object that cannot be snapshotted is left as it is
                 continue
-            if isinstance(value, torch.nn.Module):
-                for p in value.parameters():
-                    self._tensor(p)
-            elif isinstance(value, torch.Tensor):
-                if value.is_leaf and value.requires_grad:
-                    self._tensor(value)
-            elif _has_state(value):
-                self._states.append((value, copy.deepcopy(value.state_dict())))
-                for group in getattr(value, "param_groups", ()):
-                    for p in group.get("params", ()):
-                        if isinstance(p, torch.Tensor):
-                            self._tensor(p)
-            elif type(value) in (list, dict, set):
-                self._items.append((value, copy.copy(value)))
+
+    def _snapshot(self, value: Any) -> None:
+        if id(value) in self._seen:
+            return
+        self._seen.add(id(value))
+        if isinstance(value, torch.nn.Module):
+            for m in value.modules():
+                self._modules.append((m, dict(m._modules), dict(m._parameters), dict(m._buffers)))
+                for t in (*m._parameters.values(), *m._buffers.values()):
+                    if t is not None:
+                        self._tensor(t)
+        elif isinstance(value, torch.Tensor):
+            if value.is_leaf and value.requires_grad:
+                self._tensor(value)
+        elif _has_state(value):
+            self._states.append((value, copy.deepcopy(value.state_dict())))
+            for group in getattr(value, "param_groups", ()):
+                for p in group.get("params", ()):
+                    if isinstance(p, torch.Tensor):
+                        self._tensor(p)
+        elif type(value) in (list, dict, set):
+            self._items.append((value, copy.copy(value)))
 
     def _tensor(self, t: torch.Tensor) -> None:
-        if id(t) in self._tensors or t.is_meta:
+        if id(t) in self._tensors or t.is_meta or isinstance(t, (UninitializedParameter, UninitializedBuffer)):
             return
         grad = t.grad
         self._tensors[id(t)] = (t, t.detach().clone(), grad, None if grad is None else grad.detach().clone(),
@@ -148,13 +179,18 @@ class NamespaceGuard:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for m, modules, params, buffers in self._modules:  # the objects first (a reassigned head)
+            for current, saved in ((m._modules, modules), (m._parameters, params), (m._buffers, buffers)):
+                if current != saved or any(current[k] is not v for k, v in saved.items()):
+                    current.clear()
+                    current.update(saved)
         with torch.no_grad():
             for t, value, grad, grad_value, requires_grad in self._tensors.values():
                 if t.requires_grad != requires_grad:
                     t.requires_grad_(requires_grad)
-                t.data.copy_(value)  # .data: the version counter stays (as ModuleGuard.restore)
+                _put_back(t, value)
                 if grad is not None and grad_value is not None:
-                    grad.data.copy_(grad_value)
+                    _put_back(grad, grad_value)
                 t.grad = grad
         for obj, state in self._states:
             obj.load_state_dict(state)
@@ -164,6 +200,28 @@ class NamespaceGuard:
             else:
                 container.clear()
                 container.update(items)
+
+
+def _reachable(ns: dict[str, Any], names: Any) -> list[Any]:
+    """The objects a cell using ``names`` can reach (see :class:`NamespaceGuard`)."""
+    wanted = {n for n in names if n in ns and not n.startswith("_") and n not in _IPYTHON_NAMES}
+    for n in list(wanted):  # helper functions: the globals they use
+        code = getattr(ns[n], "__code__", None)
+        if isinstance(ns[n], types.FunctionType) and code is not None:
+            wanted |= {g for g in code.co_names if g in ns and not g.startswith("_") and g not in _IPYTHON_NAMES}
+    out: list[Any] = []
+    for n in sorted(wanted):
+        value = ns[n]
+        if isinstance(value, (*_SCALARS, *_CODE, types.FunctionType)):
+            continue
+        out.append(value)
+        if isinstance(value, (torch.nn.Module, torch.Tensor)) or _has_state(value):
+            continue
+        inner = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else (
+            getattr(value, "__dict__", {}).values())  # fmt: skip
+        out.extend(v for v in list(inner)[:256] if isinstance(v, (torch.nn.Module, torch.Tensor, list, dict, set))
+                   or _has_state(v))  # fmt: skip
+    return out
 
 
 def _has_state(value: Any) -> bool:

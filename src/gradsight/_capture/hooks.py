@@ -3,8 +3,10 @@
 Two levels, because keeping every gradient alive is what makes a hooked backward slow (1.5–4× at
 realistic sizes, measured in benchmarks/bench_run.py: the allocator can no longer reuse freed
 gradient buffers). Every node gets a prehook that records the gradient's shape and its norm (a 0-d
-tensor, no device sync); only the nodes in ``keep`` also hand their gradients in and out to the
-:class:`~.store.TensorStore` (within its budget) for histograms and previews.
+tensor, no device sync) — but the nodes whose norm is their child's (:func:`derivable`, runnable
+runs) and the leaves, which get a tensor hook in live mode and none in runnable runs; only the
+nodes in ``keep`` also hand their gradients in and out to the :class:`~.store.TensorStore` (within
+its budget) for histograms and previews.
 
 Rules from research/autograd-facts.md §6: every hook returns None and catches everything (an
 exception would abort the user's backward); closures capture the node's index, never the node (a
@@ -51,7 +53,7 @@ NORM_PRESERVING = frozenset({
 ELEMENTWISE = frozenset({"AddBackward0", "SubBackward0", "RsubBackward0", "RsubBackward1"})
 
 
-def derivable(c: Collected, keep: Collection[int]) -> dict[int, tuple[int, int]]:
+def derivable(c: Collected, keep: Collection[int], hooked: Collection[int] = ()) -> dict[int, tuple[int, int]]:
     """Nodes that need no hook: node → (child, output) whose recorded gradient has the same norm.
 
     A node qualifies when its op passes the gradient down with its norm (:data:`NORM_PRESERVING`, one
@@ -60,7 +62,9 @@ def derivable(c: Collected, keep: Collection[int]) -> dict[int, tuple[int, int]]
     this node alone (then what flows into the child is what this node passed down, and the child ran
     exactly when this node did). Only for runnable runs, whose backward gradsight calls itself: in live
     mode a ``backward(inputs=...)`` or ``autograd.grad`` of the user's may stop at the child, and then
-    this node ran although its child did not. On a transformer stack a third of the nodes are views and
+    this node ran although its child did not. Never through a child in ``hooked`` (its input has a
+    tensor hook of the user's, which may change the gradient before gradsight's prehook sees it) or a
+    module's backward-hook node (its pre-hooks run first too). On a transformer stack a third of the nodes are views and
     transposes: their norm kernels were a third of a hooked backward's extra time (benchmarks/bench_run.py)."""
     consumers = Counter(e for out in c.edges for e in out if e[0] is not None)
     roots = set(c.roots)
@@ -76,7 +80,9 @@ def derivable(c: Collected, keep: Collection[int]) -> dict[int, tuple[int, int]]
         else:
             continue
         for child, nr in candidates:
-            if child is not None and child not in roots and consumers[(child, nr)] == 1:
+            if child is None or child in hooked or c.opaque[child] == "backward-hook":
+                continue
+            if child not in roots and consumers[(child, nr)] == 1:
                 found[i] = (child, nr)
                 break
     return found

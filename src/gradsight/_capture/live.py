@@ -90,7 +90,11 @@ class LiveSession:
     def _on_forward_start(self, module: torch.nn.Module, args: Any, kwargs: Any) -> None:
         if self._paused or own_run():  # a forward gradsight runs (a runnable debugger's) is no user step
             return
-        self._end_forward()  # one whose end hook never ran: a KeyboardInterrupt skips always_call hooks
+        here = threading.get_ident()
+        if self._forward_thread == here:
+            self._end_forward()  # one whose end hook never ran: a KeyboardInterrupt skips always_call hooks
+        elif self._forward_thread is not None:
+            return  # another thread's forward is being captured (a main-thread evaluation meanwhile)
         self.flush()
         if not torch.is_grad_enabled():  # an evaluation under no_grad: not a step, nothing to capture
             return
@@ -110,6 +114,7 @@ class LiveSession:
 
     def _on_forward_end(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         if self._forward_thread != threading.get_ident():  # no capture began in this thread's forward
+            _drop_stopped_trackers()  # closed from another thread meanwhile: take its tracker off here
             return
         if not self._end_forward():
             return
@@ -119,10 +124,15 @@ class LiveSession:
             self._error(e)
 
     def _end_forward(self) -> bool:
-        """Stop the captured forward's source tracker and module ranges; was one being captured?"""
+        """Stop the captured forward's source tracker and module ranges; was one being captured?
+        The tracker is on the capturing thread's mode stack: from another thread (``close()``) it is
+        only switched off, and that thread's end hook takes it off."""
         sources, self._sources = self._sources, None
         if sources is not None:
-            _remove_mode(sources)
+            if self._forward_thread in (None, threading.get_ident()):
+                _remove_mode(sources)
+            else:
+                sources.stopped = True
         self._tracker.stop()
         self._forward_thread = None
         capturing, self._capturing = self._capturing, False
@@ -255,6 +265,12 @@ def _remove_mode(mode: Any) -> None:
         above.append(top)
     for m in reversed(above):
         torch._C._push_on_torch_function_stack(m)
+
+
+def _drop_stopped_trackers() -> None:
+    for mode in torch.overrides._get_current_function_mode_stack():  # type: ignore[no-untyped-call]
+        if isinstance(mode, SourceTracker) and mode.stopped:
+            _remove_mode(mode)
 
 
 class _ModelHook:

@@ -4,7 +4,9 @@ One run: fork the RNG (the run sees the same random numbers as the user's next s
 leaves the RNG as it was), snapshot module buffers (BatchNorm running stats), record module ranges
 and source lines during forward, pick the roots, capture the graph and keep its saved tensors
 before backward frees them, hook every node, and differentiate with ``torch.autograd.grad`` — so
-no ``.grad`` field of the user's changes. Everything installed is removed in ``finally``.
+no ``.grad`` field of the user's changes (where a reentrant checkpoint refuses it, a plain backward
+whose ``.grad`` fields are given back). Buffers, Python's and NumPy's RNGs: guard.py. Everything
+installed is removed in ``finally``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from ..config import options
 from ..graph import Graph, RootGradient, RunInfo
@@ -29,7 +32,7 @@ from .hooks import GradRecorder, derivable
 from .modules import ModuleTracker
 from .names import leaf_names_from_params, module_names
 from .outputs import flatten_tensors, loss_output
-from .records import Captured, CaptureOptions
+from .records import Captured, CaptureOptions, Collected
 from .source import SourceTracker
 from .store import TensorStore
 from .summary import norm_of
@@ -113,10 +116,11 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
 
 
 def _tracked_parameters(modules: Sequence[tuple[str, torch.nn.Module]]) -> Iterator[torch.Tensor]:
+    renormed = {id(m.weight) for _, m in modules
+                if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and m.max_norm is not None}  # fmt: skip
     for _, m in modules:
-        renormed = isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and m.max_norm is not None
-        for name, p in m.named_parameters(recurse=False):
-            if not (renormed and name == "weight"):
+        for p in m.parameters(recurse=False):
+            if id(p) not in renormed:  # also where the weight is tied to another module (a tied head)
                 yield p
 
 
@@ -202,14 +206,15 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
     hidden: dict[torch.Tensor, torch.Tensor] = {}
     try:
         leaf_index = [i for i, name in enumerate(collected.names) if name == ACCUMULATE_GRAD]
-        # leaves=False: _differentiate asks for the leaves, their AccumulateGrad nodes never run
-        recorder.install(order, collected.names, leaves=False, derived=derivable(collected, keep))
         leaves = [order[i].variable for i in leaf_index]
+        # leaves=False: _differentiate asks for the leaves, their AccumulateGrad nodes never run
+        recorder.install(order, collected.names, leaves=False, derived=_derived(collected, keep, order, sources))
         del order  # hold no node objects while backward runs (pitfall 3)
         lap("hooks")
         try:
             if "checkpoint" in collected.opaque:  # reentrant checkpoint: autograd.grad is refused
-                received = _differentiate_by_backward(pairs, leaves, guard.parameters(), hidden)
+                named = [t for t in spec.leaf_names if t.is_leaf]  # tensors the code reaches by name, too
+                received = _differentiate_by_backward(pairs, leaves, [*guard.parameters(), *named], hidden)
             else:
                 received = _differentiate(pairs, leaves)
         except Exception as e:
@@ -266,6 +271,19 @@ def _differentiate(
     return list(torch.autograd.grad(roots, leaves, grad_outputs, allow_unused=True))
 
 
+def _derived(c: Collected, keep: Collection[int], order: Sequence[Any],
+             sources: SourceTracker | None) -> dict[int, tuple[int, int]]:  # fmt: skip
+    """The nodes that need no hook (hooks.derivable), knowing which children have tensor hooks: the
+    source tracker saw them registered during the forward; a leaf's are on its tensor. Without the
+    tracker (source_lines=False) hooks cannot be seen: every node is hooked."""
+    if sources is None:
+        return {}
+    hooked = {i for i, n in enumerate(order) if n in sources.hooked}
+    sources.hooked.clear()  # hold no node objects while backward runs (pitfall 3)
+    hooked |= {i for i, name in enumerate(c.names) if name == ACCUMULATE_GRAD and order[i].variable._backward_hooks}
+    return derivable(c, keep, hooked)
+
+
 def _differentiate_by_backward(
     pairs: Sequence[tuple[torch.Tensor, torch.Tensor | None]], leaves: list[torch.Tensor],
     params: list[torch.Tensor], hidden: dict[torch.Tensor, torch.Tensor],
@@ -273,10 +291,11 @@ def _differentiate_by_backward(
     """What :func:`_differentiate` returns, for graphs with a reentrant checkpoint (its backward
     refuses ``torch.autograd.grad`` and ``backward(inputs=...)``): a plain backward into emptied
     ``.grad`` fields, read and then given back their own tensors — the leaves' and every parameter's
-    of the modules the forward called (``params``: the region's own backward accumulates into its
-    parameters, which are no leaves of the graph). Post-accumulate hooks (an optimizer run inside
-    backward) are emptied meanwhile: this step must not update anything. ``hidden`` gets the
-    gradients of the parameters that are no leaves of the graph (inside the region)."""
+    of the modules the forward called and every tensor the code reaches by name (``params``: the
+    region's own backward accumulates into what it uses, which is no leaf of the graph).
+    Post-accumulate hooks (an optimizer run inside backward) are emptied meanwhile: this step must
+    not update anything. ``hidden`` gets the gradients of the parameters that are no leaves of the
+    graph (inside the region)."""
     touched = list({id(t): t for t in (*leaves, *params) if t.requires_grad}.values())
     kept = [(t, t.grad) for t in touched]
     hooks = [(d, dict(d)) for t in touched if (d := t._post_accumulate_grad_hooks)]
@@ -387,7 +406,9 @@ def spec_for_model(model: torch.nn.Module, inputs: Any, loss: Any, grad_output: 
     names = leaf_names_from_params(model)
     for name, t in _input_tensors(inputs):
         names.setdefault(t, name)
-    return RunSpec(call=call, modules=module_names(model), leaf_names=names, loss=loss,
+    modules = module_names(model)
+    _check_materialized(modules)
+    return RunSpec(call=call, modules=modules, leaf_names=names, loss=loss,
                    grad_output=grad_output, budget=budget, source_lines=source_lines,
                    keep_all_below=options.keep_all_below)  # fmt: skip
 
@@ -403,8 +424,22 @@ def _input_tensors(inputs: Any) -> list[tuple[str, torch.Tensor]]:
     return [(k, v) for k, v in items if isinstance(v, torch.Tensor)]
 
 
+def _check_materialized(modules: Sequence[tuple[str, torch.nn.Module]]) -> None:
+    """A lazy module (``nn.LazyLinear``) gets its parameters in its first forward: gradsight's run
+    would initialize the user's model — with its own random numbers — so it asks for one forward first."""
+    lazy = [name or type(m).__name__ for name, m in modules
+            if isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()]  # fmt: skip
+    if lazy:
+        raise ValueError(
+            f"the model has lazy modules that are not initialized yet ({', '.join(lazy[:5])}): run one forward "
+            "first (model(batch)) so they get their shapes and parameters, then create the debugger — gradsight "
+            "does not initialize your model"
+        )
+
+
 def spec_for_function(fn: Callable[[], Any], loss: Any, grad_output: Any, budget: int, source_lines: bool) -> RunSpec:
     modules, names = _modules_seen_by(fn)
+    _check_materialized(modules)
     return RunSpec(call=fn, modules=modules, leaf_names=names, loss=loss, grad_output=grad_output,
                    budget=budget, source_lines=source_lines,
                    keep_all_below=options.keep_all_below)  # fmt: skip
@@ -422,15 +457,11 @@ def _modules_seen_by(fn: Callable[..., Any]) -> tuple[list[tuple[str, torch.nn.M
             scope[me] = owner
         else:
             scope.update({f"{me}.{k}": v for k, v in getattr(owner, "__dict__", {}).items()})
-    code = getattr(fn, "__code__", None)
-    if code is not None:
-        globs = getattr(fn, "__globals__", {})
-        scope.update({n: globs[n] for n in code.co_names if n in globs})
-        for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False):
-            try:
-                scope[name] = cell.cell_contents
-            except ValueError:
-                continue
+    scope.update(_names_of(fn))
+    for value in list(scope.values()):  # the functions it calls, one level (a region given to checkpoint)
+        if isinstance(value, types.FunctionType) and value is not fn:
+            for name, v in _names_of(value).items():
+                scope.setdefault(name, v)
     modules: list[tuple[str, torch.nn.Module]] = []
     names: dict[torch.Tensor, str] = {}
     for var, value in _one_level_in(scope).items():
@@ -440,6 +471,21 @@ def _modules_seen_by(fn: Callable[..., Any]) -> tuple[list[tuple[str, torch.nn.M
         elif isinstance(value, torch.Tensor) and value.is_leaf:
             names.setdefault(value, var)
     return modules, names
+
+
+def _names_of(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The globals ``fn``'s code names and its closure's values."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return {}
+    globs = getattr(fn, "__globals__", {})
+    out = {n: globs[n] for n in code.co_names if n in globs}
+    for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False):
+        try:
+            out[name] = cell.cell_contents
+        except ValueError:
+            continue
+    return out
 
 
 _NOT_CONTAINERS = (torch.nn.Module, torch.Tensor, str, bytes, type, types.ModuleType, types.FunctionType,

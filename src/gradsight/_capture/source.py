@@ -30,6 +30,7 @@ from .modules import compiling
 
 _next_seq = torch._C._autograd._get_sequence_nr
 _WARNINGS_FILE = warnings.__file__
+_REGISTER_HOOK = torch.Tensor.register_hook
 _INTERNAL_ROOTS = (
     os.path.dirname(torch.__file__) + os.sep,
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,  # gradsight itself
@@ -47,6 +48,11 @@ class SourceTracker(TorchFunctionMode):
         self._internal: dict[str, bool] = {}
         self._text: dict[tuple[str, int], str] = {}  # (file, line) -> what source_of returns
         self._rehome = rehome_warnings
+        # Nodes whose output tensor got a hook (h.register_hook) during the forward: a hook may change
+        # the gradient before the node's prehooks see it (hooks.derivable must not read through it).
+        # Node objects keep activations alive: run.py empties this before backward.
+        self.hooked: set[Any] = set()
+        self.stopped = False  # switched off from another thread: pass calls through, record nothing
         self._catch: Any = None
         self._warned: list[tuple[Any, Any, str, int, dict[str, Any] | None]] = []
 
@@ -87,8 +93,10 @@ class SourceTracker(TorchFunctionMode):
         self._warned.append((message, category, filename, lineno, None if frame is None else frame.f_globals))
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if compiling():  # dynamo traces modes: stay invisible to it (a compiled region is one node)
+        if self.stopped or compiling():  # dynamo traces modes: stay invisible to it (a compiled region is one node)
             return func(*args, **(kwargs or {}))
+        if func is _REGISTER_HOOK and args and args[0].grad_fn is not None:
+            self.hooked.add(args[0].grad_fn)  # a hook that may change what flows into this node
         start = _next_seq()
         out = func(*args, **(kwargs or {}))
         end = _next_seq()

@@ -88,7 +88,7 @@ class TensorStore:
         """Was the tensor kept under ``key`` modified in place since (an optimizer step on a weight
         autograd saved)? Its values are then not the ones autograd saved."""
         t = self._tensors.get(key)
-        return t is not None and not t.is_inference() and t._version != self._versions.get(key, t._version)
+        return t is not None and _version(t) != self._versions.get(key, _version(t))
 
     def leaf(self, index: int) -> torch.Tensor | None:
         ref = self._leaves.get(index)
@@ -103,7 +103,7 @@ class TensorStore:
         versions, self._versions = self._versions, {}
         for key, t in kept.items():
             self._keep(key, t, *self._cost(t))
-            self._versions[key] = versions.get(key, t._version)
+            self._versions[key] = versions.get(key, _version(t))
 
     def release(self) -> None:
         """Drop every reference (the next run replaces this store)."""
@@ -124,7 +124,7 @@ class TensorStore:
             self._storages[ptr] = cost
         self.kept_bytes += cost
         self._tensors[key] = t
-        self._versions[key] = t._version
+        self._versions[key] = _version(t)
 
     def _cost(self, t: torch.Tensor) -> tuple[int, int | None]:
         """Bytes keeping ``t`` would add, and its storage's address (None: not a strided storage)."""
@@ -137,3 +137,8 @@ class TensorStore:
         if ptr in self._storages:
             return 0, ptr
         return int(storage.nbytes()), ptr
+
+
+def _version(t: torch.Tensor) -> int:
+    """``t._version``; inference tensors have no version counter (reading it raises)."""
+    return -1 if t.is_inference() else t._version

@@ -169,7 +169,7 @@ class CellTarget:
         return modules, leaves, assigned
 
     def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
-        from .cell import run_cell
+        from .cell import cell_names, run_cell
         from .run import _format, fork_rng
         from .whatif import WhatIf
 
@@ -193,7 +193,8 @@ class CellTarget:
                 ns[name] = ns[name].detach()
         existing = {k: v for k, v in toggles.requires_grad.items() if k not in assigned}
         whatif = WhatIf(replace(toggles, requires_grad=existing), modules, leaves)
-        with fork_rng(self), NamespaceGuard(self.ns), ModuleGuard(), whatif.applied():  # see guard.py
+        used = cell_names(self.code)[0]
+        with fork_rng(self), NamespaceGuard(self.ns, used), ModuleGuard(), whatif.applied():  # see guard.py
             result = run_cell(self.code, ns, self.compile_fn, self.budget, after, whatif.forward())
         if result.error is not None:
             text = _format(result.error)
@@ -224,7 +225,7 @@ class CellTarget:
         return Controls(rerun=True, leaves=tuple(controls), modules=tuple(modules), variables=tuple(sorted(assigned)))
 
     def trace(self, name: str, toggles: Toggles) -> Why | None:
-        from .cell import run_cell
+        from .cell import cell_names, run_cell
         from .run import fork_rng
         from .whatif import WhatIf
 
@@ -233,10 +234,12 @@ class CellTarget:
         if leaf is None:
             return None
 
+        used = cell_names(self.code)[0]
+
         def forward() -> list[torch.Tensor]:
             ns = dict(self.ns)
             whatif = WhatIf(toggles, modules, leaves)
-            with fork_rng(self), NamespaceGuard(self.ns), ModuleGuard(), whatif.applied():
+            with fork_rng(self), NamespaceGuard(self.ns, used), ModuleGuard(), whatif.applied():
                 run_cell(self.code, ns, self.compile_fn, 0, None, whatif.forward())
             return [v for k, v in ns.items() if isinstance(v, torch.Tensor) and self.ns.get(k) is not v]
 
