@@ -114,6 +114,7 @@ function removedList(removed: WireDiff["removed"]): HTMLElement {
 
 /** after / before; ±Infinity for a gradient that appeared or vanished; null when neither side is known. */
 export function normRatio(before: number | null, after: number | null): number | null {
+  if (!Number.isFinite(after ?? 0) || !Number.isFinite(before ?? 0)) return Number.NaN; // NaN/Inf: no ratio, a big change
   if (before === null) return after === null ? null : Infinity;
   if (after === null) return 0;
   if (before === 0) return after === 0 ? 1 : Infinity;
@@ -121,11 +122,12 @@ export function normRatio(before: number | null, after: number | null): number |
 }
 
 export function isBigChange(ratio: number | null): boolean {
-  return ratio !== null && (ratio >= BIG_RATIO || ratio <= 1 / BIG_RATIO);
+  return ratio !== null && (Number.isNaN(ratio) || ratio >= BIG_RATIO || ratio <= 1 / BIG_RATIO);
 }
 
 function ratioText(ratio: number | null, before: number | null, after: number | null): string {
   if (ratio === null) return "—";
+  if (Number.isNaN(ratio)) return `→ ${formatNumber(after)}`; // to (or from) NaN/Inf
   if (ratio === Infinity) return before === null ? "new" : "from 0";
   if (ratio === 0) return after === null ? "gone" : "to 0";
   return `×${formatNumber(ratio)}`;
@@ -133,7 +135,7 @@ function ratioText(ratio: number | null, before: number | null, after: number | 
 
 function normTable(norms: WireDiff["grad_norms"]): HTMLElement {
   const change = (r: number | null): number =>
-    r === null ? -1 : r === 0 || r === Infinity ? Infinity : Math.abs(Math.log(r));
+    r === null ? -1 : r === 0 || r === Infinity || Number.isNaN(r) ? Infinity : Math.abs(Math.log(r));
   const rows = norms
     .map((n) => ({ ...n, ratio: normRatio(n.before, n.after) }))
     .sort((a, b) => change(b.ratio) - change(a.ratio));

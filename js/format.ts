@@ -9,13 +9,15 @@ export function formatShape(shape: readonly number[]): string {
 
 /** A statistic in at most ~4 significant digits; `null` (missing or non-finite) shows as an em dash. */
 export function formatNumber(x: number | null): string {
-  if (x === null || Number.isNaN(x)) return "—";
+  if (x === null) return "—";
+  if (Number.isNaN(x)) return "nan"; // a NaN loss or norm (missing values are null)
   if (!Number.isFinite(x)) return x > 0 ? "inf" : "-inf";
   if (x === 0) return "0";
   const abs = Math.abs(x);
   if (Number.isInteger(x) && abs < 1e6) return String(x);
-  if (abs >= 1e5 || abs < 1e-3) return trimExponent(x.toExponential(2));
-  return trimZeros(x.toPrecision(4));
+  if (abs >= 1e4 || abs < 1e-3) return trimExponent(x.toExponential(2)); // 12345.6 → "1.23e4", as elsewhere
+  const p = x.toPrecision(4); // 9999.99 rounds up to "1.000e+4"
+  return p.includes("e") ? trimExponent(x.toExponential(2)) : trimZeros(p);
 }
 
 /** A count with thousands separators that do not depend on the browser's locale: `12345` → `"12,345"`. */
@@ -38,7 +40,8 @@ function trimZeros(s: string): string {
 
 /** Cut `text` to `max` characters, replacing the end with an ellipsis (for op and leaf names). */
 export function truncateEnd(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, Math.max(0, max - 1))}…`;
+  const chars = Array.from(text); // code points: never half an emoji
+  return chars.length <= max ? text : `${chars.slice(0, Math.max(0, max - 1)).join("")}…`;
 }
 
 /**
@@ -46,7 +49,8 @@ export function truncateEnd(text: string, max: number): string {
  * telling at their tail (`…layers.11.attn.out_proj`), so they lose their head.
  */
 export function truncateStart(text: string, max: number): string {
-  return text.length <= max ? text : `…${text.slice(text.length - Math.max(0, max - 1))}`;
+  const chars = Array.from(text);
+  return chars.length <= max ? text : `…${chars.slice(chars.length - Math.max(0, max - 1)).join("")}`;
 }
 
 /**

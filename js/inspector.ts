@@ -132,6 +132,11 @@ export class Inspector {
   }
 
   /** The state of the inspect request for the node shown: on the panel and on the status line. */
+  /** Did the last request for the shown node fail (selecting it again retries)? */
+  failed(): boolean {
+    return this.el.getAttribute("data-inspect-status") === "error";
+  }
+
   setStatus(status: InspectStatus, text = ""): void {
     const line = this.statusLine;
     if (!line) return;

@@ -61,7 +61,17 @@ export class Outline {
     if (id === undefined) return;
     const entry = this.entry(id);
     entry?.setAttribute("aria-current", "true");
-    entry?.scrollIntoView?.({ block: "nearest" });
+    if (entry) this.reveal(entry);
+  }
+
+  /** Scroll the outline itself (not the notebook: scrollIntoView scrolls every ancestor, and a
+   * live step re-selects on every update) so that `entry` is visible. */
+  private reveal(entry: HTMLElement): void {
+    const box = this.el;
+    const top = entry.offsetTop - box.offsetTop;
+    if (top < box.scrollTop) box.scrollTop = top;
+    else if (top + entry.offsetHeight > box.scrollTop + box.clientHeight)
+      box.scrollTop = top + entry.offsetHeight - box.clientHeight;
   }
 
   destroy(): void {

@@ -178,6 +178,7 @@ export class PreviewView {
   private draw(rows: number, cols: number, scale: number): void {
     // jsdom has no 2D context, and a browser may refuse one (too many canvases): the element, its
     // data attributes and the readout still work.
+    if (rows <= 0 || cols <= 0) return; // an empty tensor: nothing to draw (createImageData throws)
     const ctx = this.canvas.getContext("2d");
     if (!ctx) return;
     const img = ctx.createImageData(cols, rows);

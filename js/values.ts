@@ -37,7 +37,7 @@ export function tensorView(t: WireTensor): HTMLElement {
     { class: "gs-tensor-meta" },
     h("span", { class: "gs-shape" }, formatShape(t.shape)),
     ` ${t.dtype} ${t.device}`,
-    h("span", { class: "gs-muted" }, ` · ${formatCount(t.numel)} elements`),
+    h("span", { class: "gs-muted" }, ` · ${formatCount(t.numel)} ${t.numel === 1 ? "element" : "elements"}`),
     t.layout !== "strided" ? h("span", { class: "gs-muted" }, ` · ${t.layout}`) : null,
   );
   const stats = h("dl", { class: "gs-stats" });

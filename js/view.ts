@@ -293,7 +293,7 @@ export class GradsightView {
   private onSelected(force = false): void {
     const id = readSelected(this.model);
     const known = id !== null && (this.bigMode ? (this.big?.has(id) ?? false) : this.placed.has(id));
-    if (!force && this.inspector.node === id && known) return;
+    if (!force && this.inspector.node === id && known && !this.inspector.failed()) return;
     if (this.bigMode) this.big?.setSelected(known ? id : null);
     else this.renderer.setSelected(known ? id : null);
     this.inspector.show(this.graph, id);

@@ -79,6 +79,7 @@ export class WhatIf {
 
   /** A new graph: its controls, its missing leaves, the run it is. */
   setGraph(graph: WireGraph | null): void {
+    if (graph && this.graph && graph.run.index !== this.graph.run.index) this.setRefused(null, null); // another run
     this.graph = graph;
     const controls = graph?.controls ?? null;
     this.base = new Map((controls?.leaves ?? []).map((l) => [l.name, l.requires_grad]));

@@ -5,7 +5,7 @@
 
 import { lightNodes, parseSkeleton, type Skeleton } from "./skeleton";
 
-export const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
 
 export type NodeKind = "op" | "leaf" | "root" | "opaque";
 
@@ -213,6 +213,14 @@ function optNum(x: unknown, path: string): number | null {
   return x === null ? null : num(x, path);
 }
 
+const NON_FINITE: Record<string, number> = { nan: Number.NaN, inf: Number.POSITIVE_INFINITY, "-inf": -Infinity };
+
+/** A loss or gradient norm: a number, null, or (JSON has no NaN) "nan" / "inf" / "-inf". */
+function optValue(x: unknown, path: string): number | null {
+  if (typeof x === "string" && x in NON_FINITE) return NON_FINITE[x] as number;
+  return optNum(x, path);
+}
+
 function bool(x: unknown, path: string): boolean {
   if (typeof x !== "boolean") fail(path, "a boolean", x);
   return x;
@@ -413,7 +421,7 @@ export function parseDiff(x: unknown): WireDiff | null {
   const o = obj(x, "diff");
   const pair = (v: unknown, p: string) => {
     const q = obj(v, p);
-    return { before: optNum(q.before, `${p}.before`), after: optNum(q.after, `${p}.after`) };
+    return { before: optValue(q.before, `${p}.before`), after: optValue(q.after, `${p}.after`) };
   };
   const bytes = obj(o.saved_bytes, "diff.saved_bytes");
   return {
@@ -453,7 +461,7 @@ export function parseHistory(x: unknown): WireHistoryEntry[] {
     return {
       index: num(o.index, `history[${i}].index`),
       label: str(o.label, `history[${i}].label`),
-      loss: optNum(o.loss, `history[${i}].loss`),
+      loss: optValue(o.loss, `history[${i}].loss`),
       nodes: num(o.nodes, `history[${i}].nodes`),
       error: optStr(o.error, `history[${i}].error`),
     };
@@ -467,7 +475,7 @@ function parseRun(x: unknown, path: string): WireRun {
     step: num(o.step, `${path}.step`),
     root_gradient:
       o.root_gradient === null ? null : oneOf<RootGradient>(o.root_gradient, ROOT_GRADIENTS, `${path}.root_gradient`),
-    loss: optNum(o.loss, `${path}.loss`),
+    loss: optValue(o.loss, `${path}.loss`),
     kept_bytes: num(o.kept_bytes, `${path}.kept_bytes`),
     budget_bytes: num(o.budget_bytes, `${path}.budget_bytes`),
     dropped: num(o.dropped, `${path}.dropped`),

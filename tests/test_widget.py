@@ -86,3 +86,24 @@ def test_view_bundle_is_built() -> None:
 
     assert (STATIC / "widget.js").is_file(), "run `npm run build` (make does it)"
     assert "gradsight" in (STATIC / "widget.js").read_text()
+
+
+def test_a_debugger_built_from_a_graph_has_no_diff() -> None:
+    assert gs.Debugger(gs.Graph()).diff is None  # {} made the view report a malformed diff
+
+
+def test_a_nan_loss_travels_as_nan_not_as_missing() -> None:
+    import torch
+
+    from gradsight.schema import graph_to_wire
+
+    model = torch.nn.Linear(3, 1)
+    scale = [1.0]
+    dbg = gs.debugger(model, inputs=torch.randn(4, 3), loss=lambda out: (out * scale[0]).sum())
+    scale[0] = float("nan")
+    dbg.rerun()
+    dbg.baseline = 0
+    assert graph_to_wire(dbg.graph)["run"]["loss"] == "nan"
+    assert dbg.diff is not None and dbg.diff["loss"]["after"] == "nan"
+    assert {n["after"] for n in dbg.diff["grad_norms"]} == {"nan"}  # not None, which the view reads as "gone"
+    assert dbg.history[-1]["loss"] == "nan"

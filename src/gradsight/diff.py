@@ -9,6 +9,7 @@ Node ids are stable across runs of the same code, so the diff is a set compariso
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .graph import Graph, Node, TensorSummary
@@ -92,8 +93,14 @@ def _got_grad(node: Node) -> bool:
 
 
 def _leaf_norms(graph: Graph) -> dict[str, float | None]:
+    """Each named leaf's gradient norm: NaN or Inf when its gradient is not finite (a node's
+    ``grad_norm`` is None then), None when it got none."""
     out: dict[str, float | None] = {}
     for n in graph.nodes:
         if n.leaf is not None and n.leaf.name:
-            out.setdefault(n.leaf.name, n.grad_norm)
+            norm = n.grad_norm
+            if norm is None and n.nonfinite_gradient:
+                bad = [g.norm for g in n.grad_in if g is not None and g.norm is not None and not math.isfinite(g.norm)]
+                norm = bad[0] if bad else math.nan
+            out.setdefault(n.leaf.name, norm)
     return out

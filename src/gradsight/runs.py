@@ -5,12 +5,12 @@ Torch-free: a run's kept tensors travel as an opaque ``captured`` object owned b
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .diff import GraphDiff, diff
 from .graph import Graph
+from .schema import number
 from .toggles import Toggles
 
 MAX_RUNS = 8
@@ -74,7 +74,7 @@ class RunHistory:
             {
                 "index": r.index,
                 "label": r.label,
-                "loss": _finite(r.graph.run.loss),
+                "loss": number(r.graph.run.loss),
                 "nodes": len(r.graph),
                 "error": r.error,
             }
@@ -91,7 +91,3 @@ def _release(record: RunRecord) -> None:
     store = getattr(record.captured, "store", None)
     if store is not None:
         store.release()
-
-
-def _finite(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None

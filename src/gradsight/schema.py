@@ -3,12 +3,13 @@
 Mirrored by ``js/wire.ts`` (types + a runtime guard). Golden snapshots written by the Python tests
 (``tests/golden/*.json``) are parsed by the JS tests, so drift between the two sides fails a test.
 
-Rules: snake_case keys; no NaN/Inf in JSON (non-finite numbers become ``null``, with
-``nan_count`` / ``inf_count`` or a ``text`` beside them); every saved value is a tagged object.
+Rules: snake_case keys; no NaN/Inf in JSON (non-finite statistics become ``null``, with
+``nan_count`` / ``inf_count`` or a ``text`` beside them; a loss or a diff's gradient norm becomes
+``"nan"`` / ``"inf"`` / ``"-inf"``); every saved value is a tagged object.
 
 >>> from gradsight.graph import Graph
 >>> graph_to_wire(Graph())["schema_version"]
-6
+7
 
 The ``graph`` trait sends :func:`graph_transport` of this dict: past 2,000 nodes a binary skeleton,
 below it the JSON text packed into one buffer (v5).
@@ -57,7 +58,7 @@ __all__ = [
     "skeleton_ids",
 ]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7  # 7: a NaN/Inf loss and diff norms travel as "nan" / "inf" / "-inf"
 
 Wire = dict[str, Any]
 
@@ -112,8 +113,8 @@ def diff_to_wire(d: GraphDiff | None) -> Wire | None:
         "removed": [{"id": r.id, "name": r.name, "kind": r.kind, "module": r.module} for r in d.removed],
         "gained_grad": list(d.gained_grad),
         "lost_grad": list(d.lost_grad),
-        "loss": {"before": _finite(d.loss_before), "after": _finite(d.loss_after)},
-        "grad_norms": [{"name": c.name, "before": _finite(c.before), "after": _finite(c.after)} for c in d.grad_norms],
+        "loss": {"before": number(d.loss_before), "after": number(d.loss_after)},
+        "grad_norms": [{"name": c.name, "before": number(c.before), "after": number(c.after)} for c in d.grad_norms],
         "saved_bytes": {"before": d.saved_bytes_before, "after": d.saved_bytes_after},
     }
 
@@ -123,7 +124,7 @@ def _run_to_wire(r: RunInfo) -> Wire:
         "mode": r.mode,
         "step": r.step,
         "root_gradient": r.root_gradient,
-        "loss": _finite(r.loss),
+        "loss": number(r.loss),
         "kept_bytes": r.kept_bytes,
         "budget_bytes": r.budget_bytes,
         "dropped": r.dropped,
@@ -233,6 +234,14 @@ def _leaf_to_wire(leaf: LeafInfo) -> Wire:
 
 def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
+
+
+def number(x: float | None) -> float | str | None:
+    """A loss or gradient norm for JSON, which has no NaN: non-finite ones as ``"nan"``, ``"inf"`` or
+    ``"-inf"`` — a NaN loss is what the user is debugging, not a missing value (None)."""
+    if x is None or math.isfinite(x):
+        return x
+    return "nan" if math.isnan(x) else "inf" if x > 0 else "-inf"
 
 
 # -- inspector replies (messages, not traits) ----------------------------------------------------

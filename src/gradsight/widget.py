@@ -81,7 +81,7 @@ class Debugger(anywidget.AnyWidget):
     history: traitlets.List[dict[str, Any]] = traitlets.List(traitlets.Dict(), []).tag(sync=True)
     current = traitlets.Int(0).tag(sync=True)  # run shown
     baseline = traitlets.Int(-1).tag(sync=True)  # run compared against (-1: none)
-    diff = traitlets.Dict(None, allow_none=True).tag(sync=True)
+    diff = traitlets.Dict(default_value=None, allow_none=True).tag(sync=True)  # None: nothing to compare
 
     def __init__(self, graph: Graph | None = None, **kwargs: Any) -> None:
         super().__init__(graph=graph if graph is not None else Graph(), **kwargs)

@@ -239,6 +239,20 @@ describe("selection from Python", () => {
     expect(model.get("selected")).toBe(GELU);
   });
 
+  it("scrolls the outline, never the page around it, to show the selected entry", () => {
+    const scroll = vi.fn(); // jsdom has no scrollIntoView: give it one to watch
+    Object.defineProperty(Element.prototype, "scrollIntoView", { value: scroll, configurable: true });
+    try {
+      const { el, model } = mount(big());
+      model.pySet("selected", GELU);
+      model.pySet("graph", big()); // every live step re-selects: the notebook must not jump
+      expect(nodeEntry(el, GELU)?.getAttribute("aria-current")).toBe("true");
+      expect(scroll).not.toHaveBeenCalled();
+    } finally {
+      Reflect.deleteProperty(Element.prototype, "scrollIntoView");
+    }
+  });
+
   it("shows a folded leaf beside its consumer, and selects it from the canvas", () => {
     const { el, model } = mount(big());
     const leaf = "leaf:encoder.layers.3.mlp.fc1.weight";

@@ -77,6 +77,9 @@ describe("diff", () => {
     expect(isBigChange(0.1)).toBe(true);
     expect(isBigChange(0.5)).toBe(false);
     expect(isBigChange(null)).toBe(false);
+    expect(Number.isNaN(normRatio(2, Number.NaN))).toBe(true); // a gradient that became NaN is not "gone"
+    expect(Number.isNaN(normRatio(2, Number.POSITIVE_INFINITY))).toBe(true);
+    expect(isBigChange(Number.NaN)).toBe(true);
   });
 
   it("reports a malformed diff and keeps the graph", () => {

@@ -21,10 +21,12 @@ describe("formatNumber", () => {
     [1.5, "1.5"],
     [123.456, "123.5"],
     [123456.7, "1.23e5"],
+    [12345.6, "1.23e4"],
+    [9999.99, "1e4"],
     [0.00001234, "1.23e-5"],
     [1e-4, "1e-4"],
     [Number.POSITIVE_INFINITY, "inf"],
-    [Number.NaN, "—"],
+    [Number.NaN, "nan"], // a NaN loss or norm; missing values are null
   ])("%s → %s", (x, want) => {
     expect(formatNumber(x)).toBe(want);
   });
@@ -40,6 +42,8 @@ describe("truncation and width", () => {
   it("cuts names at the end and module paths at the start", () => {
     expect(truncateEnd("ConvolutionBackward0", 8)).toBe("Convolu…");
     expect(truncateEnd("short", 8)).toBe("short");
+    expect(truncateEnd(`${"a".repeat(26)}🙂🙂🙂`, 28)).toBe(`${"a".repeat(26)}🙂…`); // never half an emoji
+    expect(truncateStart(`🙂🙂🙂${"b".repeat(28)}`, 30)).toBe(`…🙂${"b".repeat(28)}`);
     expect(truncateStart("encoder.layers.0.attn", 10)).toBe("…rs.0.attn");
     expect(truncateStart("encoder.layers.0.attn", 10)).toHaveLength(10);
   });

@@ -140,6 +140,18 @@ describe("inspect replies", () => {
     expect(inspector(el).querySelector("[data-histogram]")).toBeNull();
   });
 
+  it("retries when the node is selected again after an error, as the error line says", () => {
+    vi.useFakeTimers();
+    const { el, model } = mount();
+    click(nodeEl(el, SIN));
+    vi.advanceTimersByTime(30_001);
+    expect(status(el)).toBe("error");
+    const before = model.sent().filter((m) => m.type === "inspect").length;
+    click(nodeEl(el, SIN)); // the same node: a real model fires no change:selected for it
+    expect(model.sent().filter((m) => m.type === "inspect").length).toBe(before + 1);
+    expect(status(el)).toBe("loading");
+  });
+
   it("puts gradients under grad-in / grad-out, replacing the 'no gradient' hint", () => {
     const { el, model } = mount();
     model.pySet("selected", SIN);

@@ -104,6 +104,19 @@ describe("preview", () => {
   });
 });
 
+describe("empty tensors", () => {
+  it("show their statistics and draw nothing (a browser's createImageData throws on a zero size)", () => {
+    const createImageData = vi.fn((w: number, h: number) => {
+      if (!w || !h) throw new Error("The source height is zero");
+      return { width: w, height: h, data: new Uint8ClampedArray(w * h * 4) };
+    });
+    getContext.mockReturnValue({ createImageData, putImageData: vi.fn() } as unknown as CanvasRenderingContext2D);
+    showPreview({ shape: [3, 0], full_shape: [3, 0], block: [1, 1] }, []);
+    expect(createImageData).not.toHaveBeenCalled();
+    expect(q(document.body, "[data-preview-status]").getAttribute("data-preview-status")).toBe("done");
+  });
+});
+
 describe("slices of N-d tensors", () => {
   const nd = { shape: [4, 5], full_shape: [2, 3, 4, 5], index: [0, 0], block: [1, 1] };
   const twenty = Array.from({ length: 20 }, (_, i) => i);

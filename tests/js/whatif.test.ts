@@ -267,6 +267,19 @@ describe("re-run", () => {
     expect(refused.textContent).toBe(FAILED_TEXT);
   });
 
+  it("clears a failed re-run's line when another run is shown", () => {
+    const m = mount(whatIfGraph());
+    rerunButton(m.el).click();
+    m.model.pySet("status", "error");
+    m.model.pyReply("rerun", { ok: false, error: "RuntimeError: boom" });
+    const refused = q(m.el, '[data-gradsight="refused"]');
+    expect(refused.hidden).toBe(false);
+    m.model.pySet("status", "running");
+    m.model.pySet("graph", whatIfGraph(2)); // dbg.rerun() from a cell succeeded
+    m.model.pySet("status", "ready");
+    expect(refused.hidden).toBe(true);
+  });
+
   it("shows the traceback of a failed re-run in the error banner and keeps the graph", () => {
     const m = mount(whatIfGraph());
     m.model.pySet("selected", SIN);
