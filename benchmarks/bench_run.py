@@ -45,7 +45,8 @@ import gradsight as gs
 from gradsight._capture import why
 from gradsight._capture.hooks import derivable
 from gradsight._capture.records import CaptureOptions
-from gradsight._capture.run import run, spec_for_model
+from gradsight._capture.run import run
+from gradsight._capture.specs import spec_for_model
 from gradsight._capture.walk import collect, walk
 from models import REALISTIC, realistic
 
@@ -224,7 +225,8 @@ sys.path.insert(0, {here!r})
 import torch
 from models import realistic
 import gradsight as gs
-from gradsight._capture.run import run, spec_for_model
+from gradsight._capture.run import run
+from gradsight._capture.specs import spec_for_model
 torch.set_num_threads(1)
 model, x = realistic({name!r})
 def rss_mb():

@@ -175,7 +175,8 @@ def test_source_lines_point_at_the_forward_code() -> None:
 
 
 def test_a_run_reports_the_time_of_each_phase() -> None:
-    from gradsight._capture.run import run, spec_for_model
+    from gradsight._capture.run import run
+    from gradsight._capture.specs import spec_for_model
 
     case = make("mlp")
     result = run(spec_for_model(case.model, case.inputs, case.loss, None, 2**30, True))

@@ -66,13 +66,13 @@ def debugger(
         if inputs is None:
             _no_run_arguments(inputs, loss, grad_output, "a model in live mode (no inputs=)")
             return _live_debugger(target, budget, lines)
-        from ._capture.run import spec_for_model
+        from ._capture.specs import spec_for_model
 
         return _runnable(spec_for_model(target, inputs, _check_loss(loss), grad_output, budget, lines))
     if callable(target):
         if inputs is not None:
             raise TypeError("inputs= is for models; a function takes no inputs: call it yourself inside fn")
-        from ._capture.run import spec_for_function
+        from ._capture.specs import spec_for_function
 
         return _runnable(spec_for_function(target, _check_loss(loss), grad_output, budget, lines))
     raise TypeError(f"{ACCEPTED}; got {type(target).__name__}")

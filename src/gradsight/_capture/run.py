@@ -14,23 +14,19 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-import types
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
-from torch.nn.modules.lazy import LazyModuleMixin
 
-from ..config import options
 from ..graph import Graph, RootGradient, RunInfo
 from ..toggles import Toggles
 from .finish import build_with_gradients
 from .guard import ModuleGuard, python_rng_state, set_python_rng_state
 from .hooks import GradRecorder, derivable
 from .modules import ModuleTracker
-from .names import leaf_names_from_params, module_names
 from .outputs import flatten_tensors, loss_output
 from .records import Captured, CaptureOptions, Collected
 from .source import SourceTracker
@@ -393,122 +389,6 @@ def _nothing() -> Iterator[None]:
 
 def _format(e: BaseException) -> str:
     return "".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip()
-
-
-def spec_for_model(model: torch.nn.Module, inputs: Any, loss: Any, grad_output: Any, budget: int,
-                   source_lines: bool) -> RunSpec:  # fmt: skip
-    if isinstance(inputs, dict):
-        call = lambda: model(**inputs)  # noqa: E731
-    elif isinstance(inputs, tuple):
-        call = lambda: model(*inputs)  # noqa: E731
-    else:
-        call = lambda: model(inputs)  # noqa: E731
-    names = leaf_names_from_params(model)
-    for name, t in _input_tensors(inputs):
-        names.setdefault(t, name)
-    modules = module_names(model)
-    _check_materialized(modules)
-    return RunSpec(call=call, modules=modules, leaf_names=names, loss=loss,
-                   grad_output=grad_output, budget=budget, source_lines=source_lines,
-                   keep_all_below=options.keep_all_below)  # fmt: skip
-
-
-def _input_tensors(inputs: Any) -> list[tuple[str, torch.Tensor]]:
-    """Names for input leaves: ``input``, ``input[1]``, or the keyword (``extra``)."""
-    if isinstance(inputs, dict):
-        items = [(str(k), v) for k, v in inputs.items()]
-    elif isinstance(inputs, tuple):
-        items = [(f"input[{i}]", v) for i, v in enumerate(inputs)]
-    else:
-        items = [("input", inputs)]
-    return [(k, v) for k, v in items if isinstance(v, torch.Tensor)]
-
-
-def _check_materialized(modules: Sequence[tuple[str, torch.nn.Module]]) -> None:
-    """A lazy module (``nn.LazyLinear``) gets its parameters in its first forward: gradsight's run
-    would initialize the user's model — with its own random numbers — so it asks for one forward first."""
-    lazy = [name or type(m).__name__ for name, m in modules
-            if isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()]  # fmt: skip
-    if lazy:
-        raise ValueError(
-            f"the model has lazy modules that are not initialized yet ({', '.join(lazy[:5])}): run one forward "
-            "first (model(batch)) so they get their shapes and parameters, then create the debugger — gradsight "
-            "does not initialize your model"
-        )
-
-
-def spec_for_function(fn: Callable[[], Any], loss: Any, grad_output: Any, budget: int, source_lines: bool) -> RunSpec:
-    modules, names = _modules_seen_by(fn)
-    _check_materialized(modules)
-    return RunSpec(call=fn, modules=modules, leaf_names=names, loss=loss, grad_output=grad_output,
-                   budget=budget, source_lines=source_lines,
-                   keep_all_below=options.keep_all_below)  # fmt: skip
-
-
-def _modules_seen_by(fn: Callable[..., Any]) -> tuple[list[tuple[str, torch.nn.Module]], dict[torch.Tensor, str]]:
-    """Modules and tensors ``fn`` can reach by name (its globals and closure, and for a bound method
-    its object's attributes: ``self.model``), to name nodes."""
-    scope: dict[str, Any] = {}
-    owner = getattr(fn, "__self__", None)
-    if owner is not None and not isinstance(owner, types.ModuleType):
-        code = getattr(getattr(fn, "__func__", None), "__code__", None)
-        me = code.co_varnames[0] if code is not None and code.co_argcount else "self"
-        if isinstance(owner, torch.nn.Module):
-            scope[me] = owner
-        else:
-            scope.update({f"{me}.{k}": v for k, v in getattr(owner, "__dict__", {}).items()})
-    scope.update(_names_of(fn))
-    for value in list(scope.values()):  # the functions it calls, one level (a region given to checkpoint)
-        if isinstance(value, types.FunctionType) and value is not fn:
-            for name, v in _names_of(value).items():
-                scope.setdefault(name, v)
-    modules: list[tuple[str, torch.nn.Module]] = []
-    names: dict[torch.Tensor, str] = {}
-    for var, value in _one_level_in(scope).items():
-        if isinstance(value, torch.nn.Module):
-            modules.extend((f"{var}.{n}" if n else var, m) for n, m in module_names(value))
-            names.update({p: f"{var}.{n}" for p, n in leaf_names_from_params(value).items()})
-        elif isinstance(value, torch.Tensor) and value.is_leaf:
-            names.setdefault(value, var)
-    return modules, names
-
-
-def _names_of(fn: Callable[..., Any]) -> dict[str, Any]:
-    """The globals ``fn``'s code names and its closure's values."""
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return {}
-    globs = getattr(fn, "__globals__", {})
-    out = {n: globs[n] for n in code.co_names if n in globs}
-    for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False):
-        try:
-            out[name] = cell.cell_contents
-        except ValueError:
-            continue
-    return out
-
-
-_NOT_CONTAINERS = (torch.nn.Module, torch.Tensor, str, bytes, type, types.ModuleType, types.FunctionType,
-                   types.BuiltinFunctionType, types.MethodType)  # fmt: skip
-
-
-def _one_level_in(scope: dict[str, Any]) -> dict[str, Any]:
-    """``scope`` plus the modules and tensors one level inside its values: ``models["enc"]``,
-    ``layers[0]``, ``trainer.model`` (a function that reaches its model through a dict or an object)."""
-    out = dict(scope)
-    for var, value in scope.items():
-        if isinstance(value, _NOT_CONTAINERS):
-            continue
-        if isinstance(value, dict):
-            items = [(f"{var}[{k!r}]", v) for k, v in value.items() if isinstance(k, (str, int))]
-        elif isinstance(value, (list, tuple)):
-            items = [(f"{var}[{i}]", v) for i, v in enumerate(value)]
-        else:
-            items = [(f"{var}.{k}", v) for k, v in getattr(value, "__dict__", {}).items() if not k.startswith("_")]
-        for name, v in items[:256]:
-            if isinstance(v, (torch.nn.Module, torch.Tensor)):
-                out.setdefault(name, v)
-    return out
 
 
 def traced_forward(spec: RunSpec, toggles: Toggles) -> Callable[[], list[torch.Tensor]]:
