@@ -369,3 +369,18 @@ def test_cell_reruns_put_back_what_objects_and_compiled_models_hold(shell: Inter
     dbg.rerun()
     assert ns["tr"].model[0] is first
     assert all(torch.equal(v, state[k]) for k, v in ns["tr"].model.state_dict().items())
+
+
+def test_why_in_a_cell_sees_the_users_code_not_gradsights_guards(shell: InteractiveShell) -> None:
+    shell.run_cell(
+        "model = nn.ModuleDict({'x': nn.Linear(3, 1), 'y': nn.Linear(3, 1)})\na = torch.randn(3)\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)",
+        store_history=False,
+    )
+    dbg = run(shell, "opt.zero_grad()\nloss = model['x'](a[None]).sum()\nloss.backward()\nopt.step()\nmodel.eval()")
+    weights = shell.user_ns["model"]["x"].weight.detach().clone()
+    assert dbg.why("model.y.weight").reason == "unused"  # the guards' snapshots once read as a detach
+    assert torch.equal(shell.user_ns["model"]["x"].weight, weights)
+    shell.run_cell("model.train()", store_history=False)
+    dbg.rerun()
+    assert shell.user_ns["model"].training  # the cell's model.eval() is put back too

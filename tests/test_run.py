@@ -582,3 +582,43 @@ def test_a_tied_renormalized_embedding_does_not_count_as_a_changed_model(monkeyp
     dbg = gs.debugger(Tied(), inputs=torch.tensor([1, 2, 7]), loss=lambda out: out.pow(2).mean())
     views = {v.key: v for v in dbg.inspect(dbg.graph.find("MmBackward0")[0].id).tensors}
     assert views["grad-in:0"].kept  # re-run to keep it: not refused as "parameters changed"
+
+
+def test_a_function_that_runs_backward_itself_is_stopped_before_it_trains() -> None:
+    model = MLP()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    x = torch.randn(4, 8)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+
+    def train_step() -> torch.Tensor:
+        opt.zero_grad()
+        loss = model(x).pow(2).sum()
+        loss.backward()
+        opt.step()
+        return loss
+
+    dbg = gs.debugger(train_step)
+    assert dbg.status == "error" and "called backward() itself" in dbg.error
+    assert all(torch.equal(v, before[k]) and v.grad is None for k, v in model.named_parameters())
+
+
+def test_a_run_through_a_graph_the_user_built_earlier_leaves_it_usable() -> None:
+    enc, head = nn.Linear(4, 4), nn.Linear(4, 1)
+    feats = torch.tanh(enc(torch.randn(3, 4)))  # the user's graph, built before the run
+    dbg = gs.debugger(lambda: head(feats).sum())
+    assert dbg.status == "ready"
+    head(feats).sum().backward()  # raised "backward through the graph a second time"
+    assert enc.weight.grad is not None
+
+
+def test_module_warning_filters_still_apply_in_a_run() -> None:
+    class Warns(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            warnings.warn("noisy", UserWarning, stacklevel=1)
+            return x * 2
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", module=__name__)
+        gs.debugger(Warns(), inputs=torch.randn(2, requires_grad=True), loss=lambda out: out.sum())
+    assert not [w for w in seen if "noisy" in str(w.message)]

@@ -14,6 +14,7 @@ back afterwards. :func:`python_rng_state` and :func:`set_python_rng_state` cover
 from __future__ import annotations
 
 import copy
+import functools
 import random
 import sys
 import threading
@@ -26,6 +27,19 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 from .modules import SHARED_HOOKS
 
 _EMBEDDINGS = (torch.nn.Embedding, torch.nn.EmbeddingBag)
+
+
+def _unseen(fn: Any) -> Any:
+    """Run ``fn`` out of sight of torch-function modes: a taint trace (why.py) runs the forward under
+    one, and the guards' reads (``t.grad``, ``t.requires_grad``), copies and detaches are not the
+    user's code — seen, they looked like a use of the leaf, or a break in its path."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with torch._C.DisableTorchFunction():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 class ModuleGuard:
@@ -63,6 +77,7 @@ class ModuleGuard:
         """The parameters of every module seen so far."""
         return [p for m in self._alive for p in m.parameters(recurse=False)]
 
+    @_unseen
     def _snapshot(self, module: torch.nn.Module) -> None:
         if id(module) in self._seen:
             return
@@ -70,11 +85,12 @@ class ModuleGuard:
         self._alive.append(module)
         for name, b in module._buffers.items():
             if b is not None and not isinstance(b, UninitializedBuffer):
-                self._buffers.append((module, name, b, b.detach().clone()))
+                self._buffers.append((module, name, b, _copy(b)))
         if isinstance(module, _EMBEDDINGS) and module.max_norm is not None:
             w = module.weight  # renormalized in place, under no_grad, by every forward
-            self._weights.append((w, w.detach().clone(), w._version))
+            self._weights.append((w, _copy(w), w._version))
 
+    @_unseen
     def restore(self) -> None:
         # Through .data: the values go back without moving the buffer's version counter, so a graph
         # the user built before this run (BatchNorm saves its running statistics) still backwards.
@@ -89,12 +105,20 @@ class ModuleGuard:
                     _put_back(w, copy)
 
 
+def _copy(t: torch.Tensor) -> torch.Tensor:
+    """A snapshot, out of sight of torch-function modes: a taint trace (why.py) runs the forward
+    under one and would take this detach for a break in the user's path."""
+    with torch._C.DisableTorchFunction():
+        return t.detach().clone()
+
+
 def _put_back(t: torch.Tensor, copy: torch.Tensor) -> None:
     """``t``'s values (and shape, if the forward resized it through ``.data``) back to ``copy``."""
-    if t.shape == copy.shape and t.dtype == copy.dtype:
-        t.data.copy_(copy)
-    else:
-        t.data = copy
+    with torch._C.DisableTorchFunction():
+        if t.shape == copy.shape and t.dtype == copy.dtype:
+            t.data.copy_(copy)
+        else:
+            t.data = copy
 
 
 def python_rng_state() -> tuple[Any, Any]:
@@ -126,7 +150,7 @@ class NamespaceGuard:
     functions among them, and one level inside those (``trainer.model``, ``models["enc"]``):
 
     - modules: every submodule's parameters, buffers and submodules as objects (a cell that does
-      ``model.head = nn.Linear(...)``), and their values;
+      ``model.head = nn.Linear(...)``), their values, and the training flags;
     - parameters and leaf tensors that require grad: values, ``.grad`` (accumulated in place),
       ``requires_grad``;
     - optimizers and LR schedulers: ``state_dict``; lists, dicts and sets: their items.
@@ -134,9 +158,10 @@ class NamespaceGuard:
     Values go back through ``.data`` (version counters stay, as in :class:`ModuleGuard`). Output
     printed and files written are not undone; neither are objects nested deeper."""
 
+    @_unseen
     def __init__(self, ns: dict[str, Any], names: Any) -> None:
         self._tensors: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, bool]] = {}
-        self._modules: list[tuple[torch.nn.Module, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
+        self._modules: list[tuple[torch.nn.Module, dict[str, Any], dict[str, Any], dict[str, Any], bool]] = []
         self._states: list[tuple[Any, Any]] = []
         self._items: list[tuple[Any, Any]] = []
         self._seen: set[int] = set()
@@ -152,7 +177,7 @@ class NamespaceGuard:
         self._seen.add(id(value))
         if isinstance(value, torch.nn.Module):
             for m in value.modules():
-                self._modules.append((m, dict(m._modules), dict(m._parameters), dict(m._buffers)))
+                self._modules.append((m, dict(m._modules), dict(m._parameters), dict(m._buffers), m.training))
                 for t in (*m._parameters.values(), *m._buffers.values()):
                     if t is not None:
                         self._tensor(t)
@@ -172,18 +197,20 @@ class NamespaceGuard:
         if id(t) in self._tensors or t.is_meta or isinstance(t, (UninitializedParameter, UninitializedBuffer)):
             return
         grad = t.grad
-        self._tensors[id(t)] = (t, t.detach().clone(), grad, None if grad is None else grad.detach().clone(),
+        self._tensors[id(t)] = (t, _copy(t), grad, None if grad is None else _copy(grad),
                                 t.requires_grad)  # fmt: skip
 
     def __enter__(self) -> NamespaceGuard:
         return self
 
+    @_unseen
     def __exit__(self, *exc: object) -> None:
-        for m, modules, params, buffers in self._modules:  # the objects first (a reassigned head)
+        for m, modules, params, buffers, training in self._modules:  # the objects first (a reassigned head)
             for current, saved in ((m._modules, modules), (m._parameters, params), (m._buffers, buffers)):
                 if current != saved or any(current[k] is not v for k, v in saved.items()):
                     current.clear()
                     current.update(saved)
+            m.training = training  # a cell that calls net.eval() / net.train()
         with torch.no_grad():
             for t, value, grad, grad_value, requires_grad in self._tensors.values():
                 if t.requires_grad != requires_grad:

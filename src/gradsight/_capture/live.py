@@ -91,10 +91,16 @@ class LiveSession:
         if self._paused or own_run():  # a forward gradsight runs (a runnable debugger's) is no user step
             return
         here = threading.get_ident()
+        _drop_stopped_trackers()
         if self._forward_thread == here:
             self._end_forward()  # one whose end hook never ran: a KeyboardInterrupt skips always_call hooks
-        elif self._forward_thread is not None:
-            return  # another thread's forward is being captured (a main-thread evaluation meanwhile)
+        elif self._forward_thread is not None and not _alive(self._forward_thread):
+            self._sources = None  # its thread ended inside a captured forward: its mode stack is gone too
+            self._end_forward()
+        elif self._forward_thread is not None:  # another thread's forward is being captured
+            if torch.is_grad_enabled():
+                self.steps += 1  # a step all the same (not captured: one capture at a time)
+            return
         self.flush()
         if not torch.is_grad_enabled():  # an evaluation under no_grad: not a step, nothing to capture
             return
@@ -265,6 +271,10 @@ def _remove_mode(mode: Any) -> None:
         above.append(top)
     for m in reversed(above):
         torch._C._push_on_torch_function_stack(m)
+
+
+def _alive(thread_id: int) -> bool:
+    return any(t.ident == thread_id and t.is_alive() for t in threading.enumerate())
 
 
 def _drop_stopped_trackers() -> None:

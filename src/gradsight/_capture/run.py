@@ -36,6 +36,8 @@ from .tensors import why_no_graph
 from .walk import ACCUMULATE_GRAD, assign_ids, collect, gc_paused
 from .whatif import CallIndex, Detacher, WhatIf
 
+_next_seq = torch._C._autograd._get_sequence_nr
+
 
 @dataclass
 class RunSpec:
@@ -88,8 +90,9 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
         try:
             sources = SourceTracker(rehome_warnings=True) if spec.source_lines else None
             start = time.perf_counter()
+            first_seq = _next_seq()  # nodes numbered below existed before this run (the user's graph)
             try:
-                with sources or _nothing(), whatif.forward(), detacher or _nothing():
+                with sources or _nothing(), whatif.forward(), detacher or _nothing(), _no_backward():
                     output = spec.call()
                     roots, grads, kind, loss_value = _roots(spec, output)
             except Exception as e:
@@ -100,7 +103,8 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
                 graph = Graph(message=_no_graph(roots, whatif.toggles), run=RunInfo(mode=spec.mode))  # type: ignore[arg-type]
                 return RunResult(Captured(graph), loss_value=loss_value)
             phases = {"forward": time.perf_counter() - start}
-            result = _backward(spec, store, tracker, sources, roots, grads, kind, loss_value, watch, phases, guard)
+            result = _backward(spec, store, tracker, sources, roots, grads, kind, loss_value, watch, phases, guard,
+                               first_seq)  # fmt: skip
             result.phases = phases
             note = _picked_note(spec, output, roots)
             if note is not None and result.captured is not None:
@@ -182,7 +186,10 @@ def _no_graph(roots: list[torch.Tensor], toggles: Toggles) -> str:
 def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources: SourceTracker | None,
               roots: list[torch.Tensor], grads: list[torch.Tensor | None], kind: RootGradient,
               loss_value: float | None, watch: Collection[str], phases: dict[str, float],
-              guard: ModuleGuard) -> RunResult:  # fmt: skip
+              guard: ModuleGuard, first_seq: int = 0) -> RunResult:  # fmt: skip
+    # A graph that reaches into one the user built before this run (a tensor computed earlier, its
+    # nodes numbered below first_seq): backward would free the user's saved tensors, and the user's
+    # own backward through them would then fail — retain the graph.
     lap = _Lap(phases)
     pairs = [(r, g) for r, g in zip(roots, grads, strict=True) if r.grad_fn is not None]
     opts = CaptureOptions(
@@ -191,6 +198,7 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
     )  # fmt: skip
     collected, order = collect([r.grad_fn for r, _ in pairs], opts)
     ids = assign_ids(collected)
+    retain = any(0 <= q < first_seq for q in collected.seqs)
     lap("read graph")
     if store.kept_bytes + collected.gradient_bytes() <= spec.keep_all_below:
         keep: Collection[int] = range(len(ids))
@@ -210,9 +218,9 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
         try:
             if "checkpoint" in collected.opaque:  # reentrant checkpoint: autograd.grad is refused
                 named = [t for t in spec.leaf_names if t.is_leaf]  # tensors the code reaches by name, too
-                received = _differentiate_by_backward(pairs, leaves, [*guard.parameters(), *named], hidden)
+                received = _differentiate_by_backward(pairs, leaves, [*guard.parameters(), *named], hidden, retain)
             else:
-                received = _differentiate(pairs, leaves)
+                received = _differentiate(pairs, leaves, retain)
         except Exception as e:
             error = _format(e)
             received = [None] * len(leaves)
@@ -257,14 +265,14 @@ class _Lap:
 
 
 def _differentiate(
-    pairs: Sequence[tuple[torch.Tensor, torch.Tensor | None]], leaves: list[torch.Tensor]
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor | None]], leaves: list[torch.Tensor], retain: bool = False
 ) -> list[torch.Tensor | None]:
     roots = [r for r, _ in pairs]
     grad_outputs = [g for _, g in pairs]
     if not leaves:
-        torch.autograd.backward(roots, grad_outputs)
+        torch.autograd.backward(roots, grad_outputs, retain_graph=retain)
         return []
-    return list(torch.autograd.grad(roots, leaves, grad_outputs, allow_unused=True))
+    return list(torch.autograd.grad(roots, leaves, grad_outputs, retain_graph=retain, allow_unused=True))
 
 
 def _derived(c: Collected, keep: Collection[int], order: Sequence[Any],
@@ -282,7 +290,7 @@ def _derived(c: Collected, keep: Collection[int], order: Sequence[Any],
 
 def _differentiate_by_backward(
     pairs: Sequence[tuple[torch.Tensor, torch.Tensor | None]], leaves: list[torch.Tensor],
-    params: list[torch.Tensor], hidden: dict[torch.Tensor, torch.Tensor],
+    params: list[torch.Tensor], hidden: dict[torch.Tensor, torch.Tensor], retain: bool = False,
 ) -> list[torch.Tensor | None]:  # fmt: skip
     """What :func:`_differentiate` returns, for graphs with a reentrant checkpoint (its backward
     refuses ``torch.autograd.grad`` and ``backward(inputs=...)``): a plain backward into emptied
@@ -300,7 +308,7 @@ def _differentiate_by_backward(
             t.grad = None
         for d, _ in hooks:
             d.clear()
-        torch.autograd.backward([r for r, _ in pairs], [g for _, g in pairs])
+        torch.autograd.backward([r for r, _ in pairs], [g for _, g in pairs], retain_graph=retain)
         graph_leaves = {id(t) for t in leaves}
         hidden.update({t: t.grad for t in params if id(t) not in graph_leaves and t.grad is not None})
         return [t.grad for t in leaves]
@@ -385,6 +393,35 @@ def rng_state() -> tuple[torch.Tensor, list[torch.Tensor], tuple[Any, Any]]:
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
+
+
+BACKWARD_IN_FORWARD = (
+    "the code called backward() itself: a runnable debugger runs the forward, then the backward itself "
+    "(with torch.autograd.grad, touching no .grad and stepping no optimizer). Give it the loss — "
+    "gs.debugger(lambda: compute_loss(batch)) or gs.debugger(model, inputs=batch, loss=...) — or, to watch "
+    "a whole training step of yours, use gs.debugger(model) (live mode) or a %%gradsight cell. Nothing was "
+    "changed: the backward was stopped before it ran."
+)
+
+
+@contextmanager
+def _no_backward() -> Iterator[None]:
+    """A forward that calls backward (and then an optimizer step) would train the user's model:
+    stop it at the backward, with what to do instead (``torch.autograd.grad`` stays allowed: a
+    gradient penalty takes one inside the forward)."""
+    original = torch.autograd.backward
+    here = threading.get_ident()
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        if threading.get_ident() != here:  # the module attribute is process-wide: other threads train on
+            return original(*args, **kwargs)
+        raise RuntimeError(BACKWARD_IN_FORWARD)
+
+    torch.autograd.backward = refuse
+    try:
+        yield
+    finally:
+        torch.autograd.backward = original
 
 
 def _format(e: BaseException) -> str:

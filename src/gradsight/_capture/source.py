@@ -77,7 +77,8 @@ class SourceTracker(TorchFunctionMode):
         warned, self._warned = self._warned, []
         for message, category, filename, lineno, module_globals in warned:
             registry = None if module_globals is None else module_globals.setdefault("__warningregistry__", {})
-            warnings.warn_explicit(message, category, filename, lineno, registry=registry)
+            module = None if module_globals is None else module_globals.get("__name__")  # filters by module=
+            warnings.warn_explicit(message, category, filename, lineno, module=module, registry=registry)
 
     def _keep(self, message: Any, category: Any, filename: str, lineno: int, *_: Any, **__: Any) -> None:
         frame: FrameType | None = sys._getframe(1)

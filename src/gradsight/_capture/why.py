@@ -257,6 +257,17 @@ def _zero_hint(n: Node) -> str:
 # -- the taint trace -------------------------------------------------------------------------------
 
 
+# Attributes whose reading or setting is bookkeeping, not a use of the values: an optimizer's
+# zero_grad sets .grad of every parameter, a shape check reads .shape. (.data is a use: a break.)
+_BOOKKEEPING = frozenset({"grad", "requires_grad", "is_leaf", "grad_fn", "_version", "shape", "dtype", "device",
+                          "layout", "ndim", "names", "_backward_hooks", "retains_grad"})  # fmt: skip
+
+
+def _bookkeeping(func: Any) -> bool:
+    return getattr(func, "__name__", "") in ("__get__", "__set__", "__delete__") and getattr(
+        getattr(func, "__self__", None), "__name__", None) in _BOOKKEEPING  # fmt: skip
+
+
 class _Taint(TorchFunctionMode):
     """Follows every value computed from ``start``; notes where requires_grad is lost."""
 
@@ -274,7 +285,7 @@ class _Taint(TorchFunctionMode):
         grad_on, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
         out = func(*args, **kwargs)
         hit = [t for t in _tensors((args, kwargs)) if self.tainted.get(id(t)) is t]
-        if not hit:
+        if not hit or _bookkeeping(func):
             return out
         self.used = True
         outs = _tensors(out)
