@@ -225,3 +225,11 @@ def test_a_live_leafs_gradient_says_why_it_is_not_kept(monkeypatch: pytest.Monke
     view = next(v for v in dbg.inspect("leaf:weight").tensors if v.key == "grad-in:0")
     assert not view.kept and view.note is not None and ".grad below shows it" in view.note
     dbg.close()
+
+
+def test_an_all_nan_tensor_gets_its_counters_in_a_histogram() -> None:
+    x = torch.tensor([float("nan")] * 3 + [float("inf")], requires_grad=True)
+    dbg = gs.debugger((x * x).sum())
+    view = next(v for v in dbg.inspect(dbg.graph.find("MulBackward0")[0].id).tensors if v.key == "saved:_saved_self")
+    assert view.histogram is not None and (view.histogram.nan, view.histogram.posinf) == (3, 1)
+    assert sum(view.histogram.counts) == 0 and view.histogram.min is None

@@ -44,9 +44,12 @@ def tensor_view(key: str, section: Section, name: str, t: torch.Tensor | None, s
 
 
 def histogram(t: torch.Tensor, s: TensorSummary) -> Histogram | None:
-    if s.numel == 0 or s.min is None or s.max is None:
+    if s.numel == 0 or (s.min is None and not (s.nan_count or s.inf_count)):
         return None
     x, _ = _stat_values(t.detach())
+    if s.min is None or s.max is None:  # no finite value: only the NaN / ±Inf counters (the view says so)
+        return Histogram(min=None, max=None, counts=(0,) * BINS, nan=int(torch.isnan(x).sum()),
+                         posinf=int(torch.isposinf(x).sum()), neginf=int(torch.isneginf(x).sum()))  # fmt: skip
     if s.nan_count or s.inf_count:
         nan = int(torch.isnan(x).sum())
         posinf = int(torch.isposinf(x).sum())
