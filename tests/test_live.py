@@ -442,3 +442,28 @@ def test_an_evaluation_on_another_thread_during_a_captured_forward() -> None:
     assert left == [[]]  # the worker's tracker came off its own stack
     assert dbg.graph.run.step == 1 and len(dbg.graph) > 0
     dbg.close()
+
+
+def test_following_a_module_trained_through_its_compiled_wrapper_does_not_recompile() -> None:
+    from torch._dynamo.utils import counters
+
+    class Res(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.l1, self.bn, self.l2 = torch.nn.Linear(8, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.l2(torch.relu(self.bn(self.l1(x))) + x)
+
+    torch._dynamo.reset()
+    model, x = Res(), torch.randn(6, 8)
+    compiled = torch.compile(model, backend="eager")
+    compiled(x)
+    graphs = counters["stats"]["unique_graphs"]
+    dbg = gs.debugger(model)  # the inner module: its hooks run inside dynamo's trace
+    for _ in range(3):
+        compiled(x).pow(2).sum().backward()
+    assert counters["stats"]["unique_graphs"] == graphs  # tracing gradsight's capture code recompiled
+    assert "torch.compile'd wrapper" in (dbg.graph.message or "")
+    dbg.close()
+    torch._dynamo.reset()

@@ -14,7 +14,8 @@ ACCEPTED = (
 )
 WAITING = (
     "Live: waiting for a training step. Run output = model(batch); loss = ...; loss.backward() and this "
-    "view follows along (at most one step every {interval:g} s)."
+    "view follows along (at most one step every {interval:g} s). Training a torch.compile'd wrapper of "
+    "the model? Follow that one: gradsight.debugger(compiled_model)."
 )
 
 

@@ -26,7 +26,7 @@ from ..graph import RunInfo
 from ..inspection import GradStep
 from .finish import build_with_gradients
 from .hooks import GradRecorder
-from .modules import ModuleTracker
+from .modules import ModuleTracker, compiling
 from .names import leaf_names_from_params, module_names
 from .outputs import flatten_tensors
 from .records import Captured, CaptureOptions, Collected
@@ -293,6 +293,8 @@ class _ModelHook:
         self.fn = fn
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if compiling():  # traced by dynamo (the model runs inside a torch.compile'd wrapper): stay out
+            return None  # of its graph — tracing gradsight's capture code recompiled it again and again
         return self.fn(*args, **kwargs)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Callable[..., None]:
