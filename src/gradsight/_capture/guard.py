@@ -244,11 +244,21 @@ def _reachable(ns: dict[str, Any], names: Any) -> list[Any]:
         out.append(value)
         if isinstance(value, (torch.nn.Module, torch.Tensor)) or _has_state(value):
             continue
-        inner = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else (
-            getattr(value, "__dict__", {}).values())  # fmt: skip
-        out.extend(v for v in list(inner)[:256] if isinstance(v, (torch.nn.Module, torch.Tensor, list, dict, set))
-                   or _has_state(v))  # fmt: skip
+        out.extend(v for _, v in one_level_in(n, value)
+                   if isinstance(v, (torch.nn.Module, torch.Tensor, list, dict, set)) or _has_state(v))  # fmt: skip
     return out
+
+
+def one_level_in(name: str, value: Any) -> list[tuple[str, Any]]:
+    """The values one level inside a container or an object, named as code reaches them:
+    ``models['enc']``, ``layers[0]``, ``trainer.model`` (at most 256)."""
+    if isinstance(value, dict):
+        items = [(f"{name}[{k!r}]", v) for k, v in value.items() if isinstance(k, (str, int))]
+    elif isinstance(value, (list, tuple)):
+        items = [(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    else:
+        items = [(f"{name}.{k}", v) for k, v in getattr(value, "__dict__", {}).items() if not k.startswith("__")]
+    return items[:256]
 
 
 def _has_state(value: Any) -> bool:

@@ -13,6 +13,7 @@ import torch
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from ..config import options
+from .guard import one_level_in
 from .names import leaf_names_from_params, module_names
 from .run import RunSpec
 
@@ -121,13 +122,7 @@ def _one_level_in(scope: dict[str, Any]) -> dict[str, Any]:
     for var, value in scope.items():
         if isinstance(value, _NOT_CONTAINERS):
             continue
-        if isinstance(value, dict):
-            items = [(f"{var}[{k!r}]", v) for k, v in value.items() if isinstance(k, (str, int))]
-        elif isinstance(value, (list, tuple)):
-            items = [(f"{var}[{i}]", v) for i, v in enumerate(value)]
-        else:
-            items = [(f"{var}.{k}", v) for k, v in getattr(value, "__dict__", {}).items() if not k.startswith("_")]
-        for name, v in items[:256]:
+        for name, v in one_level_in(var, value):
             if isinstance(v, (torch.nn.Module, torch.Tensor)):
                 out.setdefault(name, v)
     return out
