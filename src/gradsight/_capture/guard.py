@@ -7,8 +7,10 @@ iteration vectors, a buffer a model reassigns (``self.avg = 0.9 * self.avg + ...
 generators a model may draw from. :class:`ModuleGuard` snapshots the buffers (and those weights)
 of every module the forward calls — the modules gradsight knows by name at once, any other one in
 the global forward pre-hook, before its first call — and puts every value and every buffer object
-back afterwards. :func:`python_rng_state` and :func:`set_python_rng_state` cover ``random`` and
-``numpy.random`` (torch's generators are forked by ``run.fork_rng``).
+back afterwards; :class:`NamespaceGuard` does the same for what a ``%%gradsight`` cell re-run
+reaches. :func:`fork_rng` gives every such run its own copy of torch's, Python's and NumPy's
+generators (and marks it as gradsight's own run, :func:`own_run`), and :func:`no_backward` stops
+a forward that would run backward and an optimizer step itself.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import random
 import sys
 import threading
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -263,3 +267,78 @@ def one_level_in(name: str, value: Any) -> list[tuple[str, Any]]:
 
 def _has_state(value: Any) -> bool:
     return isinstance(value, (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler))
+
+
+# -- the run's own RNG, and no training inside it ------------------------------------------------
+
+
+@contextmanager
+def fork_rng(spec: Any) -> Iterator[None]:
+    """The run gets its own copy of the RNGs — torch's, Python's ``random`` and NumPy's global one
+    (the user's are restored afterwards); later runs replay the first run's states (``spec.rng``),
+    so they see the same random numbers (dropout masks) and stay comparable. Every forward gradsight
+    runs itself goes through here: live sessions ignore forwards while one is open (:func:`own_run`)."""
+    devices = cuda_devices()
+    python = python_rng_state()
+    _OWN_RUNS.depth = own = getattr(_OWN_RUNS, "depth", 0) + 1
+    try:
+        with torch.random.fork_rng(devices=devices):
+            if spec.rng is None:
+                spec.rng = rng_state()
+            else:
+                torch.set_rng_state(spec.rng[0])
+                for d, state in zip(devices, spec.rng[1], strict=False):
+                    torch.cuda.set_rng_state(state, d)
+                set_python_rng_state(spec.rng[2])
+            yield
+    finally:
+        _OWN_RUNS.depth = own - 1
+        set_python_rng_state(python)
+
+
+_OWN_RUNS = threading.local()  # .depth: forwards gradsight runs itself in this thread (a trace nests in a re-run)
+
+
+def own_run() -> bool:
+    """Is gradsight running a forward of its own (a runnable run, a re-run, a trace) in this thread?
+    Per thread: a user's training thread keeps being followed meanwhile."""
+    return getattr(_OWN_RUNS, "depth", 0) > 0
+
+
+def cuda_devices() -> list[int]:
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # type: ignore[no-untyped-call]
+
+
+def rng_state() -> tuple[torch.Tensor, list[torch.Tensor], tuple[Any, Any]]:
+    """The RNG states now (torch's CPU and initialized CUDA generators, Python's and NumPy's), to
+    replay later with ``fork_rng``."""
+    return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in cuda_devices()], python_rng_state()
+
+
+BACKWARD_IN_FORWARD = (
+    "the code called backward() itself: a runnable debugger runs the forward, then the backward itself "
+    "(with torch.autograd.grad, touching no .grad and stepping no optimizer). Give it the loss — "
+    "gs.debugger(lambda: compute_loss(batch)) or gs.debugger(model, inputs=batch, loss=...) — or, to watch "
+    "a whole training step of yours, use gs.debugger(model) (live mode) or a %%gradsight cell. Nothing was "
+    "changed: the backward was stopped before it ran."
+)
+
+
+@contextmanager
+def no_backward() -> Iterator[None]:
+    """A forward that calls backward (and then an optimizer step) would train the user's model:
+    stop it at the backward, with what to do instead (``torch.autograd.grad`` stays allowed: a
+    gradient penalty takes one inside the forward)."""
+    original = torch.autograd.backward
+    here = threading.get_ident()
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        if threading.get_ident() != here:  # the module attribute is process-wide: other threads train on
+            return original(*args, **kwargs)
+        raise RuntimeError(BACKWARD_IN_FORWARD)
+
+    torch.autograd.backward = refuse
+    try:
+        yield
+    finally:
+        torch.autograd.backward = original

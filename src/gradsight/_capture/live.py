@@ -25,12 +25,12 @@ from ..config import options
 from ..graph import RunInfo
 from ..inspection import GradStep
 from .finish import build_with_gradients
+from .guard import own_run, rng_state
 from .hooks import GradRecorder
 from .modules import ModuleTracker, compiling
 from .names import leaf_names_from_params, module_names
 from .outputs import flatten_tensors
 from .records import Captured, CaptureOptions, Collected
-from .run import own_run, rng_state
 from .source import SourceTracker
 from .store import TensorStore
 from .summary import norm_of

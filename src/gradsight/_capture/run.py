@@ -11,7 +11,6 @@ installed is removed in ``finally``.
 
 from __future__ import annotations
 
-import threading
 import time
 import traceback
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -24,7 +23,7 @@ import torch
 from ..graph import Graph, RootGradient, RunInfo
 from ..toggles import Toggles
 from .finish import build_with_gradients
-from .guard import ModuleGuard, python_rng_state, set_python_rng_state
+from .guard import ModuleGuard, fork_rng, no_backward
 from .hooks import GradRecorder, derivable
 from .modules import ModuleTracker
 from .outputs import flatten_tensors, loss_output
@@ -92,7 +91,7 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
             start = time.perf_counter()
             first_seq = _next_seq()  # nodes numbered below existed before this run (the user's graph)
             try:
-                with sources or _nothing(), whatif.forward(), detacher or _nothing(), _no_backward():
+                with sources or _nothing(), whatif.forward(), detacher or _nothing(), no_backward():
                     output = spec.call()
                     roots, grads, kind, loss_value = _roots(spec, output)
             except Exception as e:
@@ -348,80 +347,8 @@ def _roots(
 
 
 @contextmanager
-def fork_rng(spec: Any) -> Iterator[None]:
-    """The run gets its own copy of the RNGs — torch's, Python's ``random`` and NumPy's global one
-    (the user's are restored afterwards); later runs replay the first run's states (``spec.rng``),
-    so they see the same random numbers (dropout masks) and stay comparable. Every forward gradsight
-    runs itself goes through here: live sessions ignore forwards while one is open (:func:`own_run`)."""
-    devices = cuda_devices()
-    python = python_rng_state()
-    _OWN_RUNS.depth = own = getattr(_OWN_RUNS, "depth", 0) + 1
-    try:
-        with torch.random.fork_rng(devices=devices):
-            if spec.rng is None:
-                spec.rng = rng_state()
-            else:
-                torch.set_rng_state(spec.rng[0])
-                for d, state in zip(devices, spec.rng[1], strict=False):
-                    torch.cuda.set_rng_state(state, d)
-                set_python_rng_state(spec.rng[2])
-            yield
-    finally:
-        _OWN_RUNS.depth = own - 1
-        set_python_rng_state(python)
-
-
-_OWN_RUNS = threading.local()  # .depth: forwards gradsight runs itself in this thread (a trace nests in a re-run)
-
-
-def own_run() -> bool:
-    """Is gradsight running a forward of its own (a runnable run, a re-run, a trace) in this thread?
-    Per thread: a user's training thread keeps being followed meanwhile."""
-    return getattr(_OWN_RUNS, "depth", 0) > 0
-
-
-def cuda_devices() -> list[int]:
-    return list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # type: ignore[no-untyped-call]
-
-
-def rng_state() -> tuple[torch.Tensor, list[torch.Tensor], tuple[Any, Any]]:
-    """The RNG states now (torch's CPU and initialized CUDA generators, Python's and NumPy's), to
-    replay later with ``fork_rng``."""
-    return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in cuda_devices()], python_rng_state()
-
-
-@contextmanager
 def _nothing() -> Iterator[None]:
     yield
-
-
-BACKWARD_IN_FORWARD = (
-    "the code called backward() itself: a runnable debugger runs the forward, then the backward itself "
-    "(with torch.autograd.grad, touching no .grad and stepping no optimizer). Give it the loss — "
-    "gs.debugger(lambda: compute_loss(batch)) or gs.debugger(model, inputs=batch, loss=...) — or, to watch "
-    "a whole training step of yours, use gs.debugger(model) (live mode) or a %%gradsight cell. Nothing was "
-    "changed: the backward was stopped before it ran."
-)
-
-
-@contextmanager
-def _no_backward() -> Iterator[None]:
-    """A forward that calls backward (and then an optimizer step) would train the user's model:
-    stop it at the backward, with what to do instead (``torch.autograd.grad`` stays allowed: a
-    gradient penalty takes one inside the forward)."""
-    original = torch.autograd.backward
-    here = threading.get_ident()
-
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        if threading.get_ident() != here:  # the module attribute is process-wide: other threads train on
-            return original(*args, **kwargs)
-        raise RuntimeError(BACKWARD_IN_FORWARD)
-
-    torch.autograd.backward = refuse
-    try:
-        yield
-    finally:
-        torch.autograd.backward = original
 
 
 def _format(e: BaseException) -> str:

@@ -170,7 +170,8 @@ class CellTarget:
 
     def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
         from .cell import cell_names, run_cell
-        from .run import _format, fork_rng
+        from .guard import fork_rng
+        from .run import _format
         from .whatif import WhatIf
 
         modules, leaves, assigned = self._scope()
@@ -226,7 +227,7 @@ class CellTarget:
 
     def trace(self, name: str, toggles: Toggles) -> Why | None:
         from .cell import cell_names, run_cell
-        from .run import fork_rng
+        from .guard import fork_rng
         from .whatif import WhatIf
 
         modules, leaves, _ = self._scope()
