@@ -14,6 +14,7 @@ import torch
 from ..graph import Controls, Graph, LeafControl, Why
 from ..runs import RerunError
 from ..toggles import ToggleError, Toggles
+from . import taint
 from . import why as why_mod
 from .guard import ModuleGuard, NamespaceGuard
 from .names import leaf_names_from_params, module_names
@@ -131,7 +132,7 @@ class RunnableTarget:
             return None
         from .run import traced_forward
 
-        return why_mod.trace(name, leaf, traced_forward(self.spec, toggles))
+        return taint.trace(name, leaf, traced_forward(self.spec, toggles))
 
     def model_changed(self) -> bool:
         return self.spec.model_changed()
@@ -244,7 +245,7 @@ class CellTarget:
                 run_cell(self.code, ns, self.compile_fn, 0, None, whatif.forward())
             return [v for k, v in ns.items() if isinstance(v, torch.Tensor) and self.ns.get(k) is not v]
 
-        return why_mod.trace(name, leaf, forward)
+        return taint.trace(name, leaf, forward)
 
     def model_changed(self) -> bool:
         return False
@@ -297,7 +298,7 @@ class LiveTarget:
         from .run import traced_forward
 
         with self.session.paused():
-            return why_mod.trace(name, leaf, traced_forward(self._spec(), toggles))
+            return taint.trace(name, leaf, traced_forward(self._spec(), toggles))
 
     def model_changed(self) -> bool:
         return False

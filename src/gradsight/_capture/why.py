@@ -6,26 +6,18 @@ re-runs the forward under a ``TorchFunctionMode`` that follows every value compu
 autograd or not: the first call whose inputs carry the leaf's data with ``requires_grad`` but
 whose outputs lose it is where the path breaks (``detach``, ``.data``, a ``no_grad`` or
 ``inference_mode`` region, a non-differentiable op such as ``argmax`` or a comparison); a leaf
-whose values never reach the loss is "not on the path". A zero gradient is traced in the graph to
+whose values never reach the loss is "not on the path" (taint.py). A zero gradient is traced in the graph to
 the node after which the gradient toward the leaf is zero (a dead ReLU, a zero mask).
 """
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Callable, Mapping
-from types import FrameType
-from typing import Any
+from collections.abc import Mapping
 
 import torch
-from torch.overrides import TorchFunctionMode
-from torch.utils import _pytree
 
 from ..graph import Graph, Node, Why, WhyReason
 from ..toggles import Toggles
-from .modules import compiling
-from .source import _INTERNAL_ROOTS, _short
 
 
 def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph,
@@ -252,146 +244,6 @@ def _zero_hint(n: Node) -> str:
     if name.startswith(("Round", "Floor", "Ceil", "Sign")):
         return "This op is piecewise constant: its gradient is zero everywhere."
     return "Look at what it saved: the derivative of this op is zero at these inputs."
-
-
-# -- the taint trace -------------------------------------------------------------------------------
-
-
-# Attributes whose reading or setting is bookkeeping, not a use of the values: an optimizer's
-# zero_grad sets .grad of every parameter, a shape check reads .shape. (.data is a use: a break.)
-_BOOKKEEPING = frozenset({"grad", "requires_grad", "is_leaf", "grad_fn", "_version", "shape", "dtype", "device",
-                          "layout", "ndim", "names", "_backward_hooks", "retains_grad"})  # fmt: skip
-
-
-def _bookkeeping(func: Any) -> bool:
-    return getattr(func, "__name__", "") in ("__get__", "__set__", "__delete__") and getattr(
-        getattr(func, "__self__", None), "__name__", None) in _BOOKKEEPING  # fmt: skip
-
-
-class _Taint(TorchFunctionMode):
-    """Follows every value computed from ``start``; notes where requires_grad is lost."""
-
-    def __init__(self, start: torch.Tensor) -> None:
-        super().__init__()
-        self.tainted: dict[int, torch.Tensor] = {id(start): start}
-        self.used = False
-        self.broken: tuple[str, str, str | None] | None = None  # (reason, op, source)
-        self.in_checkpoint = False  # the break is inside torch.utils.checkpoint's forward
-
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if compiling():  # invisible to dynamo (see modules._SharedHooks)
-            return func(*args, **(kwargs or {}))
-        kwargs = kwargs or {}
-        grad_on, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
-        out = func(*args, **kwargs)
-        hit = [t for t in _tensors((args, kwargs)) if self.tainted.get(id(t)) is t]
-        if not hit or _bookkeeping(func):
-            return out
-        self.used = True
-        outs = _tensors(out)
-        for t in outs:
-            self.tainted[id(t)] = t
-        if (
-            self.broken is None
-            and outs
-            and any(t.requires_grad for t in hit)
-            and not any(t.requires_grad for t in outs)
-        ):
-            self.broken = (_reason(func, outs, grad_on, inference), _op_name(func), _source(sys._getframe(1)))
-            self.in_checkpoint = not grad_on and _inside_checkpoint(sys._getframe(1))
-        return out
-
-    def reached(self, roots: list[torch.Tensor]) -> bool:
-        return any(self.tainted.get(id(r)) is r for r in roots)
-
-
-def trace(name: str, leaf: torch.Tensor, forward: Callable[[], list[torch.Tensor]]) -> Why:
-    """Re-run ``forward`` (which returns the roots) following ``leaf``'s values; explain the break."""
-    mode = _Taint(leaf)
-    with mode:
-        roots = forward()
-    if mode.broken is not None:
-        reason, op, source = mode.broken
-        text = _CHECKPOINT if mode.in_checkpoint and reason == "no_grad" else _BREAK[reason]
-        return Why(name, reason, text.format(name=name, op=op), source=source)  # type: ignore[arg-type]
-    if not mode.used:
-        return Why(name, "unused", f"{name} is never used in the forward: nothing computed from it, so it cannot get a "
-                   "gradient (an unused parameter or branch?).")  # fmt: skip
-    if not mode.reached(roots):
-        return Why(name, "not_on_path", f"{name} is used in the forward, but nothing computed from it reaches the loss "
-                   "(the root): it is not on the path, so backward never gets to it.")  # fmt: skip
-    return Why(name, "unknown", f"{name}'s values reach the loss, yet it got no gradient; gradsight could not find "
-               "where the path breaks.")  # fmt: skip
-
-
-_CHECKPOINT_FILE = os.path.join("torch", "utils", "checkpoint.py")
-
-
-def _inside_checkpoint(frame: FrameType | None) -> bool:
-    while frame is not None:
-        if frame.f_code.co_filename.endswith(_CHECKPOINT_FILE):
-            return True
-        frame = frame.f_back
-    return False
-
-
-_CHECKPOINT = (
-    "{name}'s path to the loss goes through torch.utils.checkpoint with use_reentrant=True, which runs its "
-    "function under torch.no_grad() and rebuilds the graph during backward only when one of the function's "
-    "inputs requires grad. None does here, so its output has no graph and {name} gets no gradient. Pass "
-    "use_reentrant=False (PyTorch's recommendation), or make an input require grad (x.requires_grad_())."
-)
-
-_BREAK = {
-    "detach": "{name}'s path to the loss is cut by {op}(): the result no longer requires grad, so nothing "
-    "flows back to {name}. Remove the detach (or detach only what you mean to).",
-    "data": "{name}'s path to the loss goes through .data, which hides the operation from autograd "
-    "(like detach, but silently). Use the tensor itself, or .detach() if you mean it.",
-    "no_grad": "{name}'s path to the loss goes through {op} run under torch.no_grad(): autograd recorded "
-    "nothing there, so the gradient cannot flow back. Move that code out of no_grad.",
-    "inference_mode": "{name}'s path to the loss goes through {op} run under torch.inference_mode(): "
-    "autograd recorded nothing there. Move that code out of inference_mode.",
-    "non_differentiable": "{name}'s path to the loss goes through {op}, which is not differentiable "
-    "(its output is integer or bool: argmax, a comparison, an integer cast): no gradient flows "
-    "back through it. Use a differentiable relaxation (softmax instead of argmax, …).",
-}
-
-
-def _reason(func: Any, outs: list[torch.Tensor], grad_on: bool, inference: bool) -> str:
-    name = _op_name(func)
-    if name == "data":
-        return "data"
-    if name in ("detach", "detach_"):
-        return "detach"
-    if inference:
-        return "inference_mode"
-    if not grad_on:
-        return "no_grad"
-    if all(not (t.is_floating_point() or t.is_complex()) for t in outs):
-        return "non_differentiable"
-    return "detach"
-
-
-def _op_name(func: Any) -> str:
-    owner = getattr(func, "__self__", None)
-    if getattr(func, "__name__", "") == "__get__" and owner is not None:
-        return str(getattr(owner, "__name__", "attribute"))
-    return str(getattr(func, "__name__", func))
-
-
-def _source(frame: Any) -> str | None:
-    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_ROOTS):
-        frame = frame.f_back
-    if frame is None:
-        return None
-    import linecache
-
-    text = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
-    return f"{_short(frame.f_code.co_filename)}:{frame.f_lineno}  {text}".rstrip()
-
-
-def _tensors(tree: Any) -> list[torch.Tensor]:
-    return [t for t in _pytree.tree_flatten(tree)[0] if isinstance(t, torch.Tensor)]
 
 
 def needs_explaining(node: Node) -> bool:
