@@ -6,6 +6,7 @@
 // but the pixels still works.
 
 import { type DrawInput, drawFrame, type Marks } from "./canvas-draw";
+import { SUPPRESS_SHORTCUTS } from "./dom";
 import { recordFrame } from "./frames";
 import type { Step } from "./navigate";
 import { keyToStep } from "./navigate";
@@ -66,6 +67,7 @@ export class CanvasView {
     this.el = document.createElement("canvas");
     this.el.className = "gs-canvas";
     this.el.tabIndex = 0;
+    this.el.setAttribute(SUPPRESS_SHORTCUTS, "true"); // its arrow keys are ours: see OWNS_KEYS
     this.el.setAttribute("role", "application");
     this.el.setAttribute("aria-roledescription", "graph canvas");
     this.el.setAttribute(

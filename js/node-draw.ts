@@ -3,7 +3,7 @@
 // changes from one backward to the next without moving the node (root, NaN / Inf, executed or
 // pruned, the grad-norm bar), so a live update can restyle nodes in place.
 
-import { s } from "./dom";
+import { OWNS_KEYS, s } from "./dom";
 import { formatNumber } from "./format";
 import {
   DETAIL_FONT,
@@ -26,6 +26,7 @@ export function drawNode(node: WireNode, label: NodeLabel, isRoot: boolean, maxN
     tabindex: 0,
     role: "button",
     "aria-current": "false",
+    ...OWNS_KEYS,
   });
   const rx = node.kind === "leaf" ? label.height / 2 : 4;
   g.append(s("title", {}), s("rect", { class: "gs-box", width: label.width, height: label.height, rx, ry: rx }));

@@ -7,7 +7,7 @@
 // and close a group.
 
 import { groupBadges, groupTitle, shownName } from "./big-label";
-import { h } from "./dom";
+import { h, OWNS_KEYS } from "./dom";
 import { formatCount } from "./format";
 import { type GraphIndex, kindName } from "./graph-index";
 import { type Group, type GroupTree, ROOT_GROUP } from "./groups";
@@ -114,7 +114,13 @@ export class Outline {
     if (total > limit) {
       const more = Math.min(OUTLINE_PAGE, total - limit);
       const text = `show ${formatCount(more)} more of ${formatCount(total - limit)}`;
-      ul.append(h("li", {}, h("button", { type: "button", class: "gs-ol-more", "data-more-of": group.path }, text)));
+      ul.append(
+        h(
+          "li",
+          {},
+          h("button", { type: "button", class: "gs-ol-more", "data-more-of": group.path, ...OWNS_KEYS }, text),
+        ),
+      );
     }
     return ul;
   }
@@ -135,6 +141,7 @@ export class Outline {
         "aria-current": i === this.selected ? "true" : "false",
         "data-placed": placed ? "true" : null,
         title: placed ? `${ix.ids[i]} (no module recorded: shown with its neighbours')` : ix.ids[i],
+        ...OWNS_KEYS,
       },
       h("span", { class: "gs-ol-name" }, shownName(ix, i, false)),
       detail ? h("span", { class: "gs-ol-meta" }, detail) : null,
@@ -157,6 +164,7 @@ export class Outline {
         "data-nonfinite": group.nonfinite > 0 ? "true" : null,
         "data-repeat": group.series >= 2 ? String(group.series) : null,
         title: group.path,
+        ...OWNS_KEYS,
       },
       h("span", { class: "gs-ol-caret", "aria-hidden": "true" }, open ? "▾" : "▸"),
       h("span", { class: "gs-ol-name" }, groupTitle(group, tree.groups[group.parent])),

@@ -4,7 +4,7 @@
 // canvas; tensors with more than two dims get number inputs for the leading dims. The inspector
 // delegates events here (it owns the listeners); arithmetic and colours live in preview-cells.ts.
 
-import { h, setText } from "./dom";
+import { h, OWNS_KEYS, setText } from "./dom";
 import { formatNumber } from "./format";
 import {
   blockText,
@@ -48,7 +48,13 @@ export class PreviewView {
   ) {
     this.slices = h("div", { class: "gs-preview-slices", hidden: true });
     this.info = h("div", { class: "gs-muted gs-preview-info" });
-    this.canvas = h("canvas", { class: "gs-preview-canvas", "data-preview": "", tabindex: 0, role: "img" });
+    this.canvas = h("canvas", {
+      class: "gs-preview-canvas",
+      "data-preview": "",
+      tabindex: 0,
+      role: "img",
+      ...OWNS_KEYS,
+    });
     this.cursorEl = h("div", { class: "gs-preview-cursor", hidden: true });
     this.frame = h("div", { class: "gs-preview-frame" }, this.canvas, this.cursorEl);
     this.readout = h("div", { class: "gs-preview-readout", "data-preview-readout": "", "aria-live": "polite" }, HINT);

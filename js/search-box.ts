@@ -3,7 +3,7 @@
 // every node is reachable in the DOM (DESIGN §6) by name even when it sits in a collapsed group.
 // Enter picks the first hit, arrow keys move between hits, Escape goes back to the input.
 
-import { h, setText } from "./dom";
+import { h, OWNS_KEYS, setText } from "./dom";
 import { formatCount } from "./format";
 import { type GraphIndex, nodeDisplayName } from "./graph-index";
 import { searchNodes } from "./search";
@@ -85,6 +85,7 @@ export class SearchBox {
               "data-node-id": ix.ids[i],
               "data-node-name": ix.names[i],
               title: ix.ids[i],
+              ...OWNS_KEYS,
             },
             h("span", { class: "gs-result-name" }, nodeDisplayName(ix, i)),
             detail ? h("span", { class: "gs-result-detail" }, detail) : null,

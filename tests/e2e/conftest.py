@@ -1,4 +1,5 @@
-"""Real-browser fixtures: a JupyterLab 4 server from this venv and Debian's chromium via Playwright.
+"""Real-browser fixtures: JupyterLab 4, Notebook 7 and marimo servers from this venv (each started
+once per session, only when a test asks for it) and Debian's chromium via Playwright.
 
 A missing chromium is a failure, never a skip (CI must run these tests).
 """
@@ -10,11 +11,11 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Error, Page
 
-from tests.e2e.harness import ARTIFACTS, OUR_WORDS, Lab, chromium, jupyter_lab
+from tests.e2e.harness import ARTIFACTS, OUR_WORDS, Lab, Marimo, chromium, jupyter_lab, jupyter_notebook, marimo_edit
 
-__all__ = ["ARTIFACTS", "Lab"]
+__all__ = ["ARTIFACTS", "Lab", "Marimo"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -31,6 +32,18 @@ def lab() -> Iterator[Lab]:
 
 
 @pytest.fixture(scope="session")
+def notebook7() -> Iterator[Lab]:
+    with jupyter_notebook() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def marimo() -> Iterator[Marimo]:
+    with marimo_edit() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     if shutil.which("chromium") is None:
         pytest.fail("Debian chromium is not installed: `make test` installs it (apt-get install chromium)")
@@ -43,9 +56,17 @@ def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1400, "height": 950})
     pg = context.new_page()
     errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    pg.on("pageerror", lambda e: None if _notebook7_own(e) else errors.append(f"page error: {e}"))
     pg.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
     yield pg
     context.close()
     ours = [e for e in errors if e.startswith("page error") or any(w in e.lower() for w in OUR_WORDS)]
     assert not ours, ours
+
+
+def _notebook7_own(error: Error) -> bool:
+    """Notebook 7.6.5 (with JupyterLab 4.6.6) throws this while loading its shortcut settings, on every
+    page, with an empty notebook and with the widget extensions disabled: its own error, not ours."""
+    return error.message == "Cannot read properties of undefined (reading 'schema')" and "/static/notebook/" in (
+        error.stack or ""
+    )

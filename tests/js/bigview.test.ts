@@ -138,6 +138,22 @@ describe("the outline (DOM contract on canvas)", () => {
   });
 });
 
+describe("Jupyter's shortcuts", () => {
+  // Notebook 7 runs its key bindings in the capture phase: without the attribute its command-mode
+  // ArrowUp/Down/Left/Right bindings took the key from a focused canvas or entry.
+  it("are suppressed on every element that handles the arrow keys itself", () => {
+    const { el } = mount(big());
+    type(q<HTMLInputElement>(el, '[data-gradsight="search"]'), "GeluBackward0");
+    const owners = [
+      q(el, '[data-gradsight="canvas"]'),
+      ...outline(el).querySelectorAll("button"),
+      ...q(el, '[data-gradsight="search-results"]').querySelectorAll("button"),
+    ];
+    expect(owners.length).toBeGreaterThan(12);
+    for (const owner of owners) expect(owner.getAttribute("data-lm-suppress-shortcuts"), owner.outerHTML).toBe("true");
+  });
+});
+
 describe("outline paging", () => {
   it("lists a huge group's nodes a page at a time, every one reachable", () => {
     const n = 3000;

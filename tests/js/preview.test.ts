@@ -54,6 +54,7 @@ describe("preview", () => {
     expect(canvas.getAttribute("data-block")).toBe("1,1");
     expect(canvas.getAttribute("data-index")).toBe("");
     expect(canvas.getAttribute("tabindex")).toBe("0");
+    expect(canvas.getAttribute("data-lm-suppress-shortcuts")).toBe("true"); // its arrows are ours in Notebook 7 too
     expect(readout(el)).toContain("hover a cell");
     canvas.focus();
     press(canvas, "ArrowDown");

@@ -1,0 +1,129 @@
+"""The other front ends the README names, in chromium: Jupyter Notebook 7 and marimo.
+
+Each shows a runnable debugger of a two-layer model; a click on layer2's AddmmBackward0 sends an
+``inspect`` request (a custom message) and the reply's statistics and preview values (a float32
+binary buffer) must be what PyTorch computes for the gradient into that node.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+from playwright.sync_api import Locator, Page, expect
+
+from tests.e2e.conftest import Lab, Marimo
+from tests.e2e.harness import kernel_exec, open_and_run
+from tests.e2e.test_gradients import MODEL, RUNNABLE, number
+
+NODE = "layer2/AddmmBackward0#0"
+
+# The gradient into layer2's addmm is d(loss)/d(model output), by plain autograd (no gradsight).
+PYTORCH_GRAD = """_out = model(batch)
+_g = torch.autograd.grad((target - _out).pow(2).sum(), _out)[0]
+_expected = {"norm": _g.norm().item(), "min": _g.min().item(), "max": _g.max().item(), "cell01": _g[0, 1].item()}"""
+
+
+def _indent(code: str) -> str:
+    return textwrap.indent(code, "    ")
+
+
+MARIMO_NOTEBOOK = f"""import marimo
+
+app = marimo.App()
+
+
+@app.cell
+def _():
+    import marimo as mo
+    return (mo,)
+
+
+@app.cell
+def _():
+{_indent(MODEL)}
+    return batch, gradsight, model, target, torch
+
+
+@app.cell
+def _(batch, gradsight, mo, model, target):
+    dbg = gradsight.debugger(model, inputs=batch, loss=lambda out: (target - out).pow(2).sum())
+    view = mo.ui.anywidget(dbg)
+    view
+    return dbg, view
+
+
+@app.cell
+def _(batch, json, mo, model, target, torch):
+{_indent(PYTORCH_GRAD)}
+    mo.Html(f"<pre id='pytorch-grad'>{{json.dumps(_expected)}}</pre>")
+    return
+
+
+@app.cell
+def _(dbg, mo, view):
+    _shown = f"selected={{view.value['selected']}} dbg.selected={{dbg.selected}} error={{dbg.error!r}}"
+    mo.Html(f"<pre id='python-side'>{{_shown}}</pre>")
+    return
+
+
+@app.cell
+def _():
+    import json
+    return (json,)
+
+
+if __name__ == "__main__":
+    app.run()
+"""
+
+
+def check_inspector_matches_pytorch(widget: Locator, expected: dict[str, float]) -> None:
+    """The inspector shows ``NODE``'s incoming gradient: statistics and a preview cell as PyTorch has them."""
+    inspector = widget.locator('[data-gradsight="inspector"]')
+    expect(inspector).to_have_attribute("data-node", NODE)
+    expect(inspector).to_have_attribute("data-inspect-status", "done", timeout=30_000)
+    grad_in = inspector.locator('[data-section="grad-in"]')
+    expect(grad_in.locator("[data-histogram]").first).to_be_visible()
+    shown = {
+        stat: number(grad_in.locator(f'[data-stat="{stat}"]').first.inner_text()) for stat in ("norm", "min", "max")
+    }
+    # the preview's values arrive as a binary buffer: read cell [0, 1] with the keyboard
+    canvas = grad_in.locator("canvas[data-preview]").first
+    canvas.focus()
+    canvas.press("ArrowRight")  # shows the cursor on [0, 0]
+    canvas.press("ArrowRight")  # moves it to [0, 1]
+    readout = grad_in.locator("[data-preview-readout]").first
+    expect(readout).to_have_attribute("data-cell", "0,1")
+    text = readout.inner_text()
+    assert text.startswith("[0, 1] = "), text
+    shown["cell01"] = number(text.split("=")[-1])
+    for key, value in expected.items():  # shown with 4 significant digits (3 in exponent form)
+        assert abs(shown[key] - value) <= 5e-3 * abs(value), (key, shown[key], value, shown)
+
+
+def test_notebook7_runnable_debugger_inspects_gradients_as_pytorch_computes(notebook7: Lab, page: Page) -> None:
+    open_and_run(page, notebook7.notebook("hosts_nb7.ipynb", [MODEL, RUNNABLE]))
+    assert page.evaluate("() => window.jupyterapp.name") == "Jupyter Notebook"  # Notebook 7's page, not Lab's
+    widget = page.locator(".gradsight").first
+    expect(widget.locator('[data-gradsight="status"]')).to_have_text("ready", timeout=60_000)
+    expect(widget.locator("[data-node-name]")).to_have_count(12)
+    widget.locator(f'[data-node-id="{NODE}"]').click()
+    expected = json.loads(kernel_exec(page, PYTORCH_GRAD + "\nimport json; print(json.dumps(_expected))"))
+    check_inspector_matches_pytorch(widget, expected)
+    assert kernel_exec(page, "print(dbg.selected)").strip() == NODE  # the click reached Python
+    assert kernel_exec(page, "print(repr(dbg.error))").strip() == "''"
+
+
+def test_marimo_anywidget_inspects_gradients_as_pytorch_computes(marimo: Marimo, page: Page) -> None:
+    page.goto(marimo.notebook("hosts_marimo.py", MARIMO_NOTEBOOK))
+    widget = page.locator(".gradsight").first  # inside marimo's shadow root: Playwright's CSS pierces it
+    expect(widget.locator('[data-gradsight="status"]')).to_have_text("ready", timeout=90_000)
+    expect(widget.locator("[data-node-name]")).to_have_count(12)
+    python_side = page.locator("#python-side")
+    expect(python_side).to_have_text("selected= dbg.selected= error=''", timeout=30_000)
+    widget.locator(f'[data-node-id="{NODE}"]').click()
+    expected = json.loads(page.locator("#pytorch-grad").inner_text())
+    check_inspector_matches_pytorch(widget, expected)
+    # the selection reached Python (dbg) and marimo's value of the element; cells reading it re-ran
+    expect(python_side).to_have_text(f"selected={NODE} dbg.selected={NODE} error=''", timeout=30_000)
