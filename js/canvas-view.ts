@@ -6,8 +6,8 @@
 // but the pixels still works.
 
 import { type DrawInput, drawFrame, type Marks } from "./canvas-draw";
-import { SUPPRESS_SHORTCUTS } from "./dom";
 import { recordFrame } from "./frames";
+import { claimKeys, plainKey } from "./keys";
 import type { Step } from "./navigate";
 import { keyToStep } from "./navigate";
 import type { Scene } from "./scene";
@@ -67,7 +67,7 @@ export class CanvasView {
     this.el = document.createElement("canvas");
     this.el.className = "gs-canvas";
     this.el.tabIndex = 0;
-    this.el.setAttribute(SUPPRESS_SHORTCUTS, "true"); // its arrow keys are ours: see OWNS_KEYS
+    claimKeys(this.el, "arrows enter"); // before Notebook 7 takes them: see keys.ts
     this.el.setAttribute("role", "application");
     this.el.setAttribute("aria-roledescription", "graph canvas");
     this.el.setAttribute(
@@ -199,6 +199,7 @@ export class CanvasView {
   }
 
   private onKey(e: KeyboardEvent): void {
+    if (!plainKey(e)) return; // Shift+Enter, Ctrl+S, … are the notebook's
     const cursor = this.marks.cursor;
     if (e.key === "Enter" || e.key === " ") {
       if (cursor < 0) return;

@@ -7,17 +7,6 @@ export type Attrs = Record<string, string | number | boolean | null | undefined>
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 
-/**
- * Attributes of a focusable element that handles the arrow keys itself (graph nodes, the graph
- * canvas, the value preview, outline and search entries). Notebook 7 runs its key bindings in the
- * capture phase (JupyterLab in the bubble phase, after ours), so in command mode its
- * `notebook:move-cursor-*` bindings (selector `.jp-Notebook.jp-mod-commandMode … :focus`) took an
- * arrow key from a focused gradsight element before its handler saw it and moved to another cell.
- * Lumino matches no binding for a key event whose target carries this attribute.
- */
-export const SUPPRESS_SHORTCUTS = "data-lm-suppress-shortcuts";
-export const OWNS_KEYS: Attrs = { [SUPPRESS_SHORTCUTS]: "true" };
-
 function fill<E extends Element>(node: E, attrs: Attrs, children: readonly Child[]): E {
   for (const [name, value] of Object.entries(attrs)) {
     if (value === null || value === undefined || value === false) continue;

@@ -3,8 +3,9 @@
 // changes from one backward to the next without moving the node (root, NaN / Inf, executed or
 // pruned, the grad-norm bar), so a live update can restyle nodes in place.
 
-import { OWNS_KEYS, s } from "./dom";
+import { s } from "./dom";
 import { formatNumber } from "./format";
+import { ownsKeys } from "./keys";
 import {
   DETAIL_FONT,
   describeNode,
@@ -26,7 +27,7 @@ export function drawNode(node: WireNode, label: NodeLabel, isRoot: boolean, maxN
     tabindex: 0,
     role: "button",
     "aria-current": "false",
-    ...OWNS_KEYS,
+    ...ownsKeys("arrows enter"),
   });
   const rx = node.kind === "leaf" ? label.height / 2 : 4;
   g.append(s("title", {}), s("rect", { class: "gs-box", width: label.width, height: label.height, rx, ry: rx }));

@@ -7,10 +7,11 @@
 // and close a group.
 
 import { groupBadges, groupTitle, shownName } from "./big-label";
-import { h, OWNS_KEYS } from "./dom";
+import { h } from "./dom";
 import { formatCount } from "./format";
 import { type GraphIndex, kindName } from "./graph-index";
 import { type Group, type GroupTree, ROOT_GROUP } from "./groups";
+import { ownsKeys, plainKey } from "./keys";
 
 export interface OutlineEvents {
   toggle(group: number): void;
@@ -118,7 +119,7 @@ export class Outline {
         h(
           "li",
           {},
-          h("button", { type: "button", class: "gs-ol-more", "data-more-of": group.path, ...OWNS_KEYS }, text),
+          h("button", { type: "button", class: "gs-ol-more", "data-more-of": group.path, ...ownsKeys("arrows") }, text),
         ),
       );
     }
@@ -141,7 +142,7 @@ export class Outline {
         "aria-current": i === this.selected ? "true" : "false",
         "data-placed": placed ? "true" : null,
         title: placed ? `${ix.ids[i]} (no module recorded: shown with its neighbours')` : ix.ids[i],
-        ...OWNS_KEYS,
+        ...ownsKeys("arrows"),
       },
       h("span", { class: "gs-ol-name" }, shownName(ix, i, false)),
       detail ? h("span", { class: "gs-ol-meta" }, detail) : null,
@@ -164,7 +165,7 @@ export class Outline {
         "data-nonfinite": group.nonfinite > 0 ? "true" : null,
         "data-repeat": group.series >= 2 ? String(group.series) : null,
         title: group.path,
-        ...OWNS_KEYS,
+        ...ownsKeys("arrows"),
       },
       h("span", { class: "gs-ol-caret", "aria-hidden": "true" }, open ? "▾" : "▸"),
       h("span", { class: "gs-ol-name" }, groupTitle(group, tree.groups[group.parent])),
@@ -200,7 +201,7 @@ export class Outline {
 
   private onKey(e: KeyboardEvent): void {
     const current = e.target instanceof HTMLButtonElement ? e.target : null;
-    if (!current || !this.tree) return;
+    if (!current || !this.tree || !plainKey(e)) return;
     const buttons = [...this.el.querySelectorAll<HTMLButtonElement>("button")];
     const at = buttons.indexOf(current);
     const path = current.getAttribute("data-group");

@@ -4,8 +4,9 @@
 // canvas; tensors with more than two dims get number inputs for the leading dims. The inspector
 // delegates events here (it owns the listeners); arithmetic and colours live in preview-cells.ts.
 
-import { h, OWNS_KEYS, setText } from "./dom";
+import { h, setText } from "./dom";
 import { formatNumber } from "./format";
+import { ownsKeys, plainKey } from "./keys";
 import {
   blockText,
   cellColour,
@@ -53,7 +54,7 @@ export class PreviewView {
       "data-preview": "",
       tabindex: 0,
       role: "img",
-      ...OWNS_KEYS,
+      ...ownsKeys("arrows escape"),
     });
     this.cursorEl = h("div", { class: "gs-preview-cursor", hidden: true });
     this.frame = h("div", { class: "gs-preview-frame" }, this.canvas, this.cursorEl);
@@ -139,6 +140,7 @@ export class PreviewView {
 
   /** Arrow keys move the cursor cell, Escape hides it; true when the key was used. */
   key(e: KeyboardEvent): boolean {
+    if (!plainKey(e)) return false;
     const { rows, cols } = previewGrid(this.preview);
     const steps: Record<string, [number, number]> = {
       ArrowUp: [-1, 0],

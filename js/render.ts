@@ -4,6 +4,7 @@
 // Events are delegated to the node layer, so 2,000 nodes cost two listeners, not 4,000.
 
 import { s } from "./dom";
+import { plainKey } from "./keys";
 import type { Direction, Layout, Point } from "./layout";
 import { keyToStep, Neighbours } from "./navigate";
 import { decorate, drawNode, maxGradNorm } from "./node-draw";
@@ -200,7 +201,7 @@ export class GraphRenderer {
 
   private handleKey(e: KeyboardEvent): void {
     const id = this.nodeIdOf(e.target);
-    if (id === null) return;
+    if (id === null || !plainKey(e)) return; // Shift+Enter, Ctrl+S, … are the notebook's
     if (e.key === "Enter" || e.key === " ") {
       e.preventDefault();
       this.events.select(id);

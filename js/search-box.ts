@@ -3,9 +3,10 @@
 // every node is reachable in the DOM (DESIGN §6) by name even when it sits in a collapsed group.
 // Enter picks the first hit, arrow keys move between hits, Escape goes back to the input.
 
-import { h, OWNS_KEYS, setText } from "./dom";
+import { h, setText } from "./dom";
 import { formatCount } from "./format";
 import { type GraphIndex, nodeDisplayName } from "./graph-index";
+import { ownsKeys, plainKey } from "./keys";
 import { searchNodes } from "./search";
 
 export interface SearchEvents {
@@ -85,7 +86,7 @@ export class SearchBox {
               "data-node-id": ix.ids[i],
               "data-node-name": ix.names[i],
               title: ix.ids[i],
-              ...OWNS_KEYS,
+              ...ownsKeys("arrows escape"),
             },
             h("span", { class: "gs-result-name" }, nodeDisplayName(ix, i)),
             detail ? h("span", { class: "gs-result-detail" }, detail) : null,
@@ -128,7 +129,7 @@ export class SearchBox {
   private onResultKey(e: KeyboardEvent): void {
     const buttons = [...this.results.querySelectorAll<HTMLButtonElement>("button[data-node-id]")];
     const at = buttons.indexOf(e.target as HTMLButtonElement);
-    if (at < 0) return;
+    if (at < 0 || !plainKey(e)) return;
     let to: HTMLElement | undefined;
     if (e.key === "ArrowDown") to = buttons[at + 1];
     else if (e.key === "ArrowUp") to = at === 0 ? this.input : buttons[at - 1];

@@ -113,6 +113,17 @@ def test_notebook7_runnable_debugger_inspects_gradients_as_pytorch_computes(note
     check_inspector_matches_pytorch(widget, expected)
     assert kernel_exec(page, "print(dbg.selected)").strip() == NODE  # the click reached Python
     assert kernel_exec(page, "print(repr(dbg.error))").strip() == "''"
+    # a focused node's arrow keys are the view's (Notebook 7 binds them in the capture phase), every
+    # other key stays the notebook's: Shift+Enter still runs the cell and moves to the next one
+    active = "() => window.jupyterapp.shell.currentWidget.content.activeCellIndex"
+    node = widget.locator(f'[data-node-id="{NODE}"]')
+    node.focus()
+    cell = page.evaluate(active)
+    node.press("ArrowDown")
+    expect(widget.locator(":focus")).to_have_attribute("data-node-id", "leaf:layer2.bias")  # its first input
+    assert page.evaluate(active) == cell
+    widget.locator(":focus").press("Shift+Enter")
+    page.wait_for_function(f"() => ({active})() === {cell + 1}", timeout=30_000)
 
 
 def test_marimo_anywidget_inspects_gradients_as_pytorch_computes(marimo: Marimo, page: Page) -> None:

@@ -11,7 +11,7 @@ import { OUTLINE_PAGE } from "../../js/outline";
 import { computeVisible, itemsOnPath } from "../../js/visible";
 import { skeletonGraph, transformerGraph } from "./big-graphs";
 import { emptyGraph, node, sampleGraph } from "./fixtures";
-import { click, inspector, mount, q, useMountedViews } from "./mount";
+import { click, inspector, keysNotebookTakes, mount, q, useMountedViews } from "./mount";
 
 /** Over 2,000 JSON nodes: 12 layers whose MLPs have 160 extra ops each. */
 const big = () => transformerGraph(12, 160);
@@ -139,9 +139,9 @@ describe("the outline (DOM contract on canvas)", () => {
 });
 
 describe("Jupyter's shortcuts", () => {
-  // Notebook 7 runs its key bindings in the capture phase: without the attribute its command-mode
-  // ArrowUp/Down/Left/Right bindings took the key from a focused canvas or entry.
-  it("are suppressed on every element that handles the arrow keys itself", () => {
+  // Notebook 7 runs its key bindings in the capture phase: its command-mode ArrowUp/Down/Left/Right
+  // bindings took the key from a focused canvas or entry before the view's handler saw it.
+  it("leave the view the keys of every element that handles them itself, and only those", () => {
     const { el } = mount(big());
     type(q<HTMLInputElement>(el, '[data-gradsight="search"]'), "GeluBackward0");
     const owners = [
@@ -150,7 +150,21 @@ describe("Jupyter's shortcuts", () => {
       ...q(el, '[data-gradsight="search-results"]').querySelectorAll("button"),
     ];
     expect(owners.length).toBeGreaterThan(12);
-    for (const owner of owners) expect(owner.getAttribute("data-lm-suppress-shortcuts"), owner.outerHTML).toBe("true");
+    for (const owner of owners) {
+      const taken = keysNotebookTakes(owner, [
+        "ArrowUp",
+        "ArrowDown",
+        "ArrowLeft",
+        "ArrowRight",
+        "Shift+Enter",
+        "Control+s",
+      ]);
+      expect(taken, owner.outerHTML).toEqual(["Shift+Enter", "Control+s"]);
+    }
+    // a button's Enter stays its own click (not claimed), and the canvas's Enter selects
+    const button = outline(el).querySelector("button") as HTMLButtonElement;
+    expect(keysNotebookTakes(button, ["Enter"])).toEqual(["Enter"]);
+    expect(keysNotebookTakes(q(el, '[data-gradsight="canvas"]'), ["Enter"])).toEqual([]);
   });
 });
 

@@ -56,3 +56,33 @@ export const inspector = (el: HTMLElement): HTMLElement => q(el, '[data-gradsigh
 export function click(target: Element): void {
   target.dispatchEvent(new MouseEvent("click", { bubbles: true }));
 }
+
+/**
+ * Which of ``keys`` Notebook 7 would take from ``target``: it runs Jupyter's shortcuts (Lumino) in
+ * the capture phase on `document`, and Lumino skips an event whose default was already prevented.
+ * A key is written ``Shift+Enter`` / ``Control+s`` for modifiers.
+ */
+export function keysNotebookTakes(target: Element, keys: readonly string[]): string[] {
+  const taken: string[] = [];
+  for (const spec of keys) {
+    const parts = spec.length > 1 && spec.includes("+") ? spec.split("+") : [spec];
+    const key = parts.pop() as string;
+    const seen = (e: Event) => {
+      if (!e.defaultPrevented) taken.push(spec);
+      e.stopPropagation(); // a binding matched: nothing below sees the key
+    };
+    document.addEventListener("keydown", seen, true);
+    target.dispatchEvent(
+      new KeyboardEvent("keydown", {
+        key,
+        bubbles: true,
+        cancelable: true,
+        composed: true,
+        shiftKey: parts.includes("Shift"),
+        ctrlKey: parts.includes("Control"),
+      }),
+    );
+    document.removeEventListener("keydown", seen, true);
+  }
+  return taken;
+}

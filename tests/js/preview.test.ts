@@ -5,7 +5,7 @@
 import { cellColour, cellSpans, NAN_RGBA, POSINF_RGBA, readoutText, sliceText } from "../../js/preview-cells";
 import { SIN } from "./fixtures";
 import { f32, inspectOk, preview, replyError, valuesOk, view } from "./inspect-fixtures";
-import { inspector, type Mounted, mount, q, unmountAll } from "./mount";
+import { inspector, keysNotebookTakes, type Mounted, mount, q, unmountAll } from "./mount";
 
 let getContext: ReturnType<typeof vi.spyOn>;
 
@@ -54,7 +54,10 @@ describe("preview", () => {
     expect(canvas.getAttribute("data-block")).toBe("1,1");
     expect(canvas.getAttribute("data-index")).toBe("");
     expect(canvas.getAttribute("tabindex")).toBe("0");
-    expect(canvas.getAttribute("data-lm-suppress-shortcuts")).toBe("true"); // its arrows are ours in Notebook 7 too
+    // its arrows and Escape are ours in Notebook 7 too (which binds them in the capture phase)
+    expect(
+      keysNotebookTakes(canvas, ["ArrowDown", "ArrowLeft", "Escape", "Shift+Enter", "Enter", "Control+s"]),
+    ).toEqual(["Shift+Enter", "Enter", "Control+s"]);
     expect(readout(el)).toContain("hover a cell");
     canvas.focus();
     press(canvas, "ArrowDown");

@@ -5,6 +5,7 @@ import widget from "../../js/widget";
 import { SCHEMA_VERSION, type WireGraph } from "../../js/wire";
 import { type FakeModel, fakeModel } from "./fake-model";
 import { ADD, emptyGraph, LEAF, MUL, node, SIN, sampleGraph } from "./fixtures";
+import { keysNotebookTakes } from "./mount";
 
 interface Mounted {
   model: FakeModel;
@@ -142,8 +143,22 @@ describe("selection", () => {
 
   it("arrow keys move focus along the edges", () => {
     const { el } = mount();
-    // Lumino (Notebook 7 binds in the capture phase) must leave a focused node's arrow keys alone
-    for (const n of el.querySelectorAll(".gs-node")) expect(n.getAttribute("data-lm-suppress-shortcuts")).toBe("true");
+    // Notebook 7 binds in the capture phase: it must leave a focused node's own keys alone, and
+    // take every other one (Shift+Enter runs the cell, Ctrl+S saves)
+    for (const n of el.querySelectorAll(".gs-node")) {
+      const keys = [
+        "ArrowUp",
+        "ArrowDown",
+        "ArrowLeft",
+        "ArrowRight",
+        "Enter",
+        " ",
+        "Shift+Enter",
+        "Control+s",
+        "Escape",
+      ];
+      expect(keysNotebookTakes(n, keys)).toEqual(["Shift+Enter", "Control+s", "Escape"]);
+    }
     nodeEl(el, ADD).focus();
     nodeEl(el, ADD).dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowDown", bubbles: true }));
     expect(document.activeElement?.getAttribute("data-node-id")).toBe(MUL);
