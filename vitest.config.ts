@@ -5,5 +5,7 @@ export default defineConfig({
   test: {
     include: ["tests/js/**/*.test.ts"],
     globals: true,
+    // widget.css as text (palette.test.ts imports it with ?raw); vitest empties other CSS
+    css: { include: [/widget\.css/] },
   },
 });

@@ -1,7 +1,9 @@
 // The canvas's colours and fonts, read from the theme: the same --gs-* custom properties that
-// widget.css derives from JupyterLab's (or VS Code's) variables, resolved by the browser through a
-// hidden probe so that var() fallbacks and color-mix() end up as plain rgb() colours a 2D context
-// understands. Re-read when the theme changes (JupyterLab flips attributes on <body>).
+// widget.css derives from JupyterLab's (or VS Code's, or marimo's) variables, resolved by the browser
+// through a hidden probe so that var() fallbacks and color-mix() end up as plain colours a 2D context
+// understands. Re-read when the theme changes: JupyterLab flips data-jp-theme-* attributes on <body>,
+// VS Code data-vscode-theme-kind, marimo the classes `dark dark-theme` / `light light-theme` and
+// data-theme on <body>.
 
 export interface Palette {
   bg: string;
@@ -95,7 +97,14 @@ export function readPalette(el: HTMLElement): Palette {
 export function watchTheme(fn: () => void): () => void {
   if (typeof MutationObserver === "undefined" || typeof document === "undefined" || !document.body) return () => {};
   const observer = new MutationObserver(() => fn());
-  const attributeFilter = ["class", "style", "data-jp-theme-light", "data-jp-theme-name", "data-vscode-theme-kind"];
+  const attributeFilter = [
+    "class",
+    "style",
+    "data-jp-theme-light",
+    "data-jp-theme-name",
+    "data-vscode-theme-kind",
+    "data-theme",
+  ];
   observer.observe(document.body, { attributes: true, attributeFilter });
   observer.observe(document.documentElement, { attributes: true, attributeFilter });
   return () => observer.disconnect();

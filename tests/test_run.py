@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import linecache
 import random
 import warnings
 from typing import Any
@@ -172,6 +173,43 @@ def test_source_lines_point_at_the_forward_code() -> None:
     assert addmm.source is not None and "run_zoo.py:" in addmm.source and "self.layer2" in addmm.source
     dbg_off = gs.debugger(case.model, inputs=case.inputs, loss=case.loss, source_lines=False)
     assert all(n.source is None for n in dbg_off.graph.nodes)
+
+
+NOTEBOOK_CELL = """import torch
+from torch import nn
+
+
+class Cell(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer2 = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.layer2(torch.relu(x))
+"""
+
+
+@pytest.mark.parametrize(
+    ("filename", "shown"),
+    [
+        ("/tmp/ipykernel_4242/3141592653.py", "cell"),  # ipykernel's name for a Jupyter cell's code
+        ("/tmp/marimo_4242/__marimo__cell_Hbol_.py", "cell Hbol"),  # marimo edit's compile of cell Hbol
+        ("/tmp/marimo_4242/__marimo__cell_Hbol_Cell.py", "cell Hbol"),  # marimo's per-class stub of it
+        ("/home/me/__marimo__cell.py", "__marimo__cell.py"),  # not marimo's pattern: the plain base name
+    ],
+)
+def test_notebook_cells_read_as_cells_in_source_lines(
+    filename: str, shown: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what both kernels do: compile the cell's code under that name and put its text in linecache
+    monkeypatch.setitem(linecache.cache, filename, (len(NOTEBOOK_CELL), None, NOTEBOOK_CELL.splitlines(True), filename))
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(NOTEBOOK_CELL, filename, "exec"), namespace)
+    torch.manual_seed(0)
+    model = namespace["Cell"]()
+    dbg = gs.debugger(model, inputs=torch.randn(3, 4), loss=lambda out: out.pow(2).sum())
+    source = dbg.graph.node("layer2/AddmmBackward0#0").source
+    assert source == f"{shown}:11  return self.layer2(torch.relu(x))", source
 
 
 def test_a_run_reports_the_time_of_each_phase() -> None:

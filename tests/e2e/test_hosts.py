@@ -2,12 +2,15 @@
 
 Each shows a runnable debugger of a two-layer model; a click on layer2's AddmmBackward0 sends an
 ``inspect`` request (a custom message) and the reply's statistics and preview values (a float32
-binary buffer) must be what PyTorch computes for the gradient into that node.
+binary buffer) must be what PyTorch computes for the gradient into that node. Under marimo the
+view also follows marimo's light and dark themes (SVG graph and canvas), and source lines name
+marimo's cells as ``cell <id>:<line>``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 
 from playwright.sync_api import Locator, Page, expect
@@ -138,3 +141,98 @@ def test_marimo_anywidget_inspects_gradients_as_pytorch_computes(marimo: Marimo,
     check_inspector_matches_pytorch(widget, expected)
     # the selection reached Python (dbg) and marimo's value of the element; cells reading it re-ran
     expect(python_side).to_have_text(f"selected={NODE} dbg.selected={NODE} error=''", timeout=30_000)
+    # where the op ran: marimo's cell and the line within it (not marimo's temp file __marimo__cell_<id>_.py)
+    source = widget.locator('[data-gradsight="inspector"] [data-field="source"]').inner_text()
+    assert re.fullmatch(rf"cell \w+:{FORWARD_LINE}\s+{re.escape(FORWARD)}", source), source
+
+
+# the forward line that runs layer2's addmm, and its line in MODEL's cell
+FORWARD = "return self.layer2(torch.relu(self.layer1(x)))"
+FORWARD_LINE = MODEL.splitlines().index("        " + FORWARD) + 1
+
+THEME_NOTEBOOK = f"""import marimo
+
+app = marimo.App()
+
+
+@app.cell
+def _():
+{_indent(MODEL)}
+    import marimo as mo
+    return batch, gradsight, mo, model, target, torch
+
+
+@app.cell
+def _(batch, gradsight, mo, model, target):
+    small = mo.ui.anywidget(gradsight.debugger(model, inputs=batch, loss=lambda out: (target - out).pow(2).sum()))
+    small
+    return
+
+
+@app.cell
+def _(gradsight, mo, torch):
+    _x = torch.ones(3, requires_grad=True)
+    _y = _x
+    for _ in range(2100):  # past big-view.ts's GROUP_THRESHOLD: drawn on a canvas with palette.ts's colours
+        _y = _y * 1.001
+    big = mo.ui.anywidget(gradsight.debugger(_y.sum()))
+    big
+    return
+
+
+if __name__ == "__main__":
+    app.run()
+"""
+
+# luminance (0-255) of an element's computed colour property, composed onto a canvas so that any CSS
+# colour syntax (rgb(), color(srgb ...)) reads the same; transparent colours fail the opacity check
+LUMINANCE = """([el, prop]) => {
+    const c = document.createElement('canvas').getContext('2d');
+    c.fillStyle = getComputedStyle(el)[prop];
+    c.fillRect(0, 0, 1, 1);
+    const [r, g, b, a] = c.getImageData(0, 0, 1, 1).data;
+    return a === 255 ? 0.2126 * r + 0.7152 * g + 0.0722 * b : -1; }"""
+# the minimap's backdrop: palette.bg2 as big-view.ts read it (readPalette) for the canvas
+MINIMAP = """el => {
+    const [r, g, b, a] = el.getContext('2d').getImageData(2, 2, 1, 1).data;
+    return a === 255 ? 0.2126 * r + 0.7152 * g + 0.0722 * b : -1; }"""
+
+
+def _luminance(el: Locator, prop: str) -> float:
+    value = float(el.evaluate(f"(el, prop) => ({LUMINANCE})([el, prop])", prop))
+    assert value >= 0, f"{prop} is not an opaque colour"
+    return value
+
+
+def test_marimo_view_follows_marimos_dark_and_light_themes(marimo: Marimo, page: Page) -> None:
+    # theme=system: marimo follows the browser's colour scheme, so one page sees both themes and the switch
+    page.emulate_media(color_scheme="dark")
+    page.goto(marimo.notebook("hosts_marimo_theme.py", THEME_NOTEBOOK) + "&theme=system")
+    small = page.locator(".gradsight").filter(has=page.locator(f'[data-node-id="{NODE}"]'))
+    big = page.locator(".gradsight").filter(has=page.locator('canvas[data-gradsight="minimap"]'))
+    expect(small).to_have_attribute("data-painted", "1", timeout=90_000)
+    expect(big).to_have_attribute("data-painted", "1", timeout=90_000)
+    assert "dark" in page.evaluate("() => document.body.className")
+    node = small.locator(f'[data-node-id="{NODE}"]')
+    minimap = big.locator('canvas[data-gradsight="minimap"]')
+    dark = {
+        "view": _luminance(small.first, "backgroundColor"),
+        "text": _luminance(small.first, "color"),
+        "node": _luminance(node.locator(".gs-box").first, "fill"),
+        "label": _luminance(node.locator(".gs-label-name").first, "fill"),
+        "canvas view": _luminance(big.first, "backgroundColor"),
+        "minimap": float(minimap.evaluate(MINIMAP)),
+    }
+    assert all(dark[k] < 60 for k in ("view", "node", "canvas view", "minimap")), dark
+    assert all(dark[k] > 180 for k in ("text", "label")), dark
+
+    # back to light: marimo flips <body>'s classes and data-theme; watchTheme has the canvas re-read its palette
+    page.emulate_media(color_scheme="light")
+    page.wait_for_function(f"el => ({MINIMAP})(el) > 200", arg=minimap.element_handle(), timeout=30_000)
+    light = {
+        "view": _luminance(small.first, "backgroundColor"),
+        "text": _luminance(small.first, "color"),
+        "node": _luminance(node.locator(".gs-box").first, "fill"),
+        "canvas view": _luminance(big.first, "backgroundColor"),
+    }
+    assert all(light[k] > 200 for k in ("view", "node", "canvas view")) and light["text"] < 80, light

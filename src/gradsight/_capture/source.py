@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import linecache
 import os
+import re
 import sys
 import warnings
 from types import FrameType
@@ -142,6 +143,20 @@ class SourceTracker(TorchFunctionMode):
 
 
 def _short(filename: str) -> str:
-    if filename.startswith("<") or "ipykernel" in filename:
-        return filename if filename.startswith("<") else "cell"
-    return os.path.basename(filename)
+    """How a source file reads in the inspector: its base name; ``cell`` for a Jupyter cell (ipykernel's
+    ``/tmp/ipykernel_<pid>/<hash>.py``); ``cell Hbol`` for a marimo cell its kernel compiled from the
+    editor's code (``/tmp/marimo_<pid>/__marimo__cell_Hbol_.py``, lines numbered within the cell, the
+    text in ``linecache`` like ipykernel's). Under ``marimo run`` (and ``python notebook.py``) marimo
+    compiles cells from the file's ``@app.cell`` functions: the notebook's own name and line show."""
+    if filename.startswith("<"):
+        return filename
+    if "ipykernel" in filename:
+        return "cell"
+    base = os.path.basename(filename)
+    marimo = _MARIMO_CELL.match(base)
+    return f"cell {marimo.group(1)}" if marimo else base
+
+
+# marimo's compiler.get_filename(cell_id, suffix): "__marimo__cell_<id>_<suffix>.py"; its own
+# cell_id_from_filename reads the id with the same non-greedy match
+_MARIMO_CELL = re.compile(r"__marimo__cell_(.+?)_\w*\.py$")
