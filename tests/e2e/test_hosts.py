@@ -236,3 +236,14 @@ def test_marimo_view_follows_marimos_dark_and_light_themes(marimo: Marimo, page:
         "canvas view": _luminance(big.first, "backgroundColor"),
     }
     assert all(light[k] > 200 for k in ("view", "node", "canvas view")) and light["text"] < 80, light
+
+    # marimo's output column is narrow in a wide window: the inspector goes below the graph, which
+    # keeps most of the width (side by side, the big view's graph was ~100 px between outline and inspector)
+    for view in (small.first, big.first):
+        whole, graph = view.bounding_box(), view.locator(".gs-graph").bounding_box()
+        inspector = view.locator('[data-gradsight="inspector"]').bounding_box()
+        assert whole and graph and inspector and whole["width"] < 900, (whole, graph)
+        assert inspector["y"] >= graph["y"] + graph["height"] - 1, (graph, inspector)
+        assert graph["width"] >= 0.95 * whole["width"], (whole, graph)
+    canvas = big.first.locator('canvas[data-gradsight="canvas"]').bounding_box()
+    assert canvas and canvas["width"] >= 0.5 * whole["width"], (whole, canvas)
