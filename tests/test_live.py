@@ -136,6 +136,55 @@ def test_captures_stay_a_small_share_of_training_time(monkeypatch: pytest.Monkey
     dbg.close()
 
 
+def test_without_ipython_the_end_of_the_kernels_asyncio_run_ends_the_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """marimo has no post_run_cell: its kernel runs cells inside an asyncio loop, and gradsight's
+    callback on that loop runs once the cells of a run are done (here: at the await)."""
+    import asyncio
+    import threading
+
+    monkeypatch.setattr(gs.options, "live_interval", 3600.0)
+    model = MLP()
+
+    async def kernel() -> None:
+        dbg = gs.debugger(model)
+        step(model, torch.randn(2, 8))
+        step(model, torch.randn(2, 8))
+        assert dbg.graph.run.step == 1  # the second step is throttled within the "cell"
+        await asyncio.sleep(0)  # the cell is done: the loop runs the callback
+        step(model, torch.randn(2, 8))
+        assert dbg.graph.run.step == 3  # the next cell's first step is captured whatever the limits say
+        await asyncio.sleep(0)
+        # a step that ends on another thread (CUDA's autograd workers) shows once the run is done
+        worker = threading.Thread(target=step, args=(model, torch.randn(2, 8)))
+        worker.start()
+        worker.join(10)
+        assert dbg.graph.run.step == 3
+        await asyncio.sleep(0)
+        assert dbg.graph.run.step == 4
+        dbg.close()
+
+    asyncio.run(kernel())
+
+
+def test_a_debugger_made_on_a_kernel_thread_publishes_that_threads_steps() -> None:
+    """``marimo run`` runs each session's kernel on a thread of its own, not the main thread."""
+    import threading
+
+    shown: list[int] = []
+
+    def session() -> None:
+        model = MLP()
+        dbg = gs.debugger(model)
+        step(model, torch.randn(2, 8))
+        shown.append(dbg.graph.run.step)
+        dbg.close()
+
+    kernel = threading.Thread(target=session)
+    kernel.start()
+    kernel.join(30)
+    assert shown == [1]
+
+
 def test_eval_under_no_grad_is_ignored() -> None:
     model = MLP()
     dbg = gs.debugger(model)

@@ -194,7 +194,7 @@ class Debugger(anywidget.AnyWidget):
             self.status, self.error = "error", error
 
     def _show(self, captured: Any) -> None:
-        """Show a new run made elsewhere (a live step); main thread only."""
+        """Show a new run made elsewhere (a live step); from the thread that made the debugger only."""
         self._add(captured, Toggles())
 
     def _add(self, captured: Any, toggles: Toggles, error: str | None = None) -> RunRecord:

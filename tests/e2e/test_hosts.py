@@ -3,8 +3,9 @@
 Each shows a runnable debugger of a two-layer model; a click on layer2's AddmmBackward0 sends an
 ``inspect`` request (a custom message) and the reply's statistics and preview values (a float32
 binary buffer) must be what PyTorch computes for the gradient into that node. Under marimo the
-view also follows marimo's light and dark themes (SVG graph and canvas), and source lines name
-marimo's cells as ``cell <id>:<line>``.
+view also follows marimo's light and dark themes (SVG graph and canvas), source lines name
+marimo's cells as ``cell <id>:<line>``, a live debugger follows the training step of a later cell
+(marimo has no IPython, so no ``post_run_cell``), and what-if toggles re-run from the view.
 """
 
 from __future__ import annotations
@@ -247,3 +248,211 @@ def test_marimo_view_follows_marimos_dark_and_light_themes(marimo: Marimo, page:
         assert graph["width"] >= 0.95 * whole["width"], (whole, graph)
     canvas = big.first.locator('canvas[data-gradsight="canvas"]').bounding_box()
     assert canvas and canvas["width"] >= 0.5 * whole["width"], (whole, canvas)
+
+
+# -- live mode and what-if re-runs in marimo -------------------------------------------------------
+
+# the gradient a training step of MODEL's model (loss: the output's squares, summed) sends into
+# layer1.weight, by plain functional PyTorch on copies of the parameters: no call of the followed
+# model, so no step of its own
+PYTORCH_LEAF_NORM = """_w1, _b1, _w2, _b2 = (p.detach().clone().requires_grad_() for p in (model.layer1.weight,
+    model.layer1.bias, model.layer2.weight, model.layer2.bias))
+_out = torch.nn.functional.linear(torch.relu(torch.nn.functional.linear(batch, _w1, _b1)), _w2, _b2)
+_loss = _out.pow(2).sum()
+_g = torch.autograd.grad(_loss, _w1, retain_graph=True)[0]"""
+
+# the nodes of PyTorch's own backward graph below a tensor (what the view must show, one for one)
+GRAPH_NODES = """def _graph_nodes(t):
+    seen, todo = set(), [t.grad_fn]
+    while todo:
+        f = todo.pop()
+        if f is not None and f not in seen:
+            seen.add(f)
+            todo.extend(g for g, _ in f.next_functions)
+    return len(seen)"""
+
+LIVE_NOTEBOOK = f"""import marimo
+
+app = marimo.App()
+
+
+@app.cell
+def _():
+{_indent(MODEL)}
+    import threading
+    import marimo as mo
+    again = mo.ui.button(label="another step", value=0, on_click=lambda n: n + 1)
+    again
+    return again, batch, gradsight, mo, model, threading, torch
+
+
+@app.cell
+def _(gradsight, mo, model):
+    dbg = gradsight.debugger(model)
+    mo.ui.anywidget(dbg)
+    return (dbg,)
+
+
+@app.cell
+def _(again, batch, dbg, mo, model, threading):
+    if again.value == 0:
+        model(batch).pow(2).sum().backward()
+    else:  # the button's steps end on another thread, as CUDA's autograd worker threads end them
+        _worker = threading.Thread(target=lambda: model(batch).pow(2).sum().backward())
+        _worker.start()
+        _worker.join()
+    _grad = model.layer1.weight.grad.norm().item()
+    _shown = f"step={{dbg.graph.run.step}} clicks={{again.value}} grad={{_grad!r}} error={{dbg.error!r}}"
+    mo.Html(f"<pre id='trained'>{{_shown}}</pre>")
+    return
+
+
+@app.cell
+def _(batch, mo, model, torch):
+    import json
+{_indent(PYTORCH_LEAF_NORM)}
+{_indent(GRAPH_NODES)}
+    _expected = {{"norm": _g.norm().item(), "nodes": _graph_nodes(_out)}}
+    mo.Html(f"<pre id='pytorch-step'>{{json.dumps(_expected)}}</pre>")
+    return
+
+
+if __name__ == "__main__":
+    app.run()
+"""
+
+
+def test_marimo_live_debugger_shows_the_training_step_of_a_later_cell(marimo: Marimo, page: Page) -> None:
+    page.goto(marimo.notebook("hosts_marimo_live.py", LIVE_NOTEBOOK))
+    widget = page.locator(".gradsight").first
+    addmm = widget.locator('[data-node-id="layer1/AddmmBackward0#0"]')
+    expect(addmm).to_be_visible(timeout=90_000)
+    expect(addmm).to_have_attribute("data-executed", "true")
+    expect(widget.locator('[data-gradsight="status"]')).to_have_text("ready")
+    expect(widget.locator('[data-run="step"]')).to_contain_text("1")
+    pytorch = json.loads(page.locator("#pytorch-step").inner_text())
+    expect(widget.locator("[data-node-name]")).to_have_count(pytorch["nodes"])  # PyTorch's graph below the output
+    expected = pytorch["norm"]
+    # published while the cell ran (on marimo's kernel thread, no end-of-cell event); .grad is PyTorch's
+    trained = page.locator("#trained")
+    expect(trained).to_contain_text("step=1 ", timeout=30_000)
+    grad = number(trained.inner_text().split("grad=")[1])
+    assert abs(grad - expected) <= 1e-6 * expected, (trained.inner_text(), expected)
+    assert trained.inner_text().endswith("error=''")
+
+    def leaf_norm() -> float:
+        widget.locator('[data-node-id="leaf:layer1.weight"]').click()
+        inspector = widget.locator('[data-gradsight="inspector"]')
+        expect(inspector).to_have_attribute("data-node", "leaf:layer1.weight")
+        expect(inspector).to_have_attribute("data-inspect-status", "done", timeout=30_000)
+        return number(inspector.locator('[data-section="grad-in"] [data-stat="norm"]').first.inner_text())
+
+    assert abs(leaf_norm() - expected) <= 1e-3 * abs(expected), (leaf_norm(), expected)
+
+    # the button runs the cell again at once (marimo has no post_run_cell: the end of its run resets
+    # the rate limits), and this step ends on a worker thread: not shown while the cell runs, shown
+    # in the view once marimo's run is done (gradsight's callback on the kernel's asyncio loop)
+    page.get_by_role("button", name="another step").click()
+    expect(trained).to_contain_text("clicks=1 ", timeout=30_000)
+    assert trained.inner_text().startswith("step=1 "), trained.inner_text()
+    grad = number(trained.inner_text().split("grad=")[1])
+    assert abs(grad - 2 * expected) <= 1e-5 * expected, (grad, expected)  # .grad sums both steps
+    expect(widget.locator('[data-run="step"]')).to_have_text("step 2", timeout=30_000)
+    assert abs(leaf_norm() - expected) <= 1e-3 * abs(expected)  # this step's gradient, not .grad's sum
+
+
+# PyTorch's own graph of the runnable debugger's step with some parameters frozen (on a copy of the
+# model): how many nodes, and which parameters get a gradient
+WHATIF_EXPECTED = """def _step(frozen):
+    _m = copy.deepcopy(model)
+    for _name, _p in _m.named_parameters():
+        _p.requires_grad_(not any(_name == f or _name.startswith(f + ".") for f in frozen))
+    _loss = (target - _m(batch)).pow(2).sum()
+    _loss.backward()
+    _leaves = sorted(n for n, p in _m.named_parameters() if p.grad is not None)
+    return {"nodes": _graph_nodes(_loss), "leaves": _leaves}"""
+
+WHATIF_NOTEBOOK = f"""import marimo
+
+app = marimo.App()
+
+
+@app.cell
+def _():
+{_indent(MODEL)}
+    import copy, json
+    import marimo as mo
+    check = mo.ui.button(label="check python", value=0, on_click=lambda n: n + 1)
+    check
+    return batch, check, copy, gradsight, json, mo, model, target, torch
+
+
+@app.cell
+def _(batch, gradsight, mo, model, target):
+    dbg = gradsight.debugger(model, inputs=batch, loss=lambda out: (target - out).pow(2).sum())
+    mo.ui.anywidget(dbg)
+    return (dbg,)
+
+
+@app.cell
+def _(batch, copy, json, mo, model, target):
+{_indent(GRAPH_NODES)}
+{_indent(WHATIF_EXPECTED)}
+    _cases = {{"all": [], "w1": ["layer1.weight"], "w1+l2": ["layer1.weight", "layer2"]}}
+    _expected = {{case: _step(frozen) for case, frozen in _cases.items()}}
+    mo.Html(f"<pre id='pytorch-whatif'>{{json.dumps(_expected)}}</pre>")
+    return
+
+
+@app.cell
+def _(check, dbg, mo, model):
+    _clicks = check.value  # the button runs this cell again
+    _flags = [p.requires_grad for p in model.parameters()]
+    _grads = [p.grad for p in model.parameters()]
+    _shown = f"requires_grad={{_flags}} grads={{_grads}} runs={{len(dbg.history)}} error={{dbg.error!r}}"
+    mo.Html(f"<pre id='python-side'>{{_shown}}</pre>")
+    return
+
+
+if __name__ == "__main__":
+    app.run()
+"""
+
+
+def test_marimo_what_if_toggles_rerun_from_the_view(marimo: Marimo, page: Page) -> None:
+    page.goto(marimo.notebook("hosts_marimo_whatif.py", WHATIF_NOTEBOOK))
+    widget = page.locator(".gradsight").first
+    status = widget.locator('[data-gradsight="status"]')
+    expect(status).to_have_text("ready", timeout=90_000)
+    pytorch = json.loads(page.locator("#pytorch-whatif").inner_text())
+    nodes, leaves = widget.locator(".gs-node[data-node-name]"), widget.locator('.gs-node[data-node-id^="leaf:"]')
+
+    def shows(case: str) -> None:  # the graph PyTorch builds for this case, node for node
+        expect(nodes).to_have_count(pytorch[case]["nodes"], timeout=30_000)
+        ids = sorted(str(leaves.nth(i).get_attribute("data-node-id")) for i in range(leaves.count()))
+        assert ids == [f"leaf:{n}" for n in pytorch[case]["leaves"]], (case, ids)
+
+    def rerun(index: int) -> None:  # a custom message to Python; the new run comes back as trait updates
+        widget.locator('[data-action="rerun"]').first.click()
+        expect(widget.locator(f'[data-run-index="{index}"]').first).to_be_attached(timeout=60_000)  # in the history
+        expect(status).to_have_text("ready", timeout=60_000)
+
+    shows("all")
+    # requires_grad off for one parameter: its leaf is gone and the diff says it lost its gradient
+    box = widget.locator('[data-toggle="requires-grad"][data-leaf="layer1.weight"]')
+    expect(box).to_be_checked()
+    box.click()
+    expect(box).not_to_be_checked()
+    rerun(1)
+    shows("w1")
+    expect(widget.locator('[data-diff="lost-grad"]')).to_contain_text("layer1.weight")
+    # and a whole module frozen on top
+    widget.locator('[data-scope-toggle="freeze"][data-module="layer2"]').click()
+    rerun(2)
+    shows("w1+l2")
+    expect(widget.locator('[data-diff="lost-grad"]')).to_contain_text("layer2.weight")
+    # Python's side: the user's parameters are as they were (requires_grad on, no .grad), three runs
+    page.get_by_role("button", name="check python").click()
+    expect(page.locator("#python-side")).to_have_text(
+        "requires_grad=[True, True, True, True] grads=[None, None, None, None] runs=3 error=''", timeout=30_000
+    )

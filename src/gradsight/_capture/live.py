@@ -4,13 +4,17 @@ Forward hooks on the model mark each step: its pre-hook decides whether to captu
 most one per ``interval`` seconds, so a fast loop pays almost nothing), its post-hook captures the
 graph below the outputs and hooks its nodes. Whatever differentiates it — ``.backward()``,
 ``torch.autograd.grad``, ``backward(inputs=...)`` — the first hook that fires queues an
-end-of-backward callback that finishes the step. Widget state is only touched from the main
-thread: a step finished on an autograd worker thread waits for the next forward or the end of the
-cell. :meth:`LiveSession.close` removes every hook.
+end-of-backward callback that finishes the step. Widget state is only touched from the thread that
+made the debugger (the kernel's: the main thread under Jupyter and ``marimo edit``, a session's
+thread under ``marimo run``): a step finished on another thread (an autograd worker's, for CUDA)
+waits for the next forward or the end of the cell. The end of a cell is IPython's ``post_run_cell``
+event, or where there is no IPython (marimo) a callback on the kernel's asyncio loop, which runs once
+the cells of the current run are done. :meth:`LiveSession.close` removes every hook.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -46,7 +50,7 @@ class LiveSession:
                  interval: float, source_lines: bool, share: float = 1.0,
                  report: Callable[[str], None] | None = None) -> None:  # fmt: skip
         self._publish_fn = publish
-        self._report_fn = report  # shows an error in the view (main thread)
+        self._report_fn = report  # shows an error in the view (owner thread)
         self._reported = 0  # errors shown so far
         self._budget = budget
         self._interval = interval
@@ -65,7 +69,7 @@ class LiveSession:
         self._sources: SourceTracker | None = None
         self._forward_thread: int | None = None  # the thread whose forward is being captured
         self._step: _Step | None = None  # captured, waiting for its backward
-        self._ready: Captured | None = None  # finished, waiting for the main thread
+        self._ready: Captured | None = None  # finished, waiting for the owner thread
         self._last_capture = -float("inf")
         self._share = min(max(share, 1e-3), 1.0)
         self._next_allowed = -float("inf")  # after a captured step, wait so captures stay a small share
@@ -74,7 +78,9 @@ class LiveSession:
         self.errors: list[str] = []
         self._closed = False
         self._forward_started = 0.0
+        self._owner = threading.get_ident()  # the kernel's thread: the only one that touches the widget
         self._ipython_flush = _register_post_cell(self.cell_done)
+        self._end_of_run = None if self._ipython_flush is not None else _LoopCallback(self.cell_done)
 
     # -- forward -------------------------------------------------------------------------------
 
@@ -194,8 +200,11 @@ class LiveSession:
                 if self._step is step:
                     self._step = None
                 self._ready = Captured.of(graph, step.collected, step.store)
-            if threading.current_thread() is threading.main_thread():
+            if threading.get_ident() == self._owner:
                 self.flush()
+            end_of_run = self._end_of_run  # (close() on the owner thread may clear it meanwhile)
+            if end_of_run is not None:
+                end_of_run.queue()  # no post_run_cell event: publish and reset the limits after the run
         except Exception as e:
             self._error(e)
 
@@ -220,7 +229,7 @@ class LiveSession:
             steps.append(GradStep(step=step.number, grad_norm=norm, received_norm=received))
             del steps[:-HISTORY]
 
-    # -- publishing (main thread only) ---------------------------------------------------------
+    # -- publishing (the owner thread only) ------------------------------------------------------
 
     def cell_done(self) -> None:
         """End of a notebook cell: publish what is ready, and let the next cell's first step be
@@ -229,7 +238,7 @@ class LiveSession:
         self._last_capture = self._next_allowed = -float("inf")
 
     def flush(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
+        if threading.get_ident() != self._owner:
             return
         with self._lock:
             ready, self._ready = self._ready, None
@@ -253,6 +262,7 @@ class LiveSession:
         if self._ipython_flush is not None:
             self._ipython_flush()
             self._ipython_flush = None
+        self._end_of_run = None
 
     def _error(self, e: BaseException) -> None:
         if len(self.errors) < 20:  # the first line: torch's dispatcher errors run to kilobytes
@@ -341,3 +351,39 @@ def _register_post_cell(fn: Callable[[], None]) -> Callable[[], None] | None:
 
     ip.events.register("post_run_cell", on_post_run_cell)
     return lambda: ip.events.unregister("post_run_cell", on_post_run_cell)
+
+
+class _LoopCallback:
+    """``fn`` once the current run of cells is done, where there is no IPython: marimo's kernel runs
+    its cells inside an asyncio loop on the kernel's thread, and a callback queued on that loop runs
+    when the loop gets control back (after the cells the run triggered, or at an ``await`` of an
+    async cell: a training loop that awaits in every step has every step captured). No loop running
+    in the thread that made the debugger (a plain script): nothing."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._fn = fn
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self._queued = False
+        self._lock = threading.Lock()
+
+    def queue(self) -> None:
+        """From any thread; several calls before the loop runs it queue ``fn`` once."""
+        loop = self._loop
+        if loop is None:
+            return
+        with self._lock:
+            if self._queued:
+                return
+            self._queued = True
+        try:
+            loop.call_soon_threadsafe(self._run)
+        except RuntimeError:  # the loop is closed (the kernel is shutting down)
+            self._loop = None
+
+    def _run(self) -> None:
+        with self._lock:
+            self._queued = False
+        self._fn()
