@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,20 @@ def test_the_running_torch_passes_and_the_package_declares_the_same_bound() -> N
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()  # tomllib is 3.11+
     declared = re.findall(r'^\s*"torch([<>=!~][^"]*)",?\s*$', pyproject, flags=re.M)
     assert declared == [">=" + ".".join(map(str, MIN_TORCH))]
+
+
+def test_load_ext_under_an_older_torch_fails_at_once_and_registers_nothing() -> None:
+    code = """
+import torch
+torch.__version__ = "2.9.1"  # as an older install reports it
+from IPython.testing.globalipapp import start_ipython
+sh = start_ipython()
+try:
+    sh.run_line_magic("load_ext", "gradsight")
+except ImportError as e:
+    print("refused:", e)
+print("registered:", "gradsight" in sh.magics_manager.magics["cell"])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "refused: gradsight needs torch >= 2.10, and this is torch 2.9.1" in out, out
+    assert "registered: False" in out, out

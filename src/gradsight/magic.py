@@ -20,6 +20,8 @@ _previous: dict[int, Any] = {}  # shell id -> what %%gradsight was before we loa
 
 
 def load_ipython_extension(ipython: Any) -> None:
+    from . import _capture  # noqa: F401 - an unsupported torch fails here, at %load_ext, not in a cell
+
     manager = ipython.magics_manager
     _previous.setdefault(id(ipython), manager.magics["cell"].get(MAGIC))
 
