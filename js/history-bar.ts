@@ -5,6 +5,7 @@
 
 import { h } from "./dom";
 import { formatNumber, truncateEnd } from "./format";
+import { ownsKeys } from "./keys";
 import type { WireHistoryEntry } from "./wire";
 
 export interface HistoryEvents {
@@ -26,8 +27,10 @@ export class HistoryBar {
   };
 
   constructor(private readonly events: HistoryEvents) {
-    this.current = h("select", { class: "gs-select", "data-action": "current", "aria-label": "Run shown" });
-    this.baseline = h("select", { class: "gs-select", "data-action": "baseline", "aria-label": "Compare with run" });
+    const select = (action: string, label: string) =>
+      h("select", { class: "gs-select", "data-action": action, "aria-label": label, ...ownsKeys("native arrows") });
+    this.current = select("current", "Run shown");
+    this.baseline = select("baseline", "Compare with run");
     this.el = h(
       "span",
       { class: "gs-history", "data-gradsight": "history", hidden: true },

@@ -6,6 +6,7 @@
 
 import { h, setText } from "./dom";
 import { formatCount } from "./format";
+import { ownsKeys } from "./keys";
 import { DIRECTIONS, type Direction, isDirection } from "./layout";
 
 export interface ToolbarEvents {
@@ -48,7 +49,12 @@ export class Toolbar {
       button("zoom-in", "+", "Zoom in", () => events.zoom(ZOOM_STEP)),
       button("zoom-out", "−", "Zoom out", () => events.zoom(1 / ZOOM_STEP)),
     ];
-    this.select = h("select", { class: "gs-select", "data-action": "direction", "aria-label": "Layout direction" });
+    this.select = h("select", {
+      class: "gs-select",
+      "data-action": "direction",
+      "aria-label": "Layout direction",
+      ...ownsKeys("native arrows"),
+    });
     for (const d of DIRECTIONS) this.select.append(h("option", { value: d }, `${d} · ${DIRECTION_NAMES[d]}`));
     this.select.addEventListener("change", this.onChange);
     this.status = h("span", { class: "gs-status", "data-gradsight": "status", role: "status" }, "ready");

@@ -17,6 +17,7 @@ import { InspectSession } from "./inspect-session";
 import { Inspector } from "./inspector";
 import { computeLayout, type Direction, dummyBudget, type Layout, type PlacedNode } from "./layout";
 import { type Model, readDirection, readError, readSelected, readStatus, writeDirection, writeSelected } from "./model";
+import { watchNarrow } from "./narrow";
 import { layoutInput, type NodeLabel, nodeLabel } from "./node-label";
 import { type Box, PanZoom } from "./panzoom";
 import { GraphRenderer } from "./render";
@@ -49,6 +50,7 @@ export class GradsightView {
   /** Structure of the drawn graph (ids, edges, labels, direction): equal means restyle, not relayout. */
   private structure = "";
   private readonly handlers: [string, () => void][];
+  private readonly stopNarrow: () => void;
   private readonly graphEl: HTMLElement;
   /** The big-graph view, created for the first big graph. */
   private big: BigView | null = null;
@@ -103,6 +105,7 @@ export class GradsightView {
       h("div", { class: "gs-body" }, this.graphEl, this.inspector.el),
     );
     host.append(this.root);
+    this.stopNarrow = watchNarrow(this.root);
     this.handlers = [
       ["change:graph", () => this.guard(() => this.onGraph())],
       ["change:selected", () => this.guard(() => this.onSelected())],
@@ -136,6 +139,7 @@ export class GradsightView {
     this.panzoom.destroy();
     this.big?.destroy();
     this.inspector.destroy();
+    this.stopNarrow();
     this.root.remove();
   }
 

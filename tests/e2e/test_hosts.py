@@ -21,6 +21,8 @@ from tests.e2e.harness import kernel_exec, open_and_run
 from tests.e2e.test_gradients import MODEL, RUNNABLE, number
 
 NODE = "layer2/AddmmBackward0#0"
+IN_A_BOX = """import ipywidgets
+ipywidgets.HBox([gradsight.debugger(model, inputs=batch, loss=lambda out: out.sum()), ipywidgets.Label("beside")])"""
 
 # The gradient into layer2's addmm is d(loss)/d(model output), by plain autograd (no gradsight).
 PYTORCH_GRAD = """_out = model(batch)
@@ -107,7 +109,7 @@ def check_inspector_matches_pytorch(widget: Locator, expected: dict[str, float])
 
 
 def test_notebook7_runnable_debugger_inspects_gradients_as_pytorch_computes(notebook7: Lab, page: Page) -> None:
-    open_and_run(page, notebook7.notebook("hosts_nb7.ipynb", [MODEL, RUNNABLE]))
+    open_and_run(page, notebook7.notebook("hosts_nb7.ipynb", [MODEL, RUNNABLE, IN_A_BOX]))
     assert page.evaluate("() => window.jupyterapp.name") == "Jupyter Notebook"  # Notebook 7's page, not Lab's
     widget = page.locator(".gradsight").first
     expect(widget.locator('[data-gradsight="status"]')).to_have_text("ready", timeout=60_000)
@@ -115,6 +117,11 @@ def test_notebook7_runnable_debugger_inspects_gradients_as_pytorch_computes(note
     widget.locator(f'[data-node-id="{NODE}"]').click()
     expected = json.loads(kernel_exec(page, PYTORCH_GRAD + "\nimport json; print(json.dumps(_expected))"))
     check_inspector_matches_pytorch(widget, expected)
+    # a view sized by its content (an ipywidgets HBox) keeps its width: size containment made it 2 px
+    boxed = page.locator(".widget-hbox .gradsight").first
+    expect(boxed.locator('[data-gradsight="status"]')).to_have_text("ready", timeout=60_000)
+    box = boxed.bounding_box()
+    assert box and box["width"] > 400, box
     assert kernel_exec(page, "print(dbg.selected)").strip() == NODE  # the click reached Python
     assert kernel_exec(page, "print(repr(dbg.error))").strip() == "''"
     # a focused node's arrow keys are the view's (Notebook 7 binds them in the capture phase), every
@@ -126,6 +133,13 @@ def test_notebook7_runnable_debugger_inspects_gradients_as_pytorch_computes(note
     node.press("ArrowDown")
     expect(widget.locator(":focus")).to_have_attribute("data-node-id", "leaf:layer2.bias")  # its first input
     assert page.evaluate(active) == cell
+    # a <select>'s arrows are the browser's own: they change the layout, not the active cell
+    direction = widget.locator('select[data-action="direction"]')
+    direction.focus()
+    direction.press("ArrowDown")
+    expect(direction).not_to_have_value("TB")
+    assert page.evaluate(active) == cell
+    node.focus()
     widget.locator(":focus").press("Shift+Enter")
     page.wait_for_function(f"() => ({active})() === {cell + 1}", timeout=30_000)
 

@@ -59,7 +59,8 @@ export function click(target: Element): void {
 
 /**
  * Which of ``keys`` Notebook 7 would take from ``target``: it runs Jupyter's shortcuts (Lumino) in
- * the capture phase on `document`, and Lumino skips an event whose default was already prevented.
+ * the capture phase on `document`, and Lumino skips an event whose default was already prevented,
+ * or whose target (or an ancestor) carries `data-lm-suppress-shortcuts`.
  * A key is written ``Shift+Enter`` / ``Control+s`` for modifiers.
  */
 export function keysNotebookTakes(target: Element, keys: readonly string[]): string[] {
@@ -68,7 +69,8 @@ export function keysNotebookTakes(target: Element, keys: readonly string[]): str
     const parts = spec.length > 1 && spec.includes("+") ? spec.split("+") : [spec];
     const key = parts.pop() as string;
     const seen = (e: Event) => {
-      if (!e.defaultPrevented) taken.push(spec);
+      const optedOut = e.target instanceof Element && e.target.closest("[data-lm-suppress-shortcuts]") !== null;
+      if (!e.defaultPrevented && !optedOut) taken.push(spec);
       e.stopPropagation(); // a binding matched: nothing below sees the key
     };
     document.addEventListener("keydown", seen, true);

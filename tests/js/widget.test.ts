@@ -141,6 +141,24 @@ describe("selection", () => {
     expect(model.set).toHaveBeenLastCalledWith("selected", LEAF);
   });
 
+  it("the layout select keeps its own arrow keys (not prevented), and Notebook 7 takes none of them", () => {
+    vi.useFakeTimers();
+    const { el } = mount();
+    const select = el.querySelector('select[data-action="direction"]') as HTMLSelectElement;
+    const prevented: boolean[] = [];
+    const seen = (e: Event) => prevented.push(e.defaultPrevented);
+    document.addEventListener("keydown", seen, true); // where Notebook 7 looks, before the select
+    expect(keysNotebookTakes(select, ["ArrowDown", "ArrowUp", "Shift+Enter", "Control+s"])).toEqual([
+      "Shift+Enter",
+      "Control+s",
+    ]);
+    expect(prevented).toEqual([false, false, false, false]); // the browser still moves the selection
+    document.removeEventListener("keydown", seen, true);
+    vi.runAllTimers();
+    expect(select.hasAttribute("data-lm-suppress-shortcuts")).toBe(false); // for that key only
+    vi.useRealTimers();
+  });
+
   it("arrow keys move focus along the edges", () => {
     const { el } = mount();
     // Notebook 7 binds in the capture phase: it must leave a focused node's own keys alone, and
