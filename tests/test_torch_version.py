@@ -27,6 +27,11 @@ def test_supported_torch_versions_pass(version: str) -> None:
     require_torch(version)
 
 
+def test_a_new_enough_version_without_the_unpack_hook_is_refused_too() -> None:
+    with pytest.raises(ImportError, match=r"this is torch 2\.10\.0a0"):  # an early 2.10 nightly
+        require_torch("2.10.0a0+git1234", unpack_hook_visible=False)
+
+
 def test_the_running_torch_passes_and_the_package_declares_the_same_bound() -> None:
     require_torch(torch.__version__)
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()  # tomllib is 3.11+

@@ -20,12 +20,13 @@ import torch
 MIN_TORCH = (2, 10)
 
 
-def require_torch(version: str) -> None:
+def require_torch(version: str, unpack_hook_visible: bool = True) -> None:
     """Refuse a torch older than ``MIN_TORCH``, saying what to do (builds like ``2.11.0+cu130``,
-    ``2.12.0a0+git…`` and ``2.13.0.dev20261101`` are read by their release numbers)."""
+    ``2.12.0a0+git…`` and ``2.13.0.dev20261101`` are read by their release numbers), or one whose
+    saved-tensor handles do not show their unpack hook (an early 2.10 nightly, a custom build)."""
     found = re.match(r"(\d+)\.(\d+)", version)
-    if found is None or (int(found[1]), int(found[2])) >= MIN_TORCH:
-        return  # an unparsable version is a custom build: let it run rather than guess
+    if unpack_hook_visible and (found is None or (int(found[1]), int(found[2])) >= MIN_TORCH):
+        return
     need = ".".join(map(str, MIN_TORCH))
     raise ImportError(
         f"gradsight needs torch >= {need}, and this is torch {version}. Older torch does not tell "
@@ -35,4 +36,4 @@ def require_torch(version: str) -> None:
     )
 
 
-require_torch(torch.__version__)
+require_torch(torch.__version__, hasattr(torch._C._autograd.SavedTensor, "unpack_hook"))
