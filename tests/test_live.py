@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+from typing import Any
+
 import pytest
 import torch
 
 import gradsight as gs
+from gradsight._capture import live
 from tests.run_zoo import MLP
 from tests.test_run import RunCase, assert_same, snapshot
 
@@ -14,6 +20,12 @@ from tests.test_run import RunCase, assert_same, snapshot
 def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gs.options, "live_interval", 0.0)  # capture every step in tests
     monkeypatch.setattr(gs.options, "live_share", 1.0)
+
+
+@pytest.fixture
+def default_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gs.options, "live_interval", 0.5)  # config.Options' defaults
+    monkeypatch.setattr(gs.options, "live_share", 0.1)
 
 
 def step(model: MLP, x: torch.Tensor) -> torch.Tensor:
@@ -136,12 +148,19 @@ def test_captures_stay_a_small_share_of_training_time(monkeypatch: pytest.Monkey
     dbg.close()
 
 
-def test_without_ipython_the_end_of_the_kernels_asyncio_run_ends_the_cell(monkeypatch: pytest.MonkeyPatch) -> None:
-    """marimo has no post_run_cell: its kernel runs cells inside an asyncio loop, and gradsight's
-    callback on that loop runs once the cells of a run are done (here: at the await)."""
-    import asyncio
-    import threading
+def idle(dbg: gs.Debugger) -> float:
+    """A person's pause before running a cell again: longer than what makes a step a new run."""
+    assert dbg._live is not None
+    return max(live.IDLE_FLOOR, live.IDLE_STEPS * dbg._live._step_time) + 0.1
 
+
+def test_without_ipython_a_step_after_the_loop_got_control_and_a_pause_is_a_new_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """marimo has no post_run_cell: its kernel runs cells inside an asyncio loop, and gradsight's
+    callback on that loop publishes what is ready. The loop gets control at the end of a run of
+    cells, but also at every await: only a step that comes after the loop got control and a pause
+    (a person re-running a cell) is shown whatever the rate limits say."""
     monkeypatch.setattr(gs.options, "live_interval", 3600.0)
     model = MLP()
 
@@ -150,20 +169,131 @@ def test_without_ipython_the_end_of_the_kernels_asyncio_run_ends_the_cell(monkey
         step(model, torch.randn(2, 8))
         step(model, torch.randn(2, 8))
         assert dbg.graph.run.step == 1  # the second step is throttled within the "cell"
-        await asyncio.sleep(0)  # the cell is done: the loop runs the callback
+        await asyncio.sleep(0)  # the loop gets control: an async training loop's next step comes at once
         step(model, torch.randn(2, 8))
-        assert dbg.graph.run.step == 3  # the next cell's first step is captured whatever the limits say
-        await asyncio.sleep(0)
+        assert dbg.graph.run.step == 1
+        await asyncio.sleep(idle(dbg))  # the cells are done; a person runs one again a moment later
+        step(model, torch.randn(2, 8))
+        assert dbg.graph.run.step == 4  # shown, right after a captured step, whatever the limits say
+        time.sleep(idle(dbg))  # a pause inside one cell (the loop never got control): still one run
+        step(model, torch.randn(2, 8))
+        assert dbg.graph.run.step == 4
+        await asyncio.sleep(idle(dbg))
         # a step that ends on another thread (CUDA's autograd workers) shows once the run is done
         worker = threading.Thread(target=step, args=(model, torch.randn(2, 8)))
         worker.start()
         worker.join(10)
-        assert dbg.graph.run.step == 3
-        await asyncio.sleep(0)
         assert dbg.graph.run.step == 4
+        await asyncio.sleep(0)
+        assert dbg.graph.run.step == 6
         dbg.close()
 
     asyncio.run(kernel())
+
+
+def test_without_ipython_a_pause_between_forward_and_backward_is_no_part_of_the_steps_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A step's forward in one cell and its backward in the next: how long a later step must wait to
+    count as a new run goes by the step's own time, not by the person's pause between the cells."""
+    monkeypatch.setattr(gs.options, "live_interval", 3600.0)
+    model = MLP()
+
+    async def kernel() -> None:
+        dbg = gs.debugger(model)
+        loss = model(torch.randn(2, 8)).pow(2).sum()
+        await asyncio.sleep(0.6)
+        loss.backward()
+        assert dbg.graph.run.step == 1
+        pause = idle(dbg)
+        assert pause < 0.6
+        await asyncio.sleep(pause)
+        step(model, torch.randn(2, 8))
+        assert dbg.graph.run.step == 2
+        dbg.close()
+
+    asyncio.run(kernel())
+
+
+def count_published(dbg: gs.Debugger) -> list[int]:
+    assert dbg._live is not None
+    shown: list[int] = []
+    publish = dbg._live._publish_fn
+
+    def counted(captured: Any) -> None:
+        shown.append(captured.graph.run.step)
+        publish(captured)
+
+    dbg._live._publish_fn = counted
+    return shown
+
+
+def train(model: MLP, n: int = 200) -> None:
+    for _ in range(n):
+        step(model, torch.randn(16, 8))
+        time.sleep(0.001)  # the next batch (lets other threads run, as torch's kernels do)
+
+
+def without_loop(model: MLP) -> list[int]:
+    dbg = gs.debugger(model)
+    shown = count_published(dbg)
+    train(model)
+    dbg.close()
+    return shown
+
+
+@pytest.mark.usefixtures("default_limits")
+def test_without_ipython_a_training_thread_beside_an_idle_loop_keeps_the_rate_limits() -> None:
+    """marimo's ``mo.Thread`` training: the kernel's loop idles and runs gradsight's callback after
+    every step, which is not the end of a cell: the steps are captured as often as without a loop."""
+    model = MLP()
+    plain = without_loop(model)
+
+    async def kernel() -> tuple[list[int], int, float]:
+        dbg = gs.debugger(model)
+        assert dbg._live is not None and dbg._live._end_of_run is not None
+        shown = count_published(dbg)
+        turns = []
+        callback = dbg._live._end_of_run
+        turn = callback._fn
+        callback._fn = lambda: (turns.append(1), turn())[1]
+        trainer = threading.Thread(target=train, args=(model,))
+        start = time.monotonic()
+        trainer.start()
+        while trainer.is_alive():
+            await asyncio.sleep(0.01)  # the kernel's loop, idle
+        took = time.monotonic() - start
+        await asyncio.sleep(live.LOOP_HOLD * 2)
+        assert dbg._live._ready is None  # every captured step published from the loop
+        assert shown and dbg.graph.run.step == shown[-1]
+        dbg.close()
+        return shown, len(turns), took
+
+    shown, turns, took = asyncio.run(kernel())
+    assert len(shown) <= len(plain) + 3 and len(shown) <= 10, (shown, plain)  # 200 before the fix
+    assert turns <= took / live.LOOP_HOLD + len(shown) + 3  # the loop is not woken at every step
+
+
+@pytest.mark.usefixtures("default_limits")
+def test_without_ipython_an_async_training_loop_keeps_the_rate_limits() -> None:
+    """A training loop that awaits in every step (``batch = await queue.get()``) gives the loop
+    control at each step: no end of a cell, the steps are captured as often as without a loop."""
+    model = MLP()
+    plain = without_loop(model)
+
+    async def training() -> list[int]:
+        dbg = gs.debugger(model)
+        shown = count_published(dbg)
+        for _ in range(200):
+            step(model, torch.randn(16, 8))
+            time.sleep(0.001)
+            await asyncio.sleep(0)
+        await asyncio.sleep(live.LOOP_HOLD * 2)
+        dbg.close()
+        return shown
+
+    shown = asyncio.run(training())
+    assert len(shown) <= len(plain) + 3 and len(shown) <= 10, (shown, plain)  # 200 before the fix
 
 
 def test_a_debugger_made_on_a_kernel_thread_publishes_that_threads_steps() -> None:

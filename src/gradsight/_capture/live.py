@@ -7,9 +7,17 @@ graph below the outputs and hooks its nodes. Whatever differentiates it — ``.b
 end-of-backward callback that finishes the step. Widget state is only touched from the thread that
 made the debugger (the kernel's: the main thread under Jupyter and ``marimo edit``, a session's
 thread under ``marimo run``): a step finished on another thread (an autograd worker's, for CUDA)
-waits for the next forward or the end of the cell. The end of a cell is IPython's ``post_run_cell``
-event, or where there is no IPython (marimo) a callback on the kernel's asyncio loop, which runs once
-the cells of the current run are done. :meth:`LiveSession.close` removes every hook.
+waits for the next forward or the end of the cell — IPython's ``post_run_cell`` event, or where
+there is no IPython (marimo) a callback queued on the kernel's asyncio loop, which runs once the
+cells of the current run are done, or at once while the loop idles (a thread trains).
+
+The end of an IPython cell also lifts the rate limits, so each interactive cell's first step is
+shown. The loop callback does not: the loop gets control whenever it idles (training on a thread:
+``mo.Thread``) and at every ``await`` of an async training loop, not only at the end of a cell. So
+without IPython the limits are lifted only for a step that looks like a new run a person started:
+the loop got control after the model's last activity, and the model then stayed idle for at least
+``max(IDLE_FLOOR, IDLE_STEPS × the last captured step's time)`` (a loop starts its next step at
+once; a person re-running a cell does not). :meth:`LiveSession.close` removes every hook.
 """
 
 from __future__ import annotations
@@ -41,6 +49,21 @@ from .summary import norm_of
 from .walk import ACCUMULATE_GRAD, collect, gc_paused
 
 HISTORY = 50  # steps of .grad history kept per leaf
+
+# Without IPython, what makes a step "a new run" that gets the rate limits lifted (see the module's
+# docstring): the model idle for at least IDLE_FLOOR seconds and at least IDLE_STEPS times the last
+# captured step's time (its forward plus its backward, gradsight's work included: about twice a plain
+# step's). A person re-running a cell takes longer than 0.2 s to see the output and click or type. A
+# training loop's work from one forward's end to the next forward (backward, optimizer step, next
+# batch) takes well under 0.2 s for fast steps and rarely reaches ~4 plain steps for slow ones; a loop that
+# does idle that long (awaiting, or on a thread) is captured at most 1 / IDLE_FLOOR times a second and
+# slowed at most ~1.2× (a captured step costs ~one plain step more, on top of >= 5 steps' time).
+IDLE_FLOOR = 0.2
+IDLE_STEPS = 2.0
+# The loop callback runs at most once per LOOP_HOLD seconds for steps not captured (a training thread
+# ends a step every few ms, and waking the loop each time would cost ~25 µs a step); well below
+# IDLE_FLOOR, so the loop has noted its turn before a person's pause is over.
+LOOP_HOLD = 0.05
 
 
 class LiveSession:
@@ -78,9 +101,14 @@ class LiveSession:
         self.errors: list[str] = []
         self._closed = False
         self._forward_started = 0.0
+        # (under _lock) when the model last ran (a forward's start or end, a captured backward's end),
+        # whether the kernel's asyncio loop got control since, and the last captured step's time
+        self._last_active = -float("inf")
+        self._loop_turned = False
+        self._step_time = 0.0
         self._owner = threading.get_ident()  # the kernel's thread: the only one that touches the widget
         self._ipython_flush = _register_post_cell(self.cell_done)
-        self._end_of_run = None if self._ipython_flush is not None else _LoopCallback(self.cell_done)
+        self._end_of_run = None if self._ipython_flush is not None else _LoopCallback.on_running_loop(self._loop_turn)
 
     # -- forward -------------------------------------------------------------------------------
 
@@ -106,6 +134,7 @@ class LiveSession:
         elif self._forward_thread is not None:  # another thread's forward is being captured
             if torch.is_grad_enabled():
                 self.steps += 1  # a step all the same (not captured: one capture at a time)
+                self._new_run(time.monotonic())  # (model activity all the same)
             return
         self.flush()
         if not torch.is_grad_enabled():  # an evaluation under no_grad: not a step, nothing to capture
@@ -113,6 +142,8 @@ class LiveSession:
         self.steps += 1
         now = time.monotonic()
         self._forward_started = now
+        if self._new_run(now):  # a person ran it (no IPython: no post_run_cell): show it, like a new cell's
+            self._last_capture = self._next_allowed = -float("inf")
         due = now - self._last_capture >= self._interval and now >= self._next_allowed
         self._capturing = due
         if self._capturing:
@@ -124,7 +155,34 @@ class LiveSession:
                 self._sources = SourceTracker()
                 self._sources.__enter__()
 
+    def _new_run(self, now: float) -> bool:
+        """A step begins: does it look like a new run a person started, not a loop's next step? Only
+        where there is no IPython: the kernel's asyncio loop got control after the model's last
+        activity (``_loop_turn``), and the model has been idle since for long enough (see IDLE_FLOOR)."""
+        with self._lock:
+            new = self._loop_turned and now - self._last_active >= max(IDLE_FLOOR, IDLE_STEPS * self._step_time)
+            self._loop_turned = False
+            self._last_active = now
+        return new
+
+    def _ran(self, now: float, *, step_time: float | None = None, publish: bool = False) -> None:
+        """The model was active until ``now`` (any thread): the loop must get control again before a
+        step counts as a new run, so queue the loop callback (``publish``: a step is ready, at once)."""
+        with self._lock:
+            self._loop_turned = False
+            self._last_active = max(self._last_active, now)
+            if step_time is not None:
+                self._step_time = step_time
+        end_of_run = self._end_of_run  # (close() on the owner thread may clear it meanwhile)
+        if end_of_run is not None:
+            end_of_run.queue(at_once=publish)
+
     def _on_forward_end(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        if self._end_of_run is not None and torch.is_grad_enabled() and not self._paused and not own_run():
+            try:
+                self._ran(time.monotonic())
+            except Exception as e:  # never break the user's forward
+                self._error(e)
         if self._forward_thread != threading.get_ident():  # no capture began in this thread's forward
             _drop_stopped_trackers()  # closed from another thread meanwhile: take its tracker off here
             return
@@ -172,6 +230,7 @@ class LiveSession:
         root_index = dict(zip(dict.fromkeys(roots), collected.roots, strict=True))
         step = _Step(self.steps, collected, store, self._finish, {*keep, *collected.roots})
         step.started = self._forward_started
+        step.forward_time = self._last_capture - self._forward_started
         step.call = self._call
         step.outputs = [(root_index[t.grad_fn], t.output_nr) for t in outputs]
         step.recorder.install(order, collected.names)
@@ -202,9 +261,8 @@ class LiveSession:
                 self._ready = Captured.of(graph, step.collected, step.store)
             if threading.get_ident() == self._owner:
                 self.flush()
-            end_of_run = self._end_of_run  # (close() on the owner thread may clear it meanwhile)
-            if end_of_run is not None:
-                end_of_run.queue()  # no post_run_cell event: publish and reset the limits after the run
+            end = time.monotonic()  # no post_run_cell event: publish on the loop, at once
+            self._ran(end, step_time=step.forward_time + end - step.backward_started, publish=True)
         except Exception as e:
             self._error(e)
 
@@ -232,10 +290,19 @@ class LiveSession:
     # -- publishing (the owner thread only) ------------------------------------------------------
 
     def cell_done(self) -> None:
-        """End of a notebook cell: publish what is ready, and let the next cell's first step be
-        captured whatever the rate limits say (one step per cell is interactive use, not a loop)."""
+        """End of a notebook cell (IPython's ``post_run_cell``): publish what is ready, and let the
+        next cell's first step be captured whatever the rate limits say (one step per cell is
+        interactive use, not a loop)."""
         self.flush()
         self._last_capture = self._next_allowed = -float("inf")
+
+    def _loop_turn(self) -> None:
+        """The kernel's asyncio loop got control (no IPython): publish what is ready. Not the end of
+        a cell — the loop also gets control while a thread trains and at each ``await`` of an async
+        loop — so the limits are left alone; the next step's ``_new_run`` decides."""
+        with self._lock:
+            self._loop_turned = True
+        self.flush()
 
     def flush(self) -> None:
         if threading.get_ident() != self._owner:
@@ -323,12 +390,15 @@ class _Step:
         self.recorder = GradRecorder(store, keep, on_first=self._queue_finish)
         self.leaves: list[tuple[int, torch.Tensor]] = []
         self.started = 0.0  # when its forward began (time.monotonic)
+        self.forward_time = 0.0  # its forward's duration
+        self.backward_started = 0.0  # when its backward's first hook ran (a later cell may run it)
         self.call: tuple[Any, Any, Any] | None = None  # (args, kwargs, rng state) of its forward
         self.outputs: list[tuple[int, int]] = []  # (root node index, output_nr) per output tensor
         self._finish = finish
 
     def _queue_finish(self) -> None:
         # Runs inside the first hook of this step's backward; the callback runs when it ends.
+        self.backward_started = time.monotonic()
         torch.autograd.Variable._execution_engine.queue_callback(lambda: self._finish(self))
 
     def abandon(self) -> None:
@@ -354,30 +424,39 @@ def _register_post_cell(fn: Callable[[], None]) -> Callable[[], None] | None:
 
 
 class _LoopCallback:
-    """``fn`` once the current run of cells is done, where there is no IPython: marimo's kernel runs
-    its cells inside an asyncio loop on the kernel's thread, and a callback queued on that loop runs
-    when the loop gets control back (after the cells the run triggered, or at an ``await`` of an
-    async cell: a training loop that awaits in every step has every step captured). No loop running
-    in the thread that made the debugger (a plain script): nothing."""
+    """``fn`` on the asyncio loop running in the thread that made the debugger, where there is no
+    IPython: marimo's kernel runs its cells inside an asyncio loop on the kernel's thread. A callback
+    queued there runs when the loop gets control: after the cells of the current run, but also at
+    once while a thread trains and the loop idles, and at each ``await`` of an async cell. No loop
+    running in that thread (a plain script): none (``on_running_loop``)."""
 
-    def __init__(self, fn: Callable[[], None]) -> None:
-        self._fn = fn
+    @classmethod
+    def on_running_loop(cls, fn: Callable[[], None]) -> _LoopCallback | None:
         try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            return cls(fn, asyncio.get_running_loop())
         except RuntimeError:
-            self._loop = None
-        self._queued = False
-        self._lock = threading.Lock()
+            return None
 
-    def queue(self) -> None:
-        """From any thread; several calls before the loop runs it queue ``fn`` once."""
+    def __init__(self, fn: Callable[[], None], loop: asyncio.AbstractEventLoop) -> None:
+        self._fn = fn
+        self._loop: asyncio.AbstractEventLoop | None = loop
+        self._lock = threading.Lock()
+        self._pending = False  # _run is queued on the loop
+        self._held = False  # _run ran less than LOOP_HOLD ago: a queue() not at once waits for _again
+        self._wanted = False  # queue() was called since _run last ran
+
+    def queue(self, *, at_once: bool = False) -> None:
+        """From any thread: ``fn`` runs on the loop after this call — at its next turn, or (unless
+        ``at_once``) within LOOP_HOLD of the last run, so a training thread that ends a step every
+        millisecond does not wake the loop every millisecond. Calls before it runs run it once."""
         loop = self._loop
         if loop is None:
             return
         with self._lock:
-            if self._queued:
+            self._wanted = True
+            if self._pending or (self._held and not at_once):
                 return
-            self._queued = True
+            self._pending = True
         try:
             loop.call_soon_threadsafe(self._run)
         except RuntimeError:  # the loop is closed (the kernel is shutting down)
@@ -385,5 +464,16 @@ class _LoopCallback:
 
     def _run(self) -> None:
         with self._lock:
-            self._queued = False
+            self._pending = self._wanted = False
+            hold, self._held = not self._held, True
+        if hold:
+            asyncio.get_running_loop().call_later(LOOP_HOLD, self._again)
         self._fn()
+
+    def _again(self) -> None:
+        with self._lock:
+            self._held = False
+            again = self._wanted and not self._pending
+            self._pending = self._pending or again
+        if again:
+            self._run()
