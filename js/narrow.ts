@@ -5,6 +5,9 @@
 // its content (an ipywidgets HBox, inline-block, a table cell), and it collapsed to 2 px there.
 
 export const NARROW_PX = 900;
+/** A narrow view turns wide again only this much past NARROW_PX: a view sized by its content changes
+ * width with its own layout, and must not flip between the two on every frame. */
+export const HYSTERESIS_PX = 40;
 
 /** Keeps class `gs-narrow` on `root` while its width is under `NARROW_PX`; returns the stopper. */
 export function watchNarrow(root: HTMLElement): () => void {
@@ -13,7 +16,9 @@ export function watchNarrow(root: HTMLElement): () => void {
   const apply = () => {
     frame = 0;
     const width = root.getBoundingClientRect().width;
-    if (width > 0) root.classList.toggle("gs-narrow", width < NARROW_PX); // 0: not laid out (hidden tab)
+    if (width === 0) return; // not laid out (a hidden tab): keep the class until it is
+    const narrow = root.classList.contains("gs-narrow");
+    root.classList.toggle("gs-narrow", width < (narrow ? NARROW_PX + HYSTERESIS_PX : NARROW_PX));
   };
   // Applied on the next frame, not in the callback: a class that changes the observed size inside
   // it makes the browser report "ResizeObserver loop completed with undelivered notifications".

@@ -131,6 +131,7 @@ export class GradsightView {
 
   destroy(): void {
     for (const [event, fn] of this.handlers) this.model.off(event, fn);
+    this.stopNarrow();
     this.session.destroy();
     this.whatif.destroy();
     this.client.destroy();
@@ -139,7 +140,6 @@ export class GradsightView {
     this.panzoom.destroy();
     this.big?.destroy();
     this.inspector.destroy();
-    this.stopNarrow();
     this.root.remove();
   }
 

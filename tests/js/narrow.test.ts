@@ -2,7 +2,7 @@
 // The view stacks its inspector below the graph by its own width (not the window's), applied on the
 // next frame after a resize, and stops watching when destroyed.
 
-import { NARROW_PX, watchNarrow } from "../../js/narrow";
+import { HYSTERESIS_PX, NARROW_PX, watchNarrow } from "../../js/narrow";
 
 class FakeObserver {
   static last: FakeObserver | null = null;
@@ -50,6 +50,23 @@ describe("watchNarrow", () => {
     expect(el.classList.contains("gs-narrow")).toBe(false);
     stop();
     expect(observer.disconnected).toBe(true);
+  });
+
+  it("turns a narrow view wide again only past the threshold plus a margin (no flip-flop)", () => {
+    const el = sized(NARROW_PX - 1);
+    watchNarrow(el);
+    const observer = FakeObserver.last as FakeObserver;
+    const resize = (width: number) => {
+      el.getBoundingClientRect = () => ({ width }) as DOMRect;
+      observer.callback();
+      vi.advanceTimersToNextFrame();
+      return el.classList.contains("gs-narrow");
+    };
+    expect(resize(NARROW_PX - 1)).toBe(true);
+    expect(resize(NARROW_PX + HYSTERESIS_PX - 1)).toBe(true); // its stacked layout made it a bit wider
+    expect(resize(NARROW_PX + HYSTERESIS_PX)).toBe(false);
+    expect(resize(NARROW_PX)).toBe(false); // wide stays wide at the threshold itself
+    expect(resize(NARROW_PX - 1)).toBe(true);
   });
 
   it("leaves a view that is not laid out (width 0, a hidden tab) as it was, and cancels a pending frame", () => {
