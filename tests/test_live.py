@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import gradsight as gs
-from gradsight._capture import live
+from gradsight._capture import cell_end, live
 from tests.run_zoo import MLP
 from tests.test_run import RunCase, assert_same, snapshot
 
@@ -263,7 +263,7 @@ def test_without_ipython_a_training_thread_beside_an_idle_loop_keeps_the_rate_li
         while trainer.is_alive():
             await asyncio.sleep(0.01)  # the kernel's loop, idle
         took = time.monotonic() - start
-        await asyncio.sleep(live.LOOP_HOLD * 2)
+        await asyncio.sleep(cell_end.LOOP_HOLD * 2)
         assert dbg._live._ready is None  # every captured step published from the loop
         assert shown and dbg.graph.run.step == shown[-1]
         dbg.close()
@@ -271,7 +271,7 @@ def test_without_ipython_a_training_thread_beside_an_idle_loop_keeps_the_rate_li
 
     shown, turns, took = asyncio.run(kernel())
     assert len(shown) <= len(plain) + 3 and len(shown) <= 10, (shown, plain)  # 200 before the fix
-    assert turns <= took / live.LOOP_HOLD + len(shown) + 3  # the loop is not woken at every step
+    assert turns <= took / cell_end.LOOP_HOLD + len(shown) + 3  # the loop is not woken at every step
 
 
 @pytest.mark.usefixtures("default_limits")
@@ -288,7 +288,7 @@ def test_without_ipython_an_async_training_loop_keeps_the_rate_limits() -> None:
             step(model, torch.randn(16, 8))
             time.sleep(0.001)
             await asyncio.sleep(0)
-        await asyncio.sleep(live.LOOP_HOLD * 2)
+        await asyncio.sleep(cell_end.LOOP_HOLD * 2)
         dbg.close()
         return shown
 

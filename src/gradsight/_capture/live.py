@@ -22,7 +22,6 @@ once; a person re-running a cell does not). :meth:`LiveSession.close` removes ev
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -36,6 +35,7 @@ from .._inert import inert, restore
 from ..config import options
 from ..graph import RunInfo
 from ..inspection import GradStep
+from .cell_end import LoopCallback, on_post_run_cell
 from .finish import build_with_gradients
 from .guard import own_run, rng_state
 from .hooks import GradRecorder
@@ -60,10 +60,6 @@ HISTORY = 50  # steps of .grad history kept per leaf
 # slowed at most ~1.2× (a captured step costs ~one plain step more, on top of >= 5 steps' time).
 IDLE_FLOOR = 0.2
 IDLE_STEPS = 2.0
-# The loop callback runs at most once per LOOP_HOLD seconds for steps not captured (a training thread
-# ends a step every few ms, and waking the loop each time would cost ~25 µs a step); well below
-# IDLE_FLOOR, so the loop has noted its turn before a person's pause is over.
-LOOP_HOLD = 0.05
 
 
 class LiveSession:
@@ -107,8 +103,8 @@ class LiveSession:
         self._loop_turned = False
         self._step_time = 0.0
         self._owner = threading.get_ident()  # the kernel's thread: the only one that touches the widget
-        self._ipython_flush = _register_post_cell(self.cell_done)
-        self._end_of_run = None if self._ipython_flush is not None else _LoopCallback.on_running_loop(self._loop_turn)
+        self._ipython_flush = on_post_run_cell(self.cell_done)
+        self._end_of_run = None if self._ipython_flush is not None else LoopCallback.on_running_loop(self._loop_turn)
 
     # -- forward -------------------------------------------------------------------------------
 
@@ -404,76 +400,3 @@ class _Step:
     def abandon(self) -> None:
         self.recorder.close()
         self.store.release()
-
-
-def _register_post_cell(fn: Callable[[], None]) -> Callable[[], None] | None:
-    """Flush at the end of every cell (steps finished on worker threads); returns the remover."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return None
-    ip = get_ipython()
-    if ip is None:
-        return None
-
-    def on_post_run_cell(*_args: Any) -> None:
-        fn()
-
-    ip.events.register("post_run_cell", on_post_run_cell)
-    return lambda: ip.events.unregister("post_run_cell", on_post_run_cell)
-
-
-class _LoopCallback:
-    """``fn`` on the asyncio loop running in the thread that made the debugger, where there is no
-    IPython: marimo's kernel runs its cells inside an asyncio loop on the kernel's thread. A callback
-    queued there runs when the loop gets control: after the cells of the current run, but also at
-    once while a thread trains and the loop idles, and at each ``await`` of an async cell. No loop
-    running in that thread (a plain script): none (``on_running_loop``)."""
-
-    @classmethod
-    def on_running_loop(cls, fn: Callable[[], None]) -> _LoopCallback | None:
-        try:
-            return cls(fn, asyncio.get_running_loop())
-        except RuntimeError:
-            return None
-
-    def __init__(self, fn: Callable[[], None], loop: asyncio.AbstractEventLoop) -> None:
-        self._fn = fn
-        self._loop: asyncio.AbstractEventLoop | None = loop
-        self._lock = threading.Lock()
-        self._pending = False  # _run is queued on the loop
-        self._held = False  # _run ran less than LOOP_HOLD ago: a queue() not at once waits for _again
-        self._wanted = False  # queue() was called since _run last ran
-
-    def queue(self, *, at_once: bool = False) -> None:
-        """From any thread: ``fn`` runs on the loop after this call — at its next turn, or (unless
-        ``at_once``) within LOOP_HOLD of the last run, so a training thread that ends a step every
-        millisecond does not wake the loop every millisecond. Calls before it runs run it once."""
-        loop = self._loop
-        if loop is None:
-            return
-        with self._lock:
-            self._wanted = True
-            if self._pending or (self._held and not at_once):
-                return
-            self._pending = True
-        try:
-            loop.call_soon_threadsafe(self._run)
-        except RuntimeError:  # the loop is closed (the kernel is shutting down)
-            self._loop = None
-
-    def _run(self) -> None:
-        with self._lock:
-            self._pending = self._wanted = False
-            hold, self._held = not self._held, True
-        if hold:
-            asyncio.get_running_loop().call_later(LOOP_HOLD, self._again)
-        self._fn()
-
-    def _again(self) -> None:
-        with self._lock:
-            self._held = False
-            again = self._wanted and not self._pending
-            self._pending = self._pending or again
-        if again:
-            self._run()
