@@ -154,7 +154,10 @@ class LiveSession:
     def _new_run(self, now: float) -> bool:
         """A step begins: does it look like a new run a person started, not a loop's next step? Only
         where there is no IPython: the kernel's asyncio loop got control after the model's last
-        activity (``_loop_turn``), and the model has been idle since for long enough (see IDLE_FLOOR)."""
+        activity (``_loop_turn``), and the model has been idle since for long enough (see IDLE_FLOOR).
+        Under IPython (no loop callback) post_run_cell decides, and a step costs no lock here."""
+        if self._end_of_run is None:
+            return False
         with self._lock:
             new = self._loop_turned and now - self._last_active >= max(IDLE_FLOOR, IDLE_STEPS * self._step_time)
             self._loop_turned = False
