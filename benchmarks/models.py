@@ -97,6 +97,7 @@ REALISTIC: dict[str, tuple[type[nn.Module], dict[str, int]]] = {
     "resnet c16 16x16 b8": (ResNet, {"depth": 76, "c": 16, "hw": 16, "batch": 8}),
     "transformer d128 s64 b4": (Transformer, {"depth": 18, "d": 128, "seq": 64, "batch": 4}),
     "mlp w1024 b512 (bigger tensors)": (MLP, {"depth": 50, "width": 1024, "batch": 512}),
+    "resnet c32 32x32 b8 (bigger tensors)": (ResNet, {"depth": 76, "c": 32, "hw": 32, "batch": 8}),
     "transformer d512 s128 b8 (bigger tensors)": (Transformer, {"depth": 6, "d": 512, "seq": 128, "batch": 8}),
     # models as people train them: a few wide layers, a small CIFAR-sized ResNet, a short encoder stack
     "mlp 4x1024 b256 (typical)": (MLP, {"depth": 4, "width": 1024, "batch": 256}),
