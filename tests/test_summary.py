@@ -104,12 +104,16 @@ def test_nbytes() -> None:
         torch.randn(10_000) * 3 + 5,
         1000.0 + torch.randn(10_000, dtype=torch.float64) * 1e-4,  # tiny spread next to a big mean
         torch.full((100,), 7.0),
+        # float32 values a little spread round a mean (a LayerNorm weight after training): E[x²] - mean²
+        # loses the spread to the norm's own rounding (up to 20% off at spreads of 1e-3 of the mean)
+        *(1.0 + 1e-3 * torch.randn(16_384, generator=torch.Generator().manual_seed(s)) for s in range(4)),
+        -3.0 + 0.05 * torch.randn(300_000, generator=torch.Generator().manual_seed(9)),
     ],
 )
 def test_std_and_mean_match_torch(t: torch.Tensor) -> None:
     s = summarize(t)
     assert s.mean == pytest.approx(t.double().mean().item(), rel=1e-6)
-    assert s.std == pytest.approx(t.double().std().item(), rel=1e-3, abs=1e-12)
+    assert s.std == pytest.approx(t.double().std().item(), rel=1e-4, abs=1e-12)
 
 
 def test_statistics_of_ten_million_floats_are_accurate() -> None:
