@@ -622,22 +622,37 @@ def test_a_tied_renormalized_embedding_does_not_count_as_a_changed_model(monkeyp
     assert views["grad-in:0"].kept  # re-run to keep it: not refused as "parameters changed"
 
 
-def test_a_function_that_runs_backward_itself_is_stopped_before_it_trains() -> None:
+@pytest.mark.parametrize("clear", ["opt", "opt_in_place", "model", "none"])
+def test_a_function_that_runs_backward_itself_is_stopped_before_it_trains(clear: str) -> None:
     model = MLP()
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     x = torch.randn(4, 8)
+    if clear != "none":  # the user is mid gradient accumulation: .grad holds what earlier batches gave
+        model(x).pow(2).sum().backward()
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    grads = {k: v.grad for k, v in model.named_parameters()}
+    grad_values = {k: None if g is None else g.clone() for k, g in grads.items()}
 
     def train_step() -> torch.Tensor:
-        opt.zero_grad()
+        if clear == "opt":
+            opt.zero_grad()
+        elif clear == "opt_in_place":
+            opt.zero_grad(set_to_none=False)
+        elif clear == "model":
+            model.zero_grad()
         loss = model(x).pow(2).sum()
         loss.backward()
         opt.step()
         return loss
 
     dbg = gs.debugger(train_step)
-    assert dbg.status == "error" and "called backward() itself" in dbg.error
-    assert all(torch.equal(v, before[k]) and v.grad is None for k, v in model.named_parameters())
+    assert dbg.status == "error" and "called backward() itself" in dbg.error and "Nothing was changed" in dbg.error
+    for k, v in model.named_parameters():  # zero_grad ran before the refused backward: its .grad given back
+        assert torch.equal(v, before[k]) and v.grad is grads[k]
+        assert (v.grad is None) == (clear == "none")
+        assert v.grad is None or torch.equal(v.grad, grad_values[k])
+    opt.zero_grad()  # zero_grad is torch's again
+    assert all(v.grad is None for v in model.parameters())
 
 
 def test_a_run_through_a_graph_the_user_built_earlier_leaves_it_usable() -> None:

@@ -328,17 +328,58 @@ BACKWARD_IN_FORWARD = (
 def no_backward() -> Iterator[None]:
     """A forward that calls backward (and then an optimizer step) would train the user's model:
     stop it at the backward, with what to do instead (``torch.autograd.grad`` stays allowed: a
-    gradient penalty takes one inside the forward)."""
+    gradient penalty takes one inside the forward). A training step clears the gradients first
+    (``opt.zero_grad()``, ``model.zero_grad()``): the ``.grad`` fields it clears are given back
+    when the block ends — the user's accumulated gradients are no run's to drop."""
     original = torch.autograd.backward
     here = threading.get_ident()
+    cleared: dict[int, tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = {}
 
     def refuse(*args: Any, **kwargs: Any) -> None:
         if threading.get_ident() != here:  # the module attribute is process-wide: other threads train on
             return original(*args, **kwargs)
         raise RuntimeError(BACKWARD_IN_FORWARD)
 
+    def keeping(zero_grad: Any, params: Any) -> Any:
+        @functools.wraps(zero_grad)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() == here:
+                for p in _unseen(params)(self):
+                    if id(p) not in cleared:  # zero_grad(set_to_none=False) zeroes in place: keep the values
+                        g = p.grad
+                        cleared[id(p)] = (p, g, None if g is None else _copy(g))
+            return zero_grad(self, *args, **kwargs)
+
+        return wrapper
+
+    zero_grads: list[tuple[Any, Any, Any]] = [
+        (torch.optim.Optimizer, torch.optim.Optimizer.zero_grad, _optimized),
+        (torch.nn.Module, torch.nn.Module.zero_grad, _module_parameters),
+    ]
     torch.autograd.backward = refuse
+    for cls, zero_grad, params in zero_grads:
+        cls.zero_grad = keeping(zero_grad, params)
     try:
         yield
     finally:
         torch.autograd.backward = original
+        for cls, zero_grad, _ in zero_grads:
+            cls.zero_grad = zero_grad
+        _give_back(cleared.values())
+
+
+def _optimized(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for group in opt.param_groups for p in group["params"]]
+
+
+def _module_parameters(module: torch.nn.Module) -> list[torch.Tensor]:
+    return list(module.parameters())
+
+
+@_unseen
+def _give_back(cleared: Any) -> None:
+    with torch.no_grad():
+        for p, grad, values in cleared:
+            if grad is not None and values is not None and not torch.equal(grad, values):
+                _put_back(grad, values)
+            p.grad = grad
