@@ -675,3 +675,20 @@ def test_module_warning_filters_still_apply_in_a_run() -> None:
         warnings.filterwarnings("ignore", module=__name__)
         gs.debugger(Warns(), inputs=torch.randn(2, requires_grad=True), loss=lambda out: out.sum())
     assert not [w for w in seen if "noisy" in str(w.message)]
+
+
+def test_a_run_leaves_the_grad_of_a_tensor_that_retains_it_alone() -> None:
+    emb, head = nn.Embedding(10, 4), nn.Linear(4, 2)
+    feats = emb(torch.tensor([1, 2, 3]))  # a non-leaf the user retains for a saliency map
+    feats.retain_grad()
+    gs.debugger(head, inputs=feats, loss=lambda out: out.sum())
+    assert feats.grad is None
+    extra = {"x": feats}
+    gs.debugger(lambda: head(extra["x"]).sum())
+    assert feats.grad is None
+    head(feats).sum().backward(retain_graph=True)  # the user's own backward still fills it
+    mine = feats.grad
+    assert mine is not None and torch.equal(mine, head.weight.sum(0).expand(3, 4))
+    before = mine.clone()
+    dbg = gs.debugger(lambda: (head(feats) * 2).sum())
+    assert dbg.status == "ready" and feats.grad is mine and torch.equal(mine, before)

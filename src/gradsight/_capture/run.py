@@ -53,6 +53,9 @@ class RunSpec:
     keep_all_below: int = 32 * 2**20
     rng: Any = None  # RNG states of the first run: every later run replays them (same dropout masks)
     versions: list[tuple[torch.Tensor, int]] = field(default_factory=list)  # parameter versions then
+    # non-leaf tensors the forward reaches (inputs, the function's names): one that retains its grad
+    # (retain_grad(), a saliency map) gets it filled by any backward through it — a run gives it back
+    retaining: list[torch.Tensor] = field(default_factory=list)
 
     def model_changed(self) -> bool:
         """Were parameters updated (optimizer step, in-place edit) since the first run? (Not counting
@@ -84,7 +87,8 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
         except Exception as e:
             return RunResult(None, error=_format(e))
     guard = ModuleGuard(spec.modules)
-    with fork_rng(spec), guard, whatif.applied(), gc_paused():
+    retained = [(t, t.grad) for t in spec.retaining if t.retains_grad]
+    with fork_rng(spec), guard, whatif.applied(), gc_paused(), _giving_back(retained):
         tracker = ModuleTracker(spec.modules)
         try:
             sources = SourceTracker(rehome_warnings=True) if spec.source_lines else None
@@ -344,6 +348,16 @@ def _roots(
             raise ValueError(f"grad_output has {len(given)} tensor(s) but the model gave {len(tensors)} output(s)")
         return tensors, given, "grad_output", None
     return tensors, [torch.ones_like(t) for t in tensors], "ones", None
+
+
+@contextmanager
+def _giving_back(retained: list[tuple[torch.Tensor, torch.Tensor | None]]) -> Iterator[None]:
+    """The ``.grad`` of each non-leaf tensor that retains its grad, as before the run."""
+    try:
+        yield
+    finally:
+        for t, grad in retained:
+            t.grad = grad
 
 
 @contextmanager

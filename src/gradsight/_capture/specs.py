@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from torch.nn.modules.lazy import LazyModuleMixin
+from torch.utils._pytree import tree_leaves
 
 from ..config import options
 from .guard import one_level_in
@@ -31,9 +32,10 @@ def spec_for_model(model: torch.nn.Module, inputs: Any, loss: Any, grad_output: 
         names.setdefault(t, name)
     modules = module_names(model)
     _check_materialized(modules)
+    retaining = [t for t in tree_leaves(inputs) if isinstance(t, torch.Tensor) and not t.is_leaf]
     return RunSpec(call=call, modules=modules, leaf_names=names, loss=loss,
                    grad_output=grad_output, budget=budget, source_lines=source_lines,
-                   keep_all_below=options.keep_all_below)  # fmt: skip
+                   keep_all_below=options.keep_all_below, retaining=retaining)  # fmt: skip
 
 
 def _input_tensors(inputs: Any) -> list[tuple[str, torch.Tensor]]:
@@ -61,16 +63,19 @@ def _check_materialized(modules: Sequence[tuple[str, torch.nn.Module]]) -> None:
 
 
 def spec_for_function(fn: Callable[[], Any], loss: Any, grad_output: Any, budget: int, source_lines: bool) -> RunSpec:
-    modules, names = _modules_seen_by(fn)
+    modules, names, retaining = _modules_seen_by(fn)
     _check_materialized(modules)
     return RunSpec(call=fn, modules=modules, leaf_names=names, loss=loss, grad_output=grad_output,
                    budget=budget, source_lines=source_lines,
-                   keep_all_below=options.keep_all_below)  # fmt: skip
+                   keep_all_below=options.keep_all_below, retaining=retaining)  # fmt: skip
 
 
-def _modules_seen_by(fn: Callable[..., Any]) -> tuple[list[tuple[str, torch.nn.Module]], dict[torch.Tensor, str]]:
+def _modules_seen_by(
+    fn: Callable[..., Any],
+) -> tuple[list[tuple[str, torch.nn.Module]], dict[torch.Tensor, str], list[torch.Tensor]]:
     """Modules and tensors ``fn`` can reach by name (its globals and closure, and for a bound method
-    its object's attributes: ``self.model``), to name nodes."""
+    its object's attributes: ``self.model``), to name nodes; and the non-leaf tensors among them
+    (``RunSpec.retaining``)."""
     scope: dict[str, Any] = {}
     owner = getattr(fn, "__self__", None)
     if owner is not None and not isinstance(owner, types.ModuleType):
@@ -87,13 +92,16 @@ def _modules_seen_by(fn: Callable[..., Any]) -> tuple[list[tuple[str, torch.nn.M
                 scope.setdefault(name, v)
     modules: list[tuple[str, torch.nn.Module]] = []
     names: dict[torch.Tensor, str] = {}
+    retaining: list[torch.Tensor] = []
     for var, value in _one_level_in(scope).items():
         if isinstance(value, torch.nn.Module):
             modules.extend((f"{var}.{n}" if n else var, m) for n, m in module_names(value))
             names.update({p: f"{var}.{n}" for p, n in leaf_names_from_params(value).items()})
         elif isinstance(value, torch.Tensor) and value.is_leaf:
             names.setdefault(value, var)
-    return modules, names
+        elif isinstance(value, torch.Tensor):
+            retaining.append(value)
+    return modules, names, retaining
 
 
 def _names_of(fn: Callable[..., Any]) -> dict[str, Any]:
