@@ -143,3 +143,23 @@ def test_not_derived_through_a_tensor_hook_that_changes_the_gradient(monkeypatch
         if node.name == "TBackward0" and node.grad_in and node.grad_in[0] is not None:
             theirs = hooked.graph.node(node.id).grad_in[0]
             assert theirs is not None and node.grad_in[0].norm == pytest.approx(theirs.norm, rel=1e-6), node.id
+
+
+def test_not_derived_through_a_node_of_the_users_earlier_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(4, 6, requires_grad=True)
+    h = x.exp()  # built before the run, and its node hooked directly: a prehook Python cannot see
+    assert h.grad_fn is not None
+    h.grad_fn.register_prehook(lambda grads: (grads[0] * 3,))
+
+    def fn() -> torch.Tensor:
+        return (h.t() * torch.arange(24.0).reshape(6, 4)).sum()
+
+    monkeypatch.setattr(gs.options, "keep_all_below", 0)
+    dbg = gs.debugger(fn)
+    seen: list[float] = []
+    y = h.t()
+    assert y.grad_fn is not None
+    y.grad_fn.register_prehook(lambda grads: seen.append(float(grads[0].norm())))
+    torch.autograd.grad((y * torch.arange(24.0).reshape(6, 4)).sum(), [x])
+    (t,) = [n for n in dbg.graph.nodes if n.name == "TBackward0"]
+    assert t.grad_in[0] is not None and t.grad_in[0].norm == pytest.approx(seen[0], rel=1e-6)

@@ -215,7 +215,8 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
         leaf_index = [i for i, name in enumerate(collected.names) if name == ACCUMULATE_GRAD]
         leaves = [order[i].variable for i in leaf_index]
         # leaves=False: _differentiate asks for the leaves, their AccumulateGrad nodes never run
-        recorder.install(order, collected.names, leaves=False, derived=_derived(collected, keep, order, sources))
+        derived = _derived(collected, keep, order, sources, first_seq)
+        recorder.install(order, collected.names, leaves=False, derived=derived)
         del order  # hold no node objects while backward runs (pitfall 3)
         lap("hooks")
         try:
@@ -279,13 +280,16 @@ def _differentiate(
 
 
 def _derived(c: Collected, keep: Collection[int], order: Sequence[Any],
-             sources: SourceTracker | None) -> dict[int, tuple[int, int]]:  # fmt: skip
+             sources: SourceTracker | None, first_seq: int = 0) -> dict[int, tuple[int, int]]:  # fmt: skip
     """The nodes that need no hook (hooks.derivable), knowing which children have tensor hooks: the
     source tracker saw them registered during the forward; a leaf's are on its tensor. Without the
-    tracker (source_lines=False) hooks cannot be seen: every node is hooked."""
+    tracker (source_lines=False) hooks cannot be seen: every node is hooked. A node's own prehooks
+    (``grad_fn.register_prehook``) are invisible from Python: nodes of a graph the user built before
+    the run count as hooked; one the forward hooks that way is a documented limit (ARCHITECTURE.md)."""
     if sources is None:
         return {}
     hooked = {i for i, n in enumerate(order) if n in sources.hooked}
+    hooked |= {i for i, q in enumerate(c.seqs) if 0 <= q < first_seq}
     sources.hooked.clear()  # hold no node objects while backward runs (pitfall 3)
     hooked |= {i for i, name in enumerate(c.names) if name == ACCUMULATE_GRAD and order[i].variable._backward_hooks}
     return derivable(c, keep, hooked)
