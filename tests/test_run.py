@@ -692,3 +692,45 @@ def test_a_run_leaves_the_grad_of_a_tensor_that_retains_it_alone() -> None:
     before = mine.clone()
     dbg = gs.debugger(lambda: (head(feats) * 2).sum())
     assert dbg.status == "ready" and feats.grad is mine and torch.equal(mine, before)
+
+
+def test_a_modules_own_generators_are_as_before_after_a_run() -> None:
+    class Noisy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 2)
+            self.gen = torch.Generator().manual_seed(123)
+            self.np_gen = np.random.default_rng(7)
+            self.np_state = np.random.RandomState(3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            noise = torch.randn(x.shape, generator=self.gen) + float(self.np_gen.normal() + self.np_state.normal())
+            return self.lin(x + 0.1 * noise)
+
+    model, x = Noisy(), torch.randn(5, 4)
+    states = (model.gen.get_state(), model.np_gen.bit_generator.state, model.np_state.get_state()[1].copy())
+    first = gs.debugger(model, inputs=x, loss=lambda out: out.pow(2).sum())
+    assert torch.equal(model.gen.get_state(), states[0])
+    assert model.np_gen.bit_generator.state == states[1]
+    assert np.array_equal(model.np_state.get_state()[1], states[2])
+    again = gs.debugger(model, inputs=x, loss=lambda out: out.pow(2).sum())  # the same noise: comparable runs
+    assert first.graph.node("leaf:lin.weight").grad_norm == again.graph.node("leaf:lin.weight").grad_norm
+
+
+def test_a_forward_that_edits_a_parameter_in_place_is_told() -> None:
+    class Constrained(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                self.lin.weight.clamp_(-0.2, 0.2)  # a constraint applied in the forward
+            return self.lin(x)
+
+    dbg = gs.debugger(Constrained(), inputs=torch.randn(5, 4), loss=lambda out: out.pow(2).sum())
+    assert dbg.status == "ready"
+    (note,) = [n for n in dbg.graph.notes if "in place" in n]
+    assert "lin.weight" in note and "lin.bias" not in note
+    plain = gs.debugger(MLP(), inputs=torch.randn(4, 8), loss=lambda out: out.sum())
+    assert not [n for n in plain.graph.notes if "in place" in n]

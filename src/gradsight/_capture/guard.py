@@ -55,6 +55,8 @@ class ModuleGuard:
         self._alive: list[torch.nn.Module] = []  # keeps id()s unique while the guard lives
         self._buffers: list[tuple[torch.nn.Module, str, torch.Tensor, torch.Tensor]] = []
         self._weights: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+        self._generators: list[tuple[Any, Any]] = []  # a module's own generator (noise layers) and its state
+        self._versions: list[tuple[torch.Tensor, int]] = []  # parameters' version counters when first seen
         self._thread = threading.get_ident()
         for _, module in modules:
             self._snapshot(module)
@@ -81,6 +83,12 @@ class ModuleGuard:
         """The parameters of every module seen so far."""
         return [p for m in self._alive for p in m.parameters(recurse=False)]
 
+    def edited(self) -> list[torch.Tensor]:
+        """Parameters edited in place since their module was first seen (a constraint a forward
+        applies, ``weight.clamp_()`` under ``no_grad``): no run can undo that without a copy of every
+        parameter, so the run says so (run.py)."""
+        return list({id(p): p for p, version in self._versions if p._version != version}.values())
+
     @_unseen
     def _snapshot(self, module: torch.nn.Module) -> None:
         if id(module) in self._seen:
@@ -90,9 +98,16 @@ class ModuleGuard:
         for name, b in module._buffers.items():
             if b is not None and not isinstance(b, UninitializedBuffer):
                 self._buffers.append((module, name, b, _copy(b)))
+        renormed = None
         if isinstance(module, _EMBEDDINGS) and module.max_norm is not None:
-            w = module.weight  # renormalized in place, under no_grad, by every forward
+            w = renormed = module.weight  # renormalized in place, under no_grad, by every forward
             self._weights.append((w, _copy(w), w._version))
+        params = [p for p in module._parameters.values() if p is not None and p is not renormed]
+        self._versions.extend((p, p._version) for p in params)
+        generators = _generator_types()
+        for value in vars(module).values():
+            if isinstance(value, generators):
+                self._generators.append((value, _generator_state(value)))
 
     @_unseen
     def restore(self) -> None:
@@ -107,6 +122,33 @@ class ModuleGuard:
             for w, copy, version in self._weights:
                 if w._version != version:
                     _put_back(w, copy)
+        for generator, state in self._generators:
+            _set_generator_state(generator, state)
+
+
+def _generator_types() -> tuple[type, ...]:
+    """torch's generators, and NumPy's (if imported) that a module may keep for its noise."""
+    np = sys.modules.get("numpy")
+    if np is None:
+        return (torch.Generator,)
+    return torch.Generator, np.random.Generator, np.random.RandomState
+
+
+def _generator_state(generator: Any) -> Any:
+    if isinstance(generator, torch.Generator):
+        return generator.get_state()
+    if hasattr(generator, "bit_generator"):  # numpy.random.Generator
+        return generator.bit_generator.state
+    return generator.get_state()  # numpy.random.RandomState
+
+
+def _set_generator_state(generator: Any, state: Any) -> None:
+    if isinstance(generator, torch.Generator):
+        generator.set_state(state)
+    elif hasattr(generator, "bit_generator"):
+        generator.bit_generator.state = state
+    else:
+        generator.set_state(state)
 
 
 def _copy(t: torch.Tensor) -> torch.Tensor:

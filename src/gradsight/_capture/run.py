@@ -109,10 +109,10 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
             result = _backward(spec, store, tracker, sources, roots, grads, kind, loss_value, watch, phases, guard,
                                first_seq)  # fmt: skip
             result.phases = phases
-            note = _picked_note(spec, output, roots)
-            if note is not None and result.captured is not None:
+            notes = [n for n in (_picked_note(spec, output, roots), _edited_note(spec, guard)) if n is not None]
+            if notes and result.captured is not None:
                 graph = result.captured.graph
-                result.captured.graph = replace(graph, notes=(*graph.notes, note))
+                result.captured.graph = replace(graph, notes=(*graph.notes, *notes))
             return result
         finally:
             tracker.close()
@@ -136,6 +136,21 @@ def _picked_note(spec: RunSpec, output: Any, roots: list[torch.Tensor]) -> str |
     return (
         f"The model returned several tensors; gradsight differentiates {what}. "
         "Pass loss=lambda out: ... to choose what to differentiate."
+    )
+
+
+def _edited_note(spec: RunSpec, guard: ModuleGuard) -> str | None:
+    """What a graph says when the forward edited parameters in place (``weight.clamp_()`` under
+    ``no_grad``): gradsight gives back buffers, random state and ``.grad``, but undoing that would
+    take a copy of every parameter before every run."""
+    edited = guard.edited()
+    if not edited:
+        return None
+    names = [spec.leaf_names.get(p, "a parameter") for p in edited]
+    return (
+        f"The forward edited {'this parameter' if len(names) == 1 else 'these parameters'} in place: "
+        f"{', '.join(names[:8])}{', …' if len(names) > 8 else ''}. They stay edited, as after any forward of "
+        "yours: gradsight puts back buffers, random state and .grad fields, not parameters a forward changes."
     )
 
 
