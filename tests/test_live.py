@@ -646,3 +646,126 @@ def test_following_a_module_trained_through_its_compiled_wrapper_does_not_recomp
     assert "torch.compile'd wrapper" in (dbg.graph.message or "")
     dbg.close()
     torch._dynamo.reset()
+
+
+class TTA(torch.nn.Module):
+    """Test-time augmentation: the forward averages two calls of the model itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body, self.head = torch.nn.Linear(8, 8), torch.nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor, tta: bool = True) -> torch.Tensor:
+        if tta:
+            return (self(x, tta=False) + self(x.flip(0), tta=False)) / 2
+        return self.head(torch.relu(self.body(x)))
+
+
+class Refine(torch.nn.Module):
+    """Weight-tied recursion: the forward calls the model on its own hidden state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp, self.out = torch.nn.Linear(8, 8), torch.nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor, depth: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.tanh(self.inp(x))
+        if depth > 0:
+            h = h + self(h, depth - 1)[1]
+        return self.out(h), h
+
+
+@pytest.mark.parametrize("model_type", [TTA, Refine])
+def test_a_model_that_calls_itself_is_one_step(model_type: type[torch.nn.Module]) -> None:
+    torch.manual_seed(0)
+    model = model_type()
+    dbg = gs.debugger(model)
+    for n in (1, 2):
+        out = model(torch.randn(4, 8))
+        (out if isinstance(out, torch.Tensor) else out[0]).pow(2).sum().backward()
+        graph = dbg.graph
+        assert dbg._live.steps == n and graph.run.step == n
+        assert [graph.node(r).name for r in graph.roots] == ["DivBackward0" if model_type is TTA else "AddmmBackward0"]
+        assert not graph.missing and not dbg._live.errors
+        for name, p in model.named_parameters():  # each leaf once, with what its one backward gave it
+            assert graph.node(f"leaf:{name}").grad_norm == pytest.approx(float(p.grad.norm()), rel=1e-5)  # type: ignore[union-attr]
+        model.zero_grad()
+    dbg.close()
+
+
+def test_nested_calls_of_steps_not_captured_count_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gs.options, "live_interval", 3600.0)
+    model = TTA()
+    dbg = gs.debugger(model)
+    for _ in range(3):
+        model(torch.randn(4, 8)).sum().backward()
+    assert dbg._live.steps == 3 and dbg.graph.run.step == 1
+    dbg.close()
+
+
+def test_a_submodule_replaced_or_added_after_attaching_is_named() -> None:
+    """A new head for fine-tuning, an adapter wrapped around a layer: the later steps name their
+    parameters and modules, and the replaced module is not kept alive."""
+    import gc
+    import weakref
+
+    model, x = MLP(), torch.randn(5, 8)
+    dbg = gs.debugger(model)
+    step(model, x)
+    old = weakref.ref(model.layer2)
+    model.layer2 = torch.nn.Linear(16, 4)  # type: ignore[assignment]
+    gc.collect()
+    assert old() is None  # the debugger held it (module ranges) until close()
+    step(model, x)
+    graph = dbg.graph
+    assert sorted(n.leaf.name for n in graph.leaves if n.leaf) == [
+        "layer1.bias", "layer1.weight", "layer2.bias", "layer2.weight",
+    ]  # fmt: skip
+    assert {n.module for n in graph.nodes} >= {"layer1", "layer2"} and not graph.missing
+    assert graph.node("leaf:layer2.weight").grad_norm == pytest.approx(float(model.layer2.weight.grad.norm()))  # type: ignore[union-attr]
+    assert "got a gradient" in dbg.why("layer2.weight").message
+    assert [h.step for h in dbg.inspect("leaf:layer2.weight").history] == [1, 2]  # by name: the new head's too
+    model.layer2 = torch.nn.Sequential(model.layer2, torch.nn.Linear(4, 4))  # type: ignore[assignment]
+    step(model, x)
+    graph = dbg.graph
+    assert {"leaf:layer2.0.weight", "leaf:layer2.1.weight"} <= {n.id for n in graph.nodes}
+    assert {"layer2.0", "layer2.1"} <= {n.module for n in graph.nodes} and not graph.missing
+    assert "layer2.1.weight" in {c.name for c in graph.controls.leaves}
+    dbg.close()
+
+
+def test_a_backward_interrupted_then_retried_shows_the_step() -> None:
+    """A user's hook raises KeyboardInterrupt in the step's backward (the engine drops the callback
+    gradsight queued in it); the retried backward of the same graph finishes the step."""
+    model, x = MLP(), torch.randn(5, 8)
+    dbg = gs.debugger(model)
+    interrupt = [True]
+
+    def hook(grad: torch.Tensor) -> None:
+        if interrupt[0]:
+            raise KeyboardInterrupt
+
+    model.layer2.weight.register_hook(hook)
+    loss = model(x).pow(2).mean()
+    with pytest.raises(KeyboardInterrupt):
+        loss.backward(retain_graph=True)
+    assert dbg.graph.run.step == 0
+    interrupt[0] = False
+    model.zero_grad()
+    loss.backward()
+    graph = dbg.graph
+    assert graph.run.step == 1 and dbg._live._step is None and not dbg._live.errors
+    assert graph.node("leaf:layer1.weight").grad_norm == pytest.approx(float(model.layer1.weight.grad.norm()))  # type: ignore[union-attr]
+    step(model, x)
+    assert dbg.graph.run.step == 2
+    dbg.close()
+    assert list(model.layer2.weight._backward_hooks.values()) == [hook]  # type: ignore[union-attr]
+
+
+def test_live_steps_show_the_source_line_of_each_op() -> None:
+    model = MLP()
+    dbg = gs.debugger(model)
+    step(model, torch.randn(2, 8))
+    source = dbg.graph.node("layer2/AddmmBackward0#0").source
+    assert source is not None and source.endswith("return self.layer2(F.relu(self.layer1(x)))")
+    dbg.close()

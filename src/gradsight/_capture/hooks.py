@@ -107,11 +107,15 @@ class GradRecorder:
         self.executed: set[int] = set()
         self.derived: dict[int, tuple[int, int]] = {}  # not hooked: see derivable() and finish.py
         self.errors: list[str] = []
-        self._on_first = on_first  # called once, inside the first hook that fires
+        # Called inside the first hook of a backward; again in the next backward's if that one's end
+        # never came (it raised: a KeyboardInterrupt in a user's hook, and the engine drops the
+        # callbacks queued in it) and the recorder is still open (not finished).
+        self._on_first = on_first
         self._handles: list[Any] = []
         self._lock = threading.Lock()  # two backward calls may interleave hooks (pitfall 9)
         self._closed = False
         self._task = -1  # graph task id of the backward that last ran a node of this graph
+        self._first_task = -1  # graph task id whose first hook called on_first
 
     def install(self, order: Sequence[Any], names: Sequence[str], *, leaves: bool = True,
                 derived: dict[int, tuple[int, int]] | None = None) -> None:  # fmt: skip
@@ -137,16 +141,18 @@ class GradRecorder:
 
     def close(self) -> None:
         self._closed = True
-        for h in self._handles:
+        handles, self._handles = self._handles, []  # each removed once, should two threads close it
+        for h in handles:
             h.remove()
-        self._handles.clear()
 
     def summaries(self) -> dict[int, tuple[TensorSummary | None, ...]]:
         """Gradients into every executed node: shape, dtype and norm (after backward: one sync)."""
         return summaries_of(self.meta)
 
-    def _first(self) -> None:
-        fn, self._on_first = self._on_first, None
+    def _first(self, task: int) -> None:
+        with self._lock:
+            fn = self._on_first if self._first_task != task else None
+            self._first_task = task
         if fn is not None:
             fn()
 
@@ -155,9 +161,9 @@ class GradRecorder:
             if self._closed:
                 return
             try:
-                self._task = _graph_task_id()  # the backward running this graph (see _tensor_hook)
-                if self._on_first is not None:
-                    self._first()
+                task = self._task = _graph_task_id()  # the backward running this graph (see _tensor_hook)
+                if self._on_first is not None and task != self._first_task:
+                    self._first(task)
                 metas = tuple(grad_meta(g) for g in grad_outputs)
                 kept = self._keep(i, "grad-in", grad_outputs) if keep else None
                 with self._lock:

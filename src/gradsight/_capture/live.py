@@ -17,35 +17,42 @@ shown. The loop callback does not: the loop gets control whenever it idles (trai
 without IPython the limits are lifted only for a step that looks like a new run a person started:
 the loop got control after the model's last activity, and the model then stayed idle for at least
 ``max(IDLE_FLOOR, IDLE_STEPS × the last captured step's time)`` (a loop starts its next step at
-once; a person re-running a cell does not). :meth:`LiveSession.close` removes every hook.
+once; a person re-running a cell does not). :meth:`LiveSession.close` removes every hook (see
+there for forwards still running on other threads).
+
+Names and modules are read at each captured step's start, not once: a submodule replaced or added
+since the debugger attached (a new head, LoRA adapters) is named and attributed, and one replaced is
+not kept alive. A call of the model inside its own forward is part of the outer call's step.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
 import torch
+from torch.utils.hooks import RemovableHandle
 
-from .._inert import inert, restore
 from ..config import options
 from ..graph import RunInfo
 from ..inspection import GradStep
 from .cell_end import LoopCallback, on_post_run_cell
 from .finish import build_with_gradients
+from .followed import ModelHook, model_names
 from .guard import own_run, rng_state
-from .hooks import GradRecorder
-from .modules import ModuleTracker, compiling
-from .names import leaf_names_from_params, module_names
+from .live_step import LiveStep
+from .modules import ModuleTracker
 from .outputs import flatten_tensors
-from .records import Captured, CaptureOptions, Collected
+from .records import Captured, CaptureOptions
 from .source import SourceTracker
 from .store import TensorStore
 from .summary import norm_of
+from .threads import alive, drop_stopped_trackers, in_except, module_call, on_stack, remove_mode
 from .walk import ACCUMULATE_GRAD, collect, gc_paused
 
 HISTORY = 50  # steps of .grad history kept per leaf
@@ -74,20 +81,26 @@ class LiveSession:
         self._budget = budget
         self._interval = interval
         self._source_lines = source_lines
-        self._leaf_names = leaf_names_from_params(model)
-        self._tracker = ModuleTracker(module_names(model), start=False)  # started for captured steps
-        self._handles = [
-            model.register_forward_pre_hook(_ModelHook(self._on_forward_start), with_kwargs=True),
-            model.register_forward_hook(_ModelHook(self._on_forward_end), always_call=True),
-        ]
+        self._model = weakref.ref(model)  # its names and modules are read at each captured step
+        start = model.register_forward_pre_hook(ModelHook(self._on_forward_start), with_kwargs=True)
+        end = model.register_forward_hook(ModelHook(self._on_forward_end), always_call=True)
+        self._handles = [start, end]
+        self._end_hook: RemovableHandle | None = end  # kept by close() while another thread's forward runs
         self.last_call: tuple[Any, Any, Any, Any] | None = None  # (args, kwargs, rng, output grads) to re-run
         self._call: tuple[Any, Any, Any] | None = None
         self._paused = False
+        # Guards what close() on another thread may meet half done: a capture's start and end (not
+        # uncaptured steps), the pending step, the loop-turn state. Never held around the user's code.
         self._lock = threading.Lock()
-        self._capturing = False
+        # The captured forward (under _lock): its thread, module ranges, source tracker, leaf names
+        self._forward_thread: int | None = None
+        self._tracker: ModuleTracker | None = None
         self._sources: SourceTracker | None = None
-        self._forward_thread: int | None = None  # the thread whose forward is being captured
-        self._step: _Step | None = None  # captured, waiting for its backward
+        self._leaf_names: dict[torch.Tensor, str] = {}
+        # .outer: the frame of this thread's outermost call of the model; .nested: it called the model
+        self._calls = threading.local()
+        self._linger: int | None = None  # after close(): the thread whose tracker the end hook takes off
+        self._step: LiveStep | None = None  # captured, waiting for its backward
         self._ready: Captured | None = None  # finished, waiting for the owner thread
         self._last_capture = -float("inf")
         self._share = min(max(share, 1e-3), 1.0)
@@ -120,14 +133,16 @@ class LiveSession:
     def _on_forward_start(self, module: torch.nn.Module, args: Any, kwargs: Any) -> None:
         if self._paused or own_run():  # a forward gradsight runs (a runnable debugger's) is no user step
             return
+        if self._nested():  # the model's forward calls the model (test-time augmentation, recursion)
+            return
         here = threading.get_ident()
-        _drop_stopped_trackers()
-        if self._forward_thread == here:
+        drop_stopped_trackers()
+        current = self._forward_thread
+        if current == here:
             self._end_forward()  # one whose end hook never ran: a KeyboardInterrupt skips always_call hooks
-        elif self._forward_thread is not None and not _alive(self._forward_thread):
-            self._sources = None  # its thread ended inside a captured forward: its mode stack is gone too
-            self._end_forward()
-        elif self._forward_thread is not None:  # another thread's forward is being captured
+        elif current is not None and not alive(current):
+            self._end_forward(pop=False)  # its thread ended inside a captured forward: its mode stack is gone too
+        elif current is not None:  # another thread's forward is being captured
             if torch.is_grad_enabled():
                 self.steps += 1  # a step all the same (not captured: one capture at a time)
                 self._new_run(time.monotonic())  # (model activity all the same)
@@ -137,16 +152,36 @@ class LiveSession:
             return
         self.steps += 1
         now = time.monotonic()
-        self._forward_started = now
         if self._new_run(now):  # a person ran it (no IPython: no post_run_cell): show it, like a new cell's
             self._last_capture = self._next_allowed = -float("inf")
-        due = now - self._last_capture >= self._interval and now >= self._next_allowed
-        self._capturing = due
-        if self._capturing:
-            self._forward_thread = threading.get_ident()
-            self._call = (args, kwargs, rng_state())
-            self._tracker.reset()
-            self._tracker.start()
+        if now - self._last_capture >= self._interval and now >= self._next_allowed:
+            self._begin_capture(here, now, args, kwargs)
+
+    def _nested(self) -> bool:
+        """Is this call made inside this thread's running call of the model? If not, it is that call
+        now (an earlier one whose end hook never ran is no longer on the stack)."""
+        calls = self._calls
+        frame = module_call(4)  # _call_impl → inner → ModelHook → _on_forward_start → here
+        outer = getattr(calls, "outer", None)
+        if outer is not None and outer is not frame and on_stack(outer):
+            calls.nested = True
+            return True
+        calls.outer, calls.nested = frame, False
+        return False
+
+    def _begin_capture(self, here: int, now: float, args: Any, kwargs: Any) -> None:
+        model = self._model()
+        if model is None:
+            return
+        modules, leaf_names = model_names(model)
+        tracker = ModuleTracker(modules, start=False)
+        call = (args, kwargs, rng_state())
+        with self._lock:  # close() on another thread finds all of a capture's start or none of it
+            if self._closed or self._forward_thread is not None:
+                return
+            self._forward_thread, self._forward_started, self._call = here, now, call
+            self._tracker, self._leaf_names = tracker, leaf_names
+            tracker.start()
             if self._source_lines:
                 self._sources = SourceTracker()
                 self._sources.__enter__()
@@ -177,48 +212,59 @@ class LiveSession:
             end_of_run.queue(at_once=publish)
 
     def _on_forward_end(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        try:
+            calls = self._calls
+            if getattr(calls, "nested", False) and calls.outer is not module_call(3):
+                return  # a call inside the model's own forward: the outer call's end ends the step
+            calls.outer = calls.nested = None
+            self._forward_ended(output)
+        except Exception as e:  # never break the user's forward
+            self._error(e)
+        finally:
+            if self._closed:
+                self._let_go()
+
+    def _forward_ended(self, output: Any) -> None:
         if self._end_of_run is not None and torch.is_grad_enabled() and not self._paused and not own_run():
             try:
                 self._ran(time.monotonic())
-            except Exception as e:  # never break the user's forward
+            except Exception as e:  # the capture still ends below
                 self._error(e)
         if self._forward_thread != threading.get_ident():  # no capture began in this thread's forward
-            _drop_stopped_trackers()  # closed from another thread meanwhile: take its tracker off here
+            drop_stopped_trackers()  # closed from another thread meanwhile: take its tracker off here
             return
-        if not self._end_forward():
-            return
-        try:
-            self._start_step(output)
-        except Exception as e:  # never break the user's forward
-            self._error(e)
+        ended = self._end_forward()
+        if ended is not None:
+            self._start_step(output, *ended)
 
-    def _end_forward(self) -> bool:
-        """Stop the captured forward's source tracker and module ranges; was one being captured?
-        The tracker is on the capturing thread's mode stack: from another thread (``close()``) it is
-        only switched off, and that thread's end hook takes it off."""
-        sources, self._sources = self._sources, None
-        if sources is not None:
-            if self._forward_thread in (None, threading.get_ident()):
-                _remove_mode(sources)
-            else:
-                sources.stopped = True
-        self._tracker.stop()
-        self._forward_thread = None
-        capturing, self._capturing = self._capturing, False
-        return capturing
+    def _end_forward(self, *, pop: bool = True) -> tuple[ModuleTracker, SourceTracker | None, dict[Any, str]] | None:
+        """End the capture of this thread's forward (None: close() ended it): stop its module ranges
+        and take its source tracker off this thread's mode stack (``pop=False``: its thread is gone)."""
+        with self._lock:
+            tracker, sources, names = self._tracker, self._sources, self._leaf_names
+            self._tracker, self._sources, self._leaf_names = None, None, {}
+            self._forward_thread = None
+        if sources is not None and pop:
+            remove_mode(sources)
+        if tracker is None:
+            return None
+        tracker.stop()
+        return tracker, sources, names
 
-    def _start_step(self, output: Any) -> None:
+    def _start_step(self, output: Any, tracker: ModuleTracker, sources: SourceTracker | None,
+                    leaf_names: dict[Any, str]) -> None:  # fmt: skip
         outputs = [t for t in flatten_tensors(output) if t.grad_fn is not None]
         roots = [t.grad_fn for t in outputs]
         if not roots:
             return
         self._last_capture = time.monotonic()  # the forward started before: _step_start below
 
-        if self._step is not None:
-            self._step.abandon()  # its backward never came: drop its hooks
+        with self._lock:
+            earlier, self._step = self._step, None
+        if earlier is not None:
+            earlier.abandon()  # its backward never came: drop its hooks
         store = TensorStore(self._budget, eager=False)  # live steps: statistics only on click
-        sources = self._sources
-        opts = CaptureOptions(leaf_names=self._leaf_names, store=store, module_of=self._tracker.module_of,
+        opts = CaptureOptions(leaf_names=leaf_names, store=store, module_of=tracker.module_of,
                               source_of=None if sources is None else sources.source_of)  # fmt: skip
         with gc_paused():
             collected, order = collect(list(dict.fromkeys(roots)), opts)
@@ -227,21 +273,29 @@ class LiveSession:
             keep = ()  # big graph: shapes and norms only (see config.Options.keep_all_below)
             store.keep_only(set())
         root_index = dict(zip(dict.fromkeys(roots), collected.roots, strict=True))
-        step = _Step(self.steps, collected, store, self._finish, {*keep, *collected.roots})
+        step = LiveStep(self.steps, collected, store, self._finish, {*keep, *collected.roots})
         step.started = self._forward_started
         step.forward_time = self._last_capture - self._forward_started
         step.call = self._call
         step.outputs = [(root_index[t.grad_fn], t.output_nr) for t in outputs]
         step.recorder.install(order, collected.names)
-        step.leaves = [(i, order[i].variable) for i, name in enumerate(collected.names) if name == ACCUMULATE_GRAD]
+        step.leaves = [(i, order[i].variable, leaf_names.get(order[i].variable))
+                       for i, name in enumerate(collected.names) if name == ACCUMULATE_GRAD]  # fmt: skip
         del order
-        self._step = step
+        with self._lock:  # close() on another thread meanwhile saw no step: this one is dropped here
+            dropped, self._step = (step, None) if self._closed else (self._step, step)
+        if dropped is not None:
+            dropped.abandon()
 
     # -- backward ------------------------------------------------------------------------------
 
-    def _finish(self, step: _Step) -> None:
+    def _finish(self, step: LiveStep) -> None:
         """End of the step's backward (any thread): build the graph, record .grad history."""
         try:
+            with self._lock:  # two backward calls of its graph on two threads queued it twice
+                if step.finished:
+                    return
+                step.finished = True
             now = time.monotonic()
             self._next_allowed = now + (now - step.started) * (1 / self._share - 1)
             step.recorder.close()
@@ -257,7 +311,8 @@ class LiveSession:
             with self._lock:
                 if self._step is step:
                     self._step = None
-                self._ready = Captured.of(graph, step.collected, step.store)
+                if not self._closed:
+                    self._ready = Captured.of(graph, step.collected, step.store)
             if threading.get_ident() == self._owner:
                 self.flush()
             end = time.monotonic()  # no post_run_cell event: publish on the loop, at once
@@ -265,7 +320,7 @@ class LiveSession:
         except Exception as e:
             self._error(e)
 
-    def _record_call(self, step: _Step) -> None:
+    def _record_call(self, step: LiveStep) -> None:
         """Remember the step's inputs, RNG state and output gradients: what a re-run replays."""
         if step.call is None:
             return
@@ -273,10 +328,9 @@ class LiveSession:
         args, kwargs, rng = step.call
         self.last_call = (args, kwargs, rng, None if any(g is None for g in grads) else grads)
 
-    def _record_history(self, step: _Step, graph: Any) -> None:
+    def _record_history(self, step: LiveStep, graph: Any) -> None:
         ids = step.collected.ids
-        for i, leaf in step.leaves:
-            name = self._leaf_names.get(leaf)
+        for i, leaf, name in step.leaves:
             if name is None:
                 continue
             grad = leaf.grad
@@ -315,91 +369,53 @@ class LiveSession:
             self._report_fn(f"gradsight could not record a live step: {self.errors[-1]}")
 
     def close(self) -> None:
-        self._closed = True
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-        self._end_forward()
-        self._tracker.close()
-        if self._step is not None:
-            self._step.abandon()
-            self._step = None
-        self._ready = None
+        """Remove every hook; from any thread, at any time (inside a hook, twice). A captured forward
+        running on another thread keeps the end hook until it ends: its source tracker is on that
+        thread's mode stack, which only that thread can change (``_let_go``)."""
+        here = threading.get_ident()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            tracker, sources, thread = self._tracker, self._sources, self._forward_thread
+            self._tracker, self._sources, self._forward_thread, self._leaf_names = None, None, None, {}
+            step, self._step, self._ready, self._end_of_run = self._step, None, None, None
+            if sources is not None:
+                sources.stopped = True  # records nothing more; its thread's end hook takes it off
+                if thread not in (None, here) and alive(thread):
+                    self._linger = thread
+            for h in self._handles:
+                if h is not self._end_hook or self._linger is None:
+                    h.remove()
+            self._handles = []
+            if self._linger is None:
+                self._end_hook = None
+        if tracker is not None:
+            tracker.stop()
+        if sources is not None and self._linger is None:
+            remove_mode(sources)  # this thread's (closed inside its own captured forward), or gone
+        if step is not None:
+            step.abandon()
         if self._ipython_flush is not None:
             self._ipython_flush()
             self._ipython_flush = None
-        self._end_of_run = None
+
+    def _let_go(self) -> None:
+        """An end hook after close(), on the thread running it: take off this thread's mode stack the
+        tracker close() stopped; once the thread close() waited for did, the end hook removes itself
+        (not while torch runs always_call hooks after an exception: it iterates the hook dict then,
+        and the model's next call removes it)."""
+        drop_stopped_trackers()
+        self._calls.outer = self._calls.nested = None
+        with self._lock:
+            if self._linger == threading.get_ident():
+                self._linger = None
+            hook = self._end_hook if self._linger is None and not in_except() else None
+            if hook is not None:
+                self._end_hook = None
+        if hook is not None:
+            hook.remove()
 
     def _error(self, e: BaseException) -> None:
         if len(self.errors) < 20:  # the first line: torch's dispatcher errors run to kilobytes
             self.errors.append(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300])
-
-
-def _remove_mode(mode: Any) -> None:
-    """Take ``mode`` off this thread's torch-function mode stack, wherever it is. Two sessions on one
-    model enter their trackers in one order and leave them in the same order (torch runs forward
-    hooks in registration order), and a mode the user pushed meanwhile must stay."""
-    stack = torch.overrides._get_current_function_mode_stack()  # type: ignore[no-untyped-call]
-    if not any(m is mode for m in stack):
-        return
-    above = []
-    while (top := torch._C._pop_torch_function_stack()) is not mode:
-        above.append(top)
-    for m in reversed(above):
-        torch._C._push_on_torch_function_stack(m)
-
-
-def _alive(thread_id: int) -> bool:
-    return any(t.ident == thread_id and t.is_alive() for t in threading.enumerate())
-
-
-def _drop_stopped_trackers() -> None:
-    for mode in torch.overrides._get_current_function_mode_stack():  # type: ignore[no-untyped-call]
-        if isinstance(mode, SourceTracker) and mode.stopped:
-            _remove_mode(mode)
-
-
-class _ModelHook:
-    """A hook on the user's model. A copy or a pickle of the model gets an inert one instead
-    (see gradsight._inert): copies are not followed, and the session is never copied along."""
-
-    __slots__ = ("fn",)
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if compiling():  # traced by dynamo (the model runs inside a torch.compile'd wrapper): stay out
-            return None  # of its graph — tracing gradsight's capture code recompiled it again and again
-        return self.fn(*args, **kwargs)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Callable[..., None]:
-        return inert
-
-    def __reduce__(self) -> tuple[Callable[[], Any], tuple[()]]:
-        return restore, ()
-
-
-class _Step:
-    def __init__(self, number: int, collected: Collected, store: TensorStore,
-                 finish: Callable[[_Step], None], keep: Collection[int]) -> None:  # fmt: skip
-        self.number = number
-        self.collected = collected
-        self.store = store
-        self.recorder = GradRecorder(store, keep, on_first=self._queue_finish)
-        self.leaves: list[tuple[int, torch.Tensor]] = []
-        self.started = 0.0  # when its forward began (time.monotonic)
-        self.forward_time = 0.0  # its forward's duration
-        self.backward_started = 0.0  # when its backward's first hook ran (a later cell may run it)
-        self.call: tuple[Any, Any, Any] | None = None  # (args, kwargs, rng state) of its forward
-        self.outputs: list[tuple[int, int]] = []  # (root node index, output_nr) per output tensor
-        self._finish = finish
-
-    def _queue_finish(self) -> None:
-        # Runs inside the first hook of this step's backward; the callback runs when it ends.
-        self.backward_started = time.monotonic()
-        torch.autograd.Variable._execution_engine.queue_callback(lambda: self._finish(self))
-
-    def abandon(self) -> None:
-        self.recorder.close()
-        self.store.release()

@@ -8,6 +8,7 @@ painted outermost first into a flat array, so a lookup is O(1) and nothing recur
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -122,21 +123,27 @@ class _SharedHooks:
     """
 
     def __init__(self) -> None:
-        self.trackers: list[Any] = []  # ModuleTracker and guard.ModuleGuard: _pre/_post(module, ...)
+        # ModuleTracker and guard.ModuleGuard: _pre/_post(module, ...). Replaced, never changed in place:
+        # the hooks iterate it on other threads meanwhile (a live session's close() on the kernel's
+        # thread while a training thread's forward runs).
+        self.trackers: list[Any] = []
         self._handles: tuple[Any, Any] | None = None
         self._filter: Any = None
+        self._lock = threading.Lock()  # add and discard from two threads: the hooks go in or out once
 
     def add(self, tracker: Any) -> None:
-        if tracker not in self.trackers:
-            self.trackers.append(tracker)
-            if len(self.trackers) == 1:
-                self._install()
+        with self._lock:
+            if tracker not in self.trackers:
+                self.trackers = [*self.trackers, tracker]
+                if len(self.trackers) == 1:
+                    self._install()
 
     def discard(self, tracker: Any) -> None:
-        if tracker in self.trackers:
-            self.trackers.remove(tracker)
-            if not self.trackers:
-                self._uninstall()
+        with self._lock:
+            if tracker in self.trackers:
+                self.trackers = [t for t in self.trackers if t is not tracker]
+                if not self.trackers:
+                    self._uninstall()
 
     def _install(self) -> None:
         if self._handles is None:

@@ -16,6 +16,7 @@ from ..runs import RerunError
 from ..toggles import ToggleError, Toggles
 from . import taint
 from . import why as why_mod
+from .followed import model_names
 from .guard import ModuleGuard, NamespaceGuard
 from .names import leaf_names_from_params, module_names
 from .run import RunResult, RunSpec, run
@@ -253,15 +254,18 @@ class CellTarget:
 
 class LiveTarget:
     """A live session: a re-run replays the last recorded step's call, with the gradient its output
-    received (the model's vector–Jacobian product), so no loss function is needed."""
+    received (the model's vector–Jacobian product), so no loss function is needed. Leaves and modules
+    are the model's as they are now (a submodule replaced since the debugger attached is named, and
+    the replaced one not kept)."""
 
     def __init__(self, session: Any, model: torch.nn.Module, budget: int, source_lines: bool) -> None:
         self.session = session
         self.model = model
         self.budget = budget
         self.source_lines = source_lines
-        self.modules = module_names(model)
-        self.names = leaf_names_from_params(model)
+
+    def _names(self) -> tuple[list[tuple[str, torch.nn.Module]], dict[torch.Tensor, str]]:
+        return model_names(self.model)
 
     def _spec(self) -> RunSpec:
         last = self.session.last_call
@@ -272,7 +276,8 @@ class LiveTarget:
             )
         args, kwargs, rng, grads = last
         model = self.model
-        return RunSpec(call=lambda: model(*args, **kwargs), modules=self.modules, leaf_names=dict(self.names),
+        modules, names = self._names()
+        return RunSpec(call=lambda: model(*args, **kwargs), modules=modules, leaf_names=names,
                        grad_output=grads, budget=self.budget, source_lines=self.source_lines, rng=rng)  # fmt: skip
 
     def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
@@ -281,10 +286,11 @@ class LiveTarget:
             return run(spec, watch, toggles)
 
     def leaves(self) -> Mapping[str, torch.Tensor | None]:
-        return {name: t for t, name in self.names.items()}
+        return {name: t for t, name in self._names()[1].items()}
 
     def controls(self, graph: Graph) -> Controls:
-        base = RunnableTarget(RunSpec(call=lambda: None, modules=self.modules, leaf_names=self.names)).controls(graph)
+        modules, names = self._names()
+        base = RunnableTarget(RunSpec(call=lambda: None, modules=modules, leaf_names=names)).controls(graph)
         if self.session.last_call is None:
             return replace(
                 base, rerun=False, note="Run a training step first: the live debugger re-runs the last step."
