@@ -211,6 +211,7 @@ class NamespaceGuard:
         self._modules: list[tuple[torch.nn.Module, dict[str, Any], dict[str, Any], dict[str, Any], bool]] = []
         self._states: list[tuple[Any, Any]] = []
         self._items: list[tuple[Any, Any]] = []
+        self._hooks: list[tuple[Any, str, Any]] = []  # (owner, attribute, its hook dict's items or None)
         self._seen: set[int] = set()
         for value in _reachable(ns, names):
             try:
@@ -225,6 +226,7 @@ class NamespaceGuard:
         if isinstance(value, torch.nn.Module):
             for m in value.modules():
                 self._modules.append((m, dict(m._modules), dict(m._parameters), dict(m._buffers), m.training))
+                self._keep_hooks(m, _MODULE_HOOKS)
                 for t in (*m._parameters.values(), *m._buffers.values()):
                     if t is not None:
                         self._tensor(t)
@@ -246,6 +248,17 @@ class NamespaceGuard:
         grad = t.grad
         self._tensors[id(t)] = (t, _copy(t), grad, None if grad is None else _copy(grad),
                                 t.requires_grad)  # fmt: skip
+        self._keep_hooks(t, _TENSOR_HOOKS)
+
+    def _keep_hooks(self, owner: Any, attributes: tuple[str, ...]) -> None:
+        """A cell that registers hooks (the seed notebook's ``register_full_backward_hook`` loop)
+        would add them again on every re-run: the hook dicts' items go back in place (torch holds
+        a tensor's dict itself, so the dict object stays)."""
+        for attribute in attributes:
+            hooks = getattr(owner, attribute, None)
+            self._hooks.append((owner, attribute, None if hooks is None else dict(hooks)))
+        if isinstance(owner, torch.nn.Module):
+            self._hooks.append((owner, "_is_full_backward_hook", owner._is_full_backward_hook))
 
     def __enter__(self) -> NamespaceGuard:
         return self
@@ -258,6 +271,13 @@ class NamespaceGuard:
                     current.clear()
                     current.update(saved)
             m.training = training  # a cell that calls net.eval() / net.train()
+        for owner, attribute, items in self._hooks:
+            hooks = getattr(owner, attribute, None)
+            if attribute == "_is_full_backward_hook":
+                owner._is_full_backward_hook = items
+            elif hooks is not None and (hooks.keys() != (items or {}).keys()):
+                hooks.clear()
+                hooks.update(items or {})
         with torch.no_grad():
             for t, value, grad, grad_value, requires_grad in self._tensors.values():
                 if t.requires_grad != requires_grad:
@@ -274,6 +294,12 @@ class NamespaceGuard:
             else:
                 container.clear()
                 container.update(items)
+
+
+_MODULE_HOOKS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+                 "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_backward_hooks",
+                 "_backward_pre_hooks")  # fmt: skip
+_TENSOR_HOOKS = ("_backward_hooks", "_post_accumulate_grad_hooks")
 
 
 def _reachable(ns: dict[str, Any], names: Any) -> list[Any]:
