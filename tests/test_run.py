@@ -734,3 +734,29 @@ def test_a_forward_that_edits_a_parameter_in_place_is_told() -> None:
     assert "lin.weight" in note and "lin.bias" not in note
     plain = gs.debugger(MLP(), inputs=torch.randn(4, 8), loss=lambda out: out.sum())
     assert not [n for n in plain.graph.notes if "in place" in n]
+
+
+def test_a_compiled_model_is_debugged_as_compiled_not_compiled_again() -> None:
+    # the source tracker (a torch-function mode) made dynamo's mode-stack guard fail: the run
+    # compiled the model again and showed that graph, its inputs in another order than the user's
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.GELU(), nn.Linear(8, 2))
+    compiled = torch.compile(model, backend="aot_eager")
+    x = torch.randn(5, 4)
+    plain = compiled(x).pow(2).mean().grad_fn
+    while plain is not None and plain.name() != "CompiledFunctionBackward":
+        plain = plain.next_functions[0][0]
+    assert plain is not None
+    expected = [None if n is None else tuple(n.variable.shape) for n, _ in plain.next_functions]
+    counters.clear()
+    for dbg in (
+        gs.debugger(compiled, inputs=x, loss=lambda out: out.pow(2).mean()),
+        gs.debugger(lambda: compiled(x).pow(2).mean()),
+    ):
+        assert dbg.status == "ready", dbg.error
+        (node,) = dbg.graph.find("CompiledFunctionBackward")
+        shapes = [None if n is None else dbg.graph.node(n).leaf.shape for n, _ in node.next]  # type: ignore[union-attr]
+        assert shapes == expected
+    assert counters["stats"]["unique_graphs"] == 0, dict(counters["stats"])

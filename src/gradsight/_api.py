@@ -108,6 +108,9 @@ def _runnable(spec: Any) -> Debugger:
 
 def _live_debugger(model: Any, budget: int, source_lines: bool) -> Debugger:
     from ._capture.live import LiveSession
+    from ._capture.modules import is_compiled
+
+    source_lines = source_lines and not any(is_compiled(m) for m in model.modules())  # no recompile
 
     dbg = Debugger(Graph(message=WAITING.format(interval=global_options.live_interval), run=RunInfo(mode="live")))
     from ._capture.targets import LiveTarget

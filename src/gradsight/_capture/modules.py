@@ -8,6 +8,7 @@ painted outermost first into a flat array, so a lookup is O(1) and nothing recur
 
 from __future__ import annotations
 
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable
@@ -29,6 +30,20 @@ def _is_compiling() -> Callable[[], bool]:
 
 # True while dynamo traces: gradsight's hooks and modes then step aside (see _SharedHooks)
 compiling = _is_compiling()
+
+
+def is_compiled(value: Any) -> bool:
+    """A ``torch.compile``'d module or function. The source tracker is a torch-function mode, and
+    dynamo guards on the mode stack: a run or live step with it would compile the model again — for
+    a run another graph than the user's (its inputs in another order) — so debuggers of one track no
+    source lines (a compiled region is one node anyway). ``sys.modules``: importing dynamo costs a
+    second, and nothing is compiled before it is imported."""
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")
+    if eval_frame is None:  # nothing was compiled in this process
+        return False
+    return isinstance(value, eval_frame.OptimizedModule) or (
+        callable(value) and hasattr(value, "_torchdynamo_orig_callable")
+    )
 
 
 class ModuleTracker:

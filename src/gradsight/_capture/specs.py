@@ -15,6 +15,7 @@ from torch.utils._pytree import tree_leaves
 
 from ..config import options
 from .guard import one_level_in
+from .modules import is_compiled
 from .names import leaf_names_from_params, module_names
 from .run import RunSpec
 
@@ -32,6 +33,7 @@ def spec_for_model(model: torch.nn.Module, inputs: Any, loss: Any, grad_output: 
         names.setdefault(t, name)
     modules = module_names(model)
     _check_materialized(modules)
+    source_lines = source_lines and not any(is_compiled(m) for _, m in modules)
     retaining = [t for t in tree_leaves(inputs) if isinstance(t, torch.Tensor) and not t.is_leaf]
     return RunSpec(call=call, modules=modules, leaf_names=names, loss=loss,
                    grad_output=grad_output, budget=budget, source_lines=source_lines,
@@ -63,19 +65,19 @@ def _check_materialized(modules: Sequence[tuple[str, torch.nn.Module]]) -> None:
 
 
 def spec_for_function(fn: Callable[[], Any], loss: Any, grad_output: Any, budget: int, source_lines: bool) -> RunSpec:
-    modules, names, retaining = _modules_seen_by(fn)
+    modules, names, retaining, compiled = _modules_seen_by(fn)
     _check_materialized(modules)
     return RunSpec(call=fn, modules=modules, leaf_names=names, loss=loss, grad_output=grad_output,
-                   budget=budget, source_lines=source_lines,
+                   budget=budget, source_lines=source_lines and not compiled,
                    keep_all_below=options.keep_all_below, retaining=retaining)  # fmt: skip
 
 
 def _modules_seen_by(
     fn: Callable[..., Any],
-) -> tuple[list[tuple[str, torch.nn.Module]], dict[torch.Tensor, str], list[torch.Tensor]]:
+) -> tuple[list[tuple[str, torch.nn.Module]], dict[torch.Tensor, str], list[torch.Tensor], bool]:
     """Modules and tensors ``fn`` can reach by name (its globals and closure, and for a bound method
-    its object's attributes: ``self.model``), to name nodes; and the non-leaf tensors among them
-    (``RunSpec.retaining``)."""
+    its object's attributes: ``self.model``), to name nodes; the non-leaf tensors among them
+    (``RunSpec.retaining``); and whether it reaches a compiled module or function (:func:`_compiled`)."""
     scope: dict[str, Any] = {}
     owner = getattr(fn, "__self__", None)
     if owner is not None and not isinstance(owner, types.ModuleType):
@@ -101,7 +103,8 @@ def _modules_seen_by(
             names.setdefault(value, var)
         elif isinstance(value, torch.Tensor):
             retaining.append(value)
-    return modules, names, retaining
+    compiled = any(is_compiled(v) for v in (fn, *scope.values(), *(m for _, m in modules)))
+    return modules, names, retaining, compiled
 
 
 def _names_of(fn: Callable[..., Any]) -> dict[str, Any]:
