@@ -1,6 +1,10 @@
 """What changed between two runs of the same code: nodes, leaves' gradients, loss, saved bytes.
 
-Node ids are stable across runs of the same code, so the diff is a set comparison by id. Torch-free.
+Node ids are stable across runs of the same code, but a what-if changes the graph the code builds,
+and an op's id counts same-named ops of its module: freezing ``w`` in ``w * 2 + v * 3`` takes the
+first ``MulBackward0`` away and the second becomes ``#0``. So nodes are matched by what they compute
+first — op, module, leaf and everything below them (:func:`_signatures`) — and only the rest by id
+(the ops above a removed branch: same op, other inputs). Torch-free.
 
 >>> from gradsight.graph import Graph
 >>> diff(Graph(), Graph()).added
@@ -46,16 +50,16 @@ class GraphDiff:
 
 
 def diff(before: Graph, after: Graph, before_index: int = 0, after_index: int = 1) -> GraphDiff:
-    old = {n.id: n for n in before.nodes}
-    new = {n.id: n for n in after.nodes}
+    matched = _match(before, after)
     old_leaves, new_leaves = _leaf_grads(before), _leaf_grads(after)
     names = list(dict.fromkeys([*old_leaves, *new_leaves]))
     old_norms, new_norms = _leaf_norms(before), _leaf_norms(after)
+    kept = set(matched.values())
     return GraphDiff(
         before=before_index,
         after=after_index,
-        added=tuple(i for i in new if i not in old),
-        removed=tuple(RemovedNode(n.id, n.name, n.kind, n.module) for i, n in old.items() if i not in new),
+        added=tuple(n.id for n in after.nodes if n.id not in kept),
+        removed=tuple(RemovedNode(n.id, n.name, n.kind, n.module) for n in before.nodes if n.id not in matched),
         gained_grad=tuple(n for n in names if new_leaves.get(n, False) and not old_leaves.get(n, False)),
         lost_grad=tuple(n for n in names if old_leaves.get(n, False) and not new_leaves.get(n, False)),
         loss_before=before.run.loss,
@@ -64,6 +68,38 @@ def diff(before: Graph, after: Graph, before_index: int = 0, after_index: int = 
         saved_bytes_before=saved_bytes(before),
         saved_bytes_after=saved_bytes(after),
     )
+
+
+def _match(before: Graph, after: Graph) -> dict[str, str]:
+    """Old node id → new node id of the same op: same signature (in graph order among equals),
+    then, of the rest, the same id and op name."""
+    old_sigs, new_sigs = _signatures(before), _signatures(after)
+    waiting: dict[int, list[str]] = {}
+    for n in after.nodes:
+        waiting.setdefault(new_sigs[n.id], []).append(n.id)
+    matched: dict[str, str] = {}
+    for n in before.nodes:
+        candidates = waiting.get(old_sigs[n.id])
+        if candidates:
+            matched[n.id] = candidates.pop(0)
+    kept = set(matched.values())
+    names = {n.id: n.name for n in after.nodes if n.id not in kept}
+    for n in before.nodes:
+        if n.id not in matched and names.get(n.id) == n.name:
+            matched[n.id] = n.id
+            del names[n.id]
+    return matched
+
+
+def _signatures(graph: Graph) -> dict[str, int]:
+    """A hash per node of its op, module, leaf name and its inputs' signatures (edge by edge):
+    equal when two nodes compute the same thing from the same leaves. Nodes come roots first, so
+    inputs are done first in reverse; an edge to a node not in the graph counts as a cut."""
+    sigs: dict[str, int] = {}
+    for n in reversed(graph.nodes):
+        inputs = tuple((sigs.get(child, 0) if child is not None else None, nr) for child, nr in n.next)
+        sigs[n.id] = hash((n.kind, n.name, n.module, n.leaf.name if n.leaf is not None else None, inputs))
+    return sigs
 
 
 def saved_bytes(graph: Graph) -> int:
