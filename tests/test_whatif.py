@@ -279,6 +279,49 @@ def test_why_none_traces_where_the_path_breaks(mode: str, reason: str) -> None:
         assert why.source is not None and "test_whatif.py" in why.source
 
 
+def test_why_names_the_break_on_the_path_to_the_loss_not_a_value_logged_under_no_grad() -> None:
+    torch.manual_seed(0)
+    w = torch.randn(3, requires_grad=True)
+    x = torch.randn(3, requires_grad=True)
+    log: list[torch.Tensor] = []
+
+    def step() -> torch.Tensor:
+        with torch.no_grad():
+            log.append(w.norm())  # logging: loses requires_grad, but never reaches the loss
+        h = w.detach() * x  # the break on the path
+        return h.sum()
+
+    why = gs.debugger(step).why("w")
+    assert why.reason == "detach" and why.source is not None and "h = w.detach() * x" in why.source
+
+
+def test_why_a_leaf_only_logged_under_no_grad_is_not_on_the_path() -> None:
+    w = torch.randn(3, requires_grad=True)
+    x = torch.randn(3, requires_grad=True)
+    stats: dict[str, torch.Tensor] = {}
+
+    def step() -> torch.Tensor:
+        with torch.no_grad():
+            stats["w_norm"] = w.norm()
+        return (x * 2).sum()
+
+    why = gs.debugger(step).why("w")
+    assert why.reason == "not_on_path" and why.source is None and "no_grad" not in why.message
+
+
+def test_why_follows_a_value_written_into_another_tensor() -> None:
+    w = torch.randn(3, requires_grad=True)
+    x = torch.randn(3, requires_grad=True)
+
+    def step() -> torch.Tensor:
+        buf = torch.zeros(3)
+        buf[:] = w.detach()  # what is written flows into buf, which reaches the loss
+        return (buf * x).sum()
+
+    why = gs.debugger(step).why("w")
+    assert why.reason == "detach" and why.source is not None and "buf[:] = w.detach()" in why.source
+
+
 def test_why_requires_grad_false_without_a_rerun() -> None:
     model = MLP()
     model.layer1.weight.requires_grad_(False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -32,15 +33,25 @@ def _bookkeeping(func: Any) -> bool:
         getattr(func, "__self__", None), "__name__", None) in _BOOKKEEPING  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _Break:
+    reason: str
+    op: str
+    source: str | None
+    in_checkpoint: bool  # inside torch.utils.checkpoint's forward (its reentrant no_grad)
+
+
 class _Taint(TorchFunctionMode):
-    """Follows every value computed from ``start``; notes where requires_grad is lost."""
+    """Follows every value computed from ``start``; notes where requires_grad is lost, and which of
+    those losses each followed value descends from (a value logged under ``no_grad`` loses it too,
+    but only a loss that reaches the roots is why the leaf got no gradient)."""
 
     def __init__(self, start: torch.Tensor) -> None:
         super().__init__()
         self.tainted: dict[int, torch.Tensor] = {id(start): start}
+        self.carries: dict[int, frozenset[int]] = {id(start): frozenset()}  # id -> indices into breaks
         self.used = False
-        self.broken: tuple[str, str, str | None] | None = None  # (reason, op, source)
-        self.in_checkpoint = False  # the break is inside torch.utils.checkpoint's forward
+        self.breaks: list[_Break] = []
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if compiling():  # invisible to dynamo (see modules._SharedHooks)
@@ -53,39 +64,60 @@ class _Taint(TorchFunctionMode):
             return out
         self.used = True
         outs = _tensors(out)
+        if getattr(func, "__name__", "") == "__setitem__" and args and isinstance(args[0], torch.Tensor):
+            outs = [args[0]]  # buf[i] = value: what is written flows into buf
+        carried = frozenset().union(*(self.carries[id(t)] for t in hit))
+        if outs and any(t.requires_grad for t in hit) and not any(t.requires_grad for t in outs):
+            frame = sys._getframe(1)
+            reason = _reason(func, outs, grad_on, inference)
+            in_checkpoint = not grad_on and _inside_checkpoint(frame)
+            self.breaks.append(_Break(reason, _op_name(func), _source(frame), in_checkpoint))
+            carried |= {len(self.breaks) - 1}
         for t in outs:
+            before = self.carries.get(id(t)) if self.tainted.get(id(t)) is t else None
             self.tainted[id(t)] = t
-        if (
-            self.broken is None
-            and outs
-            and any(t.requires_grad for t in hit)
-            and not any(t.requires_grad for t in outs)
-        ):
-            self.broken = (_reason(func, outs, grad_on, inference), _op_name(func), _source(sys._getframe(1)))
-            self.in_checkpoint = not grad_on and _inside_checkpoint(sys._getframe(1))
+            self.carries[id(t)] = carried if before is None else before | carried  # in place: both histories
         return out
 
-    def reached(self, roots: list[torch.Tensor]) -> bool:
-        return any(self.tainted.get(id(r)) is r for r in roots)
+    def reaching(self, roots: list[torch.Tensor]) -> tuple[bool, list[_Break]]:
+        """(whether the leaf's values reach a root, the breaks on the way there, first first)."""
+        reached = [r for r in roots if self.tainted.get(id(r)) is r]
+        on_path = sorted(frozenset().union(*(self.carries[id(r)] for r in reached)))
+        return bool(reached), [self.breaks[i] for i in on_path]
 
 
 def trace(name: str, leaf: torch.Tensor, forward: Callable[[], list[torch.Tensor]]) -> Why:
-    """Re-run ``forward`` (which returns the roots) following ``leaf``'s values; explain the break."""
+    """Re-run ``forward`` (which returns the roots) following ``leaf``'s values; explain the break.
+
+    Only a break whose result reaches the roots counts: ``log.append(w.norm())`` under ``no_grad``
+    loses requires_grad too, but nothing of it reaches the loss."""
     mode = _Taint(leaf)
     with mode:
-        roots = forward()
-    if mode.broken is not None:
-        reason, op, source = mode.broken
-        text = _CHECKPOINT if mode.in_checkpoint and reason == "no_grad" else _BREAK[reason]
-        return Why(name, reason, text.format(name=name, op=op), source=source)  # type: ignore[arg-type]
+        roots = _results(forward())
+    reached, on_path = mode.reaching(roots)
+    if on_path:
+        found = on_path[0]
+        if found.in_checkpoint and found.reason == "no_grad":
+            text = _CHECKPOINT.format(name=name)
+        else:
+            text = _BREAK[found.reason].format(name=name, op=found.op)
+        return Why(name, found.reason, text, source=found.source)  # type: ignore[arg-type]
     if not mode.used:
         return Why(name, "unused", f"{name} is never used in the forward: nothing computed from it, so it cannot get a "
                    "gradient (an unused parameter or branch?).")  # fmt: skip
-    if not mode.reached(roots):
+    if not reached:
         return Why(name, "not_on_path", f"{name} is used in the forward, but nothing computed from it reaches the loss "
                    "(the root): it is not on the path, so backward never gets to it.")  # fmt: skip
     return Why(name, "unknown", f"{name}'s values reach the loss, yet it got no gradient; gradsight could not find "
                "where the path breaks.")  # fmt: skip
+
+
+def _results(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The results among what the forward returned: those with a graph, when some have one (a cell
+    returns every tensor it bound; ``u = w * 2`` under ``no_grad`` beside the loss is not a result,
+    as ``cell._roots`` does not count it either)."""
+    with_graph = [t for t in tensors if t.grad_fn is not None]
+    return with_graph or tensors
 
 
 _CHECKPOINT_FILE = os.path.join("torch", "utils", "checkpoint.py")
