@@ -30,6 +30,52 @@ def leaf_names(graph: gs.Graph) -> list[str]:
     return sorted(n.leaf.name for n in graph.leaves if n.leaf and n.leaf.name)
 
 
+# -- toggles reach the cell's variables, and only those ----------------------------------------------
+
+
+def test_toggles_apply_to_a_variable_bound_with_walrus(shell: InteractiveShell) -> None:
+    shell.run_cell("w = torch.randn(3, requires_grad=True)", store_history=False)
+    dbg = run(shell, "loss = (h := w * 2).sum() + (b := torch.randn(3, requires_grad=True)).sum()\nloss.backward()")
+    assert {"h", "b"} <= set(dbg.graph.controls.variables) and leaf_names(dbg.graph) == ["b", "w"]
+    b = shell.user_ns["b"]
+    assert leaf_names(dbg.rerun(detach=["h"])) == ["b"]  # h is cut where it is bound, before .sum() uses it
+    assert leaf_names(dbg.rerun(requires_grad={"b": False})) == ["w"]
+    assert shell.user_ns["b"] is b and b.requires_grad  # the user's b is untouched
+
+
+def test_detach_of_a_cell_variable_leaves_a_functions_local_of_that_name_alone(shell: InteractiveShell) -> None:
+    shell.run_cell("w = torch.randn(3, requires_grad=True)\nv = torch.randn(3, requires_grad=True)", silent=True)
+    body = "def f(a):\n    h = a * 2\n    return h.sum()\nh = v * 3\nloss = f(w) + h.sum()\nloss.backward()"
+    dbg = run(shell, body)
+    assert leaf_names(dbg.graph) == ["v", "w"]
+    assert leaf_names(dbg.rerun(detach=["h"])) == ["w"]
+
+
+def test_detach_reaches_module_level_blocks_and_globals_declared_in_functions(shell: InteractiveShell) -> None:
+    shell.run_cell(
+        "w = torch.randn(3, requires_grad=True)\nv = torch.randn(3, requires_grad=True)\n"
+        "u = torch.randn(3, requires_grad=True)",
+        store_history=False,
+    )
+    body = (
+        "def g():\n    global k\n    k = u * 5\n"
+        "for i in range(1):\n    with torch.enable_grad():\n        if True:\n            try:\n"
+        "                h = v * 3\n            finally:\n                pass\n"
+        "g()\nloss = (w * 2).sum() + h.sum() + k.sum()\nloss.backward()"
+    )
+    dbg = run(shell, body)
+    assert leaf_names(dbg.graph) == ["u", "v", "w"]
+    assert leaf_names(dbg.rerun(detach=["h"])) == ["u", "w"]
+    assert leaf_names(dbg.rerun(detach=["k"])) == ["v", "w"]
+
+
+def test_a_functions_local_is_not_offered_as_a_cell_variable(shell: InteractiveShell) -> None:
+    shell.run_cell("w = torch.randn(3, requires_grad=True)", store_history=False)
+    dbg = run(shell, "def f(a):\n    z = a * 2\n    return z.sum()\nloss = f(w)\nloss.backward()")
+    assert "z" not in dbg.graph.controls.variables and "loss" in dbg.graph.controls.variables
+    assert "w" in {c.name for c in dbg.graph.controls.leaves}
+
+
 # -- why() in a cell: only breaks on the way to the loss -----------------------------------------------
 
 

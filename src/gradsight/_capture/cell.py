@@ -142,10 +142,18 @@ def _leaf_names(ns: MutableMapping[str, Any]) -> dict[torch.Tensor, str]:
 
 
 class AfterAssign(ast.NodeTransformer):
-    """Insert a statement after every assignment to the named variables, in any block."""
+    """Apply a statement right after every binding of the named variables in the cell's own scope:
+    after an assignment, in any block (``for``, ``with``, ``if``, ``try`` too), and inside a walrus
+    ``(h := w * 2)``, whose value the rest of its statement already uses. Not in the bodies of
+    functions, lambdas and classes the cell defines (their names are their own), except names they
+    declare ``global``."""
 
     def __init__(self, statements: Mapping[str, str]) -> None:
         self.statements = {name: ast.parse(code).body for name, code in statements.items()}
+        self.scope: set[str] | None = None  # None: the cell's scope; else the names declared global
+
+    def _binds(self, name: str) -> bool:
+        return name in self.statements and (self.scope is None or name in self.scope)
 
     def generic_visit(self, node: ast.AST) -> ast.AST:
         super().generic_visit(node)
@@ -155,13 +163,57 @@ class AfterAssign(ast.NodeTransformer):
                 setattr(node, field, self._expand(block))
         return node
 
+    def _visit_scope(self, node: ast.AST) -> ast.AST:
+        outer, self.scope = self.scope, _declared_global(node)
+        try:
+            return self.generic_visit(node) if any(self._binds(n) for n in self.scope) else node
+        finally:
+            self.scope = outer
+
+    def visit(self, node: ast.AST) -> Any:
+        return self._visit_scope(node) if isinstance(node, _SCOPES) else super().visit(node)
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> ast.AST:
+        self.generic_visit(node)
+        name = node.target.id
+        if not self._binds(name):
+            return node
+        # (h := value) -> ((h := value), <each statement as an expression>, h)[-1]
+        parts: list[ast.expr] = [node]
+        for stmt in self.statements[name]:
+            if isinstance(stmt, ast.Expr):
+                parts.append(stmt.value)  # h.requires_grad_(False)
+            elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+                parts.append(ast.NamedExpr(target=ast.Name(stmt.targets[0].id, ast.Store()), value=stmt.value))
+            else:
+                raise ValueError(f"cannot apply {ast.unparse(stmt)!r} inside a walrus binding of {name}")
+        parts.append(ast.Name(name, ast.Load()))
+        return ast.copy_location(ast.Subscript(ast.Tuple(parts, ast.Load()), ast.Constant(-1), ast.Load()), node)
+
     def _expand(self, block: list[ast.stmt]) -> list[ast.stmt]:
         out: list[ast.stmt] = []
         for stmt in block:
             out.append(stmt)
             for name in _assigned(stmt):
-                out.extend(self.statements.get(name, []))
+                if self._binds(name):
+                    out.extend(self.statements[name])
         return out
+
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+
+def _declared_global(scope: ast.AST) -> set[str]:
+    """The names a function or class body declares ``global`` (not counting nested scopes)."""
+    names: set[str] = set()
+    stack = list(ast.iter_child_nodes(scope))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Global):
+            names.update(node.names)
+        elif not isinstance(node, _SCOPES):
+            stack.extend(ast.iter_child_nodes(node))
+    return names
 
 
 def _assigned(stmt: ast.stmt) -> list[str]:
@@ -176,13 +228,27 @@ def _assigned(stmt: ast.stmt) -> list[str]:
     return names
 
 
+def _bound_in_cell(node: ast.AST, scope: set[str] | None = None) -> set[str]:
+    """Names ``node`` assigns (``=``, ``+=``, ``:=``) in the cell's scope: not the locals of the
+    functions and classes it defines, unless declared ``global`` there."""
+    out: set[str] = set()
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, _SCOPES):
+            out |= _bound_in_cell(child, _declared_global(child))
+            continue
+        names = _assigned(child) if isinstance(child, ast.stmt) else []
+        if isinstance(child, ast.NamedExpr):
+            names = [child.target.id]  # (a := torch.randn(...)), also in a comprehension
+        out |= {n for n in names if scope is None or n in scope}
+        out |= _bound_in_cell(child, scope)
+    return out
+
+
 def cell_names(code: str) -> tuple[set[str], set[str]]:
-    """(names the cell reads or writes, names it assigns)."""
+    """(names the cell reads or writes, names it assigns in its own scope)."""
     tree = ast.parse(code)
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    assigned = {name for stmt in ast.walk(tree) if isinstance(stmt, ast.stmt) for name in _assigned(stmt)}
-    assigned |= {n.target.id for n in ast.walk(tree) if isinstance(n, ast.NamedExpr)}  # (a := torch.randn(...))
-    return used, assigned
+    return used, _bound_in_cell(tree)
 
 
 def run_first(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budget: int) -> tuple[CellResult, Any]:
