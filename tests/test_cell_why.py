@@ -3,6 +3,7 @@ locals), cells that do not compile, and why() in a cell (only breaks that reach 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,6 +75,44 @@ def test_a_functions_local_is_not_offered_as_a_cell_variable(shell: InteractiveS
     dbg = run(shell, "def f(a):\n    z = a * 2\n    return z.sum()\nloss = f(w)\nloss.backward()")
     assert "z" not in dbg.graph.controls.variables and "loss" in dbg.graph.controls.variables
     assert "w" in {c.name for c in dbg.graph.controls.leaves}
+
+
+# -- cells that do not compile -------------------------------------------------------------------------
+
+
+def _shown(capsys: Any) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)  # no colours
+
+
+def test_a_syntax_error_reads_like_a_plain_cells_and_shows_no_debugger(
+    shell: InteractiveShell, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown: list[Any] = []
+    monkeypatch.setattr("gradsight.magic._display", shown.append)
+    result = shell.run_cell("%%gradsight\nx = torch.ones(3, requires_grad=True)\ny = (x * 2\n", store_history=False)
+    assert not result.success and result.result is None and not shown  # Run All stops; no debugger
+    out = _shown(capsys)
+    assert "line 2" in out and "y = (x * 2" in out and "SyntaxError" in out and "never closed" in out
+    assert "magic.py" not in out and "cell.py" not in out and "<unknown>" not in out
+    assert "x" not in shell.user_ns  # nothing of the cell ran
+
+
+def test_top_level_await_is_refused_before_the_cell_runs_saying_what_to_do(
+    shell: InteractiveShell, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown: list[Any] = []
+    monkeypatch.setattr("gradsight.magic._display", shown.append)
+    shell.run_cell("w = torch.randn(3, requires_grad=True)", store_history=False)
+    body = "import asyncio\nloss = (w * 8).sum()\nawait asyncio.sleep(0)\n"
+    result = shell.run_cell("%%gradsight\n" + body, store_history=False)
+    assert not result.success and not shown and "loss" not in shell.user_ns
+    out = _shown(capsys)
+    assert "line 3" in out and "await asyncio.sleep(0)" in out and "magic.py" not in out
+    assert "top-level await" in out and "plain cell" in out
+    assert "top-level await" in str(result.error_in_exec)
+    # an async function defined (not awaited at top level) in the cell is fine
+    dbg = run(shell, "async def f():\n    return 1\nloss = (w * 8).sum()")
+    assert isinstance(dbg, gs.Debugger) and dbg.graph.find("SumBackward0")
 
 
 # -- why() in a cell: only breaks on the way to the loss -----------------------------------------------

@@ -13,6 +13,7 @@ frees are still shown (summarized just before backward ran), marked as freed.
 from __future__ import annotations
 
 import ast
+import inspect
 from typing import Any
 
 MAGIC = "gradsight"
@@ -53,6 +54,7 @@ def run_magic(ipython: Any, line: str, cell: str) -> Any:
         raise ValueError(f"%%gradsight takes no arguments (got {line.strip()!r}); put the code in the cell")
     code = ipython.transform_cell(cell)
     filename = ipython.compile.cache(code)
+    _check_compiles(ipython, code, filename)  # before anything runs, and no debugger for it
 
     def compile_fn(tree: ast.Module | ast.Expression, mode: str) -> Any:
         return compile(ast.fix_missing_locations(tree), filename, mode)
@@ -68,6 +70,57 @@ def run_magic(ipython: Any, line: str, cell: str) -> Any:
         _display(dbg)
         raise error.with_traceback(tb)
     return dbg
+
+
+class CellSyntaxError(Exception):
+    """A ``%%gradsight`` cell that does not compile (or awaits at top level). IPython shows it as it
+    shows a plain cell's ``SyntaxError``: the cell's line, no frames of gradsight. (A ``SyntaxError``
+    raised from a magic is shown with every frame it passed through, gradsight's included.)"""
+
+    def __init__(self, error: SyntaxError, rendered: list[str]) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
+        self._rendered = rendered
+
+    def _render_traceback_(self) -> list[str]:  # IPython's hook for how an exception is shown
+        return self._rendered
+
+
+AWAIT = (
+    "%%gradsight cannot run top-level await (or async for / async with): a cell magic runs synchronously "
+    "(in Jupyter, inside the kernel's running event loop), so gradsight cannot wait for the cell. Await in a "
+    "plain cell first (batch = await fetch()), then compute the loss from the result in the %%gradsight cell."
+)
+
+
+def _check_compiles(ipython: Any, code: str, filename: str) -> None:
+    """Raise :class:`CellSyntaxError` for a cell that does not compile, or that needs an event loop."""
+    __tracebackhide__ = True
+    try:
+        compiled = compile(code, filename, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+        error = None
+        if compiled.co_flags & inspect.CO_COROUTINE:
+            lineno, col = _top_level_await(ast.parse(code))
+            line = code.splitlines()[lineno - 1] if lineno <= len(code.splitlines()) else ""
+            error = SyntaxError(AWAIT, (filename, lineno, col + 1, line, lineno, None))
+    except (SyntaxError, ValueError) as e:  # ValueError: a null byte in the source
+        error = e if isinstance(e, SyntaxError) else SyntaxError(str(e))
+    if error is not None:
+        raise CellSyntaxError(error, ipython.SyntaxTB.structured_traceback(type(error), error, [])) from None
+
+
+def _top_level_await(tree: ast.AST) -> tuple[int, int]:
+    """(line, column) of the first await, async for/with or async comprehension outside a function."""
+    stack = [tree]
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, (ast.Await, ast.AsyncFor, ast.AsyncWith)):
+            return node.lineno, node.col_offset
+        if isinstance(node, ast.comprehension) and node.is_async:
+            return node.target.lineno, node.target.col_offset
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            stack.extend(ast.iter_child_nodes(node))
+    return 1, 0
 
 
 def _display(obj: Any) -> None:
