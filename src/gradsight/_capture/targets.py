@@ -5,7 +5,8 @@ name, re-runs with toggles (restoring the user's objects afterwards), and explai
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -20,11 +21,18 @@ from .followed import model_names
 from .guard import ModuleGuard, NamespaceGuard
 from .names import leaf_names_from_params, module_names
 from .run import RunResult, RunSpec, run
+from .whatif import BIND, CellBinds, WhatIf
 
 NO_RERUN = (
     "This debugger shows a tensor's graph: it cannot re-run the code that made it. For what-ifs, give gradsight "
     "something it can run: gradsight.debugger(model, inputs=batch, loss=...), gradsight.debugger(lambda: "
     "compute_loss()), or a %%gradsight cell."
+)
+
+_MISSED = (
+    "This re-run's toggles {keys} did not reach the {name} the cell made: gradsight applies them right after "
+    "an assignment to {name} in the cell ({name} = ...), and this {name} was bound otherwise (a for loop, "
+    "globals()) or has no such module or parameter."
 )
 
 
@@ -143,6 +151,9 @@ def as_tensor_map(values: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in values.items() if isinstance(v, torch.Tensor)}
 
 
+_Applied = tuple[dict[str, Any], dict[str, str], Any, CellBinds]  # ns, statements after assignments, context, binder
+
+
 @dataclass
 class CellTarget:
     """A ``%%gradsight`` cell: re-runs execute its code again, in a *copy* of the user's namespace
@@ -170,15 +181,22 @@ class CellTarget:
                 leaves[name] = value
         return modules, leaves, assigned
 
-    def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
-        from .cell import cell_names, run_cell
+    @contextmanager
+    def _applied(self, toggles: Toggles, variables: bool = True,
+                 follow: Mapping[str, torch.nn.Parameter] | None = None) -> Iterator[_Applied]:  # fmt: skip
+        """The re-run's namespace, its inserted statements, the forward's context and the binder,
+        inside the guards, with ``toggles`` applied. ``variables``: toggles of the tensor variables
+        the cell assigns too (statements inserted after the assignments)."""
+        from .cell import cell_names
         from .guard import fork_rng
-        from .run import _format
-        from .whatif import WhatIf
 
         modules, leaves, assigned = self._scope()
+        # Names the cell binds to a module (they had one before): a re-run makes a new module, and the
+        # toggles under the name go to it when the cell binds it (CellBinds), not to the user's one.
+        rebound = sorted(n for n in assigned if isinstance(self.ns.get(n), torch.nn.Module))
         after: dict[str, str] = {}
-        for name, value in toggles.requires_grad.items():
+        ns = dict(self.ns)
+        for name, value in toggles.requires_grad.items() if variables else ():
             current = self.ns.get(name)
             if name in assigned and isinstance(current, torch.Tensor) and not current.is_leaf:
                 raise ToggleError(
@@ -186,19 +204,31 @@ class CellTarget:
                     f"requires_grad of their own; use detach=[{name!r}] to cut it from the graph, or toggle the "
                     "leaves it is computed from"
                 )
-            if name in assigned:
+            if name in assigned and name not in rebound:
                 after[name] = f"{name}.requires_grad_({value})"
-        ns = dict(self.ns)
-        for name in toggles.detach:
-            if name in assigned:
+        for name in toggles.detach if variables else ():
+            if name in assigned and name not in rebound:
                 after[name] = "; ".join(filter(None, [after.get(name), f"{name} = {name}.detach()"]))
-            elif isinstance(ns.get(name), torch.Tensor):
+            elif name not in modules and isinstance(ns.get(name), torch.Tensor):
                 ns[name] = ns[name].detach()
-        existing = {k: v for k, v in toggles.requires_grad.items() if k not in assigned}
+        for name in rebound:
+            after[name] = "; ".join(filter(None, [after.get(name), f"{BIND}({name!r}, {name})"]))
+        existing = {k: v for k, v in toggles.requires_grad.items() if k not in assigned or k in rebound}
         whatif = WhatIf(replace(toggles, requires_grad=existing), modules, leaves)
         used = cell_names(self.code)[0]
-        with fork_rng(self), NamespaceGuard(self.ns, used), ModuleGuard(), whatif.applied():  # see guard.py
-            result = run_cell(self.code, ns, self.compile_fn, self.budget, after, whatif.forward())
+        # Every module name the cell uses: one it binds some other way (a for loop) is reported missed.
+        held = [n for n in used if isinstance(self.ns.get(n), torch.nn.Module)]
+        binds = ns[BIND] = CellBinds(toggles, ns, self.ns, held, follow, leaves)
+        with fork_rng(self), NamespaceGuard(self.ns, used), ModuleGuard(), whatif.applied(), binds:  # see guard.py
+            yield ns, after, whatif.forward(), binds
+
+    def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
+        from .cell import run_cell
+        from .run import _format
+
+        with self._applied(toggles) as (ns, after, context, binds):
+            result = run_cell(self.code, ns, self.compile_fn, self.budget, after, context)
+            missed = binds.missed()
         if result.error is not None:
             text = _format(result.error)
             if "does not require grad and does not have a grad_fn" in str(result.error) and not toggles.empty:
@@ -209,6 +239,9 @@ class CellTarget:
                     "the graph back.\n\n" + text
                 )
             return RunResult(None, error=text)
+        graph = result.captured.graph
+        notes = tuple(_MISSED.format(name=name, keys=", ".join(keys)) for name, keys in missed)
+        result.captured.graph = replace(graph, notes=(*graph.notes, *notes))
         return RunResult(result.captured)
 
     def leaves(self) -> Mapping[str, torch.Tensor | None]:
@@ -228,25 +261,34 @@ class CellTarget:
         return Controls(rerun=True, leaves=tuple(controls), modules=tuple(modules), variables=tuple(sorted(assigned)))
 
     def trace(self, name: str, toggles: Toggles) -> Why | None:
-        from .cell import cell_names, run_cell
-        from .guard import fork_rng
-        from .whatif import WhatIf
+        from .cell import run_cell
 
-        modules, leaves, _ = self._scope()
+        _, leaves, assigned = self._scope()
         leaf = leaves.get(name)
         if leaf is None:
             return None
+        # A parameter of a module the cell makes: the re-run makes another one. A stand-in takes its
+        # place (and data) when the cell binds the module, and the trace follows the stand-in.
+        owner = name.split(".")[0]
+        stand_in = torch.nn.Parameter(torch.empty(0))
+        seen: dict[str, bool] = {}
 
-        used = cell_names(self.code)[0]
+        def forward(follow: dict[str, torch.nn.Parameter]) -> Callable[[], list[torch.Tensor]]:
+            def cell() -> list[torch.Tensor]:
+                with self._applied(replace(toggles, apply=False), variables=False, follow=follow) as (ns, after, c, b):
+                    run_cell(self.code, ns, self.compile_fn, 0, after, c)
+                    seen.update(followed=name in b.followed, rebound=ns.get(owner) is not self.ns.get(owner))
+                return [v for k, v in ns.items() if isinstance(v, torch.Tensor) and self.ns.get(k) is not v]
 
-        def forward() -> list[torch.Tensor]:
-            ns = dict(self.ns)
-            whatif = WhatIf(toggles, modules, leaves)
-            with fork_rng(self), NamespaceGuard(self.ns, used), ModuleGuard(), whatif.applied():
-                run_cell(self.code, ns, self.compile_fn, 0, None, whatif.forward())
-            return [v for k, v in ns.items() if isinstance(v, torch.Tensor) and self.ns.get(k) is not v]
+            return cell
 
-        return taint.trace(name, leaf, forward)
+        if owner in assigned:
+            why = taint.trace(name, stand_in, forward({name: stand_in}))
+            if seen.get("followed"):
+                return why
+        why = taint.trace(name, leaf, forward({}))
+        # The module the cell left bound has no such parameter, or was bound where gradsight cannot see.
+        return None if seen.get("rebound") else why
 
     def model_changed(self) -> bool:
         return False

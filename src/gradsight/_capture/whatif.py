@@ -8,7 +8,7 @@ removed in ``finally`` — unless ``apply`` asks to keep the ``requires_grad`` c
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -17,7 +17,9 @@ from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree
 
 from ..toggles import Toggles
+from .guard import _unseen
 from .modules import compiling
+from .names import leaf_names_from_params, module_names
 
 
 class WhatIf:
@@ -93,6 +95,116 @@ class WhatIf:
     def node_detaches(self) -> list[str]:
         """Detach targets that are node ids (not modules)."""
         return [d for d in self.toggles.detach if d not in self.modules]
+
+
+# -- toggles for the objects a %%gradsight cell makes ----------------------------------------------
+#
+# ``model = nn.Sequential(...)`` in the cell: a re-run makes a new model, so toggles naming
+# ``model.0`` must reach that one, not the user's. A statement inserted after each assignment to
+# ``model`` (cell.AfterAssign) calls ``BIND``, which applies them to the object just bound.
+
+BIND = "_gradsight_bind"  # a leading underscore: the cell's capture never collects it
+
+
+def _under(name: str, key: str) -> bool:
+    return key == name or key.startswith(name + ".")
+
+
+class CellBinds:
+    """Called (as ``BIND``) after the cell assigns one of ``names``: applies the toggles under that
+    name to the module now bound to it in ``ns`` (the re-run's namespace), for the rest of the
+    run. A name bound again (``model = ...`` twice, or ``model.head = nn.Linear(...)``: the user's
+    model with a new layer) gets them again; what the plain :class:`WhatIf` toggled already is
+    toggled twice, to no effect. ``old`` is the user's namespace. ``follow`` maps parameter paths
+    to stand-ins that take the place (and data) of a parameter the re-run made (one that is not
+    ``originals[path]``), so a taint trace started from the stand-in follows it."""
+
+    def __init__(self, toggles: Toggles, ns: Mapping[str, Any], old: Mapping[str, Any], names: Collection[str],
+                 follow: Mapping[str, torch.nn.Parameter] | None = None,
+                 originals: Mapping[str, torch.Tensor] | None = None) -> None:  # fmt: skip
+        self.toggles = toggles
+        self.ns, self.old, self.names = ns, old, set(names)
+        self.follow, self.originals = dict(follow or {}), dict(originals or {})
+        self.followed: set[str] = set()  # paths whose stand-in took a parameter's place in this run
+        self._bound: dict[str, tuple[Any, set[str], ExitStack]] = {}  # name -> (object, keys resolved, undo)
+
+    def keys(self, name: str) -> list[str]:
+        """The toggle keys under ``name`` (``model``, ``model.0``, ``model.0.weight``)."""
+        t = self.toggles
+        scoped = [s for s in (t.no_grad, t.inference_mode) if not isinstance(s, bool)]
+        every = [*t.requires_grad, *(k for s in scoped for k in s), *t.detach]
+        return [k for k in dict.fromkeys(every) if _under(name, k)]
+
+    @_unseen
+    def __call__(self, name: str, value: Any) -> None:
+        if name not in self.names or self.ns.get(name) is not value:
+            return  # a function's local of the same name, not the cell's variable
+        previous = self._bound.pop(name, None)
+        if previous is not None:
+            previous[2].close()
+        if not isinstance(value, torch.nn.Module):
+            return
+        modules = {f"{name}.{sub}" if sub else name: m for sub, m in module_names(value)}
+        leaves = {f"{name}.{p}": t for t, p in leaf_names_from_params(value).items()}
+        stack = ExitStack()
+        self._bound[name] = (value, {*modules, *leaves}, stack)
+        for key, stand_in in self.follow.items():
+            param = leaves.get(key)
+            made = param is not stand_in and param is not self.originals.get(key)
+            if made and isinstance(param, torch.nn.Parameter) and type(param) is torch.nn.Parameter:
+                stack.enter_context(_standing_in(value, param, stand_in))
+                leaves[key] = stand_in
+                self.followed.add(key)
+        t = self.toggles
+
+        def scope(s: bool | tuple[str, ...]) -> tuple[str, ...]:
+            return () if isinstance(s, bool) else tuple(k for k in s if k in modules)
+
+        mine = Toggles(requires_grad={k: v for k, v in t.requires_grad.items() if k in modules or k in leaves},
+                       no_grad=scope(t.no_grad), inference_mode=scope(t.inference_mode),
+                       detach=tuple(k for k in t.detach if k in modules))  # fmt: skip
+        if not mine.empty:
+            stack.enter_context(WhatIf(mine, modules, leaves).applied())
+
+    def __enter__(self) -> CellBinds:
+        return self
+
+    @_unseen
+    def __exit__(self, *exc: object) -> None:
+        while self._bound:
+            self._bound.popitem()[1][2].close()
+
+    def missed(self) -> list[tuple[str, list[str]]]:
+        """(name, toggle keys) that did not reach the module the cell left bound to ``name``; call
+        before leaving: the cell bound it some other way (a for loop, ``globals()``), or the
+        module it made has no such path."""
+        out: list[tuple[str, list[str]]] = []
+        for name in sorted(self.names):
+            final = self.ns.get(name)
+            if final is self.old.get(name) or not isinstance(final, torch.nn.Module):
+                continue
+            bound = self._bound.get(name)
+            found = bound[1] if bound is not None and bound[0] is final else set()
+            keys = [k for k in self.keys(name) if k not in found]
+            if keys:
+                out.append((name, keys))
+        return out
+
+
+@contextmanager
+def _standing_in(root: torch.nn.Module, param: torch.nn.Parameter, stand_in: torch.nn.Parameter) -> Iterator[None]:
+    """``stand_in`` in ``param``'s place in every module of ``root`` (its data and flags too)."""
+    places = [(m, k) for m in root.modules() for k, p in m._parameters.items() if p is param]
+    stand_in.data = param.data
+    stand_in.requires_grad_(param.requires_grad)
+    for m, k in places:
+        m._parameters[k] = stand_in
+    try:
+        yield
+    finally:
+        for m, k in places:
+            if m._parameters.get(k) is stand_in:
+                m._parameters[k] = param
 
 
 def _enter(kind: str, contexts: list[Any]) -> Any:
