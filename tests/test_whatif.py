@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import gradsight as gs
+from gradsight.graph import Why as Explanation
 from tests.run_zoo import MLP, make
 from tests.zoo import TinyModel
 
@@ -84,8 +85,9 @@ def test_no_grad_on_one_module() -> None:
     graph = dbg.rerun(no_grad=["layer1"])
     assert leaf_names(graph) == ["layer2.bias", "layer2.weight"]
     assert torch.is_grad_enabled()
-    why = dbg.why("layer1.weight")
-    assert why.reason == "no_grad" and why.source is not None
+    why = dbg.why("layer1.weight")  # the re-run's own toggle, named, not a line of the user's code to move
+    assert why.reason == "no_grad" and "no_grad toggle runs module layer1" in why.message
+    assert {w.name: w.reason for w in graph.missing}["layer1.weight"] == "no_grad"  # known without a trace
 
 
 def test_inference_mode_on_the_whole_step() -> None:
@@ -320,6 +322,25 @@ def test_why_follows_a_value_written_into_another_tensor() -> None:
 
     why = gs.debugger(step).why("w")
     assert why.reason == "detach" and why.source is not None and "buf[:] = w.detach()" in why.source
+
+
+def test_why_under_a_module_toggle_blames_the_toggle_not_the_line_that_asked() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 1))
+    x = torch.randn(5, 4, requires_grad=True)
+    dbg = gs.debugger(model, inputs=x, loss=lambda o: o.sum())
+    graph = dbg.rerun(no_grad=["0"])
+
+    def ask(name: str) -> Explanation:
+        return dbg.why(name)  # not where any path breaks
+
+    weight = ask("0.weight")  # its own module is toggled: known without a trace
+    assert weight.reason == "no_grad" and "no_grad toggle runs module 0" in weight.message
+    assert weight.source is None and "Move that code" not in weight.message
+    assert {w.name: w.reason for w in graph.missing}["0.weight"] == "no_grad"
+    upstream = ask("input")  # used before the toggled module: the trace finds the toggle
+    assert upstream.reason == "no_grad" and "toggle" in upstream.message and "Move that code" not in upstream.message
+    assert upstream.source is None  # nn.Sequential runs it all inside torch: no line of the user's
 
 
 def test_why_requires_grad_false_without_a_rerun() -> None:

@@ -19,6 +19,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree
 
 from ..graph import Why
+from . import whatif as _whatif
 from .modules import compiling
 from .source import _INTERNAL_ROOTS, _short
 
@@ -39,6 +40,7 @@ class _Break:
     op: str
     source: str | None
     in_checkpoint: bool  # inside torch.utils.checkpoint's forward (its reentrant no_grad)
+    toggled: str | None  # the module whose what-if toggle (no_grad / inference_mode) made it, by class
 
 
 class _Taint(TorchFunctionMode):
@@ -46,12 +48,13 @@ class _Taint(TorchFunctionMode):
     those losses each followed value descends from (a value logged under ``no_grad`` loses it too,
     but only a loss that reaches the roots is why the leaf got no gradient)."""
 
-    def __init__(self, start: torch.Tensor) -> None:
+    def __init__(self, start: torch.Tensor, outer: FrameType | None = None) -> None:
         super().__init__()
         self.tainted: dict[int, torch.Tensor] = {id(start): start}
         self.carries: dict[int, frozenset[int]] = {id(start): frozenset()}  # id -> indices into breaks
         self.used = False
         self.breaks: list[_Break] = []
+        self.outer = outer  # the frame that runs the forward: no user code above it
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if compiling():  # invisible to dynamo (see modules._SharedHooks)
@@ -69,9 +72,10 @@ class _Taint(TorchFunctionMode):
         carried = frozenset().union(*(self.carries[id(t)] for t in hit))
         if outs and any(t.requires_grad for t in hit) and not any(t.requires_grad for t in outs):
             frame = sys._getframe(1)
+            toggled = _toggled_module(frame) if not grad_on or inference else None
             reason = _reason(func, outs, grad_on, inference)
             in_checkpoint = not grad_on and _inside_checkpoint(frame)
-            self.breaks.append(_Break(reason, _op_name(func), _source(frame), in_checkpoint))
+            self.breaks.append(_Break(reason, _op_name(func), _source(frame, self.outer), in_checkpoint, toggled))
             carried |= {len(self.breaks) - 1}
         for t in outs:
             before = self.carries.get(id(t)) if self.tainted.get(id(t)) is t else None
@@ -91,13 +95,15 @@ def trace(name: str, leaf: torch.Tensor, forward: Callable[[], list[torch.Tensor
 
     Only a break whose result reaches the roots counts: ``log.append(w.norm())`` under ``no_grad``
     loses requires_grad too, but nothing of it reaches the loss."""
-    mode = _Taint(leaf)
+    mode = _Taint(leaf, outer=sys._getframe())
     with mode:
         roots = _results(forward())
     reached, on_path = mode.reaching(roots)
     if on_path:
         found = on_path[0]
-        if found.in_checkpoint and found.reason == "no_grad":
+        if found.toggled is not None and found.reason in ("no_grad", "inference_mode"):
+            text = _TOGGLED.format(name=name, op=found.op, module=found.toggled, kind=found.reason)
+        elif found.in_checkpoint and found.reason == "no_grad":
             text = _CHECKPOINT.format(name=name)
         else:
             text = _BREAK[found.reason].format(name=name, op=found.op)
@@ -120,6 +126,19 @@ def _results(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return with_graph or tensors
 
 
+def _toggled_module(frame: FrameType | None) -> str | None:
+    """The class of the innermost running module (at ``frame``) that a gradsight what-if toggle put
+    under no_grad / inference_mode (it has whatif._enter's pre-hook), else None."""
+    while frame is not None:
+        module = frame.f_locals.get("self") if frame.f_code.co_name == "_call_impl" else None
+        if isinstance(module, torch.nn.Module):
+            hooks = getattr(module, "_forward_pre_hooks", {}).values()
+            if any(getattr(h, "__module__", None) == _whatif.__name__ for h in hooks):
+                return type(module).__name__
+        frame = frame.f_back
+    return None
+
+
 _CHECKPOINT_FILE = os.path.join("torch", "utils", "checkpoint.py")
 
 
@@ -130,6 +149,12 @@ def _inside_checkpoint(frame: FrameType | None) -> bool:
         frame = frame.f_back
     return False
 
+
+_TOGGLED = (
+    "{name}'s path to the loss goes through {op} inside a {module} that this re-run's {kind} toggle runs under "
+    "torch.{kind}(): autograd recorded nothing there. That is gradsight's what-if, not your code: turn the "
+    "toggle off to get the gradient back."
+)
 
 _CHECKPOINT = (
     "{name}'s path to the loss goes through torch.utils.checkpoint with use_reentrant=True, which runs its "
@@ -175,10 +200,12 @@ def _op_name(func: Any) -> str:
     return str(getattr(func, "__name__", func))
 
 
-def _source(frame: Any) -> str | None:
-    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_ROOTS):
+def _source(frame: FrameType | None, outer: FrameType | None = None) -> str | None:
+    """The user's line that ran the op: the first frame outside torch and gradsight, below ``outer``
+    (the frame that started the forward; above it is whoever asked ``why()``, not the forward)."""
+    while frame is not None and frame is not outer and frame.f_code.co_filename.startswith(_INTERNAL_ROOTS):
         frame = frame.f_back
-    if frame is None:
+    if frame is None or frame is outer:
         return None
     import linecache
 

@@ -37,6 +37,12 @@ def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph,
         kind: WhyReason = "inference_mode" if toggles.inference_mode is True else "no_grad"
         return Why(name, kind, f"{name} gets no gradient: the whole step ran under torch.{kind}() (this re-run's "
                    "toggle), so autograd recorded no graph at all.")  # fmt: skip
+    scoped = _scoped(name, toggles)
+    if scoped is not None:
+        kind, module = scoped
+        return Why(name, kind, f"{name} gets no gradient: this re-run's {kind} toggle runs module {module} under "
+                   f"torch.{kind}(), so autograd records nothing inside it, where {name} belongs. That is "
+                   "gradsight's what-if, not your code: turn the toggle off to get the gradient back.")  # fmt: skip
     if graph.message is not None and not graph.nodes:
         return Why(name, "unknown", f"{name} gets no gradient: there is no graph. {graph.message}")
     return None
@@ -48,6 +54,19 @@ def _flipped(name: str, toggles: Toggles) -> bool | None:
         return toggles.requires_grad[name]
     owners = [m for m in toggles.requires_grad if name.startswith(m + ".")]
     return toggles.requires_grad[max(owners, key=len)] if owners else None
+
+
+def _scoped(name: str, toggles: Toggles) -> tuple[WhyReason, str] | None:
+    """(kind, module) when a per-module no_grad / inference_mode toggle covers the module ``name``
+    belongs to (its innermost toggled one). Leaves used before such a module are left to the trace."""
+    found: tuple[WhyReason, str] | None = None
+    kinds: tuple[tuple[WhyReason, bool | tuple[str, ...]], ...] = (
+        ("inference_mode", toggles.inference_mode), ("no_grad", toggles.no_grad))  # fmt: skip
+    for kind, scope in kinds:
+        for module in () if isinstance(scope, bool) else scope:
+            if name.startswith(module + ".") and (found is None or len(module) > len(found[1])):
+                found = (kind, module)
+    return found
 
 
 def leaf_node_index(graph: Graph) -> dict[str, Node]:
