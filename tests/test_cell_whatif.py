@@ -1,5 +1,5 @@
 """What-ifs of a %%gradsight cell that makes its own model: toggles reach the model the re-run
-makes, and why() follows its parameters."""
+makes, why() follows its parameters, and apply=True keeps requires_grad changes."""
 
 from __future__ import annotations
 
@@ -161,6 +161,20 @@ def test_why_of_a_parameter_the_cell_never_uses(shell: InteractiveShell) -> None
     dbg = run(shell, "model = nn.ModuleDict({'a': nn.Linear(3, 1), 'b': nn.Linear(3, 1)})\n"
               "loss = model['a'](x).sum()\nloss.backward()")  # fmt: skip
     assert dbg.why("model.b.weight").reason == "unused"
+
+
+def test_apply_keeps_requires_grad_changes_in_a_cell(shell: InteractiveShell) -> None:
+    shell.run_cell("torch.manual_seed(0)\nx = torch.randn(3, requires_grad=True)\nmodel = nn.Linear(3, 1)")
+    dbg = run(shell, "loss = model(x).sum()\nloss.backward()")
+    ns = shell.user_ns
+    dbg.rerun(requires_grad={"x": False, "model.bias": False})
+    assert ns["x"].requires_grad and ns["model"].bias.requires_grad  # without apply: put back
+    grads = {k: v.grad.clone() for k, v in ns["model"].named_parameters()}
+    graph = dbg.rerun(requires_grad={"x": False, "model.bias": False}, apply=True)
+    assert leaf_names(graph) == ["model.weight"]
+    assert not ns["x"].requires_grad and not ns["model"].bias.requires_grad
+    assert ns["model"].weight.requires_grad
+    assert all(torch.equal(v.grad, grads[k]) for k, v in ns["model"].named_parameters())  # the rest put back
 
 
 def test_toggles_reach_a_layer_the_cell_puts_in_the_users_model(shell: InteractiveShell) -> None:

@@ -185,8 +185,9 @@ class CellTarget:
     def _applied(self, toggles: Toggles, variables: bool = True,
                  follow: Mapping[str, torch.nn.Parameter] | None = None) -> Iterator[_Applied]:  # fmt: skip
         """The re-run's namespace, its inserted statements, the forward's context and the binder,
-        inside the guards, with ``toggles`` applied. ``variables``: toggles of the tensor variables
-        the cell assigns too (statements inserted after the assignments)."""
+        inside the guards, with ``toggles`` applied; ``apply`` keeps the requires_grad flips of the
+        user's objects once the guard has put everything back. ``variables``: toggles of the
+        tensor variables the cell assigns too (statements inserted after the assignments)."""
         from .cell import cell_names
         from .guard import fork_rng
 
@@ -221,6 +222,8 @@ class CellTarget:
         binds = ns[BIND] = CellBinds(toggles, ns, self.ns, held, follow, leaves)
         with fork_rng(self), NamespaceGuard(self.ns, used), ModuleGuard(), whatif.applied(), binds:  # see guard.py
             yield ns, after, whatif.forward(), binds
+        if toggles.apply:  # NamespaceGuard put requires_grad back with everything else
+            whatif.keep()
 
     def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
         from .cell import run_cell

@@ -96,6 +96,12 @@ class WhatIf:
         """Detach targets that are node ids (not modules)."""
         return [d for d in self.toggles.detach if d not in self.modules]
 
+    def keep(self) -> None:
+        """``apply=True``: set the requires_grad flips again, after a guard that restores them."""
+        for t, value in self.flips():
+            if t.is_leaf and t.requires_grad != value:
+                t.requires_grad_(value)
+
 
 # -- toggles for the objects a %%gradsight cell makes ----------------------------------------------
 #
