@@ -136,3 +136,14 @@ def test_why_in_a_cell_ignores_a_value_computed_under_no_grad_that_never_reaches
     assert ng.reason == "no_grad" and ng.source is not None and "t = w_ng * 3" in ng.source
     det = dbg.why("w_det")  # its norm, logged under no_grad first, is not where the path breaks
     assert det.reason == "detach" and det.source is not None and "w_det.detach()" in det.source
+
+
+def test_why_takes_one_name_and_words_a_tensor_debuggers_answer_for_it() -> None:
+    import torch
+
+    model = torch.nn.Linear(3, 1)
+    dbg = gs.debugger(model(torch.randn(2, 3)).sum(), params=model)
+    with pytest.raises(TypeError, match=r"why\(\) takes one leaf name as a str"):
+        dbg.why(["weight"])  # type: ignore[arg-type]
+    answer = dbg.why("weight")
+    assert "cell" not in answer.message and "runs no backward" in answer.message

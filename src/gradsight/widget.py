@@ -154,6 +154,12 @@ class Debugger(anywidget.AnyWidget):
         """Why ``leaf`` (a parameter or input name) got no gradient, or a zero one, in the run shown."""
         from ._capture.targets import TensorTarget, explain
 
+        if not isinstance(leaf, str):
+            raise TypeError(
+                f"why() takes one leaf name as a str, e.g. dbg.why('layer1.weight'); got {type(leaf).__name__}"
+                " (ask once per name; dbg.graph.missing lists every leaf without a gradient)"
+            )
+
         record = self._runs.get(self.current)
         toggles = record.toggles if record is not None else Toggles()
         failure = record.error if record is not None else None

@@ -81,9 +81,14 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
         return quick
     node = next((n for n in graph.nodes if n.leaf is not None and n.leaf.name == name), None)
     if node is not None and node.executed is None:
-        return Why(name, "unknown", f"{name} is in the graph, but no backward ran in this cell, so nothing got a "
-                   "gradient yet: add loss.backward() to the cell (or use a runnable debugger) to see gradients.",
-                   where=node.id)  # fmt: skip
+        if isinstance(target, CellTarget):
+            text = (f"{name} is in the graph, but no backward ran in this cell, so nothing got a gradient yet: "
+                    "add loss.backward() to the cell (or use a runnable debugger) to see gradients.")  # fmt: skip
+        else:  # a debugger of a tensor shows its graph as it stands
+            text = (f"{name} is in the graph, but this debugger shows a tensor's graph and runs no backward, so it "
+                    "sees no gradients: give gradsight the step — gs.debugger(lambda: compute_loss()) or "
+                    "gs.debugger(model, inputs=batch, loss=...) — to see them.")  # fmt: skip
+        return Why(name, "unknown", text, where=node.id)
     if node is not None:
         return Why(name, "unknown", f"{name} got a gradient in this run (norm {node.grad_norm}).", where=node.id)
     traced = target.trace(name, toggles)
