@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -14,3 +17,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def update_goldens(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-goldens"))
+
+
+@pytest.fixture
+def shell() -> Iterator[InteractiveShell]:
+    """A real IPython shell with ``%load_ext gradsight``. Cleared afterwards: a shell left as the
+    singleton is what ``get_ipython()`` finds, and later tests of the no-IPython paths (marimo's
+    asyncio-loop callback in live mode) would take IPython's."""
+    sh = InteractiveShell.instance()
+    sh.run_cell("import math, torch\nfrom torch import nn", store_history=False)
+    sh.run_line_magic("load_ext", "gradsight")
+    yield sh
+    sh.run_line_magic("unload_ext", "gradsight")
+    sh.reset(new_session=False)
+    InteractiveShell.clear_instance()

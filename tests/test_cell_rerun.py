@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from IPython.core.interactiveshell import InteractiveShell
-
-
-@pytest.fixture
-def shell() -> Iterator[InteractiveShell]:
-    sh = InteractiveShell.instance()
-    sh.run_cell("import torch\nfrom torch import nn", store_history=False)
-    sh.run_line_magic("load_ext", "gradsight")
-    yield sh
-    sh.run_line_magic("unload_ext", "gradsight")
-    sh.reset(new_session=False)
 
 
 def test_a_rerun_of_a_cell_that_registers_hooks_leaves_the_hooks_as_they_were(shell: InteractiveShell) -> None:

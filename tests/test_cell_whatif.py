@@ -3,7 +3,6 @@ makes, why() follows its parameters, and apply=True keeps requires_grad changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,16 +10,6 @@ import torch
 from IPython.core.interactiveshell import InteractiveShell
 
 import gradsight as gs
-
-
-@pytest.fixture
-def shell() -> Iterator[InteractiveShell]:
-    sh = InteractiveShell.instance()
-    sh.run_cell("import math, torch\nfrom torch import nn", store_history=False)
-    sh.run_line_magic("load_ext", "gradsight")
-    yield sh
-    sh.run_line_magic("unload_ext", "gradsight")
-    sh.reset(new_session=False)
 
 
 def run(sh: InteractiveShell, body: str) -> Any:

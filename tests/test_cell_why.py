@@ -4,23 +4,12 @@ locals), cells that do not compile, and why() in a cell (only breaks that reach 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import gradsight as gs
-
-
-@pytest.fixture
-def shell() -> Iterator[InteractiveShell]:
-    sh = InteractiveShell.instance()
-    sh.run_cell("import math, torch\nfrom torch import nn", store_history=False)
-    sh.run_line_magic("load_ext", "gradsight")
-    yield sh
-    sh.run_line_magic("unload_ext", "gradsight")
-    sh.reset(new_session=False)
 
 
 def run(sh: InteractiveShell, body: str) -> Any:

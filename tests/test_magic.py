@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -38,16 +37,6 @@ class TinyModel(nn.Module):
         return self.layer2(self.relu(self.layer1(x)))
 model = TinyModel()
 """
-
-
-@pytest.fixture
-def shell() -> Iterator[InteractiveShell]:
-    sh = InteractiveShell.instance()
-    sh.run_cell("import math, torch\nfrom torch import nn", store_history=False)
-    sh.run_line_magic("load_ext", "gradsight")
-    yield sh
-    sh.run_line_magic("unload_ext", "gradsight")
-    sh.reset(new_session=False)
 
 
 def run(sh: InteractiveShell, body: str) -> Any:
@@ -198,14 +187,19 @@ def test_error_in_the_cell_shows_graph_so_far_and_fails_the_cell(
 
 def test_unload_removes_exactly_what_load_added() -> None:
     sh = InteractiveShell.instance()
-    before_cell = dict(sh.magics_manager.magics["cell"])
-    before_line = dict(sh.magics_manager.magics["line"])
-    sh.run_line_magic("load_ext", "gradsight")
-    assert "gradsight" in sh.magics_manager.magics["cell"]
-    sh.run_line_magic("unload_ext", "gradsight")
-    assert sh.magics_manager.magics["cell"] == before_cell
-    assert sh.magics_manager.magics["line"] == before_line
-    assert not hasattr(sh.magics_manager.user_magics, "gradsight")
+    try:
+        sh.run_line_magic("load_ext", "gradsight")  # IPython loads %load_ext itself lazily, on first use
+        sh.run_line_magic("unload_ext", "gradsight")
+        before_cell = dict(sh.magics_manager.magics["cell"])
+        before_line = dict(sh.magics_manager.magics["line"])
+        sh.run_line_magic("load_ext", "gradsight")
+        assert "gradsight" in sh.magics_manager.magics["cell"]
+        sh.run_line_magic("unload_ext", "gradsight")
+        assert sh.magics_manager.magics["cell"] == before_cell
+        assert sh.magics_manager.magics["line"] == before_line
+        assert not hasattr(sh.magics_manager.user_magics, "gradsight")
+    finally:
+        InteractiveShell.clear_instance()
 
 
 def test_magic_takes_no_arguments(shell: InteractiveShell) -> None:
