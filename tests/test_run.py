@@ -515,6 +515,19 @@ def test_no_rerun_after_the_model_changed(monkeypatch: pytest.MonkeyPatch) -> No
     assert "parameters changed" in (views["grad-in:0"].note or "")
 
 
+def test_no_rerun_is_shown_as_the_run_when_it_does_not_reproduce_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gs.options, "keep_all_below", 0)
+    case = make("mlp")
+    dbg = gs.debugger(case.model, inputs=case.inputs, loss=case.loss)
+    shown = dbg.graph
+    with torch.no_grad():
+        case.inputs.add_(100.0)  # the user's batch, changed in place since the run
+    views = {v.key: v for v in dbg.inspect("layer2/AddmmBackward0#0").tensors}
+    assert not views["grad-in:0"].kept
+    assert "did not reproduce this run (loss" in (views["grad-in:0"].note or "")
+    assert dbg.graph is shown and dbg.graph.run.loss == shown.run.loss  # the run shown stays the run shown
+
+
 def test_a_debugger_called_under_no_grad_says_so() -> None:
     with torch.no_grad():
         dbg = gs.debugger(MLP(), inputs=torch.randn(2, 8), loss=lambda out: out.sum())

@@ -9,6 +9,7 @@ change nothing (DESIGN §7). This module is torch-free: tensor work happens in `
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 from dataclasses import replace
@@ -277,8 +278,16 @@ class Debugger(anywidget.AnyWidget):
             self.status = "ready"
         if result.captured is None or result.error is not None or node_id not in result.captured.graph:
             return f"values not kept; re-running the step to get them failed: {result.error or 'graph changed'}"
-        self._watch.add(node_id)
         old, new = record.captured, result.captured
+        differs = _not_reproduced(record.graph, new.graph)
+        if differs is not None:  # the inputs, or something the step reads, changed since: not this run
+            if new.store is not None:
+                new.store.release()
+            return (
+                f"values not kept, and re-running the step did not reproduce this run ({differs}): its inputs or "
+                "something it reads changed since; create the debugger again to see the step as it is now"
+            )
+        self._watch.add(node_id)
         # Same run, same numbers, now with this node's tensors: keep the record's index and what-if info.
         record.graph = new.graph = replace(
             new.graph, run=replace(new.graph.run, index=record.index, toggles=record.graph.run.toggles),
@@ -369,3 +378,28 @@ class Debugger(anywidget.AnyWidget):
     def __repr__(self) -> str:
         g = self.graph
         return f"<gradsight.Debugger: {len(g)} nodes, roots {list(g.roots)}>"
+
+
+def _not_reproduced(shown: Graph, again: Graph) -> str | None:
+    """How a re-run to keep tensors differs from the run shown (loss, nodes, gradient norms), or None.
+    A tolerance of 1e-5: a GPU's atomic adds may reorder sums; a changed input moves far more."""
+
+    def close(a: float | None, b: float | None) -> bool:
+        if a is None or b is None:
+            return a is b
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-12)
+
+    def text(x: float | None) -> str:
+        return "none" if x is None else f"{x:.6g}"
+
+    if not close(shown.run.loss, again.run.loss):
+        return f"loss {text(shown.run.loss)} then, {text(again.run.loss)} now"
+    if [n.id for n in shown.nodes] != [n.id for n in again.nodes]:
+        return "another graph"
+    for a, b in zip(shown.nodes, again.nodes, strict=True):
+        if not close(a.grad_norm, b.grad_norm):
+            return f"the gradient into {a.id} has norm {text(a.grad_norm)} then, {text(b.grad_norm)} now"
+    return None
+
