@@ -11,6 +11,7 @@ installed is removed in ``finally``.
 
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -56,6 +57,7 @@ class RunSpec:
     # non-leaf tensors the forward reaches (inputs, the function's names): one that retains its grad
     # (retain_grad(), a saliency map) gets it filled by any backward through it — a run gives it back
     retaining: list[torch.Tensor] = field(default_factory=list)
+    origin: tuple[str, int] | None = None  # the user's line that made the debugger (the first run's caller)
 
     def model_changed(self) -> bool:
         """Were parameters updated (optimizer step, in-place edit) since the first run? (Not counting
@@ -92,6 +94,10 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
         tracker = ModuleTracker(spec.modules)
         try:
             sources = SourceTracker(rehome_warnings=True) if spec.source_lines else None
+            if sources is not None:  # ops no user frame made (a bare nn.Linear) show where the debugger was made
+                if spec.origin is None:
+                    spec.origin = sources.caller(sys._getframe(1))
+                sources.barrier, sources.origin = sys._getframe(), spec.origin
             start = time.perf_counter()
             first_seq = _next_seq()  # nodes numbered below existed before this run (the user's graph)
             try:

@@ -54,6 +54,11 @@ class SourceTracker(TorchFunctionMode):
         # Node objects keep activations alive: run.py empties this before backward.
         self.hooked: set[Any] = set()
         self.stopped = False  # switched off from another thread: pass calls through, record nothing
+        # A runnable run's own frame (run.run): frames above it are not the forward — the line that
+        # made the debugger, or ipywidgets' dispatch of a Re-run from the view. Calls with no user
+        # frame below it (a bare nn.Linear as the model) get ``origin``: where the debugger was made.
+        self.barrier: FrameType | None = None
+        self.origin: tuple[str, int] | None = None
         self._catch: Any = None
         self._warned: list[tuple[Any, Any, str, int, dict[str, Any] | None]] = []
 
@@ -104,15 +109,16 @@ class SourceTracker(TorchFunctionMode):
         end = _next_seq()
         if end > start:
             frame = self._user_frame(sys._getframe(1))
-            if frame is not None:
+            where = self.origin if frame is None else (frame.f_code.co_filename, frame.f_lineno)
+            if where is not None:
                 self._starts.append(start)
                 self._ends.append(end)
-                self._where.append((frame.f_code.co_filename, frame.f_lineno))
+                self._where.append(where)
         return out
 
     def _user_frame(self, frame: FrameType | None) -> FrameType | None:
         internal = self._internal
-        while frame is not None:
+        while frame is not None and frame is not self.barrier:
             name = frame.f_code.co_filename
             flag = internal.get(name)
             if flag is None:
@@ -121,6 +127,11 @@ class SourceTracker(TorchFunctionMode):
                 return frame
             frame = frame.f_back
         return None
+
+    def caller(self, frame: FrameType | None) -> tuple[str, int] | None:
+        """The first frame outside torch and gradsight from ``frame`` up, as (file, line)."""
+        found = self._user_frame(frame)
+        return None if found is None else (found.f_code.co_filename, found.f_lineno)
 
     def source_of(self, seq: int) -> str | None:
         """``"model.py:12  h = self.fc(x)"`` for the call that created node ``seq``."""
