@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import linecache
 import random
 import warnings
@@ -789,3 +790,28 @@ def test_ops_without_a_user_frame_keep_the_line_that_made_the_debugger_in_re_run
     again = from_elsewhere()
     assert again.find("AddmmBackward0")[0].source == first
     assert again.find("PowBackward0")[0].source == dbg._runs.get(0).graph.find("PowBackward0")[0].source
+
+
+def test_parameters_inside_a_reentrant_checkpoint_are_not_listed_as_missing() -> None:
+    from torch.utils.checkpoint import checkpoint
+
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(5, 5), nn.Linear(5, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(checkpoint(self.a, x, use_reentrant=True))
+
+    torch.manual_seed(0)
+    model, x = M(), torch.randn(3, 5, requires_grad=True)
+    dbg = gs.debugger(model, inputs=x, loss=lambda out: out.pow(2).sum())
+    assert dbg.status == "ready"
+    assert not {w.name for w in dbg.graph.missing} & {"a.weight", "a.bias"}
+    twin = copy.deepcopy(model)  # reentrant checkpoint refuses autograd.grad: a plain backward on a copy
+    twin(x.detach().requires_grad_()).pow(2).sum().backward()
+    expected = twin.a.weight.grad
+    assert expected is not None and model.a.weight.grad is None
+    answer = dbg.why("a.weight")
+    assert "inside a reentrant checkpoint" in answer.message
+    assert f"{float(expected.norm()):.4g}" in answer.message

@@ -58,6 +58,9 @@ class RunSpec:
     # (retain_grad(), a saliency map) gets it filled by any backward through it — a run gives it back
     retaining: list[torch.Tensor] = field(default_factory=list)
     origin: tuple[str, int] | None = None  # the user's line that made the debugger (the first run's caller)
+    # parameters that got their gradient inside a reentrant checkpoint region in the last run (name → norm):
+    # no leaves of the graph, yet not missing (targets.finish, targets.explain)
+    in_checkpoint: dict[str, float] = field(default_factory=dict)
 
     def model_changed(self) -> bool:
         """Were parameters updated (optimizer step, in-place edit) since the first run? (Not counting
@@ -259,6 +262,7 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
     lap("hooks")
     run_info = RunInfo(mode=spec.mode, root_gradient=kind, loss=loss_value)  # type: ignore[arg-type]
     graph = build_with_gradients(collected, recorder, store, run_info)
+    spec.in_checkpoint = {spec.leaf_names[p]: norm_of(g) or 0.0 for p, g in hidden.items() if p in spec.leaf_names}
     if hidden:
         graph = replace(graph, notes=(*graph.notes, _hidden_note(hidden, spec.leaf_names)))
     lap("build")

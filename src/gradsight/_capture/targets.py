@@ -54,7 +54,15 @@ def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None =
     missing = why_mod.explain_all(target.leaves(), toggles, graph) if graph.nodes or graph.message else ()
     if failure:
         missing = tuple(_failed(w.name, graph, failure) or w for w in missing)
+    inside = _in_checkpoint(target)
+    missing = tuple(w for w in missing if w.name not in inside)
     return replace(graph, controls=target.controls(graph), missing=missing)
+
+
+def _in_checkpoint(target: Target) -> Mapping[str, float]:
+    """Parameters a runnable run's reentrant checkpoint region gave a gradient (``RunSpec.in_checkpoint``)."""
+    spec = getattr(target, "spec", None)
+    return spec.in_checkpoint if isinstance(spec, RunSpec) else {}
 
 
 def _failed(name: str, graph: Graph, failure: str) -> Why | None:
@@ -76,6 +84,12 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
     failed = _failed(name, graph, failure) if failure else None
     if failed is not None:
         return failed
+    inside = _in_checkpoint(target)
+    if name in inside:
+        return Why(name, "unknown", f"{name} got a gradient (norm {inside[name]:.4g}) inside a reentrant checkpoint "
+                   "region: the region is one opaque node whose backward re-runs it and differentiates it on its own, "
+                   "so its parameters are no leaves of this graph. Use checkpoint(..., use_reentrant=False) to see "
+                   "the region's nodes.")  # fmt: skip
     quick = why_mod.quick(name, leaves.get(name), toggles, graph)
     if quick is not None:
         return quick
