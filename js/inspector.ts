@@ -18,6 +18,7 @@ import { richTensorView } from "./tensor-view";
 import { isToggleInput, syncToggleInputs } from "./toggle-inputs";
 import { readTarget, type ToggleState, type ToggleTarget } from "./toggles";
 import {
+  type PreviewValues,
   previewValues,
   type WireGraph,
   type WireInspection,
@@ -176,7 +177,7 @@ export class Inspector {
     return found;
   }
 
-  updatePreview(key: string, preview: WirePreview, values: Float32Array): void {
+  updatePreview(key: string, preview: WirePreview, values: PreviewValues): void {
     this.previews.get(key)?.update(preview, values);
   }
 

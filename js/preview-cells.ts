@@ -4,7 +4,7 @@
 // of their own so they can never pass for large finite values).
 
 import { formatElement, formatShape } from "./format";
-import type { WirePreview } from "./wire";
+import type { PreviewValues, WirePreview } from "./wire";
 
 export type RGBA = readonly [number, number, number, number];
 
@@ -31,7 +31,7 @@ export function leadingDims(p: WirePreview): number {
 }
 
 /** Largest finite |value|: the colour map's ends are ±scale. */
-export function colourScale(values: Float32Array): number {
+export function colourScale(values: PreviewValues): number {
   let scale = 0;
   for (const v of values) if (Number.isFinite(v) && Math.abs(v) > scale) scale = Math.abs(v);
   return scale;
@@ -77,7 +77,7 @@ export function spansText(spans: readonly Span[]): string {
 }
 
 /** What the readout says for a cell: where it is in the full tensor and its (averaged) value. */
-export function readoutText(p: WirePreview, values: Float32Array, row: number, col: number): string {
+export function readoutText(p: WirePreview, values: PreviewValues, row: number, col: number): string {
   const { cols } = previewGrid(p);
   const v = values[row * cols + col];
   if (v === undefined) return "";

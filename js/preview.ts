@@ -20,7 +20,7 @@ import {
   readoutText,
   sliceText,
 } from "./preview-cells";
-import type { WirePreview } from "./wire";
+import type { PreviewValues, WirePreview } from "./wire";
 
 const WIDTH = 300;
 const MAX_HEIGHT = 220;
@@ -45,7 +45,7 @@ export class PreviewView {
 
   constructor(
     private preview: WirePreview,
-    private values: Float32Array,
+    private values: PreviewValues,
   ) {
     this.slices = h("div", { class: "gs-preview-slices", hidden: true });
     this.info = h("div", { class: "gs-muted gs-preview-info" });
@@ -76,7 +76,7 @@ export class PreviewView {
   }
 
   /** Show a new preview (another slice of the same tensor, or a fresh inspection). */
-  update(preview: WirePreview, values: Float32Array): void {
+  update(preview: WirePreview, values: PreviewValues): void {
     this.preview = preview;
     this.values = values;
     const { rows, cols } = previewGrid(preview);
@@ -88,7 +88,7 @@ export class PreviewView {
       "data-index": preview.index.join(","),
       width: String(cols),
       height: String(rows),
-      "aria-label": `values of ${sliceText(preview)}: ${HINT}`,
+      "aria-label": `values of ${sliceText(preview)}: ${this.hint()}`,
     };
     for (const [name, value] of Object.entries(attrs)) this.canvas.setAttribute(name, value);
     this.size(rows, cols);
@@ -142,6 +142,12 @@ export class PreviewView {
   key(e: KeyboardEvent): boolean {
     if (!plainKey(e)) return false;
     const { rows, cols } = previewGrid(this.preview);
+    if (rows <= 0 || cols <= 0) {
+      // an empty tensor has no cell to put the cursor on; the readout says so (see hint())
+      const used = e.key === "Escape" || e.key.startsWith("Arrow");
+      if (used) this.showCursor();
+      return used;
+    }
     const steps: Record<string, [number, number]> = {
       ArrowUp: [-1, 0],
       ArrowDown: [1, 0],
@@ -245,11 +251,17 @@ export class PreviewView {
     this.legend.replaceChildren(...items);
   }
 
+  /** What the readout says with no cell under the cursor. */
+  private hint(): string {
+    const { rows, cols } = previewGrid(this.preview);
+    return rows <= 0 || cols <= 0 ? `no values to read: ${sliceText(this.preview)} is empty` : HINT;
+  }
+
   private showCursor(): void {
     const c = this.cursor;
     this.cursorEl.hidden = c === null;
     if (c === null) {
-      setText(this.readout, HINT);
+      setText(this.readout, this.hint());
       this.readout.removeAttribute("data-cell");
       return;
     }

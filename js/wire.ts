@@ -1,11 +1,11 @@
-// The wire contract, TypeScript side. Mirrors src/gradsight/schema.py (SCHEMA_VERSION 6).
+// The wire contract, TypeScript side. Mirrors src/gradsight/schema.py (SCHEMA_VERSION 8).
 // parseGraph() is the runtime guard: everything the view draws has passed through it, so a drift
 // between the two sides fails loudly (and the golden snapshots in tests/golden fail the JS tests).
 // Big graphs come as a binary skeleton, decoded by skeleton.ts.
 
 import { lightNodes, parseSkeleton, type Skeleton } from "./skeleton";
 
-export const SCHEMA_VERSION = 7;
+export const SCHEMA_VERSION = 8;
 
 export type NodeKind = "op" | "leaf" | "root" | "opaque";
 
@@ -549,7 +549,7 @@ export function parseGraph(x: unknown): WireGraph {
 //
 // view → Python: {type: "inspect", request_id, node}            → reply type "inspect"
 //                {type: "values", request_id, node, key, index} → reply type "values"
-// Python → view: {type, request_id, ok: true, ...body} with binary buffers (float32 previews),
+// Python → view: {type, request_id, ok: true, ...body} with binary buffers (previews' values),
 //                or {type, request_id, ok: false, error}.
 
 export type Section = "saved" | "grad-in" | "grad-out" | "leaf";
@@ -565,8 +565,15 @@ export interface WireHistogram {
   stride: number;
 }
 
-/** A 1-D/2-D slice of a tensor, block-averaged: values live in buffers[buffer] as float32. */
+/** How a preview's values are packed: float32, or float64 when float32 would show a value as ±Inf or 0. */
+export type PreviewDtype = "float32" | "float64";
+
+/** A preview's values, decoded (float64 ones keep what float32 cannot hold, such as 1e300). */
+export type PreviewValues = Float32Array | Float64Array;
+
+/** A 1-D/2-D slice of a tensor, block-averaged: values live in buffers[buffer], little-endian `dtype`. */
 export interface WirePreview {
+  dtype: PreviewDtype;
   shape: number[];
   full_shape: number[];
   index: number[];
@@ -609,6 +616,8 @@ export interface WireReplyError {
 }
 
 const SECTIONS: readonly string[] = ["saved", "grad-in", "grad-out", "leaf"];
+const PREVIEW_DTYPES: readonly string[] = ["float32", "float64"];
+const BYTES: Record<PreviewDtype, number> = { float32: 4, float64: 8 };
 
 function numbers(x: unknown, path: string): number[] {
   return arr(x, path).map((d, i) => num(d, `${path}[${i}]`));
@@ -617,6 +626,7 @@ function numbers(x: unknown, path: string): number[] {
 export function parsePreview(x: unknown, path: string, buffers: readonly DataView[]): WirePreview {
   const o = obj(x, path);
   const p: WirePreview = {
+    dtype: oneOf<PreviewDtype>(o.dtype, PREVIEW_DTYPES, `${path}.dtype`),
     shape: numbers(o.shape, `${path}.shape`),
     full_shape: numbers(o.full_shape, `${path}.full_shape`),
     index: numbers(o.index, `${path}.index`),
@@ -626,8 +636,11 @@ export function parsePreview(x: unknown, path: string, buffers: readonly DataVie
   const buf = buffers[p.buffer];
   const cells = p.shape.reduce((a, b) => a * b, 1);
   if (buf === undefined) throw new WireError(`wire: ${path}.buffer ${p.buffer} is missing`);
-  if (buf.byteLength !== cells * 4) {
-    throw new WireError(`wire: ${path} has ${buf.byteLength} bytes, expected ${cells * 4} for shape ${p.shape}`);
+  const bytes = cells * BYTES[p.dtype];
+  if (buf.byteLength !== bytes) {
+    throw new WireError(
+      `wire: ${path} has ${buf.byteLength} bytes, expected ${bytes} for shape ${p.shape} of ${p.dtype}`,
+    );
   }
   return p;
 }
@@ -678,10 +691,15 @@ export function parseInspection(x: unknown, buffers: readonly DataView[]): WireI
   };
 }
 
-/** Float32 values of a preview (little-endian, as Python packs them). */
-export function previewValues(p: WirePreview, buffers: readonly DataView[]): Float32Array {
+/** The values of a preview, in its dtype (little-endian, as Python packs them). */
+export function previewValues(p: WirePreview, buffers: readonly DataView[]): PreviewValues {
   const dv = buffers[p.buffer];
   if (dv === undefined) throw new WireError(`wire: preview buffer ${p.buffer} is missing`);
+  if (p.dtype === "float64") {
+    const out = new Float64Array(dv.byteLength / 8);
+    for (let i = 0; i < out.length; i++) out[i] = dv.getFloat64(i * 8, true);
+    return out;
+  }
   const out = new Float32Array(dv.byteLength / 4);
   for (let i = 0; i < out.length; i++) out[i] = dv.getFloat32(i * 4, true);
   return out;

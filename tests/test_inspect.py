@@ -10,14 +10,14 @@ import pytest
 import torch
 
 import gradsight as gs
-from gradsight._capture.inspect import histogram, preview, tensor_view
+from gradsight._capture.inspect import BINS, histogram, preview, tensor_view
 from gradsight._capture.store import EAGER_ELEMENTS, EAGER_NODES
 from gradsight._capture.summary import summarize
 from tests.zoo import ZOO
 
 
 def values(p: gs.Preview) -> np.ndarray:
-    return np.frombuffer(p.values, dtype="<f4").reshape(p.shape or (1,))
+    return np.frombuffer(p.values, dtype="<f8" if p.dtype == "float64" else "<f4").reshape(p.shape or (1,))
 
 
 def test_histogram_counts_every_finite_value_and_reports_the_rest() -> None:
@@ -191,6 +191,64 @@ def test_close_releases_kept_tensors() -> None:
     assert len(store) > 0
     dbg.close()
     assert len(store) == 0
+
+
+def test_histogram_bins_values_whose_range_overflows_their_dtype() -> None:
+    # exploding float32 gradients: max - min = 6e38 is inf in float32 (histc then filled no bin)
+    t = torch.tensor([-3e38, 3e38, 0.0, 1.0])
+    h = histogram(t, summarize(t, stats=True))
+    assert h is not None and h.counts[0] == 1 and h.counts[-1] == 1 and h.counts[BINS // 2] == 2
+    big = torch.tensor([-1.5e308, 1.5e308, 0.0], dtype=torch.float64)  # range past float64's max
+    h = histogram(big, summarize(big, stats=True))
+    assert h is not None and (h.counts[0], h.counts[BINS // 2], h.counts[-1]) == (1, 1, 1)
+    assert (h.min, h.max) == (-1.5e308, 1.5e308)
+
+
+def test_a_float64_preview_keeps_values_float32_cannot_hold() -> None:
+    t = torch.tensor([1e300, -1e300, 1.0, 1e-300, math.inf, math.nan], dtype=torch.float64)
+    p = preview(t)
+    assert p.dtype == "float64" and len(p.values) == 8 * 6
+    v = values(p)
+    assert v[:4].tolist() == [1e300, -1e300, 1.0, 1e-300] and v[4] == math.inf and math.isnan(v[5])
+    assert preview(torch.tensor([1.0, 2.0], dtype=torch.float64)).dtype == "float32"  # fits: as before
+    assert preview(torch.tensor([0.0, 1e-30], dtype=torch.float64)).dtype == "float32"
+
+
+def test_block_averages_are_the_means_even_where_a_sum_overflows() -> None:
+    t = torch.tensor([1e300, 3e300] * 1024 + [1e-300, 1e-300] * 1024, dtype=torch.float64)
+    p = preview(t)
+    assert p.block == (2,) and p.dtype == "float64"
+    assert values(p)[0] == pytest.approx(2e300) and values(p)[-1] == pytest.approx(1e-300)
+    huge = torch.full((4096,), 1.5e308, dtype=torch.float64)  # a float64 block sum is inf
+    assert values(preview(huge)).tolist() == [1.5e308] * 2048
+    # blocks of 4 float32 values whose running sums overflow float32
+    f = torch.tensor(([3e38] * 4 + [-3e38, -3e38, 3e38, 3e38] + [3e38] * 3 + [math.nan] + [1.0] * 4) * 512)
+    p = preview(f)
+    v = values(p)
+    assert p.block == (4,) and p.dtype == "float32"
+    assert v[0] == pytest.approx(3e38) and v[1] == 0 and math.isnan(v[2]) and v[3] == 1  # a real NaN stays NaN
+    shown = tensor_view("saved:x", "saved", "x", f, summarize(f)).preview  # its statistics bound the values
+    assert shown is not None and np.array_equal(values(shown), v, equal_nan=True)
+    nan = torch.randn(300, 300)
+    nan[7, 7] = math.nan  # no value big enough to overflow: the NaN cell is real, taken once
+    assert math.isnan(values(preview(nan))[2, 2]) and np.isfinite(values(preview(nan))).sum() == 100 * 100 - 1
+    m = torch.full((300, 300), 3e38)
+    m[0, 0] = -math.inf
+    v2 = values(preview(m))
+    assert v2[0, 0] == -math.inf and np.allclose(v2.reshape(-1)[1:], 3e38)
+
+
+def test_a_float64_preview_travels_as_float64(dbg_and_sent: tuple[gs.Debugger, Sent]) -> None:
+    dbg, sent = dbg_and_sent
+    big = torch.tensor([1e300, -1e300, 1.0, 1e-300], dtype=torch.float64, requires_grad=True)
+    dbg = gs.debugger((big * 2).sum(), params={"big": big})
+    dbg.send = sent  # type: ignore[method-assign]
+    dbg._on_msg(dbg, {"type": "inspect", "request_id": "r", "node": "leaf:big"}, [])
+    ((reply, buffers),) = sent.messages
+    p = next(t for t in reply["tensors"] if t["key"] == "leaf:value")["preview"]
+    assert p["dtype"] == "float64"
+    assert np.frombuffer(buffers[p["buffer"]], "<f8").tolist() == [1e300, -1e300, 1.0, 1e-300]
+    dbg.close()
 
 
 def test_histogram_of_a_big_tensor_bins_a_stride_sample() -> None:

@@ -182,3 +182,14 @@ def test_golden_skeleton(update_goldens: bool) -> None:
         path.write_text(text)
     assert json.loads(path.read_text())["expected_ids"] == [n.id for n in graph.nodes]
     assert json.loads(path.read_text())["skeleton"]["count"] == len(graph)
+
+
+def test_a_preview_says_the_dtype_of_its_buffer() -> None:
+    from gradsight.inspection import Preview
+    from gradsight.schema import preview_to_wire
+
+    buffers: list[bytes] = [b"other"]
+    p = Preview(shape=(2,), full_shape=(2,), index=(), block=(1,), values=bytes(16), dtype="float64")
+    assert preview_to_wire(p, buffers) == {"dtype": "float64", "shape": [2], "full_shape": [2], "index": [],
+                                           "block": [1], "buffer": 1}  # fmt: skip
+    assert buffers[1] == bytes(16)

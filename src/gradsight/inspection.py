@@ -36,14 +36,16 @@ class Preview:
     """Values of a 1-D or 2-D slice, block-averaged down to at most ~128×128 (or 2048) cells.
 
     ``index`` fixes the leading dims of an N-D tensor (the slice shown); ``block`` says how many
-    values each cell averages per dim (1 = exact values). ``values`` is row-major float32.
+    values each cell averages per dim (1 = exact values). ``values`` is row-major float32, or
+    float64 (``dtype``) when float32 would turn a finite value into ±Inf or a nonzero one into 0.
     """
 
     shape: tuple[int, ...]
     full_shape: tuple[int, ...]
     index: tuple[int, ...]
     block: tuple[int, ...]
-    values: bytes  # float32, little-endian, prod(shape) values
+    values: bytes  # little-endian, prod(shape) values of dtype
+    dtype: Literal["float32", "float64"] = "float32"
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,15 @@ Rules: snake_case keys; no NaN/Inf in JSON (non-finite statistics become ``null`
 
 >>> from gradsight.graph import Graph
 >>> graph_to_wire(Graph())["schema_version"]
-7
+8
 
 The ``graph`` trait sends :func:`graph_transport` of this dict: past 2,000 nodes a binary skeleton,
 below it the JSON text packed into one buffer (v5).
 
 Besides the graph (a synced trait), requests from the view are answered with messages:
 ``inspect`` → :func:`inspection_to_wire` and ``values`` → :func:`preview_to_wire`, each a JSON
-part plus binary buffers (float32 previews), never whole tensors.
+part plus binary buffers (previews: float32, or float64 when a value does not fit float32), never
+whole tensors.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ __all__ = [
     "skeleton_ids",
 ]
 
-SCHEMA_VERSION = 7  # 7: a NaN/Inf loss and diff norms travel as "nan" / "inf" / "-inf"
+SCHEMA_VERSION = 8  # 8: a preview's buffer is float32 or float64 (preview.dtype), 7: NaN/Inf losses as text
 
 Wire = dict[str, Any]
 
@@ -248,7 +249,7 @@ def number(x: float | None) -> float | str | None:
 
 
 def inspection_to_wire(insp: Inspection) -> tuple[Wire, list[bytes]]:
-    """The ``inspect`` reply body and its buffers (one float32 buffer per preview)."""
+    """The ``inspect`` reply body and its buffers (one buffer per preview)."""
     buffers: list[bytes] = []
     tensors = [_view_to_wire(v, buffers) for v in insp.tensors]
     history = [{"step": h.step, "grad_norm": _finite(h.grad_norm), "received_norm": _finite(h.received_norm)}
@@ -258,8 +259,11 @@ def inspection_to_wire(insp: Inspection) -> tuple[Wire, list[bytes]]:
 
 
 def preview_to_wire(p: Preview, buffers: list[bytes]) -> Wire:
+    """A preview, its values appended to ``buffers``: little-endian ``dtype`` ("float32", or
+    "float64" when float32 would show a finite value as ±Inf or a nonzero one as 0)."""
     buffers.append(p.values)
     return {
+        "dtype": p.dtype,
         "shape": list(p.shape),
         "full_shape": list(p.full_shape),
         "index": list(p.index),

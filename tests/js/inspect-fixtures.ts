@@ -1,5 +1,5 @@
 // Inspector replies for the view tests: what Python answers to `inspect` and `values` requests
-// (src/gradsight/schema.py inspection_to_wire / preview_to_wire), with float32 buffers as DataViews.
+// (src/gradsight/schema.py inspection_to_wire / preview_to_wire), with float32/float64 buffers as DataViews.
 
 import type { WireGradStep, WireHistogram, WirePreview, WireTensorView } from "../../js/wire";
 import { tensor } from "./fixtures";
@@ -15,12 +15,21 @@ export function f32(values: readonly number[]): DataView {
   return dv;
 }
 
+/** Little-endian float64 values: a preview whose values float32 cannot hold (`dtype: "float64"`). */
+export function f64(values: readonly number[]): DataView {
+  const dv = new DataView(new ArrayBuffer(values.length * 8));
+  values.forEach((v, i) => {
+    dv.setFloat64(i * 8, v, true);
+  });
+  return dv;
+}
+
 export function histogram(extra: Partial<WireHistogram> = {}): WireHistogram {
   return { min: -0.98, max: 0.99, counts: [1, 3, 6, 9, 4, 2], nan: 0, posinf: 0, neginf: 0, stride: 1, ...extra };
 }
 
 export function preview(extra: Partial<WirePreview> = {}): WirePreview {
-  return { shape: [25], full_shape: [25], index: [], block: [1], buffer: 0, ...extra };
+  return { dtype: "float32", shape: [25], full_shape: [25], index: [], block: [1], buffer: 0, ...extra };
 }
 
 export function view(key: string, extra: Partial<WireTensorView> = {}): WireTensorView {

@@ -102,7 +102,9 @@ describe("inspect replies", () => {
       "a preview whose buffer is missing",
       {
         tensors: [
-          view("saved:_saved_self", { preview: { shape: [5], full_shape: [5], index: [], block: [1], buffer: 0 } }),
+          view("saved:_saved_self", {
+            preview: { dtype: "float32", shape: [5], full_shape: [5], index: [], block: [1], buffer: 0 },
+          }),
         ],
       },
       "buffer 0 is missing",
@@ -288,7 +290,7 @@ describe("transport", () => {
   it("accepts buffers as ArrayBuffers or typed arrays, as other front ends send them", () => {
     const { el, model } = mount();
     model.pySet("selected", SIN);
-    const p = { shape: [2], full_shape: [2], index: [], block: [1], buffer: 1 };
+    const p = { dtype: "float32" as const, shape: [2], full_shape: [2], index: [], block: [1], buffer: 1 };
     const reply = inspectOk(model.lastSent("inspect"), [view("saved:_saved_self", { preview: p })]);
     const values = new Float32Array([1.5, -2]);
     model.pySend(reply, [new ArrayBuffer(0), values] as unknown as DataView[]);

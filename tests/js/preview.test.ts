@@ -3,8 +3,9 @@
 // value), slices of N-d tensors through `values` requests, and the colour map.
 
 import { cellColour, cellSpans, NAN_RGBA, POSINF_RGBA, readoutText, sliceText } from "../../js/preview-cells";
+import { parsePreview } from "../../js/wire";
 import { SIN } from "./fixtures";
-import { f32, inspectOk, preview, replyError, valuesOk, view } from "./inspect-fixtures";
+import { f32, f64, inspectOk, preview, replyError, valuesOk, view } from "./inspect-fixtures";
 import { inspector, keysNotebookTakes, type Mounted, mount, q, unmountAll } from "./mount";
 
 let getContext: ReturnType<typeof vi.spyOn>;
@@ -24,7 +25,8 @@ const KEY = "saved:_saved_self";
 function showPreview(p: Parameters<typeof preview>[0], values: number[]): Mounted & { canvas: HTMLCanvasElement } {
   const m = mount();
   m.model.pySet("selected", SIN);
-  m.model.pySend(inspectOk(m.model.lastSent("inspect"), [view(KEY, { preview: preview(p) })]), [f32(values)]);
+  const buffer = p?.dtype === "float64" ? f64(values) : f32(values);
+  m.model.pySend(inspectOk(m.model.lastSent("inspect"), [view(KEY, { preview: preview(p) })]), [buffer]);
   return { ...m, canvas: q<HTMLCanvasElement>(inspector(m.el), `[data-tensor-key="${KEY}"] canvas[data-preview]`) };
 }
 
@@ -118,6 +120,65 @@ describe("empty tensors", () => {
     showPreview({ shape: [3, 0], full_shape: [3, 0], block: [1, 1] }, []);
     expect(createImageData).not.toHaveBeenCalled();
     expect(q(document.body, "[data-preview-status]").getAttribute("data-preview-status")).toBe("done");
+  });
+
+  it.each([
+    [[0, 3], "[:, :] of (0, 3)"],
+    [[0], "[:] of (0,)"],
+  ])("put no cursor on a cell that does not exist (shape %j), and say why", (shape, slice) => {
+    const { el, canvas } = showPreview({ shape, full_shape: shape, block: shape.map(() => 1) }, []);
+    const why = `no values to read: ${slice} is empty`;
+    expect(readout(el)).toBe(why);
+    canvas.focus();
+    for (const key of ["ArrowDown", "ArrowRight", "ArrowUp", "ArrowLeft"]) {
+      press(canvas, key);
+      const out = q(inspector(el), "[data-preview-readout]");
+      expect(out.hasAttribute("data-cell")).toBe(false);
+      expect(out.textContent).toBe(why);
+      expect(q<HTMLElement>(inspector(el), ".gs-preview-cursor").hidden).toBe(true);
+    }
+    expect(canvas.getAttribute("aria-label")).toContain(why);
+  });
+});
+
+describe("float64 previews", () => {
+  it("read and colour values that float32 would turn into ±Inf or 0 as what they are", () => {
+    const p = { dtype: "float64" as const, shape: [4], full_shape: [4], block: [1] };
+    const { el, canvas } = showPreview(p, [1e300, -1e300, 1, 1e-300]);
+    const legend = q(inspector(el), "[data-preview-legend]");
+    expect(legend.querySelector('[data-legend="posinf"]')).toBeNull();
+    expect(legend.querySelector('[data-legend="neginf"]')).toBeNull();
+    expect(legend.querySelector('[data-legend="positive"]')?.textContent).toBe("1e300");
+    canvas.focus();
+    const seen: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      press(canvas, "ArrowRight");
+      seen.push(readout(el));
+    }
+    expect(seen).toEqual(["[0] = 1e300", "[1] = -1e300", "[2] = 1", "[3] = 1e-300"]);
+  });
+
+  it("draws 1e300 at full colour and never in an infinity's colour", () => {
+    const putImageData = vi.fn();
+    const createImageData = (w: number, h: number) => ({ width: w, height: h, data: new Uint8ClampedArray(w * h * 4) });
+    getContext.mockReturnValue({ createImageData, putImageData } as unknown as CanvasRenderingContext2D);
+    showPreview({ dtype: "float64", shape: [1, 2], full_shape: [1, 2], block: [1, 1] }, [1e300, -1e300]);
+    const [image] = putImageData.mock.calls[0] ?? [];
+    const data = (image as { data: Uint8ClampedArray }).data;
+    expect([...data.slice(0, 4)]).toEqual([...cellColour(1, 1)]);
+    expect([...data.slice(4, 8)]).toEqual([...cellColour(-1, 1)]);
+    expect([...data.slice(0, 4)]).not.toEqual([...POSINF_RGBA]);
+  });
+
+  it("refuses a float64 buffer of the wrong size, and an unknown dtype", () => {
+    const { el, model } = mount();
+    model.pySet("selected", SIN);
+    const request = model.lastSent("inspect");
+    const bad = preview({ dtype: "float64", shape: [2], full_shape: [2], block: [1] });
+    model.pySend(inspectOk(request, [view(KEY, { preview: bad })]), [f32([1, 2])]);
+    expect(inspector(el).textContent).toContain("expected 16 for shape 2 of float64");
+    const float16 = { ...preview({ shape: [2], full_shape: [2] }), dtype: "float16" };
+    expect(() => parsePreview(float16, "p", [f32([1, 2])])).toThrow(/p\.dtype/);
   });
 });
 

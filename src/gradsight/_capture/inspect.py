@@ -1,14 +1,16 @@
 """Everything the inspector shows about one tensor: full statistics, a histogram, a values preview.
 
 Computed on demand, on the tensor's own device; only a block-averaged slice of at most ~128×128
-(or 2048 along one dim) float32 values crosses to the browser, never the tensor itself.
+(or 2048 along one dim) values crosses to the browser, never the tensor itself: float32, or float64
+when a value does not fit float32 (a float64 tensor holding 1e300 or 1e-300).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +25,7 @@ BINS = 32
 MAX_1D = 2048
 MAX_2D = 128
 HISTOGRAM_SAMPLE = 1_000_000  # values binned at most: a 1-in-k stride beyond (histc is slow on CPU)
+F32 = torch.finfo(torch.float32)
 
 
 def tensor_view(key: str, section: Section, name: str, t: torch.Tensor | None, summary: TensorSummary,
@@ -37,10 +40,15 @@ def tensor_view(key: str, section: Section, name: str, t: torch.Tensor | None, s
         full = summarize(t, stats=True, freed=summary.freed)
         try:
             hist = histogram(t, full)
-            prev = preview(t, index)
+            prev = preview(t, index, bound=_largest(full))
         except Exception as e:  # a preview is a courtesy; the statistics still stand
             return TensorView(key, section, name, full, kept=True, note=f"no preview: {type(e).__name__}: {e}")
     return TensorView(key, section, name, full, kept=True, histogram=hist, preview=prev, note=full.note)
+
+
+def _largest(s: TensorSummary) -> float:
+    """The largest finite |value| the statistics saw (0 when there is none)."""
+    return 0.0 if s.min is None or s.max is None else max(abs(s.min), abs(s.max))
 
 
 def histogram(t: torch.Tensor, s: TensorSummary) -> Histogram | None:
@@ -59,17 +67,26 @@ def histogram(t: torch.Tensor, s: TensorSummary) -> Histogram | None:
         nan = posinf = neginf = 0
     lo, hi = s.min, s.max
     stride = max(1, math.ceil(x.numel() / HISTOGRAM_SAMPLE))
-    x = x[::stride]
+    # float64: histc bins in the tensor's dtype, where max - min of float32 values past ±1.7e38
+    # (exploding gradients) is inf: every bin came back empty
+    x = x[::stride].to(torch.float64)
     if lo == hi:
         counts = [0] * BINS
         counts[BINS // 2] = int(x.numel())
     else:
-        counts = [int(c) for c in torch.histc(x, bins=BINS, min=lo, max=hi).tolist()]
+        k = 1.0
+        if not math.isfinite((hi - lo) * BINS):  # histc's (x - min) * bins overflows even float64
+            k = 1 / (2 * BINS)  # a power of two: exact for values this big
+            x = x * k
+        counts = [int(c) for c in torch.histc(x, bins=BINS, min=lo * k, max=hi * k).tolist()]
     return Histogram(min=lo, max=hi, counts=tuple(counts), nan=nan, posinf=posinf, neginf=neginf, stride=stride)
 
 
-def preview(t: torch.Tensor, index: Sequence[int] | None = None) -> Preview:
-    """A 1-D or 2-D slice of ``t`` (leading dims fixed by ``index``), block-averaged to fit."""
+def preview(t: torch.Tensor, index: Sequence[int] | None = None, bound: float | None = None) -> Preview:
+    """A 1-D or 2-D slice of ``t`` (leading dims fixed by ``index``), block-averaged to fit.
+
+    ``bound``, the largest finite |value| of ``t`` when its statistics know it, spares a pass over
+    a tensor that holds NaN or ±Inf (see :func:`_finite_means`)."""
     full_shape = tuple(int(d) for d in t.shape)
     x = _real(t.detach())
     lead = max(0, x.dim() - 2)
@@ -86,13 +103,23 @@ def preview(t: torch.Tensor, index: Sequence[int] | None = None) -> Preview:
     if x.dim() == 0:
         values, block, shape = x.reshape(1), (), ()
     elif x.dim() == 1:
-        values, block = _pool1d(x, MAX_1D)
+        values, block = _pool1d(x, MAX_1D, bound)
         shape = (int(values.numel()),)
     else:
-        values, block = _pool2d(x, MAX_2D)
+        values, block = _pool2d(x, MAX_2D, bound)
         shape = (int(values.shape[0]), int(values.shape[1]))
-    data = values.to("cpu", torch.float32).contiguous().numpy().astype("<f4").tobytes()
-    return Preview(shape=shape, full_shape=full_shape, index=idx, block=block, values=data)
+    data, dtype = _encode(values.to("cpu"))
+    return Preview(shape=shape, full_shape=full_shape, index=idx, block=block, values=data, dtype=dtype)
+
+
+def _encode(v: torch.Tensor) -> tuple[bytes, Literal["float32", "float64"]]:
+    """Little-endian float32 bytes, or float64 ones when float32 would turn a finite value into ±Inf
+    (|v| > 3.4e38) or a nonzero one into 0 or a denormal that has lost its digits (|v| < 1.2e-38)."""
+    if v.dtype == torch.float64:
+        a = v.abs()
+        if bool((((a > F32.max) & torch.isfinite(a)) | ((a < F32.tiny) & (a != 0))).any()):
+            return v.contiguous().numpy().astype("<f8").tobytes(), "float64"
+    return v.to(torch.float32).contiguous().numpy().astype("<f4").tobytes(), "float32"
 
 
 def _real(t: torch.Tensor) -> torch.Tensor:
@@ -105,20 +132,43 @@ def _real(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype in (torch.float32, torch.float64) else t.to(torch.float32)
 
 
-def _pool1d(x: torch.Tensor, cap: int) -> tuple[torch.Tensor, tuple[int, ...]]:
+def _pool1d(x: torch.Tensor, cap: int, bound: float | None) -> tuple[torch.Tensor, tuple[int, ...]]:
     b = max(1, math.ceil(x.numel() / cap))
     if b == 1:
         return x, (1,)
     # ceil_mode: the last, partial window averages only the values it has
-    return F.avg_pool1d(x[None, None], b, b, ceil_mode=True)[0, 0], (b,)
+    return _finite_means(x, lambda y: F.avg_pool1d(y[None, None], b, b, ceil_mode=True)[0, 0], b, bound), (b,)
 
 
-def _pool2d(x: torch.Tensor, cap: int) -> tuple[torch.Tensor, tuple[int, ...]]:
+def _pool2d(x: torch.Tensor, cap: int, bound: float | None) -> tuple[torch.Tensor, tuple[int, ...]]:
     h, w = int(x.shape[0]), int(x.shape[1])
     bh, bw = max(1, math.ceil(h / cap)), max(1, math.ceil(w / cap))
     if bh == bw == 1:
         return x, (1, 1)
-    return F.avg_pool2d(x[None, None], (bh, bw), (bh, bw), ceil_mode=True)[0, 0], (bh, bw)
+
+    def pool(y: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(y[None, None], (bh, bw), (bh, bw), ceil_mode=True)[0, 0]
+
+    return _finite_means(x, pool, bh * bw, bound), (bh, bw)
+
+
+def _finite_means(x: torch.Tensor, pool: Callable[[torch.Tensor], torch.Tensor], n: int,
+                  bound: float | None) -> torch.Tensor:  # fmt: skip
+    """Means of blocks of ``n`` values by ``pool``, also where a block's sum overflows the dtype
+    (float32 values past ±3.4e38 / n, float64 ones past ±1.8e308 / n): such cells, ±Inf or NaN
+    although every value in them may be finite, are taken again in float64 on values scaled by a
+    power of two ≥ n, so the sum stays finite; cells holding a real NaN or ±Inf come out the same.
+    ``bound`` (the largest finite |value|, found here when None) tells whether any sum can overflow."""
+    fast = pool(x)
+    if bool(torch.isfinite(fast).all()):
+        return fast
+    if bound is None:
+        bound = float(x.abs().nan_to_num_(nan=0.0, posinf=0.0).max())
+    if 2 * n * bound <= torch.finfo(x.dtype).max:  # no sum can overflow: the NaN / ±Inf cells are real
+        return fast
+    scale = 2.0 ** math.ceil(math.log2(n))  # a power of two: scaling is exact (bar float64 denormals)
+    slow = pool(x.to(torch.float64) / scale) * scale
+    return torch.where(torch.isfinite(fast), fast.to(torch.float64), slow)
 
 
 # -- a whole node --------------------------------------------------------------------------------
