@@ -402,4 +402,3 @@ def _not_reproduced(shown: Graph, again: Graph) -> str | None:
         if not close(a.grad_norm, b.grad_norm):
             return f"the gradient into {a.id} has norm {text(a.grad_norm)} then, {text(b.grad_norm)} now"
     return None
-
