@@ -291,3 +291,13 @@ def test_an_all_nan_tensor_gets_its_counters_in_a_histogram() -> None:
     view = next(v for v in dbg.inspect(dbg.graph.find("MulBackward0")[0].id).tensors if v.key == "saved:_saved_self")
     assert view.histogram is not None and (view.histogram.nan, view.histogram.posinf) == (3, 1)
     assert sum(view.histogram.counts) == 0 and view.histogram.min is None
+
+
+def test_an_empty_leading_dim_has_no_slice_to_preview_and_says_so() -> None:
+    w = torch.zeros(0, 3, 4, requires_grad=True)
+    v = torch.zeros(2, 0, 4, requires_grad=True)
+    dbg = gs.debugger(lambda: w.sum() + v.sum())
+    (value,) = [t for t in dbg.inspect("leaf:w").tensors if t.key == "leaf:value"]
+    assert value.preview is None and value.note == "empty: no values to show (shape (0, 3, 4))"
+    (value,) = [t for t in dbg.inspect("leaf:v").tensors if t.key == "leaf:value"]
+    assert value.preview is not None and value.preview.shape == (0, 4) and value.note is None

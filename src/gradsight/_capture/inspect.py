@@ -38,6 +38,9 @@ def tensor_view(key: str, section: Section, name: str, t: torch.Tensor | None, s
         return TensorView(key, section, name, summarize(t, stats=True), kept=False, note=META_NOTE)
     with torch.no_grad():
         full = summarize(t, stats=True, freed=summary.freed)
+        if 0 in t.shape[:-2]:  # no slice of (0, 3, 4) exists to preview ((2, 0, 4) has empty ones)
+            return TensorView(key, section, name, full, kept=True, note=f"empty: no values to show (shape "
+                              f"{tuple(t.shape)})")  # fmt: skip
         try:
             hist = histogram(t, full)
             prev = preview(t, index, bound=_largest(full))
