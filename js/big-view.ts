@@ -15,7 +15,7 @@ import { buildGroups, type GroupTree, ROOT_GROUP } from "./groups";
 import type { Direction } from "./layout";
 import { Minimap } from "./minimap";
 import { Outline } from "./outline";
-import { DEFAULT_PALETTE, type Palette, readPalette, watchTheme } from "./palette";
+import { ThemePalette, watchTheme } from "./palette";
 import { PanZoom } from "./panzoom";
 import { type Scene, T_GROUP, T_HEADER, T_LEAF, T_NODE } from "./scene";
 import { SceneBuilder } from "./scene-builder";
@@ -68,7 +68,8 @@ export class BigView {
   private latest: Visible | null = null;
   private scene: Scene | null = null;
   private nav: SceneNav | null = null;
-  private palette: Palette = DEFAULT_PALETTE;
+  /** Read at each frame: the element is often detached when setGraph runs (see palette.ts). */
+  private readonly theme: ThemePalette;
   private selected = -1;
   private pending: { node: number; centre: boolean } | null = null;
   private fitNext = true;
@@ -87,18 +88,23 @@ export class BigView {
         const c = this.context();
         return c ? describeTarget(c, id) : "";
       },
+      palette: () => this.theme.get(),
       drawn: () => this.onDrawn(),
     });
     this.panzoom = new PanZoom(this.canvas.el, (t) => this.canvas.setTransform(t), this.state);
     this.outline = new Outline({ toggle: (g) => this.toggle(g), pick: (i) => this.pick(i) });
     this.search = new SearchBox({ pick: (i) => this.pick(i) });
-    this.minimap = new Minimap({ moveTo: (x, y) => this.panzoom.centre({ x, y, width: 0, height: 0 }, 0) });
+    this.minimap = new Minimap({
+      moveTo: (x, y) => this.panzoom.centre({ x, y, width: 0, height: 0 }, 0),
+      palette: () => this.theme.get(),
+    });
     this.controls = new BigControls({
       flat: () => this.setFlat(!this.flat),
       leaves: () => this.setFoldLeaves(!this.foldLeaves),
       collapseAll: () => this.collapseAll(),
     });
     this.el = h("div", { class: "gs-big", "data-gradsight": "big", hidden: true });
+    this.theme = new ThemePalette(this.el);
     this.builder = new SceneBuilder(this.el);
     this.el.append(
       h("div", { class: "gs-side" }, this.controls.el, this.search.el, this.outline.el),
@@ -123,7 +129,6 @@ export class BigView {
     this.pending = null;
     this.direction = direction;
     this.el.hidden = false;
-    this.palette = readPalette(this.el);
     let max = 0;
     for (const v of ix.gradNorm) if (Number.isFinite(v) && v > max) max = v;
     this.canvas.marks.maxNorm = max;
@@ -146,7 +151,7 @@ export class BigView {
     this.canvas.input = null;
     this.search.setIndex(null);
     this.outline.render(null, null, new Set(), -1);
-    this.minimap.setScene(null, this.palette);
+    this.minimap.setScene(null);
     this.el.hidden = true;
   }
 
@@ -278,13 +283,13 @@ export class BigView {
     this.visible = visible;
     this.scene = scene;
     this.nav = new SceneNav({ ix, tree, visible, scene });
-    this.canvas.input = { ix, tree, visible, scene, flat: this.flat, palette: this.palette };
+    this.canvas.input = { ix, tree, visible, scene, flat: this.flat };
     this.canvas.marks.hover = -1;
     // The keyboard cursor stays on the group it just opened or closed.
     const anchored = anchor ? (visible.groupItem[anchor.group] as number) : -1;
     this.canvas.marks.cursor = anchored >= 0 ? (scene.itemTarget[anchored] as number) : -1;
     this.updatePath();
-    this.minimap.setScene(scene, this.palette);
+    this.minimap.setScene(scene);
     if (this.fitNext) {
       this.fitNext = false;
       const root = ix.roots[0];
@@ -398,11 +403,9 @@ export class BigView {
     }
   }
 
+  /** The next frame reads the palette again; the minimap follows it (see Minimap.draw). */
   private onTheme(): void {
-    if (this.el.hidden) return;
-    this.palette = readPalette(this.el);
-    if (this.canvas.input) this.canvas.input = { ...this.canvas.input, palette: this.palette };
-    if (this.scene) this.minimap.setScene(this.scene, this.palette);
+    this.theme.forget();
     this.canvas.requestDraw();
   }
 }

@@ -10,6 +10,7 @@ import { recordFrame } from "./frames";
 import { claimKeys, plainKey } from "./keys";
 import type { Step } from "./navigate";
 import { keyToStep } from "./navigate";
+import type { Palette } from "./palette";
 import type { Scene } from "./scene";
 import type { Transform } from "./state";
 
@@ -24,6 +25,8 @@ export interface CanvasEvents {
   cursorMoved(id: number): void;
   /** Text for the tooltip of target `id`. */
   describe(id: number): string;
+  /** The colours of this frame: asked at each frame, so a palette read while detached is not kept. */
+  palette(): Palette;
   /** A frame was drawn (with or without a 2D context). */
   drawn(): void;
 }
@@ -37,7 +40,7 @@ type Frame = (cb: () => void) => number;
 
 export class CanvasView {
   readonly el: HTMLCanvasElement;
-  input: Omit<DrawInput, "t" | "width" | "height" | "dpr" | "marks"> | null = null;
+  input: Omit<DrawInput, "t" | "width" | "height" | "dpr" | "marks" | "palette"> | null = null;
   readonly marks: Marks = {
     selected: -1,
     hover: -1,
@@ -79,7 +82,8 @@ export class CanvasView {
     const hasRaf = typeof requestAnimationFrame === "function";
     this.raf = hasRaf ? (cb) => requestAnimationFrame(cb) : (cb) => window.setTimeout(cb, 16);
     this.cancelRaf = hasRaf ? (id) => cancelAnimationFrame(id) : (id) => window.clearTimeout(id);
-    // A new size needs a new backing store (draw() resizes it), even when the view stays put.
+    // A new size needs a new backing store (draw() resizes it), even when the view stays put. The
+    // first size is also the first frame in the page: the one whose palette has the host's colours.
     this.observer = typeof ResizeObserver === "undefined" ? null : new ResizeObserver(() => this.requestDraw());
     this.observer?.observe(this.el);
   }
@@ -156,7 +160,8 @@ export class CanvasView {
         this.el.height = ph;
       }
       const marks = this.focused ? this.marks : { ...this.marks, cursor: -1 };
-      drawFrame(ctx, { ...input, t: this.transform, width, height, dpr, marks });
+      const palette = this.events.palette();
+      drawFrame(ctx, { ...input, t: this.transform, width, height, dpr, palette, marks });
       recordFrame(start, performance.now());
     }
     this.events.drawn();

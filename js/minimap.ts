@@ -10,6 +10,8 @@ import type { Transform } from "./state";
 export interface MinimapEvents {
   /** Centre the main view on this layout point. */
   moveTo(x: number, y: number): void;
+  /** The colours to draw with, asked at each draw: a new palette redraws the shrunk scene. */
+  palette(): Palette;
 }
 
 const WIDTH = 180;
@@ -41,9 +43,8 @@ export class Minimap {
     for (const [type, fn] of this.listeners) this.el.addEventListener(type, fn);
   }
 
-  setScene(scene: Scene | null, palette: Palette): void {
+  setScene(scene: Scene | null): void {
     this.scene = scene;
-    this.palette = palette;
     this.base = null;
     this.el.hidden = scene === null;
     this.draw();
@@ -127,12 +128,17 @@ export class Minimap {
     if (!this.scene) return;
     const ctx = this.context(this.el);
     if (!ctx) return;
+    const palette = this.events.palette();
+    if (palette !== this.palette) {
+      this.palette = palette;
+      this.base = null;
+    }
     this.base ??= this.drawBase();
     ctx.clearRect(0, 0, WIDTH, HEIGHT);
     if (this.base) ctx.drawImage(this.base, 0, 0);
     const { t, width, height } = this.view;
     const { s, ox, oy } = this.frame();
-    ctx.strokeStyle = this.palette?.brand ?? "#1976d2";
+    ctx.strokeStyle = palette.brand;
     ctx.lineWidth = 1.5;
     ctx.strokeRect(ox + (-t.x / t.k) * s, oy + (-t.y / t.k) * s, (width / t.k) * s, (height / t.k) * s);
   }

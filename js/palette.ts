@@ -1,7 +1,9 @@
 // The canvas's colours and fonts, read from the theme: the same --gs-* custom properties that
 // widget.css derives from JupyterLab's (or VS Code's, or marimo's) variables, resolved by the browser
 // through a hidden probe so that var() fallbacks and color-mix() end up as plain colours a 2D context
-// understands. Re-read when the theme changes: JupyterLab flips data-jp-theme-* attributes on <body>,
+// understands. Read only once the element is in the page: a detached element resolves no host
+// variable, and anywidget renders into one before the notebook attaches it (see ThemePalette).
+// Re-read when the theme changes: JupyterLab flips data-jp-theme-* attributes on <body>,
 // VS Code data-vscode-theme-kind, marimo the classes `dark dark-theme` / `light light-theme` and
 // data-theme on <body>.
 
@@ -91,6 +93,33 @@ export function readPalette(el: HTMLElement): Palette {
   if (usable(font)) palette.font = font;
   if (usable(mono)) palette.mono = mono;
   return palette;
+}
+
+/**
+ * The palette of one element, kept between frames. What a detached element reads (the light
+ * defaults) is never kept: each `get()` reads again until the element is in the page, so a view
+ * rendered while detached in an already dark notebook is drawn dark from its first frame there.
+ *
+ *     const theme = new ThemePalette(el);
+ *     theme.get(); // DEFAULT_PALETTE while el is detached; the host's colours once attached
+ *     theme.forget(); // the theme changed: the next get() reads again
+ */
+export class ThemePalette {
+  private kept: Palette | null = null;
+
+  constructor(private readonly el: HTMLElement) {}
+
+  get(): Palette {
+    if (this.kept) return this.kept;
+    // The same object each time while detached, so that callers comparing palettes redraw nothing.
+    if (!this.el.isConnected) return DEFAULT_PALETTE;
+    this.kept = readPalette(this.el);
+    return this.kept;
+  }
+
+  forget(): void {
+    this.kept = null;
+  }
 }
 
 /** Call `fn` when the notebook's theme changes; returns the function that stops watching. */

@@ -127,6 +127,56 @@ def test_view_follows_the_dark_theme(lab: Lab, page: Page) -> None:
     assert _luminance(dark) < _luminance(light), (light, dark)
 
 
+BIG_CHAIN = """x = torch.ones(3, requires_grad=True)
+y = x
+for _ in range(2100):  # past big-view.ts's GROUP_THRESHOLD: drawn on a canvas with palette.ts's colours
+    y = y * 1.001
+gradsight.debugger(y.sum())"""
+
+# of a canvas's opaque pixels (0-255 luminance): how many, their mean, how many near white and near black
+CANVAS_PIXELS = """el => {
+    const d = el.getContext('2d').getImageData(0, 0, el.width, el.height).data;
+    let opaque = 0, sum = 0, white = 0, black = 0;
+    for (let i = 0; i < d.length; i += 4) {
+        if (d[i + 3] === 0) continue;
+        const l = 0.2126 * d[i] + 0.7152 * d[i + 1] + 0.0722 * d[i + 2];
+        opaque++; sum += l;
+        if (l > 230) white++; else if (l < 60) black++;
+    }
+    return {opaque, mean: opaque ? sum / opaque : -1, white, black}; }"""
+# luminance of an element's computed `fill`, composed onto a canvas so that any CSS colour syntax reads the same
+FILL = """el => {
+    const c = document.createElement('canvas').getContext('2d');
+    c.fillStyle = getComputedStyle(el).fill;
+    c.fillRect(0, 0, 1, 1);
+    const [r, g, b] = c.getImageData(0, 0, 1, 1).data;
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b; }"""
+
+
+def test_big_graph_opened_in_an_already_dark_lab_is_drawn_dark(lab: Lab, page: Page) -> None:
+    # The theme is dark before the page loads (as after a reload): the view renders into an element the
+    # notebook attaches afterwards, and no theme change follows to correct colours read while detached.
+    themes = lab.root / ".settings" / "@jupyterlab" / "apputils-extension" / "themes.jupyterlab-settings"
+    themes.write_text('{"theme": "JupyterLab Dark"}')
+    try:
+        open_and_run(page, lab.notebook("dark_big.ipynb", [IMPORTS, "%load_ext gradsight", SEED_SIN, BIG_CHAIN]))
+        assert page.evaluate("() => document.body.dataset.jpThemeLight") == "false"
+        small = page.locator(".gradsight").filter(has=page.locator('[data-node-name="SinBackward0"]'))
+        big = page.locator(".gradsight").filter(has=page.locator('canvas[data-gradsight="minimap"]'))
+        expect(small).to_have_attribute("data-painted", "1", timeout=90_000)
+        expect(big).to_have_attribute("data-painted", "1", timeout=90_000)
+        page.wait_for_timeout(500)  # a frame or two after the first paint: what the user keeps seeing
+        pixels = big.locator('canvas[data-gradsight="canvas"]').evaluate(CANVAS_PIXELS)
+        assert pixels["opaque"] > 1000 and pixels["white"] < 0.1 * pixels["opaque"] < pixels["black"], pixels
+        assert pixels["mean"] < 100, pixels
+        minimap = big.locator('canvas[data-gradsight="minimap"]').evaluate(CANVAS_PIXELS)
+        assert minimap["opaque"] > 0 and minimap["mean"] < 100 and minimap["white"] == 0, minimap
+        svg_box = float(small.locator('[data-node-name="SinBackward0"] .gs-box').first.evaluate(FILL))
+        assert svg_box < 60, svg_box
+    finally:
+        themes.write_text('{"theme": "JupyterLab Light"}')  # the next tests' pages open light
+
+
 def _luminance(css: str) -> float:
     parts = [float(p) for p in css[css.index("(") + 1 : css.index(")")].split(",")[:3]]
     return 0.2126 * parts[0] + 0.7152 * parts[1] + 0.0722 * parts[2]

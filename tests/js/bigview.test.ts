@@ -8,8 +8,11 @@ import { recordFrame } from "../../js/frames";
 import { indexNodes, pathToRoots } from "../../js/graph-index";
 import { buildGroups, type Group } from "../../js/groups";
 import { OUTLINE_PAGE } from "../../js/outline";
+import { DEFAULT_PALETTE } from "../../js/palette";
 import { computeVisible, itemsOnPath } from "../../js/visible";
+import widget from "../../js/widget";
 import { skeletonGraph, transformerGraph } from "./big-graphs";
+import { fakeModel } from "./fake-model";
 import { emptyGraph, node, sampleGraph } from "./fixtures";
 import { click, inspector, keysNotebookTakes, mount, q, useMountedViews } from "./mount";
 
@@ -389,6 +392,102 @@ describe("controls", () => {
     model.set("selected", "");
     clickCanvas(el, 400, 260);
     expect(model.get("selected")).not.toBe(GELU);
+  });
+});
+
+describe("the host's theme", () => {
+  // A dark host as the page resolves it: jsdom resolves no var(), so each --gs-* colour a probe of
+  // palette.ts asks for comes back as a distinct dark grey, in the page only (a detached element
+  // inherits nothing from the notebook).
+  const DARK: Record<string, string> = {};
+  ["--gs-bg", "--gs-bg2", "--gs-node-bg", "--gs-leaf-bg", "--gs-brand-bg", "--gs-border", "--gs-edge"].forEach(
+    (name, i) => {
+      DARK[name] = `rgb(${20 + i}, ${20 + i}, ${24 + i})`;
+    },
+  );
+  const LIGHT = [DEFAULT_PALETTE.bg2, DEFAULT_PALETTE.nodeBg, DEFAULT_PALETTE.leafBg, DEFAULT_PALETTE.border];
+
+  /** Each canvas's fillStyle and strokeStyle values, through a recording 2D context per canvas. */
+  function recordColours(): Map<HTMLCanvasElement, string[]> {
+    const colours = new Map<HTMLCanvasElement, string[]>();
+    vi.spyOn(HTMLCanvasElement.prototype, "getContext").mockImplementation(function (this: HTMLCanvasElement) {
+      const seen = colours.get(this) ?? [];
+      colours.set(this, seen);
+      return new Proxy({} as Record<string | symbol, unknown>, {
+        get: (target, prop) => (prop in target ? target[prop] : () => {}),
+        set(target, prop, value) {
+          if (prop === "fillStyle" || prop === "strokeStyle") seen.push(String(value));
+          target[prop] = value;
+          return true;
+        },
+      }) as unknown as CanvasRenderingContext2D;
+    } as unknown as typeof HTMLCanvasElement.prototype.getContext);
+    return colours;
+  }
+
+  /** ResizeObservers that report only when told: the browser's first layout of an attached element. */
+  function fakeResizeObservers(): (target: Element) => void {
+    const observers: { fn: ResizeObserverCallback; targets: Set<Element>; self: ResizeObserver }[] = [];
+    vi.stubGlobal(
+      "ResizeObserver",
+      class {
+        private readonly entry: (typeof observers)[number];
+        constructor(fn: ResizeObserverCallback) {
+          this.entry = { fn, targets: new Set(), self: this as unknown as ResizeObserver };
+          observers.push(this.entry);
+        }
+        observe(target: Element): void {
+          this.entry.targets.add(target);
+        }
+        unobserve(target: Element): void {
+          this.entry.targets.delete(target);
+        }
+        disconnect(): void {
+          this.entry.targets.clear();
+        }
+      },
+    );
+    return (target) => {
+      for (const o of observers) if (o.targets.has(target)) o.fn([], o.self);
+    };
+  }
+
+  afterEach(() => {
+    vi.unstubAllGlobals();
+  });
+
+  it("draws the canvas and minimap dark in a dark notebook that attaches the view after render", async () => {
+    const colours = recordColours();
+    const layOut = fakeResizeObservers();
+    const real = globalThis.getComputedStyle;
+    vi.stubGlobal("getComputedStyle", (el: Element, pseudo?: string | null) => {
+      const asked = /^var\((--gs-[\w-]+)\)$/.exec((el as HTMLElement).style?.getPropertyValue("color") ?? "")?.[1];
+      const dark = asked === undefined || !el.isConnected ? undefined : DARK[asked];
+      return dark === undefined ? real(el, pseudo) : ({ color: dark } as CSSStyleDeclaration);
+    });
+    // anywidget renders into an element the notebook attaches afterwards.
+    const el = document.createElement("div");
+    const model = fakeModel({ graph: big() });
+    const cleanup = widget.render({ model, el });
+    try {
+      await nextFrame();
+      await nextFrame();
+      document.body.append(el);
+      for (const seen of colours.values()) seen.length = 0;
+      const canvas = q<HTMLCanvasElement>(el, '[data-gradsight="canvas"]');
+      layOut(canvas);
+      await nextFrame();
+      const onCanvas = colours.get(canvas) ?? [];
+      const elsewhere = [...colours].filter(([c]) => c !== canvas).flatMap(([, seen]) => seen);
+      expect(onCanvas).toContain(DARK["--gs-bg2"]); // the collapsed groups' boxes
+      expect(onCanvas.filter((c) => LIGHT.includes(c))).toEqual([]);
+      // The minimap's shrunk scene is drawn again, on its backdrop of bg2.
+      expect(elsewhere).toContain(DARK["--gs-bg2"]);
+      expect(elsewhere.filter((c) => LIGHT.includes(c))).toEqual([]);
+    } finally {
+      cleanup();
+      el.remove();
+    }
   });
 });
 

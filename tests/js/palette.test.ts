@@ -4,7 +4,7 @@
 // marimo's, or the fixed light colours, in that order), and watchTheme noticing each host's switch.
 // jsdom resolves no var(), so the declarations are resolved here by a small var() evaluator.
 
-import { DEFAULT_PALETTE, watchTheme } from "../../js/palette";
+import { DEFAULT_PALETTE, ThemePalette, watchTheme } from "../../js/palette";
 import css from "../../js/widget.css?raw";
 
 /** The custom properties declared in the first `.gradsight { ... }` block. */
@@ -144,5 +144,33 @@ describe("watchTheme", () => {
     document.body.dataset.theme = "light";
     await Promise.resolve();
     expect(calls).toBe(0);
+  });
+});
+
+describe("ThemePalette", () => {
+  afterEach(() => {
+    vi.unstubAllGlobals();
+  });
+
+  it("keeps no palette read while detached, reads once in the page, and again after forget()", () => {
+    let reads = 0;
+    vi.stubGlobal("getComputedStyle", () => {
+      reads++;
+      return { color: "rgb(30, 30, 30)", getPropertyValue: () => "" } as unknown as CSSStyleDeclaration;
+    });
+    const el = document.createElement("div");
+    const theme = new ThemePalette(el);
+    expect(theme.get()).toBe(DEFAULT_PALETTE); // detached: the light defaults, the same object each time
+    expect(theme.get()).toBe(DEFAULT_PALETTE);
+    expect(reads).toBe(0);
+    document.body.append(el);
+    const dark = theme.get();
+    expect(dark.nodeBg).toBe("rgb(30, 30, 30)");
+    expect(theme.get()).toBe(dark); // kept: one read for every frame after
+    const once = reads;
+    theme.forget(); // the theme changed
+    expect(theme.get()).not.toBe(dark);
+    expect(reads).toBeGreaterThan(once);
+    el.remove();
   });
 });
