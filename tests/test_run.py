@@ -815,3 +815,32 @@ def test_parameters_inside_a_reentrant_checkpoint_are_not_listed_as_missing() ->
     answer = dbg.why("a.weight")
     assert "inside a reentrant checkpoint" in answer.message
     assert f"{float(expected.norm()):.4g}" in answer.message
+
+
+def test_a_run_leaves_no_reference_cycle_holding_its_tensors() -> None:
+    # the source tracker held the run's frame (its barrier), the frame the tracker: every run's
+    # output and graph lived on until the cyclic collector ran, and slowed the next backward
+    import gc
+    import weakref
+
+    outputs: list[weakref.ref[torch.Tensor]] = []
+
+    class Remembers(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.lin(x).tanh()
+            outputs.append(weakref.ref(out))
+            return out
+
+    model, x = Remembers(), torch.randn(2, 4)
+    gc.collect()
+    gc.disable()
+    try:
+        dbg = gs.debugger(model, inputs=x, loss=lambda out: out.sum())
+        assert dbg.status == "ready"
+        assert outputs and outputs[0]() is None
+    finally:
+        gc.enable()

@@ -111,6 +111,8 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
                 return RunResult(None, error=_format(e))
             finally:
                 tracker.close()
+                if sources is not None:
+                    sources.barrier = None  # this frame holds the tracker: no cycle to outlive the run
             if not any(r.grad_fn is not None for r in roots):
                 graph = Graph(message=_no_graph(roots, whatif.toggles), run=RunInfo(mode=spec.mode))  # type: ignore[arg-type]
                 return RunResult(Captured(graph), loss_value=loss_value)
