@@ -14,6 +14,7 @@ first — op, module, leaf and everything below them (:func:`_signatures`) — a
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 from .graph import Graph, Node, TensorSummary
@@ -74,14 +75,14 @@ def _match(before: Graph, after: Graph) -> dict[str, str]:
     """Old node id → new node id of the same op: same signature (in graph order among equals),
     then, of the rest, the same id and op name."""
     old_sigs, new_sigs = _signatures(before), _signatures(after)
-    waiting: dict[int, list[str]] = {}
+    waiting: dict[int, deque[str]] = {}
     for n in after.nodes:
-        waiting.setdefault(new_sigs[n.id], []).append(n.id)
+        waiting.setdefault(new_sigs[n.id], deque()).append(n.id)
     matched: dict[str, str] = {}
     for n in before.nodes:
         candidates = waiting.get(old_sigs[n.id])
         if candidates:
-            matched[n.id] = candidates.pop(0)
+            matched[n.id] = candidates.popleft()  # many equal branches: no list.pop(0), quadratic
     kept = set(matched.values())
     names = {n.id: n.name for n in after.nodes if n.id not in kept}
     for n in before.nodes:
