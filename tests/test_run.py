@@ -844,3 +844,57 @@ def test_a_run_leaves_no_reference_cycle_holding_its_tensors() -> None:
         assert outputs and outputs[0]() is None
     finally:
         gc.enable()
+
+
+def test_runs_overlapping_on_two_threads_leave_backward_and_zero_grad_as_they_were() -> None:
+    # each run put back what it found: A in, B in, A out, B out left A's patches for good, and the
+    # user's own backward then raised "called backward() itself"
+    import threading
+
+    real = (torch.autograd.backward, torch.optim.Optimizer.zero_grad, nn.Module.zero_grad)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    model, x = nn.Linear(3, 1), torch.randn(2, 3)
+
+    def fn_a() -> torch.Tensor:
+        a_in.set()
+        assert b_in.wait(10)
+        return model(x).sum()
+
+    def fn_b() -> torch.Tensor:
+        b_in.set()
+        assert a_out.wait(10)
+        return model(x).sum()
+
+    def other() -> None:
+        assert a_in.wait(10)
+        gs.debugger(fn_b)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    gs.debugger(fn_a)
+    a_out.set()
+    thread.join(10)
+    assert (torch.autograd.backward, torch.optim.Optimizer.zero_grad, nn.Module.zero_grad) == real
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt.zero_grad()
+    model(x).sum().backward()
+    assert model.weight.grad is not None
+
+
+def test_a_rerun_without_a_graph_does_not_keep_the_last_runs_checkpoint_gradients() -> None:
+    from torch.utils.checkpoint import checkpoint
+
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pre, self.blk = nn.Linear(4, 4), nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return checkpoint(self.blk, self.pre(x), use_reentrant=True).sum()
+
+    torch.manual_seed(0)
+    dbg = gs.debugger(M(), inputs=torch.randn(2, 4))
+    assert "inside a reentrant checkpoint" in dbg.why("blk.weight").message
+    graph = dbg.rerun(no_grad=True)
+    assert "blk.weight" in {w.name for w in graph.missing}
+    assert dbg.why("blk.weight").reason == "no_grad"

@@ -399,42 +399,76 @@ def no_backward() -> Iterator[None]:
     stop it at the backward, with what to do instead (``torch.autograd.grad`` stays allowed: a
     gradient penalty takes one inside the forward). A training step clears the gradients first
     (``opt.zero_grad()``, ``model.zero_grad()``): the ``.grad`` fields it clears are given back
-    when the block ends — the user's accumulated gradients are no run's to drop."""
-    original = torch.autograd.backward
-    here = threading.get_ident()
+    when the block ends — the user's accumulated gradients are no run's to drop.
+
+    The patched attributes are process-wide, and runs may overlap on two threads (two ``marimo run``
+    sessions): :class:`_Patches` installs them for the first run and restores them after the last,
+    and they act only in a thread inside a run (``_RUN.cleared``); other threads train on."""
     cleared: dict[int, tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = {}
-
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        if threading.get_ident() != here:  # the module attribute is process-wide: other threads train on
-            return original(*args, **kwargs)
-        raise RuntimeError(BACKWARD_IN_FORWARD)
-
-    def keeping(zero_grad: Any, params: Any) -> Any:
-        @functools.wraps(zero_grad)
-        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            if threading.get_ident() == here:
-                for p in _unseen(params)(self):
-                    if id(p) not in cleared:  # zero_grad(set_to_none=False) zeroes in place: keep the values
-                        g = p.grad
-                        cleared[id(p)] = (p, g, None if g is None else _copy(g))
-            return zero_grad(self, *args, **kwargs)
-
-        return wrapper
-
-    zero_grads: list[tuple[Any, Any, Any]] = [
-        (torch.optim.Optimizer, torch.optim.Optimizer.zero_grad, _optimized),
-        (torch.nn.Module, torch.nn.Module.zero_grad, _module_parameters),
-    ]
-    torch.autograd.backward = refuse
-    for cls, zero_grad, params in zero_grads:
-        cls.zero_grad = keeping(zero_grad, params)
+    outer = getattr(_RUN, "cleared", None)
+    _RUN.cleared = cleared
+    _PATCHES.acquire()
     try:
         yield
     finally:
-        torch.autograd.backward = original
-        for cls, zero_grad, _ in zero_grads:
-            cls.zero_grad = zero_grad
+        _PATCHES.release()
+        _RUN.cleared = outer
         _give_back(cleared.values())
+
+
+_RUN = threading.local()  # .cleared: the .grad fields zero_grad cleared in this thread's run, or None
+
+
+def _refuse(*args: Any, **kwargs: Any) -> None:
+    if getattr(_RUN, "cleared", None) is None:  # not in a run in this thread: the user trains
+        return _PATCHES.originals["backward"](*args, **kwargs)  # type: ignore[no-any-return]
+    raise RuntimeError(BACKWARD_IN_FORWARD)
+
+
+def _keeping(name: str, params: Any) -> Any:
+    def zero_grad(self: Any, *args: Any, **kwargs: Any) -> Any:
+        cleared = getattr(_RUN, "cleared", None)
+        if cleared is not None:
+            for p in _unseen(params)(self):
+                if id(p) not in cleared:  # zero_grad(set_to_none=False) zeroes in place: keep the values
+                    g = p.grad
+                    cleared[id(p)] = (p, g, None if g is None else _copy(g))
+        return _PATCHES.originals[name](self, *args, **kwargs)
+
+    return zero_grad
+
+
+class _Patches:
+    """``torch.autograd.backward``, ``Optimizer.zero_grad`` and ``Module.zero_grad``, patched while
+    any thread is in a run (counted under a lock), each put back only if it is still gradsight's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self.originals: dict[str, Any] = {}
+        self._wrappers = {"backward": _refuse, "optimizer": _keeping("optimizer", _optimized),
+                          "module": _keeping("module", _module_parameters)}  # fmt: skip
+
+    @staticmethod
+    def _owners() -> dict[str, tuple[Any, str]]:
+        return {"backward": (torch.autograd, "backward"), "optimizer": (torch.optim.Optimizer, "zero_grad"),
+                "module": (torch.nn.Module, "zero_grad")}  # fmt: skip
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._users += 1
+            if self._users == 1:
+                for key, (owner, attribute) in self._owners().items():
+                    self.originals[key] = getattr(owner, attribute)
+                    setattr(owner, attribute, self._wrappers[key])
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                for key, (owner, attribute) in self._owners().items():
+                    if getattr(owner, attribute) is self._wrappers[key]:  # not replaced by someone since
+                        setattr(owner, attribute, self.originals[key])
 
 
 def _optimized(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -443,6 +477,9 @@ def _optimized(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
 
 def _module_parameters(module: torch.nn.Module) -> list[torch.Tensor]:
     return list(module.parameters())
+
+
+_PATCHES = _Patches()
 
 
 @_unseen

@@ -83,6 +83,7 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
     keep the tensors of the nodes in ``watch`` (ids)."""
     if not spec.versions:
         spec.versions = [(p, p._version) for p in _tracked_parameters(spec.modules)]
+    spec.in_checkpoint = {}  # this run's, also when it stops before its backward
     store = TensorStore(spec.budget)
     whatif = WhatIf(toggles or Toggles(), dict(spec.modules), {n: t for t, n in spec.leaf_names.items()})
     detacher = None
