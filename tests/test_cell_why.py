@@ -59,6 +59,14 @@ def test_detach_reaches_module_level_blocks_and_globals_declared_in_functions(sh
     assert leaf_names(dbg.rerun(detach=["k"])) == ["v", "w"]
 
 
+def test_detach_reaches_a_global_declared_in_a_nested_function(shell: InteractiveShell) -> None:
+    shell.run_cell("w = torch.randn(3, requires_grad=True)\nv = torch.randn(3, requires_grad=True)", False)
+    body = "def outer():\n    def inner():\n        global h\n        h = w * 2\n    inner()\nouter()\n"
+    dbg = run(shell, body + "loss = (h * v).sum()\nloss.backward()")
+    assert leaf_names(dbg.graph) == ["v", "w"]
+    assert leaf_names(dbg.rerun(detach=["h"])) == ["v"]
+
+
 def test_a_functions_local_is_not_offered_as_a_cell_variable(shell: InteractiveShell) -> None:
     shell.run_cell("w = torch.randn(3, requires_grad=True)", store_history=False)
     dbg = run(shell, "def f(a):\n    z = a * 2\n    return z.sum()\nloss = f(w)\nloss.backward()")

@@ -166,7 +166,7 @@ class AfterAssign(ast.NodeTransformer):
     def _visit_scope(self, node: ast.AST) -> ast.AST:
         outer, self.scope = self.scope, _declared_global(node)
         try:
-            return self.generic_visit(node) if any(self._binds(n) for n in self.scope) else node
+            return self.generic_visit(node)  # a scope nested in it may declare one of the names global
         finally:
             self.scope = outer
 
