@@ -248,3 +248,39 @@ def test_close_inside_a_backward_hook_and_from_the_view() -> None:
     step(model)
     assert dbg.graph.run.step == 1 and left_on(model) == {} and global_state() == before
     dbg.close()
+
+
+def test_a_training_thread_is_followed_while_the_kernel_re_runs_the_last_step() -> None:
+    """A re-run of the last step pauses the session in its own thread only: the pause was one flag,
+    and a training thread's steps meanwhile were neither counted nor captured."""
+    in_rerun, trained = threading.Event(), threading.Event()
+
+    class Waits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(8, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if threading.current_thread() is threading.main_thread() and in_rerun.is_set():
+                assert trained.wait(WAIT)  # the re-run's forward: the worker trains meanwhile
+            return self.lin(x)
+
+    model = Waits()
+    dbg = gs.debugger(model)
+    step(model)
+    dbg._live.flush()
+    before = dbg._live.steps
+
+    def train() -> None:
+        for _ in range(5):
+            step(model)
+        trained.set()
+
+    worker = threading.Thread(target=train)
+    in_rerun.set()
+    worker.start()
+    dbg.rerun(requires_grad={"lin.bias": False})
+    worker.join(WAIT)
+    in_rerun.clear()
+    assert dbg._live.steps - before == 5
+    dbg.close()

@@ -88,7 +88,7 @@ class LiveSession:
         self._end_hook: RemovableHandle | None = end  # kept by close() while another thread's forward runs
         self.last_call: tuple[Any, Any, Any, Any] | None = None  # (args, kwargs, rng, output grads) to re-run
         self._call: tuple[Any, Any, Any] | None = None
-        self._paused = False
+        self._pause = threading.local()  # .on: this thread re-runs the last step (other threads train on)
         # Guards what close() on another thread may meet half done: a capture's start and end (not
         # uncaptured steps), the pending step, the loop-turn state. Never held around the user's code.
         self._lock = threading.Lock()
@@ -123,15 +123,20 @@ class LiveSession:
 
     @contextmanager
     def paused(self) -> Iterator[None]:
-        """Ignore the model's forward calls (a re-run of the last step is not a new step)."""
-        self._paused = True
+        """Ignore the model's forward calls in this thread (a re-run of the last step is not a new
+        step); a training thread's steps meanwhile still count and are captured."""
+        outer = getattr(self._pause, "on", False)
+        self._pause.on = True
         try:
             yield
         finally:
-            self._paused = False
+            self._pause.on = outer
+
+    def _is_paused(self) -> bool:
+        return bool(getattr(self._pause, "on", False))
 
     def _on_forward_start(self, module: torch.nn.Module, args: Any, kwargs: Any) -> None:
-        if self._paused or own_run():  # a forward gradsight runs (a runnable debugger's) is no user step
+        if self._is_paused() or own_run():  # a forward gradsight runs (a runnable debugger's) is no user step
             return
         if self._nested():  # the model's forward calls the model (test-time augmentation, recursion)
             return
@@ -225,7 +230,7 @@ class LiveSession:
                 self._let_go()
 
     def _forward_ended(self, output: Any) -> None:
-        if self._end_of_run is not None and torch.is_grad_enabled() and not self._paused and not own_run():
+        if self._end_of_run is not None and torch.is_grad_enabled() and not self._is_paused() and not own_run():
             try:
                 self._ran(time.monotonic())
             except Exception as e:  # the capture still ends below
