@@ -770,3 +770,19 @@ def test_live_steps_show_the_source_line_of_each_op() -> None:
     source = dbg.graph.node("layer2/AddmmBackward0#0").source
     assert source is not None and source.endswith("return self.layer2(F.relu(self.layer1(x)))")
     dbg.close()
+
+
+def test_a_live_re_run_keeps_the_steps_line_for_ops_no_user_frame_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gs.options, "live_interval", 0.0)
+    lin = torch.nn.Linear(16, 4)
+    dbg = gs.debugger(lin)
+    lin(torch.randn(8, 16)).pow(2).sum().backward()  # the step: a bare nn.Linear's op has no frame of ours
+    dbg._live.flush()
+    shown = dbg.graph.find("AddmmBackward0")[0].source
+    assert shown is not None and "lin(torch.randn(8, 16))" in shown
+
+    def from_the_view() -> gs.Graph:  # stands in for ipywidgets' dispatch of a Re-run click
+        return dbg.rerun()
+
+    assert from_the_view().find("AddmmBackward0")[0].source == shown
+    dbg.close()

@@ -27,6 +27,7 @@ not kept alive. A call of the model inside its own forward is part of the outer 
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import weakref
@@ -49,7 +50,7 @@ from .live_step import LiveStep
 from .modules import ModuleTracker
 from .outputs import flatten_tensors
 from .records import Captured, CaptureOptions
-from .source import SourceTracker
+from .source import SourceTracker, user_line
 from .store import TensorStore
 from .summary import norm_of
 from .threads import alive, drop_stopped_trackers, in_except, module_call, on_stack, remove_mode
@@ -87,7 +88,8 @@ class LiveSession:
         self._handles = [start, end]
         self._end_hook: RemovableHandle | None = end  # kept by close() while another thread's forward runs
         self.last_call: tuple[Any, Any, Any, Any] | None = None  # (args, kwargs, rng, output grads) to re-run
-        self._call: tuple[Any, Any, Any] | None = None
+        self._call: tuple[Any, Any, Any, Any] | None = None
+        self.last_origin: tuple[str, int] | None = None  # the user's line that made the last step's call
         self._pause = threading.local()  # .on: this thread re-runs the last step (other threads train on)
         # Guards what close() on another thread may meet half done: a capture's start and end (not
         # uncaptured steps), the pending step, the loop-turn state. Never held around the user's code.
@@ -180,7 +182,7 @@ class LiveSession:
             return
         modules, leaf_names = model_names(model)
         tracker = ModuleTracker(modules, start=False)
-        call = (args, kwargs, rng_state())
+        call = (args, kwargs, rng_state(), user_line(sys._getframe()))  # a re-run's ops keep this line
         with self._lock:  # close() on another thread finds all of a capture's start or none of it
             if self._closed or self._forward_thread is not None:
                 return
@@ -330,8 +332,9 @@ class LiveSession:
         if step.call is None:
             return
         grads = [step.store.get((i, f"grad-in:{nr}")) for i, nr in step.outputs]
-        args, kwargs, rng = step.call
+        args, kwargs, rng, origin = step.call
         self.last_call = (args, kwargs, rng, None if any(g is None for g in grads) else grads)
+        self.last_origin = origin
 
     def _record_history(self, step: LiveStep, graph: Any) -> None:
         ids = step.collected.ids

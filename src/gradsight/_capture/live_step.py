@@ -27,7 +27,7 @@ class LiveStep:
         self.started = 0.0  # when its forward began (time.monotonic)
         self.forward_time = 0.0  # its forward's duration
         self.backward_started = 0.0  # when its backward's first hook ran (a later cell may run it)
-        self.call: tuple[Any, Any, Any] | None = None  # (args, kwargs, rng state) of its forward
+        self.call: tuple[Any, Any, Any, Any] | None = None  # (args, kwargs, rng state, user's line) of its forward
         self.outputs: list[tuple[int, int]] = []  # (root node index, output_nr) per output tensor
         self._finish = finish
 

@@ -153,6 +153,17 @@ class SourceTracker(TorchFunctionMode):
         self._text.clear()  # the file may have changed since (a notebook cell re-run)
 
 
+def user_line(frame: FrameType | None) -> tuple[str, int] | None:
+    """(file, line) of the first frame from ``frame`` up outside torch and gradsight: the user's line
+    that called into them (a live step's ``model(batch)``)."""
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not name.startswith(_INTERNAL_ROOTS):
+            return name, frame.f_lineno
+        frame = frame.f_back
+    return None
+
+
 def _short(filename: str) -> str:
     """How a source file reads in the inspector: its base name; ``cell`` for a Jupyter cell (ipykernel's
     ``/tmp/ipykernel_<pid>/<hash>.py``); ``cell Hbol`` for a marimo cell its kernel compiled from the

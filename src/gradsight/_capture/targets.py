@@ -342,7 +342,8 @@ class LiveTarget:
         model = self.model
         modules, names = self._names()
         return RunSpec(call=lambda: model(*args, **kwargs), modules=modules, leaf_names=names,
-                       grad_output=grads, budget=self.budget, source_lines=self.source_lines, rng=rng)  # fmt: skip
+                       grad_output=grads, budget=self.budget, source_lines=self.source_lines, rng=rng,
+                       origin=self.session.last_origin)  # fmt: skip
 
     def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
         spec = self._spec()
