@@ -898,3 +898,28 @@ def test_a_rerun_without_a_graph_does_not_keep_the_last_runs_checkpoint_gradient
     graph = dbg.rerun(no_grad=True)
     assert "blk.weight" in {w.name for w in graph.missing}
     assert dbg.why("blk.weight").reason == "no_grad"
+
+
+def test_an_optimizer_with_its_own_zero_grad_does_not_lose_the_users_gradients() -> None:
+    class FusedLike(torch.optim.SGD):  # apex's FusedAdam zeroes in place and never calls super()
+        def zero_grad(self, set_to_none: bool = False) -> None:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.grad.zero_()
+
+    model, x = nn.Linear(3, 1), torch.randn(4, 3)
+    model(x).sum().backward()
+    before = model.weight.grad.clone()
+    opt = FusedLike(model.parameters(), lr=0.1)
+
+    def train_step() -> torch.Tensor:
+        opt.zero_grad()
+        loss = model(x).sum()
+        loss.backward()
+        opt.step()
+        return loss
+
+    dbg = gs.debugger(train_step)
+    assert dbg.status == "error" and torch.equal(model.weight.grad, before)
+    assert "zero_grad" in FusedLike.__dict__ and FusedLike.zero_grad.__qualname__.endswith("FusedLike.zero_grad")

@@ -421,11 +421,14 @@ _RUN = threading.local()  # .cleared: the .grad fields zero_grad cleared in this
 
 def _refuse(*args: Any, **kwargs: Any) -> None:
     if getattr(_RUN, "cleared", None) is None:  # not in a run in this thread: the user trains
-        return _PATCHES.originals["backward"](*args, **kwargs)  # type: ignore[no-any-return]
+        return _PATCHES.originals[(torch.autograd, "backward")](*args, **kwargs)  # type: ignore[no-any-return]
     raise RuntimeError(BACKWARD_IN_FORWARD)
 
 
-def _keeping(name: str, params: Any) -> Any:
+def _keeping(original: Any, params: Any) -> Any:
+    """``original`` (a class's own ``zero_grad``), keeping in this thread's run what it clears."""
+
+    @functools.wraps(original)
     def zero_grad(self: Any, *args: Any, **kwargs: Any) -> Any:
         cleared = getattr(_RUN, "cleared", None)
         if cleared is not None:
@@ -433,42 +436,62 @@ def _keeping(name: str, params: Any) -> Any:
                 if id(p) not in cleared:  # zero_grad(set_to_none=False) zeroes in place: keep the values
                     g = p.grad
                     cleared[id(p)] = (p, g, None if g is None else _copy(g))
-        return _PATCHES.originals[name](self, *args, **kwargs)
+        return original(self, *args, **kwargs)
 
     return zero_grad
 
 
 class _Patches:
-    """``torch.autograd.backward``, ``Optimizer.zero_grad`` and ``Module.zero_grad``, patched while
-    any thread is in a run (counted under a lock), each put back only if it is still gradsight's."""
+    """``torch.autograd.backward`` and the ``zero_grad`` of ``nn.Module``, ``Optimizer`` and every
+    optimizer class that defines its own (apex's FusedAdam zeroes in place without ``super()``),
+    patched while any thread is in a run (counted under a lock), each put back only if it is still
+    gradsight's."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._users = 0
-        self.originals: dict[str, Any] = {}
-        self._wrappers = {"backward": _refuse, "optimizer": _keeping("optimizer", _optimized),
-                          "module": _keeping("module", _module_parameters)}  # fmt: skip
-
-    @staticmethod
-    def _owners() -> dict[str, tuple[Any, str]]:
-        return {"backward": (torch.autograd, "backward"), "optimizer": (torch.optim.Optimizer, "zero_grad"),
-                "module": (torch.nn.Module, "zero_grad")}  # fmt: skip
+        self.originals: dict[tuple[Any, str], Any] = {}
+        self._wrappers: dict[tuple[Any, str], Any] = {}
 
     def acquire(self) -> None:
         with self._lock:
             self._users += 1
-            if self._users == 1:
-                for key, (owner, attribute) in self._owners().items():
-                    self.originals[key] = getattr(owner, attribute)
-                    setattr(owner, attribute, self._wrappers[key])
+            if self._users > 1:
+                return
+            self.originals = {(torch.autograd, "backward"): torch.autograd.backward}
+            self._wrappers = {(torch.autograd, "backward"): _refuse}
+            owners = [(torch.nn.Module, _module_parameters)] + [(c, _optimized) for c in _optimizer_classes()]
+            for owner, params in owners:
+                original = owner.__dict__["zero_grad"]
+                self.originals[(owner, "zero_grad")] = original
+                self._wrappers[(owner, "zero_grad")] = _keeping(original, params)
+            for (owner, attribute), wrapper in self._wrappers.items():
+                setattr(owner, attribute, wrapper)
 
     def release(self) -> None:
         with self._lock:
             self._users -= 1
-            if self._users == 0:
-                for key, (owner, attribute) in self._owners().items():
-                    if getattr(owner, attribute) is self._wrappers[key]:  # not replaced by someone since
-                        setattr(owner, attribute, self.originals[key])
+            if self._users > 0:
+                return
+            for (owner, attribute), wrapper in self._wrappers.items():
+                if getattr(owner, attribute) is wrapper:  # not replaced by someone since
+                    setattr(owner, attribute, self.originals[(owner, attribute)])
+
+
+def _optimizer_classes() -> list[type]:
+    """``torch.optim.Optimizer`` and its subclasses that define ``zero_grad`` themselves."""
+    found: list[type] = []
+    stack: list[type] = [torch.optim.Optimizer]
+    seen: set[type] = set()
+    while stack:
+        cls = stack.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        if "zero_grad" in cls.__dict__:
+            found.append(cls)
+        stack.extend(cls.__subclasses__())
+    return found
 
 
 def _optimized(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
