@@ -881,6 +881,7 @@ def test_runs_overlapping_on_two_threads_leave_backward_and_zero_grad_as_they_we
     assert model.weight.grad is not None
 
 
+@pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad")  # checkpoint, in the no_grad re-run
 def test_a_rerun_without_a_graph_does_not_keep_the_last_runs_checkpoint_gradients() -> None:
     from torch.utils.checkpoint import checkpoint
 
