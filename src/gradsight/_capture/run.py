@@ -24,9 +24,10 @@ import torch
 from ..graph import Graph, RootGradient, RunInfo
 from ..toggles import Toggles
 from .finish import build_with_gradients
-from .guard import ModuleGuard, fork_rng, no_backward
+from .guard import ModuleGuard, fork_rng
 from .hooks import GradRecorder, derivable
 from .modules import ModuleTracker
+from .no_train import no_backward
 from .outputs import flatten_tensors, loss_output
 from .records import Captured, CaptureOptions, Collected
 from .source import SourceTracker
