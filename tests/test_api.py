@@ -160,3 +160,35 @@ def test_a_closed_debugger_is_freed_with_what_it_kept() -> None:
     del dbg
     gc.collect()
     assert ref() is None  # anywidget held every instance whose _esm was a file path
+
+
+def test_params_names_leaves_only_and_every_name_is_text() -> None:
+    w = torch.randn(3, requires_grad=True)
+    h = w * 2
+    loss = (h * 3).sum()
+    with pytest.raises(ValueError, match=r"params\['h'\] is computed \(grad_fn=MulBackward0\), not a leaf"):
+        gs.debugger(loss, params={"w": w, "h": h})
+    with pytest.raises(ValueError, match="params has an empty name"):
+        gs.debugger(loss, params={"": w})
+
+
+def test_argument_checks_match_the_options() -> None:
+    import numpy as np
+
+    lin = torch.nn.Linear(2, 1)
+    with pytest.raises(ValueError, match="source_lines must be True or False, not 'no'"):
+        gs.debugger(lin, inputs=torch.randn(3, 2), loss=lambda out: out.sum(), source_lines="no")  # type: ignore[arg-type]
+    dbg = gs.debugger(lin, inputs=torch.randn(3, 2), loss=lambda out: out.sum(), memory_budget=np.int64(1000))
+    assert dbg.graph.run.budget_bytes == 1000
+    with pytest.raises(TypeError, match=r"find\(\) takes the text to look for as a str"):
+        dbg.graph.find(None)  # type: ignore[arg-type]
+
+
+def test_a_sparse_tensors_kept_bytes_count_its_indices() -> None:
+    i = torch.randint(0, 1000, (2, 5000))
+    s = torch.sparse_coo_tensor(i, torch.randn(5000), (1000, 1000), check_invariants=True).coalesce().requires_grad_()
+    dbg = gs.debugger(lambda: (s.values() * 2).sum(), memory_budget=10_000_000)
+    held = s._values().nbytes + s._indices().nbytes
+    assert dbg.graph.run.kept_bytes >= held  # the values alone are a fifth of it
+    small = gs.debugger(lambda: (s.values() * 2).sum(), memory_budget=held - 1)
+    assert small.graph.run.dropped >= 1

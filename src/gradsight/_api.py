@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .config import _flag
 from .config import options as global_options
 from .graph import Graph, RunInfo
 from .widget import Debugger
@@ -57,7 +58,7 @@ def debugger(
     import torch
 
     budget = global_options.budget(memory_budget)
-    lines = global_options.source_lines if source_lines is None else bool(source_lines)
+    lines = global_options.source_lines if source_lines is None else _flag("source_lines", source_lines)
     if isinstance(target, torch.Tensor) or (isinstance(target, (list, tuple)) and target):
         _no_run_arguments(inputs, loss, grad_output, "a tensor")
         return _tensor_debugger(_as_tensors(target, torch), params, budget)

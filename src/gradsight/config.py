@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 MiB = 2**20
@@ -38,9 +39,13 @@ class Options:
 
 
 def _bytes(name: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    try:  # an int, or an integer like numpy.int64 (operator.index), never a float or a bool
+        count = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        count = -1
+    if isinstance(value, bool) or count < 0:
         raise ValueError(f"{name} must be a number of bytes >= 0 (e.g. 256 * 2**20), not {value!r}")
-    return value
+    return count
 
 
 def _seconds(name: str, value: object) -> float:

@@ -270,6 +270,8 @@ class Graph:
         >>> Graph().find("Mul")
         ()
         """
+        if not isinstance(text, str):
+            raise TypeError(f"find() takes the text to look for as a str, e.g. graph.find('Addmm'); got {text!r}")
         needle = text.lower()
         return tuple(n for n in self.nodes if needle in _search_text(n))
 

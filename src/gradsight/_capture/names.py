@@ -34,6 +34,13 @@ def leaf_names_from_params(params: object) -> dict[torch.Tensor, str]:
                     f"params[{name!r}] is a {type(t).__name__}, not a tensor: pass an nn.Module "
                     "or a dict of name -> tensor, e.g. params=dict(model.named_parameters())"
                 )
+            if not t.is_leaf:
+                raise ValueError(
+                    f"params[{name!r}] is computed (grad_fn={type(t.grad_fn).__name__}), not a leaf: params names "
+                    "leaf tensors (parameters, inputs that require grad); name the leaf it comes from"
+                )
+            if not str(name):
+                raise ValueError("params has an empty name: give every tensor a name, e.g. params={'w': w}")
             names.setdefault(t, str(name))
         return names
     raise TypeError(

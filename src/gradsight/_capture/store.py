@@ -131,12 +131,24 @@ class TensorStore:
         if t.is_meta:
             return 0, None
         if t.layout is not _STRIDED:
-            return (int(t._nnz()) * t.element_size() if t.is_sparse else t.numel() * t.element_size()), None
+            return _sparse_bytes(t), None
         storage: Any = t.untyped_storage()
         ptr = storage.data_ptr()
         if ptr in self._storages:
             return 0, ptr
         return int(storage.nbytes()), ptr
+
+
+def _sparse_bytes(t: torch.Tensor) -> int:
+    """What a sparse tensor holds: its values and its indices (COO: nnz × ndim indices; CSR/CSC
+    and their blocked forms: compressed and plain indices), not its dense size."""
+    if t.layout == torch.sparse_coo:
+        return int(t._values().nbytes) + int(t._indices().nbytes)
+    if t.layout in (torch.sparse_csr, torch.sparse_bsr):
+        return int(t.values().nbytes) + int(t.crow_indices().nbytes) + int(t.col_indices().nbytes)
+    if t.layout in (torch.sparse_csc, torch.sparse_bsc):
+        return int(t.values().nbytes) + int(t.ccol_indices().nbytes) + int(t.row_indices().nbytes)
+    return t.numel() * t.element_size()
 
 
 def _version(t: torch.Tensor) -> int:
