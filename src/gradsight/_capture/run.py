@@ -23,6 +23,7 @@ import torch
 
 from ..graph import Graph, RootGradient, RunInfo
 from ..toggles import Toggles
+from .differentiate import differentiate, differentiate_by_backward, hidden_note
 from .finish import build_with_gradients
 from .guard import ModuleGuard, fork_rng
 from .hooks import GradRecorder, derivable
@@ -30,7 +31,7 @@ from .modules import ModuleTracker
 from .no_train import no_backward
 from .outputs import flatten_tensors, loss_output
 from .records import Captured, CaptureOptions, Collected
-from .source import SourceTracker
+from .source import SourceTracker, user_line
 from .store import TensorStore
 from .summary import norm_of
 from .tensors import why_no_graph
@@ -101,7 +102,7 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
             sources = SourceTracker(rehome_warnings=True) if spec.source_lines else None
             if sources is not None:  # ops no user frame made (a bare nn.Linear) show where the debugger was made
                 if spec.origin is None:
-                    spec.origin = sources.caller(sys._getframe(1))
+                    spec.origin = user_line(sys._getframe(1))
                 sources.barrier, sources.origin = sys._getframe(), spec.origin
             start = time.perf_counter()
             first_seq = _next_seq()  # nodes numbered below existed before this run (the user's graph)
@@ -242,7 +243,7 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
     try:
         leaf_index = [i for i, name in enumerate(collected.names) if name == ACCUMULATE_GRAD]
         leaves = [order[i].variable for i in leaf_index]
-        # leaves=False: _differentiate asks for the leaves, their AccumulateGrad nodes never run
+        # leaves=False: differentiate asks for the leaves, their AccumulateGrad nodes never run
         derived = _derived(collected, keep, order, sources, first_seq)
         recorder.install(order, collected.names, leaves=False, derived=derived)
         del order  # hold no node objects while backward runs (pitfall 3)
@@ -250,9 +251,9 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
         try:
             if "checkpoint" in collected.opaque:  # reentrant checkpoint: autograd.grad is refused
                 named = [t for t in spec.leaf_names if t.is_leaf]  # tensors the code reaches by name, too
-                received = _differentiate_by_backward(pairs, leaves, [*guard.parameters(), *named], hidden, retain)
+                received = differentiate_by_backward(pairs, leaves, [*guard.parameters(), *named], hidden, retain)
             else:
-                received = _differentiate(pairs, leaves, retain)
+                received = differentiate(pairs, leaves, retain)
         except Exception as e:
             error = _format(e)
             received = [None] * len(leaves)
@@ -268,20 +269,9 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
     graph = build_with_gradients(collected, recorder, store, run_info)
     spec.in_checkpoint = {spec.leaf_names[p]: norm_of(g) or 0.0 for p, g in hidden.items() if p in spec.leaf_names}
     if hidden:
-        graph = replace(graph, notes=(*graph.notes, _hidden_note(hidden, spec.leaf_names)))
+        graph = replace(graph, notes=(*graph.notes, hidden_note(hidden, spec.leaf_names)))
     lap("build")
     return RunResult(Captured.of(graph, collected, store), error=error, loss_value=loss_value)
-
-
-def _hidden_note(hidden: dict[torch.Tensor, torch.Tensor], names: dict[torch.Tensor, str]) -> str:
-    """What a graph says of the parameters a reentrant checkpoint region differentiates on its own."""
-    parts = [f"{names.get(p, 'a parameter')} (gradient norm {norm_of(g) or 0:.4g})" for p, g in hidden.items()]
-    return (
-        f"A reentrant checkpoint (use_reentrant=True) is one opaque node: its backward re-runs the region and "
-        f"differentiates it on its own, so these parameters get their gradients there and are no leaves of this "
-        f"graph: {', '.join(parts[:12])}{', …' if len(parts) > 12 else ''}. "
-        "Use checkpoint(..., use_reentrant=False) to see the region's nodes."
-    )
 
 
 class _Lap:
@@ -295,17 +285,6 @@ class _Lap:
         now = time.perf_counter()
         self.phases[name] = self.phases.get(name, 0.0) + now - self.last
         self.last = now
-
-
-def _differentiate(
-    pairs: Sequence[tuple[torch.Tensor, torch.Tensor | None]], leaves: list[torch.Tensor], retain: bool = False
-) -> list[torch.Tensor | None]:
-    roots = [r for r, _ in pairs]
-    grad_outputs = [g for _, g in pairs]
-    if not leaves:
-        torch.autograd.backward(roots, grad_outputs, retain_graph=retain)
-        return []
-    return list(torch.autograd.grad(roots, leaves, grad_outputs, retain_graph=retain, allow_unused=True))
 
 
 def _derived(c: Collected, keep: Collection[int], order: Sequence[Any],
@@ -322,37 +301,6 @@ def _derived(c: Collected, keep: Collection[int], order: Sequence[Any],
     sources.hooked.clear()  # hold no node objects while backward runs (pitfall 3)
     hooked |= {i for i, name in enumerate(c.names) if name == ACCUMULATE_GRAD and order[i].variable._backward_hooks}
     return derivable(c, keep, hooked)
-
-
-def _differentiate_by_backward(
-    pairs: Sequence[tuple[torch.Tensor, torch.Tensor | None]], leaves: list[torch.Tensor],
-    params: list[torch.Tensor], hidden: dict[torch.Tensor, torch.Tensor], retain: bool = False,
-) -> list[torch.Tensor | None]:  # fmt: skip
-    """What :func:`_differentiate` returns, for graphs with a reentrant checkpoint (its backward
-    refuses ``torch.autograd.grad`` and ``backward(inputs=...)``): a plain backward into emptied
-    ``.grad`` fields, read and then given back their own tensors — the leaves' and every parameter's
-    of the modules the forward called and every tensor the code reaches by name (``params``: the
-    region's own backward accumulates into what it uses, which is no leaf of the graph).
-    Post-accumulate hooks (an optimizer run inside backward) are emptied meanwhile: this step must
-    not update anything. ``hidden`` gets the gradients of the parameters that are no leaves of the
-    graph (inside the region)."""
-    touched = list({id(t): t for t in (*leaves, *params) if t.requires_grad}.values())
-    kept = [(t, t.grad) for t in touched]
-    hooks = [(d, dict(d)) for t in touched if (d := t._post_accumulate_grad_hooks)]
-    try:
-        for t in touched:
-            t.grad = None
-        for d, _ in hooks:
-            d.clear()
-        torch.autograd.backward([r for r, _ in pairs], [g for _, g in pairs], retain_graph=retain)
-        graph_leaves = {id(t) for t in leaves}
-        hidden.update({t: t.grad for t in params if id(t) not in graph_leaves and t.grad is not None})
-        return [t.grad for t in leaves]
-    finally:
-        for d, items in hooks:
-            d.update(items)
-        for t, grad in kept:
-            t.grad = grad
 
 
 def _roots(

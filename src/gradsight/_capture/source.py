@@ -128,11 +128,6 @@ class SourceTracker(TorchFunctionMode):
             frame = frame.f_back
         return None
 
-    def caller(self, frame: FrameType | None) -> tuple[str, int] | None:
-        """The first frame outside torch and gradsight from ``frame`` up, as (file, line)."""
-        found = self._user_frame(frame)
-        return None if found is None else (found.f_code.co_filename, found.f_lineno)
-
     def source_of(self, seq: int) -> str | None:
         """``"model.py:12  h = self.fc(x)"`` for the call that created node ``seq``."""
         i = bisect.bisect_right(self._starts, seq) - 1
