@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import gradsight as gs
-from gradsight._capture import cell_end, live
+from gradsight._capture import cell_end, live, live_step
 from tests.run_zoo import MLP
 from tests.test_run import RunCase, assert_same, snapshot
 
@@ -482,7 +482,7 @@ def test_a_step_whose_extras_fail_still_shows_and_says_so(monkeypatch: pytest.Mo
     def broken(*_: object) -> None:
         raise RuntimeError("history broke\n" + "dispatcher dump " * 500)
 
-    monkeypatch.setattr(dbg._live, "_record_history", broken)
+    monkeypatch.setattr(live_step.LiveStep, "record_history", broken)
     step(model, torch.randn(2, 8))
     assert dbg.graph.run.step == 1 and len(dbg.graph) > 0
     assert dbg.error == "gradsight could not record a live step: RuntimeError: history broke"

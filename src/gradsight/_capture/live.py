@@ -52,11 +52,8 @@ from .outputs import flatten_tensors
 from .records import Captured, CaptureOptions
 from .source import SourceTracker, user_line
 from .store import TensorStore
-from .summary import norm_of
 from .threads import alive, drop_stopped_trackers, in_except, module_call, on_stack, remove_mode
 from .walk import ACCUMULATE_GRAD, collect, gc_paused
-
-HISTORY = 50  # steps of .grad history kept per leaf
 
 # Without IPython, what makes a step "a new run" that gets the rate limits lifted (see the module's
 # docstring): the model idle for at least IDLE_FLOOR seconds and at least IDLE_STEPS times the last
@@ -310,7 +307,7 @@ class LiveSession:
                 run = RunInfo(mode="live", step=step.number)
                 graph = build_with_gradients(step.collected, step.recorder, step.store, run)
             try:  # the history and the re-run's call are extras: a failure there still shows the step
-                self._record_history(step, graph)
+                step.record_history(self.history, graph)
                 self._record_call(step)
             except Exception as e:
                 self._error(e)
@@ -335,18 +332,6 @@ class LiveSession:
         args, kwargs, rng, origin = step.call
         self.last_call = (args, kwargs, rng, None if any(g is None for g in grads) else grads)
         self.last_origin = origin
-
-    def _record_history(self, step: LiveStep, graph: Any) -> None:
-        ids = step.collected.ids
-        for i, leaf, name in step.leaves:
-            if name is None:
-                continue
-            grad = leaf.grad
-            norm = None if grad is None else norm_of(grad)  # sparse (embeddings), complex: norm_of copes
-            steps = self.history.setdefault(name, [])
-            received = graph.node(ids[i]).grad_norm if ids[i] in graph else None
-            steps.append(GradStep(step=step.number, grad_norm=norm, received_norm=received))
-            del steps[:-HISTORY]
 
     # -- publishing (the owner thread only) ------------------------------------------------------
 

@@ -1,6 +1,6 @@
-"""A live step captured in its forward and waiting for its backward: the graph's hooks, and the
+"""A live step captured in its forward and waiting for its backward: the graph's hooks, the
 end-of-backward callback that finishes it (queued by the first hook of each backward that runs it,
-until one ends)."""
+until one ends), and the ``.grad`` history its leaves add to once it is finished."""
 
 from __future__ import annotations
 
@@ -10,9 +10,14 @@ from typing import Any
 
 import torch
 
+from ..graph import Graph
+from ..inspection import GradStep
 from .hooks import GradRecorder
 from .records import Collected
 from .store import TensorStore
+from .summary import norm_of
+
+HISTORY = 50  # steps of .grad history kept per leaf
 
 
 class LiveStep:
@@ -39,3 +44,16 @@ class LiveStep:
     def abandon(self) -> None:
         self.recorder.close()
         self.store.release()
+
+    def record_history(self, history: dict[str, list[GradStep]], graph: Graph) -> None:
+        """Each named leaf's ``.grad`` after this step, and the norm it received in it."""
+        ids = self.collected.ids
+        for i, leaf, name in self.leaves:
+            if name is None:
+                continue
+            grad = leaf.grad
+            norm = None if grad is None else norm_of(grad)  # sparse (embeddings), complex: norm_of copes
+            steps = history.setdefault(name, [])
+            received = graph.node(ids[i]).grad_norm if ids[i] in graph else None
+            steps.append(GradStep(step=self.number, grad_norm=norm, received_norm=received))
+            del steps[:-HISTORY]
