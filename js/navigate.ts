@@ -1,6 +1,8 @@
 // Keyboard movement between nodes: arrow keys step to a connected node (toward the leaves or the
 // roots) or to the neighbour in the same layer, following what the arrows mean on screen for the
-// current direction (in TB the leaves are below, in LR they are to the right).
+// current direction (in TB the leaves are below, in LR they are to the right). Past a layer's end
+// the sideways keys go on to the next (or previous) layer, so that from any node the sideways keys
+// alone reach every node: the graph is one Tab stop (render.ts), and no node may be out of reach.
 
 import type { Direction, Layout } from "./layout";
 import type { WireGraph } from "./wire";
@@ -22,7 +24,9 @@ export function keyToStep(key: string, direction: Direction): Step | null {
 export class Neighbours {
   private readonly children = new Map<string, string[]>();
   private readonly parents = new Map<string, string[]>();
-  private readonly layerOf = new Map<string, { layer: string[]; index: number }>();
+  /** Every node in reading order: layer by layer, left to right inside a layer. */
+  private readonly order: string[] = [];
+  private readonly place = new Map<string, number>();
 
   constructor(graph: WireGraph, layout: Layout) {
     for (const node of graph.nodes) {
@@ -44,19 +48,24 @@ export class Neighbours {
     }
     for (const layer of layers) {
       if (!layer) continue;
-      const ids = layer.sort((a, b) => a.order - b.order).map((e) => e.id);
-      ids.forEach((id, index) => {
-        this.layerOf.set(id, { layer: ids, index });
-      });
+      for (const { id } of layer.sort((a, b) => a.order - b.order)) {
+        this.place.set(id, this.order.length);
+        this.order.push(id);
+      }
     }
+  }
+
+  /** The node the graph's Tab stop starts on: the first in reading order (a root), or null. */
+  first(): string | null {
+    return this.order[0] ?? null;
   }
 
   /** Where `step` leads from `id`, or null when there is nothing that way. */
   step(id: string, step: Step): string | null {
     if (step === "child") return this.children.get(id)?.[0] ?? null;
     if (step === "parent") return this.parents.get(id)?.[0] ?? null;
-    const place = this.layerOf.get(id);
-    if (!place) return null;
-    return place.layer[place.index + (step === "after" ? 1 : -1)] ?? null;
+    const at = this.place.get(id);
+    if (at === undefined) return null;
+    return this.order[at + (step === "after" ? 1 : -1)] ?? null;
   }
 }

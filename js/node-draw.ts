@@ -1,5 +1,5 @@
 // One node of the SVG graph: its <g> (the DOM automation contract of DESIGN §6: data-node-id,
-// data-node-name, focusable, role=button), box and label lines, and decorate(), which applies what
+// data-node-name, focusable (one of them a Tab stop: render.ts), role=button), box and label lines, and decorate(), which applies what
 // changes from one backward to the next without moving the node (root, NaN / Inf, executed or
 // pruned, the grad-norm bar), so a live update can restyle nodes in place.
 
@@ -24,7 +24,8 @@ export function drawNode(node: WireNode, label: NodeLabel, isRoot: boolean, maxN
     "data-node-id": node.id,
     "data-node-name": node.name,
     "data-kind": node.kind,
-    tabindex: 0,
+    // -1: focusable by the arrow keys and clicks; the renderer makes one node the Tab stop.
+    tabindex: -1,
     role: "button",
     "aria-current": "false",
     ...ownsKeys("arrows enter"),

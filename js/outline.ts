@@ -4,7 +4,9 @@
 // entries with data-node-id and data-node-name whose click selects the node like a canvas click.
 // A group lists its first OUTLINE_PAGE entries (child groups, then nodes) and a "show more"
 // button, so no node is out of reach and no list builds 50,000 buttons at once. Arrow keys move between entries; Right / Left open
-// and close a group.
+// and close a group. The outline is one Tab stop (a roving tabindex, as in the WAI-ARIA tree
+// pattern): the entry last moved to or clicked, else the selected node's, else the first; every
+// other entry has tabindex -1.
 
 import { groupBadges, groupTitle, shownName } from "./big-label";
 import { h } from "./dom";
@@ -28,6 +30,8 @@ export class Outline {
   private expanded: ReadonlySet<number> = new Set();
   private selected = -1;
   private readonly shown = new Map<number, number>();
+  /** Selector of the entry that is the outline's Tab stop (null: the selected node's, or the first). */
+  private stop: string | null = null;
   private readonly listeners: [string, (e: Event) => void][] = [
     ["click", (e) => this.onClick(e)],
     ["keydown", (e) => this.onKey(e as KeyboardEvent)],
@@ -45,13 +49,33 @@ export class Outline {
     this.tree = tree;
     this.expanded = expanded;
     this.selected = selected;
-    const focus = this.focusKey();
+    const active = document.activeElement;
+    const focus = active instanceof HTMLElement && this.el.contains(active) ? keyOf(active) : null;
     if (!ix || !tree) {
       this.el.replaceChildren();
       return;
     }
     this.el.replaceChildren(this.list(ROOT_GROUP));
+    if (focus) this.stop = focus;
+    this.placeStop();
     if (focus) this.el.querySelector<HTMLElement>(focus)?.focus({ preventScroll: true });
+  }
+
+  /** Give tabindex 0 to the Tab stop's entry (or the selected node's, or the first) and -1 to the rest. */
+  private placeStop(): void {
+    const selected = this.selected >= 0 ? this.ix?.ids[this.selected] : undefined;
+    const target =
+      (this.stop === null ? null : this.el.querySelector<HTMLButtonElement>(this.stop)) ??
+      (selected === undefined ? null : this.entry(selected)) ??
+      this.el.querySelector<HTMLButtonElement>("button");
+    for (const el of this.el.querySelectorAll<HTMLElement>('button[tabindex="0"]')) el.tabIndex = -1;
+    if (target) target.tabIndex = 0;
+  }
+
+  /** Make `entry` the Tab stop. */
+  private moveStop(entry: HTMLElement): void {
+    this.stop = keyOf(entry);
+    this.placeStop();
   }
 
   /** Mark the selected node's entry (when listed) and scroll it into view. */
@@ -62,7 +86,9 @@ export class Outline {
     if (id === undefined) return;
     const entry = this.entry(id);
     entry?.setAttribute("aria-current", "true");
-    if (entry) this.reveal(entry);
+    if (!entry) return;
+    this.reveal(entry);
+    this.moveStop(entry);
   }
 
   /** Scroll the outline itself (not the notebook: scrollIntoView scrolls every ancestor, and a
@@ -82,17 +108,6 @@ export class Outline {
   private entry(id: string): HTMLElement | null {
     for (const el of this.el.querySelectorAll<HTMLElement>("[data-node-id]")) {
       if (el.getAttribute("data-node-id") === id) return el;
-    }
-    return null;
-  }
-
-  private focusKey(): string | null {
-    const active = document.activeElement;
-    if (!(active instanceof HTMLElement) || !this.el.contains(active)) return null;
-    for (const attr of ["data-group", "data-node-id", "data-more-of"]) {
-      const v = active.getAttribute(attr);
-      // Inside double quotes only a quote and a backslash need escaping.
-      if (v !== null) return `[${attr}="${v.replace(/["\\]/g, "\\$&")}"]`;
     }
     return null;
   }
@@ -119,7 +134,11 @@ export class Outline {
         h(
           "li",
           {},
-          h("button", { type: "button", class: "gs-ol-more", "data-more-of": group.path, ...ownsKeys("arrows") }, text),
+          h(
+            "button",
+            { type: "button", class: "gs-ol-more", "data-more-of": group.path, tabindex: -1, ...ownsKeys("arrows") },
+            text,
+          ),
         ),
       );
     }
@@ -142,6 +161,7 @@ export class Outline {
         "aria-current": i === this.selected ? "true" : "false",
         "data-placed": placed ? "true" : null,
         title: placed ? `${ix.ids[i]} (no module recorded: shown with its neighbours')` : ix.ids[i],
+        tabindex: -1,
         ...ownsKeys("arrows"),
       },
       h("span", { class: "gs-ol-name" }, shownName(ix, i, false)),
@@ -165,6 +185,7 @@ export class Outline {
         "data-nonfinite": group.nonfinite > 0 ? "true" : null,
         "data-repeat": group.series >= 2 ? String(group.series) : null,
         title: group.path,
+        tabindex: -1,
         ...ownsKeys("arrows"),
       },
       h("span", { class: "gs-ol-caret", "aria-hidden": "true" }, open ? "▾" : "▸"),
@@ -178,6 +199,7 @@ export class Outline {
   private onClick(e: Event): void {
     const target = e.target instanceof Element ? e.target.closest("button") : null;
     if (!target || !this.tree || !this.ix) return;
+    this.moveStop(target);
     const path = target.getAttribute("data-group");
     if (path !== null) {
       const g = this.tree.byPath.get(path);
@@ -192,6 +214,7 @@ export class Outline {
       const li = target.closest("li");
       const list = li?.parentElement;
       list?.replaceWith(this.list(g));
+      this.placeStop(); // the "show more" button is gone: the Tab stop falls back to the selected / first entry
       return;
     }
     const id = target.getAttribute("data-node-id");
@@ -216,6 +239,18 @@ export class Outline {
       to = current.closest("ul")?.closest("li")?.querySelector<HTMLButtonElement>(":scope > button") ?? undefined;
     } else return;
     e.preventDefault();
-    to?.focus();
+    if (!to) return;
+    this.moveStop(to);
+    to.focus();
   }
+}
+
+/** A selector for the outline entry `el` (stable across rebuilds), or null. */
+function keyOf(el: HTMLElement): string | null {
+  for (const attr of ["data-group", "data-node-id", "data-more-of"]) {
+    const v = el.getAttribute(attr);
+    // Inside double quotes only a quote and a backslash need escaping.
+    if (v !== null) return `[${attr}="${v.replace(/["\\]/g, "\\$&")}"]`;
+  }
+  return null;
 }

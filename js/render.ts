@@ -2,6 +2,10 @@
 // DESIGN §6, data-node-id, data-node-name, focusable, role=button) and one <path> per edge, inside a
 // viewport group that panzoom.ts transforms; restyle() updates node values in place (live mode).
 // Events are delegated to the node layer, so 2,000 nodes cost two listeners, not 4,000.
+// The graph is one Tab stop (a roving tabindex, as in the WAI-ARIA grid and tree patterns): one node
+// has tabindex 0 — the selected one, else the last one the keyboard moved to, else the first root —
+// and every other -1; the arrow keys move between nodes (navigate.ts). 2,000 nodes are not 2,000 Tab
+// presses between the toolbar and the inspector.
 
 import { s } from "./dom";
 import { plainKey } from "./keys";
@@ -32,6 +36,8 @@ export class GraphRenderer {
   private neighbours: Neighbours | null = null;
   private direction: Direction = "TB";
   private selected: string | null = null;
+  /** The node with tabindex 0 (the graph's one Tab stop). */
+  private tabStop: string | null = null;
   private readonly onClick = (e: MouseEvent): void => this.handleClick(e);
   private readonly onKey = (e: KeyboardEvent): void => this.handleKey(e);
   private readonly onOver = (e: Event): void => this.hover(this.nodeIdOf(e.target), true);
@@ -48,7 +54,13 @@ export class GraphRenderer {
     this.viewport = s("g", { class: "gs-viewport" }, this.edgeLayer, this.nodeLayer);
     this.svg = s(
       "svg",
-      { class: "gs-svg", role: "group", "aria-label": "backward graph", width: "100%", height: "100%" },
+      {
+        class: "gs-svg",
+        role: "group",
+        "aria-label": "backward graph: arrow keys move between nodes, Enter selects a node",
+        width: "100%",
+        height: "100%",
+      },
       s("defs", {}, arrow(this.markerId, "gs-arrow"), arrow(`${this.markerId}-sel`, "gs-arrow gs-arrow-selected")),
       this.viewport,
     );
@@ -61,7 +73,8 @@ export class GraphRenderer {
   /** Replace the drawing with `graph` placed by `layout`. */
   draw(graph: WireGraph, layout: Layout, labels: ReadonlyMap<string, NodeLabel>): void {
     this.direction = layout.direction;
-    this.neighbours = new Neighbours(graph, layout);
+    const neighbours = new Neighbours(graph, layout);
+    this.neighbours = neighbours;
     this.nodeEls = new Map();
     this.edgeEls = new Map();
     const roots = new Set(graph.roots);
@@ -99,8 +112,12 @@ export class GraphRenderer {
     this.edgeLayer.replaceChildren(edges);
     this.nodeLayer.replaceChildren(nodes);
     const keep = this.selected;
+    const stop = this.tabStop;
     this.selected = null;
+    this.tabStop = null;
     this.setSelected(keep);
+    if (this.tabStop === null) this.setTabStop(this.has(stop) ? stop : neighbours.first());
+    if (hadFocus && this.has(this.state.focused)) this.setTabStop(this.state.focused);
     if (hadFocus && this.state.focused !== null) this.nodeEls.get(this.state.focused)?.focus();
   }
 
@@ -131,6 +148,7 @@ export class GraphRenderer {
     this.nodeEls = new Map();
     this.edgeEls = new Map();
     this.neighbours = null;
+    this.tabStop = null;
     this.edgeLayer.replaceChildren();
     this.nodeLayer.replaceChildren();
   }
@@ -140,6 +158,7 @@ export class GraphRenderer {
     if (this.selected !== null) this.mark(this.selected, false);
     this.selected = id;
     if (id !== null) this.mark(id, true);
+    if (this.has(id)) this.setTabStop(id);
   }
 
   /** Mark the nodes a re-run added (the diff view's `added`); an empty set clears the marks. */
@@ -151,6 +170,18 @@ export class GraphRenderer {
       if (on) el.setAttribute("data-added", "true");
       else el.removeAttribute("data-added");
     }
+  }
+
+  /** Move the graph's one Tab stop to `id`. */
+  private setTabStop(id: string | null): void {
+    if (id === this.tabStop) return;
+    if (this.tabStop !== null) this.nodeEls.get(this.tabStop)?.setAttribute("tabindex", "-1");
+    this.tabStop = id;
+    if (id !== null) this.nodeEls.get(id)?.setAttribute("tabindex", "0");
+  }
+
+  private has(id: string | null): id is string {
+    return id !== null && this.nodeEls.has(id);
   }
 
   nodeElement(id: string): SVGGElement | undefined {
@@ -212,6 +243,7 @@ export class GraphRenderer {
     const el = to === null ? undefined : this.nodeEls.get(to);
     if (!el || to === null) return;
     e.preventDefault();
+    this.setTabStop(to);
     el.focus();
     this.events.focus(to);
   }

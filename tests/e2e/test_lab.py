@@ -66,6 +66,12 @@ def test_seed_cell_with_backward_shows_the_gradient_into_sin(lab: Lab, page: Pag
     # d(2·sin + 1)/d(sin) = 2 for each of the 25 values: the norm is 2·√25 = 10
     assert float(re.search(r"-?\d+(\.\d+)?", norm.inner_text()).group(0)) == 10.0  # type: ignore[union-attr]
     expect(inspector.locator('[data-section="grad-in"] [data-histogram]').first).to_be_visible()
+    # the graph is one Tab stop, on the clicked node: Tab leaves the graph, Shift+Tab comes back
+    node(page, "SinBackward0").focus()  # as the click does in chromium (not if the inspector took it)
+    page.keyboard.press("Tab")
+    assert not page.evaluate("() => document.activeElement?.classList.contains('gs-node') ?? false")
+    page.keyboard.press("Shift+Tab")
+    expect(widget.locator(":focus")).to_have_attribute("data-node-name", "SinBackward0")
 
 
 def test_debugger_of_tiny_model_leaf_shows_parameter_name(lab: Lab, page: Page) -> None:
@@ -102,6 +108,15 @@ def test_two_thousand_node_chain_displays(lab: Lab, page: Page) -> None:
     leaf.focus()
     page.keyboard.press("Enter")
     expect(widget.locator('[data-gradsight="inspector"] [data-section="leaf"]')).to_be_visible()
+    # the outline listing the 2,002 nodes is one Tab stop: it follows the arrow keys (Up: the entry
+    # above the leaf), one Tab leaves the outline, and Shift+Tab comes back to that entry
+    on_node = "() => document.activeElement?.hasAttribute('data-node-id') ?? false"
+    page.keyboard.press("ArrowUp")
+    expect(widget.locator(":focus")).to_have_attribute("data-node-name", "MulBackward0")
+    page.keyboard.press("Tab")
+    assert not page.evaluate(on_node)
+    page.keyboard.press("Shift+Tab")
+    expect(widget.locator(":focus")).to_have_attribute("data-node-name", "MulBackward0")
 
 
 def test_no_graph_is_explained_in_the_view(lab: Lab, page: Page) -> None:

@@ -139,6 +139,32 @@ describe("the outline (DOM contract on canvas)", () => {
     expect(groupEntry(el, "encoder").getAttribute("aria-expanded")).toBe("true");
     expect(document.activeElement?.getAttribute("data-group")).toBe("encoder");
   });
+
+  it("is one Tab stop that follows the arrow keys, clicks and the selection", () => {
+    const { el, model } = mount(big());
+    const stops = (): string[] =>
+      [...outline(el).querySelectorAll('button[tabindex="0"]')].map(
+        (b) => b.getAttribute("data-group") ?? b.getAttribute("data-node-id") ?? "",
+      );
+    const buttons = outline(el).querySelectorAll("button");
+    expect(buttons.length).toBeGreaterThan(1);
+    expect(stops()).toEqual(["embed"]); // the first entry
+    groupEntry(el, "embed").focus();
+    key(groupEntry(el, "embed"), "ArrowDown");
+    expect(stops()).toEqual(["encoder"]);
+    // Opening a group rebuilds the list: the Tab stop stays on the focused entry.
+    key(document.activeElement as Element, "ArrowRight");
+    expect(stops()).toEqual(["encoder"]);
+    groupEntry(el, "head").focus(); // as a click does in chromium
+    click(groupEntry(el, "head"));
+    expect(stops()).toEqual(["head"]);
+    (document.activeElement as HTMLElement | null)?.blur(); // a click without focus (Safari) moves it too
+    click(nodeEntry(el, "head/TBackward0#0") as HTMLElement);
+    expect(stops()).toEqual(["head/TBackward0#0"]);
+    (document.activeElement as HTMLElement | null)?.blur();
+    model.pySet("selected", "leaf:head.weight");
+    expect(stops()).toEqual(["leaf:head.weight"]);
+  });
 });
 
 describe("Jupyter's shortcuts", () => {

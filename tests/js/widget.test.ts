@@ -55,7 +55,7 @@ describe("render", () => {
       "AccumulateGrad",
     ]);
     for (const n of nodes) {
-      expect(n.getAttribute("tabindex")).toBe("0");
+      expect(["0", "-1"]).toContain(n.getAttribute("tabindex"));
       expect(n.getAttribute("role")).toBe("button");
       expect(n.getAttribute("aria-label")).toBeTruthy();
     }
@@ -383,7 +383,43 @@ describe("controls", () => {
       const control = q(el, `[data-action="${action}"]`);
       expect(["BUTTON", "SELECT"]).toContain(control.tagName);
     }
-    expect([...el.querySelectorAll(".gs-node")].every((n) => n.getAttribute("tabindex") === "0")).toBe(true);
+    // The graph is one Tab stop (the root at first); the arrow keys reach every node from it.
+    const stops = (): string[] =>
+      [...el.querySelectorAll('.gs-node[tabindex="0"]')].map((n) => n.getAttribute("data-node-id") ?? "");
+    expect(stops()).toEqual([ADD]);
+    const seen = new Set<string>();
+    for (const key of ["ArrowRight", "ArrowLeft"]) {
+      let at: Element | null = q(el, '.gs-node[tabindex="0"]');
+      for (let i = 0; at && i < 10; i++) {
+        seen.add(at.getAttribute("data-node-id") ?? "");
+        (at as SVGGElement).focus();
+        at.dispatchEvent(new KeyboardEvent("keydown", { key, bubbles: true }));
+        const now = document.activeElement;
+        at = now !== at && now?.hasAttribute("data-node-id") ? now : null;
+      }
+    }
+    expect([...seen].sort()).toEqual([ADD, MUL, SIN, LEAF].sort());
+  });
+
+  it("the Tab stop follows the keyboard and the selection, and survives a redraw", () => {
+    const { el, model } = mount();
+    const stops = (): string[] =>
+      [...el.querySelectorAll('.gs-node[tabindex="0"]')].map((n) => n.getAttribute("data-node-id") ?? "");
+    nodeEl(el, ADD).focus();
+    nodeEl(el, ADD).dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowDown", bubbles: true }));
+    expect(stops()).toEqual([MUL]);
+    nodeEl(el, LEAF).focus(); // as a click on it does in a browser
+    nodeEl(el, LEAF).dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    expect(stops()).toEqual([LEAF]);
+    // A new graph with the same ids (a live step, a re-run) keeps the Tab stop where it was.
+    model.pySet("graph", sampleGraph());
+    expect(stops()).toEqual([LEAF]);
+    // A graph without that node puts it back on the first root.
+    const other = sampleGraph();
+    other.nodes = other.nodes.filter((n) => n.id !== LEAF);
+    for (const n of other.nodes) n.next = n.next.filter(([to]) => to !== LEAF);
+    model.pySet("graph", other);
+    expect(stops()).toEqual([ADD]);
   });
 
   it("renders a 2,000-node graph", () => {
