@@ -37,7 +37,12 @@ class RunRecord:
 
 
 class RunHistory:
-    """The last :data:`MAX_RUNS` runs; older ones are dropped and their tensors released."""
+    """The last :data:`MAX_RUNS` runs; older ones are dropped and their tensors released.
+
+    The memory budget is the debugger's, not each run's: a new run keeps tensors up to the budget,
+    and older runs' tensors are released (oldest first) until all the runs together hold no more
+    than it. Their graphs stay, with the norms and summaries taken at capture.
+    """
 
     def __init__(self) -> None:
         self.records: list[RunRecord] = []
@@ -54,7 +59,18 @@ class RunHistory:
         self.records.append(record)
         while len(self.records) > MAX_RUNS:
             _release(self.records.pop(0))
+        self.fit_budget(record)
         return record
+
+    def fit_budget(self, keep: RunRecord) -> None:
+        """Release older runs' tensors (oldest first, never ``keep``'s) until every run's kept
+        tensors together fit the budget of ``keep``'s store."""
+        ours = _store(keep)
+        if ours is None:
+            return
+        stores = [s for r in self.records if r is not keep and (s := _store(r)) is not None and len(s) > 0]
+        while stores and _held([*stores, ours]) > ours.budget_bytes:
+            stores.pop(0).evict()
 
     def get(self, index: int) -> RunRecord | None:
         return next((r for r in self.records if r.index == index), None)
@@ -87,7 +103,22 @@ class RunHistory:
         self.records.clear()
 
 
+def _store(record: RunRecord) -> Any:
+    return getattr(record.captured, "store", None)
+
+
 def _release(record: RunRecord) -> None:
-    store = getattr(record.captured, "store", None)
+    store = _store(record)
     if store is not None:
         store.release()
+
+
+def _held(stores: list[Any]) -> int:
+    """Bytes the stores' kept tensors hold together, a storage shared by several counted once."""
+    storages: dict[int, int] = {}
+    other = 0
+    for s in stores:
+        shared, rest = s.held()
+        storages.update(shared)
+        other += rest
+    return sum(storages.values()) + other

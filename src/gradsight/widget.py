@@ -296,6 +296,7 @@ class Debugger(anywidget.AnyWidget):
         record.captured = self._captured = new
         if old is not None and old.store is not None:
             old.store.release()
+        self._runs.fit_budget(record)  # the new store's tensors count against the debugger's budget
         self.graph = record.graph
         return None
 

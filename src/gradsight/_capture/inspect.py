@@ -191,6 +191,10 @@ LEAF_GRADIENT_NOT_KEPT = (
     "values not kept: holding the gradient that reaches an AccumulateGrad would force a copy of the "
     "parameter's gradient; its leaf's .grad below shows it"
 )
+EVICTED = (
+    "values released: this debugger's newer runs use its memory budget (memory_budget=, "
+    "gradsight.options.memory_budget); the summaries and gradient norms taken at capture remain"
+)
 CHANGED_SINCE = (
     "changed in place since autograd saved it (an optimizer step on this weight, an in-place op): "
     "these are its values now, not the ones backward used"
@@ -209,7 +213,9 @@ def inspect_node(cap: Captured, node_id: str, history: Sequence[GradStep] = (),
             key = "saved:" + path
             t = _kept(store, i, key)
             view = tensor_view(key, "saved", path, t, summary)
-            if t is None and summary.std is None and not summary.freed:
+            if t is None and store is not None and store.evicted:
+                view = replace(view, note=EVICTED)
+            elif t is None and summary.std is None and not summary.freed:
                 view = replace(view, note=missing_gradients)
             elif store is not None and store.changed((i, key)):
                 view = replace(view, note=CHANGED_SINCE)
@@ -224,7 +230,9 @@ def inspect_node(cap: Captured, node_id: str, history: Sequence[GradStep] = (),
                 key = f"{section}:{k}"
                 t = _kept(store, i, key)
                 view = tensor_view(key, section, f"{section} {k}", t, grad)
-                if t is None and node.leaf is not None and section == "grad-in":
+                if t is None and store is not None and store.evicted and node.leaf is None:
+                    view = replace(view, note=EVICTED)
+                elif t is None and node.leaf is not None and section == "grad-in":
                     view = replace(view, note=LEAF_GRADIENT_NOT_KEPT)
                 elif t is None and (store is None or store.dropped == 0 or grad.std is None):
                     view = replace(view, note=missing_gradients)
@@ -243,6 +251,8 @@ def values_of(cap: Captured, node_id: str, key: str, index: Sequence[int]) -> Pr
         keys = [v.key for v in inspect_node(cap, node_id).tensors]
         if key not in keys:
             raise LookupError(f"{node_id} has no tensor {key!r}; its tensors: {', '.join(keys) or '(none)'}")
+        if cap.store is not None and cap.store.evicted:
+            raise LookupError(f"{key} of {node_id}: {EVICTED}")
         raise LookupError(f"{key} of {node_id} is not kept (memory budget, or freed before capture)")
     with torch.no_grad():
         return preview(t, index)

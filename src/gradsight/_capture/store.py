@@ -38,6 +38,8 @@ class TensorStore:
         self._eager_tensors = EAGER_TENSORS if eager else 0
         self.kept_bytes = 0
         self.dropped = 0
+        self.evicted = False  # released for a newer run of the same debugger (runs.RunHistory)
+        self._other_bytes = 0  # kept bytes not in a strided storage (sparse tensors)
         self._tensors: dict[Key, torch.Tensor] = {}
         self._versions: dict[Key, int] = {}  # version counters when kept: in-place changes since show
         self._storages: dict[int, int] = {}  # storage data_ptr -> bytes already counted
@@ -99,7 +101,7 @@ class TensorStore:
         kept = {k: t for k, t in self._tensors.items() if k[0] in indices}
         self._tensors.clear()
         self._storages.clear()
-        self.kept_bytes = 0
+        self.kept_bytes = self._other_bytes = 0
         versions, self._versions = self._versions, {}
         for key, t in kept.items():
             self._keep(key, t, *self._cost(t))
@@ -111,7 +113,21 @@ class TensorStore:
         self._versions.clear()
         self._storages.clear()
         self._leaves.clear()
-        self.kept_bytes = 0
+        self.kept_bytes = self._other_bytes = 0
+
+    def evict(self) -> None:
+        """Release the kept tensors so that a newer run fits the debugger's budget; the leaves (weak
+        references, no memory) stay, so the inspector still shows a leaf's value and ``.grad``."""
+        leaves = dict(self._leaves)
+        self.release()
+        self._leaves.update(leaves)
+        self.evicted = True
+
+    def held(self) -> tuple[dict[int, int], int]:
+        """What the kept tensors hold: bytes per strided storage (by address, so that stores of
+        several runs sharing a storage — a weight autograd saved in each — count it once), and the
+        bytes of the others."""
+        return self._storages, self._other_bytes
 
     def __len__(self) -> int:
         return len(self._tensors)
@@ -122,6 +138,8 @@ class TensorStore:
         # reuse of their freed memory look free: kept bytes under-reported, the budget overrun.)
         if ptr is not None and cost:
             self._storages[ptr] = cost
+        elif ptr is None:
+            self._other_bytes += cost
         self.kept_bytes += cost
         self._tensors[key] = t
         self._versions[key] = _version(t)
