@@ -1,0 +1,126 @@
+"""The Debugger's guard on writes from the view (DESIGN §7: malformed or stale values from the front
+end are answered with an ``error`` and change nothing).
+
+Front-end writes arrive through ``set_state``, where validators see the new value already in place;
+so bad values are reverted in observers, which know the old one. Python-owned traits are refused
+outright. Torch-free.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import traitlets
+
+from .toggles import ToggleError, Toggles, make_toggles
+
+if TYPE_CHECKING:
+    from .graph import Graph
+    from .runs import RunHistory, RunRecord
+
+DIRECTIONS = ("TB", "BT", "LR", "RL")
+NO_PENDING: dict[str, Any] = Toggles().to_wire()
+# Traits only Python writes; the view reads them.
+PYTHON_OWNED = ("status", "error", "history", "diff")
+
+
+class ViewWrites(traitlets.HasTraits):
+    """Mixed into :class:`~gradsight.widget.Debugger`, whose traits these observers check."""
+
+    _reverting = False  # an observer is putting back a refused value: do not check it again
+
+    if TYPE_CHECKING:  # the Debugger's traits and methods these observers use
+        graph: Graph
+        selected: str
+        error: str
+        options: dict[str, Any]
+        pending: dict[str, Any]
+        current: int
+        baseline: int
+        _runs: RunHistory
+        _closed: bool
+
+        def _check_open(self, what: str) -> None: ...
+        def _detachable(self) -> list[str]: ...
+        def _display(self, record: RunRecord) -> None: ...
+        def _update_diff(self) -> None: ...
+
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        """A front-end write: Python-owned traits are refused, and a value of the wrong type (which
+        traitlets would raise about out of the comm handler) is refused with an ``error``."""
+        refused = [key for key in sync_data if key in PYTHON_OWNED]
+        for key, value in sync_data.items():
+            if key in PYTHON_OWNED:
+                continue
+            try:
+                super().set_state({key: value})  # type: ignore[misc]  # ipywidgets.Widget.set_state, next in the MRO
+            except traitlets.TraitError:
+                refused.append(key)
+        if refused:
+            self.error = f"the view sent {', '.join(refused)}, which it may not set (or not to that value); ignored"
+
+    def _revert(self, name: str, value: Any) -> None:
+        """Put back ``value`` without checking it again (it may be invalid now too: after close())."""
+        self._reverting = True
+        try:
+            setattr(self, name, value)
+        finally:
+            self._reverting = False
+
+    @traitlets.observe("selected")
+    def _check_selected(self, change: dict[str, Any]) -> None:
+        value = change["new"]
+        if value and value not in self.graph:
+            self.error = f"no node {value!r} in this graph (a stale selection?); selection unchanged"
+            self.selected = change["old"] if change["old"] in self.graph else ""
+
+    @traitlets.observe("options")
+    def _check_options(self, change: dict[str, Any]) -> None:
+        value = change["new"]
+        if not isinstance(value, dict) or value.get("direction", "TB") not in DIRECTIONS:
+            self.error = f"options.direction must be one of {', '.join(DIRECTIONS)}; options unchanged"
+            self.options = change["old"]
+
+    @traitlets.observe("pending")
+    def _check_pending(self, change: dict[str, Any]) -> None:
+        value = change["new"]
+        self._check_open("rerun")
+        controls = self.graph.controls
+        in_graph = [n.leaf.name for n in self.graph.nodes if n.leaf is not None and n.leaf.name]
+        try:
+            if not isinstance(value, dict) or set(value) - set(NO_PENDING):
+                raise ToggleError(f"pending toggles must be a dict with keys {', '.join(NO_PENDING)}")
+            make_toggles(**value, leaves=[*(leaf.name for leaf in controls.leaves), *in_graph],
+                         modules=controls.modules, variables=controls.variables,
+                         nodes=self._detachable())  # fmt: skip
+        except (ToggleError, TypeError) as e:
+            self.error = f"toggles not accepted: {e}"
+            self.pending = change["old"]
+
+    @traitlets.observe("current")
+    def _switch_run(self, change: dict[str, Any]) -> None:
+        if self._reverting:
+            return
+        record = self._runs.get(change["new"])
+        if record is None:
+            closed = " (the debugger is closed)" if self._closed else ""
+            self.error = f"no run {change['new']} in the history{closed}; showing run {change['old']}"
+            self._revert("current", change["old"])
+            return
+        if record.graph is not self.graph:
+            self._display(record)
+
+    @traitlets.observe("baseline")
+    def _compare(self, change: dict[str, Any]) -> None:
+        if self._reverting:
+            return
+        if change["new"] != -1 and self._runs.get(change["new"]) is None:
+            self.error = f"no run {change['new']} in the history to compare with"
+            self._revert("baseline", change["old"])
+            return
+        self._update_diff()
+
+    @traitlets.observe("graph")
+    def _keep_selection(self, change: dict[str, Any]) -> None:
+        if self.selected and self.selected not in change["new"]:
+            self.selected = ""
