@@ -61,7 +61,7 @@ def test_close_closes_the_layout_widget_too() -> None:
     assert layout.comm is None and layout not in registry.values()
 
 
-@pytest.mark.parametrize("key, value", [("status", "error"), ("error", "forged"), ("history", []), ("diff", {})])
+@pytest.mark.parametrize(("key", "value"), [("status", "error"), ("error", "forged"), ("history", []), ("diff", {})])
 def test_the_view_cannot_set_python_owned_traits(key: str, value: Any) -> None:
     dbg = _debugger()
     dbg.rerun(requires_grad={"0.bias": False})
