@@ -86,3 +86,17 @@ def test_storages_shared_by_runs_count_once() -> None:
     assert not first.evicted and len(first) > 0
     assert _held(dbg) == together
     dbg.close()
+
+
+def test_past_the_budget_a_hook_takes_no_statistics() -> None:
+    # A gradient met in a backward hook once the budget is full keeps the hook's norm only: the six
+    # reductions of full statistics cost 3-13x the backward (research/autograd-facts.md §5).
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 256), nn.Tanh(), nn.Linear(256, 1))
+    dbg = gs.debugger(model, inputs=torch.randn(1024, 256), loss=lambda o: o.sum(), memory_budget=64 << 10)
+    tanh = dbg.graph.find("TanhBackward0")[0]
+    grad = tanh.grad_in[0]
+    assert dbg.graph.run.dropped > 0 and grad is not None
+    assert grad.norm is not None and grad.norm > 0
+    assert grad.min is None and grad.std is None
+    dbg.close()

@@ -48,12 +48,14 @@ class TensorStore:
     def offer(self, key: Key, t: torch.Tensor, *, freed: bool = False, eager: bool = True,
               version: int | None = None) -> TensorSummary:  # fmt: skip
         """Keep ``t`` under ``key``; its summary has statistics when it is small enough to take them
-        now (see :data:`EAGER_ELEMENTS`; never inside a backward hook: ``eager=False``) or when the
-        budget is full (then it is not kept). ``version``: ``t._version`` when it was read, if earlier."""
+        now (see :data:`EAGER_ELEMENTS`) or when the budget is full (then it is not kept) — never
+        inside a backward hook (``eager=False``). ``version``: ``t._version`` when it was read, if earlier."""
         cost, ptr = self._cost(t)
         if self.kept_bytes + cost > self.budget_bytes:
             self.dropped += 1
-            return summarize(t, stats=True, freed=freed)
+            # Statistics now, as it will not be kept; but never inside a backward hook (eager=False:
+            # 3-13x the backward): there the hook's norm is all the summary gets.
+            return summarize(t, stats=eager, freed=freed)
         self._keep(key, t, cost, ptr)
         if version is not None:  # read earlier (before a backward freed it): its version then
             self._versions[key] = version
