@@ -37,7 +37,8 @@ def debugger(
     - ``model, inputs=batch, loss=lambda out: ...``: runs forward and backward, recording the
       gradients through every node (``inputs``: a tensor, a tuple of positional arguments or a dict
       of keyword arguments; without ``loss`` a scalar output is the root, otherwise
-      ``torch.ones_like`` each output, or ``grad_output``, is the external gradient);
+      ``torch.ones_like`` each output, or ``grad_output``, is the external gradient; with ``loss``,
+      ``grad_output`` is the gradient of what ``loss`` returns, for a loss that is not a scalar);
     - ``fn`` (``fn()`` returns the root tensor): the same, for any code;
     - ``model`` alone: live mode, following your own forward/backward calls until ``dbg.close()``.
 
@@ -62,6 +63,8 @@ def debugger(
     if isinstance(target, torch.Tensor) or (isinstance(target, (list, tuple)) and target):
         _no_run_arguments(inputs, loss, grad_output, "a tensor")
         return _tensor_debugger(_as_tensors(target, torch), params, budget)
+    if isinstance(target, type):
+        raise TypeError(_class_given(target, torch))
     if params is not None:
         raise TypeError("params= names the leaves of a tensor's graph; a model or function names its own")
     if isinstance(target, torch.nn.Module):
@@ -70,13 +73,17 @@ def debugger(
             return _live_debugger(target, budget, lines)
         from ._capture.specs import spec_for_model
 
-        return _runnable(spec_for_model(target, inputs, _check_loss(loss), grad_output, budget, lines))
+        _check_inputs(inputs)
+        spec = spec_for_model(target, inputs, _check_loss(loss), _check_grad_output(grad_output, torch), budget, lines)
+        return _runnable(spec)
     if callable(target):
         if inputs is not None:
             raise TypeError("inputs= is for models; a function takes no inputs: call it yourself inside fn")
         from ._capture.specs import spec_for_function
 
-        return _runnable(spec_for_function(target, _check_loss(loss), grad_output, budget, lines))
+        spec = spec_for_function(target, _check_loss(loss), _check_grad_output(grad_output, torch), budget, lines)
+        spec.what = "the function"
+        return _runnable(spec)
     raise TypeError(f"{ACCEPTED}; got {type(target).__name__}")
 
 
@@ -136,6 +143,45 @@ def _check_loss(loss: Any) -> Any:
             f"got {type(loss).__name__}"
         )
     return loss
+
+
+def _class_given(cls: type, torch: Any) -> str:
+    name = cls.__name__
+    if issubclass(cls, torch.nn.Module):
+        return (
+            f"gradsight.debugger() got the class {name}, not a model: create the model first, "
+            f"model = {name}(...), then pass it: gradsight.debugger(model, inputs=batch) to run it, "
+            "or gradsight.debugger(model) to follow your own training steps"
+        )
+    return f"{ACCEPTED}; got the class {name} itself: pass an instance, or a function that returns the loss"
+
+
+def _check_inputs(inputs: Any) -> None:
+    """``inputs`` is a tensor (one argument), a tuple (positional arguments) or a dict (keyword
+    arguments); a list is refused rather than guessed: ``model(*batch)`` or ``model(batch)``?"""
+    if isinstance(inputs, list):
+        raise TypeError(
+            "inputs= takes a tensor, a tuple of positional arguments or a dict of keyword arguments, not a "
+            "list: pass inputs=tuple(batch) to call model(*batch), or inputs=(batch,) when the model takes "
+            "one list argument (inputs=([x],) calls model([x]))"
+        )
+
+
+def _check_grad_output(grad_output: Any, torch: Any) -> Any:
+    """``grad_output`` is a tensor, or a tuple/list of tensors (None for a scalar root): one per root."""
+    if grad_output is None or isinstance(grad_output, torch.Tensor):
+        return grad_output
+    if isinstance(grad_output, (list, tuple)):
+        bad = sorted({type(g).__name__ for g in grad_output if g is not None and not isinstance(g, torch.Tensor)})
+        if grad_output and not bad:
+            return grad_output
+        got = f"a {type(grad_output).__name__} of {', '.join(bad)}" if bad else f"an empty {type(grad_output).__name__}"
+    else:
+        got = type(grad_output).__name__
+    raise TypeError(
+        "grad_output must be a tensor (the gradient of the output, of its shape) or a tuple of them, one per "
+        f"output (with loss=, of what loss returns); got {got}"
+    )
 
 
 def _no_run_arguments(inputs: Any, loss: Any, grad_output: Any, what: str) -> None:

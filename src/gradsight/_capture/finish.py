@@ -16,7 +16,7 @@ from ..graph import Graph, RunInfo, TensorSummary
 from .hooks import GradRecorder
 from .records import Collected, Gradients
 from .store import TensorStore
-from .summary import flat_norm, meta_from, summarize
+from .summary import flat_norm, meta_from, norm_of, summarize
 from .walk import build
 
 Key = tuple[int, str]
@@ -57,16 +57,19 @@ def _merge(i: int, kind: str, kept: tuple[TensorSummary | None, ...], seen: tupl
     out: list[TensorSummary | None] = []
     for k, s in enumerate(kept):
         t = store.get((i, f"{kind}:{k}"))
-        if s is None or t is None or t.layout != torch.strided or not t.numel() or t.is_meta:
+        if s is None or t is None or not t.numel() or t.is_meta:
             prior = seen[k] if seen is not None and k < len(seen) else None
             out.append(s if s is not None and s.norm is not None else prior if prior is not None else s)
             continue
         if s.min is not None or store.take_eager(t):  # small captures: every statistic, now
             out.append(s if s.min is not None else summarize(t, stats=True, freed=s.freed))
             continue
-        flat = t.detach().reshape(-1)  # flat_norm: accurate for a 10M-element weight's gradient too
-        norm = flat_norm(flat.float() if flat.dtype in _HALF else flat)
-        out.append(s.with_norm(norm) if math.isfinite(norm) else summarize(t, stats=True, freed=s.freed))
+        if t.layout != torch.strided:  # a sparse gradient (nn.Embedding(sparse=True)): its stored values
+            norm = norm_of(t)
+        else:
+            flat = t.detach().reshape(-1)  # flat_norm: accurate for a 10M-element weight's gradient too
+            norm = flat_norm(flat.float() if flat.dtype in _HALF else flat)
+        out.append(s.with_norm(norm) if norm is not None and math.isfinite(norm) else summarize(t, freed=s.freed))
     return tuple(out)
 
 

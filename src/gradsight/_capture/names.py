@@ -69,10 +69,63 @@ def module_names(module: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
     return [(plain_name(name), m) for name, m in module.named_modules()]
 
 
+def name_parts(name: str) -> list[str] | None:
+    """A leaf name split at its attribute dots, never inside a subscript: the path code reaches the
+    tensor by. None when the name is not such a path (an unclosed bracket or quote).
+
+    >>> name_parts("models['enc'].layer1.weight"), name_parts("params['0.bias']"), name_parts("w[0")
+    (["models['enc']", 'layer1', 'weight'], ["params['0.bias']"], None)
+    """
+    parts: list[str] = []
+    start = depth = 0
+    quote = ""
+    escaped = False
+    for k, ch in enumerate(name):
+        if quote:  # inside a subscript's string key: dots and brackets are the key's own
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = ""
+        elif depth and ch in "'\"":
+            quote = ch
+        elif ch == "[":
+            depth += 1
+        elif ch == "]":
+            if not depth:
+                return None
+            depth -= 1
+        elif ch == "." and not depth:
+            parts.append(name[start:k])
+            start = k + 1
+    if depth or quote:
+        return None
+    parts.append(name[start:])
+    return parts
+
+
+def module_of_leaf(name: str | None) -> str | None:
+    """The module path in a leaf's name: ``layer1.weight`` → ``layer1``, ``models['enc'].weight`` →
+    ``models['enc']``; None for a name without an attribute dot outside subscripts (``input``,
+    ``params['0.bias']``: a dict key is no module path).
+
+    >>> module_of_leaf("layer1.weight"), module_of_leaf("params['0.bias']"), module_of_leaf("input[1]")
+    ('layer1', None, None)
+    """
+    parts = _module_parts(name)
+    return ".".join(parts) if parts else None
+
+
+def _module_parts(name: str | None) -> list[str] | None:
+    parts = name_parts(name) if name and "." in name else None
+    return parts[:-1] if parts is not None and len(parts) > 1 and all(parts) else None
+
+
 def infer_module(children: Sequence[LeafInfo | None]) -> str | None:
     """The module of an op from the named parameters it consumes directly (``layer1.weight`` →
     ``layer1``); the common prefix when several modules meet; None when it consumes none."""
-    paths = [c.name.split(".")[:-1] for c in children if c is not None and c.name and "." in c.name]
+    paths = [p for p in (_module_parts(c.name) for c in children if c is not None) if p]
     if not paths:
         return None
     common = paths[0]

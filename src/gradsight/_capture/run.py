@@ -63,6 +63,7 @@ class RunSpec:
     # parameters that got their gradient inside a reentrant checkpoint region in the last run (name → norm):
     # no leaves of the graph, yet not missing (targets.finish, targets.explain)
     in_checkpoint: dict[str, float] = field(default_factory=dict)
+    what: str = "the model"  # what call() runs, as messages name it: "the model" or "the function"
 
     def model_changed(self) -> bool:
         """Were parameters updated (optimizer step, in-place edit) since the first run? (Not counting
@@ -148,7 +149,7 @@ def _picked_note(spec: RunSpec, output: Any, roots: list[torch.Tensor]) -> str |
     scalar = len(roots) == 1 and roots[0].numel() == 1
     what = "its loss output" if scalar else "every output that requires grad"
     return (
-        f"The model returned several tensors; gradsight differentiates {what}. "
+        f"{spec.what.capitalize()} returned several tensors; gradsight differentiates {what}. "
         "Pass loss=lambda out: ... to choose what to differentiate."
     )
 
@@ -249,6 +250,7 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
         del order  # hold no node objects while backward runs (pitfall 3)
         lap("hooks")
         try:
+            _check_grad_shapes(spec, roots, grads)
             if "checkpoint" in collected.opaque:  # reentrant checkpoint: autograd.grad is refused
                 named = [t for t in spec.leaf_names if t.is_leaf]  # tensors the code reaches by name, too
                 received = differentiate_by_backward(pairs, leaves, [*guard.parameters(), *named], hidden, retain)
@@ -316,19 +318,49 @@ def _roots(
     else:
         tensors = [t for t in flatten_tensors(output) if t.requires_grad] or flatten_tensors(output)[:1]
         if not tensors:
-            raise TypeError(
-                f"the model returned {type(output).__name__} with no tensors: pass loss=lambda out: ... "
-                "that returns the tensor to differentiate"
-            )
+            raise TypeError(_no_tensors(spec, output))
     if len(tensors) == 1 and tensors[0].numel() == 1 and spec.grad_output is None:
         t = tensors[0]
         return [t], [None], "scalar", None if t.is_meta else float(t.detach().reshape(()).float())
     if spec.grad_output is not None:
         given = list(spec.grad_output) if isinstance(spec.grad_output, (list, tuple)) else [spec.grad_output]
         if len(given) != len(tensors):
-            raise ValueError(f"grad_output has {len(given)} tensor(s) but the model gave {len(tensors)} output(s)")
+            gave = "loss(output) gave 1" if spec.loss is not None else f"{spec.what} gave {len(tensors)} output(s)"
+            raise ValueError(f"grad_output has {len(given)} tensor(s) but {gave}: give one gradient per output")
         return tensors, given, "grad_output", None
     return tensors, [torch.ones_like(t) for t in tensors], "ones", None
+
+
+def _no_tensors(spec: RunSpec, output: Any) -> str:
+    got = "None" if output is None else type(output).__name__
+    if spec.what == "the model":
+        return (
+            f"the model returned {got} with no tensors: pass loss=lambda out: ... that returns the tensor to "
+            "differentiate"
+        )
+    hint = " (a def without `return loss`?)" if output is None else ""
+    return (
+        f"{spec.what} returned {got}, not the tensor to differentiate{hint}: return the loss from it, e.g. "
+        "gradsight.debugger(lambda: loss_fn(model(x), y)), or pass loss=lambda out: ... that computes it from "
+        "what it returns"
+    )
+
+
+def _check_grad_shapes(spec: RunSpec, roots: list[torch.Tensor], grads: list[torch.Tensor | None]) -> None:
+    """A ``grad_output`` of the wrong shape, said in the user's terms before torch's "Mismatch in shape"
+    from inside the backward (the graph is still shown)."""
+    if spec.grad_output is None:
+        return
+    of = "loss(output)" if spec.loss is not None else f"{spec.what}'s output"
+    for k, (root, g) in enumerate(zip(roots, grads, strict=True)):
+        if not isinstance(g, torch.Tensor) or g.is_nested or root.is_nested or g.shape == root.shape:
+            continue
+        which = "" if len(roots) == 1 else f"[{k}]"
+        scalar = " (grad_output is the gradient of what loss returns: leave it out for a scalar loss)"
+        raise ValueError(
+            f"grad_output{which} has shape {tuple(g.shape)} but {of}{which} has shape {tuple(root.shape)}: give "
+            f"the gradient of that shape{scalar if spec.loss is not None and root.numel() == 1 else ''}"
+        )
 
 
 @contextmanager

@@ -33,7 +33,7 @@ from ..graph import (
     Unavailable,
 )
 from . import saved as saved_mod
-from .names import infer_module, op_ids
+from .names import infer_module, module_of_leaf, op_ids
 from .records import CaptureOptions, Collected, Gradients
 from .summary import dtype_name, meta_of, summarize
 
@@ -313,7 +313,7 @@ def _leaf_info(
 def _module_of(i: int, c: Collected) -> str | None:
     leaf = c.leaves[i]
     if leaf is not None:
-        return leaf.name.rsplit(".", 1)[0] if leaf.name and "." in leaf.name else None
+        return module_of_leaf(leaf.name)
     if c.modules is not None:  # observed forward: exact (None: created outside every submodule)
         return c.modules[i]
     return infer_module([c.leaves[j] for j, _ in c.edges[i] if j is not None])
