@@ -6,7 +6,7 @@ the checks that keep a run from changing the user's model (lazy modules must be 
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -22,9 +22,9 @@ from .run import RunSpec
 
 def spec_for_model(model: torch.nn.Module, inputs: Any, loss: Any, grad_output: Any, budget: int,
                    source_lines: bool) -> RunSpec:  # fmt: skip
-    if isinstance(inputs, dict):
+    if keyword_arguments(inputs):
         call = lambda: model(**inputs)  # noqa: E731
-    elif isinstance(inputs, tuple):
+    elif positional_arguments(inputs):
         call = lambda: model(*inputs)  # noqa: E731
     else:
         call = lambda: model(inputs)  # noqa: E731
@@ -40,11 +40,23 @@ def spec_for_model(model: torch.nn.Module, inputs: Any, loss: Any, grad_output: 
                    keep_all_below=options.keep_all_below, retaining=retaining)  # fmt: skip
 
 
+def keyword_arguments(inputs: Any) -> bool:
+    """A mapping is keyword arguments: a dict, or a dict-like batch (Hugging Face's ``BatchEncoding``
+    is a ``UserDict``, not a dict, and was passed as one positional argument)."""
+    return isinstance(inputs, Mapping)
+
+
+def positional_arguments(inputs: Any) -> bool:
+    """A plain tuple is positional arguments; a named tuple is one argument (an LSTM's
+    ``PackedSequence`` is a NamedTuple: unpacked, its four fields reached the model as four)."""
+    return type(inputs) is tuple
+
+
 def _input_tensors(inputs: Any) -> list[tuple[str, torch.Tensor]]:
     """Names for input leaves: ``input``, ``input[1]``, or the keyword (``extra``)."""
-    if isinstance(inputs, dict):
+    if keyword_arguments(inputs):
         items = [(str(k), v) for k, v in inputs.items()]
-    elif isinstance(inputs, tuple):
+    elif positional_arguments(inputs):
         items = [(f"input[{i}]", v) for i, v in enumerate(inputs)]
     else:
         items = [("input", inputs)]
