@@ -3,8 +3,12 @@
 Forward hooks on the model mark each step: its pre-hook decides whether to capture this step (at
 most one per ``interval`` seconds, so a fast loop pays almost nothing), its post-hook captures the
 graph below the outputs and hooks its nodes. Whatever differentiates it — ``.backward()``,
-``torch.autograd.grad``, ``backward(inputs=...)`` — the first hook that fires queues an
-end-of-backward callback that finishes the step. Widget state is only touched from the thread that
+``torch.autograd.grad``, ``backward(inputs=...)`` — the first hook of each backward pass queues an
+end-of-pass callback. The passes of a step all belong to it (a gradient penalty's
+``autograd.grad(..., create_graph=True)`` and its ``loss.backward()``, several losses with
+``retain_graph=True``): a pass that frees the graph is the step's last, and publishes it at once; one
+that keeps the graph leaves the step open for more, until the step's thread calls the model again or
+the cell ends (:meth:`LiveSession._close_open`). Widget state is only touched from the thread that
 made the debugger (the kernel's: the main thread under Jupyter and ``marimo edit``, a session's
 thread under ``marimo run``): a step finished on another thread (an autograd worker's, for CUDA)
 waits for the next forward or the end of the cell — IPython's ``post_run_cell`` event, or where
@@ -46,7 +50,7 @@ from .cell_end import LoopCallback, on_post_run_cell
 from .finish import build_with_gradients
 from .followed import ModelHook, model_names
 from .guard import own_run, rng_state
-from .live_step import LiveStep
+from .live_step import LiveStep, passes_note
 from .modules import ModuleTracker
 from .outputs import flatten_tensors
 from .records import Captured, CaptureOptions
@@ -54,6 +58,8 @@ from .source import SourceTracker, user_line
 from .store import TensorStore
 from .threads import alive, drop_stopped_trackers, in_except, module_call, on_stack, remove_mode
 from .walk import ACCUMULATE_GRAD, collect, gc_paused
+
+_graph_task_id = torch._C._current_graph_task_id  # -1 outside a backward pass on this thread
 
 # Without IPython, what makes a step "a new run" that gets the rate limits lifted (see the module's
 # docstring): the model idle for at least IDLE_FLOOR seconds and at least IDLE_STEPS times the last
@@ -99,7 +105,7 @@ class LiveSession:
         # .outer: the frame of this thread's outermost call of the model; .nested: it called the model
         self._calls = threading.local()
         self._linger: int | None = None  # after close(): the thread whose tracker the end hook takes off
-        self._step: LiveStep | None = None  # captured, waiting for its backward
+        self._step: LiveStep | None = None  # captured, waiting for (more of) its backward passes
         self._ready: Captured | None = None  # finished, waiting for the owner thread
         self._last_capture = -float("inf")
         self._share = min(max(share, 1e-3), 1.0)
@@ -141,6 +147,8 @@ class LiveSession:
             return
         here = threading.get_ident()
         drop_stopped_trackers()
+        if torch.is_grad_enabled():  # a new step: this thread's last one has no more backward passes
+            self._close_open(here)
         current = self._forward_thread
         if current == here:
             self._end_forward()  # one whose end hook never ran: a KeyboardInterrupt skips always_call hooks
@@ -263,10 +271,9 @@ class LiveSession:
             return
         self._last_capture = time.monotonic()  # the forward started before: _step_start below
 
-        with self._lock:
-            earlier, self._step = self._step, None
-        if earlier is not None:
-            earlier.abandon()  # its backward never came: drop its hooks
+        earlier = self._step
+        if earlier is not None:  # shown if a pass of its graph ended (another thread's step), else dropped:
+            self._retire(earlier)  # its backward never came
         store = TensorStore(self._budget, eager=False)  # live steps: statistics only on click
         opts = CaptureOptions(leaf_names=leaf_names, store=store, module_of=tracker.module_of,
                               source_of=None if sources is None else sources.source_of)  # fmt: skip
@@ -277,7 +284,8 @@ class LiveSession:
             keep = ()  # big graph: shapes and norms only (see config.Options.keep_all_below)
             store.keep_only(set())
         root_index = dict(zip(dict.fromkeys(roots), collected.roots, strict=True))
-        step = LiveStep(self.steps, collected, store, self._finish, {*keep, *collected.roots})
+        step = LiveStep(self.steps, collected, store, self._pass_ended, {*keep, *collected.roots})
+        step.thread = threading.get_ident()
         step.started = self._forward_started
         step.forward_time = self._last_capture - self._forward_started
         step.call = self._call
@@ -289,40 +297,85 @@ class LiveSession:
         with self._lock:  # close() on another thread meanwhile saw no step: this one is dropped here
             dropped, self._step = (step, None) if self._closed else (self._step, step)
         if dropped is not None:
-            dropped.abandon()
+            self._retire(dropped)
 
     # -- backward ------------------------------------------------------------------------------
 
-    def _finish(self, step: LiveStep) -> None:
-        """End of the step's backward (any thread): build the graph, record .grad history."""
+    def _pass_ended(self, step: LiveStep, last: bool) -> None:
+        """End of a backward pass over the step's graph (any thread): its records join the earlier
+        passes' (the recorder stays open), and the leaves' ``.grad`` is read (an optimizer's
+        ``zero_grad()`` may clear it before the step is published). A pass that ran the graph and
+        freed it (``last``) is the step's last: the step is published now. After one that kept it
+        the step stays open for more (:meth:`_close_open`)."""
+        if step.closed:  # (read again under the lock in _retire)
+            return
         try:
-            with self._lock:  # two backward calls of its graph on two threads queued it twice
-                if step.finished:
-                    return
-                step.finished = True
             now = time.monotonic()
             self._next_allowed = now + (now - step.started) * (1 / self._share - 1)
-            step.recorder.close()
-            with gc_paused():
-                run = RunInfo(mode="live", step=step.number)
-                graph = build_with_gradients(step.collected, step.recorder, step.store, run)
-            try:  # the history and the re-run's call are extras: a failure there still shows the step
-                step.record_history(self.history, graph)
-                self._record_call(step)
-            except Exception as e:
-                self._error(e)
-                graph = replace(graph, run=replace(graph.run, errors=(*graph.run.errors, self.errors[-1])))
-            with self._lock:
-                if self._step is step:
-                    self._step = None
-                if not self._closed:
-                    self._ready = Captured.of(graph, step.collected, step.store)
-            if threading.get_ident() == self._owner:
-                self.flush()
+            step.passes += 1
+            step.read_grads()
+        except Exception as e:  # the step still shows, and says so
+            step.errors.append(self._error(e))
+        try:
+            if last:
+                self._retire(step)
+                if threading.get_ident() == self._owner:
+                    self.flush()
             end = time.monotonic()  # no post_run_cell event: publish on the loop, at once
-            self._ran(end, step_time=step.forward_time + end - step.backward_started, publish=True)
+            step.backward_time += end - step.pass_started
+            self._ran(end, step_time=step.forward_time + step.backward_time, publish=last)
         except Exception as e:
             self._error(e)
+
+    def _close_open(self, here: int) -> None:
+        """A step whose passes kept its graph ends on thread ``here``: its own thread calls the model
+        again, or the cell ended (``here`` is the kernel's thread). Not inside a backward pass on this
+        thread (a forward a checkpoint recomputes), and not a step of another thread still running
+        (it may be between two passes): that thread's next call of the model ends it. No lock when
+        there is no such step (every uncaptured step)."""
+        step = self._step
+        if step is None or not step.passes or step.closed:
+            return
+        try:  # never break the user's forward
+            if _graph_task_id() == -1 and (step.thread == here or not alive(step.thread)):
+                self._retire(step)
+        except Exception as e:
+            self._error(e)
+
+    def _retire(self, step: LiveStep) -> None:
+        """No more passes of ``step`` are recorded: its hooks go, and the graph of all its passes is
+        built and published with the ``.grad`` history (no pass ended, or the session closed: dropped)."""
+        with self._lock:
+            if step.closed:
+                return
+            step.closed = True
+            if self._step is step:
+                self._step = None
+            publish = step.passes > 0 and not self._closed
+        step.recorder.close()
+        if not publish:
+            step.store.release()
+            return
+        try:
+            with gc_paused():
+                run = RunInfo(mode="live", step=step.number)
+                graph = build_with_gradients(step.collected, step.recorder.snapshot(), step.store, run)
+        except Exception as e:
+            self._error(e)
+            step.store.release()
+            return
+        if step.passes > 1:
+            graph = replace(graph, notes=(*graph.notes, passes_note(step.passes)))
+        try:  # the history and the re-run's call are extras: a failure there still shows the step
+            step.record_history(self.history, graph)
+            self._record_call(step)
+        except Exception as e:
+            step.errors.append(self._error(e))
+        if step.errors:
+            graph = replace(graph, run=replace(graph.run, errors=(*graph.run.errors, *step.errors)))
+        with self._lock:
+            if not self._closed:
+                self._ready = Captured.of(graph, step.collected, step.store)
 
     def _record_call(self, step: LiveStep) -> None:
         """Remember the step's inputs, RNG state and output gradients: what a re-run replays."""
@@ -339,6 +392,7 @@ class LiveSession:
         """End of a notebook cell (IPython's ``post_run_cell``): publish what is ready, and let the
         next cell's first step be captured whatever the rate limits say (one step per cell is
         interactive use, not a loop)."""
+        self._close_open(threading.get_ident())
         self.flush()
         self._last_capture = self._next_allowed = -float("inf")
 
@@ -348,6 +402,7 @@ class LiveSession:
         loop — so the limits are left alone; the next step's ``_new_run`` decides."""
         with self._lock:
             self._loop_turned = True
+        self._close_open(threading.get_ident())
         self.flush()
 
     def flush(self) -> None:
@@ -373,6 +428,8 @@ class LiveSession:
             tracker, sources, thread = self._tracker, self._sources, self._forward_thread
             self._tracker, self._sources, self._forward_thread, self._leaf_names = None, None, None, {}
             step, self._step, self._ready, self._end_of_run = self._step, None, None, None
+            if step is not None:
+                step.closed = True
             if sources is not None:
                 sources.stopped = True  # records nothing more; its thread's end hook takes it off
                 if thread not in (None, here) and alive(thread):
@@ -409,6 +466,9 @@ class LiveSession:
         if hook is not None:
             hook.remove()
 
-    def _error(self, e: BaseException) -> None:
-        if len(self.errors) < 20:  # the first line: torch's dispatcher errors run to kilobytes
-            self.errors.append(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300])
+    def _error(self, e: BaseException) -> str:
+        """Keep ``e`` for the view (the first 20), in one line: torch's dispatcher errors run to kilobytes."""
+        text = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+        if len(self.errors) < 20:
+            self.errors.append(text)
+        return text

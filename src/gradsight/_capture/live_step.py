@@ -1,58 +1,154 @@
-"""A live step captured in its forward and waiting for its backward: the graph's hooks, the
-end-of-backward callback that finishes it (queued by the first hook of each backward that runs it,
-until one ends), and the ``.grad`` history its leaves add to once it is finished."""
+"""A live step captured in its forward and waiting for its backward passes: the graph's hooks, the
+end-of-pass callback (queued by the first hook of each pass that runs the graph), and the ``.grad``
+history its leaves add to once the step is published.
+
+A step may differentiate its forward's graph more than once: a gradient penalty
+(``torch.autograd.grad(..., create_graph=True)``, then ``loss.backward()``), several losses
+(``l1.backward(retain_graph=True)``, then ``l2.backward()``). The recorder stays open across the
+passes: a node that ran in any of them ran, and shows the gradient of the last pass that reached it.
+A pass that runs a node of the graph and frees it is the step's last; until then (the graph kept)
+the step stays open, and a later pass that reaches only its leaves counts too (:class:`StepRecorder`).
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import torch
 
 from ..graph import Graph
 from ..inspection import GradStep
+from .guard import own_run
 from .hooks import GradRecorder
 from .records import Collected
 from .store import TensorStore
 from .summary import norm_of
 
 HISTORY = 50  # steps of .grad history kept per leaf
+_graph_task_id = torch._C._current_graph_task_id
+
+# Whether the graph task ending now keeps its graph (retain_graph / create_graph): torch's own
+# aot_autograd reads it the same way. Without it (never seen on torch >= 2.10) a step ends with its
+# first pass, as it did before steps had several.
+_keep_graph: Callable[[], bool] | None = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
+
+
+def graph_kept() -> bool:
+    """Did the backward pass now ending keep the graph, so that another pass may run it? Never raises
+    (it is read inside the engine's callback, in the user's backward)."""
+    try:
+        return _keep_graph is not None and bool(_keep_graph())
+    except Exception:
+        return False
+
+
+def passes_note(passes: int) -> str:
+    return (
+        f"This step ran {passes} backward passes (a gradient penalty, several losses with "
+        "retain_graph=True): a node ran if any pass ran it, and shows the gradient of the last pass "
+        "that reached it (a re-run replays the outputs' last); a leaf's .grad history, its .grad "
+        "after the last pass."
+    )
+
+
+class StepRecorder(GradRecorder):
+    """A live step's recorder. A leaf is shared by every graph that uses it, so its gradient counts in
+    a pass that ran a node of the step's graph first (see GradRecorder), and — once a pass of the step
+    ended keeping the graph (``open``) — in any later pass but gradsight's own runs: a gradient
+    penalty's second pass reaches a leaf the forward used directly (``x * self.scale``) only through
+    the first pass's graph, a regularizer's ``backward()`` reaches the leaves alone; both go into
+    ``.grad``."""
+
+    def __init__(self, store: TensorStore, keep: Collection[int], on_first: Callable[[], None]) -> None:
+        super().__init__(store, keep, on_first=on_first)
+        self.open = False
+
+    def _tensor_hook(self, pre_hook: Callable[[Sequence[torch.Tensor | None]], None]) -> Callable[[torch.Tensor], None]:
+        def hook(grad: torch.Tensor) -> None:
+            task = _graph_task_id()
+            if task == self._task:  # the pass ran a node of the graph
+                pre_hook((grad,))
+            elif self.open and not own_run():
+                ran = self._task
+                pre_hook((grad,))  # (never raises) records the leaf; its pass's first hook queues the pass's end
+                self._task = ran  # a leaf is no node of the graph: ran_graph() tells them apart
+
+        return hook
+
+    def ran_graph(self) -> bool:
+        """Did the pass ending now (the engine's callback) run a node of the graph, not only leaves?"""
+        return self._task == _graph_task_id()
+
+    def snapshot(self) -> GradRecorder:
+        """What the passes recorded, as a recorder of its own: a pass of another thread may still run
+        a hook that passed its ``_closed`` check (it writes under the lock)."""
+        with self._lock:
+            copy = GradRecorder(self.store, self.keep)
+            copy.meta, copy.grad_in, copy.grad_out = dict(self.meta), dict(self.grad_in), dict(self.grad_out)
+            copy.executed, copy.derived, copy.errors = set(self.executed), dict(self.derived), list(self.errors)
+        return copy
 
 
 class LiveStep:
     def __init__(self, number: int, collected: Collected, store: TensorStore,
-                 finish: Callable[[LiveStep], None], keep: Collection[int]) -> None:  # fmt: skip
+                 pass_ended: Callable[[LiveStep, bool], None], keep: Collection[int]) -> None:  # fmt: skip
         self.number = number
         self.collected = collected
         self.store = store
-        self.recorder = GradRecorder(store, keep, on_first=self._queue_finish)
+        self.recorder = StepRecorder(store, keep, on_first=self._queue_pass_end)
         self.leaves: list[tuple[int, torch.Tensor, str | None]] = []  # (node index, leaf, its name)
-        self.finished = False  # (under the session's lock) its backward's end was handled
+        self.thread = 0  # the thread whose forward it is (its next call of the model ends the step)
         self.started = 0.0  # when its forward began (time.monotonic)
         self.forward_time = 0.0  # its forward's duration
-        self.backward_started = 0.0  # when its backward's first hook ran (a later cell may run it)
+        self.backward_time = 0.0  # its ended passes' durations, gradsight's work included
+        self.pass_started = 0.0  # when the running pass's first hook ran (a later cell may run it)
+        self.passes = 0  # backward passes over its graph that ended
+        self.grad_norms: list[float | None] = []  # each leaf's .grad norm after the last pass
+        self.errors: list[str] = []  # what failed in a pass or in publishing it: the graph says so
+        self.closed = False  # (under the session's lock) published or dropped: later passes do nothing
         self.call: tuple[Any, Any, Any, Any] | None = None  # (args, kwargs, rng state, user's line) of its forward
         self.outputs: list[tuple[int, int]] = []  # (root node index, output_nr) per output tensor
-        self._finish = finish
+        self._pass_ended = pass_ended
 
-    def _queue_finish(self) -> None:
-        # Runs inside the first hook of this step's backward; the callback runs when it ends.
-        self.backward_started = time.monotonic()
-        torch.autograd.Variable._execution_engine.queue_callback(lambda: self._finish(self))
+    def _queue_pass_end(self) -> None:
+        # Runs inside the first hook of each pass over this step's graph; the callback runs when the
+        # pass ends (the engine drops it when the pass raises: the next pass queues its own).
+        self.pass_started = time.monotonic()
+        torch.autograd.Variable._execution_engine.queue_callback(self._end_pass)
+
+    def _end_pass(self) -> None:
+        # The engine's callback, in the user's backward: a pass that ran the graph and freed it is the
+        # step's last; after one that kept it (or reached only leaves) more may come.
+        try:
+            last = not graph_kept() and self.recorder.ran_graph()
+        except Exception:
+            last = False
+        if not last:
+            self.recorder.open = True
+        self._pass_ended(self, last)
+
+    def read_grads(self) -> None:
+        """Each named leaf's ``.grad`` norm now, at the end of a pass: the optimizer's ``zero_grad()``
+        may clear it before the step is published."""
+        norms: list[float | None] = []
+        for _, leaf, name in self.leaves:
+            grad = leaf.grad if name is not None else None
+            norms.append(None if grad is None else norm_of(grad))  # sparse (embeddings), complex: norm_of copes
+        self.grad_norms = norms
 
     def abandon(self) -> None:
         self.recorder.close()
         self.store.release()
 
     def record_history(self, history: dict[str, list[GradStep]], graph: Graph) -> None:
-        """Each named leaf's ``.grad`` after this step, and the norm it received in it."""
+        """Each named leaf's ``.grad`` after this step's last pass, and the norm it received in it."""
         ids = self.collected.ids
-        for i, leaf, name in self.leaves:
+        norms = self.grad_norms if len(self.grad_norms) == len(self.leaves) else [None] * len(self.leaves)
+        for (i, _, name), norm in zip(self.leaves, norms, strict=True):
             if name is None:
                 continue
-            grad = leaf.grad
-            norm = None if grad is None else norm_of(grad)  # sparse (embeddings), complex: norm_of copes
             steps = history.setdefault(name, [])
             received = graph.node(ids[i]).grad_norm if ids[i] in graph else None
             steps.append(GradStep(step=self.number, grad_norm=norm, received_norm=received))
