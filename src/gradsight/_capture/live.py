@@ -277,7 +277,7 @@ class LiveSession:
         store = TensorStore(self._budget, eager=False)  # live steps: statistics only on click
         opts = CaptureOptions(leaf_names=leaf_names, store=store, module_of=tracker.module_of,
                               source_of=None if sources is None else sources.source_of)  # fmt: skip
-        with gc_paused():
+        with gc_paused(promote=False):  # every captured step: see gc_paused
             collected, order = collect(list(dict.fromkeys(roots)), opts)
         keep: Collection[int] = range(len(collected.names))
         if store.kept_bytes + collected.gradient_bytes() > options.keep_all_below:
@@ -353,11 +353,12 @@ class LiveSession:
                 self._step = None
             publish = step.passes > 0 and not self._closed
         step.recorder.close()
+        step.recorder.unlink()  # its hooks' callback into the step: a cycle that kept each step's batch
         if not publish:
             step.store.release()
             return
         try:
-            with gc_paused():
+            with gc_paused(promote=False):
                 run = RunInfo(mode="live", step=step.number)
                 graph = build_with_gradients(step.collected, step.recorder.snapshot(), step.store, run)
         except Exception as e:

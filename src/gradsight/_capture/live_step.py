@@ -77,6 +77,12 @@ class StepRecorder(GradRecorder):
 
         return hook
 
+    def unlink(self) -> None:
+        """Drop the end-of-pass callback (a bound method of the step, which holds this recorder):
+        the cycle kept a finished step — its forward's inputs, leaves and store — alive until the
+        cyclic GC ran."""
+        self._on_first = None
+
     def ran_graph(self) -> bool:
         """Did the pass ending now (the engine's callback) run a node of the graph, not only leaves?"""
         return self._task == _graph_task_id()
@@ -140,6 +146,7 @@ class LiveStep:
 
     def abandon(self) -> None:
         self.recorder.close()
+        self.recorder.unlink()
         self.store.release()
 
     def record_history(self, history: dict[str, list[GradStep]], graph: Graph) -> None:

@@ -54,17 +54,24 @@ def capture(roots: Sequence[Any], options: CaptureOptions | None = None) -> Grap
 
 
 @contextmanager
-def gc_paused() -> Iterator[None]:
+def gc_paused(*, promote: bool = True) -> Iterator[None]:
     """Pause the cyclic GC: a capture allocates ~10 objects per node, and the full collections
     that triggers scan every object of the user's session, which tripled capture time at 10k
-    nodes (measured in benchmarks/bench_walk.py; research/autograd-facts.md §5.2 saw the same)."""
+    nodes (measured in benchmarks/bench_walk.py; research/autograd-facts.md §5.2 saw the same).
+
+    ``promote``: then move the young objects to the oldest generation (:func:`_promote_young`). Not
+    for captures that repeat (live steps): objects moved that way never count toward a full
+    collection, so repeated, it stopped full collections altogether — every captured step's cyclic
+    garbage, and the user's, stayed until an explicit ``gc.collect()`` (RSS 537 MB → 2 GB over 400
+    steps of a 4 MB batch)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if was_enabled:
-            _promote_young()
+            if promote:
+                _promote_young()
             gc.enable()
 
 
@@ -73,7 +80,8 @@ def _promote_young() -> None:
     the oldest generation without scanning them. Left young, the next two young collections scan
     each of them (~10 per node: 140 ms for each scan at 50k nodes, paid right after the capture).
     ``gc.freeze()`` moves every tracked object to the permanent generation and ``gc.unfreeze()``
-    moves them all to the oldest one; skipped when the program froze objects itself."""
+    moves them all to the oldest one; skipped when the program froze objects itself. Once per
+    debugger or re-run only: moved objects do not count toward the next full collection."""
     if gc.get_freeze_count() == 0:
         gc.freeze()
         gc.unfreeze()

@@ -1,0 +1,71 @@
+"""Live mode over many steps: finished steps are freed by reference counting, and captures leave
+the cyclic GC's own schedule alone (the user's garbage is collected as without gradsight)."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import nn
+
+import gradsight as gs
+
+
+@pytest.fixture(autouse=True)
+def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gs.options, "live_interval", 0.0)
+    monkeypatch.setattr(gs.options, "live_share", 1.0)
+
+
+@pytest.fixture
+def no_cyclic_gc() -> Iterator[None]:
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 1))
+
+
+def test_finished_steps_are_freed_without_the_cyclic_gc(no_cyclic_gc: None) -> None:
+    model = _model()
+    dbg = gs.debugger(model)
+    batches = []
+    for _ in range(30):
+        x = torch.randn(16, 32)
+        batches.append(weakref.ref(x))
+        model(x).pow(2).sum().backward()
+        del x
+    alive = sum(ref() is not None for ref in batches)
+    # the run history keeps 8 steps' saved tensors (the input is one), and the last step's call
+    assert alive <= 10, f"{alive} of 30 batches alive"
+    dbg.close()
+    assert sum(ref() is not None for ref in batches) == 0
+
+
+def test_live_captures_leave_the_gc_schedule_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # gc.freeze() + gc.unfreeze() moves young objects to the oldest generation without counting them
+    # toward a full collection: once per debugger it saves scanning a big graph twice, every step
+    # it stopped full collections (the user's cyclic garbage, and each step's, stayed).
+    freezes: list[int] = []
+    real = gc.freeze
+    monkeypatch.setattr(gc, "freeze", lambda: (freezes.append(1), real())[1])
+    model = _model()
+    dbg = gs.debugger(model, inputs=torch.randn(4, 32), loss=lambda o: o.sum())
+    assert freezes, "the runnable debugger's capture promotes its objects once"
+    dbg.close()
+    freezes.clear()
+    live = gs.debugger(model)
+    for _ in range(5):
+        model(torch.randn(4, 32)).sum().backward()
+    assert live.graph.run.step == 5
+    assert freezes == []
+    live.close()
