@@ -100,3 +100,33 @@ def test_past_the_budget_a_hook_takes_no_statistics() -> None:
     assert grad.norm is not None and grad.norm > 0
     assert grad.min is None and grad.std is None
     dbg.close()
+
+
+def test_a_key_offered_again_counts_once() -> None:
+    # A live step's later backward pass offers the same gradient keys again: the last tensor counts.
+    from gradsight._capture.store import TensorStore
+
+    store = TensorStore(1 << 20)
+    first, second = torch.ones(1000), torch.ones(1000)
+    store.offer((0, "grad-in:0"), first)
+    store.offer((0, "grad-in:0"), second)
+    assert store.kept_bytes == 4000 and store.get((0, "grad-in:0")) is second
+    # two keys in one storage: it goes when neither uses it
+    base = torch.ones(2000)
+    store.offer((1, "saved:_saved_self"), base[:1000])
+    store.offer((2, "saved:_saved_self"), base[1000:])
+    assert store.kept_bytes == 4000 + 8000
+    store.offer((1, "saved:_saved_self"), torch.ones(10))
+    assert store.kept_bytes == 4000 + 8000 + 40  # base still kept by node 2
+    store.offer((2, "saved:_saved_self"), torch.ones(10))
+    assert store.kept_bytes == 4000 + 40 + 40
+
+
+def test_a_small_graphs_tensors_past_the_budget_say_so() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(100, 10), nn.ReLU(), nn.Linear(10, 1))
+    dbg = gs.debugger(model, inputs=torch.randn(4, 100), loss=lambda o: o.pow(2).sum(), memory_budget=1000)
+    views = dbg.inspect("0/AddmmBackward0#0").tensors
+    notes = [v.note for v in views if not v.kept]
+    assert notes and all(n is not None and "past the memory budget" in n for n in notes), notes
+    dbg.close()

@@ -195,6 +195,10 @@ EVICTED = (
     "values released: this debugger's newer runs use its memory budget (memory_budget=, "
     "gradsight.options.memory_budget); the summaries and gradient norms taken at capture remain"
 )
+PAST_BUDGET = (
+    "values not kept: past the memory budget (memory_budget=, gradsight.options.memory_budget); the "
+    "statistics shown were taken at capture (a gradient met inside backward: its norm)"
+)
 CHANGED_SINCE = (
     "changed in place since autograd saved it (an optimizer step on this weight, an in-place op): "
     "these are its values now, not the ones backward used"
@@ -215,6 +219,8 @@ def inspect_node(cap: Captured, node_id: str, history: Sequence[GradStep] = (),
             view = tensor_view(key, "saved", path, t, summary)
             if t is None and store is not None and store.evicted:
                 view = replace(view, note=EVICTED)
+            elif t is None and store is not None and store.over_budget((i, key)):
+                view = replace(view, note=PAST_BUDGET)
             elif t is None and summary.std is None and not summary.freed:
                 view = replace(view, note=missing_gradients)
             elif store is not None and store.changed((i, key)):
@@ -232,6 +238,8 @@ def inspect_node(cap: Captured, node_id: str, history: Sequence[GradStep] = (),
                 view = tensor_view(key, section, f"{section} {k}", t, grad)
                 if t is None and store is not None and store.evicted and node.leaf is None:
                     view = replace(view, note=EVICTED)
+                elif t is None and store is not None and store.over_budget((i, key)) and node.leaf is None:
+                    view = replace(view, note=PAST_BUDGET)
                 elif t is None and node.leaf is not None and section == "grad-in":
                     view = replace(view, note=LEAF_GRADIENT_NOT_KEPT)
                 elif t is None and (store is None or store.dropped == 0 or grad.std is None):

@@ -39,10 +39,12 @@ class TensorStore:
         self.kept_bytes = 0
         self.dropped = 0
         self.evicted = False  # released for a newer run of the same debugger (runs.RunHistory)
+        self._over: set[Key] = set()  # offered past the budget: summarized, not kept
         self._other_bytes = 0  # kept bytes not in a strided storage (sparse tensors)
         self._tensors: dict[Key, torch.Tensor] = {}
         self._versions: dict[Key, int] = {}  # version counters when kept: in-place changes since show
         self._storages: dict[int, int] = {}  # storage data_ptr -> bytes already counted
+        self._users: dict[int, int] = {}  # storage data_ptr -> kept tensors in it
         self._leaves: dict[int, weakref.ref[torch.Tensor]] = {}
 
     def offer(self, key: Key, t: torch.Tensor, *, freed: bool = False, eager: bool = True,
@@ -50,9 +52,12 @@ class TensorStore:
         """Keep ``t`` under ``key``; its summary has statistics when it is small enough to take them
         now (see :data:`EAGER_ELEMENTS`) or when the budget is full (then it is not kept) — never
         inside a backward hook (``eager=False``). ``version``: ``t._version`` when it was read, if earlier."""
+        if key in self._tensors:  # a later backward pass over a live step's graph: the last counts
+            self._forget(key)
         cost, ptr = self._cost(t)
         if self.kept_bytes + cost > self.budget_bytes:
             self.dropped += 1
+            self._over.add(key)
             # Statistics now, as it will not be kept; but never inside a backward hook (eager=False:
             # 3-13x the backward): there the hook's norm is all the summary gets.
             return summarize(t, stats=eager, freed=freed)
@@ -94,6 +99,10 @@ class TensorStore:
         t = self._tensors.get(key)
         return t is not None and _version(t) != self._versions.get(key, _version(t))
 
+    def over_budget(self, key: Key) -> bool:
+        """Was the tensor under ``key`` offered past the budget (summarized, not kept)?"""
+        return key in self._over
+
     def leaf(self, index: int) -> torch.Tensor | None:
         ref = self._leaves.get(index)
         return None if ref is None else ref()
@@ -103,6 +112,7 @@ class TensorStore:
         kept = {k: t for k, t in self._tensors.items() if k[0] in indices}
         self._tensors.clear()
         self._storages.clear()
+        self._users.clear()
         self.kept_bytes = self._other_bytes = 0
         versions, self._versions = self._versions, {}
         for key, t in kept.items():
@@ -114,6 +124,7 @@ class TensorStore:
         self._tensors.clear()
         self._versions.clear()
         self._storages.clear()
+        self._users.clear()
         self._leaves.clear()
         self.kept_bytes = self._other_bytes = 0
 
@@ -138,13 +149,34 @@ class TensorStore:
         # A storage is counted once it is kept, and only then: a kept tensor keeps its storage alive,
         # so a later tensor at the same address shares it. (Counting dropped ones made the allocator's
         # reuse of their freed memory look free: kept bytes under-reported, the budget overrun.)
-        if ptr is not None and cost:
-            self._storages[ptr] = cost
-        elif ptr is None:
+        if ptr is not None:
+            self._users[ptr] = self._users.get(ptr, 0) + 1
+            if cost:
+                self._storages[ptr] = cost
+        else:
             self._other_bytes += cost
         self.kept_bytes += cost
         self._tensors[key] = t
         self._versions[key] = _version(t)
+
+    def _forget(self, key: Key) -> None:
+        """Stop keeping the tensor under ``key``; its storage's bytes go once no kept tensor uses it."""
+        t = self._tensors.pop(key)
+        self._versions.pop(key, None)
+        if t.is_meta:
+            return
+        if t.layout is not _STRIDED:
+            cost = _sparse_bytes(t)
+            self._other_bytes -= cost
+            self.kept_bytes -= cost
+            return
+        ptr = t.untyped_storage().data_ptr()
+        users = self._users.get(ptr, 0) - 1
+        if users > 0:
+            self._users[ptr] = users
+            return
+        self._users.pop(ptr, None)
+        self.kept_bytes -= self._storages.pop(ptr, 0)
 
     def _cost(self, t: torch.Tensor) -> tuple[int, int | None]:
         """Bytes keeping ``t`` would add, and its storage's address (None: not a strided storage)."""
