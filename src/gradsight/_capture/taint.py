@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -40,7 +40,34 @@ class _Break:
     op: str
     source: str | None
     in_checkpoint: bool  # inside torch.utils.checkpoint's forward (its reentrant no_grad)
-    toggled: str | None  # the module whose what-if toggle (no_grad / inference_mode) made it, by class
+    toggled: _Toggled | None  # the what-if toggle that made it, when one did
+
+
+@dataclass(frozen=True)
+class _Toggled:
+    """A what-if toggle that cut the path: a module run under no_grad / inference_mode, a module's
+    output detached, or a cell variable detached (``module`` is then the variable's name)."""
+
+    kind: str  # "scope" | "module_detach" | "variable_detach"
+    module: str
+
+
+# A module's path in the traced code (None: not known), to name a module a what-if toggle applies to.
+Namer = Callable[[Any], "str | None"]
+
+# The frames of gradsight's own toggles: a detach made in one of them is the what-if's, not the user's.
+_DETACH_VARIABLE = _whatif.detach_variable.__code__
+_DETACH_OUTPUT = _whatif._detach_output.__code__
+
+# The taint traces running now (innermost last): ``follow`` starts following a value in the innermost.
+_ACTIVE: list[_Taint] = []
+
+
+def follow(value: Any) -> None:
+    """Follow ``value`` (a tensor a re-run of a cell just bound) from here on, as the traced leaf: the
+    re-run makes a new tensor where the first run made the user's (``a = torch.ones(3, requires_grad=True)``)."""
+    if _ACTIVE and isinstance(value, torch.Tensor):
+        _ACTIVE[-1].start(value)
 
 
 class _Taint(TorchFunctionMode):
@@ -48,13 +75,24 @@ class _Taint(TorchFunctionMode):
     those losses each followed value descends from (a value logged under ``no_grad`` loses it too,
     but only a loss that reaches the roots is why the leaf got no gradient)."""
 
-    def __init__(self, start: torch.Tensor, outer: FrameType | None = None) -> None:
+    def __init__(self, start: torch.Tensor | None, outer: FrameType | None = None,
+                 namer: Namer | None = None) -> None:  # fmt: skip
         super().__init__()
-        self.tainted: dict[int, torch.Tensor] = {id(start): start}
-        self.carries: dict[int, frozenset[int]] = {id(start): frozenset()}  # id -> indices into breaks
+        self.tainted: dict[int, torch.Tensor] = {}
+        self.carries: dict[int, frozenset[int]] = {}  # id -> indices into breaks
+        self.starts: dict[int, torch.Tensor] = {}
         self.used = False
         self.breaks: list[_Break] = []
         self.outer = outer  # the frame that runs the forward: no user code above it
+        self.namer = namer  # a module's path, to name a toggled module
+        if start is not None:
+            self.start(start)
+
+    def start(self, t: torch.Tensor) -> None:
+        """Follow ``t`` as the leaf itself (it is no result of the forward)."""
+        self.tainted[id(t)] = t
+        self.carries[id(t)] = frozenset()
+        self.starts[id(t)] = t
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if compiling():  # invisible to dynamo (see modules._SharedHooks)
@@ -72,7 +110,7 @@ class _Taint(TorchFunctionMode):
         carried = frozenset().union(*(self.carries[id(t)] for t in hit))
         if outs and any(t.requires_grad for t in hit) and not any(t.requires_grad for t in outs):
             frame = sys._getframe(1)
-            toggled = _toggled_module(frame) if not grad_on or inference else None
+            toggled = _toggled(frame, not grad_on or inference, self.namer)
             reason = _reason(func, outs, grad_on, inference)
             in_checkpoint = not grad_on and _inside_checkpoint(frame)
             self.breaks.append(_Break(reason, _op_name(func), _source(frame, self.outer), in_checkpoint, toggled))
@@ -85,29 +123,45 @@ class _Taint(TorchFunctionMode):
 
     def reaching(self, roots: list[torch.Tensor]) -> tuple[bool, list[_Break]]:
         """(whether the leaf's values reach a root, the breaks on the way there, first first)."""
-        reached = [r for r in roots if self.tainted.get(id(r)) is r]
+        reached = [r for r in roots if self.tainted.get(id(r)) is r and self.starts.get(id(r)) is not r]
         on_path = sorted(frozenset().union(*(self.carries[id(r)] for r in reached)))
         return bool(reached), [self.breaks[i] for i in on_path]
 
 
-def trace(name: str, leaf: torch.Tensor, forward: Callable[[], list[torch.Tensor]]) -> Why:
+def trace(name: str, leaf: torch.Tensor | None, forward: Callable[[], list[torch.Tensor]],
+          namer: Namer | None = None) -> Why | None:  # fmt: skip
     """Re-run ``forward`` (which returns the roots) following ``leaf``'s values; explain the break.
 
     Only a break whose result reaches the roots counts: ``log.append(w.norm())`` under ``no_grad``
-    loses requires_grad too, but nothing of it reaches the loss."""
-    mode = _Taint(leaf, outer=sys._getframe())
-    with mode:
-        roots = _results(forward())
+    loses requires_grad too, but nothing of it reaches the loss. ``leaf`` None: the forward starts
+    following the leaf itself (:func:`follow`, a cell's re-run binding it); None when it never did.
+    ``namer``: a module's path (None: unknown), to name a module a what-if toggle applies to."""
+    mode = _Taint(leaf, outer=sys._getframe(), namer=namer)
+    _ACTIVE.append(mode)
+    try:
+        with mode:
+            results = forward()
+    finally:
+        _ACTIVE.remove(mode)
+    if not mode.starts:
+        return None
+    roots = _results([t for t in results if mode.starts.get(id(t)) is not t])
     reached, on_path = mode.reaching(roots)
     if on_path:
         found = on_path[0]
-        if found.toggled is not None and found.reason in ("no_grad", "inference_mode"):
-            text = _TOGGLED.format(name=name, op=found.op, module=found.toggled, kind=found.reason)
+        toggled = found.toggled
+        source = found.source
+        if toggled is not None and toggled.kind == "variable_detach":
+            text, source = _TOGGLED_VARIABLE.format(name=name, variable=toggled.module), None
+        elif toggled is not None and toggled.kind == "module_detach":
+            text = _TOGGLED_DETACH.format(name=name, module=toggled.module)
+        elif toggled is not None and found.reason in ("no_grad", "inference_mode"):
+            text = _TOGGLED.format(name=name, op=found.op, module=toggled.module, kind=found.reason)
         elif found.in_checkpoint and found.reason == "no_grad":
             text = _CHECKPOINT.format(name=name)
         else:
             text = _BREAK[found.reason].format(name=name, op=found.op)
-        return Why(name, found.reason, text, source=found.source)  # type: ignore[arg-type]
+        return Why(name, found.reason, text, source=source)  # type: ignore[arg-type]
     if not mode.used:
         return Why(name, "unused", f"{name} is never used in the forward: nothing computed from it, so it cannot get a "
                    "gradient (an unused parameter or branch?).")  # fmt: skip
@@ -126,17 +180,37 @@ def _results(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return with_graph or tensors
 
 
-def _toggled_module(frame: FrameType | None) -> str | None:
-    """The class of the innermost running module (at ``frame``) that a gradsight what-if toggle put
-    under no_grad / inference_mode (it has whatif._enter's pre-hook), else None."""
+def _toggled(frame: FrameType | None, grad_off: bool, names: Namer | None) -> _Toggled | None:
+    """The what-if toggle running at ``frame``, innermost first: a cell variable's or a module
+    output's detach (whatif.detach_variable, whatif._detach_output), or, with grad off, a module a
+    toggle put under no_grad / inference_mode (it has whatif._enter's pre-hook); else None."""
     while frame is not None:
-        module = frame.f_locals.get("self") if frame.f_code.co_name == "_call_impl" else None
+        code = frame.f_code
+        if code is _DETACH_VARIABLE:
+            return _Toggled("variable_detach", str(frame.f_locals.get("name")))
+        if code is _DETACH_OUTPUT:
+            module = frame.f_locals.get("module")
+            return _Toggled("module_detach", _module_label(module, names))
+        module = frame.f_locals.get("self") if grad_off and code.co_name == "_call_impl" else None
         if isinstance(module, torch.nn.Module):
             hooks = getattr(module, "_forward_pre_hooks", {}).values()
             if any(getattr(h, "__module__", None) == _whatif.__name__ for h in hooks):
-                return type(module).__name__
+                return _Toggled("scope", _module_label(module, names))
         frame = frame.f_back
     return None
+
+
+def namer_of(modules: Iterable[tuple[str, torch.nn.Module]]) -> Namer:
+    """A :data:`Namer` from (path, module) pairs (the root ``""`` has no name to give)."""
+    paths = {id(m): n for n, m in modules if n}
+    return lambda module: paths.get(id(module))
+
+
+def _module_label(module: Any, names: Namer | None) -> str:
+    """``bn (BatchNorm1d)`` when the module's path is known, else ``a BatchNorm1d``."""
+    kind = type(module).__name__
+    name = names(module) if names is not None else None
+    return f"{name} ({kind})" if name else f"a {kind}"
 
 
 _CHECKPOINT_FILE = os.path.join("torch", "utils", "checkpoint.py")
@@ -151,9 +225,21 @@ def _inside_checkpoint(frame: FrameType | None) -> bool:
 
 
 _TOGGLED = (
-    "{name}'s path to the loss goes through {op} inside a {module} that this re-run's {kind} toggle runs under "
+    "{name}'s path to the loss goes through {op} inside {module}, which this re-run's {kind} toggle runs under "
     "torch.{kind}(): autograd recorded nothing there. That is gradsight's what-if, not your code: turn the "
     "toggle off to get the gradient back."
+)
+
+_TOGGLED_DETACH = (
+    "{name}'s path to the loss goes through {module}, whose output this re-run's detach toggle detaches: "
+    "nothing flows back through it. That is gradsight's what-if, not your code: turn the toggle off to get "
+    "the gradient back."
+)
+
+_TOGGLED_VARIABLE = (
+    "{name}'s path to the loss goes through {variable}, which this re-run's detach toggle detaches right where "
+    "the cell assigns it: nothing flows back through it. That is gradsight's what-if, not your code: re-run "
+    "without detach=['{variable}'] to get the gradient back."
 )
 
 _CHECKPOINT = (

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import torch
 
-from ..graph import Controls, Graph, LeafControl, Why
+from ..graph import Controls, Graph, LeafControl, Why, WhyReason
 from ..runs import RerunError
 from ..toggles import ToggleError, Toggles
 from . import taint
@@ -21,7 +21,7 @@ from .followed import model_names
 from .guard import ModuleGuard, NamespaceGuard
 from .names import leaf_names_from_params, module_names
 from .run import RunResult, RunSpec, run
-from .whatif import BIND, CellBinds, WhatIf
+from .whatif import BIND, DETACH, FOLLOW, CellBinds, WhatIf, detach_variable
 
 NO_RERUN = (
     "This debugger shows a tensor's graph: it cannot re-run the code that made it. For what-ifs, give gradsight "
@@ -51,12 +51,30 @@ class Target(Protocol):
 def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None = None) -> Graph:
     """Add what the view needs for what-ifs: controls, and why leaves got no gradient (``failure``:
     the run's backward raised this traceback)."""
-    missing = why_mod.explain_all(target.leaves(), toggles, graph) if graph.nodes or graph.message else ()
+    traceable = not isinstance(target, TensorTarget)
+    missing = why_mod.explain_all(target.leaves(), toggles, graph, traceable) if graph.nodes or graph.message else ()
     if failure:
         missing = tuple(_failed(w.name, graph, failure) or w for w in missing)
     inside = _in_checkpoint(target)
     missing = tuple(w for w in missing if w.name not in inside)
+    if isinstance(target, CellTarget):
+        graph = _cut_worded(graph, why_mod.cut_results(target.code))
     return replace(graph, controls=target.controls(graph), missing=missing)
+
+
+def _cut_worded(graph: Graph, off: Mapping[str, tuple[WhyReason, str]]) -> Graph:
+    """The graph with the general "requires_grad=False: none of its inputs required grad, no_grad, or
+    detached" said of a cell's results replaced by which one it was, for those the cell's code shows
+    computed under no_grad or detached (:func:`why.cut_results`)."""
+    if not off:
+        return graph
+    from .tensors import why_no_graph
+
+    plain = torch.zeros(())  # the general wording depends on the name only
+    general = {why_no_graph(plain, name): text for name, (_, text) in off.items()}
+    if graph.message is not None:
+        graph = replace(graph, message="\n".join(general.get(line, line) for line in graph.message.split("\n")))
+    return replace(graph, notes=tuple(general.get(note, note) for note in graph.notes))
 
 
 def _in_checkpoint(target: Target) -> Mapping[str, float]:
@@ -90,7 +108,20 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
                    "region: the region is one opaque node whose backward re-runs it and differentiates it on its own, "
                    "so its parameters are no leaves of this graph. Use checkpoint(..., use_reentrant=False) to see "
                    "the region's nodes.")  # fmt: skip
-    quick = why_mod.quick(name, leaves.get(name), toggles, graph)
+    alias = _alias(name, leaves, known)
+    if alias is not None:
+        return _as_alias(name, alias, graph, explain(target, graph, toggles, alias, failure))
+    if isinstance(target, CellTarget):
+        off = why_mod.cut_results(target.code).get(name)
+        value = leaves.get(name)
+        if off is not None and value is not None and value.grad_fn is None and not value.requires_grad:
+            return Why(name, *off)
+    traceable = not isinstance(target, TensorTarget)
+    quick = why_mod.quick(name, leaves.get(name), toggles, graph, traceable=traceable)
+    if quick is not None and quick.reason == "unknown" and not graph.nodes:
+        # no graph at all, which says nothing of this leaf: where its own path breaks is what a trace finds
+        traced = target.trace(name, toggles)
+        return traced if traced is not None and traced.reason != "unknown" else quick
     if quick is not None:
         return quick
     node = next((n for n in graph.nodes if n.leaf is not None and n.leaf.name == name), None)
@@ -106,11 +137,39 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
     if node is not None:
         return Why(name, "unknown", f"{name} got a gradient in this run (norm {node.grad_norm}).", where=node.id)
     traced = target.trace(name, toggles)
+    cuts = why_mod.cutting_toggles(toggles)
+    if traced is not None and traced.reason == "unknown" and cuts:  # e.g. a node's detach: not in the trace
+        return replace(traced, message=f"{traced.message} This re-run's {cuts} may be the cut: turn it off and "
+                       "re-run to see.")  # fmt: skip
     if traced is not None:
         return traced
-    return Why(name, "not_on_path", f"{name} is not in this graph: the tensor was not used to compute it, or its "
-               "path was cut (detach, .data, no_grad, a non-differentiable op). A runnable debugger can trace "
-               "where.")  # fmt: skip
+    cut = ("its path was cut (detach, .data, no_grad, a non-differentiable op)"
+           + (f", perhaps by this re-run's {cuts}" if cuts else ""))  # fmt: skip
+    if not traceable:
+        return Why(name, "not_on_path", f"{name} is not in this graph: the tensor was not used to compute it, or "
+                   f"{cut}. This debugger cannot re-run the code: a runnable debugger can trace where.")  # fmt: skip
+    return Why(name, "not_on_path", f"{name} is not in this graph: the tensor was not used to compute it, or {cut}. "
+               "gradsight could not follow it through a re-run to find where (it is bound where a re-run cannot "
+               "follow it, such as a for loop's variable, or there is no step to re-run yet).")  # fmt: skip
+
+
+def _alias(name: str, leaves: Mapping[str, torch.Tensor | None], known: Collection[str]) -> str | None:
+    """The name the graph shows ``name``'s tensor under, when that is another name (``L.weight`` for
+    ``A.0.weight``: one module reachable two ways, or a for loop's variable)."""
+    tensor = leaves.get(name)
+    if tensor is None or name in known:
+        return None
+    return next((other for other in known if leaves.get(other) is tensor), None)
+
+
+def _as_alias(name: str, alias: str, graph: Graph, answer: Why) -> Why:
+    same = f"{name} is the same tensor as {alias}, which the graph shows under that name"
+    node = next((n for n in graph.nodes if n.leaf is not None and n.leaf.name == alias), None)
+    if node is not None and node.executed and not why_mod.needs_explaining(node):
+        norm = f" (norm {node.grad_norm:.4g})" if node.grad_norm is not None else ""
+        return Why(name, "unknown", f"{same}: it got a gradient in this run{norm}. Read it as {alias}.",
+                   where=node.id)  # fmt: skip
+    return replace(answer, name=name, message=f"{same}. {answer.message}")
 
 
 @dataclass
@@ -160,7 +219,7 @@ class RunnableTarget:
             return None
         from .run import traced_forward
 
-        return taint.trace(name, leaf, traced_forward(self.spec, toggles))
+        return taint.trace(name, leaf, traced_forward(self.spec, toggles), taint.namer_of(self.spec.modules))
 
     def model_changed(self) -> bool:
         return self.spec.model_changed()
@@ -170,6 +229,7 @@ def as_tensor_map(values: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in values.items() if isinstance(v, torch.Tensor)}
 
 
+Forward = Callable[[], list[torch.Tensor]]  # a re-run for a taint trace; returns the roots
 _Applied = tuple[dict[str, Any], dict[str, str], Any, CellBinds]  # ns, statements after assignments, context, binder
 
 
@@ -201,12 +261,14 @@ class CellTarget:
         return modules, leaves, assigned
 
     @contextmanager
-    def _applied(self, toggles: Toggles, variables: bool = True,
-                 follow: Mapping[str, torch.nn.Parameter] | None = None) -> Iterator[_Applied]:  # fmt: skip
+    def _applied(self, toggles: Toggles, follow: Mapping[str, torch.nn.Parameter] | None = None,
+                 track: str | None = None) -> Iterator[_Applied]:  # fmt: skip
         """The re-run's namespace, its inserted statements, the forward's context and the binder,
         inside the guards, with ``toggles`` applied; ``apply`` keeps the requires_grad flips of the
-        user's objects once the guard has put everything back. ``variables``: toggles of the
-        tensor variables the cell assigns too (statements inserted after the assignments)."""
+        user's objects once the guard has put everything back; toggles of the tensor variables the
+        cell assigns are statements inserted after the assignments (a trace re-runs with them too).
+        ``track``: a variable the cell assigns whose every new value a taint trace follows
+        (``taint.follow``, before that variable's own toggles)."""
         from .cell import cell_names
         from .guard import fork_rng
 
@@ -216,7 +278,7 @@ class CellTarget:
         rebound = sorted(n for n in assigned if isinstance(self.ns.get(n), torch.nn.Module))
         after: dict[str, str] = {}
         ns = dict(self.ns)
-        for name, value in toggles.requires_grad.items() if variables else ():
+        for name, value in toggles.requires_grad.items():
             current = self.ns.get(name)
             if name in assigned and isinstance(current, torch.Tensor) and not current.is_leaf:
                 raise ToggleError(
@@ -226,13 +288,18 @@ class CellTarget:
                 )
             if name in assigned and name not in rebound:
                 after[name] = f"{name}.requires_grad_({value})"
-        for name in toggles.detach if variables else ():
+        for name in toggles.detach:
             if name in assigned and name not in rebound:
-                after[name] = "; ".join(filter(None, [after.get(name), f"{name} = {name}.detach()"]))
+                statement = f"{name} = {DETACH}({name!r}, {name})"
+                after[name] = "; ".join(filter(None, [after.get(name), statement]))
             elif name not in modules and isinstance(ns.get(name), torch.Tensor):
                 ns[name] = ns[name].detach()
+        ns[DETACH] = detach_variable
         for name in rebound:
             after[name] = "; ".join(filter(None, [after.get(name), f"{BIND}({name!r}, {name})"]))
+        if track is not None:
+            ns[FOLLOW] = taint.follow
+            after[track] = "; ".join(filter(None, [f"{FOLLOW}({track})", after.get(track)]))
         existing = {k: v for k, v in toggles.requires_grad.items() if k not in assigned or k in rebound}
         whatif = WhatIf(replace(toggles, requires_grad=existing), modules, leaves)
         used = cell_names(self.code)[0]
@@ -268,16 +335,19 @@ class CellTarget:
 
     def leaves(self) -> Mapping[str, torch.Tensor | None]:
         """The leaves the cell reads, and those it creates (``a = torch.randn(3, requires_grad=True)``:
-        explained like the others; a taint trace cannot follow them into a re-run, which makes new ones)."""
+        explained like the others, a taint trace following each one a re-run binds to the name). One
+        it creates without requires_grad is no missing gradient, but ``why()`` answers for it."""
         _, leaves, assigned = self._scope()
-        made = {n: v for n in sorted(assigned) if isinstance(v := self.ns.get(n), torch.Tensor) and v.is_leaf
-                and v.requires_grad}  # fmt: skip
+        made = {n: v for n in sorted(assigned) if isinstance(v := self.ns.get(n), torch.Tensor) and v.is_leaf}
         return {**leaves, **made}
 
     def controls(self, graph: Graph) -> Controls:
         modules, leaves, assigned = self._scope()
         in_graph = {n.leaf.name: n.leaf for n in graph.nodes if n.leaf is not None and n.leaf.name}
-        controls = [LeafControl(name, bool(t.requires_grad), name in in_graph) for name, t in leaves.items()]
+        # a tensor reached under two names (L and A.0, or a for loop's variable) is in the graph as either
+        drawn = {id(t) for name, t in leaves.items() if name in in_graph}
+        controls = [LeafControl(name, bool(t.requires_grad), name in in_graph or id(t) in drawn)
+                    for name, t in leaves.items()]  # fmt: skip
         controls += [LeafControl(name, leaf.requires_grad, True) for name, leaf in in_graph.items()
                      if name in assigned]  # fmt: skip
         return Controls(rerun=True, leaves=tuple(controls), modules=tuple(modules), variables=tuple(sorted(assigned)))
@@ -285,30 +355,44 @@ class CellTarget:
     def trace(self, name: str, toggles: Toggles) -> Why | None:
         from .cell import run_cell
 
-        _, leaves, assigned = self._scope()
+        modules, leaves, assigned = self._scope()
         leaf = leaves.get(name)
-        if leaf is None:
+        made = name in assigned and name not in leaves  # a tensor the cell makes: the re-run makes another
+        if leaf is None and not made:
             return None
         # A parameter of a module the cell makes: the re-run makes another one. A stand-in takes its
         # place (and data) when the cell binds the module, and the trace follows the stand-in.
         owner = name.split(".")[0]
         stand_in = torch.nn.Parameter(torch.empty(0))
         seen: dict[str, bool] = {}
+        running: list[dict[str, Any]] = [{}]  # the re-run's namespace (as it runs): names the modules it binds
 
-        def forward(follow: dict[str, torch.nn.Parameter]) -> Callable[[], list[torch.Tensor]]:
+        def namer(module: Any) -> str | None:
+            """The path of a module the re-run toggles: the user's, or one the cell binds anew."""
+            bound = [(var, v) for var, v in running[0].items() if var in assigned and isinstance(v, torch.nn.Module)]
+            for var, value in bound:
+                found = next((f"{var}.{sub}" if sub else var for sub, m in module_names(value) if m is module), None)
+                if found is not None:
+                    return found
+            return next((k for k, m in modules.items() if m is module), None)
+
+        def forward(follow: dict[str, torch.nn.Parameter], track: str | None = None) -> Forward:
             def cell() -> list[torch.Tensor]:
-                with self._applied(replace(toggles, apply=False), variables=False, follow=follow) as (ns, after, c, b):
+                with self._applied(replace(toggles, apply=False), follow=follow, track=track) as (ns, after, c, b):
+                    running[0] = ns
                     run_cell(self.code, ns, self.compile_fn, 0, after, c)
                     seen.update(followed=name in b.followed, rebound=ns.get(owner) is not self.ns.get(owner))
                 return [v for k, v in ns.items() if isinstance(v, torch.Tensor) and self.ns.get(k) is not v]
 
             return cell
 
+        if made:  # followed from each binding of the name in the re-run (not one in a for loop)
+            return taint.trace(name, None, forward({}, track=name), namer)
         if owner in assigned:
-            why = taint.trace(name, stand_in, forward({name: stand_in}))
+            why = taint.trace(name, stand_in, forward({name: stand_in}), namer)
             if seen.get("followed"):
                 return why
-        why = taint.trace(name, leaf, forward({}))
+        why = taint.trace(name, leaf, forward({}), namer)
         # The module the cell left bound has no such parameter, or was bound where gradsight cannot see.
         return None if seen.get("rebound") else why
 
@@ -369,7 +453,8 @@ class LiveTarget:
         from .run import traced_forward
 
         with self.session.paused():
-            return taint.trace(name, leaf, traced_forward(self._spec(), toggles))
+            spec = self._spec()
+            return taint.trace(name, leaf, traced_forward(spec, toggles), taint.namer_of(spec.modules))
 
     def model_changed(self) -> bool:
         return False

@@ -110,6 +110,14 @@ class WhatIf:
 # ``model`` (cell.AfterAssign) calls ``BIND``, which applies them to the object just bound.
 
 BIND = "_gradsight_bind"  # a leading underscore: the cell's capture never collects it
+DETACH = "_gradsight_detach"  # detach=['x'] on a cell variable: ``x = _gradsight_detach('x', x)`` after each binding
+FOLLOW = "_gradsight_follow"  # a why() trace of a tensor the cell makes: follows each one bound to its name
+
+
+def detach_variable(name: str, value: Any) -> Any:
+    """What ``detach=[name]`` does to a cell variable right after the cell binds it (named, so a
+    taint trace tells this what-if's detach from the user's own)."""
+    return value.detach()
 
 
 def _under(name: str, key: str) -> bool:

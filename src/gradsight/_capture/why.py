@@ -12,6 +12,7 @@ the node after which the gradient toward the leaf is zero (a dead ReLU, a zero m
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping
 
 import torch
@@ -21,18 +22,28 @@ from ..toggles import Toggles
 
 
 def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph,
-          leaf_nodes: dict[str, Node] | None = None, origins: Starts | None = None) -> Why | None:  # fmt: skip
+          leaf_nodes: dict[str, Node] | None = None, origins: Starts | None = None,
+          traceable: bool = True) -> Why | None:  # fmt: skip
     """An explanation from what is known without running anything, or None. ``origins``: the
-    graph's :class:`Starts`, shared when several leaves are explained at once."""
+    graph's :class:`Starts`, shared when several leaves are explained at once. ``traceable``: why()
+    can trace where a path breaks (a re-run), so messages may send the user there."""
     node = (leaf_nodes if leaf_nodes is not None else leaf_node_index(graph)).get(name)
     if node is not None:
         return _in_graph(name, node, graph, origins or Starts(graph))
     flipped = _flipped(name, toggles)
     if flipped is False or (leaf is not None and not leaf.requires_grad):
-        how = "this re-run's requires_grad toggle set it off" if flipped is False else "it has requires_grad=False"
+        if flipped is False:
+            how, fix = "this re-run's requires_grad toggle set it off", "Turn the toggle off to get the gradient back."
+        elif isinstance(leaf, torch.nn.Parameter):
+            how = "it has requires_grad=False (a frozen parameter)"
+            fix = "Set requires_grad=True (or unfreeze its module) to train it."
+        else:
+            how, fix = ("it is a tensor that does not require grad (requires_grad=False)",
+                        f"Create it with requires_grad=True (or call {name}.requires_grad_() before using it) to get a "
+                        "gradient.")  # fmt: skip
         return Why(name, "requires_grad_false",
                    f"{name} gets no gradient: {how}, so autograd does not track it — no AccumulateGrad node, "
-                   ".grad stays None. Set requires_grad=True (or unfreeze its module) to train it.")  # fmt: skip
+                   f".grad stays None. {fix}")  # fmt: skip
     if toggles.inference_mode is True or toggles.no_grad is True:
         kind: WhyReason = "inference_mode" if toggles.inference_mode is True else "no_grad"
         return Why(name, kind, f"{name} gets no gradient: the whole step ran under torch.{kind}() (this re-run's "
@@ -43,9 +54,38 @@ def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph,
         return Why(name, kind, f"{name} gets no gradient: this re-run's {kind} toggle runs module {module} under "
                    f"torch.{kind}(), so autograd records nothing inside it, where {name} belongs. That is "
                    "gradsight's what-if, not your code: turn the toggle off to get the gradient back.")  # fmt: skip
+    if name in toggles.detach:
+        return Why(name, "detach", f"{name} gets no gradient: this re-run's detach toggle detaches {name} itself, "
+                   "so nothing computed from it has a path back to it. That is gradsight's "
+                   "what-if, not your code: turn the toggle off to get the gradient back.")  # fmt: skip
     if graph.message is not None and not graph.nodes:
-        return Why(name, "unknown", f"{name} gets no gradient: there is no graph. {graph.message}")
+        return Why(name, "unknown", no_graph(name, toggles, traceable))
     return None
+
+
+def no_graph(name: str, toggles: Toggles, traceable: bool = True) -> str:
+    """Why ``name`` got nothing when the run built no graph at all (the graph's message says why for
+    each result, not for this leaf)."""
+    cuts = cutting_toggles(toggles)
+    if cuts:
+        text = (f"{name} gets no gradient: this re-run built no graph at all, and its {cuts} cuts every path "
+                f"through where it applies: if {name}'s path to the loss goes there, that is the break — gradsight's "
+                "what-if, not your code.")  # fmt: skip
+    else:
+        text = (f"{name} gets no gradient: nothing this run computed has a graph (the graph's message says why), "
+                f"so no backward can reach {name}.")  # fmt: skip
+    return text + (" Ask why (click it) to trace where its path breaks." if traceable else "")
+
+
+def cutting_toggles(toggles: Toggles) -> str:
+    """The toggles of a re-run that can cut a leaf's path from outside its module, in words
+    (``no_grad toggle on bn``), or "" when there are none."""
+    parts = [f"{kind} toggle on {', '.join(scope)}" for kind, scope in
+             (("no_grad", toggles.no_grad), ("inference_mode", toggles.inference_mode))
+             if not isinstance(scope, bool) and scope]  # fmt: skip
+    if toggles.detach:
+        parts.append(f"detach toggle on {', '.join(toggles.detach)}")
+    return " and ".join(parts)
 
 
 def _flipped(name: str, toggles: Toggles) -> bool | None:
@@ -270,19 +310,155 @@ def needs_explaining(node: Node) -> bool:
     return node.executed is False or node.grad_norm == 0.0 or node.nonfinite_gradient
 
 
-def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, graph: Graph) -> tuple[Why, ...]:
-    """Quick explanations for every named leaf that got no gradient (or a zero one) in ``graph``."""
+def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, graph: Graph,
+                traceable: bool = True) -> tuple[Why, ...]:  # fmt: skip
+    """Quick explanations for every named leaf that got no gradient (or a zero one) in ``graph``.
+
+    A tensor is explained once, whatever its names: one the graph shows under another name (a module
+    reachable as ``L`` and ``A[0]``, a for loop's variable) is not missing. Without a backward in the
+    run, a parameter outside the graph is no missing gradient either (nothing got one: a cell that
+    reads one layer's weight does not miss the others'). ``traceable``: see :func:`quick`."""
     out = []
     leaf_nodes = leaf_node_index(graph)
     origins = Starts(graph)
+    drawn = {id(t) for name, t in names.items() if t is not None and name in leaf_nodes}
+    seen: set[int] = set()
+    # a runnable (or live) run always runs backward: one that built no graph had nothing to run it on
+    backward_ran = any(n.executed is not None for n in graph.nodes) or (
+        not graph.nodes and graph.run.mode in ("runnable", "live"))  # fmt: skip
     for name, leaf in names.items():
         node = leaf_nodes.get(name)
+        if node is None and leaf is not None and (id(leaf) in drawn or id(leaf) in seen):
+            continue  # another name of a tensor explained (or drawn) under its first one
+        if leaf is not None:
+            seen.add(id(leaf))
         if node is not None and not needs_explaining(node):
             continue
         wanted = isinstance(leaf, torch.nn.Parameter) or (leaf is not None and leaf.requires_grad)
         if node is None and not wanted and name not in toggles.requires_grad:
             continue  # an input that never asked for a gradient (a data batch): not a missing gradient
-        why = quick(name, leaf, toggles, graph, leaf_nodes, origins)
-        out.append(why or Why(name, "unknown", f"{name} got no gradient in this run; ask why (click it) to trace "
-                              "where its path to the loss breaks."))  # fmt: skip
+        if (
+            node is None
+            and not backward_ran
+            and isinstance(leaf, torch.nn.Parameter)
+            and _flipped(name, toggles) is None
+        ):
+            continue
+        why = quick(name, leaf, toggles, graph, leaf_nodes, origins, traceable)
+        out.append(why or Why(name, "unknown", _generic(name, toggles, graph, traceable, backward_ran)))
     return tuple(out)
+
+
+def _generic(name: str, toggles: Toggles, graph: Graph, traceable: bool, backward_ran: bool) -> str:
+    """A leaf outside the graph that nothing quick explains."""
+    if backward_ran:
+        text = f"{name} got no gradient in this run"
+    else:
+        text = f"{name} is not in the graph this run built (and no backward ran, so nothing got a gradient yet)"
+    cuts = cutting_toggles(toggles)
+    if cuts:
+        text += f"; this re-run's {cuts} may be where its path to the loss is cut (gradsight's what-if)"
+    if traceable:
+        return text + ": ask why (click it) to trace where its path to the loss breaks."
+    return (text + ": its values do not reach what was computed, or their path was cut (detach, .data, no_grad, "
+            "a non-differentiable op). This debugger cannot re-run the code to find where: a runnable debugger "
+            "or a %%gradsight cell can.")  # fmt: skip
+
+
+# -- results a cell computes under no_grad (read from its code: the tensor does not say) -------------
+
+
+def cut_results(code: str) -> dict[str, tuple[WhyReason, str]]:
+    """Variable -> (reason, why its value has no graph), for the variables a cell's code last assigns under
+    ``torch.no_grad()`` (a ``with`` block, ``torch.set_grad_enabled(False)``, or a call of a function
+    the cell decorates with ``@torch.no_grad()``), or straight from ``.detach()`` / ``.data``: such a
+    tensor is a plain one, and nothing on it tells these from "none of its inputs required grad"
+    (inference_mode does tell). Not the locals of functions the cell defines; ``enable_grad`` inside
+    the block turns grad mode back on."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return {}
+    decorated = {f.name for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 and any(_grad_context(d) == "no_grad" for d in f.decorator_list)}  # fmt: skip
+    found: dict[str, tuple[WhyReason, str] | None] = {}
+    _off_in(tree.body, None, decorated, found)
+    return {name: text for name, text in found.items() if text is not None}
+
+
+_Found = dict[str, "tuple[WhyReason, str] | None"]  # variable -> its last assignment's cut (None: none)
+
+
+def _grad_context(expr: ast.expr) -> str | None:
+    """What an expression used as a context manager or decorator does to grad mode: ``no_grad``,
+    ``on`` (enable_grad, set_grad_enabled(True)), ``other`` (inference_mode), or None."""
+    call = expr if isinstance(expr, ast.Call) else None
+    func = call.func if call is not None else expr
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+    args = call.args if call is not None else []
+    flag = args[0].value if args and isinstance(args[0], ast.Constant) else None
+    if name == "no_grad" or (name == "set_grad_enabled" and flag is False):
+        return "no_grad"
+    if name == "enable_grad" or (name == "set_grad_enabled" and flag is True):
+        return "on"
+    if name == "inference_mode":
+        return "other"
+    return None
+
+
+def _off_in(body: list[ast.stmt], block: ast.expr | None, decorated: set[str], found: _Found) -> None:
+    """Walk the cell's own statements in order; ``block``: the no_grad context manager of the
+    innermost ``with`` that sets grad mode around them (None: grad mode as the cell started)."""
+    for stmt in body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        if isinstance(stmt, ast.With):
+            kinds = [(k, i.context_expr) for i in stmt.items if (k := _grad_context(i.context_expr))]
+            kind, expr = kinds[-1] if kinds else (None, None)
+            _off_in(stmt.body, block if kind is None else expr if kind == "no_grad" else None, decorated, found)
+            continue
+        for name in _targets(stmt):
+            found[name] = _off_text(name, stmt, block, decorated)
+        for field in ("body", "orelse", "finalbody"):
+            inner = getattr(stmt, field, None)
+            if isinstance(inner, list) and all(isinstance(x, ast.stmt) for x in inner):
+                _off_in(inner, block, decorated, found)
+        for handler in getattr(stmt, "handlers", None) or ():
+            _off_in(handler.body, block, decorated, found)
+
+
+def _targets(stmt: ast.stmt) -> list[str]:
+    if isinstance(stmt, ast.Assign):
+        exprs = list(stmt.targets)
+    elif isinstance(stmt, (ast.AugAssign, ast.AnnAssign)):
+        exprs = [stmt.target]
+    else:
+        return []
+    return [n.id for e in exprs for n in ast.walk(e) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+
+
+def _short(node: ast.AST, limit: int = 60) -> str:
+    lines = ast.unparse(node).splitlines()
+    text = lines[0] if lines else ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _off_text(name: str, stmt: ast.stmt, block: ast.expr | None, decorated: set[str]) -> tuple[WhyReason, str] | None:
+    head = f"{name} has requires_grad=False because"
+    if block is not None:
+        return "no_grad", (f"{head} it was computed under torch.no_grad() (`{_short(stmt)}` inside `with "
+                           f"{_short(block)}:`): autograd recorded no graph for it, even from tensors that require "
+                           "grad. Compute it outside the no_grad block to get a graph.")  # fmt: skip
+    value = getattr(stmt, "value", None)
+    func = value.func if isinstance(value, ast.Call) else None
+    detached = isinstance(func, ast.Attribute) and func.attr == "detach" and not value.args  # type: ignore[union-attr]
+    if detached or (isinstance(value, ast.Attribute) and value.attr == "data"):
+        how = "detach() returns" if detached else ".data is"
+        return ("detach" if detached else "data"), (
+            f"{head} it was detached (`{_short(stmt)}`): {how} a tensor that shares the values but has no graph. "
+            "Use the tensor itself where you need its gradient.")  # fmt: skip
+    if isinstance(func, ast.Name) and func.id in decorated:
+        return "no_grad", (f"{head} it comes from {func.id}(), which the cell decorates with @torch.no_grad(): "
+                           "autograd records nothing inside it, even from tensors that require grad. Remove the "
+                           f"decorator (or compute it outside {func.id}) to get a graph.")  # fmt: skip
+    return None
