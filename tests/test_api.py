@@ -192,3 +192,12 @@ def test_a_sparse_tensors_kept_bytes_count_its_indices() -> None:
     assert dbg.graph.run.kept_bytes >= held  # the values alone are a fifth of it
     small = gs.debugger(lambda: (s.values() * 2).sum(), memory_budget=held - 1)
     assert small.graph.run.dropped >= 1
+
+
+def test_a_parameter_given_alone_is_called_a_parameter_with_code_that_runs() -> None:
+    layer = torch.nn.Linear(3, 2)
+    dbg = gs.debugger(layer.weight)
+    message = dbg.graph.message or ""
+    assert "model parameter" in message and "you created" not in message
+    example = message.rsplit("gradsight.debugger(", 1)[1]
+    assert example.startswith("(x * 2).sum())"), message  # "the tensor" is no variable name

@@ -306,7 +306,7 @@ def test_leaves_a_cell_creates_are_explained_too(shell: InteractiveShell) -> Non
               "(b := torch.randn(3, requires_grad=True))\nloss = (a * c.detach()).sum() + b.relu().mul(0).sum()\n"
               "loss.backward()")  # fmt: skip
     assert sorted(m.name for m in dbg.graph.missing) == ["b", "c"]
-    assert dbg.why("c").reason == "not_on_path"  # no KeyError for a leaf the cell made
+    assert dbg.why("c").reason == "detach"  # no KeyError for a leaf the cell made; its .detach() named
 
 
 def test_a_leaf_under_a_root_nobody_differentiated(shell: InteractiveShell) -> None:

@@ -62,11 +62,20 @@ def _observed(order: Sequence[Any], opts: CaptureOptions) -> Gradients:
 
 def why_no_graph(t: torch.Tensor, name: str) -> str:
     """Why ``t`` has no ``grad_fn``, and what to do about it."""
+    # The example needs a name that is code: "the tensor" (a debugger's own label) is not.
+    var = name if name.isidentifier() else "x"
+    if isinstance(t, torch.nn.Parameter):
+        return (
+            f"{name} is a model parameter (an nn.Parameter: a leaf), so it has no grad_fn: autograd "
+            "records operations, not leaves. Debug a result computed from it, e.g. the model's loss: "
+            "gradsight.debugger(model, inputs=batch, loss=...), or "
+            f"gradsight.debugger(({var} * 2).sum())."
+        )
     if t.requires_grad:
         return (
             f"{name} is a leaf tensor you created (requires_grad=True), so it has no grad_fn: "
             "autograd records operations, not leaves. Operations on it will build a graph — "
-            f"debug their result instead, e.g. gradsight.debugger(({name} * 2).sum())."
+            f"debug their result instead, e.g. gradsight.debugger(({var} * 2).sum())."
         )
     if t.is_inference():
         return (
