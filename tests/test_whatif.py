@@ -483,3 +483,13 @@ def test_a_keyboard_interrupt_during_a_rerun_restores_grad_mode_and_status() -> 
     armed[0] = False
     dbg.rerun()
     assert dbg.status == "ready"
+
+
+def test_a_rerun_whose_module_toggles_cut_the_graph_names_them() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    dbg = gs.debugger(model, inputs=torch.randn(8, 4), loss=lambda o: o.pow(2).sum())
+    graph = dbg.rerun(no_grad=["0", "1"])
+    assert len(graph) == 0 and graph.message is not None
+    assert "this re-run's toggles" in graph.message and "no_grad(0, 1)" in graph.message
+    dbg.close()

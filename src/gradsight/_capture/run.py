@@ -212,6 +212,12 @@ def _no_graph(roots: list[torch.Tensor], toggles: Toggles) -> str:
             f"No graph: gradsight.debugger was called inside {where}, so the run it made recorded nothing. "
             f"Call it outside {where.split('(')[0]} (an evaluation loop, a @torch.no_grad function?)."
         )
+    if roots and not toggles.empty:  # the first run had a graph: the toggles cut it
+        return (
+            f"No graph: with this re-run's toggles ({toggles.label}) autograd recorded nothing for the output: "
+            "they cut every path from a tensor that requires grad to it (the missing list says where for each "
+            "parameter). Turn them off and re-run to get the graph back."
+        )
     reasons = [why_no_graph(r, "the output" if len(roots) == 1 else f"output {i}") for i, r in enumerate(roots)]
     return "\n".join(reasons) or "The model returned no tensors."
 
