@@ -11,9 +11,12 @@ frees are still shown (summarized just before backward ran), marked as freed.
 """
 
 from __future__ import annotations
+import __future__
 
 import ast
+import functools
 import inspect
+import operator
 from typing import Any
 
 MAGIC = "gradsight"
@@ -53,11 +56,16 @@ def run_magic(ipython: Any, line: str, cell: str) -> Any:
     if line.strip():
         raise ValueError(f"%%gradsight takes no arguments (got {line.strip()!r}); put the code in the cell")
     code = ipython.transform_cell(cell)
-    filename = ipython.compile.cache(code)
+    # Cached as IPython caches a cell: under the cell's execution count, so tracebacks and source
+    # lines name it (``Cell In[4], line 2``, ``In[4]:2``; lines counted within the body).
+    filename = ipython.compile.cache(code, _execution_count(ipython), raw_code=cell)
     _check_compiles(ipython, code, filename)  # before anything runs, and no debugger for it
+    compiler = ipython.compile
 
     def compile_fn(tree: ast.Module | ast.Expression, mode: str) -> Any:
-        return compile(ast.fix_missing_locations(tree), filename, mode)
+        # IPython's compiler, as for a plain cell: the session's ``from __future__`` imports apply
+        # (and one in the cell stays for later cells), never those of gradsight's own modules
+        return compiler(ast.fix_missing_locations(tree), filename, mode)
 
     result, target = run_first(code, ipython.user_ns, compile_fn, options.memory_budget)
     dbg = Debugger()
@@ -70,6 +78,17 @@ def run_magic(ipython: Any, line: str, cell: str) -> Any:
         _display(dbg)
         raise error.with_traceback(tb)
     return dbg
+
+
+def _execution_count(ipython: Any) -> int:
+    """The number IPython gave the running cell (``In[4]``). IPython 9 counts the next cell up before
+    running this one; the cell's own number is on the result it fills (``displayhook.exec_result``)."""
+    result = getattr(getattr(ipython, "displayhook", None), "exec_result", None)
+    count = getattr(result, "execution_count", None)
+    if isinstance(count, int):
+        return count
+    count = getattr(ipython, "execution_count", 0)
+    return count if isinstance(count, int) else 0
 
 
 class CellSyntaxError(Exception):
@@ -97,7 +116,8 @@ def _check_compiles(ipython: Any, code: str, filename: str) -> None:
     """Raise :class:`CellSyntaxError` for a cell that does not compile, or that needs an event loop."""
     __tracebackhide__ = True
     try:
-        compiled = compile(code, filename, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+        flags = (getattr(ipython.compile, "flags", 0) & _FUTURES) | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        compiled = compile(code, filename, "exec", flags=flags, dont_inherit=True)
         error = None
         if compiled.co_flags & inspect.CO_COROUTINE:
             lineno, col = _top_level_await(ast.parse(code))
@@ -107,6 +127,9 @@ def _check_compiles(ipython: Any, code: str, filename: str) -> None:
         error = e if isinstance(e, SyntaxError) else SyntaxError(str(e))
     if error is not None:
         raise CellSyntaxError(error, ipython.SyntaxTB.structured_traceback(type(error), error, [])) from None
+
+
+_FUTURES = functools.reduce(operator.or_, (getattr(__future__, f).compiler_flag for f in __future__.all_feature_names))
 
 
 def _top_level_await(tree: ast.AST) -> tuple[int, int]:

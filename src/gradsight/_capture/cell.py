@@ -3,24 +3,42 @@
 The cell runs in the user's namespace. Afterwards, the tensors it bound to names (and its last
 expression's value) are collected; the roots are those that no other collected tensor depends on.
 Leaves are named after the user's variables, parameters after ``<module variable>.<param path>``.
+
+While it runs, the cell's forward is watched as a runnable run's is (:class:`CellForward`): a
+``SourceTracker`` records each node's source line, and the shared global module hooks each module
+call's sequence-number range, named after the cell from the namespace (``model.relu``), so an op
+gets the module whose forward made it, not one guessed from the parameters it consumes. Nodes made
+before the cell (an earlier cell's forward) keep the guess.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import itertools
+import re
+import sys
+import threading
+from collections import deque
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, replace
+from types import TracebackType
 from typing import Any
 
 import torch
 
-from ..graph import Graph, RunInfo
+from ..graph import Graph, LeafInfo, Node, RunInfo, Unavailable
+from . import saved as saved_mod
+from . import source as source_mod
+from .hooks import ACCUMULATE_GRAD
+from .modules import SHARED_HOOKS, ModuleTracker, is_compiled
+from .names import infer_module
 from .records import Captured, CaptureOptions
-from .spy import BackwardSpy
+from .source import SourceTracker
+from .spy import Accumulation, BackwardSpy
 from .store import TensorStore
 from .tensors import captured_of
-from .walk import walk
+from .walk import _short_name, walk
 
 LAST_VALUE = "the cell's last value"
 
@@ -50,15 +68,16 @@ def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budg
     last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
     assert last is None or isinstance(last, ast.Expr)
     spy = BackwardSpy(budget)
+    forward = CellForward(code, ns)
     value, error = None, None
-    with spy.installed(), context if context is not None else contextlib.nullcontext():
+    with spy.installed(), context if context is not None else contextlib.nullcontext(), forward:
         try:
             exec(compile_fn(tree, "exec"), ns)
             if last is not None:
                 value = eval(compile_fn(ast.Expression(last.value), "eval"), ns)
         except Exception as e:  # shown by the caller; the graph of what ran still helps
-            error = e
-    captured = capture_namespace(ns, before, value, spy, budget)
+            error = e.with_traceback(_without_tracker(e.__traceback__))
+    captured = capture_namespace(ns, before, value, spy, budget, forward)
     graph = captured.graph
     if error is not None:
         graph = replace(graph, notes=(f"The cell raised {type(error).__name__}: {error}", *graph.notes))
@@ -69,9 +88,24 @@ def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budg
     return CellResult(captured, value, error)
 
 
-def capture_namespace(
-    ns: MutableMapping[str, Any], before: dict[str, Any], value: Any, spy: BackwardSpy, budget: int
-) -> Captured:
+def _without_tracker(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` without the frames of the source tracker the cell ran under: an op that raised (or
+    warned as an error) shows the user's line last, as in a plain cell. (IPython hides frames that
+    set ``__tracebackhide__``, but never the last one.)"""
+    entries = []
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename != source_mod.__file__:
+            entries.append(tb)
+        tb = tb.tb_next
+    for before, after in itertools.pairwise(entries):
+        before.tb_next = after
+    if entries:
+        entries[-1].tb_next = None
+    return entries[0] if entries else None
+
+
+def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], value: Any, spy: BackwardSpy,
+                      budget: int, forward: CellForward | None = None) -> Captured:  # fmt: skip
     """The graph of the tensors the cell bound (or rebound) and of its last value."""
     created: dict[str, torch.Tensor] = {}
     for name, v in ns.items():
@@ -85,17 +119,233 @@ def capture_namespace(
             Graph(message="The cell bound no tensors to names: assign what you want to see, e.g. loss = ...")
         )
     names, tensors = _roots(created)
+    leaf_names = _leaf_names(ns)
+    roots = [t.grad_fn for t in tensors if t.grad_fn is not None]
     options = CaptureOptions(
-        leaf_names=_leaf_names(ns),
+        leaf_names=leaf_names,
         variables={t.grad_fn: n for n, t in reversed(list(created.items())) if t.grad_fn is not None},
         presaved=spy.presaved,
         observed=spy.observed,
         store=TensorStore(budget),
+        module_of=None if forward is None else forward.module_of(roots, ns, leaf_names),
+        source_of=None if forward is None or forward.sources is None else forward.sources.source_of,
     )
     captured = captured_of(tensors, options, labels=names)
-    if spy.errors:
-        captured.graph = replace(captured.graph, notes=captured.graph.notes + tuple(spy.errors))
+    graph = _freed_in_cell(captured.graph)
+    accumulated = accumulation_note(spy.accumulated(), leaf_names)
+    captured.graph = replace(graph, notes=(*graph.notes, *([accumulated] if accumulated else []), *spy.errors))
     return captured
+
+
+# Calls that made nodes, and module calls, a cell's forward remembers (the last ones): a loop of many
+# training steps in a cell keeps a bounded record, far more than one step of a big model makes.
+KEEP_FORWARD_CALLS = 100_000
+
+
+class CellForward:
+    """What the cell's own forward is made of, recorded while it runs: each node's source line (a
+    :class:`SourceTracker`, warnings inside ops re-issued at the cell's line at once) and the module
+    calls (:class:`ModuleCalls`), within the sequence numbers the cell's thread used. Neither where
+    the cell uses something ``torch.compile``'d: dynamo guards on the mode stack and the global module
+    hooks, and would compile it again for the cell (and again after it)."""
+
+    def __init__(self, code: str, ns: Mapping[str, Any]) -> None:
+        watch = not _uses_compiled(code, ns)
+        self.sources = SourceTracker(warn_at_once=True, keep=KEEP_FORWARD_CALLS) if watch else None
+        self.calls = ModuleCalls() if watch else None
+        self.first = self.end = _next_seq()
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> CellForward:
+        with contextlib.ExitStack() as stack:
+            if self.calls is not None:
+                SHARED_HOOKS.add(self.calls)
+                stack.callback(SHARED_HOOKS.discard, self.calls)
+            if self.sources is not None:
+                stack.enter_context(self.sources)
+            self._stack = stack.pop_all()
+        self.first = _next_seq()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.end = _next_seq()
+        self._stack.close()
+
+    def module_of(self, roots: list[Any], ns: Mapping[str, Any],
+                  leaf_names: Mapping[torch.Tensor, str]) -> Callable[[int], str | None] | None:  # fmt: skip
+        """Sequence number -> module path: for the nodes the cell made, the innermost module whose
+        forward made them (None: outside every module the namespace names — the cell's own code, even
+        where it uses a parameter, as a runnable run's ops outside its model); for nodes made before
+        the cell, the guess from the parameters they consume. None (every node guessed) when the cell
+        was not watched."""
+        calls = self.calls
+        if calls is None:
+            return None
+        lookup = ModuleTracker((), start=False)
+        if calls.ranges:
+            paths = _module_paths(ns)
+            lookup.ranges = [(start, end, paths[id(m)]) for start, end, m in calls.ranges if id(m) in paths]
+            calls.ranges.clear()  # the modules themselves: not kept past the capture
+        first, end = self.first, self.end
+        earlier: dict[int, str | None] = {}
+        order, _, _ = walk(roots)
+        for node in order:
+            seq = node._sequence_nr()
+            if not first <= seq < end and _short_name(node) != ACCUMULATE_GRAD:
+                earlier[seq] = _guessed_module(node, leaf_names)
+        del order
+
+        def module_of(seq: int) -> str | None:
+            return lookup.module_of(seq) if first <= seq < end else earlier.get(seq)
+
+        return module_of
+
+
+def _guessed_module(node: Any, leaf_names: Mapping[torch.Tensor, str]) -> str | None:
+    """What a capture guesses without module calls: the module of the named parameters ``node`` consumes."""
+    children = [fn for fn, _ in node.next_functions if fn is not None and _short_name(fn) == ACCUMULATE_GRAD]
+    return infer_module([LeafInfo(leaf_names.get(fn.variable), (), True) for fn in children])
+
+
+class ModuleCalls:
+    """Every module call on the cell's thread, as ``(first seq, end seq, module)`` (a tracker of the
+    shared global module hooks, as :class:`ModuleTracker` but for modules named only after the cell
+    ran: one it makes is in no namespace before). The last ``KEEP_FORWARD_CALLS`` calls: a training loop in
+    the cell shows its last step."""
+
+    def __init__(self) -> None:
+        self._thread = threading.get_ident()
+        self._open: dict[int, list[int]] = {}  # id(module) -> start numbers (re-entrant calls)
+        self.ranges: deque[tuple[int, int, torch.nn.Module]] = deque(maxlen=KEEP_FORWARD_CALLS)
+
+    def _pre(self, module: torch.nn.Module, args: Any) -> None:
+        if threading.get_ident() == self._thread and _graph_task_id() == -1:  # not a checkpoint recompute
+            self._open.setdefault(id(module), []).append(_next_seq())
+
+    def _post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        stack = self._open.get(id(module))
+        if stack and threading.get_ident() == self._thread and _graph_task_id() == -1:
+            self.ranges.append((stack.pop(), _next_seq(), module))
+
+
+def _module_paths(ns: Mapping[str, Any]) -> dict[int, str]:
+    """id(module) -> its path from the namespace, as :func:`_leaf_names` names parameters
+    (``model.layer1`` for ``model.layer1.weight``)."""
+    paths: dict[int, str] = {}
+    for name, v in ns.items():
+        if not name.startswith("_") and isinstance(v, torch.nn.Module):
+            for sub, m in v.named_modules():
+                paths.setdefault(id(m), f"{name}.{sub}" if sub else name)
+    return paths
+
+
+def _uses_compiled(code: str, ns: Mapping[str, Any]) -> bool:
+    """Does the cell compile something, or call a ``torch.compile``'d function or module (or a module
+    holding one) of the namespace?"""
+    if "compile" in code:
+        return True
+    if sys.modules.get("torch._dynamo.eval_frame") is None:  # nothing was compiled in this process
+        return False
+    for name in cell_names(code)[0]:
+        value = ns.get(name)
+        if is_compiled(value):
+            return True
+        if isinstance(value, torch.nn.Module) and any(is_compiled(m) for m in value.modules()):
+            return True
+    return False
+
+
+_next_seq = torch._C._autograd._get_sequence_nr
+_graph_task_id = torch._C._current_graph_task_id
+
+
+# -- notes only a cell has --------------------------------------------------------------------------
+
+FREED_IN_CELL = (
+    "freed by a backward gradsight did not see — an earlier cell's, or one through backward/grad imported before "
+    "the cell (from torch.autograd import grad): compute it in this cell, call torch.autograd.grad or "
+    "loss.backward() there, or pass retain_graph=True"
+)
+_FREED_NOTE = re.compile(r"Backward already freed the saved tensors of (\d+) node\(s\)")
+
+
+def _freed_in_cell(graph: Graph) -> Graph:
+    """The advice for saved values a backward freed, for a cell: it already is a %%gradsight cell, whose
+    backward calls gradsight reads before; what freed them is a backward it did not see."""
+    notes = []
+    for note in graph.notes:
+        found = _FREED_NOTE.match(note)
+        if found and "%%gradsight cell" in note:
+            note = (
+                f"A backward gradsight did not see had already freed the saved tensors of {found.group(1)} node(s), "
+                "so their values are gone: one in an earlier cell, or one through backward/grad imported before the "
+                "cell (from torch.autograd import grad). Compute them in this cell and call torch.autograd.grad or "
+                "loss.backward() there (gradsight reads what they free just before), or pass retain_graph=True."
+            )
+        notes.append(note)
+    if tuple(notes) == graph.notes:
+        return graph
+    nodes = tuple(_reworded(n) for n in graph.nodes)
+    return replace(graph, nodes=nodes, notes=tuple(notes))
+
+
+def _reworded(node: Node) -> Node:
+    if not any(isinstance(v, Unavailable) and v.reason == saved_mod.FREED for v in node.saved.values()):
+        return node
+    saved = {k: Unavailable(FREED_IN_CELL) if isinstance(v, Unavailable) and v.reason == saved_mod.FREED else v
+             for k, v in node.saved.items()}  # fmt: skip
+    return replace(node, saved=saved)
+
+
+_SHOWN = 6  # leaves named in an accumulation note
+
+
+def accumulation_note(accumulated: list[tuple[torch.Tensor, Accumulation]],
+                      names: Mapping[torch.Tensor, str]) -> str | None:  # fmt: skip
+    """What the graph cannot show: leaves whose ``.grad`` is the sum of several backward calls (or
+    added to what it held), while their node shows the last call's gradient."""
+    if not accumulated:
+        return None
+    if len(accumulated) == 1:
+        leaf, acc = accumulated[0]
+        name = names.get(leaf)
+        subject = f"{name}.grad" if name else f"The .grad of a leaf of shape {tuple(leaf.shape)}"
+        grad, into = (f"{name}.grad", name) if name else ("its .grad", "that leaf")
+        total = _norm(leaf.grad)
+        total_text = "" if total is None else f" (norm {total:.4g})"
+        before = acc.before_norm() if acc.held() else None
+        if acc.calls > 1:
+            held = "" if before is None else f", on top of a gradient it already held (norm {before:.4g})"
+            sums = "them all" if before is None else "them all and what it held"
+            return (f"{subject} accumulated over {acc.calls} backward calls in this cell{held}: the gradient shown "
+                    f"flowing into {into} is the last call's; {grad} holds the sum of {sums}{total_text}. Set "
+                    f"{grad} = None (or call optimizer.zero_grad()) between backward calls unless you meant to add "
+                    "them up.")  # fmt: skip
+        return (f"{subject} already held a gradient (norm {before or 0:.4g}) when this cell's backward added to it "
+                f"(an earlier cell's backward, or one gradsight did not see): the gradient shown flowing into {into} "
+                f"is this cell's; {grad} holds the sum{total_text}. Set {grad} = None (or call "
+                "optimizer.zero_grad()) before backward unless you meant to add them up.")  # fmt: skip
+    parts = []
+    for leaf, acc in accumulated[:_SHOWN]:
+        name = names.get(leaf) or f"a leaf of shape {tuple(leaf.shape)}"
+        calls = f"{acc.calls} backward calls" if acc.calls > 1 else "1 backward call"
+        norm = acc.before_norm() if acc.held() else None
+        parts.append(f"{name} ({calls}{'' if norm is None else f' on top of a gradient it held, norm {norm:.4g}'})")
+    more = len(accumulated) - _SHOWN
+    listed = ", ".join(parts) + (f" and {more} more" if more > 0 else "")
+    return (
+        f"The .grad of {len(accumulated)} leaves holds the sum of several of this cell's backward calls (or of "
+        f"one and what .grad held before): {listed}. The gradient shown flowing into each is the last call's. "
+        "Set .grad = None (or call optimizer.zero_grad()) before each backward unless you meant to add them up."
+    )
+
+
+def _norm(t: torch.Tensor | None) -> float | None:
+    from .hooks import grad_meta
+
+    meta = grad_meta(t)
+    norm = None if meta is None else meta[4]
+    return None if norm is None else float(norm)
 
 
 def _tensors_in(value: Any) -> list[torch.Tensor]:

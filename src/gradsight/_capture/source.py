@@ -10,7 +10,9 @@ A warning torch raises from C++ inside an op (``float()`` of a tensor that requi
 notes) names the innermost Python frame: with the mode in between, that was this file. In a
 runnable run (``rehome_warnings=True``), while the tracker is entered, warnings are collected
 instead and re-issued when it exits, each at the user's line that made the call, through the
-user's filters and "once" registries.
+user's filters and "once" registries. Around a ``%%gradsight`` cell (``warn_at_once=True``) only
+the warnings that name this file are caught, and each is re-issued at once at the user's line, so
+the cell's own ``warnings`` calls and filters act as in a plain cell and stay after it.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from types import FrameType
 from typing import Any
 
 import torch
-from torch.overrides import TorchFunctionMode
+from torch.overrides import TorchFunctionMode, _pop_mode, _push_mode
 
 from .modules import compiling
 
 _next_seq = torch._C._autograd._get_sequence_nr
+_stack_depth = torch._C._len_torch_function_stack
 _WARNINGS_FILE = warnings.__file__
 _REGISTER_HOOK = torch.Tensor.register_hook
 _INTERNAL_ROOTS = (
@@ -41,8 +44,9 @@ _INTERNAL_ROOTS = (
 class SourceTracker(TorchFunctionMode):
     """Use as a context manager around the forward."""
 
-    def __init__(self, *, rehome_warnings: bool = False) -> None:
+    def __init__(self, *, rehome_warnings: bool = False, warn_at_once: bool = False, keep: int | None = None) -> None:
         super().__init__()
+        self._keep_calls = keep  # remember the last ``keep`` calls that made nodes (None: all; a cell's loop: not)
         self._starts: list[int] = []
         self._ends: list[int] = []
         self._where: list[tuple[str, int]] = []
@@ -61,21 +65,28 @@ class SourceTracker(TorchFunctionMode):
         self.origin: tuple[str, int] | None = None
         self._catch: Any = None
         self._warned: list[tuple[Any, Any, str, int, dict[str, Any] | None]] = []
+        self._at_once = _AtOnce(self) if warn_at_once else None
 
     def __enter__(self) -> SourceTracker:
         # Only around a forward gradsight runs itself, inside its own `with` (runnable runs): the
         # warnings module is process-wide, so hooks that may be skipped (a KeyboardInterrupt skips
         # torch's always_call forward hooks), overlapping sessions or other threads' forwards must
-        # not swap its filters — live steps leave warnings alone.
+        # not swap its filters — live steps leave warnings alone. A %%gradsight cell runs inside
+        # gradsight's `with` too, but it is the user's code: only warnings naming this file are caught
+        # there (_AtOnce), and whatever the cell does to the warnings module stays.
         if self._rehome:
             self._catch = warnings.catch_warnings()
             self._catch.__enter__()
             warnings.simplefilter("always")  # every warning reaches _keep; the user's filters apply on re-issue
             warnings.showwarning = self._keep
+        elif self._at_once is not None:
+            self._at_once.enter()
         return super().__enter__()  # type: ignore[no-untyped-call,no-any-return]
 
     def __exit__(self, *exc: Any) -> None:
-        super().__exit__(*exc)  # type: ignore[no-untyped-call]
+        _leave_mode_stack(self)
+        if self._at_once is not None:
+            self._at_once.exit()
         if self._catch is None:
             return
         self._catch.__exit__(None, None, None)
@@ -100,6 +111,7 @@ class SourceTracker(TorchFunctionMode):
         self._warned.append((message, category, filename, lineno, None if frame is None else frame.f_globals))
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        __tracebackhide__ = True  # an op that raises (or warns as an error): IPython shows the user's line, not ours
         if self.stopped or compiling():  # dynamo traces modes: stay invisible to it (a compiled region is one node)
             return func(*args, **(kwargs or {}))
         if func is _REGISTER_HOOK and args and args[0].grad_fn is not None:
@@ -114,7 +126,15 @@ class SourceTracker(TorchFunctionMode):
                 self._starts.append(start)
                 self._ends.append(end)
                 self._where.append(where)
+                if self._keep_calls is not None and len(self._starts) > self._keep_calls:
+                    self._forget_older()
         return out
+
+    def _forget_older(self) -> None:
+        """Drop the older half of what was recorded: a training loop in a cell makes nodes step after
+        step, and its last step's are the ones a graph shows (the older ones then have no line)."""
+        half = len(self._starts) // 2
+        del self._starts[:half], self._ends[:half], self._where[:half]
 
     def _user_frame(self, frame: FrameType | None) -> FrameType | None:
         internal = self._internal
@@ -148,6 +168,69 @@ class SourceTracker(TorchFunctionMode):
         self._text.clear()  # the file may have changed since (a notebook cell re-run)
 
 
+def _leave_mode_stack(mode: TorchFunctionMode) -> None:
+    """Pop ``mode`` off the torch-function mode stack. A mode entered above it and never left (user code
+    in a cell that entered one by hand) stays: the modes above are popped and pushed back, rather than
+    popping the top one, whatever it is, and leaving ``mode`` on the stack for good."""
+    above = []
+    for _ in range(_stack_depth()):
+        top = _pop_mode()  # type: ignore[no-untyped-call]
+        if top is mode:
+            break
+        above.append(top)
+    for other in reversed(above):  # (all of them when ``mode`` was not on the stack)
+        _push_mode(other)  # type: ignore[no-untyped-call]
+
+
+class _AtOnce:
+    """A cell's warnings from inside ops, re-issued at once at the user's line (``warn_at_once``).
+
+    Only warnings that name this file (raised by torch inside an op the tracker passed on) are
+    caught — by a filter for this module in front of the user's, so "once"/"default" registries and
+    "ignore" filters keyed to this file never swallow them — and each is re-issued right away with
+    ``warn_explicit`` at the user's line, with its module's name and registry: the user's filters
+    decide ("error" raises at the op, as in a plain cell). Every other warning passes through
+    untouched, and what the cell does to ``warnings`` (filters, ``showwarning``) stays after it:
+    on exit only this filter is removed, and ``showwarning`` put back if it is still ours."""
+
+    def __init__(self, tracker: SourceTracker) -> None:
+        self._tracker = tracker
+        self._filter: Any = None
+        self._shown: Any = None
+
+    def enter(self) -> None:
+        self._shown = warnings.showwarning
+        warnings.filterwarnings("always", module=re.escape(__name__) + r"\Z")
+        self._filter = warnings.filters[0]
+        warnings.showwarning = self._show
+
+    def exit(self) -> None:
+        filters: list[Any] = warnings.filters  # type: ignore[assignment]  # a list, typed as a Sequence
+        if self._filter is not None and self._filter in filters:
+            filters.remove(self._filter)
+            getattr(warnings, "_filters_mutated", lambda: None)()  # what catch_warnings calls on exit
+        self._filter = None
+        if warnings.showwarning == self._show:
+            warnings.showwarning = self._shown
+
+    def _show(self, message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+              line: str | None = None) -> None:  # fmt: skip
+        frame = None
+        if filename == __file__:  # raised by torch inside an op: the user's line that called it
+            frame = sys._getframe(1)
+            while frame is not None and frame.f_code.co_filename == _WARNINGS_FILE:
+                frame = frame.f_back
+            frame = self._tracker._user_frame(frame)
+        if frame is None:
+            self._shown(message, category, filename, lineno, file, line)
+            return
+        module_globals = frame.f_globals
+        registry = module_globals.setdefault("__warningregistry__", {})
+        warnings.warn_explicit(message, category, frame.f_code.co_filename, frame.f_lineno,
+                               module=module_globals.get("__name__"), registry=registry,
+                               module_globals=module_globals)  # fmt: skip
+
+
 def user_line(frame: FrameType | None) -> tuple[str, int] | None:
     """(file, line) of the first frame from ``frame`` up outside torch and gradsight: the user's line
     that called into them (a live step's ``model(batch)``)."""
@@ -160,11 +243,16 @@ def user_line(frame: FrameType | None) -> tuple[str, int] | None:
 
 
 def _short(filename: str) -> str:
-    """How a source file reads in the inspector: its base name; ``cell`` for a Jupyter cell (ipykernel's
+    """How a source file reads in the inspector: its base name; ``In[4]`` for the code of IPython's
+    cell 4 (as IPython's tracebacks name it: ``Cell In[4], line 12``), a ``%%gradsight`` cell's body
+    included; ``cell`` for a Jupyter cell the running IPython does not know (ipykernel's
     ``/tmp/ipykernel_<pid>/<hash>.py``); ``cell Hbol`` for a marimo cell its kernel compiled from the
     editor's code (``/tmp/marimo_<pid>/__marimo__cell_Hbol_.py``, lines numbered within the cell, the
     text in ``linecache`` like ipykernel's). Under ``marimo run`` (and ``python notebook.py``) marimo
     compiles cells from the file's ``@app.cell`` functions: the notebook's own name and line show."""
+    cell = _ipython_cell(filename)
+    if cell is not None:
+        return cell
     if filename.startswith("<"):
         return filename
     if "ipykernel" in filename:
@@ -177,3 +265,22 @@ def _short(filename: str) -> str:
 # marimo's compiler.get_filename(cell_id, suffix): "__marimo__cell_<id>_<suffix>.py"; its own
 # cell_id_from_filename reads the id with the same non-greedy match
 _MARIMO_CELL = re.compile(r"__marimo__cell_(.+?)_\w*\.py$")
+
+
+def _ipython_cell(filename: str) -> str | None:
+    """``In[4]``: the execution count IPython compiled ``filename`` under (the running shell's cache of
+    cells, ``%%gradsight`` bodies included); None outside IPython or for a file it did not compile."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:  # never imported: no shell to ask
+        return None
+    try:
+        shell = ipython.get_ipython()
+        compiler = getattr(shell, "compile", None)
+        fmt = getattr(compiler, "format_code_name", None)
+        if fmt is not None:
+            named = fmt(filename)
+            return str(named[1]) if named else None
+        number = getattr(compiler, "_filename_map", {}).get(filename)
+        return None if number is None else f"In[{number}]"
+    except Exception:  # a shell that is not IPython's: names stay as they were
+        return None

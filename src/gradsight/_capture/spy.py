@@ -12,14 +12,21 @@ parameter's gradient). Only the last few backward calls are remembered, so a tra
 cell does not pile up every step's activations. The wrappers and hooks are removed when the call
 or the cell ends, also on error, and an error in gradsight's own code never reaches the user's
 backward.
+
+The graph shows the gradient of the last call through each leaf, but ``.grad`` adds up every
+``backward`` that reached it. So the spy also follows each leaf's ``.grad`` across the cell's
+backward calls (:class:`Accumulation`): how many added to it since it was last None or changed by
+something else (``zero_grad``, ``w.grad = None``, clipping), and what it held before the first.
 """
 
 from __future__ import annotations
 
 import functools
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
@@ -34,6 +41,7 @@ from .walk import _short_name, walk
 
 V = TypeVar("V")
 KEEP_CALLS = 4  # backward calls remembered (the graph shown is normally the last one's)
+_CTX_SAVED = "saved_tensors"  # a custom Function's saved tensors (saved.read_saved: "saved_tensors[i]")
 
 
 class BackwardSpy:
@@ -44,6 +52,7 @@ class BackwardSpy:
         self._budget = budget_bytes
         self._calls: deque[dict[Any, Presaved]] = deque(maxlen=KEEP_CALLS)
         self._grads: deque[dict[Any, Observed]] = deque(maxlen=KEEP_CALLS)
+        self._accumulations: dict[int, Accumulation] = {}  # id(leaf) ->
 
     @property
     def presaved(self) -> dict[Any, Presaved]:
@@ -54,6 +63,17 @@ class BackwardSpy:
     def observed(self) -> dict[Any, Observed]:
         """``observed[node]``: the gradients that flowed into ``node`` in the last backward through it."""
         return _merged(self._grads)
+
+    def accumulated(self) -> list[tuple[torch.Tensor, Accumulation]]:
+        """Leaves whose ``.grad`` holds more than the last backward call's gradient: two or more of the
+        cell's backward calls added to it, or one added to what it already held — and nothing changed
+        it since."""
+        out = []
+        for acc in list(self._accumulations.values()):
+            leaf = acc.leaf()
+            if leaf is not None and acc.calls and acc.unchanged(leaf.grad) and (acc.calls > 1 or acc.held()):
+                out.append((leaf, acc))
+        return out
 
     @contextmanager
     def installed(self) -> Iterator[BackwardSpy]:
@@ -70,7 +90,7 @@ class BackwardSpy:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             __tracebackhide__ = True  # an error in the user's backward: IPython shows torch's frames, not ours
-            watch = self.record(args[0] if args else kwargs.get(first))
+            watch = self.record(args[0] if args else kwargs.get(first), accumulates=first == "tensors")
             try:
                 result = fn(*args, **kwargs)
                 if watch is not None and first == "outputs":  # autograd.grad: leaves get what it returns
@@ -82,8 +102,9 @@ class BackwardSpy:
 
         return wrapper
 
-    def record(self, roots: object) -> _Watch | None:
-        """Read the saved values below ``roots`` and hook their nodes for this call; never raises."""
+    def record(self, roots: object, *, accumulates: bool = False) -> _Watch | None:
+        """Read the saved values below ``roots`` and hook their nodes for this call; never raises.
+        ``accumulates``: a ``backward`` (not ``autograd.grad``), adding to the leaves' ``.grad``."""
         try:
             items = roots if isinstance(roots, (list, tuple)) else [roots]
             nodes = [n for n in (_node_of(t) for t in items) if n is not None]
@@ -93,12 +114,65 @@ class BackwardSpy:
             for node in order:
                 tensors: dict[str, torch.Tensor] = {}
                 values = saved_mod.read_saved(node, _keeper(tensors, budget))
+                if saved_mod.is_python_function(node) and not any(k.startswith(_CTX_SAVED) for k in values):
+                    # a ctx that saved no tensors (a module's full backward hook): after backward, reading
+                    # them says "freed" — there was nothing to free
+                    values[_CTX_SAVED] = ()
                 call[node] = Presaved(values, tensors, {path: t._version for path, t in tensors.items()})
             self._calls.append(call)
-            return _Watch(order, self.errors)
+            watch = _Watch(order, self.errors)
+            watch.accumulates = accumulates
         except Exception as e:  # gradsight's hooks never raise into the user's backward
             self.errors.append(f"could not read saved values before backward: {type(e).__name__}: {e}")
             return None
+        if accumulates:
+            self._before_backward(watch)
+        return watch
+
+    def _before_backward(self, watch: _Watch) -> None:
+        """Each leaf's ``.grad`` before a backward call: still what the spy's last call left, or not."""
+        try:
+            for i, node in enumerate(watch.nodes):
+                if not watch.leaves[i]:
+                    continue
+                leaf = node.variable
+                acc = self._accumulations.get(id(leaf))
+                if acc is None or acc.leaf() is not leaf:
+                    acc = self._accumulations[id(leaf)] = Accumulation(weakref.ref(leaf, self._forget(id(leaf))))
+                grad = leaf.grad
+                if not acc.unchanged(grad):  # first seen, or changed since (zeroed, set to None, clipped)
+                    acc.calls = 0
+                    with torch.no_grad():  # the norm stays a 0-d tensor: no sync
+                        acc.before = None if grad is None else grad_meta(grad)
+        except Exception as e:
+            self.errors.append(f"could not follow .grad across backward calls: {type(e).__name__}: {e}")
+
+    def _after_backward(self, watch: _Watch) -> None:
+        try:
+            for i in watch.metas:
+                if not watch.leaves[i]:
+                    continue
+                leaf = watch.nodes[i].variable
+                acc = self._accumulations.get(id(leaf))
+                alive = None if acc is None else acc.leaf()
+                if acc is None or alive is None or alive is not leaf:
+                    continue
+                grad = alive.grad
+                if grad is None:  # a post-accumulate hook took it (an optimizer step in backward)
+                    acc.calls, acc.before, acc.grad = 0, None, None
+                else:
+                    acc.calls += 1
+                    acc.grad, acc.version = weakref.ref(grad), grad._version
+        except Exception as e:
+            self.errors.append(f"could not follow .grad across backward calls: {type(e).__name__}: {e}")
+
+    def _forget(self, key: int) -> Callable[[Any], None]:
+        def forget(ref: Any) -> None:
+            acc = self._accumulations.get(key)
+            if acc is not None and acc.leaf is ref:
+                del self._accumulations[key]
+
+        return forget
 
     def _finish(self, watch: _Watch) -> None:
         try:
@@ -108,6 +182,35 @@ class BackwardSpy:
             self._grads.append(watch.close())
         except Exception as e:
             self.errors.append(f"could not record the gradients of a backward: {type(e).__name__}: {e}")
+        if watch.accumulates:
+            self._after_backward(watch)
+
+
+@dataclass
+class Accumulation:
+    """One leaf's ``.grad`` across a cell's backward calls: ``calls`` of them added to it since it was
+    None or last changed by anything else, on top of ``before`` (its grad_meta then: shape, …, norm as
+    a 0-d tensor; None: it was None). ``grad``/``version``: the ``.grad`` the last call left (weakly:
+    holding it would make autograd copy instead of adding in place)."""
+
+    leaf: weakref.ref[torch.Tensor]
+    calls: int = 0
+    before: GradMeta = None
+    grad: weakref.ref[torch.Tensor] | None = None
+    version: int = -1
+
+    def unchanged(self, grad: torch.Tensor | None) -> bool:
+        """Is ``grad`` (the leaf's ``.grad`` now) still what the last call left?"""
+        return grad is not None and self.grad is not None and self.grad() is grad and grad._version == self.version
+
+    def held(self) -> bool:
+        """Did ``.grad`` hold a nonzero gradient before the first of these calls?"""
+        norm = None if self.before is None else self.before[4]
+        return norm is not None and bool(norm != 0)
+
+    def before_norm(self) -> float | None:
+        norm = None if self.before is None else self.before[4]
+        return None if norm is None else float(norm)
 
 
 class _Watch:
@@ -116,10 +219,11 @@ class _Watch:
     def __init__(self, order: list[Any], errors: list[str]) -> None:
         self.nodes = order
         self.errors = errors
+        self.accumulates = False  # a backward call (not autograd.grad): it adds to the leaves' .grad
         self.metas: dict[int, tuple[GradMeta, ...]] = {}
         self.tensors: dict[int, tuple[torch.Tensor | None, ...]] = {}
         self._room = options.keep_all_below
-        self._leaves = [_short_name(n) == ACCUMULATE_GRAD for n in order]
+        self.leaves = [_short_name(n) == ACCUMULATE_GRAD for n in order]
         self._handles: list[Any] = []
         try:
             for i, node in enumerate(order):
@@ -132,7 +236,7 @@ class _Watch:
         def hook(grad_outputs: Any) -> None:
             try:
                 self.metas[i] = tuple(grad_meta(g) for g in grad_outputs)
-                if not self._leaves[i]:
+                if not self.leaves[i]:
                     self._keep(i, grad_outputs)
             except Exception as e:
                 if len(self.errors) < 20:
@@ -148,7 +252,7 @@ class _Watch:
 
     def received(self, inputs: Any, grads: Any) -> None:
         """``torch.autograd.grad`` returns the leaves' gradients instead of running their nodes."""
-        leaves = {id(n.variable): i for i, n in enumerate(self.nodes) if self._leaves[i]}
+        leaves = {id(n.variable): i for i, n in enumerate(self.nodes) if self.leaves[i]}
         items = inputs if isinstance(inputs, (list, tuple)) else [inputs]
         for t, g in zip(items, grads, strict=False):
             i = leaves.get(id(t))
