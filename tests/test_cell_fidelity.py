@@ -168,6 +168,7 @@ def test_grad_accumulated_over_two_backward_calls_says_so(shell: InteractiveShel
     (note,) = [n for n in dbg.graph.notes if ".grad" in n]
     assert "w.grad accumulated over 2 backward calls" in note and "last call's" in note
     assert f"{float(torch.tensor([5.0, 7.0, 9.0]).norm()):.4g}" in note  # the sum .grad holds
+    assert "last backward call's" in dbg.why("w").message and "holds more" in dbg.why("w").message
 
 
 def test_grad_reset_between_backward_calls_says_nothing(shell: InteractiveShell) -> None:

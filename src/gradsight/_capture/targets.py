@@ -135,7 +135,11 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
                     "gs.debugger(model, inputs=batch, loss=...) — to see them.")  # fmt: skip
         return Why(name, "unknown", text, where=node.id)
     if node is not None:
-        return Why(name, "unknown", f"{name} got a gradient in this run (norm {node.grad_norm}).", where=node.id)
+        text = f"{name} got a gradient in this run (norm {node.grad_norm})."
+        if any(note.startswith((f"{name}.grad accumulated", f"{name}.grad already held")) for note in graph.notes):
+            text = (f"{name} got a gradient in this run (the last backward call's, norm {node.grad_norm}); "
+                    f"{name}.grad holds more than that: see the graph's note.")  # fmt: skip
+        return Why(name, "unknown", text, where=node.id)
     traced = target.trace(name, toggles)
     cuts = why_mod.cutting_toggles(toggles)
     if traced is not None and traced.reason == "unknown" and cuts:  # e.g. a node's detach: not in the trace
