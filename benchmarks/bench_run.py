@@ -1,7 +1,7 @@
 """Costs of the debugger modes, as ratios taken side by side in one process.
 
     .venv/bin/python benchmarks/bench_run.py            # all sections
-    .venv/bin/python benchmarks/bench_run.py --section capture|phases|live|click|memory
+    .venv/bin/python benchmarks/bench_run.py --section capture|phases|live|click|memory|held
 
 - capture: a runnable debugger's run (forward + backward observed, graph built) ÷ a plain
   forward + backward. Target ≤ 1.15×. Three kinds of model (benchmarks/models.py REALISTIC):
@@ -22,6 +22,11 @@
 - click: inspect request → reply (statistics, histogram, preview, encoding) for a node whose saved
   tensor has 10M elements. Target ≤ 100 ms.
 - memory: peak RSS added by a debugger run over a plain forward + backward, in fresh processes.
+- held: what a debugger holds over time, in fresh processes (glibc set so RSS tracks tensors): RSS
+  after 300 training steps of a model fed a 4 MB batch per step, with every step captured by a live
+  debugger and without one, and how many of the 300 batches are still alive (the run history keeps
+  8 steps); and the bytes of the storages that 8 re-runs of a runnable debugger hold together
+  against its memory budget (one budget per debugger).
 - vanishing: ``gs.debugger(...)`` end to end on a 1,000-layer ReLU MLP whose gradients vanish
   (most leaves get exactly zero) and on a 1,000-layer Tanh MLP whose gradients are NaN/Inf, and the
   part of it that explains every such leaf.
@@ -268,6 +273,64 @@ def memory(_repeats: int) -> None:
               f"{peaks['debugger'] / peaks['plain']:.2f}× |")  # fmt: skip
 
 
+HELD_CHILD = """
+import gc, sys, weakref
+sys.path.insert(0, {here!r})
+import torch, gradsight as gs
+from torch import nn
+torch.set_num_threads(1)
+torch.manual_seed(0)
+gs.options.live_interval, gs.options.live_share = 0.0, 1.0
+model = nn.Sequential(nn.Linear(1024, 64), nn.ReLU(), nn.Linear(64, 1))
+def rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+dbg = gs.debugger(model) if {mode!r} == "live" else None
+base, refs = rss_mb(), []
+for _ in range(300):
+    x = torch.randn(1024, 1024)  # 4 MB
+    refs.append(weakref.ref(x))
+    model(x).pow(2).mean().backward()
+    del x
+print(rss_mb() - base, sum(r() is not None for r in refs), gc.get_stats()[2]["collections"])
+"""
+
+
+def held(_repeats: int) -> None:
+    print("\n### What a debugger holds over time (fresh process each, glibc set so RSS tracks tensors)\n")
+    print("| 300 steps, 4 MB batch each | RSS growth MB | batches alive | full GC collections |")
+    print("|---|---|---|---|")
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="4096", MALLOC_TRIM_THRESHOLD_="0", MALLOC_ARENA_MAX="1")
+    here = os.path.dirname(os.path.abspath(__file__))
+    for mode in ("plain", "live"):
+        code = HELD_CHILD.format(here=here, mode=mode)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        growth, alive, full = out.stdout.split()
+        label = "plain loop" if mode == "plain" else "live debugger, every step captured"
+        print(f"| {label} | {float(growth):.0f} | {alive} | {full} |")
+    model, x = realistic("mlp w256 b128")
+    budget = 64 << 20
+    dbg = gs.debugger(model, inputs=x, loss=lambda out: out.pow(2).mean(), memory_budget=budget)
+    for i in range(7):
+        dbg.rerun(requires_grad={"layers.0": bool(i % 2)})
+    storages: dict[int, int] = {}
+    kept = 0
+    for record in dbg._runs.records:
+        store = getattr(record.captured, "store", None)
+        kept += 0 if store is None else store.kept_bytes
+        for t in [] if store is None else store._tensors.values():
+            s = t.untyped_storage()
+            storages[s.data_ptr()] = s.nbytes()
+    dbg.close()
+    print("\n| runnable debugger, 8 runs of mlp w256 b128 | budget MB | held together MB "
+          "| runs' kept bytes summed MB |")  # fmt: skip
+    print("|---|---|---|---|")
+    print(f"| one budget for the debugger | {budget / 2**20:.0f} | {sum(storages.values()) / 2**20:.1f} | "
+          f"{kept / 2**20:.1f} |")  # fmt: skip
+
+
 def vanishing(repeats: int) -> None:
     print("\n### Vanishing and NaN gradients: explaining every such leaf\n")
     print("| model | nodes | leaves explained | gs.debugger() s | explaining them ms |")
@@ -306,6 +369,7 @@ SECTIONS = {
     "live": live,
     "click": click,
     "memory": memory,
+    "held": held,
     "vanishing": vanishing,
 }
 
