@@ -251,3 +251,45 @@ def test_a_cell_that_ends_after_a_kept_graphs_passes_shows_them(shell: Interacti
     assert graph.run.step == 1 and any("3 backward passes" in note for note in graph.notes)
     assert not graph.missing and not hooked(shell.user_ns["model"])
     dbg.close()
+
+
+def test_a_critic_called_again_before_the_last_pass_keeps_its_step_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    """WGAN-GP with the penalty first: D(interp) is the step, its graph is differentiated once with
+    create_graph=True, the critic is called on the real and fake batches, and the loss's backward
+    runs D(interp)'s graph again: the step is not over at D(real)."""
+    monkeypatch.setattr(gs.options, "live_interval", 1000.0)  # one capture: the first call
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    real, fake = torch.randn(4, 8), torch.randn(4, 8)
+    dbg = gs.debugger(critic)
+    interp = (0.5 * real + 0.5 * fake).requires_grad_()
+    d_i = critic(interp)
+    (g,) = torch.autograd.grad(d_i.sum(), interp, create_graph=True)
+    penalty = (g.norm(dim=1) - 1).pow(2).mean()
+    (critic(fake).mean() - critic(real).mean() + 10 * d_i.mean() + penalty).backward()
+    dbg._live.flush()
+    graph = dbg.graph
+    assert graph.run.step == 1 and not graph.missing
+    for name, p in critic.named_parameters():
+        assert graph.node(f"leaf:{name}").executed
+        assert graph.node(f"leaf:{name}").grad_norm == pytest.approx(grad_norm(p), rel=1e-5)
+    dbg.close()
+
+
+def test_a_retain_graph_loops_next_iteration_is_not_the_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retain_graph=True loop with one step captured: the next iteration's backward reaches the
+    same leaves but not the step's graph; it is not counted into the step."""
+    monkeypatch.setattr(gs.options, "live_interval", 1000.0)
+    torch.manual_seed(0)
+    model, x = MLP(), torch.randn(3, 8)
+    dbg = gs.debugger(model)
+    model(x).pow(2).sum().backward(retain_graph=True)
+    first = grad_norm(model.layer1.weight)
+    model(x).pow(2).sum().backward(retain_graph=True)  # .grad doubles: not the step's
+    dbg._live._close_open(threading.get_ident())  # the cell's end
+    dbg._live.flush()
+    graph = dbg.graph
+    assert graph.run.step == 1 and not any("backward passes" in n for n in graph.notes)
+    assert graph.node("leaf:layer1.weight").grad_norm == pytest.approx(first, rel=1e-5)
+    assert dbg.inspect("leaf:layer1.weight").history[-1].grad_norm == pytest.approx(first, rel=1e-6)
+    dbg.close()

@@ -7,8 +7,9 @@ graph below the outputs and hooks its nodes. Whatever differentiates it — ``.b
 end-of-pass callback. The passes of a step all belong to it (a gradient penalty's
 ``autograd.grad(..., create_graph=True)`` and its ``loss.backward()``, several losses with
 ``retain_graph=True``): a pass that frees the graph is the step's last, and publishes it at once; one
-that keeps the graph leaves the step open for more, until the step's thread calls the model again or
-the cell ends (:meth:`LiveSession._close_open`). Widget state is only touched from the thread that
+that keeps the graph leaves the step open for more, until the cell ends or the next capture
+(:meth:`LiveSession._close_open`); once its thread calls the model again, only passes that run its
+graph still count (:meth:`LiveStep.recall`). Widget state is only touched from the thread that
 made the debugger (the kernel's: the main thread under Jupyter and ``marimo edit``, a session's
 thread under ``marimo run``): a step finished on another thread (an autograd worker's, for CUDA)
 waits for the next forward or the end of the cell — IPython's ``post_run_cell`` event, or where
@@ -147,8 +148,8 @@ class LiveSession:
             return
         here = threading.get_ident()
         drop_stopped_trackers()
-        if torch.is_grad_enabled():  # a new step: this thread's last one has no more backward passes
-            self._close_open(here)
+        if torch.is_grad_enabled():  # another forward: passes that reach only leaves are its, not the step's
+            self._recalled(here)
         current = self._forward_thread
         if current == here:
             self._end_forward()  # one whose end hook never ran: a KeyboardInterrupt skips always_call hooks
@@ -327,12 +328,21 @@ class LiveSession:
         except Exception as e:
             self._error(e)
 
+    def _recalled(self, here: int) -> None:
+        """This thread calls the model again while its step is open (its passes kept the graph). The
+        step stays open — a WGAN-GP critic step differentiates D(interp)'s graph again after calling
+        D(real) and D(fake) — but a pass that reaches only the leaves is the new forward's now, and
+        ends the step (:meth:`LiveStep.foreign_pass`). No lock when there is no such step."""
+        step = self._step
+        if step is None or not step.passes or step.closed or step.thread != here:
+            return
+        step.recall()
+
     def _close_open(self, here: int) -> None:
-        """A step whose passes kept its graph ends on thread ``here``: its own thread calls the model
-        again, or the cell ended (``here`` is the kernel's thread). Not inside a backward pass on this
-        thread (a forward a checkpoint recomputes), and not a step of another thread still running
-        (it may be between two passes): that thread's next call of the model ends it. No lock when
-        there is no such step (every uncaptured step)."""
+        """A step whose passes kept its graph ends on thread ``here``: the cell ended (``here`` is the
+        kernel's thread). Not inside a backward pass on this thread, and not a step of another thread
+        still running (it may be between two passes): the next capture, or that thread's end, ends
+        it. No lock when there is no such step (every uncaptured step)."""
         step = self._step
         if step is None or not step.passes or step.closed:
             return

@@ -114,9 +114,18 @@ class LiveStep:
         self.grad_norms: list[float | None] = []  # each leaf's .grad norm after the last pass
         self.errors: list[str] = []  # what failed in a pass or in publishing it: the graph says so
         self.closed = False  # (under the session's lock) published or dropped: later passes do nothing
+        self.recalled = False  # its thread called the model again since its last pass: see recall()
         self.call: tuple[Any, Any, Any, Any] | None = None  # (args, kwargs, rng state, user's line) of its forward
         self.outputs: list[tuple[int, int]] = []  # (root node index, output_nr) per output tensor
         self._pass_ended = pass_ended
+
+    def recall(self) -> None:
+        """Its thread called the model again: a later pass that reaches only the leaves belongs to that
+        forward (the next iteration of a retain_graph loop), so it no longer counts for this step; one
+        that runs a node of this step's graph still does (WGAN-GP: D(interp)'s graph differentiated
+        again after D(real) and D(fake))."""
+        self.recalled = True
+        self.recorder.open = False
 
     def _queue_pass_end(self) -> None:
         # Runs inside the first hook of each pass over this step's graph; the callback runs when the
@@ -132,7 +141,7 @@ class LiveStep:
         except Exception:
             last = False
         if not last:
-            self.recorder.open = True
+            self.recorder.open = not self.recalled
         self._pass_ended(self, last)
 
     def read_grads(self) -> None:
