@@ -15,6 +15,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from torch.overrides import TorchFunctionMode
 
 import gradsight as gs
+from gradsight._capture import source
 from gradsight.graph import Unavailable
 
 TINY_MODEL = """\
@@ -235,3 +236,27 @@ def test_a_training_loop_in_a_cell_keeps_a_bounded_record_and_its_last_steps_lin
     assert graph.find("PowBackward0")[0].source == f"In[{body_cell}]:3  loss = model(x).pow(2).sum()"
     assert graph.find("ReluBackward0")[0].module == "model.relu"
     assert not any(".grad" in n for n in graph.notes)  # zero_grad each step: nothing accumulated
+
+
+def test_a_cells_hooks_on_intermediate_tensors_keep_no_graph_alive(shell: InteractiveShell) -> None:
+    # Only runnable runs need the nodes whose output got a hook; a cell's tracker kept each of a
+    # training loop's graphs (and their saved activations) alive until the cell ended.
+    real = source.SourceTracker.__init__
+
+    def spy(self: source.SourceTracker, *args: Any, **kwargs: Any) -> None:
+        real(self, *args, **kwargs)
+        trackers.append(self)
+
+    trackers: list[source.SourceTracker] = []
+    source.SourceTracker.__init__ = spy  # type: ignore[method-assign]
+    try:
+        cell(
+            shell,
+            "w = torch.randn(8, 8, requires_grad=True)\n"
+            "for step in range(5):\n    h = torch.randn(4, 8) @ w\n    h.register_hook(lambda g: g)\n"
+            "    h.tanh().sum().backward()\n",
+        )
+    finally:
+        source.SourceTracker.__init__ = real  # type: ignore[method-assign]
+    seen = [len(t.hooked) for t in trackers]
+    assert trackers and seen == [0] * len(trackers)

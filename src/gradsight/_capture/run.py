@@ -100,7 +100,7 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
     with fork_rng(spec), guard, whatif.applied(), gc_paused(), _giving_back(retained):
         tracker = ModuleTracker(spec.modules)
         try:
-            sources = SourceTracker(rehome_warnings=True) if spec.source_lines else None
+            sources = SourceTracker(rehome_warnings=True, track_hooks=True) if spec.source_lines else None
             if sources is not None:  # ops no user frame made (a bare nn.Linear) show where the debugger was made
                 if spec.origin is None:
                     spec.origin = user_line(sys._getframe(1))

@@ -44,7 +44,8 @@ _INTERNAL_ROOTS = (
 class SourceTracker(TorchFunctionMode):
     """Use as a context manager around the forward."""
 
-    def __init__(self, *, rehome_warnings: bool = False, warn_at_once: bool = False, keep: int | None = None) -> None:
+    def __init__(self, *, rehome_warnings: bool = False, warn_at_once: bool = False, keep: int | None = None,
+                 track_hooks: bool = False) -> None:  # fmt: skip
         super().__init__()
         self._keep_calls = keep  # remember the last ``keep`` calls that made nodes (None: all; a cell's loop: not)
         self._starts: list[int] = []
@@ -55,8 +56,10 @@ class SourceTracker(TorchFunctionMode):
         self._rehome = rehome_warnings
         # Nodes whose output tensor got a hook (h.register_hook) during the forward: a hook may change
         # the gradient before the node's prehooks see it (hooks.derivable must not read through it).
-        # Node objects keep activations alive: run.py empties this before backward.
+        # Node objects keep activations alive: run.py empties this before backward; only runnable
+        # runs track them (a cell's training loop kept every step's graph until the cell ended).
         self.hooked: set[Any] = set()
+        self._track_hooks = track_hooks
         self.stopped = False  # switched off from another thread: pass calls through, record nothing
         # A runnable run's own frame (run.run): frames above it are not the forward — the line that
         # made the debugger, or ipywidgets' dispatch of a Re-run from the view. Calls with no user
@@ -114,7 +117,7 @@ class SourceTracker(TorchFunctionMode):
         __tracebackhide__ = True  # an op that raises (or warns as an error): IPython shows the user's line, not ours
         if self.stopped or compiling():  # dynamo traces modes: stay invisible to it (a compiled region is one node)
             return func(*args, **(kwargs or {}))
-        if func is _REGISTER_HOOK and args and args[0].grad_fn is not None:
+        if func is _REGISTER_HOOK and self._track_hooks and args and args[0].grad_fn is not None:
             self.hooked.add(args[0].grad_fn)  # a hook that may change what flows into this node
         start = _next_seq()
         out = func(*args, **(kwargs or {}))
