@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 import torch
 
 from ..graph import TensorSummary
 from .records import Collected
-from .store import TensorStore
+from .store import TensorStore, transformed
 from .summary import meta_from
 
 ACCUMULATE_GRAD = "AccumulateGrad"
@@ -215,7 +215,10 @@ def summaries_of(meta: dict[int, tuple[GradMeta, ...]]) -> dict[int, tuple[Tenso
     """What hooks recorded (:func:`grad_meta` per gradient) as summaries: shape, dtype and norm,
     with one device sync for all the norms."""
     norms = [m[4] for metas in meta.values() for m in metas if m is not None and m[4] is not None]
-    values = iter(torch.stack([n.float().cpu() for n in norms]).tolist() if norms else [])
+    try:
+        values: Iterator[float | None] = iter(torch.stack([n.float().cpu() for n in norms]).tolist() if norms else [])
+    except RuntimeError:  # a norm with no storage (a gradient a functorch transform batched): one at a time
+        values = iter([_value(n) for n in norms])
     out: dict[int, tuple[TensorSummary | None, ...]] = {}
     for i, metas in meta.items():
         row: list[TensorSummary | None] = []
@@ -224,9 +227,17 @@ def summaries_of(meta: dict[int, tuple[GradMeta, ...]]) -> dict[int, tuple[Tenso
                 row.append(None)
                 continue
             s = meta_from(m[0], m[1], m[2], m[3], m[5])
-            row.append(s.with_norm(next(values)) if m[4] is not None else s)
+            value = next(values) if m[4] is not None else None
+            row.append(s if value is None else s.with_norm(value))
         out[i] = tuple(row)
     return out
+
+
+def _value(norm: torch.Tensor) -> float | None:
+    try:
+        return float(norm.float().cpu())
+    except RuntimeError:
+        return None
 
 
 def grad_meta(g: torch.Tensor | None) -> GradMeta:
@@ -235,7 +246,7 @@ def grad_meta(g: torch.Tensor | None) -> GradMeta:
     if g is None:
         return None
     numeric = g.dtype.is_floating_point or g.dtype.is_complex
-    if not numeric or not g.numel() or g.is_meta:
+    if not numeric or not g.numel() or g.is_meta or transformed(g):  # a vmap's batched gradient: no norm
         norm = None
     elif g.layout != torch.strided:  # a sparse gradient (nn.Embedding(sparse=True)): its stored values
         norm = _vector_norm(g.coalesce().values()) if g.layout == torch.sparse_coo else None

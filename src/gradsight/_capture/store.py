@@ -17,6 +17,8 @@ from ..graph import TensorSummary
 from .summary import meta_of, summarize
 
 _STRIDED = torch.strided
+_is_functorch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+_is_batched = torch._C._functorch.is_batchedtensor
 
 Key = tuple[int, str]  # (node index in the walk, tensor key such as "saved:_saved_self")
 
@@ -54,7 +56,12 @@ class TensorStore:
         inside a backward hook (``eager=False``). ``version``: ``t._version`` when it was read, if earlier."""
         if key in self._tensors:  # a later backward pass over a live step's graph: the last counts
             self._forget(key)
-        cost, ptr = self._cost(t)
+        if transformed(t):  # a functorch transform's tensor (vmap, is_grads_batched): no storage to count or keep
+            return meta_of(t)
+        try:
+            cost, ptr = self._cost(t)
+        except (RuntimeError, NotImplementedError):  # a storage that cannot be read (a dead functorch wrapper)
+            return meta_of(t)
         if self.kept_bytes + cost > self.budget_bytes:
             self.dropped += 1
             self._over.add(key)
@@ -201,6 +208,15 @@ def _sparse_bytes(t: torch.Tensor) -> int:
     if t.layout in (torch.sparse_csc, torch.sparse_bsc):
         return int(t.values().nbytes) + int(t.ccol_indices().nbytes) + int(t.row_indices().nbytes)
     return t.numel() * t.element_size()
+
+
+def transformed(t: torch.Tensor) -> bool:
+    """A functorch transform's tensor (``vmap``'s batched tensors, ``grad``/``jacrev``'s wrappers):
+    its storage cannot be read, and its values mean nothing outside the transform."""
+    try:
+        return bool(_is_batched(t) or _is_functorch_wrapped(t))
+    except Exception:
+        return False
 
 
 def _version(t: torch.Tensor) -> int:
