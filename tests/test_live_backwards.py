@@ -293,3 +293,24 @@ def test_a_retain_graph_loops_next_iteration_is_not_the_steps(monkeypatch: pytes
     assert graph.node("leaf:layer1.weight").grad_norm == pytest.approx(first, rel=1e-5)
     assert dbg.inspect("leaf:layer1.weight").history[-1].grad_norm == pytest.approx(first, rel=1e-6)
     dbg.close()
+
+
+def test_a_pass_that_raises_halfway_is_told() -> None:
+    torch.manual_seed(0)
+    model, x = MLP(), torch.randn(3, 8)
+    dbg = gs.debugger(model)
+    out = model(x)
+    out[:, 0].sum().backward(retain_graph=True)
+
+    def boom(_: torch.Tensor) -> None:
+        raise ValueError("halfway")
+
+    handle = model.layer1.weight.register_hook(boom)
+    with pytest.raises(ValueError, match="halfway"):
+        out[:, 1].mul(100).sum().backward()
+    handle.remove()
+    dbg._live._close_open(threading.get_ident())  # the cell's end
+    dbg._live.flush()
+    assert dbg.graph.run.step == 1
+    assert any("stopped before it ended" in note for note in dbg.graph.notes), dbg.graph.notes
+    dbg.close()

@@ -51,7 +51,7 @@ from .cell_end import LoopCallback, on_post_run_cell
 from .finish import build_with_gradients
 from .followed import ModelHook, model_names
 from .guard import own_run, rng_state
-from .live_step import LiveStep, passes_note
+from .live_step import UNFINISHED_NOTE, LiveStep, passes_note
 from .modules import ModuleTracker
 from .outputs import flatten_tensors
 from .records import Captured, CaptureOptions
@@ -377,6 +377,8 @@ class LiveSession:
             return
         if step.passes > 1:
             graph = replace(graph, notes=(*graph.notes, passes_note(step.passes)))
+        if step.unfinished:
+            graph = replace(graph, notes=(*graph.notes, UNFINISHED_NOTE))
         try:  # the history and the re-run's call are extras: a failure there still shows the step
             step.record_history(self.history, graph)
             self._record_call(step)

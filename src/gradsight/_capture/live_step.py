@@ -44,6 +44,12 @@ def graph_kept() -> bool:
         return False
 
 
+UNFINISHED_NOTE = (
+    "A backward pass over this step stopped before it ended (it raised, or was interrupted): the "
+    "gradients shown include what it recorded before it stopped, which never reached .grad."
+)
+
+
 def passes_note(passes: int) -> str:
     return (
         f"This step ran {passes} backward passes (a gradient penalty, several losses with "
@@ -115,6 +121,7 @@ class LiveStep:
         self.errors: list[str] = []  # what failed in a pass or in publishing it: the graph says so
         self.closed = False  # (under the session's lock) published or dropped: later passes do nothing
         self.recalled = False  # its thread called the model again since its last pass: see recall()
+        self.unfinished = False  # a pass began (its first hook ran) and has not ended: it may have raised
         self.call: tuple[Any, Any, Any, Any] | None = None  # (args, kwargs, rng state, user's line) of its forward
         self.outputs: list[tuple[int, int]] = []  # (root node index, output_nr) per output tensor
         self._pass_ended = pass_ended
@@ -131,11 +138,13 @@ class LiveStep:
         # Runs inside the first hook of each pass over this step's graph; the callback runs when the
         # pass ends (the engine drops it when the pass raises: the next pass queues its own).
         self.pass_started = time.monotonic()
+        self.unfinished = True
         torch.autograd.Variable._execution_engine.queue_callback(self._end_pass)
 
     def _end_pass(self) -> None:
         # The engine's callback, in the user's backward: a pass that ran the graph and freed it is the
         # step's last; after one that kept it (or reached only leaves) more may come.
+        self.unfinished = False
         try:
             last = not graph_kept() and self.recorder.ran_graph()
         except Exception:
