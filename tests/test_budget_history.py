@@ -130,3 +130,15 @@ def test_a_small_graphs_tensors_past_the_budget_say_so() -> None:
     notes = [v.note for v in views if not v.kept]
     assert notes and all(n is not None and "past the memory budget" in n for n in notes), notes
     dbg.close()
+
+
+def test_a_storage_resized_since_it_was_kept_is_forgotten_by_where_it_was_kept() -> None:
+    # FSDP frees a parameter's storage with resize_(0): its bytes must still leave the count.
+    from gradsight._capture.store import TensorStore
+
+    store = TensorStore(1 << 20)
+    t = torch.ones(1000)
+    store.offer((0, "saved:_saved_self"), t)
+    t.untyped_storage().resize_(0)
+    store.offer((0, "saved:_saved_self"), torch.ones(10))
+    assert store.kept_bytes == 40

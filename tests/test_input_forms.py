@@ -56,3 +56,24 @@ def test_a_packed_sequence_is_one_argument() -> None:
         assert node.grad_norm is not None
         assert abs(node.grad_norm - float(expected.norm())) <= 1e-6 * max(1.0, float(expected.norm()))
     dbg.close()
+
+
+def test_a_tensordict_like_mapping_is_one_argument() -> None:
+    # tensordict's TensorDict is a MutableMapping that its modules take whole: model(td), not model(**td)
+    td_type = type("TensorDict", (UserDict,), {"__module__": "tensordict._td"})
+    seen: list[object] = []
+
+    class TakesWhole(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 1)
+
+        def forward(self, td: UserDict) -> torch.Tensor:
+            seen.append(td)
+            return self.lin(td["x"]).sum()
+
+    batch = td_type({"x": torch.randn(2, 4)})
+    dbg = gs.debugger(TakesWhole(), inputs=batch)
+    assert dbg.status == "ready", dbg.error
+    assert seen and seen[-1] is batch
+    dbg.close()

@@ -101,3 +101,14 @@ def test_values_of_a_big_gradient_are_kept_by_a_rerun_on_cpu(monkeypatch: pytest
     views = dbg.inspect(node.id).tensors
     assert all(v.kept for v in views if v.section == "grad-in"), [v.note for v in views]
     dbg.close()
+
+
+def test_a_refused_write_sends_pythons_value_back_to_the_view() -> None:
+    dbg = _debugger()
+    sent: list[list[str]] = []
+    real = dbg.send_state
+    dbg.send_state = lambda key=None: (sent.append(list(key) if key is not None else []), real(key))[1]  # type: ignore[method-assign]
+    dbg.set_state({"status": "error"})
+    dbg.set_state({"pending": "not a dict"})
+    assert ["status"] in sent and ["pending"] in sent
+    dbg.close()

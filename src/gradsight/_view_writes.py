@@ -54,10 +54,13 @@ class ViewWrites(traitlets.HasTraits):
                 continue
             try:
                 super().set_state({key: value})  # type: ignore[misc]  # ipywidgets.Widget.set_state, next in the MRO
-            except traitlets.TraitError:
+            except (traitlets.TraitError, RuntimeError):  # RuntimeError: pending toggles for a closed debugger
                 refused.append(key)
         if refused:
             self.error = f"the view sent {', '.join(refused)}, which it may not set (or not to that value); ignored"
+            # The view shows what it wrote (and ipywidgets echoed a refused value to other views before
+            # checking it): send Python's values back.
+            self.send_state(refused)  # type: ignore[attr-defined]
 
     def _revert(self, name: str, value: Any) -> None:
         """Put back ``value`` without checking it again (it may be invalid now too: after close())."""

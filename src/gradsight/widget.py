@@ -215,6 +215,8 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
         previous = self._runs.last
         graph = captured.graph if self._target is None else finish(self._target, captured.graph, toggles, error)
         record = self._runs.add(graph, captured, toggles, error)
+        if self._closed:  # close() on another thread meanwhile (a live step published as it closed)
+            self._runs.release()
         self.history = self._runs.to_wire()
         self.baseline = previous.index if previous is not None else -1
         self._display(record)

@@ -217,7 +217,7 @@ def inspect_node(cap: Captured, node_id: str, history: Sequence[GradStep] = (),
             key = "saved:" + path
             t = _kept(store, i, key)
             view = tensor_view(key, "saved", path, t, summary)
-            if t is None and store is not None and store.evicted:
+            if t is None and store is not None and store.was_released((i, key)):
                 view = replace(view, note=EVICTED)
             elif t is None and store is not None and store.over_budget((i, key)):
                 view = replace(view, note=PAST_BUDGET)
@@ -236,7 +236,7 @@ def inspect_node(cap: Captured, node_id: str, history: Sequence[GradStep] = (),
                 key = f"{section}:{k}"
                 t = _kept(store, i, key)
                 view = tensor_view(key, section, f"{section} {k}", t, grad)
-                if t is None and store is not None and store.evicted and node.leaf is None:
+                if t is None and store is not None and store.was_released((i, key)) and node.leaf is None:
                     view = replace(view, note=EVICTED)
                 elif t is None and store is not None and store.over_budget((i, key)) and node.leaf is None:
                     view = replace(view, note=PAST_BUDGET)

@@ -42,8 +42,9 @@ def spec_for_model(model: torch.nn.Module, inputs: Any, loss: Any, grad_output: 
 
 def keyword_arguments(inputs: Any) -> bool:
     """A mapping is keyword arguments: a dict, or a dict-like batch (Hugging Face's ``BatchEncoding``
-    is a ``UserDict``, not a dict, and was passed as one positional argument)."""
-    return isinstance(inputs, Mapping)
+    is a ``UserDict``, not a dict, and was passed as one positional argument). Not a ``TensorDict``:
+    a mapping too, but TensorDict modules take it whole, as one argument."""
+    return isinstance(inputs, Mapping) and not type(inputs).__module__.startswith("tensordict")
 
 
 def positional_arguments(inputs: Any) -> bool:

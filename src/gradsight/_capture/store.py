@@ -47,6 +47,8 @@ class TensorStore:
         self._versions: dict[Key, int] = {}  # version counters when kept: in-place changes since show
         self._storages: dict[int, int] = {}  # storage data_ptr -> bytes already counted
         self._users: dict[int, int] = {}  # storage data_ptr -> kept tensors in it
+        self._placed: dict[Key, tuple[int | None, int]] = {}  # key -> (storage data_ptr, bytes) when kept
+        self._released: set[Key] = set()  # kept until evict() released them
         self._leaves: dict[int, weakref.ref[torch.Tensor]] = {}
 
     def offer(self, key: Key, t: torch.Tensor, *, freed: bool = False, eager: bool = True,
@@ -120,6 +122,7 @@ class TensorStore:
         self._tensors.clear()
         self._storages.clear()
         self._users.clear()
+        self._placed.clear()
         self.kept_bytes = self._other_bytes = 0
         versions, self._versions = self._versions, {}
         for key, t in kept.items():
@@ -132,16 +135,22 @@ class TensorStore:
         self._versions.clear()
         self._storages.clear()
         self._users.clear()
+        self._placed.clear()
         self._leaves.clear()
         self.kept_bytes = self._other_bytes = 0
 
     def evict(self) -> None:
         """Release the kept tensors so that a newer run fits the debugger's budget; the leaves (weak
         references, no memory) stay, so the inspector still shows a leaf's value and ``.grad``."""
-        leaves = dict(self._leaves)
+        leaves, kept = dict(self._leaves), set(self._tensors)
         self.release()
         self._leaves.update(leaves)
+        self._released = kept
         self.evicted = True
+
+    def was_released(self, key: Key) -> bool:
+        """Was the tensor under ``key`` kept until :meth:`evict` released it (not: never kept)?"""
+        return key in self._released
 
     def held(self) -> tuple[dict[int, int], int]:
         """What the kept tensors hold: bytes per strided storage (by address, so that stores of
@@ -162,22 +171,22 @@ class TensorStore:
                 self._storages[ptr] = cost
         else:
             self._other_bytes += cost
+        self._placed[key] = (ptr, cost)
         self.kept_bytes += cost
         self._tensors[key] = t
         self._versions[key] = _version(t)
 
     def _forget(self, key: Key) -> None:
         """Stop keeping the tensor under ``key``; its storage's bytes go once no kept tensor uses it."""
-        t = self._tensors.pop(key)
+        # By where it was kept, not where its storage is now: a storage resized since (FSDP frees
+        # parameters' with resize_(0)) would leave its bytes counted, and its address looking free.
+        del self._tensors[key]
         self._versions.pop(key, None)
-        if t.is_meta:
-            return
-        if t.layout is not _STRIDED:
-            cost = _sparse_bytes(t)
+        ptr, cost = self._placed.pop(key, (None, 0))
+        if ptr is None:
             self._other_bytes -= cost
             self.kept_bytes -= cost
             return
-        ptr = t.untyped_storage().data_ptr()
         users = self._users.get(ptr, 0) - 1
         if users > 0:
             self._users[ptr] = users
