@@ -249,8 +249,15 @@ export class Outline {
 function keyOf(el: HTMLElement): string | null {
   for (const attr of ["data-group", "data-node-id", "data-more-of"]) {
     const v = el.getAttribute(attr);
-    // Inside double quotes only a quote and a backslash need escaping.
-    if (v !== null) return `[${attr}="${v.replace(/["\\]/g, "\\$&")}"]`;
+    if (v !== null) return `[${attr}="${cssString(v)}"]`;
   }
   return null;
+}
+
+/** ``v`` as the inside of a double-quoted CSS string: a quote and a backslash escaped, and control
+ * characters (a newline in a ModuleDict key) as hex escapes, which a selector cannot hold raw. */
+export function cssString(v: string): string {
+  return v.replace(/["\\]|[\u0000-\u001f\u007f]/g, (c) =>
+    c === '"' || c === "\\" ? `\\${c}` : `\\${c.charCodeAt(0).toString(16)} `,
+  );
 }

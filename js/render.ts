@@ -158,7 +158,11 @@ export class GraphRenderer {
     if (this.selected !== null) this.mark(this.selected, false);
     this.selected = id;
     if (id !== null) this.mark(id, true);
-    if (this.has(id)) this.setTabStop(id);
+    // The Tab stop follows the selection, unless the keyboard is on another node (a selection made
+    // from Python or the outline): focus and Tab stop stay together.
+    const active = document.activeElement;
+    const elsewhere = active !== null && this.nodeLayer.contains(active) && this.nodeIdOf(active) !== id;
+    if (this.has(id) && !elsewhere) this.setTabStop(id);
   }
 
   /** Mark the nodes a re-run added (the diff view's `added`); an empty set clears the marks. */

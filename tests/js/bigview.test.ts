@@ -7,7 +7,7 @@
 import { recordFrame } from "../../js/frames";
 import { indexNodes, pathToRoots } from "../../js/graph-index";
 import { buildGroups, type Group } from "../../js/groups";
-import { OUTLINE_PAGE } from "../../js/outline";
+import { cssString, OUTLINE_PAGE } from "../../js/outline";
 import { DEFAULT_PALETTE } from "../../js/palette";
 import { computeVisible, itemsOnPath } from "../../js/visible";
 import widget from "../../js/widget";
@@ -558,5 +558,18 @@ describe("cleanup", () => {
     cleanup();
     expect(model.handlerCount()).toBe(0);
     expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
+describe("outline selectors", () => {
+  it("find an entry whose path holds quotes, backslashes and newlines", () => {
+    const el = document.createElement("div");
+    const path = 'blocks["a\\"b"]\nc\\d';
+    const entry = document.createElement("button");
+    entry.setAttribute("data-group", path);
+    el.append(entry);
+    document.body.append(el);
+    expect(el.querySelector(`[data-group="${cssString(path)}"]`)).toBe(entry);
+    el.remove();
   });
 });

@@ -420,6 +420,12 @@ describe("controls", () => {
     for (const n of other.nodes) n.next = n.next.filter(([to]) => to !== LEAF);
     model.pySet("graph", other);
     expect(stops()).toEqual([ADD]);
+    // A selection from Python while the keyboard is on another node: the Tab stop stays with focus.
+    nodeEl(el, MUL).focus();
+    nodeEl(el, MUL).dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowLeft", bubbles: true }));
+    const focused = document.activeElement?.getAttribute("data-node-id");
+    model.pySet("selected", SIN);
+    expect(stops()).toEqual([focused]);
   });
 
   it("renders a 2,000-node graph", () => {
