@@ -257,7 +257,12 @@ function keyOf(el: HTMLElement): string | null {
 /** ``v`` as the inside of a double-quoted CSS string: a quote and a backslash escaped, and control
  * characters (a newline in a ModuleDict key) as hex escapes, which a selector cannot hold raw. */
 export function cssString(v: string): string {
-  return v.replace(/["\\]|[\u0000-\u001f\u007f]/g, (c) =>
-    c === '"' || c === "\\" ? `\\${c}` : `\\${c.charCodeAt(0).toString(16)} `,
-  );
+  let out = "";
+  for (const c of v) {
+    const code = c.charCodeAt(0);
+    if (c === '"' || c === "\\") out += `\\${c}`;
+    else if (code < 0x20 || code === 0x7f) out += `\\${code.toString(16)} `;
+    else out += c;
+  }
+  return out;
 }
