@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import sys
 import threading
-import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+from .filters import add_filter, remove_filter
 
 _next_seq = torch._C._autograd._get_sequence_nr  # private, but the only way to read the counter
 _graph_task_id = torch._C._current_graph_task_id
@@ -175,17 +176,14 @@ class _SharedHooks:
                     extra = ref()
                     if extra is not None:
                         extra[handle.id] = True
-        warnings.filterwarnings("ignore", message=_COMPILE_WARNING, category=UserWarning)
-        self._filter = warnings.filters[0]
+        self._filter = add_filter("ignore", message=_COMPILE_WARNING, category=UserWarning)  # see filters.py
 
     def _uninstall(self) -> None:
         if self._handles is not None:
             for handle in self._handles:
                 handle.remove()
-        filters: list[Any] = warnings.filters  # type: ignore[assignment]  # a list, typed as a Sequence
-        if self._filter is not None and self._filter in filters:
-            filters.remove(self._filter)
-            getattr(warnings, "_filters_mutated", lambda: None)()  # what catch_warnings calls on exit
+        if self._filter is not None:
+            remove_filter(self._filter)
         self._filter = None
 
 

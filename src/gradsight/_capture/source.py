@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode, _pop_mode, _push_mode
 
+from .filters import add_filter, remove_filter
 from .modules import compiling
 
 _next_seq = torch._C._autograd._get_sequence_nr
@@ -78,9 +79,9 @@ class SourceTracker(TorchFunctionMode):
         # gradsight's `with` too, but it is the user's code: only warnings naming this file are caught
         # there (_AtOnce), and whatever the cell does to the warnings module stays.
         if self._rehome:
-            self._catch = warnings.catch_warnings()
-            self._catch.__enter__()
-            warnings.simplefilter("always")  # every warning reaches _keep; the user's filters apply on re-issue
+            # every warning reaches _keep; the user's filters apply on re-issue. Not catch_warnings: its
+            # exit re-arms every "once" warning of the session (filters.py).
+            self._catch = (add_filter("always"), warnings.showwarning)
             warnings.showwarning = self._keep
         elif self._at_once is not None:
             self._at_once.enter()
@@ -92,7 +93,10 @@ class SourceTracker(TorchFunctionMode):
             self._at_once.exit()
         if self._catch is None:
             return
-        self._catch.__exit__(None, None, None)
+        entry, shown = self._catch
+        remove_filter(entry)
+        if warnings.showwarning == self._keep:
+            warnings.showwarning = shown
         self._catch = None
         warned, self._warned = self._warned, []
         for message, category, filename, lineno, module_globals in warned:
@@ -203,15 +207,12 @@ class _AtOnce:
 
     def enter(self) -> None:
         self._shown = warnings.showwarning
-        warnings.filterwarnings("always", module=re.escape(__name__) + r"\Z")
-        self._filter = warnings.filters[0]
+        self._filter = add_filter("always", module=re.escape(__name__) + r"\Z")  # see filters.py
         warnings.showwarning = self._show
 
     def exit(self) -> None:
-        filters: list[Any] = warnings.filters  # type: ignore[assignment]  # a list, typed as a Sequence
-        if self._filter is not None and self._filter in filters:
-            filters.remove(self._filter)
-            getattr(warnings, "_filters_mutated", lambda: None)()  # what catch_warnings calls on exit
+        if self._filter is not None:
+            remove_filter(self._filter)
         self._filter = None
         if warnings.showwarning == self._show:
             warnings.showwarning = self._shown
