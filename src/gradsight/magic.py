@@ -70,7 +70,8 @@ def run_magic(ipython: Any, line: str, cell: str) -> Any:
     result, target = run_first(code, ipython.user_ns, compile_fn, options.memory_budget)
     dbg = Debugger()
     dbg._start(target, result.captured)
-    if result.error is not None:  # show the graph so far, then fail the cell (Run All, nbconvert stop)
+    if result.error is not None:  # show the graph so far, then fail the cell (Run All, nbconvert stop); a
+        # KeyboardInterrupt too (run_first catches it in the cell's code), so the cell still stops
         __tracebackhide__ = True  # IPython hides this frame and the magic's own
         error = result.error
         tb = error.__traceback__

@@ -8,7 +8,10 @@ While it runs, the cell's forward is watched as a runnable run's is (:class:`Cel
 ``SourceTracker`` records each node's source line, and the shared global module hooks each module
 call's sequence-number range, named after the cell from the namespace (``model.relu``), so an op
 gets the module whose forward made it, not one guessed from the parameters it consumes. Nodes made
-before the cell (an earlier cell's forward) keep the guess.
+before the cell (an earlier cell's forward) keep the guess. Neither where dynamo could see them (the
+cell compiles, uses something compiled, or dynamo has compiled code in this process: it guards on the
+mode stack and the global hooks, and would compile again); the graph's notes say so. The source
+tracker also not when ``gradsight.options.source_lines`` is off.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ import re
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any
 
 import torch
 
+from .. import config
 from ..graph import Graph, LeafInfo, Node, RunInfo, Unavailable
 from . import saved as saved_mod
 from . import source as source_mod
@@ -55,11 +59,15 @@ class CellResult:
 
 
 def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budget: int,
-             after_assign: Mapping[str, str] | None = None, context: Any = None) -> CellResult:  # fmt: skip
+             after_assign: Mapping[str, str] | None = None, context: Any = None, *,
+             interrupts: bool = False) -> CellResult:  # fmt: skip
     """Execute ``code`` in ``ns`` and capture; ``compile_fn(source_ast, mode)`` compiles.
 
     ``after_assign`` maps variable names to a statement run right after each assignment to them
     (what-if toggles: ``x = x.detach()``); ``context`` wraps the execution (e.g. ``torch.no_grad()``).
+    ``interrupts``: a ``KeyboardInterrupt`` in the cell is its error, as an exception is (the cell the
+    user runs: the graph so far is shown, then the interrupt raised); otherwise it propagates (a
+    re-run or a ``why()`` trace stops at once).
     """
     before = dict(ns)
     tree = ast.parse(code)
@@ -67,25 +75,61 @@ def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budg
         tree = AfterAssign(after_assign).visit(tree)
     last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
     assert last is None or isinstance(last, ast.Expr)
-    spy = BackwardSpy(budget)
+    spy = BackwardSpy(budget, held=lambda: _grad_fns(ns))
     forward = CellForward(code, ns)
+    caught = (Exception, KeyboardInterrupt) if interrupts else Exception
     value, error = None, None
-    with spy.installed(), context if context is not None else contextlib.nullcontext(), forward:
-        try:
-            exec(compile_fn(tree, "exec"), ns)
-            if last is not None:
-                value = eval(compile_fn(ast.Expression(last.value), "eval"), ns)
-        except Exception as e:  # shown by the caller; the graph of what ran still helps
-            error = e.with_traceback(_without_tracker(e.__traceback__))
-    captured = capture_namespace(ns, before, value, spy, budget, forward)
+    try:
+        with spy.installed(), context if context is not None else contextlib.nullcontext(), forward:
+            try:
+                exec(compile_fn(tree, "exec"), ns)
+                if last is not None:
+                    value = eval(compile_fn(ast.Expression(last.value), "eval"), ns)
+            except caught as e:  # shown by the caller; the graph of what ran still helps
+                error = e.with_traceback(_without_tracker(e.__traceback__))
+    finally:
+        _unbind_wrappers(ns, spy.wrappers)
+    try:
+        captured = capture_namespace(ns, before, value, spy, budget, forward)
+    except KeyboardInterrupt:
+        if not isinstance(error, KeyboardInterrupt):
+            raise
+        captured = Captured(Graph(message=INTERRUPTED_AGAIN))  # interrupted twice: stop, show nothing more
     graph = captured.graph
     if error is not None:
-        graph = replace(graph, notes=(f"The cell raised {type(error).__name__}: {error}", *graph.notes))
+        graph = replace(graph, notes=(_error_note(error), *graph.notes))
     store = captured.store
     run = RunInfo(mode="cell", budget_bytes=budget, kept_bytes=store.kept_bytes if store else 0,
                   dropped=store.dropped if store else 0)  # fmt: skip
     captured.graph = replace(graph, run=run)
     return CellResult(captured, value, error)
+
+
+INTERRUPTED_AGAIN = "The cell was interrupted, and again while gradsight captured its graph: nothing to show."
+
+
+def _error_note(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt):
+        return "The cell was interrupted (KeyboardInterrupt): the graph shows what it had computed by then."
+    return f"The cell raised {type(error).__name__}: {error}"
+
+
+def _grad_fns(ns: Mapping[str, Any]) -> Iterator[Any]:
+    """The nodes of the tensors bound in ``ns`` now (the spy keeps the backward calls that reach them)."""
+    for v in list(ns.values()):
+        if isinstance(v, torch.Tensor):
+            yield v.grad_fn
+
+
+def _unbind_wrappers(ns: MutableMapping[str, Any], wrappers: Mapping[Any, Any]) -> None:
+    """Names the cell bound to the spy's wrappers (``from torch.autograd import grad``) get the
+    functions they wrap back, as a plain cell would have bound them. (One held elsewhere, in a closure
+    or a list, passes straight through to the original once the cell ended.)"""
+    originals = {id(w): (w, original) for w, original in wrappers.items()}
+    for name, v in list(ns.items()):
+        found = originals.get(id(v))
+        if found is not None and found[0] is v:
+            ns[name] = found[1]
 
 
 def _without_tracker(tb: TracebackType | None) -> TracebackType | None:
@@ -133,7 +177,9 @@ def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], valu
     captured = captured_of(tensors, options, labels=names)
     graph = _freed_in_cell(captured.graph)
     accumulated = accumulation_note(spy.accumulated(), leaf_names)
-    captured.graph = replace(graph, notes=(*graph.notes, *([accumulated] if accumulated else []), *spy.errors))
+    unwatched = None if forward is None else forward.note
+    notes = (*graph.notes, *([accumulated] if accumulated else []), *([unwatched] if unwatched else []), *spy.errors)
+    captured.graph = replace(graph, notes=notes)
     return captured
 
 
@@ -144,14 +190,17 @@ KEEP_FORWARD_CALLS = 100_000
 
 class CellForward:
     """What the cell's own forward is made of, recorded while it runs: each node's source line (a
-    :class:`SourceTracker`, warnings inside ops re-issued at the cell's line at once) and the module
-    calls (:class:`ModuleCalls`), within the sequence numbers the cell's thread used. Neither where
-    the cell uses something ``torch.compile``'d: dynamo guards on the mode stack and the global module
-    hooks, and would compile it again for the cell (and again after it)."""
+    :class:`SourceTracker`, warnings inside ops re-issued at the cell's line at once; not when
+    ``options.source_lines`` is off) and the module calls (:class:`ModuleCalls`), within the sequence
+    numbers the cell's thread used. Neither where dynamo may run in the cell (:func:`unwatched`): it
+    guards on the mode stack and the global module hooks, and would compile again for the cell (and
+    again after it); ``note`` says why."""
 
     def __init__(self, code: str, ns: Mapping[str, Any]) -> None:
-        watch = not _uses_compiled(code, ns)
-        self.sources = SourceTracker(warn_at_once=True, keep=KEEP_FORWARD_CALLS) if watch else None
+        self.note = unwatched(code, ns)
+        watch = self.note is None
+        lines = watch and config.options.source_lines
+        self.sources = SourceTracker(warn_at_once=True, keep=KEEP_FORWARD_CALLS) if lines else None
         self.calls = ModuleCalls() if watch else None
         self.first = self.end = _next_seq()
         self._stack = contextlib.ExitStack()
@@ -239,20 +288,141 @@ def _module_paths(ns: Mapping[str, Any]) -> dict[int, str]:
     return paths
 
 
-def _uses_compiled(code: str, ns: Mapping[str, Any]) -> bool:
-    """Does the cell compile something, or call a ``torch.compile``'d function or module (or a module
-    holding one) of the namespace?"""
-    if "compile" in code:
-        return True
-    if sys.modules.get("torch._dynamo.eval_frame") is None:  # nothing was compiled in this process
-        return False
-    for name in cell_names(code)[0]:
+UNWATCHED = (
+    "Source lines and module calls are not recorded in this cell: {reason}. Dynamo guards on the torch-function "
+    "mode and the global module hooks gradsight would add, and would compile again; ops get the module whose "
+    "parameters they consume."
+)
+
+
+def unwatched(code: str, ns: Mapping[str, Any]) -> str | None:
+    """Why the cell's forward is not watched (a note), or None: the cell compiles something, or
+    calls a ``torch.compile``'d function or module (or a module holding one) of the namespace, or
+    dynamo has compiled code in this process, which a helper the cell calls may run (``fast = torch.
+    compile(f)`` in an earlier cell, ``helper(x)`` calling ``fast`` in this one)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):  # IPython's transforms made it; what runs is checked before
+        return None
+    if compiles(tree, ns):
+        return UNWATCHED.format(reason="it calls torch.compile")
+    if dynamo_compiled():
+        return UNWATCHED.format(
+            reason="torch.compile has compiled code in this session, which the cell may run (torch._dynamo.reset() "
+            "forgets it)"
+        )
+    if sys.modules.get("torch._dynamo.eval_frame") is None:  # dynamo not imported: nothing is compiled
+        return None
+    for name in sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}):
         value = ns.get(name)
-        if is_compiled(value):
-            return True
-        if isinstance(value, torch.nn.Module) and any(is_compiled(m) for m in value.modules()):
-            return True
+        try:
+            found = is_compiled(value) or (
+                isinstance(value, torch.nn.Module) and any(is_compiled(m) for m in value.modules())
+            )
+        except Exception:  # an object of the user's that raises when asked: not compiled by torch
+            found = False
+        if found:
+            return UNWATCHED.format(reason=f"it uses {name}, compiled by torch.compile")
+    return None
+
+
+def dynamo_compiled() -> bool:
+    """Has dynamo compiled code in this process (since its last ``torch._dynamo.reset()``)? It tracks
+    the code objects it generated (``convert_frame.output_codes``, weakly; reset clears it). Not
+    imported: nothing was compiled (importing it would cost a second)."""
+    convert_frame = sys.modules.get("torch._dynamo.convert_frame")
+    seen = getattr(getattr(convert_frame, "output_codes", None), "seen_ids", None)
+    return bool(seen)
+
+
+_COMPILERS = ("torch.compile", "torch.compiler.compile", "torch._dynamo.optimize")
+
+
+def compiles(tree: ast.AST, ns: Mapping[str, Any]) -> bool:
+    """Does the cell's code compile with dynamo? What it names, not what it says in strings or
+    comments: ``torch.compile`` (called, or as a decorator), ``X.compile`` unless ``X`` is a module
+    outside torch (``model.compile()``, not ``re.compile(...)``), ``torch._dynamo.optimize``, or a
+    name bound to one of them (by the cell's own imports, or in the namespace)."""
+    imported = _imports(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            path = imported.get(node.id)
+            if path in _COMPILERS or (path is None and _is_compiler(ns.get(node.id))):
+                return True
+        elif isinstance(node, ast.Attribute) and node.attr in ("compile", "optimize"):
+            owner = _path(node.value, imported, ns)
+            if node.attr == "compile" and (owner is None or _in_torch(owner)):
+                return True  # torch.compile, torch.compiler.compile; model.compile(), or an unknown object's
+            if node.attr == "optimize" and (owner or _dotted_text(node.value)).rsplit(".", 1)[-1] == "_dynamo":
+                return True
     return False
+
+
+def _is_compiler(value: Any) -> bool:
+    if value is None or value is torch.compile:
+        return value is not None
+    try:
+        module, name = getattr(value, "__module__", None), getattr(value, "__name__", None)
+    except Exception:  # a proxy of the user's that raises on any attribute: no compiler of torch's
+        return False
+    return isinstance(module, str) and module.startswith("torch._dynamo") and name == "optimize"
+
+
+def _in_torch(path: str) -> bool:
+    return path == "torch" or path.startswith("torch.")
+
+
+def _imports(tree: ast.AST) -> dict[str, str]:
+    """Names the cell's imports bind -> the dotted path they stand for (``import torch._dynamo as
+    dyn``: dyn -> torch._dynamo; ``from torch import compile``: compile -> torch.compile)."""
+    imported: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    imported[alias.asname] = alias.name
+                else:
+                    root = alias.name.split(".")[0]
+                    imported[root] = root
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            for alias in node.names:
+                imported[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return imported
+
+
+def _path(expr: ast.expr, imported: Mapping[str, str], ns: Mapping[str, Any]) -> str | None:
+    """The dotted path of a module, or of a name inside one, that ``expr`` stands for (``re``,
+    ``torch.nn.Module``); None for anything else (an object, a call's result, a name not bound)."""
+    parts = _dotted(expr)
+    if not parts:
+        return None
+    root, rest = parts[0], parts[1:]
+    if root in imported:
+        return ".".join([imported[root], *rest])
+    value = ns.get(root)
+    if not isinstance(value, ModuleType):
+        return None
+    for i, attr in enumerate(rest):
+        inner = vars(value).get(attr)
+        if not isinstance(inner, ModuleType):
+            return ".".join([value.__name__, *rest[i:]])
+        value = inner
+    return value.__name__
+
+
+def _dotted(expr: ast.expr) -> list[str] | None:
+    """``a.b.c`` -> ["a", "b", "c"]; None for anything but names and attributes."""
+    parts: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        parts.append(expr.attr)
+        expr = expr.value
+    if not isinstance(expr, ast.Name):
+        return None
+    return [expr.id, *reversed(parts)]
+
+
+def _dotted_text(expr: ast.expr) -> str:
+    return ".".join(_dotted(expr) or [])
 
 
 _next_seq = torch._C._autograd._get_sequence_nr
@@ -262,9 +432,9 @@ _graph_task_id = torch._C._current_graph_task_id
 # -- notes only a cell has --------------------------------------------------------------------------
 
 FREED_IN_CELL = (
-    "freed by a backward gradsight did not see — an earlier cell's, or one through backward/grad imported before "
-    "the cell (from torch.autograd import grad): compute it in this cell, call torch.autograd.grad or "
-    "loss.backward() there, or pass retain_graph=True"
+    "freed by a backward gradsight did not see — an earlier cell's, another thread's, or one through backward/grad "
+    "imported before the cell (from torch.autograd import grad): compute it in this cell, call torch.autograd.grad "
+    "or loss.backward() there (on the cell's thread), or pass retain_graph=True"
 )
 _FREED_NOTE = re.compile(r"Backward already freed the saved tensors of (\d+) node\(s\)")
 
@@ -278,9 +448,10 @@ def _freed_in_cell(graph: Graph) -> Graph:
         if found and "%%gradsight cell" in note:
             note = (
                 f"A backward gradsight did not see had already freed the saved tensors of {found.group(1)} node(s), "
-                "so their values are gone: one in an earlier cell, or one through backward/grad imported before the "
-                "cell (from torch.autograd import grad). Compute them in this cell and call torch.autograd.grad or "
-                "loss.backward() there (gradsight reads what they free just before), or pass retain_graph=True."
+                "so their values are gone: one in an earlier cell, on another thread, or one through backward/grad "
+                "imported before the cell (from torch.autograd import grad). Compute them in this cell and call "
+                "torch.autograd.grad or loss.backward() there, on the cell's thread (gradsight reads what they free "
+                "just before), or pass retain_graph=True."
             )
         notes.append(note)
     if tuple(notes) == graph.notes:
@@ -508,4 +679,4 @@ def run_first(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], bud
     from .targets import CellTarget
 
     target = CellTarget(code, ns, compile_fn, budget, rng=rng_state())
-    return run_cell(code, ns, compile_fn, budget), target
+    return run_cell(code, ns, compile_fn, budget, interrupts=True), target

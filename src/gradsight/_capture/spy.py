@@ -8,10 +8,15 @@ roots is walked and its saved values read — the tensors themselves are kept fo
 within the memory budget — and every node gets a prehook for the call, recording the gradients
 that flow into it (shape and norm; the tensors too while they fit ``options.keep_all_below``,
 except the gradient reaching an ``AccumulateGrad``: holding it would force a copy of the
-parameter's gradient). Only the last few backward calls are remembered, so a training loop in a
-cell does not pile up every step's activations. The wrappers and hooks are removed when the call
-or the cell ends, also on error, and an error in gradsight's own code never reaches the user's
-backward.
+parameter's gradient). Only backward calls made on the cell's own thread are recorded (a thread
+training beside the cell is none of its graph), and only a few of them are remembered, so a training
+loop in a cell does not pile up every step's activations: the last ``KEEP_CALLS``, and up to
+``KEEP_HELD`` older ones whose graph a tensor the cell bound still reaches (``loss.backward()``
+followed by backward calls on scratch tensors still shows the loss's). The wrappers and hooks are
+removed when the call or the cell ends, also on error, and an error in gradsight's own code never
+reaches the user's backward. A wrapper the cell bound to a name (``from torch.autograd import grad``
+inside the cell) outlives it: from the cell's end it only calls the original, holding nothing of
+the spy.
 
 The graph shows the gradient of the last call through each leaf, but ``.grad`` adds up every
 ``backward`` that reached it. So the spy also follows each leaf's ``.grad`` across the cell's
@@ -22,8 +27,8 @@ something else (``zero_grad``, ``w.grad = None``, clipping), and what it held be
 from __future__ import annotations
 
 import functools
+import threading
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,29 +45,36 @@ from .summary import summarize
 from .walk import _short_name, walk
 
 V = TypeVar("V")
-KEEP_CALLS = 4  # backward calls remembered (the graph shown is normally the last one's)
+KEEP_CALLS = 4  # the latest backward calls remembered (the graph shown is normally the last one's)
+KEEP_HELD = 4  # and older ones still reached from a tensor the cell bound (its loss, before scratch backward calls)
 _CTX_SAVED = "saved_tensors"  # a custom Function's saved tensors (saved.read_saved: "saved_tensors[i]")
 
 
 class BackwardSpy:
-    """``presaved[node]``: what ``node`` had saved just before a backward freed it."""
+    """``presaved[node]``: what ``node`` had saved just before a backward freed it.
 
-    def __init__(self, budget_bytes: int) -> None:
+    ``held``: the nodes the cell's tensors have now (the ``grad_fn`` of each tensor bound to a name):
+    a call older than the last ``KEEP_CALLS`` is kept while one of them is in its graph."""
+
+    def __init__(self, budget_bytes: int, held: Callable[[], Iterable[Any]] | None = None) -> None:
         self.errors: list[str] = []
         self._budget = budget_bytes
-        self._calls: deque[dict[Any, Presaved]] = deque(maxlen=KEEP_CALLS)
-        self._grads: deque[dict[Any, Observed]] = deque(maxlen=KEEP_CALLS)
+        self._held = held
+        self._calls: list[_Call] = []  # in the order the calls started
         self._accumulations: dict[int, Accumulation] = {}  # id(leaf) ->
+        self._thread = threading.get_ident()  # the cell's: backward calls of other threads are not its
+        # the wrappers installed, each with what it wraps: a cell that bound one to a name gets the original back
+        self.wrappers: dict[Callable[..., Any], Callable[..., Any]] = {}
 
     @property
     def presaved(self) -> dict[Any, Presaved]:
         """``presaved[node]``: what ``node`` had saved just before the last backward through it."""
-        return _merged(self._calls)
+        return _merged(call.presaved for call in self._calls)
 
     @property
     def observed(self) -> dict[Any, Observed]:
         """``observed[node]``: the gradients that flowed into ``node`` in the last backward through it."""
-        return _merged(self._grads)
+        return _merged(call.observed for call in self._calls if call.observed is not None)
 
     def accumulated(self) -> list[tuple[torch.Tensor, Accumulation]]:
         """Leaves whose ``.grad`` holds more than the last backward call's gradient: two or more of the
@@ -79,28 +91,29 @@ class BackwardSpy:
     def installed(self) -> Iterator[BackwardSpy]:
         autograd = torch.autograd
         original_backward, original_grad = autograd.backward, autograd.grad
-        autograd.backward = self._wrap(original_backward, "tensors")
-        autograd.grad = self._wrap(original_grad, "outputs")
+        self._thread = threading.get_ident()
+        live: list[BackwardSpy] = [self]  # emptied when the cell ends: a wrapper left bound passes through
+        autograd.backward = _wrap(original_backward, "tensors", live)
+        autograd.grad = _wrap(original_grad, "outputs", live)
+        self.wrappers = {autograd.backward: original_backward, autograd.grad: original_grad}
         try:
             yield self
         finally:
+            live.clear()
             autograd.backward, autograd.grad = original_backward, original_grad
 
-    def _wrap(self, fn: Callable[..., Any], first: str) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            __tracebackhide__ = True  # an error in the user's backward: IPython shows torch's frames, not ours
-            watch = self.record(args[0] if args else kwargs.get(first), accumulates=first == "tensors")
-            try:
-                result = fn(*args, **kwargs)
-                if watch is not None and first == "outputs":  # autograd.grad: leaves get what it returns
-                    watch.received(args[1] if len(args) > 1 else kwargs.get("inputs"), result)
-                return result
-            finally:
-                if watch is not None:
-                    self._finish(watch)
-
-        return wrapper
+    def _call(self, fn: Callable[..., Any], first: str, args: Any, kwargs: Any) -> Any:
+        """One backward call of the cell's thread, watched."""
+        __tracebackhide__ = True
+        watch = self.record(args[0] if args else kwargs.get(first), accumulates=first == "tensors")
+        try:
+            result = fn(*args, **kwargs)
+            if watch is not None and first == "outputs":  # autograd.grad: leaves get what it returns
+                watch.received(args[1] if len(args) > 1 else kwargs.get("inputs"), result)
+            return result
+        finally:
+            if watch is not None:
+                self._finish(watch)
 
     def record(self, roots: object, *, accumulates: bool = False) -> _Watch | None:
         """Read the saved values below ``roots`` and hook their nodes for this call; never raises.
@@ -119,15 +132,34 @@ class BackwardSpy:
                     # them says "freed" — there was nothing to free
                     values[_CTX_SAVED] = ()
                 call[node] = Presaved(values, tensors, {path: t._version for path, t in tensors.items()})
-            self._calls.append(call)
             watch = _Watch(order, self.errors)
             watch.accumulates = accumulates
+            watch.call = _Call(call)
+            self._calls.append(watch.call)
+            self._trim()
         except Exception as e:  # gradsight's hooks never raise into the user's backward
             self.errors.append(f"could not read saved values before backward: {type(e).__name__}: {e}")
             return None
         if accumulates:
             self._before_backward(watch)
         return watch
+
+    def _trim(self) -> None:
+        """Forget the calls before the last ``KEEP_CALLS``, but for the last ``KEEP_HELD`` of them whose
+        graph holds a node of a tensor the cell bound (its ``loss``, before backward calls on scratch
+        tensors): a bounded few, whatever the cell runs."""
+        if len(self._calls) <= KEEP_CALLS:
+            return
+        older, recent = self._calls[:-KEEP_CALLS], self._calls[-KEEP_CALLS:]
+        kept: list[_Call] = []
+        if self._held is not None:
+            try:
+                nodes = [n for n in self._held() if n is not None]
+                kept = [call for call in older if any(n in call.presaved for n in nodes)][-KEEP_HELD:]
+            except Exception as e:  # a namespace changed by another thread meanwhile: the last calls only
+                if len(self.errors) < 20:
+                    self.errors.append(f"could not tell which backward calls reach the cell's tensors: {e}")
+        self._calls = kept + recent
 
     def _before_backward(self, watch: _Watch) -> None:
         """Each leaf's ``.grad`` before a backward call: still what the spy's last call left, or not."""
@@ -176,14 +208,40 @@ class BackwardSpy:
 
     def _finish(self, watch: _Watch) -> None:
         try:
-            for call in self._grads:  # only the last call's gradient tensors: a loop in a cell keeps one step's
-                for seen in call.values():
+            for call in self._calls:  # only the last call's gradient tensors: a loop in a cell keeps one step's
+                for seen in (call.observed or {}).values():
                     seen.tensors = None
-            self._grads.append(watch.close())
+            watch.call.observed = watch.close()
         except Exception as e:
             self.errors.append(f"could not record the gradients of a backward: {type(e).__name__}: {e}")
         if watch.accumulates:
             self._after_backward(watch)
+
+
+def _wrap(fn: Callable[..., Any], first: str, live: list[BackwardSpy]) -> Callable[..., Any]:
+    """``fn`` (``torch.autograd.backward``/``grad``, whose first argument is named ``first``) watched
+    by the spy in ``live`` on its thread; other threads', and every call once ``live`` is emptied (the
+    cell ended), go straight to ``fn``. Holds no spy of its own: one the cell bound to a name keeps
+    nothing alive after it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True  # an error in the user's backward: IPython shows torch's frames, not ours
+        spy = next(iter(live), None)
+        if spy is None or threading.get_ident() != spy._thread:
+            return fn(*args, **kwargs)
+        return spy._call(fn, first, args, kwargs)
+
+    return wrapper
+
+
+@dataclass
+class _Call:
+    """One backward call: what its nodes had saved before it ran, and (once it ended) the gradients
+    that flowed into them."""
+
+    presaved: dict[Any, Presaved]
+    observed: dict[Any, Observed] | None = None
 
 
 @dataclass
@@ -220,6 +278,7 @@ class _Watch:
         self.nodes = order
         self.errors = errors
         self.accumulates = False  # a backward call (not autograd.grad): it adds to the leaves' .grad
+        self.call = _Call({})  # the spy's record of this call
         self.metas: dict[int, tuple[GradMeta, ...]] = {}
         self.tensors: dict[int, tuple[torch.Tensor | None, ...]] = {}
         self._room = options.keep_all_below
