@@ -19,6 +19,19 @@ def update_goldens(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-goldens"))
 
 
+@pytest.fixture(autouse=True)
+def no_compiled_code_left() -> Iterator[None]:
+    """A test that compiled with dynamo resets it after: while dynamo holds compiled code, cells
+    record no source lines or modules (cell.dynamo_compiled), and later tests would see that."""
+    yield
+    from gradsight._capture.cell import dynamo_compiled
+
+    if dynamo_compiled():
+        import torch._dynamo
+
+        torch._dynamo.reset()
+
+
 @pytest.fixture
 def shell() -> Iterator[InteractiveShell]:
     """A real IPython shell with ``%load_ext gradsight``. Cleared afterwards: a shell left as the

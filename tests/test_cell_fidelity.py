@@ -124,7 +124,7 @@ def test_a_mode_the_cell_enters_and_keeps_stays_entered(shell: InteractiveShell)
 
 def test_a_cell_that_compiles_is_not_watched(shell: InteractiveShell) -> None:
     # dynamo guards on the mode stack and the global module hooks: a compiled model would compile again
-    dbg = cell(shell, "w = torch.ones(2, requires_grad=True)\nloss = (w * 2).sum()  # torch.compile later")
+    dbg = cell(shell, "w = torch.ones(2, requires_grad=True)\nloss = (w * 2).sum()\nlater = torch.compile")
     assert dbg.graph.find("SumBackward0")[0].source is None
 
 

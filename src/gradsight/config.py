@@ -25,7 +25,7 @@ class Options:
     # ... and spends at most this share of the training time in captured steps (a captured step costs
     # ~2× a plain one), so a fast training loop stays within ~1.1× while interactive steps are all shown
     live_share: float = 0.1
-    source_lines: bool = True  # record the forward source line of each node (runnable and live)
+    source_lines: bool = True  # record the forward source line of each node (runnable, live and %%gradsight cells)
 
     def __setattr__(self, name: str, value: object) -> None:
         """Checked when set, so a bad value fails here and not in a later debugger."""
