@@ -22,9 +22,9 @@ def update_goldens(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture(autouse=True)
 def no_compiled_code_left() -> Iterator[None]:
     """A test that compiled with dynamo resets it after: while dynamo holds compiled code, cells
-    record no source lines or modules (cell.dynamo_compiled), and later tests would see that."""
+    record no source lines or modules (cell_forward.dynamo_compiled), and later tests would see that."""
     yield
-    from gradsight._capture.cell import dynamo_compiled
+    from gradsight._capture.cell_forward import dynamo_compiled
 
     if dynamo_compiled():
         import torch._dynamo

@@ -222,9 +222,9 @@ def test_values_freed_before_the_cell_get_advice_for_a_cell(shell: InteractiveSh
 def test_a_training_loop_in_a_cell_keeps_a_bounded_record_and_its_last_steps_lines(
     shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gradsight._capture import cell as cell_mod
+    from gradsight._capture import cell_forward
 
-    monkeypatch.setattr(cell_mod, "KEEP_FORWARD_CALLS", 40)
+    monkeypatch.setattr(cell_forward, "KEEP_FORWARD_CALLS", 40)
     shell.run_cell(TINY_MODEL + "opt = torch.optim.SGD(model.parameters(), lr=0.01)", store_history=True)
     body_cell = shell.execution_count
     dbg = cell(

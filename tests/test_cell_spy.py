@@ -18,6 +18,7 @@ from torch.overrides import TorchFunctionMode
 
 import gradsight as gs
 from gradsight._capture import cell as cell_mod
+from gradsight._capture import cell_forward
 from gradsight._capture import spy as spy_mod
 from gradsight.graph import TensorSummary, Unavailable
 
@@ -147,7 +148,7 @@ def test_a_compiled_function_a_helper_calls_is_not_compiled_again(shell: Interac
         "fast = torch.compile(f, backend='eager')\ndef helper(a):\n    return fast(a)\nhelper(x)\n",
         store_history=False,
     )
-    assert cell_mod.dynamo_compiled()  # the signal torch keeps: a torch upgrade that drops it fails here
+    assert cell_forward.dynamo_compiled()  # the signal torch keeps: a torch upgrade that drops it fails here
     try:
         with torch._dynamo.config.patch(error_on_recompile=True):
             result = shell.run_cell("%%gradsight\ny = helper(x)\ny.backward()", store_history=True)
@@ -158,7 +159,7 @@ def test_a_compiled_function_a_helper_calls_is_not_compiled_again(shell: Interac
         assert "torch.compile has compiled code" in note and "torch._dynamo.reset()" in note
     finally:
         torch._dynamo.reset()
-    assert not cell_mod.dynamo_compiled()
+    assert not cell_forward.dynamo_compiled()
     dbg = cell(shell, "z = (x * 3).sum()")  # compiled code forgotten: watched again
     assert dbg.graph.find("SumBackward0")[0].source is not None
     assert not any("not recorded" in n for n in dbg.graph.notes)
@@ -208,7 +209,7 @@ def test_a_comment_or_re_compile_is_no_torch_compile(shell: InteractiveShell, no
 )
 def test_what_compiles_is_read_from_the_code(code: str, compiles: bool) -> None:
     ns = {"torch": torch, "re": re, "T": torch, "my_compile": torch.compile, "model": torch.nn.Linear(2, 2)}
-    assert cell_mod.compiles(ast.parse(code), ns) is compiles
+    assert cell_forward.compiles(ast.parse(code), ns) is compiles
 
 
 # -- 6. options.source_lines applies to cells -------------------------------------------------------------

@@ -1,0 +1,102 @@
+"""Notes only a %%gradsight cell's graph has: advice for saved values a backward freed that gradsight did
+not see, and ``.grad`` that summed several backward calls of the cell (or added to a gradient it held).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+
+import torch
+
+from ..graph import Graph, Node, Unavailable
+from . import saved as saved_mod
+from .spy import Accumulation
+
+FREED_IN_CELL = (
+    "freed by a backward gradsight did not see — an earlier cell's, another thread's, or one through backward/grad "
+    "imported before the cell (from torch.autograd import grad): compute it in this cell, call torch.autograd.grad "
+    "or loss.backward() there (on the cell's thread), or pass retain_graph=True"
+)
+_FREED_NOTE = re.compile(r"Backward already freed the saved tensors of (\d+) node\(s\)")
+
+
+def freed_in_cell(graph: Graph) -> Graph:
+    """The advice for saved values a backward freed, for a cell: it already is a %%gradsight cell, whose
+    backward calls gradsight reads before; what freed them is a backward it did not see."""
+    notes = []
+    for note in graph.notes:
+        found = _FREED_NOTE.match(note)
+        if found and "%%gradsight cell" in note:
+            note = (
+                f"A backward gradsight did not see had already freed the saved tensors of {found.group(1)} node(s), "
+                "so their values are gone: one in an earlier cell, on another thread, or one through backward/grad "
+                "imported before the cell (from torch.autograd import grad). Compute them in this cell and call "
+                "torch.autograd.grad or loss.backward() there, on the cell's thread (gradsight reads what they free "
+                "just before), or pass retain_graph=True."
+            )
+        notes.append(note)
+    if tuple(notes) == graph.notes:
+        return graph
+    nodes = tuple(_reworded(n) for n in graph.nodes)
+    return replace(graph, nodes=nodes, notes=tuple(notes))
+
+
+def _reworded(node: Node) -> Node:
+    if not any(isinstance(v, Unavailable) and v.reason == saved_mod.FREED for v in node.saved.values()):
+        return node
+    saved = {k: Unavailable(FREED_IN_CELL) if isinstance(v, Unavailable) and v.reason == saved_mod.FREED else v
+             for k, v in node.saved.items()}  # fmt: skip
+    return replace(node, saved=saved)
+
+
+_SHOWN = 6  # leaves named in an accumulation note
+
+
+def accumulation_note(accumulated: list[tuple[torch.Tensor, Accumulation]],
+                      names: Mapping[torch.Tensor, str]) -> str | None:  # fmt: skip
+    """What the graph cannot show: leaves whose ``.grad`` is the sum of several backward calls (or
+    added to what it held), while their node shows the last call's gradient."""
+    if not accumulated:
+        return None
+    if len(accumulated) == 1:
+        leaf, acc = accumulated[0]
+        name = names.get(leaf)
+        subject = f"{name}.grad" if name else f"The .grad of a leaf of shape {tuple(leaf.shape)}"
+        grad, into = (f"{name}.grad", name) if name else ("its .grad", "that leaf")
+        total = _norm(leaf.grad)
+        total_text = "" if total is None else f" (norm {total:.4g})"
+        before = acc.before_norm() if acc.held() else None
+        if acc.calls > 1:
+            held = "" if before is None else f", on top of a gradient it already held (norm {before:.4g})"
+            sums = "them all" if before is None else "them all and what it held"
+            return (f"{subject} accumulated over {acc.calls} backward calls in this cell{held}: the gradient shown "
+                    f"flowing into {into} is the last call's; {grad} holds the sum of {sums}{total_text}. Set "
+                    f"{grad} = None (or call optimizer.zero_grad()) between backward calls unless you meant to add "
+                    "them up.")  # fmt: skip
+        return (f"{subject} already held a gradient (norm {before or 0:.4g}) when this cell's backward added to it "
+                f"(an earlier cell's backward, or one gradsight did not see): the gradient shown flowing into {into} "
+                f"is this cell's; {grad} holds the sum{total_text}. Set {grad} = None (or call "
+                "optimizer.zero_grad()) before backward unless you meant to add them up.")  # fmt: skip
+    parts = []
+    for leaf, acc in accumulated[:_SHOWN]:
+        name = names.get(leaf) or f"a leaf of shape {tuple(leaf.shape)}"
+        calls = f"{acc.calls} backward calls" if acc.calls > 1 else "1 backward call"
+        norm = acc.before_norm() if acc.held() else None
+        parts.append(f"{name} ({calls}{'' if norm is None else f' on top of a gradient it held, norm {norm:.4g}'})")
+    more = len(accumulated) - _SHOWN
+    listed = ", ".join(parts) + (f" and {more} more" if more > 0 else "")
+    return (
+        f"The .grad of {len(accumulated)} leaves holds the sum of several of this cell's backward calls (or of "
+        f"one and what .grad held before): {listed}. The gradient shown flowing into each is the last call's. "
+        "Set .grad = None (or call optimizer.zero_grad()) before each backward unless you meant to add them up."
+    )
+
+
+def _norm(t: torch.Tensor | None) -> float | None:
+    from .hooks import grad_meta
+
+    meta = grad_meta(t)
+    norm = None if meta is None else meta[4]
+    return None if norm is None else float(norm)
