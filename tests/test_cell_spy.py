@@ -143,6 +143,30 @@ def test_a_compiled_function_a_helper_calls_is_not_compiled_again(shell: Interac
     assert not any("not recorded" in n for n in dbg.graph.notes)
 
 
+def test_a_module_compiled_in_place_is_not_watched(shell: InteractiveShell) -> None:
+    # model.compile() compiles lazily and in place (the module's own call becomes the compiled one):
+    # dynamo has compiled nothing yet, and the model is no OptimizedModule
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    shell.run_cell(
+        "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.l = nn.Linear(4, 4)\n"
+        "    def forward(self, x):\n        return torch.relu(self.l(x))\n"
+        "model = Net()\nmodel.compile(backend='eager')\nx = torch.randn(2, 4)",
+        store_history=False,
+    )
+    try:
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            result = shell.run_cell("%%gradsight\nloss = model(x).sum()", store_history=True)
+            assert result.error_in_exec is None, result.error_in_exec
+            shell.run_cell("for _ in range(3):\n    model(x)", store_history=False)  # no compile again after it
+        graph = result.result.graph
+        assert all(n.source is None for n in graph.nodes)
+        assert any("compiled by torch.compile" in n for n in graph.notes), graph.notes
+    finally:
+        torch._dynamo.reset()
+
+
 def test_a_comment_or_re_compile_is_no_torch_compile(shell: InteractiveShell, no_compiled_code: None) -> None:
     shell.run_cell(TINY_MODEL, store_history=True)
     body_cell = shell.execution_count
@@ -274,3 +298,34 @@ def test_interrupted_again_while_capturing_still_stops_the_cell(
     assert "gradsight/_capture" not in shown(capsys)
     (dbg,) = displayed
     assert dbg.graph.message == cell_mod.INTERRUPTED_AGAIN
+
+
+@pytest.mark.parametrize(
+    "call", ["torch.autograd.backward(loss)", "torch.autograd.backward([loss])", "(gw,) = torch.autograd.grad(loss, w)"]
+)
+def test_a_direct_autograd_call_is_one_backward_call(shell: InteractiveShell, call: str) -> None:
+    # torch.autograd.backward hands itself back to the cell's torch-function mode, which called the
+    # wrapper again: recorded twice, the graph said w.grad accumulated over 2 backward calls
+    shell.run_cell("w = torch.randn(3, requires_grad=True)")
+    dbg = cell(shell, f"w.grad = None\nloss = (w.sin() * w).sum()\n{call}\n")
+    assert not any("accumulated" in note for note in dbg.graph.notes), dbg.graph.notes
+    assert dbg.graph.node("leaf:w").grad_norm is not None
+
+
+def test_an_interrupt_in_the_spys_bookkeeping_leaves_no_hook(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(self: Any, watch: Any) -> None:
+        raise KeyboardInterrupt  # a Ctrl-C landing after the prehooks went in
+
+    monkeypatch.setattr(spy_mod.BackwardSpy, "_before_backward", interrupted)
+    shell.run_cell("w = torch.randn(3, requires_grad=True)")
+    result = shell.run_cell("%%gradsight\nloss = (w.sin() * w).sum()\nloss.backward(retain_graph=True)\n")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    monkeypatch.undo()
+    # a plain backward of the same graph later: no gradsight prehook left on it to fire
+    fired: list[int] = []
+    real = spy_mod.grad_meta
+    monkeypatch.setattr(spy_mod, "grad_meta", lambda g: (fired.append(1), real(g))[1])
+    shell.run_cell("w.grad = None\nloss.backward()")
+    assert fired == []

@@ -42,8 +42,11 @@ def is_compiled(value: Any) -> bool:
     eval_frame = sys.modules.get("torch._dynamo.eval_frame")
     if eval_frame is None:  # nothing was compiled in this process
         return False
-    return isinstance(value, eval_frame.OptimizedModule) or (
-        callable(value) and hasattr(value, "_torchdynamo_orig_callable")
+    return (
+        isinstance(value, eval_frame.OptimizedModule)
+        or (callable(value) and hasattr(value, "_torchdynamo_orig_callable"))
+        # model.compile(): compiled in place, the module's own call is the compiled one
+        or (isinstance(value, torch.nn.Module) and getattr(value, "_compiled_call_impl", None) is not None)
     )
 
 

@@ -63,6 +63,7 @@ class BackwardSpy:
         self._calls: list[_Call] = []  # in the order the calls started
         self._accumulations: dict[int, Accumulation] = {}  # id(leaf) ->
         self._thread = threading.get_ident()  # the cell's: backward calls of other threads are not its
+        self._inside = False  # in a watched call (on the cell's thread): a call it makes is part of it
         # the wrappers installed, each with what it wraps: a cell that bound one to a name gets the original back
         self.wrappers: dict[Callable[..., Any], Callable[..., Any]] = {}
 
@@ -103,21 +104,31 @@ class BackwardSpy:
             autograd.backward, autograd.grad = original_backward, original_grad
 
     def _call(self, fn: Callable[..., Any], first: str, args: Any, kwargs: Any) -> Any:
-        """One backward call of the cell's thread, watched."""
+        """One backward call of the cell's thread, watched. A call made inside it is not another:
+        ``torch.autograd.backward(loss)`` hands itself back to the cell's torch-function mode, which
+        calls the module's ``backward`` — this wrapper — again (recorded twice, it read as .grad
+        accumulated over two calls)."""
         __tracebackhide__ = True
-        watch = self.record(args[0] if args else kwargs.get(first), accumulates=first == "tensors")
-        try:
+        if self._inside:
+            return fn(*args, **kwargs)
+        self._inside = True
+        watch = None
+        try:  # a KeyboardInterrupt anywhere in here still takes the hooks off (_finish)
+            watch = self.record(args[0] if args else kwargs.get(first), accumulates=first == "tensors")
             result = fn(*args, **kwargs)
             if watch is not None and first == "outputs":  # autograd.grad: leaves get what it returns
                 watch.received(args[1] if len(args) > 1 else kwargs.get("inputs"), result)
             return result
         finally:
+            self._inside = False
             if watch is not None:
                 self._finish(watch)
 
     def record(self, roots: object, *, accumulates: bool = False) -> _Watch | None:
-        """Read the saved values below ``roots`` and hook their nodes for this call; never raises.
+        """Read the saved values below ``roots`` and hook their nodes for this call; never raises (but
+        for a KeyboardInterrupt, after taking its hooks off).
         ``accumulates``: a ``backward`` (not ``autograd.grad``), adding to the leaves' ``.grad``."""
+        watch: _Watch | None = None
         try:
             items = roots if isinstance(roots, (list, tuple)) else [roots]
             nodes = [n for n in (_node_of(t) for t in items) if n is not None]
@@ -137,11 +148,17 @@ class BackwardSpy:
             watch.call = _Call(call)
             self._calls.append(watch.call)
             self._trim()
+            if accumulates:
+                self._before_backward(watch)
         except Exception as e:  # gradsight's hooks never raise into the user's backward
             self.errors.append(f"could not read saved values before backward: {type(e).__name__}: {e}")
+            if watch is not None:
+                watch.close()
             return None
-        if accumulates:
-            self._before_backward(watch)
+        except BaseException:  # interrupted: no hook outlives the call
+            if watch is not None:
+                watch.close()
+            raise
         return watch
 
     def _trim(self) -> None:
@@ -214,6 +231,8 @@ class BackwardSpy:
             watch.call.observed = watch.close()
         except Exception as e:
             self.errors.append(f"could not record the gradients of a backward: {type(e).__name__}: {e}")
+        finally:
+            watch.close()  # again, should the lines above have been interrupted: no hook stays
         if watch.accumulates:
             self._after_backward(watch)
 
@@ -287,8 +306,8 @@ class _Watch:
         try:
             for i, node in enumerate(order):
                 self._handles.append(node.register_prehook(self._hook(i)))
-        except Exception:
-            self.close()  # no hook outlives a watch that failed to start
+        except BaseException:
+            self.close()  # no hook outlives a watch that failed to start (or was interrupted)
             raise
 
     def _hook(self, i: int) -> Callable[[Any], None]:
