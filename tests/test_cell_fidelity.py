@@ -30,7 +30,8 @@ def test_a_failing_cells_traceback_names_its_execution_count(shell: InteractiveS
     )
     assert isinstance(result.error_in_exec, ValueError)
     cells = [line for line in shown(capsys).splitlines() if line.startswith("Cell In[")]
-    assert cells == [f"Cell In[{count}], line 1", f"Cell In[{count}], line 2"], cells  # not In[0]
+    # not In[0]; the magic's own line (1) and the line that raised (3: lines as the notebook numbers them)
+    assert cells == [f"Cell In[{count}], line 1", f"Cell In[{count}], line 3"], cells
 
 
 def test_an_op_that_raises_shows_the_users_line_last(shell: InteractiveShell, capsys: Any) -> None:
@@ -38,7 +39,7 @@ def test_an_op_that_raises_shows_the_users_line_last(shell: InteractiveShell, ca
     assert isinstance(result.error_in_exec, RuntimeError)
     out = shown(capsys)
     last = out[out.rindex("Cell In[") :]
-    assert "----> 2 y = x @ torch.ones(3)" in last and "source.py" not in out and "File " not in last
+    assert "----> 3 y = x @ torch.ones(3)" in last and "source.py" not in out and "File " not in last
 
 
 def test_the_cell_compiles_with_the_sessions_futures_not_gradsights(shell: InteractiveShell) -> None:
@@ -56,7 +57,7 @@ def test_a_cells_ops_carry_their_source_line_named_by_execution_count(shell: Int
     body_cell = shell.execution_count
     dbg = cell(shell, "w = torch.ones(2, requires_grad=True)\nout = model(x)\nloss = (out * w).sum()\nloss.backward()")
     graph = dbg.graph
-    assert graph.find("SumBackward0")[0].source == f"In[{body_cell}]:3  loss = (out * w).sum()"
+    assert graph.find("SumBackward0")[0].source == f"In[{body_cell}]:4  loss = (out * w).sum()"
     assert graph.find("TanhBackward0")[0].source == f"In[{model_cell}]:9  return torch.tanh(self.layer2(h)) * 2"
     assert graph.find("ReluBackward0")[0].source == f"In[{model_cell}]:8  h = self.relu(self.layer1(x))"
     # a runnable debugger made in a numbered cell reads the same way
@@ -74,8 +75,8 @@ def test_a_warning_inside_an_op_names_the_cells_line_and_the_cells_filters_stay(
         dbg = cell(shell, body)
         assert isinstance(dbg, gs.Debugger)
         (warned,) = [w for w in caught if "not a leaf Tensor" in str(w.message)]
-        assert warned.lineno == 3 and "source.py" not in warned.filename
-        assert dbg.graph.find("MulBackward0")[0].source.endswith(":2  y = x * 2")
+        assert warned.lineno == 4 and "source.py" not in warned.filename  # %%gradsight is line 1
+        assert dbg.graph.find("MulBackward0")[0].source.endswith(":3  y = x * 2")
         # warnings the cell turns into errors raise at the op; the filter stays after the cell, ours goes
         result = shell.run_cell("%%gradsight\nimport warnings\nwarnings.simplefilter('error')\n" + body)
         assert isinstance(result.error_in_exec, UserWarning)
@@ -209,7 +210,7 @@ def test_a_training_loop_in_a_cell_keeps_a_bounded_record_and_its_last_steps_lin
         "    opt.step()\n",
     )
     graph = dbg.graph
-    assert graph.find("PowBackward0")[0].source == f"In[{body_cell}]:3  loss = model(x).pow(2).sum()"
+    assert graph.find("PowBackward0")[0].source == f"In[{body_cell}]:4  loss = model(x).pow(2).sum()"
     assert graph.find("ReluBackward0")[0].module == "model.relu"
     assert not any(".grad" in n for n in graph.notes)  # zero_grad each step: nothing accumulated
 

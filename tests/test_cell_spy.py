@@ -177,7 +177,7 @@ def test_a_comment_or_re_compile_is_no_torch_compile(shell: InteractiveShell, no
     )
     graph = dbg.graph
     line = "loss = model(x).pow(2).sum()  # torch.compile(model) later"
-    assert graph.find("PowBackward0")[0].source == f"In[{body_cell}]:3  {line}"
+    assert graph.find("PowBackward0")[0].source == f"In[{body_cell}]:4  {line}"
     assert graph.find("ReluBackward0")[0].module == "model.relu"
     assert not any("not recorded" in n for n in graph.notes)
     # one that compiles is not watched, and says so

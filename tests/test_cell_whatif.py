@@ -138,7 +138,7 @@ def test_why_follows_a_parameter_of_the_model_the_cell_makes(shell: InteractiveS
     before = snapshot(shell.user_ns)
     why = dbg.why("model.b.weight")
     assert why.reason == "detach"
-    line = ":2  loss = model['a'](x).sum() + model['b'](x).detach().sum()"
+    line = ":3  loss = model['a'](x).sum() + model['b'](x).detach().sum()"
     assert why.source is not None and why.source.endswith(line)
     assert same(snapshot(shell.user_ns), before)
     dbg.rerun(no_grad=["model.b"])

@@ -89,7 +89,7 @@ def test_a_syntax_error_reads_like_a_plain_cells_and_shows_no_debugger(
     result = shell.run_cell("%%gradsight\nx = torch.ones(3, requires_grad=True)\ny = (x * 2\n", store_history=False)
     assert not result.success and result.result is None and not shown  # Run All stops; no debugger
     out = _shown(capsys)
-    assert "line 2" in out and "y = (x * 2" in out and "SyntaxError" in out and "never closed" in out
+    assert "line 3" in out and "y = (x * 2" in out and "SyntaxError" in out and "never closed" in out
     assert "magic.py" not in out and "cell.py" not in out and "<unknown>" not in out
     assert "x" not in shell.user_ns  # nothing of the cell ran
 
@@ -104,7 +104,7 @@ def test_top_level_await_is_refused_before_the_cell_runs_saying_what_to_do(
     result = shell.run_cell("%%gradsight\n" + body, store_history=False)
     assert not result.success and not shown and "loss" not in shell.user_ns
     out = _shown(capsys)
-    assert "line 3" in out and "await asyncio.sleep(0)" in out and "magic.py" not in out
+    assert "line 4" in out and "await asyncio.sleep(0)" in out and "magic.py" not in out
     assert "top-level await" in out and "plain cell" in out
     assert "top-level await" in str(result.error_in_exec)
     # an async function defined (not awaited at top level) in the cell is fine

@@ -55,9 +55,10 @@ def run_magic(ipython: Any, line: str, cell: str) -> Any:
 
     if line.strip():
         raise ValueError(f"%%gradsight takes no arguments (got {line.strip()!r}); put the code in the cell")
-    code = ipython.transform_cell(cell)
+    # A blank line where ``%%gradsight`` stands: lines are counted as the notebook numbers them.
+    code = "\n" + ipython.transform_cell(cell)
     # Cached as IPython caches a cell: under the cell's execution count, so tracebacks and source
-    # lines name it (``Cell In[4], line 2``, ``In[4]:2``; lines counted within the body).
+    # lines name it (``Cell In[4], line 3``, ``In[4]:3``: the third line, %%gradsight the first).
     filename = ipython.compile.cache(code, _execution_count(ipython), raw_code=cell)
     _check_compiles(ipython, code, filename)  # before anything runs, and no debugger for it
     compiler = ipython.compile
