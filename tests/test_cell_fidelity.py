@@ -237,3 +237,13 @@ def test_a_cells_hooks_on_intermediate_tensors_keep_no_graph_alive(shell: Intera
         source.SourceTracker.__init__ = real  # type: ignore[method-assign]
     seen = [len(t.hooked) for t in trackers]
     assert trackers and seen == [0] * len(trackers)
+
+
+def test_blank_lines_at_the_top_of_a_cell_keep_the_notebooks_numbers(shell: InteractiveShell, capsys: Any) -> None:
+    # IPython's transform_cell drops them: the lines after would all read too low
+    shell.run_cell("w = torch.ones(3, requires_grad=True)")
+    dbg = cell(shell, "\n\na = w * 2\nloss = a.sum()")
+    assert dbg.graph.find("MulBackward0")[0].source.endswith(":4  a = w * 2")
+    result = shell.run_cell("%%gradsight\n\n\nb = w @ torch.ones(5)", store_history=True)
+    assert isinstance(result.error_in_exec, RuntimeError)
+    assert "----> 4 b = w @ torch.ones(5)" in shown(capsys)

@@ -55,8 +55,10 @@ def run_magic(ipython: Any, line: str, cell: str) -> Any:
 
     if line.strip():
         raise ValueError(f"%%gradsight takes no arguments (got {line.strip()!r}); put the code in the cell")
-    # A blank line where ``%%gradsight`` stands: lines are counted as the notebook numbers them.
-    code = "\n" + ipython.transform_cell(cell)
+    # A blank line where ``%%gradsight`` stands, and the blank lines transform_cell drops from the
+    # top: lines are counted as the notebook numbers them.
+    code = ipython.transform_cell(cell)
+    code = "\n" * max(1, 1 + _leading_blank(cell) - _leading_blank(code)) + code
     # Cached as IPython caches a cell: under the cell's execution count, so tracebacks and source
     # lines name it (``Cell In[4], line 3``, ``In[4]:3``: the third line, %%gradsight the first).
     filename = ipython.compile.cache(code, _execution_count(ipython), raw_code=cell)
@@ -112,6 +114,16 @@ AWAIT = (
     "(in Jupyter, inside the kernel's running event loop), so gradsight cannot wait for the cell. Await in a "
     "plain cell first (batch = await fetch()), then compute the loss from the result in the %%gradsight cell."
 )
+
+
+def _leading_blank(text: str) -> int:
+    """How many blank lines ``text`` starts with."""
+    n = 0
+    for line in text.splitlines():
+        if line.strip():
+            break
+        n += 1
+    return n
 
 
 def _check_compiles(ipython: Any, code: str, filename: str) -> None:
