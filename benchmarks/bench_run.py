@@ -234,40 +234,43 @@ from gradsight._capture.run import run
 from gradsight._capture.specs import spec_for_model
 torch.set_num_threads(1)
 model, x = realistic({name!r})
-def rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-def peak_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM"):
-                return int(line.split()[1]) / 1024
+{status}
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")
-base = rss_mb()
+base = status_mb('VmRSS')
 if {mode!r} == "plain":
     model(x).pow(2).mean().backward()
 else:
     spec = spec_for_model(model, x, lambda out: out.pow(2).mean(), None, gs.options.memory_budget, True)
     result = run(spec)
-print(peak_mb() - base)
+print(status_mb('VmHWM') - base)
 """
+
+
+STATUS_MB = """def status_mb(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) / 1024"""
+
+
+def _run_child(template: str, **fields: str) -> str:
+    """Run ``template`` (formatted with ``fields`` and ``here``) in a fresh process whose glibc returns
+    freed memory at once, so RSS tracks live tensors; its stdout."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="4096", MALLOC_TRIM_THRESHOLD_="0", MALLOC_ARENA_MAX="1")
+    code = template.format(here=os.path.dirname(os.path.abspath(__file__)), status=STATUS_MB, **fields)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
 
 
 def memory(_repeats: int) -> None:
     print("\n### Peak memory added by a debugger run (fresh process each, glibc set so RSS tracks tensors)\n")
     print("| model | plain fwd+bwd peak MB | debugger run peak MB | added MB | ratio |")
     print("|---|---|---|---|---|")
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="4096", MALLOC_TRIM_THRESHOLD_="0", MALLOC_ARENA_MAX="1")
-    here = os.path.dirname(os.path.abspath(__file__))
     for name in REALISTIC:
         peaks = {}
         for mode in ("plain", "debugger"):
-            code = MEMORY_CHILD.format(here=here, name=name, mode=mode)
-            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-            peaks[mode] = float(out.stdout.strip().splitlines()[-1])
+            out = _run_child(MEMORY_CHILD, name=name, mode=mode)
+            peaks[mode] = float(out.strip().splitlines()[-1])
         added = peaks["debugger"] - peaks["plain"]
         print(f"| {name} | {peaks['plain']:.0f} | {peaks['debugger']:.0f} | {added:.0f} | "
               f"{peaks['debugger'] / peaks['plain']:.2f}× |")  # fmt: skip
@@ -282,19 +285,15 @@ torch.set_num_threads(1)
 torch.manual_seed(0)
 gs.options.live_interval, gs.options.live_share = 0.0, 1.0
 model = nn.Sequential(nn.Linear(1024, 64), nn.ReLU(), nn.Linear(64, 1))
-def rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
+{status}
 dbg = gs.debugger(model) if {mode!r} == "live" else None
-base, refs = rss_mb(), []
+base, refs = status_mb('VmRSS'), []
 for _ in range(300):
     x = torch.randn(1024, 1024)  # 4 MB
     refs.append(weakref.ref(x))
     model(x).pow(2).mean().backward()
     del x
-print(rss_mb() - base, sum(r() is not None for r in refs), gc.get_stats()[2]["collections"])
+print(status_mb('VmRSS') - base, sum(r() is not None for r in refs), gc.get_stats()[2]["collections"])
 """
 
 
@@ -302,12 +301,8 @@ def held(_repeats: int) -> None:
     print("\n### What a debugger holds over time (fresh process each, glibc set so RSS tracks tensors)\n")
     print("| 300 steps, 4 MB batch each | RSS growth MB | batches alive | full GC collections |")
     print("|---|---|---|---|")
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="4096", MALLOC_TRIM_THRESHOLD_="0", MALLOC_ARENA_MAX="1")
-    here = os.path.dirname(os.path.abspath(__file__))
     for mode in ("plain", "live"):
-        code = HELD_CHILD.format(here=here, mode=mode)
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        growth, alive, full = out.stdout.split()
+        growth, alive, full = _run_child(HELD_CHILD, mode=mode).split()
         label = "plain loop" if mode == "plain" else "live debugger, every step captured"
         print(f"| {label} | {float(growth):.0f} | {alive} | {full} |")
     model, x = realistic("mlp w256 b128")
