@@ -11,7 +11,7 @@ import torch
 from IPython.core.interactiveshell import InteractiveShell
 
 import gradsight as gs
-from gradsight._capture import live
+from gradsight._capture import live_step
 from tests.run_zoo import MLP
 
 WAIT = 10  # seconds: only reached when a test fails
@@ -196,7 +196,7 @@ def test_a_failure_in_publishing_never_reaches_the_users_backward(monkeypatch: p
         raise RuntimeError("build broke")
 
     with monkeypatch.context() as m:
-        m.setattr(live, "build_with_gradients", broken)
+        m.setattr(live_step, "build_with_gradients", broken)
         two_losses(model, x)  # built in the last pass's end callback, inside the user's backward
         out = model(x)
         out.sum().backward(retain_graph=True)

@@ -45,13 +45,11 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from ..config import options
-from ..graph import RunInfo
 from ..inspection import GradStep
 from .cell_end import LoopCallback, on_post_run_cell
-from .finish import build_with_gradients
 from .followed import ModelHook, model_names
 from .guard import own_run, rng_state
-from .live_step import UNFINISHED_NOTE, LiveStep, passes_note
+from .live_step import LiveStep
 from .modules import ModuleTracker
 from .outputs import flatten_tensors
 from .records import Captured, CaptureOptions
@@ -369,19 +367,15 @@ class LiveSession:
             return
         try:
             with gc_paused(promote=False):
-                run = RunInfo(mode="live", step=step.number)
-                graph = build_with_gradients(step.collected, step.recorder.snapshot(), step.store, run)
+                graph = step.graph()
         except Exception as e:
             self._error(e)
             step.store.release()
             return
-        if step.passes > 1:
-            graph = replace(graph, notes=(*graph.notes, passes_note(step.passes)))
-        if step.unfinished:
-            graph = replace(graph, notes=(*graph.notes, UNFINISHED_NOTE))
         try:  # the history and the re-run's call are extras: a failure there still shows the step
             step.record_history(self.history, graph)
-            self._record_call(step)
+            if step.call is not None:
+                self.last_call, self.last_origin = step.replay()
         except Exception as e:
             step.errors.append(self._error(e))
         if step.errors:
@@ -389,15 +383,6 @@ class LiveSession:
         with self._lock:
             if not self._closed:
                 self._ready = Captured.of(graph, step.collected, step.store)
-
-    def _record_call(self, step: LiveStep) -> None:
-        """Remember the step's inputs, RNG state and output gradients: what a re-run replays."""
-        if step.call is None:
-            return
-        grads = [step.store.get((i, f"grad-in:{nr}")) for i, nr in step.outputs]
-        args, kwargs, rng, origin = step.call
-        self.last_call = (args, kwargs, rng, None if any(g is None for g in grads) else grads)
-        self.last_origin = origin
 
     # -- publishing (the owner thread only) ------------------------------------------------------
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
 
-from ..graph import Graph
+from ..graph import Graph, RunInfo
 from ..inspection import GradStep
+from .finish import build_with_gradients
 from .guard import own_run
 from .hooks import GradRecorder
 from .records import Collected
@@ -166,6 +168,22 @@ class LiveStep:
         self.recorder.close()
         self.recorder.unlink()
         self.store.release()
+
+    def graph(self) -> Graph:
+        """The graph of all its passes, with what it needs saying (several passes, one unfinished)."""
+        run = RunInfo(mode="live", step=self.number)
+        graph = build_with_gradients(self.collected, self.recorder.snapshot(), self.store, run)
+        notes = [passes_note(self.passes)] if self.passes > 1 else []
+        notes += [UNFINISHED_NOTE] if self.unfinished else []
+        return replace(graph, notes=(*graph.notes, *notes)) if notes else graph
+
+    def replay(self) -> tuple[tuple[Any, Any, Any, Any], Any]:
+        """What a re-run replays — its inputs, RNG state and the outputs' gradients (None unless all
+        were kept) — and the user's line of its forward."""
+        assert self.call is not None
+        grads = [self.store.get((i, f"grad-in:{nr}")) for i, nr in self.outputs]
+        args, kwargs, rng, origin = self.call
+        return (args, kwargs, rng, None if any(g is None for g in grads) else grads), origin
 
     def record_history(self, history: dict[str, list[GradStep]], graph: Graph) -> None:
         """Each named leaf's ``.grad`` after this step's last pass, and the norm it received in it."""
