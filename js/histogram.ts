@@ -31,7 +31,9 @@ function bars(hist: WireHistogram, finite: number): SVGSVGElement {
   const lo = hist.min ?? 0;
   const hi = hist.max ?? 0;
   const n = hist.counts.length;
-  const width = (hi - lo) / n;
+  // Interpolated, not lo + i * (hi - lo) / n: hi - lo overflows a double for float64 values near
+  // ±1.8e308 (the edges read "nan to inf"); each term here stays within [lo, hi].
+  const edge = (i: number): number => (i === 0 ? lo : i === n ? hi : lo * (1 - i / n) + hi * (i / n));
   const peak = Math.max(...hist.counts);
   const svg = s("svg", {
     class: "gs-hist-bars",
@@ -42,8 +44,8 @@ function bars(hist: WireHistogram, finite: number): SVGSVGElement {
   });
   hist.counts.forEach((count, i) => {
     const height = count === 0 ? 0 : Math.max(MIN_BAR, (count / peak) * HEIGHT);
-    const from = formatNumber(lo + i * width);
-    const to = formatNumber(i === n - 1 ? hi : lo + (i + 1) * width);
+    const from = formatNumber(edge(i));
+    const to = formatNumber(edge(i + 1));
     svg.append(
       s(
         "rect",

@@ -2,6 +2,7 @@
 // The lazy inspector: selecting a node asks Python (`inspect`, with a request_id), the reply fills
 // the skeleton with statistics and histograms; stale, failed, malformed and missing replies.
 
+import { histogramView } from "../../js/histogram";
 import widget from "../../js/widget";
 import { fakeModel } from "./fake-model";
 import { ADD, LEAF, MUL, SIN, sampleGraph, tensor } from "./fixtures";
@@ -362,5 +363,18 @@ describe("cleanup", () => {
     cleanA();
     cleanB();
     expect(model.handlerCount()).toBe(0);
+  });
+});
+
+describe("histogram bars", () => {
+  it("labels every bin with finite edges even when max - min overflows a double", () => {
+    const el = histogramView(histogram({ min: -1e308, max: 1.7e308, counts: [1, 0, 0, 2] }));
+    const titles = [...el.querySelectorAll("rect.gs-hist-bar title")].map((t) => t.textContent ?? "");
+    expect(titles).toHaveLength(4);
+    for (const title of titles) {
+      expect(title).not.toMatch(/nan|inf/i);
+    }
+    expect(titles[0]).toMatch(/^-1(\.0+)?e308 to /);
+    expect(titles[3]).toMatch(/ to 1\.7(0*)e308: 2$/);
   });
 });
