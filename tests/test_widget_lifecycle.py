@@ -40,6 +40,7 @@ def test_closed_during_a_rerun_keeps_nothing_and_says_so() -> None:
     with pytest.raises(RerunError, match="closed during the re-run"):
         dbg.rerun(requires_grad={"0.bias": False})
     assert _kept(dbg) == 0 and dbg._runs.records == []
+    assert dbg.status == "ready"  # not left "running"
 
 
 def test_writing_the_run_shown_after_close_is_refused_without_recursion() -> None:

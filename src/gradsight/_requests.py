@@ -53,14 +53,19 @@ def _values(dbg: Debugger, content: dict[str, Any]) -> tuple[dict[str, Any], lis
 
 
 def _rerun(dbg: Debugger, content: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
+    """Re-run with the pending toggles, from the run the view shows (``after_run``, any run of the
+    history). A click made while the view showed another run than Python shows now is dropped: a
+    re-run (or a live step) finished in between — a second click queued behind the first one."""
     after = content.get("after_run")
+    shown = dbg.graph.run.index
     if not isinstance(after, int) or isinstance(after, bool):
-        raise RequestError("rerun: after_run must be the index of the run the view shows")
-    last = dbg._runs.last
-    if last is not None and last.index > after:
+        raise RequestError(f"rerun: after_run must be the index of the run the view shows ({shown})")
+    if after != shown and not 0 <= after < dbg._runs.made:
+        raise RequestError(f"rerun: after_run {after} is no run of this debugger; send the run shown ({shown})")
+    if after != shown:
         raise RequestError(
-            f"not re-running: run {last.index} already ran after the run you were looking at ({after}) — a second "
-            "click while a re-run was running? Look at the new run, then re-run again if you still want to."
+            f"not re-running: you clicked Re-run on run {after}, and run {shown} is shown now (it already ran in "
+            f"between, or was picked since) — a second click? Look at run {shown}, then re-run again if you want to."
         )
     graph = dbg._rerun_pending()
     return {"run": graph.run.index}, []

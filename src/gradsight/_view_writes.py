@@ -2,8 +2,9 @@
 end are answered with an ``error`` and change nothing).
 
 Front-end writes arrive through ``set_state``, where validators see the new value already in place;
-so bad values are reverted in observers, which know the old one. Python-owned traits are refused
-outright. Torch-free.
+so bad values are reverted in observers, which know the old one (a wrong type is refused by a
+validator, before it is in place). Python-owned traits are refused outright; Python's own writes to
+the view's traits (:meth:`ViewWrites._write`) are not checked. Torch-free.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ DIRECTIONS = ("TB", "BT", "LR", "RL")
 NO_PENDING: dict[str, Any] = Toggles().to_wire()
 # Traits only Python writes; the view reads them.
 PYTHON_OWNED = ("status", "error", "history", "diff")
+RUN_INDICES = ("current", "baseline")  # ints; traitlets' Int takes a bool too
 
 
 class ViewWrites(traitlets.HasTraits):
     """Mixed into :class:`~gradsight.widget.Debugger`, whose traits these observers check."""
 
-    _reverting = False  # an observer is putting back a refused value: do not check it again
+    _reverting = False  # Python writes this value itself (or puts back a refused one): do not check it
 
     if TYPE_CHECKING:  # the Debugger's traits and methods these observers use
         graph: Graph
@@ -40,7 +42,6 @@ class ViewWrites(traitlets.HasTraits):
         _runs: RunHistory
         _closed: bool
 
-        def _check_open(self, what: str) -> None: ...
         def _detachable(self) -> list[str]: ...
         def _display(self, record: RunRecord) -> None: ...
         def _update_diff(self) -> None: ...
@@ -52,9 +53,12 @@ class ViewWrites(traitlets.HasTraits):
         for key, value in sync_data.items():
             if key in PYTHON_OWNED:
                 continue
+            if key in RUN_INDICES and isinstance(value, bool):  # equal to 1 or 0, so no validator would see it
+                refused.append(key)
+                continue
             try:
                 super().set_state({key: value})  # type: ignore[misc]  # ipywidgets.Widget.set_state, next in the MRO
-            except (traitlets.TraitError, RuntimeError):  # RuntimeError: pending toggles for a closed debugger
+            except traitlets.TraitError:
                 refused.append(key)
         if refused:
             self.error = f"the view sent {', '.join(refused)}, which it may not set (or not to that value); ignored"
@@ -62,8 +66,9 @@ class ViewWrites(traitlets.HasTraits):
             # checking it): send Python's values back.
             self.send_state(refused)  # type: ignore[attr-defined]
 
-    def _revert(self, name: str, value: Any) -> None:
-        """Put back ``value`` without checking it again (it may be invalid now too: after close())."""
+    def _write(self, name: str, value: Any) -> None:
+        """Python's own write, or a refused value put back: not checked as a view write (the run's own
+        toggles, against the new graph; an old value that may be invalid now too, after close())."""
         self._reverting = True
         try:
             setattr(self, name, value)
@@ -84,10 +89,22 @@ class ViewWrites(traitlets.HasTraits):
             self.error = f"options.direction must be one of {', '.join(DIRECTIONS)}; options unchanged"
             self.options = change["old"]
 
+    @traitlets.validate(*RUN_INDICES)
+    def _run_index(self, proposal: dict[str, Any]) -> Any:
+        # traitlets' Int takes True for 1: the run looked up by ==, and the bool synced back to the view
+        if isinstance(proposal["value"], bool):
+            raise traitlets.TraitError(f"{proposal['trait'].name} must be a run's index (an int), not a bool")
+        return proposal["value"]
+
     @traitlets.observe("pending")
     def _check_pending(self, change: dict[str, Any]) -> None:
+        if self._reverting:
+            return
         value = change["new"]
-        self._check_open("rerun")
+        if self._closed:
+            self.error = "this debugger is closed: toggles cannot be set; create a new one with gradsight.debugger(...)"
+            self._write("pending", change["old"])
+            return
         controls = self.graph.controls
         in_graph = [n.leaf.name for n in self.graph.nodes if n.leaf is not None and n.leaf.name]
         try:
@@ -98,7 +115,7 @@ class ViewWrites(traitlets.HasTraits):
                          nodes=self._detachable())  # fmt: skip
         except (ToggleError, TypeError) as e:
             self.error = f"toggles not accepted: {e}"
-            self.pending = change["old"]
+            self._write("pending", change["old"])
 
     @traitlets.observe("current")
     def _switch_run(self, change: dict[str, Any]) -> None:
@@ -108,7 +125,7 @@ class ViewWrites(traitlets.HasTraits):
         if record is None:
             closed = " (the debugger is closed)" if self._closed else ""
             self.error = f"no run {change['new']} in the history{closed}; showing run {change['old']}"
-            self._revert("current", change["old"])
+            self._write("current", change["old"])
             return
         if record.graph is not self.graph:
             self._display(record)
@@ -119,7 +136,7 @@ class ViewWrites(traitlets.HasTraits):
             return
         if change["new"] != -1 and self._runs.get(change["new"]) is None:
             self.error = f"no run {change['new']} in the history to compare with"
-            self._revert("baseline", change["old"])
+            self._write("baseline", change["old"])
             return
         self._update_diff()
 

@@ -9,7 +9,6 @@ change nothing (DESIGN §7). This module is torch-free: tensor work happens in `
 
 from __future__ import annotations
 
-import math
 import os
 import pathlib
 from dataclasses import replace
@@ -22,7 +21,7 @@ from ._requests import RequestError, answer
 from ._view_writes import NO_PENDING, ViewWrites
 from .graph import Graph, Why
 from .inspection import Inspection
-from .runs import RerunError, RunHistory, RunRecord
+from .runs import RerunError, RunHistory, RunRecord, again_label, changed_note, differ, not_reproduced
 from .schema import diff_to_wire, graph_to_wire, graph_transport
 from .toggles import ToggleError, Toggles, make_toggles
 
@@ -127,22 +126,33 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
     def rerun(self, requires_grad: dict[str, bool] | None = None, no_grad: bool | list[str] = False,
               inference_mode: bool | list[str] = False, detach: list[str] | tuple[str, ...] = (),
               apply: bool = False) -> Graph:  # fmt: skip
-        """Re-run with what-if toggles and return the new graph (also shown, with a diff).
+        """Re-run with what-if toggles and return the new graph (also shown, with a diff against the
+        run shown before: ``dbg.current``, any run of ``dbg.history``).
 
         ``requires_grad`` maps leaves or module paths to a flag; ``no_grad`` / ``inference_mode`` are
-        ``True`` (whole step) or module paths; ``detach`` lists module paths (or a cell's variables).
+        ``True`` (whole step) or module paths; ``detach`` lists module paths (or a cell's tensor variables).
         The user's objects are restored afterwards unless ``apply=True`` (requires_grad changes stay).
+        When the parameters or inputs changed since the run shown (an optimizer step), that run is
+        made again on them first, and the diff compares with it: the toggles alone; both graphs say so.
         Raises :class:`RerunError` when there is nothing to re-run or the code raised (the previous
         graph stays shown, with the traceback).
         """
         self._check_open("rerun")
         controls = self.graph.controls
         in_graph = [n.leaf.name for n in self.graph.nodes if n.leaf is not None and n.leaf.name]
-        toggles = make_toggles(
-            requires_grad=requires_grad, no_grad=no_grad, inference_mode=inference_mode, detach=detach, apply=apply,
-            leaves=[*(leaf.name for leaf in controls.leaves), *in_graph], modules=controls.modules,
-            variables=controls.variables, nodes=self._detachable(),
-        )  # fmt: skip
+        try:
+            toggles = make_toggles(
+                requires_grad=requires_grad, no_grad=no_grad, inference_mode=inference_mode, detach=detach,
+                apply=apply, leaves=[*(leaf.name for leaf in controls.leaves), *in_graph], modules=controls.modules,
+                variables=controls.variables, nodes=self._detachable(),
+            )  # fmt: skip
+        except ToggleError:
+            not_a_tensor = getattr(self._target, "not_a_tensor", None)  # a cell's `k = 3`: say so
+            named = [*(requires_grad if isinstance(requires_grad, dict) else ()), *(detach or ())]
+            why = not_a_tensor([n for n in named if isinstance(n, str)]) if not_a_tensor is not None else None
+            if why is not None:
+                raise ToggleError(why) from None
+            raise
         return self._rerun(toggles)
 
     def _detachable(self) -> list[str]:
@@ -163,7 +173,8 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
         record = self._runs.get(self.current)
         toggles = record.toggles if record is not None else Toggles()
         failure = record.error if record is not None else None
-        return explain(self._target or TensorTarget({}), self.graph, toggles, leaf, failure)
+        inside = record.facts.in_checkpoint if record is not None and record.facts is not None else {}
+        return explain(self._target or TensorTarget({}), self.graph, toggles, leaf, failure, inside)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise TypeError(
@@ -209,17 +220,30 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
             return
         self._add(captured, Toggles())
 
-    def _add(self, captured: Any, toggles: Toggles, error: str | None = None) -> RunRecord:
+    def _add(self, captured: Any, toggles: Toggles, error: str | None = None, *, facts: Any = None,
+             notes: tuple[str, ...] = (), again: str | None = None, baseline: int | None = None,
+             show: bool = True) -> RunRecord:  # fmt: skip
+        """Add a run to the history and show it (``show``), compared with ``baseline`` (default: the
+        last run before it). ``facts``: what it ran on, if taken already (else now)."""
         from ._capture.targets import finish
 
         previous = self._runs.last
-        graph = captured.graph if self._target is None else finish(self._target, captured.graph, toggles, error)
-        record = self._runs.add(graph, captured, toggles, error)
+        graph = captured.graph
+        if self._target is not None:
+            facts = facts if facts is not None else self._target.facts(graph)
+            inside = facts.in_checkpoint if facts is not None else {}
+            graph = finish(self._target, graph, toggles, error, inside)
+        if notes:
+            graph = replace(graph, notes=(*graph.notes, *notes))
+        record = self._runs.add(graph, captured, toggles, error, facts, again)
         if self._closed:  # close() on another thread meanwhile (a live step published as it closed)
             self._runs.release()
         self.history = self._runs.to_wire()
-        self.baseline = previous.index if previous is not None else -1
-        self._display(record)
+        if show:
+            if baseline is None or self._runs.get(baseline) is None:
+                baseline = previous.index if previous is not None else -1
+            self.baseline = baseline
+            self._display(record)
         return record
 
     def _display(self, record: RunRecord) -> None:
@@ -240,27 +264,56 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
             from ._capture.targets import NO_RERUN
 
             raise RerunError(NO_RERUN)
+        since = self._runs.get(self.current)  # the run shown: the re-run is compared with it
         self._running, self.status, self.error = True, "running", ""
+        again: tuple[Any, Any] | None = None
         try:
+            changed = self._target.changed(since.facts) if since is not None and since.facts is not None else ()
+            if since is not None and changed and differ(since.toggles, toggles):
+                again = self._again(since)
             result = self._target.rerun(toggles, self._watch)
-        except RerunError:
-            self.status, self.error = "ready", ""
-            raise
         except BaseException as e:  # KeyboardInterrupt, or a bug of ours: never stay "running"
-            self.status, self.error = "error", f"the re-run stopped: {type(e).__name__}: {e}"
+            _drop(again[0] if again is not None else None)
+            self.status, self.error = ("ready", "") if isinstance(e, RerunError) else \
+                ("error", f"the re-run stopped: {type(e).__name__}: {e}")  # fmt: skip
             raise
         finally:
             self._running = False
-        if self._closed:  # the user's code, or the view, closed the debugger while it re-ran
+        if self._closed or result.captured is None or result.error is not None:
             _drop(result.captured)
-            raise RerunError("the debugger was closed during the re-run; nothing was kept")
-        if result.captured is None or result.error is not None:
+            _drop(again[0] if again is not None else None)
+            if self._closed:  # the user's code, or the view, closed the debugger while it re-ran
+                self.status = "ready"
+                raise RerunError("the debugger was closed during the re-run; nothing was kept")
             self.status, self.error = "error", result.error or "the re-run produced no graph"
             raise RerunError(self.error)
-        record = self._add(result.captured, toggles)
-        # The panel now shows this run's toggles; further edits are relative to them.
-        self.status, self.pending = "ready", toggles.to_wire()
+        facts = self._target.facts(result.captured.graph)
+        notes: tuple[str, ...] = ()
+        baseline = since.index if since is not None else None
+        if since is not None and changed:
+            live, step = self._live is not None, facts.step if facts is not None else None
+            if again is not None:  # the baseline: the run shown made again (the re-run's index is the next)
+                note = changed_note(changed, since, live, now_step=step, after=self._runs.made + 1)
+                baseline = self._add(again[0], since.toggles, facts=again[1], notes=(note,),
+                                     again=again_label(since, changed, step), show=False).index  # fmt: skip
+            notes = (changed_note(changed, since, live, now_step=step, again=baseline if again else None,
+                                  toggled=differ(since.toggles, toggles)),)  # fmt: skip
+        record = self._add(result.captured, toggles, facts=facts, notes=notes, baseline=baseline)
+        # The panel now shows this run's toggles; further edits are relative to them (Python's own
+        # write: not checked as the view's, against this graph, where a detached node is gone).
+        self.status = "ready"
+        self._write("pending", toggles.to_wire())
         return record.graph
+
+    def _again(self, since: RunRecord) -> tuple[Any, Any] | None:
+        """What ``since`` ran on changed (an optimizer step): make it again on what runs now, as the
+        re-run's baseline, so the diff shows the toggles alone and not that change too. Its capture
+        and facts, or None if it failed (the re-run is then compared with ``since``, and says so)."""
+        made = self._target.rerun(replace(since.toggles, apply=False), self._watch)
+        if made.captured is None or made.error is not None:
+            _drop(made.captured)
+            return None
+        return made.captured, self._target.facts(made.captured.graph)
 
     def _rerun_pending(self) -> Graph:
         p = self.pending
@@ -274,13 +327,13 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
         captured, record = self._captured, self._runs.get(self.current)
         if captured is None or record is None or captured.has_tensors(node_id):
             return None
-        if not hasattr(self._target, "spec") or self._target.model_changed():
-            if self._target is not None and self._target.model_changed():
-                return (
-                    "values not kept, and the model's parameters changed since this run (an optimizer step?), so "
-                    "re-running would not reproduce them: create the debugger again"
-                )
+        if not hasattr(self._target, "spec"):
             return None
+        if record.facts is not None and "parameters" in self._target.changed(record.facts):
+            return (
+                "values not kept, and the model's parameters changed since this run (an optimizer step?), so "
+                "re-running would not reproduce them: re-run (the new run keeps them), or create the debugger again"
+            )
         self.status = "running"
         try:
             result = self._target.rerun(record.toggles, self._watch | {node_id})
@@ -292,7 +345,7 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
         if result.captured is None or result.error is not None or node_id not in result.captured.graph:
             return f"values not kept; re-running the step to get them failed: {result.error or 'graph changed'}"
         old, new = record.captured, result.captured
-        differs = _not_reproduced(record.graph, new.graph)
+        differs = not_reproduced(record.graph, new.graph)
         if differs is not None:  # the inputs, or something the step reads, changed since: not this run
             _drop(new)
             return (
@@ -345,29 +398,3 @@ def _drop(captured: Any) -> None:
     store = getattr(captured, "store", None)
     if store is not None:
         store.release()
-
-
-def _not_reproduced(shown: Graph, again: Graph) -> str | None:
-    """How a re-run to keep tensors differs from the run shown (loss, nodes, gradient norms), or None.
-    The loss within 1e-5 (a GPU's atomic adds may reorder sums); gradient norms within 1e-3: a norm
-    the hook took in float32 and one taken from the kept tensor (float64 accumulation) differ by
-    3e-5 on 2M values of the same gradient. A changed input moves them far more."""
-
-    def close(a: float | None, b: float | None, tolerance: float = 1e-3) -> bool:
-        if a is None or b is None:
-            return a is b
-        if math.isnan(a) or math.isnan(b):
-            return math.isnan(a) and math.isnan(b)
-        return math.isclose(a, b, rel_tol=tolerance, abs_tol=1e-12)
-
-    def text(x: float | None) -> str:
-        return "none" if x is None else f"{x:.6g}"
-
-    if not close(shown.run.loss, again.run.loss, 1e-5):
-        return f"loss {text(shown.run.loss)} then, {text(again.run.loss)} now"
-    if [n.id for n in shown.nodes] != [n.id for n in again.nodes]:
-        return "another graph"
-    for a, b in zip(shown.nodes, again.nodes, strict=True):
-        if not close(a.grad_norm, b.grad_norm):
-            return f"the gradient into {a.id} has norm {text(a.grad_norm)} then, {text(b.grad_norm)} now"
-    return None

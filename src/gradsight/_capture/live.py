@@ -27,7 +27,10 @@ there for forwards still running on other threads).
 
 Names and modules are read at each captured step's start, not once: a submodule replaced or added
 since the debugger attached (a new head, LoRA adapters) is named and attributed, and one replaced is
-not kept alive. A call of the model inside its own forward is part of the outer call's step.
+not kept alive. A call of the model inside its own forward is part of the outer call's step; one
+inside a backward pass (``checkpoint(model, x)`` recomputing its forward) is no step. Each step
+records what a re-run replays (``LiveStep.replay``): its inputs, RNG and autocast state, and what it
+ran on, so a re-run after the optimizer step can say so.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from ..inspection import GradStep
 from .cell_end import LoopCallback, on_post_run_cell
 from .followed import ModelHook, model_names
 from .guard import own_run, rng_state
-from .live_step import LiveStep
+from .live_step import LiveStep, Replay, autocast_state, versions
 from .modules import ModuleTracker
 from .outputs import flatten_tensors
 from .records import Captured, CaptureOptions
@@ -71,6 +74,12 @@ _graph_task_id = torch._C._current_graph_task_id  # -1 outside a backward pass o
 IDLE_FLOOR = 0.2
 IDLE_STEPS = 2.0
 
+REENTRANT_MODEL = (
+    "the model ran under no_grad, then again inside a backward pass: checkpoint(model, ..., use_reentrant=True) "
+    "runs it so, and live mode records no step inside a backward pass; pass use_reentrant=False (PyTorch's "
+    "recommendation) to see the steps"
+)
+
 
 class LiveSession:
     """Observes ``model``'s forward/backward calls and hands finished steps to ``publish``."""
@@ -89,9 +98,8 @@ class LiveSession:
         end = model.register_forward_hook(ModelHook(self._on_forward_end), always_call=True)
         self._handles = [start, end]
         self._end_hook: RemovableHandle | None = end  # kept by close() while another thread's forward runs
-        self.last_call: tuple[Any, Any, Any, Any] | None = None  # (args, kwargs, rng, output grads) to re-run
-        self._call: tuple[Any, Any, Any, Any] | None = None
-        self.last_origin: tuple[str, int] | None = None  # the user's line that made the last step's call
+        self.last_call: Replay | None = None  # what a re-run of the last step replays
+        self._call: tuple[Any, Any, Any, Any, Any] | None = None  # the captured forward's (see LiveStep.call)
         self._pause = threading.local()  # .on: this thread re-runs the last step (other threads train on)
         # Guards what close() on another thread may meet half done: a capture's start and end (not
         # uncaptured steps), the pending step, the loop-turn state. Never held around the user's code.
@@ -114,6 +122,8 @@ class LiveSession:
         self.errors: list[str] = []
         self._closed = False
         self._forward_started = 0.0
+        self._no_grad_call = False  # the model's last call (outside a backward) ran under no_grad
+        self._told_recompute = False
         # (under _lock) when the model last ran (a forward's start or end, a captured backward's end),
         # whether the kernel's asyncio loop got control since, and the last captured step's time
         self._last_active = -float("inf")
@@ -142,6 +152,9 @@ class LiveSession:
     def _on_forward_start(self, module: torch.nn.Module, args: Any, kwargs: Any) -> None:
         if self._is_paused() or own_run():  # a forward gradsight runs (a runnable debugger's) is no user step
             return
+        if _graph_task_id() != -1:  # inside a backward pass: a checkpoint's recompute of the step's forward
+            self._recomputed()
+            return
         if self._nested():  # the model's forward calls the model (test-time augmentation, recursion)
             return
         here = threading.get_ident()
@@ -159,7 +172,8 @@ class LiveSession:
                 self._new_run(time.monotonic())  # (model activity all the same)
             return
         self.flush()
-        if not torch.is_grad_enabled():  # an evaluation under no_grad: not a step, nothing to capture
+        self._no_grad_call = not torch.is_grad_enabled()
+        if self._no_grad_call:  # an evaluation under no_grad: not a step, nothing to capture
             return
         self.steps += 1
         now = time.monotonic()
@@ -167,6 +181,15 @@ class LiveSession:
             self._last_capture = self._next_allowed = -float("inf")
         if now - self._last_capture >= self._interval and now >= self._next_allowed:
             self._begin_capture(here, now, args, kwargs)
+
+    def _recomputed(self) -> None:
+        """The model runs inside a backward pass. After a call under no_grad, with gradients on: the
+        recompute of a reentrant ``checkpoint(model, ...)``, whose forward ran under no_grad, so no
+        step of it is ever shown: say so once."""
+        if self._no_grad_call and torch.is_grad_enabled() and not self._told_recompute:
+            self._told_recompute = True
+            if len(self.errors) < 20:  # (as _error keeps them) shown in the view by flush()
+                self.errors.append(REENTRANT_MODEL)
 
     def _nested(self) -> bool:
         """Is this call made inside this thread's running call of the model? If not, it is that call
@@ -186,7 +209,8 @@ class LiveSession:
             return
         modules, leaf_names = model_names(model)
         tracker = ModuleTracker(modules, start=False)
-        call = (args, kwargs, rng_state(), user_line(sys._getframe()))  # a re-run's ops keep this line
+        # a re-run's ops keep the user's line; it runs under the autocast regions this call runs under
+        call = (args, kwargs, rng_state(), user_line(sys._getframe()), autocast_state())
         with self._lock:  # close() on another thread finds all of a capture's start or none of it
             if self._closed or self._forward_thread is not None:
                 return
@@ -224,6 +248,8 @@ class LiveSession:
 
     def _on_forward_end(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         try:
+            if _graph_task_id() != -1:  # a checkpoint's recompute inside a backward pass: no step began
+                return
             calls = self._calls
             if getattr(calls, "nested", False) and calls.outer is not module_call(3):
                 return  # a call inside the model's own forward: the outer call's end ends the step
@@ -292,6 +318,10 @@ class LiveSession:
         step.recorder.install(order, collected.names)
         step.leaves = [(i, order[i].variable, leaf_names.get(order[i].variable))
                        for i, name in enumerate(collected.names) if name == ACCUMULATE_GRAD]  # fmt: skip
+        step.watch_hidden(leaf_names)
+        # What the step ran on, for a re-run to tell whether it still runs on the same (an optimizer step)
+        step.parameters = versions(list(leaf_names))
+        step.inputs = versions(flatten_tensors(self._call[:2])) if self._call is not None else ()
         del order
         with self._lock:  # close() on another thread meanwhile saw no step: this one is dropped here
             dropped, self._step = (step, None) if self._closed else (self._step, step)
@@ -375,7 +405,7 @@ class LiveSession:
         try:  # the history and the re-run's call are extras: a failure there still shows the step
             step.record_history(self.history, graph)
             if step.call is not None:
-                self.last_call, self.last_origin = step.replay()
+                self.last_call = step.replay()
         except Exception as e:
             step.errors.append(self._error(e))
         if step.errors:

@@ -1,6 +1,7 @@
 """A live step captured in its forward and waiting for its backward passes: the graph's hooks, the
-end-of-pass callback (queued by the first hook of each pass that runs the graph), and the ``.grad``
-history its leaves add to once the step is published.
+end-of-pass callback (queued by the first hook of each pass that runs the graph), the ``.grad``
+history its leaves add to once the step is published, and what a re-run of it replays
+(:class:`Replay`: its call, RNG and autocast state, and what it ran on).
 
 A step may differentiate its forward's graph more than once: a gradient penalty
 (``torch.autograd.grad(..., create_graph=True)``, then ``loss.backward()``), several losses
@@ -13,8 +14,10 @@ the step stays open, and a later pass that reaches only its leaves counts too (:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import replace
+import weakref
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -44,6 +47,66 @@ def graph_kept() -> bool:
         return _keep_graph is not None and bool(_keep_graph())
     except Exception:
         return False
+
+
+# Device types torch.autocast knows; a step's forward records which of them it ran under.
+AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps", "hpu", "xla", "mtia", "ipu")
+Autocast = tuple[tuple[str, torch.dtype], ...]  # (device type, dtype) of each autocast region enabled
+Versions = tuple[tuple[int, int], ...]  # (id, version counter) of tensors: an in-place write bumps it
+
+
+def autocast_state() -> tuple[Autocast, bool]:
+    """The autocast regions enabled here (``with torch.autocast(...)`` around the model's call) and
+    whether autocast caches casts, for a re-run to replay (:func:`replaying_autocast`)."""
+    enabled: list[tuple[str, torch.dtype]] = []
+    for device in AUTOCAST_DEVICES:
+        try:
+            if torch.is_autocast_enabled(device):
+                enabled.append((device, torch.get_autocast_dtype(device)))
+        except (RuntimeError, ValueError):  # a device type this build does not know
+            continue
+    return tuple(enabled), torch.is_autocast_cache_enabled()
+
+
+@contextmanager
+def replaying_autocast(state: tuple[Autocast, bool]) -> Iterator[None]:
+    """Exactly the autocast regions of ``state``: those it had enabled (bfloat16 matmuls, with their
+    ``ToCopyBackward0`` casts in the graph), and none of those enabled where the re-run is called."""
+    enabled, cache = state
+    with ExitStack() as stack:
+        for device, dtype in enabled:
+            stack.enter_context(torch.autocast(device, dtype=dtype, cache_enabled=cache))
+        on = {device for device, _ in enabled}
+        for device, _ in autocast_state()[0]:
+            if device not in on:
+                stack.enter_context(torch.autocast(device, enabled=False))
+        yield
+
+
+def versions(tensors: Sequence[torch.Tensor]) -> Versions:
+    """Each tensor's identity and version counter: an optimizer step, ``copy_`` into a batch buffer
+    and any in-place write bump it, so equal versions mean a run now reads the same values."""
+    return tuple((id(t), t._version) for t in tensors)
+
+
+@dataclass
+class Replay:
+    """What a re-run of a live step replays — its call's inputs, RNG state, autocast regions and the
+    outputs' gradients (None unless all were kept) — with the user's line of its forward, and what
+    the step ran on: the parameters' and the inputs' versions at its forward's end (a re-run compares
+    them with the tensors' now), and the parameters that got a gradient inside a reentrant checkpoint
+    region (name → ``.grad`` norm: no leaves of the graph, yet not missing)."""
+
+    step: int
+    args: Any
+    kwargs: Any
+    rng: Any
+    grads: list[torch.Tensor] | None
+    origin: tuple[str, int] | None
+    autocast: tuple[Autocast, bool] = ((), True)
+    parameters: Versions = ()
+    inputs: Versions = ()
+    in_checkpoint: Mapping[str, float] = field(default_factory=dict)
 
 
 UNFINISHED_NOTE = (
@@ -124,7 +187,16 @@ class LiveStep:
         self.closed = False  # (under the session's lock) published or dropped: later passes do nothing
         self.recalled = False  # its thread called the model again since its last pass: see recall()
         self.unfinished = False  # a pass began (its first hook ran) and has not ended: it may have raised
-        self.call: tuple[Any, Any, Any, Any] | None = None  # (args, kwargs, rng state, user's line) of its forward
+        # (args, kwargs, rng state, user's line, autocast_state()) of its forward
+        self.call: tuple[Any, Any, Any, Any, Any] | None = None
+        self.parameters: Versions = ()  # the named parameters' versions at its forward's end
+        self.inputs: Versions = ()  # its call's input tensors' versions then
+        # Named leaves outside the graph, in a graph with a reentrant checkpoint region: its backward
+        # differentiates the region on its own, so its parameters are no leaves of this graph. Each
+        # with its .grad then (a weak reference) and that .grad's version: one its passes changed got
+        # a gradient in the region (in_checkpoint, name -> .grad norm).
+        self.hidden: list[tuple[torch.Tensor, str, Any, int]] = []
+        self.in_checkpoint: dict[str, float] = {}
         self.outputs: list[tuple[int, int]] = []  # (root node index, output_nr) per output tensor
         self._pass_ended = pass_ended
 
@@ -163,6 +235,22 @@ class LiveStep:
             grad = leaf.grad if name is not None else None
             norms.append(None if grad is None else norm_of(grad))  # sparse (embeddings), complex: norm_of copes
         self.grad_norms = norms
+        for leaf, name, before, version in self.hidden:
+            grad = leaf.grad
+            if grad is not None and (before is None or before() is not grad or grad._version != version):
+                self.in_checkpoint[name] = norm_of(grad) or 0.0
+
+    def watch_hidden(self, leaf_names: Mapping[torch.Tensor, str]) -> None:
+        """In a graph with a reentrant checkpoint region, note the ``.grad`` of each named leaf that
+        is not in the graph, to tell afterwards which of them the region's own backward reached."""
+        if "checkpoint" not in self.collected.opaque:
+            return
+        drawn = {id(leaf) for _, leaf, _ in self.leaves}
+        for leaf, name in leaf_names.items():
+            if id(leaf) not in drawn and leaf.requires_grad:
+                grad = leaf.grad
+                before = None if grad is None else weakref.ref(grad)
+                self.hidden.append((leaf, name, before, -1 if grad is None else grad._version))
 
     def abandon(self) -> None:
         self.recorder.close()
@@ -177,13 +265,14 @@ class LiveStep:
         notes += [UNFINISHED_NOTE] if self.unfinished else []
         return replace(graph, notes=(*graph.notes, *notes)) if notes else graph
 
-    def replay(self) -> tuple[tuple[Any, Any, Any, Any], Any]:
-        """What a re-run replays — its inputs, RNG state and the outputs' gradients (None unless all
-        were kept) — and the user's line of its forward."""
+    def replay(self) -> Replay:
+        """What a re-run replays, and what the step ran on (:class:`Replay`)."""
         assert self.call is not None
         grads = [self.store.get((i, f"grad-in:{nr}")) for i, nr in self.outputs]
-        args, kwargs, rng, origin = self.call
-        return (args, kwargs, rng, None if any(g is None for g in grads) else grads), origin
+        args, kwargs, rng, origin, autocast = self.call
+        kept = None if any(g is None for g in grads) else [g for g in grads if g is not None]
+        return Replay(self.number, args, kwargs, rng, kept, origin, autocast, self.parameters, self.inputs,
+                      dict(self.in_checkpoint))  # fmt: skip
 
     def record_history(self, history: dict[str, list[GradStep]], graph: Graph) -> None:
         """Each named leaf's ``.grad`` after this step's last pass, and the norm it received in it."""

@@ -1,13 +1,15 @@
 """What a debugger re-runs: a model or function, the last step of a live session, a cell — or
 nothing, for a tensor's graph. Each target knows which leaves, modules and variables toggles can
-name, re-runs with toggles (restoring the user's objects afterwards), and explains missing gradients.
+name, re-runs with toggles (restoring the user's objects afterwards), explains missing gradients,
+and tells what a run ran on (:class:`RunFacts`), so a re-run can say what changed since (an optimizer
+step between the run shown and the re-run).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import torch
@@ -19,8 +21,10 @@ from . import taint
 from . import why as why_mod
 from .followed import model_names
 from .guard import ModuleGuard, NamespaceGuard
+from .live_step import Autocast, Replay, Versions, autocast_state, replaying_autocast, versions
 from .names import leaf_names_from_params, module_names
-from .run import RunResult, RunSpec, run
+from .outputs import flatten_tensors
+from .run import RunResult, RunSpec, _tracked_parameters, run
 from .whatif import BIND, DETACH, FOLLOW, CellBinds, WhatIf, detach_variable
 
 NO_RERUN = (
@@ -36,6 +40,23 @@ _MISSED = (
 )
 
 
+@dataclass(frozen=True)
+class RunFacts:
+    """What a run ran on, taken right after it (a live step's: at its forward's end): the step it
+    replays (live), the parameters' and the inputs' versions; and the parameters that got their
+    gradient inside a reentrant checkpoint region (name → norm): no leaves of the graph, yet not
+    missing (:func:`finish`, :func:`explain`)."""
+
+    step: int | None = None
+    parameters: Versions = ()
+    inputs: Versions = ()
+    in_checkpoint: Mapping[str, float] = field(default_factory=dict)
+
+
+# What a run now would run on that differs from a run's facts (Target.changed)
+STEP, PARAMETERS, INPUTS = "step", "parameters", "inputs"
+
+
 class Target(Protocol):
     def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult: ...
 
@@ -45,18 +66,25 @@ class Target(Protocol):
 
     def trace(self, name: str, toggles: Toggles) -> Why | None: ...
 
-    def model_changed(self) -> bool: ...
+    def facts(self, graph: Graph) -> RunFacts | None: ...
+
+    def changed(self, since: RunFacts) -> tuple[str, ...]: ...
 
 
-def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None = None) -> Graph:
+def _changed(since: RunFacts, parameters: Versions, inputs: Versions) -> tuple[str, ...]:
+    pairs = ((PARAMETERS, since.parameters, parameters), (INPUTS, since.inputs, inputs))
+    return tuple(kind for kind, then, now in pairs if then != now)
+
+
+def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None = None,
+           inside: Mapping[str, float] | None = None) -> Graph:  # fmt: skip
     """Add what the view needs for what-ifs: controls, and why leaves got no gradient (``failure``:
-    the run's backward raised this traceback)."""
+    the run's backward raised this traceback; ``inside``: :attr:`RunFacts.in_checkpoint`)."""
     traceable = not isinstance(target, TensorTarget)
     missing = why_mod.explain_all(target.leaves(), toggles, graph, traceable) if graph.nodes or graph.message else ()
     if failure:
         missing = tuple(_failed(w.name, graph, failure) or w for w in missing)
-    inside = _in_checkpoint(target)
-    missing = tuple(w for w in missing if w.name not in inside)
+    missing = tuple(w for w in missing if w.name not in (inside or {}))
     if isinstance(target, CellTarget):
         graph = _cut_worded(graph, why_mod.cut_results(target.code))
     return replace(graph, controls=target.controls(graph), missing=missing)
@@ -77,12 +105,6 @@ def _cut_worded(graph: Graph, off: Mapping[str, tuple[WhyReason, str]]) -> Graph
     return replace(graph, notes=tuple(general.get(note, note) for note in graph.notes))
 
 
-def _in_checkpoint(target: Target) -> Mapping[str, float]:
-    """Parameters a runnable run's reentrant checkpoint region gave a gradient (``RunSpec.in_checkpoint``)."""
-    spec = getattr(target, "spec", None)
-    return spec.in_checkpoint if isinstance(spec, RunSpec) else {}
-
-
 def _failed(name: str, graph: Graph, failure: str) -> Why | None:
     """A leaf the run's backward did not reach because it raised first."""
     node = next((n for n in graph.nodes if n.leaf is not None and n.leaf.name == name), None)
@@ -93,8 +115,9 @@ def _failed(name: str, graph: Graph, failure: str) -> Why | None:
                f"({last}): fix that error, shown with the run, and re-run.", where=node.id)  # fmt: skip
 
 
-def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: str | None = None) -> Why:
-    """Why ``name`` got no gradient (or a zero one) in ``graph``."""
+def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: str | None = None,
+            inside: Mapping[str, float] | None = None) -> Why:  # fmt: skip
+    """Why ``name`` got no gradient (or a zero one) in ``graph`` (``inside``: :attr:`RunFacts.in_checkpoint`)."""
     leaves = target.leaves()
     known = {n.leaf.name for n in graph.nodes if n.leaf is not None and n.leaf.name}
     if name not in leaves and name not in known:
@@ -102,7 +125,7 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
     failed = _failed(name, graph, failure) if failure else None
     if failed is not None:
         return failed
-    inside = _in_checkpoint(target)
+    inside = inside or {}
     if name in inside:
         return Why(name, "unknown", f"{name} got a gradient (norm {inside[name]:.4g}) inside a reentrant checkpoint "
                    "region: the region is one opaque node whose backward re-runs it and differentiates it on its own, "
@@ -110,7 +133,7 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
                    "the region's nodes.")  # fmt: skip
     alias = _alias(name, leaves, known)
     if alias is not None:
-        return _as_alias(name, alias, graph, explain(target, graph, toggles, alias, failure))
+        return _as_alias(name, alias, graph, explain(target, graph, toggles, alias, failure, inside))
     if isinstance(target, CellTarget):
         off = why_mod.cut_results(target.code).get(name)
         value = leaves.get(name)
@@ -194,18 +217,26 @@ class TensorTarget:
     def trace(self, name: str, toggles: Toggles) -> Why | None:
         return None
 
-    def model_changed(self) -> bool:
-        return False
+    def facts(self, graph: Graph) -> RunFacts | None:
+        return None
+
+    def changed(self, since: RunFacts) -> tuple[str, ...]:
+        return ()
 
 
 @dataclass
 class RunnableTarget:
-    """A model or function: re-run with toggles; the taint trace re-runs its forward."""
+    """A model or function: re-run with toggles; the taint trace re-runs its forward. Made right
+    after the first run, where ``gradsight.debugger`` was called: every re-run and trace runs under
+    the autocast regions enabled there, as the first run did — the view's re-runs too, and a
+    ``rerun`` called inside another autocast region runs without it."""
 
     spec: RunSpec
+    autocast: tuple[Autocast, bool] = field(default_factory=autocast_state)
 
     def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
-        return run(self.spec, watch, toggles)
+        with replaying_autocast(self.autocast):
+            return run(self.spec, watch, toggles)
 
     def leaves(self) -> Mapping[str, torch.Tensor | None]:
         return {name: t for t, name in self.spec.leaf_names.items()}
@@ -223,10 +254,23 @@ class RunnableTarget:
             return None
         from .run import traced_forward
 
-        return taint.trace(name, leaf, traced_forward(self.spec, toggles), taint.namer_of(self.spec.modules))
+        forward = traced_forward(self.spec, toggles)
 
-    def model_changed(self) -> bool:
-        return self.spec.model_changed()
+        def under_autocast() -> list[torch.Tensor]:
+            with replaying_autocast(self.autocast):
+                return forward()
+
+        return taint.trace(name, leaf, under_autocast, taint.namer_of(self.spec.modules))
+
+    def facts(self, graph: Graph) -> RunFacts:
+        parameters = list(_tracked_parameters(self.spec.modules))  # not the weights Embedding(max_norm) edits
+        ids = {id(p) for _, m in self.spec.modules for p in m.parameters(recurse=False)}
+        inputs = [t for t in self.spec.leaf_names if id(t) not in ids]  # named inputs, the function's tensors
+        return RunFacts(None, versions(parameters), versions(inputs), dict(self.spec.in_checkpoint))
+
+    def changed(self, since: RunFacts) -> tuple[str, ...]:
+        now = self.facts(Graph())
+        return _changed(since, now.parameters, now.inputs)
 
 
 def as_tensor_map(values: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -354,7 +398,23 @@ class CellTarget:
                     for name, t in leaves.items()]  # fmt: skip
         controls += [LeafControl(name, leaf.requires_grad, True) for name, leaf in in_graph.items()
                      if name in assigned]  # fmt: skip
-        return Controls(rerun=True, leaves=tuple(controls), modules=tuple(modules), variables=tuple(sorted(assigned)))
+        # only tensors can be detached or made to require grad (a module's name is a module path)
+        variables = tuple(n for n in sorted(assigned) if isinstance(self.ns.get(n), torch.Tensor))
+        return Controls(rerun=True, leaves=tuple(controls), modules=tuple(modules), variables=variables)
+
+    def not_a_tensor(self, names: Collection[str]) -> str | None:
+        """Why a toggle naming one of ``names`` cannot apply, if one is a variable the cell binds to
+        something other than a tensor or a module (``k = 3``), or None."""
+        modules, _, assigned = self._scope()
+        for name in names:
+            value = self.ns.get(name)
+            if name in assigned and name not in modules and not isinstance(value, torch.Tensor):
+                return (
+                    f"{name} is {type(value).__name__}, not a tensor: only tensor variables can be detached or "
+                    f"have their requires_grad toggled (the cell binds {name} = ...; toggle the tensors it is "
+                    "used with instead)"
+                )
+        return None
 
     def trace(self, name: str, toggles: Toggles) -> Why | None:
         from .cell import run_cell
@@ -400,8 +460,16 @@ class CellTarget:
         # The module the cell left bound has no such parameter, or was bound where gradsight cannot see.
         return None if seen.get("rebound") else why
 
-    def model_changed(self) -> bool:
-        return False
+    def facts(self, graph: Graph) -> RunFacts:
+        modules, leaves, _ = self._scope()
+        parameters = list(_tracked_parameters(list(modules.items())))
+        ids = {id(p) for m in modules.values() for p in m.parameters(recurse=False)}
+        inputs = [t for t in leaves.values() if id(t) not in ids]
+        return RunFacts(None, versions(parameters), versions(inputs))
+
+    def changed(self, since: RunFacts) -> tuple[str, ...]:
+        now = self.facts(Graph())
+        return _changed(since, now.parameters, now.inputs)
 
 
 class LiveTarget:
@@ -415,28 +483,34 @@ class LiveTarget:
         self.model = model
         self.budget = budget
         self.source_lines = source_lines
+        self.in_checkpoint: dict[str, float] = {}  # the last re-run's (RunSpec.in_checkpoint)
 
     def _names(self) -> tuple[list[tuple[str, torch.nn.Module]], dict[torch.Tensor, str]]:
         return model_names(self.model)
 
     def _spec(self) -> RunSpec:
-        last = self.session.last_call
-        if last is None:
+        replay: Replay | None = self.session.last_call
+        if replay is None:
             raise RerunError(
                 "Nothing to re-run yet: run a training step (output = model(batch); loss.backward()) first; "
                 "the live debugger re-runs the last step it recorded."
             )
-        args, kwargs, rng, grads = last
         model = self.model
+
+        def call() -> Any:  # under the autocast regions the step's forward ran under
+            with replaying_autocast(replay.autocast):
+                return model(*replay.args, **replay.kwargs)
+
         modules, names = self._names()
-        return RunSpec(call=lambda: model(*args, **kwargs), modules=modules, leaf_names=names,
-                       grad_output=grads, budget=self.budget, source_lines=self.source_lines, rng=rng,
-                       origin=self.session.last_origin)  # fmt: skip
+        return RunSpec(call=call, modules=modules, leaf_names=names, grad_output=replay.grads, budget=self.budget,
+                       source_lines=self.source_lines, rng=replay.rng, origin=replay.origin)  # fmt: skip
 
     def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
         spec = self._spec()
         with self.session.paused():
-            return run(spec, watch, toggles)
+            result = run(spec, watch, toggles)
+        self.in_checkpoint = dict(spec.in_checkpoint)
+        return result
 
     def leaves(self) -> Mapping[str, torch.Tensor | None]:
         return {name: t for t, name in self._names()[1].items()}
@@ -460,5 +534,26 @@ class LiveTarget:
             spec = self._spec()
             return taint.trace(name, leaf, traced_forward(spec, toggles), taint.namer_of(spec.modules))
 
-    def model_changed(self) -> bool:
-        return False
+    def _now(self, replay: Replay) -> tuple[Versions, Versions]:
+        """The versions of what a re-run of ``replay`` would run on now: the model's parameters (as
+        named now) and the step's inputs."""
+        return versions(list(self._names()[1])), versions(flatten_tensors((replay.args, replay.kwargs)))
+
+    def facts(self, graph: Graph) -> RunFacts | None:
+        """A step's: what it ran on (its forward's); a re-run's: what it ran on, the step replayed now."""
+        replay: Replay | None = self.session.last_call
+        if replay is None:
+            return None
+        if graph.run.mode == "live":
+            if graph.run.step != replay.step:  # published after a later step's end (another thread)
+                return None
+            return RunFacts(replay.step, replay.parameters, replay.inputs, replay.in_checkpoint)
+        return RunFacts(replay.step, *self._now(replay), dict(self.in_checkpoint))
+
+    def changed(self, since: RunFacts) -> tuple[str, ...]:
+        replay: Replay | None = self.session.last_call
+        if replay is None:
+            return ()
+        if replay.step != since.step:  # a re-run replays the last step, not the one shown
+            return (STEP,)
+        return _changed(since, *self._now(replay))

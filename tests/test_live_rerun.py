@@ -1,0 +1,128 @@
+"""Live mode with checkpointed models, re-runs after the usual optimizer step or a refilled batch
+buffer, and re-runs of a step that ran under autocast."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+import gradsight as gs
+
+
+@pytest.fixture(autouse=True)
+def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gs.options, "live_interval", 0.0)  # capture every step in tests
+    monkeypatch.setattr(gs.options, "live_share", 1.0)
+
+
+def _model() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+
+
+def test_a_checkpointed_models_recompute_in_backward_is_no_step() -> None:
+    # checkpoint(model, x): the model runs again inside backward. Counted as a step, the second user
+    # step showed as step 3, and a capture began inside the backward.
+    model, x = _model(), torch.randn(3, 4, requires_grad=True)
+    dbg = gs.debugger(model)
+    assert dbg._live is not None
+    for _ in range(2):
+        checkpoint(model, x, use_reentrant=False).pow(2).sum().backward()
+    assert dbg.graph.run.step == 2 and dbg._live.steps == 2
+    assert dbg.graph.node("leaf:0.weight").module == "0" and dbg.error == ""
+    assert [h.step for h in dbg.inspect("leaf:0.weight").history] == [1, 2]
+    dbg.close()
+
+
+def test_a_reentrant_checkpoint_of_the_whole_model_says_why_no_step_shows() -> None:
+    model, x = _model(), torch.randn(3, 4, requires_grad=True)
+    dbg = gs.debugger(model)
+    assert dbg._live is not None
+    for _ in range(2):  # the forward under no_grad; its graph only exists inside backward
+        checkpoint(model, x, use_reentrant=True).pow(2).sum().backward()
+    assert dbg.graph.run.step == 0 and dbg._live.steps == 0
+    assert "use_reentrant=False" in dbg.error
+    dbg.close()
+
+
+class Region(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(checkpoint(self.a, x, use_reentrant=True))
+
+
+def test_parameters_inside_a_reentrant_checkpoint_region_are_not_missing() -> None:
+    torch.manual_seed(0)
+    model, x = Region(), torch.randn(3, 4, requires_grad=True)
+    dbg = gs.debugger(model)
+    model(x).pow(2).sum().backward()
+    assert model.a.weight.grad is not None
+    assert "a.weight" not in {w.name for w in dbg.graph.missing}
+    why = dbg.why("a.weight").message
+    assert f"got a gradient (norm {model.a.weight.grad.norm().item():.4g}) inside a reentrant checkpoint" in why
+    graph = dbg.rerun()  # a re-run's own backward: the same
+    assert "a.weight" not in {w.name for w in graph.missing} and "inside a reentrant" in dbg.why("a.weight").message
+    dbg.close()
+
+
+def test_a_live_rerun_after_the_optimizer_step_says_so_and_compares_like_with_like() -> None:
+    model, x = _model(), torch.randn(16, 4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    dbg = gs.debugger(model)
+    model(x).pow(2).sum().backward()
+    opt.step()
+    opt.zero_grad()
+    graph = dbg.rerun()  # the same toggles as the step: the diff is the optimizer step's, and says so
+    assert any("parameters changed since step 1" in n and "before the optimizer step" in n for n in graph.notes)
+    dbg.current = 0  # back to the step, then a what-if: the step is made again on the parameters now first
+    graph = dbg.rerun(requires_grad={"2.bias": False})
+    assert [h["label"] for h in dbg.history] == ["step 1", "no toggles", "step 1 again, parameters now",
+                                                "2.bias.requires_grad=False"]  # fmt: skip
+    assert dbg.baseline == 2 and dbg.current == 3 and any("(run 2)" in n for n in graph.notes)
+    assert dbg.diff is not None
+    before, after = dbg._runs.get(1), dbg._runs.get(2)
+    assert before is not None and after is not None
+    # the step made again is the plain re-run on the same parameters: same gradients
+    assert after.graph.node("leaf:0.weight").grad_norm == before.graph.node("leaf:0.weight").grad_norm
+    norms = {row["name"]: (row["before"], row["after"]) for row in dbg.diff["grad_norms"]}
+    assert norms["0.weight"][0] == norms["0.weight"][1] and norms["2.bias"][1] is None  # the toggle alone
+    dbg.close()
+
+
+def test_a_live_rerun_after_the_batch_buffer_was_refilled_says_so() -> None:
+    model, buffer = _model(), torch.randn(16, 4)
+    dbg = gs.debugger(model)
+    model(buffer).pow(2).sum().backward()
+    buffer.copy_(torch.randn(16, 4))  # the next batch, into the same tensor
+    graph = dbg.rerun()
+    assert any(
+        "step 1's inputs were written in place" in n.lower() and "new tensor per batch" in n for n in graph.notes
+    )
+    dbg.close()
+
+
+def test_a_live_rerun_replays_the_steps_autocast() -> None:
+    model, x = _model(), torch.randn(16, 4)
+    dbg = gs.debugger(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    out.float().pow(2).sum().backward()
+    step = dbg.graph
+    assert step.find("ToCopyBackward0")
+    graph = dbg.rerun()  # outside the autocast region, as the view's Re-run is
+    assert [n.id for n in graph.nodes] == [n.id for n in step.nodes]
+    assert graph.node("leaf:0.weight").grad_norm == step.node("leaf:0.weight").grad_norm
+    assert torch.is_autocast_enabled("cpu") is False
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x).float().pow(2).sum().backward()  # step 2 under autocast; then one without, re-run inside it
+    model(x).pow(2).sum().backward()
+    plain = dbg.graph
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        graph = dbg.rerun()
+    assert not graph.find("ToCopyBackward0") and [n.id for n in graph.nodes] == [n.id for n in plain.nodes]
+    dbg.close()

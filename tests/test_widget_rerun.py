@@ -1,0 +1,164 @@
+"""The widget's re-run plumbing: the panel after a re-run, re-running from an older run, the view's
+writes of run indices and toggles, and re-runs after the parameters changed (an optimizer step)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from IPython.core.interactiveshell import InteractiveShell
+from torch import nn
+
+import gradsight as gs
+from gradsight.toggles import ToggleError
+
+
+def _model() -> tuple[nn.Sequential, torch.Tensor]:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), torch.randn(16, 4)
+
+
+def _debugger() -> tuple[nn.Sequential, torch.Tensor, gs.Debugger]:
+    model, x = _model()
+    return model, x, gs.debugger(model, inputs=x, loss=lambda o: o.pow(2).sum())
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def __call__(self, content: dict[str, Any], buffers: Any = None) -> None:
+        self.messages.append(content)
+
+
+def _rerun_request(dbg: gs.Debugger, sent: Sent, after: object) -> dict[str, Any]:
+    dbg._on_msg(dbg, {"type": "rerun", "request_id": "r", "after_run": after}, [])
+    return sent.messages[-1]
+
+
+def _norms(diff: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {row["name"]: (row["before"], row["after"]) for row in diff["grad_norms"]}
+
+
+def test_a_node_detach_rerun_shows_its_own_toggles_without_an_error() -> None:
+    # The run's toggles written to the panel were checked as the view's, against the new graph,
+    # where the detached node is gone: "toggles not accepted", and the panel reset.
+    _, _, dbg = _debugger()
+    relu = dbg.graph.find("ReluBackward0")[0].id
+    graph = dbg.rerun(detach=[relu])
+    assert relu not in graph and dbg.status == "ready" and dbg.error == ""
+    assert dbg.pending["detach"] == [relu]
+
+
+def test_the_view_reruns_from_an_older_run_it_shows_and_a_second_click_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, _, dbg = _debugger()
+    sent = Sent()
+    monkeypatch.setattr(dbg, "send", sent)
+    dbg.rerun(requires_grad={"0": False})  # run 1
+    dbg.set_state({"current": 0})  # the view picks the first run, then toggles and clicks Re-run
+    dbg.set_state({"pending": {**gs.widget.NO_PENDING, "requires_grad": {"2.weight": False}}})
+    assert _rerun_request(dbg, sent, 0) == {"type": "rerun", "request_id": "r", "ok": True, "run": 2}
+    assert dbg.current == 2 and dbg.baseline == 0  # compared with the run it was made from
+    assert dbg.diff is not None and dbg.diff["lost_grad"] == ["2.weight"]
+    reply = _rerun_request(dbg, sent, 0)  # the double click's second request, queued behind the first
+    assert reply["ok"] is False and "second click" in reply["error"]
+    assert [h["index"] for h in dbg.history] == [0, 1, 2] and dbg.current == 2
+
+
+@pytest.mark.parametrize("after", [10**30, -1, 7, True, "0", None])
+def test_a_rerun_request_from_no_run_of_the_history_is_refused(monkeypatch: pytest.MonkeyPatch, after: object) -> None:
+    _, _, dbg = _debugger()
+    sent = Sent()
+    monkeypatch.setattr(dbg, "send", sent)
+    reply = _rerun_request(dbg, sent, after)
+    assert reply["ok"] is False and "after_run" in reply["error"]
+    assert len(dbg.history) == 1 and dbg.graph.run.index == 0
+
+
+def test_pending_toggles_written_after_close_are_put_back() -> None:
+    _, _, dbg = _debugger()
+    before = dict(dbg.pending)
+    dbg.close()
+    dbg.set_state({"pending": {**gs.widget.NO_PENDING, "requires_grad": {"0.weight": False}, "no_grad": True}})
+    assert dbg.pending == before and "closed" in dbg.error
+
+
+@pytest.mark.parametrize(("key", "value"), [("current", False), ("current", True), ("baseline", True)])
+def test_a_bool_for_a_run_index_from_the_view_is_refused(key: str, value: bool) -> None:
+    _, _, dbg = _debugger()
+    dbg.rerun(requires_grad={"0": False})
+    before = (dbg.current, dbg.baseline, dbg.graph, dbg.diff)
+    dbg.set_state({key: value})
+    assert (dbg.current, dbg.baseline, dbg.graph, dbg.diff) == before
+    assert type(dbg.current) is int and type(dbg.baseline) is int  # not synced back as a boolean
+    assert key in dbg.error
+
+
+def test_a_cell_offers_only_tensor_variables_and_refuses_others_up_front(shell: InteractiveShell) -> None:
+    shell.run_cell("torch.manual_seed(0)\nmodel = nn.Linear(4, 1)\nx = torch.randn(6, 4)", store_history=False)
+    dbg = shell.run_cell("%%gradsight\nk = 3\nloss = (model(x) * k).pow(2).sum()\n", store_history=False).result
+    assert dbg.graph.controls.variables == ("loss",)
+    shown = dbg.graph
+    for toggles in ({"detach": ["k"]}, {"requires_grad": {"k": True}}):
+        with pytest.raises(ToggleError, match="k is int, not a tensor"):
+            dbg.rerun(**toggles)
+        assert dbg.status == "ready" and dbg.graph is shown and len(dbg.history) == 1
+
+
+def _sgd_step(model: nn.Module, x: torch.Tensor) -> None:
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    model(x).pow(2).sum().backward()
+    opt.step()
+    opt.zero_grad()
+
+
+def test_a_rerun_after_an_optimizer_step_compares_with_the_run_shown_made_again() -> None:
+    model, x, dbg = _debugger()
+    _sgd_step(model, x)
+    now = model(x).pow(2).sum().item()  # the loss on the parameters as they are now
+    graph = dbg.rerun(requires_grad={"2.bias": False})
+    assert [h["index"] for h in dbg.history] == [0, 1, 2]
+    assert dbg.history[1]["label"] == "first run again, parameters now"
+    again = dbg._runs.get(1)
+    assert again is not None and again.toggles.empty and again.graph.run.loss == pytest.approx(now, rel=1e-6)
+    assert dbg.current == 2 and dbg.baseline == 1
+    assert any("parameters changed since run 0" in n and "(run 1)" in n for n in graph.notes)
+    assert any("baseline of run 2" in n for n in again.graph.notes)
+    assert dbg.diff is not None and dbg.diff["loss"]["before"] == dbg.diff["loss"]["after"]  # the toggle alone
+    norms = _norms(dbg.diff)
+    assert norms["0.weight"][0] == norms["0.weight"][1] and norms["2.bias"][1] is None
+
+
+def test_a_rerun_without_changes_says_nothing_and_one_with_the_same_toggles_runs_once() -> None:
+    model, x, dbg = _debugger()
+    graph = dbg.rerun()
+    assert not graph.notes and len(dbg.history) == 2
+    _sgd_step(model, x)
+    graph = dbg.rerun()  # the same toggles as the run shown: the diff is the optimizer step's
+    assert len(dbg.history) == 3 and dbg.baseline == 1
+    assert any("parameters changed since run 1" in n and "shows that change." in n for n in graph.notes)
+    assert graph.run.loss == pytest.approx(model(x).pow(2).sum().item(), rel=1e-6)
+
+
+def test_a_rerun_after_the_inputs_changed_in_place_says_so() -> None:
+    _, x, dbg = _debugger()
+    with torch.no_grad():
+        x.mul_(2)
+    graph = dbg.rerun(requires_grad={"2.bias": False})
+    assert len(dbg.history) == 3 and any("inputs were written in place since run 0" in n for n in graph.notes)
+
+
+def test_a_rerun_runs_under_the_autocast_the_debugger_was_made_in() -> None:
+    model, x = _model()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        dbg = gs.debugger(model, inputs=x, loss=lambda o: o.float().pow(2).sum())
+        reference = model(x).float().pow(2).sum()
+    first = dbg.graph
+    assert first.find("ToCopyBackward0")  # the bfloat16 casts autocast inserts
+    graph = dbg.rerun()  # outside the autocast region
+    assert [n.id for n in graph.nodes] == [n.id for n in first.nodes]
+    assert graph.run.loss == first.run.loss == pytest.approx(reference.item())
+    assert dbg.diff is not None and not dbg.diff["added"] and not dbg.diff["removed"]
