@@ -7,10 +7,12 @@ iteration vectors, a buffer a model reassigns (``self.avg = 0.9 * self.avg + ...
 generators a model may draw from. :class:`ModuleGuard` snapshots the buffers (and those weights)
 of every module the forward calls — the modules gradsight knows by name at once, any other one in
 the global forward pre-hook, before its first call — and puts every value and every buffer object
-back afterwards; :class:`NamespaceGuard` does the same for what a ``%%gradsight`` cell re-run
-reaches. :func:`fork_rng` gives every such run its own copy of torch's, Python's and NumPy's
-generators (and marks it as gradsight's own run, :func:`own_run`); ``no_train.no_backward`` stops
-a forward that would run backward and an optimizer step itself.
+back afterwards (in runnable runs also the requires_grad and training flags a forward changes, and
+the generators the step reaches by name, :func:`generators_reached`); :class:`InputGuard` tells
+which inputs a forward edits in place; :class:`NamespaceGuard` does the same for what a
+``%%gradsight`` cell re-run reaches. :func:`fork_rng` gives every such run its own copy of torch's,
+Python's and NumPy's generators (and marks it as gradsight's own run, :func:`own_run`);
+``no_train.no_backward`` stops a forward that would run backward and an optimizer step itself.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import random
 import sys
 import threading
 import types
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -48,17 +50,28 @@ def _unseen(fn: Any) -> Any:
 
 class ModuleGuard:
     """``with ModuleGuard(modules):`` — every buffer of every module the block's forwards call, and
-    any weight a forward renormalizes in place, is as before when the block ends."""
+    any weight a forward renormalizes in place, is as before when the block ends.
 
-    def __init__(self, modules: Any = ()) -> None:
+    ``flags=True`` (runnable runs): the parameters' ``requires_grad`` and the modules' ``training``
+    flags too (a forward that freezes a layer or calls ``self.head.eval()``); a ``%%gradsight`` cell's
+    re-run leaves them to :class:`NamespaceGuard`, which sees them before the cell changes them.
+    ``generators``: torch and NumPy generators held outside the model that the forward may draw from
+    (:func:`generators_reached`), whose states go back too."""
+
+    def __init__(self, modules: Any = (), *, flags: bool = False, generators: Iterable[Any] = ()) -> None:
         self._seen: set[int] = set()
         self._alive: list[torch.nn.Module] = []  # keeps id()s unique while the guard lives
         self._buffers: list[tuple[torch.nn.Module, str, torch.Tensor, torch.Tensor]] = []
         self._weights: list[tuple[torch.Tensor, torch.Tensor, int]] = []
         self._generators: list[tuple[Any, Any]] = []  # a module's own generator (noise layers) and its state
         self._versions: list[tuple[torch.Tensor, int]] = []  # parameters' version counters when first seen
+        self._flags = flags
+        self._training: list[tuple[torch.nn.Module, bool]] = []
+        self._requires_grad: list[tuple[torch.Tensor, bool]] = []
         self._generator_types = _generator_types()
         self._thread = threading.get_ident()
+        for generator in generators:
+            self._generators.append((generator, _generator_state(generator)))
         for _, module in modules:
             self._snapshot(module)
 
@@ -103,8 +116,12 @@ class ModuleGuard:
         if isinstance(module, _EMBEDDINGS) and module.max_norm is not None:
             w = renormed = module.weight  # renormalized in place, under no_grad, by every forward
             self._weights.append((w, _copy(w), w._version))
-        params = [p for p in module._parameters.values() if p is not None and p is not renormed]
-        self._versions.extend((p, p._version) for p in params)
+        every = [p for p in module._parameters.values() if p is not None]
+        params = every if renormed is None else [p for p in every if p is not renormed]
+        self._versions += [(p, p._version) for p in params]
+        if self._flags:
+            self._training.append((module, module.training))
+            self._requires_grad += [(p, p.requires_grad) for p in every]
         generators = self._generator_types
         for value in vars(module).values():
             if type(value) in generators:  # not isinstance: 10x slower with NumPy's classes (1 µs a module)
@@ -125,6 +142,118 @@ class ModuleGuard:
                     _put_back(w, copy)
         for generator, state in self._generators:
             _set_generator_state(generator, state)
+        # Latest first, as buffers: a parameter two modules share ends with its first-seen flag.
+        for p, requires_grad in reversed(self._requires_grad):
+            if p.requires_grad != requires_grad and p.is_leaf:
+                p.requires_grad_(requires_grad)
+        for module, training in self._training:
+            if module.training != training:
+                module.training = training  # the flag itself: train()/eval() would recurse into children
+
+
+class InputGuard:
+    """``with InputGuard(inputs, edited):`` around a forward — which of ``inputs`` (name, tensor) it
+    edited in place (``x /= 2``: the version counter moved) is in ``changed`` afterwards, and their
+    ids go into ``edited``. Those an earlier run saw edited (already in ``edited``) are copied first
+    and put back afterwards (``restored``), so re-runs do not compound the edit. Others are not
+    copied: a copy of the batch before every run would double its memory for a rare forward. Their
+    ``requires_grad`` goes back too (a saliency forward's ``x.requires_grad_()``)."""
+
+    @_unseen
+    def __init__(self, inputs: Iterable[tuple[str, torch.Tensor]], edited: dict[int, torch.Tensor]) -> None:
+        self._edited = edited
+        self._versions: list[tuple[str, torch.Tensor, int]] = []
+        self._copies: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._flags = [(t, t.requires_grad) for _, t in inputs if t.is_leaf]
+        self.changed: list[str] = []
+        for name, t in inputs:
+            version = _version(t)
+            if version is None:
+                continue
+            self._versions.append((name, t, version))
+            if edited.get(id(t)) is t:
+                self._copies.append((t, _copy(t)))
+        self.restored = bool(self._copies)
+
+    def __enter__(self) -> InputGuard:
+        return self
+
+    @_unseen
+    def __exit__(self, *exc: object) -> None:
+        for name, t, version in self._versions:
+            if t._version != version:
+                self.changed.append(name)
+                self._edited[id(t)] = t  # held: the id stays this tensor's
+        with torch.no_grad():
+            for t, copy in self._copies:
+                _put_back(t, copy)
+        for t, requires_grad in reversed(self._flags):  # reversed: a tensor given twice ends as it began
+            if t.requires_grad != requires_grad:
+                t.requires_grad_(requires_grad)
+
+
+def _version(t: torch.Tensor) -> int | None:
+    """``t``'s version counter; None for a tensor without one (an inference tensor)."""
+    if t.is_inference():
+        return None
+    try:
+        return t._version
+    except Exception:  # a tensor subclass without one
+        return None
+
+
+def generators_reached(functions: Iterable[Any]) -> list[Any]:
+    """The torch and NumPy generators ``functions`` reach by name, for :class:`ModuleGuard` to put back:
+    their closures' values, the globals their code (and the code nested in it: a lambda, a comprehension)
+    names, the same one level into the functions among those, and a bound method's object's attributes
+    (``self.rng``). One held only inside another object (``aug.rng``, a list) is not found. Never raises."""
+    kinds = _generator_types()
+    found: dict[int, Any] = {}
+    todo = [(fn, True) for fn in functions if fn is not None]
+    seen: set[int] = set()
+    while todo:
+        fn, deeper = todo.pop()
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        try:
+            values = _values_named_by(fn)
+        except Exception:  # an object that does not read like a function: nothing found in it
+            continue
+        for value in values:
+            if type(value) in kinds:
+                found[id(value)] = value
+            elif deeper and isinstance(value, (types.FunctionType, types.MethodType)):
+                todo.append((value, False))
+    return list(found.values())
+
+
+def _values_named_by(fn: Any) -> list[Any]:
+    out: list[Any] = []
+    owner = getattr(fn, "__self__", None)
+    if isinstance(fn, types.MethodType) and not isinstance(owner, type):
+        out.extend(getattr(owner, "__dict__", {}).values())
+    fn = getattr(fn, "__func__", fn)
+    if not isinstance(fn, types.FunctionType):
+        return out
+    globs = fn.__globals__
+    out.extend(globs[name] for name in _global_names(fn.__code__) if name in globs)
+    for cell in fn.__closure__ or ():
+        try:
+            out.append(cell.cell_contents)
+        except ValueError:  # a cell not filled yet
+            continue
+    return out
+
+
+@functools.lru_cache(maxsize=512)
+def _global_names(code: types.CodeType) -> frozenset[str]:
+    """The names ``code`` and the code objects nested in it look up (globals, attributes: a superset)."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return frozenset(names)
 
 
 def _generator_types() -> frozenset[type]:

@@ -1,12 +1,14 @@
 """Runnable debuggers: run forward and backward once, observing everything, perturbing nothing.
 
-One run: fork the RNG (the run sees the same random numbers as the user's next step would, and
-leaves the RNG as it was), snapshot module buffers (BatchNorm running stats), record module ranges
-and source lines during forward, pick the roots, capture the graph and keep its saved tensors
-before backward frees them, hook every node, and differentiate with ``torch.autograd.grad`` — so
-no ``.grad`` field of the user's changes (where a reentrant checkpoint refuses it, a plain backward
-whose ``.grad`` fields are given back). Buffers, Python's and NumPy's RNGs: guard.py. Everything
-installed is removed in ``finally``.
+One run: bring the spec's names up to date (a parameter replaced since), fork the RNG (the run
+sees the same random numbers as the user's next step would, and leaves the RNG as it was), snapshot
+module buffers (BatchNorm running stats), requires_grad and training flags, and the generators the
+step reaches by name, watch the inputs for in-place edits, record module ranges and source lines
+during forward, pick the roots, capture the graph and keep its saved tensors before backward frees
+them, hook every node, and differentiate with ``torch.autograd.grad`` — so no ``.grad`` field of
+the user's changes (where a reentrant checkpoint refuses it, a plain backward whose ``.grad`` fields
+are given back). Buffers, flags, inputs, Python's and NumPy's RNGs: guard.py. Everything installed
+is removed in ``finally``.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from typing import Any
 import torch
 
 from ..graph import Graph, RootGradient, RunInfo
+from ..runs import RerunError
 from ..toggles import Toggles
 from .differentiate import differentiate, differentiate_by_backward, hidden_note
 from .finish import build_with_gradients
-from .guard import ModuleGuard, fork_rng
+from .guard import InputGuard, ModuleGuard, fork_rng, generators_reached
 from .hooks import GradRecorder, derivable
 from .modules import ModuleTracker
 from .no_train import no_backward
@@ -36,7 +39,7 @@ from .store import TensorStore
 from .summary import norm_of
 from .tensors import why_no_graph
 from .walk import ACCUMULATE_GRAD, assign_ids, collect, gc_paused
-from .whatif import CallIndex, Detacher, WhatIf
+from .whatif import CallIndex, Detacher, RefusedToggle, WhatIf
 
 _next_seq = torch._C._autograd._get_sequence_nr
 
@@ -64,11 +67,33 @@ class RunSpec:
     # no leaves of the graph, yet not missing (targets.finish, targets.explain)
     in_checkpoint: dict[str, float] = field(default_factory=dict)
     what: str = "the model"  # what call() runs, as messages name it: "the model" or "the function"
+    # the tensors call() reads that are no parameters (the batch, a function's tensors), by name: a
+    # forward that edits one in place (x /= 2) is told; those an earlier run saw edited (their ids)
+    # are put back after each later run, so re-runs do not compound the edit (guard.InputGuard)
+    inputs: list[tuple[str, torch.Tensor]] = field(default_factory=list)
+    edited_inputs: dict[int, torch.Tensor] = field(default_factory=dict)
+    # the functions whose names may hold the random generators the step draws from (the function, the
+    # loss, the model's forwards): their states go back after each run (guard.generators_reached)
+    reaches: tuple[Callable[..., Any], ...] = ()
+    # brings modules, leaf_names, inputs, retaining and reaches up to date when the model changed since
+    # the last run (a parameter replaced, a layer appended); returns whether it did (specs.Rescope)
+    scope: Callable[[RunSpec], bool] | None = None
 
     def model_changed(self) -> bool:
         """Were parameters updated (optimizer step, in-place edit) since the first run? (Not counting
         the weights ``nn.Embedding(max_norm=...)`` renormalizes in every forward, gradsight's too.)"""
         return any(p._version != v for p, v in self.versions)
+
+    def rescope(self) -> bool:
+        """Names and modules as the model is now: a parameter replaced after the debugger was made
+        (``m[0].weight = nn.Parameter(...)``) or a layer appended is named, and toggles reach it.
+        Cheap when nothing changed (ids compared); every run calls it first. Returns whether it changed."""
+        if self.scope is None:
+            return False
+        try:
+            return self.scope(self)
+        except ValueError as e:  # a lazy module added since: a run would initialize it (specs.py)
+            raise RerunError(str(e)) from None
 
 
 @dataclass
@@ -83,54 +108,75 @@ class RunResult:
 
 def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = None) -> RunResult:
     """Run forward and backward once under observation, with what-if ``toggles`` applied for the run;
-    keep the tensors of the nodes in ``watch`` (ids)."""
+    keep the tensors of the nodes in ``watch`` (ids). Raises :class:`RefusedToggle` for a toggle the
+    run cannot apply, having changed nothing."""
+    spec.rescope()
     if not spec.versions:
         spec.versions = [(p, p._version) for p in _tracked_parameters(spec.modules)]
     spec.in_checkpoint = {}  # this run's, also when it stops before its backward
-    store = TensorStore(spec.budget)
     whatif = WhatIf(toggles or Toggles(), dict(spec.modules), {n: t for t, n in spec.leaf_names.items()})
     detacher = None
     if whatif.node_detaches():
         try:
             detacher = Detacher(_locate_calls(spec, whatif))
+        except RefusedToggle:
+            raise
         except Exception as e:
             return RunResult(None, error=_format(e))
-    guard = ModuleGuard(spec.modules)
+    guard = _guard(spec)
+    inputs = InputGuard(spec.inputs, spec.edited_inputs)
     retained = [(t, t.grad) for t in spec.retaining if t.retains_grad]
-    with fork_rng(spec), guard, whatif.applied(), gc_paused(), _giving_back(retained):
-        tracker = ModuleTracker(spec.modules)
+    # The guard inside the toggles: it puts back the flags the forward changed, then the toggles put
+    # back their own flips (apply=True: set again below, once the run succeeded).
+    with fork_rng(spec), whatif.applied(), guard, inputs, gc_paused(), _giving_back(retained):
+        result = _observe(spec, whatif, detacher, guard, watch)
+    if whatif.toggles.apply and result.captured is not None and result.error is None:
+        whatif.keep()
+    note = _inputs_note(spec, inputs)
+    if note is not None and result.captured is not None:
+        graph = result.captured.graph
+        result.captured.graph = replace(graph, notes=(*graph.notes, note))
+    return result
+
+
+def _observe(spec: RunSpec, whatif: WhatIf, detacher: Detacher | None, guard: ModuleGuard,
+             watch: Collection[str]) -> RunResult:  # fmt: skip
+    """The run itself, inside the guards."""
+    store = TensorStore(spec.budget)
+    tracker = ModuleTracker(spec.modules)
+    try:
+        sources = SourceTracker(rehome_warnings=True, track_hooks=True) if spec.source_lines else None
+        if sources is not None:  # ops no user frame made (a bare nn.Linear) show where the debugger was made
+            if spec.origin is None:
+                spec.origin = user_line(sys._getframe(1))
+            sources.barrier, sources.origin = sys._getframe(), spec.origin
+        start = time.perf_counter()
+        first_seq = _next_seq()  # nodes numbered below existed before this run (the user's graph)
         try:
-            sources = SourceTracker(rehome_warnings=True, track_hooks=True) if spec.source_lines else None
-            if sources is not None:  # ops no user frame made (a bare nn.Linear) show where the debugger was made
-                if spec.origin is None:
-                    spec.origin = user_line(sys._getframe(1))
-                sources.barrier, sources.origin = sys._getframe(), spec.origin
-            start = time.perf_counter()
-            first_seq = _next_seq()  # nodes numbered below existed before this run (the user's graph)
-            try:
-                with sources or _nothing(), whatif.forward(), detacher or _nothing(), no_backward():
-                    output = spec.call()
-                    roots, grads, kind, loss_value = _roots(spec, output)
-            except Exception as e:
-                return RunResult(None, error=_format(e))
-            finally:
-                tracker.close()
-                if sources is not None:
-                    sources.barrier = None  # this frame holds the tracker: no cycle to outlive the run
-            if not any(r.grad_fn is not None for r in roots):
-                graph = Graph(message=_no_graph(roots, whatif.toggles), run=RunInfo(mode=spec.mode))  # type: ignore[arg-type]
-                return RunResult(Captured(graph), loss_value=loss_value)
-            phases = {"forward": time.perf_counter() - start}
-            result = _backward(spec, store, tracker, sources, roots, grads, kind, loss_value, watch, phases, guard,
-                               first_seq)  # fmt: skip
-            result.phases = phases
-            notes = [n for n in (_picked_note(spec, output, roots), _edited_note(spec, guard)) if n is not None]
-            if notes and result.captured is not None:
-                graph = result.captured.graph
-                result.captured.graph = replace(graph, notes=(*graph.notes, *notes))
-            return result
+            with sources or _nothing(), whatif.forward(), detacher or _nothing(), no_backward():
+                output = spec.call()
+                roots, grads, kind, loss_value = _roots(spec, output)
+        except Exception as e:
+            return RunResult(None, error=_format(e))
         finally:
             tracker.close()
+            if sources is not None:
+                sources.barrier = None  # this frame holds the tracker: no cycle to outlive the run
+        if not any(r.grad_fn is not None for r in roots):
+            info = RunInfo(mode=spec.mode, loss=loss_value)  # type: ignore[arg-type]  # the loss is computed
+            graph = Graph(message=_no_graph(roots, whatif.toggles), run=info)
+            return RunResult(Captured(graph), loss_value=loss_value)
+        phases = {"forward": time.perf_counter() - start}
+        result = _backward(spec, store, tracker, sources, roots, grads, kind, loss_value, watch, phases, guard,
+                           first_seq)  # fmt: skip
+        result.phases = phases
+        notes = [n for n in (_picked_note(spec, output, roots), _edited_note(spec, guard)) if n is not None]
+        if notes and result.captured is not None:
+            graph = result.captured.graph
+            result.captured.graph = replace(graph, notes=(*graph.notes, *notes))
+        return result
+    finally:
+        tracker.close()
 
 
 def _tracked_parameters(modules: Sequence[tuple[str, torch.nn.Module]]) -> Iterator[torch.Tensor]:
@@ -169,11 +215,40 @@ def _edited_note(spec: RunSpec, guard: ModuleGuard) -> str | None:
     )
 
 
+def _guard(spec: RunSpec) -> ModuleGuard:
+    """What puts the user's modules back after a forward of ``spec``: buffers, flags, generators."""
+    return ModuleGuard(spec.modules, flags=True, generators=generators_reached(spec.reaches))
+
+
+def _inputs_note(spec: RunSpec, inputs: InputGuard) -> str | None:
+    """What a graph says when the forward edited an input in place (``x /= 2``)."""
+    if not inputs.changed:
+        return None
+    names = ", ".join(inputs.changed[:8]) + (", …" if len(inputs.changed) > 8 else "")
+    one = len(inputs.changed) == 1
+    fix = "Make the forward edit a copy (x = x / 2 rather than x /= 2)"
+    if inputs.restored:
+        return (
+            f"The forward edits {'this input' if one else 'these inputs'} in place: {names}. This re-run started "
+            "from the values an earlier run left (gradsight puts them back after each re-run, so re-runs do not "
+            f"compound the edit), so its numbers differ from the first run's for that reason too. {fix}, or create "
+            "the debugger again with a fresh batch."
+        )
+    return (
+        f"The forward edited {'this input' if one else 'these inputs'} in place: {names}. "
+        f"{'It stays' if one else 'They stay'} edited, as after any forward of yours (gradsight copies no batch "
+        "before a run), and re-runs start from the edited values, so their numbers differ from this run's. "
+        f"{fix}, or create the debugger again with a fresh batch."
+    )
+
+
 def _locate_calls(spec: RunSpec, whatif: WhatIf) -> dict[int, set[int]]:
     """A first pass of the same forward: which top-level call produced each node to detach."""
     wanted = set(whatif.node_detaches())
     calls = CallIndex()
-    with fork_rng(spec), ModuleGuard(spec.modules), whatif.applied(), gc_paused():
+    whatif = WhatIf(replace(whatif.toggles, apply=False), whatif.modules, whatif.leaves)  # the run applies them
+    inputs = InputGuard(spec.inputs, spec.edited_inputs)
+    with fork_rng(spec), whatif.applied(), _guard(spec), inputs, gc_paused():
         tracker = ModuleTracker(spec.modules)
         try:
             with whatif.forward(), calls:
@@ -188,14 +263,19 @@ def _locate_calls(spec: RunSpec, whatif: WhatIf) -> dict[int, set[int]]:
             if node_id in wanted:
                 where = calls.producer.get(order[i])
                 if where is None:
-                    raise ValueError(
+                    module = node_id.rpartition("/")[0]
+                    instead = f" (detach=[{module!r}])" if module in whatif.modules else ""
+                    raise RefusedToggle(
                         f"cannot detach {node_id} alone: autograd created it inside another call (like the "
-                        "TBackward0 inside F.linear); detach its module's output instead"
+                        f"TBackward0 inside F.linear); detach its module's output instead{instead}"
                     )
                 targets.setdefault(where[0], set()).add(where[1])
                 wanted.discard(node_id)
     if wanted:
-        raise ValueError(f"no node {', '.join(sorted(wanted))} in this run's graph (with the other toggles applied)")
+        raise RefusedToggle(
+            f"no node {', '.join(sorted(wanted))} in this run's graph (with the other toggles applied): detach a node "
+            "of the graph shown ([n.id for n in dbg.graph.nodes]), or leave out the toggles that remove it"
+        )
     return targets
 
 
@@ -393,8 +473,9 @@ def traced_forward(spec: RunSpec, toggles: Toggles) -> Callable[[], list[torch.T
     everything afterwards: what a taint trace runs. Returns the roots."""
 
     def forward() -> list[torch.Tensor]:
-        whatif = WhatIf(toggles, dict(spec.modules), {n: t for t, n in spec.leaf_names.items()})
-        with fork_rng(spec), ModuleGuard(spec.modules), whatif.applied(), whatif.forward():
+        whatif = WhatIf(replace(toggles, apply=False), dict(spec.modules), {n: t for t, n in spec.leaf_names.items()})
+        inputs = InputGuard(spec.inputs, spec.edited_inputs)
+        with fork_rng(spec), whatif.applied(), _guard(spec), inputs, whatif.forward():
             roots, _, _, _ = _roots(spec, spec.call())
             return roots
 

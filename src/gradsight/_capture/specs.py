@@ -1,6 +1,7 @@
 """What a runnable debugger runs: a :class:`~.run.RunSpec` from a model and its inputs, or from a
-function, with the names of the modules and tensors it can reach (to name nodes and leaves), and
-the checks that keep a run from changing the user's model (lazy modules must be initialized first).
+function, with the names of the modules and tensors it can reach (to name nodes and leaves; brought
+up to date before each run when the model changed since, :class:`Rescope`), and the checks that
+keep a run from changing the user's model (lazy modules must be initialized first).
 """
 
 from __future__ import annotations
@@ -28,16 +29,56 @@ def spec_for_model(model: torch.nn.Module, inputs: Any, loss: Any, grad_output: 
         call = lambda: model(*inputs)  # noqa: E731
     else:
         call = lambda: model(inputs)  # noqa: E731
-    names = leaf_names_from_params(model)
-    for name, t in _input_tensors(inputs):
-        names.setdefault(t, name)
-    modules = module_names(model)
-    _check_materialized(modules)
-    source_lines = source_lines and not any(is_compiled(m) for _, m in modules)
-    retaining = [t for t in tree_leaves(inputs) if isinstance(t, torch.Tensor) and not t.is_leaf]
-    return RunSpec(call=call, modules=modules, leaf_names=names, loss=loss,
-                   grad_output=grad_output, budget=budget, source_lines=source_lines,
-                   keep_all_below=options.keep_all_below, retaining=retaining)  # fmt: skip
+
+    def scope() -> dict[str, Any]:
+        names = leaf_names_from_params(model)
+        for name, t in _input_tensors(inputs):
+            names.setdefault(t, name)
+        modules = module_names(model)
+        _check_materialized(modules)
+        return {"modules": modules, "leaf_names": names, "reaches": _reaches(modules, loss),
+                "source_lines": source_lines and not any(is_compiled(m) for _, m in modules)}  # fmt: skip
+
+    tensors = [t for t in tree_leaves(inputs) if isinstance(t, torch.Tensor)]
+    spec = RunSpec(call=call, loss=loss, grad_output=grad_output, budget=budget,
+                   keep_all_below=options.keep_all_below, retaining=[t for t in tensors if not t.is_leaf],
+                   **scope())  # fmt: skip
+    spec.inputs = [(spec.leaf_names.get(t, "the inputs"), t) for t in tensors if not isinstance(t, torch.nn.Parameter)]
+    spec.scope = Rescope(spec, scope)
+    return spec
+
+
+class Rescope:
+    """``RunSpec.scope``: a spec's names and modules brought up to date when the model changed since
+    the last run — a parameter replaced, a layer appended, a global rebound to another model. Each run
+    compares the ids of every module's parameters and children (and of what the function reaches by
+    name, ``roots``) with the last ones: about 0.2 ms for 1,000 parameters; only a change rebuilds
+    them (``build``, 1 ms)."""
+
+    def __init__(self, spec: RunSpec, build: Callable[[], dict[str, Any]],
+                 roots: Callable[[], list[int]] = list) -> None:  # fmt: skip
+        self._build, self._roots = build, roots
+        self._key = self._key_of(spec)
+
+    def _key_of(self, spec: RunSpec) -> list[int]:
+        return [*self._roots(), *(id(v) for _, m in spec.modules for d in (m._parameters, m._modules)
+                                  for v in d.values())]  # fmt: skip
+
+    def __call__(self, spec: RunSpec) -> bool:
+        key = self._key_of(spec)
+        if key == self._key:
+            return False
+        for name, value in self._build().items():
+            setattr(spec, name, value)
+        self._key = self._key_of(spec)
+        return True
+
+
+def _reaches(modules: Sequence[tuple[str, torch.nn.Module]], loss: Any) -> tuple[Callable[..., Any], ...]:
+    """The loss and the forwards of the model's own classes (not torch's): where a generator the step
+    draws from may be named (a module-level ``rng``), for the guard to put its state back."""
+    forwards = {type(m).forward: None for _, m in modules if not type(m).__module__.startswith("torch.")}
+    return (*([loss] if loss is not None else []), *forwards)
 
 
 def keyword_arguments(inputs: Any) -> bool:
@@ -78,19 +119,49 @@ def _check_materialized(modules: Sequence[tuple[str, torch.nn.Module]]) -> None:
 
 
 def spec_for_function(fn: Callable[[], Any], loss: Any, grad_output: Any, budget: int, source_lines: bool) -> RunSpec:
-    modules, names, retaining, compiled = _modules_seen_by(fn)
-    _check_materialized(modules)
-    return RunSpec(call=fn, modules=modules, leaf_names=names, loss=loss, grad_output=grad_output,
-                   budget=budget, source_lines=source_lines and not compiled,
-                   keep_all_below=options.keep_all_below, retaining=retaining)  # fmt: skip
+    def scope() -> dict[str, Any]:
+        modules, names, tensors, compiled = _modules_seen_by(fn)
+        _check_materialized(modules)
+        owned = {id(t) for _, m in modules for t in (*m._parameters.values(), *m._buffers.values())}  # the guard's
+        inputs = [(n, t) for n, t in tensors if id(t) not in owned and not isinstance(t, torch.nn.Parameter)]
+        return {"modules": modules, "leaf_names": names, "source_lines": source_lines and not compiled,
+                "retaining": [t for _, t in tensors if not t.is_leaf], "reaches": (fn, *_reaches(modules, loss)),
+                "inputs": inputs}  # fmt: skip
+
+    def reached() -> list[int]:  # a global rebound to another model or batch
+        return [id(v) for v in _one_level_in(_scope_of(fn)).values() if isinstance(v, (torch.nn.Module, torch.Tensor))]
+
+    spec = RunSpec(call=fn, loss=loss, grad_output=grad_output, budget=budget, keep_all_below=options.keep_all_below,
+                   **scope())  # fmt: skip
+    spec.scope = Rescope(spec, scope, reached)
+    return spec
 
 
 def _modules_seen_by(
     fn: Callable[..., Any],
-) -> tuple[list[tuple[str, torch.nn.Module]], dict[torch.Tensor, str], list[torch.Tensor], bool]:
-    """Modules and tensors ``fn`` can reach by name (its globals and closure, and for a bound method
-    its object's attributes: ``self.model``), to name nodes; the non-leaf tensors among them
-    (``RunSpec.retaining``); and whether it reaches a compiled module or function (:func:`_compiled`)."""
+) -> tuple[list[tuple[str, torch.nn.Module]], dict[torch.Tensor, str], list[tuple[str, torch.Tensor]], bool]:
+    """Modules and tensors ``fn`` can reach by name (:func:`_scope_of`), to name nodes; the tensors
+    among them, by name (its inputs; the non-leaf ones are ``RunSpec.retaining``); and whether it
+    reaches a compiled module or function (:func:`_compiled`)."""
+    scope = _scope_of(fn)
+    modules: list[tuple[str, torch.nn.Module]] = []
+    names: dict[torch.Tensor, str] = {}
+    tensors: list[tuple[str, torch.Tensor]] = []
+    for var, value in _one_level_in(scope).items():
+        if isinstance(value, torch.nn.Module):
+            modules.extend((f"{var}.{n}" if n else var, m) for n, m in module_names(value))
+            names.update({p: f"{var}.{n}" for p, n in leaf_names_from_params(value).items()})
+        elif isinstance(value, torch.Tensor):
+            tensors.append((var, value))
+            if value.is_leaf:
+                names.setdefault(value, var)
+    compiled = any(is_compiled(v) for v in (fn, *scope.values(), *(m for _, m in modules)))
+    return modules, names, tensors, compiled
+
+
+def _scope_of(fn: Callable[..., Any]) -> dict[str, Any]:
+    """What ``fn`` reaches by name: its globals and closure, the same of the functions among them (one
+    level: a region given to checkpoint), and for a bound method its object's attributes (``self.model``)."""
     scope: dict[str, Any] = {}
     owner = getattr(fn, "__self__", None)
     if owner is not None and not isinstance(owner, types.ModuleType):
@@ -105,19 +176,7 @@ def _modules_seen_by(
         if isinstance(value, types.FunctionType) and value is not fn:
             for name, v in _names_of(value).items():
                 scope.setdefault(name, v)
-    modules: list[tuple[str, torch.nn.Module]] = []
-    names: dict[torch.Tensor, str] = {}
-    retaining: list[torch.Tensor] = []
-    for var, value in _one_level_in(scope).items():
-        if isinstance(value, torch.nn.Module):
-            modules.extend((f"{var}.{n}" if n else var, m) for n, m in module_names(value))
-            names.update({p: f"{var}.{n}" for p, n in leaf_names_from_params(value).items()})
-        elif isinstance(value, torch.Tensor) and value.is_leaf:
-            names.setdefault(value, var)
-        elif isinstance(value, torch.Tensor):
-            retaining.append(value)
-    compiled = any(is_compiled(v) for v in (fn, *scope.values(), *(m for _, m in modules)))
-    return modules, names, retaining, compiled
+    return scope
 
 
 def _names_of(fn: Callable[..., Any]) -> dict[str, Any]:
