@@ -8,7 +8,7 @@ therefore renames nothing else in other modules.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
@@ -47,6 +47,61 @@ def leaf_names_from_params(params: object) -> dict[torch.Tensor, str]:
         f"params must be an nn.Module or a dict of name -> tensor, not {type(params).__name__}: "
         "e.g. params=model or params=dict(model.named_parameters())"
     )
+
+
+def parameter_aliases(module: torch.nn.Module) -> dict[str, str]:
+    """Every other path of a parameter reached under several (tied weights: ``head.weight = emb.weight``;
+    a module registered twice) → the one :func:`leaf_names_from_params` names it by, the first. Toggles
+    accept either; the leaf is shown under the first.
+
+    >>> emb, head = torch.nn.Embedding(3, 2), torch.nn.Linear(2, 3, bias=False)
+    >>> head.weight = emb.weight
+    >>> parameter_aliases(torch.nn.ModuleDict({"emb": emb, "head": head}))
+    {'head.weight': 'emb.weight'}
+    """
+    first: dict[int, str] = {}
+    aliases: dict[str, str] = {}
+    for name, p in module.named_parameters(remove_duplicate=False):
+        name = plain_name(name)
+        shown = first.setdefault(id(p), name)
+        if name != shown:
+            aliases.setdefault(name, shown)
+    return aliases
+
+
+def leaf_aliases(
+    modules: Iterable[tuple[str, torch.nn.Module]], leaf_names: Mapping[torch.Tensor, str]
+) -> dict[str, str]:
+    """:func:`parameter_aliases` for a run's (path, module) pairs (``RunSpec.modules``: one module
+    listed once, however many paths reach it): every path of a named leaf other than its name → its
+    name. The second path of a module registered twice (``self.b = self.a``) counts too.
+
+    >>> emb, head = torch.nn.Embedding(3, 2), torch.nn.Linear(2, 3, bias=False)
+    >>> head.weight = emb.weight
+    >>> model = torch.nn.ModuleDict({"emb": emb, "head": head})
+    >>> leaf_aliases(module_names(model), leaf_names_from_params(model))
+    {'head.weight': 'emb.weight'}
+    """
+    pairs = list(modules)
+    listed = {path for path, _ in pairs}
+    out: dict[str, str] = {}
+
+    def add(path: str, tensor: torch.Tensor) -> None:
+        shown = leaf_names.get(tensor)
+        if shown is not None and shown != path:
+            out.setdefault(path, shown)
+
+    for path, module in pairs:
+        prefix = f"{path}." if path else ""
+        for attr, p in module._parameters.items():
+            if p is not None:
+                add(plain_name(prefix + attr), p)
+        for child_name, child in module._modules.items():
+            child_path = plain_name(prefix + child_name)
+            if child is not None and child_path not in listed:  # a second path to a module listed elsewhere
+                for sub, p in child.named_parameters(remove_duplicate=False):
+                    add(plain_name(f"{child_path}.{sub}"), p)
+    return out
 
 
 _COMPILED = "_orig_mod"  # the attribute torch.compile's OptimizedModule keeps the real module in

@@ -3,27 +3,50 @@
 ``requires_grad`` flips leaves (a module path flips its whole subtree); ``no_grad`` and
 ``inference_mode`` wrap the whole forward or, through forward pre/post hooks, single modules;
 ``detach`` detaches a module's output with a forward hook. Every flag is restored and every hook
-removed in ``finally`` — unless ``apply`` asks to keep the ``requires_grad`` changes.
+removed in ``finally``; ``apply`` sets the ``requires_grad`` changes again (:meth:`WhatIf.keep`)
+once the run succeeded. A toggled run of a ``torch.compile``'d model runs it eagerly: hooks added after
+compiling never reach the compiled code (dynamo does not guard on them), and a flipped requires_grad
+or grad mode would compile the user's model again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+import copy
+import dataclasses
+import sys
+from collections.abc import Collection, Iterator, Mapping, MutableMapping
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree
 
-from ..toggles import Toggles
+from ..runs import RerunError
+from ..toggles import ToggleError, Toggles
 from .guard import _unseen
 from .modules import compiling
 from .names import leaf_names_from_params, module_names
+from .outputs import flatten_tensors
+
+
+class RefusedToggle(ToggleError, RerunError):  # noqa: N818  (run.py raises it too)
+    """A toggle that names something it cannot apply to (an integer tensor to require grad): a
+    ToggleError, and a re-run that cannot happen (the debugger stays ready, nothing ran)."""
+
+
+EAGER_NOTE = (
+    "The model is torch.compile'd: this re-run ran it eagerly (torch.compiler.set_stance('force_eager')), so the "
+    "toggles reach inside it and your compiled graph is neither changed nor compiled again. Its graph shows the "
+    "ops inside the compiled region, which the first run shows as one node; the gradients are the same up to "
+    "floating-point rounding."
+)
 
 
 class WhatIf:
-    """The toggles of one run, resolved against the run's modules and named leaves."""
+    """The toggles of one run, resolved against the run's modules and named leaves. Raises
+    :class:`RefusedToggle` for a toggle no tensor could take (requires_grad on integers)."""
 
     def __init__(
         self, toggles: Toggles, modules: Mapping[str, torch.nn.Module], leaves: Mapping[str, torch.Tensor]
@@ -31,21 +54,70 @@ class WhatIf:
         self.toggles = toggles
         self.modules = modules
         self.leaves = leaves
+        # leaves by every name toggles may use: another path of a shared parameter (tied weights) too
+        self._named = {n: t for n in toggles.requires_grad if (t := self._leaf(n)) is not None}
+        self._failed = False  # the run failed: apply keeps nothing
+        self._open: list[tuple[int, list[Any]]] = []  # (id(module), contexts) a module toggle entered, innermost last
+        self._check()
+
+    def _leaf(self, name: str) -> torch.Tensor | None:
+        if name in self.leaves:
+            return self.leaves[name]
+        if name in self.modules:
+            return None
+        # another path of a shared parameter: its module's, reached from the nearest module listed
+        # (one registered twice is listed under its first path only)
+        parts = name.split(".")
+        for k in range(len(parts) - 1, -1, -1):
+            module: Any = self.modules.get(".".join(parts[:k]))
+            if module is not None:
+                for part in parts[k:-1]:
+                    module = module._modules.get(part) if isinstance(module, torch.nn.Module) else None
+                found = module._parameters.get(parts[-1]) if isinstance(module, torch.nn.Module) else None
+                return found if isinstance(found, torch.Tensor) else None
+        return None
+
+    def _check(self) -> None:
+        for name, value in self.toggles.requires_grad.items():
+            t = self._named.get(name)
+            if value and t is not None and t.is_leaf and not _differentiable(t):
+                raise RefusedToggle(
+                    f"requires_grad: {name} holds {str(t.dtype).removeprefix('torch.')} values, and only "
+                    "floating-point or complex tensors can require grad (integer inputs such as token ids never "
+                    "get a gradient: toggle what they index, an embedding's weight, instead)"
+                )
+        if self.eager:
+            compiled = [d for d in self.node_detaches() if d.rpartition("/")[2].startswith("CompiledFunction")]
+            if compiled:
+                raise RefusedToggle(
+                    f"detach: {compiled[0]} is a torch.compile'd region, which has no one output to cut; detach a "
+                    "module's output instead (detach=['layer1']). A toggled re-run runs the compiled model eagerly, "
+                    "so its graph shows the ops inside, whose nodes can then be detached."
+                )
+
+    @property
+    def eager(self) -> bool:
+        """Does this run's forward run compiled code eagerly? Any toggle, once dynamo is loaded
+        (nothing is compiled before it is imported; where nothing is compiled, this changes nothing)."""
+        return not self.toggles.empty and "torch._dynamo.eval_frame" in sys.modules
 
     def flips(self) -> list[tuple[torch.Tensor, bool]]:
-        """(leaf, new requires_grad) for every leaf the toggles name, modules expanded to their parameters."""
+        """(leaf, new requires_grad) for every leaf the toggles name, modules expanded to their parameters
+        (those that can require grad, to True)."""
         out: list[tuple[torch.Tensor, bool]] = []
         # The nearest entry wins (as in why._flipped and the view): outer modules first, leaves last.
         items = self.toggles.requires_grad.items()
-        for name, value in sorted(((n, v) for n, v in items if n not in self.leaves), key=lambda kv: len(kv[0])):
+        for name, value in sorted(((n, v) for n, v in items if n not in self._named), key=lambda kv: len(kv[0])):
             if name in self.modules:
-                out.extend((p, value) for p in self.modules[name].parameters())
-        out.extend((self.leaves[n], v) for n, v in items if n in self.leaves)
+                out.extend((p, value) for p in self.modules[name].parameters() if not value or _differentiable(p))
+        out.extend((self._named[n], v) for n, v in items if n in self._named)
         return out
 
     @contextmanager
     def applied(self) -> Iterator[None]:
-        """requires_grad flips and module hooks, for the duration of the run."""
+        """requires_grad flips and module hooks, for the duration of the run; everything is put back
+        on the way out. ``apply``: the caller sets the flips again with :meth:`keep` once the run
+        succeeded (a failed run keeps nothing)."""
         before = [(t, t.requires_grad) for t, _ in self.flips()]
         handles: list[Any] = []
         try:
@@ -54,53 +126,83 @@ class WhatIf:
                     t.requires_grad_(value)
             handles.extend(self._module_hooks())
             yield
+        except BaseException:
+            self._failed = True
+            raise
         finally:
             for h in handles:
                 h.remove()
-            if not self.toggles.apply:
-                for t, value in before:
-                    if t.is_leaf:
-                        t.requires_grad_(value)
+            self._close_open()
+            for t, value in reversed(before):  # reversed: a tensor named twice ends as it began
+                if t.is_leaf and t.requires_grad != value:
+                    t.requires_grad_(value)
 
     @contextmanager
     def forward(self) -> Iterator[None]:
-        """Whole-step no_grad / inference_mode, around the forward (and the loss) only. Grad mode is
-        put back on the way out whatever happened: a module's no_grad is left by an always_call
-        forward hook, which a KeyboardInterrupt skips."""
+        """Whole-step no_grad / inference_mode, around the forward (and the loss) only; compiled code
+        runs eagerly (:attr:`eager`). Grad mode is put back on the way out whatever happened: a
+        module's no_grad is left by an always_call forward hook, which a KeyboardInterrupt skips."""
         grad_mode = torch.is_grad_enabled()
         try:
             with ExitStack() as stack:
+                if self.eager:
+                    stack.enter_context(torch.compiler.set_stance("force_eager"))
                 if self.toggles.inference_mode is True:
                     stack.enter_context(torch.inference_mode())
                 elif self.toggles.no_grad is True:
                     stack.enter_context(torch.no_grad())
+                stack.callback(self._close_open)  # inner contexts first: each restores the mode it found
                 yield
+        except BaseException:
+            self._failed = True
+            raise
         finally:
             torch.set_grad_enabled(grad_mode)
 
+    def discard(self) -> None:
+        """The run failed where :meth:`forward` could not see it (its backward raised, a cell caught
+        its error): :meth:`keep` keeps nothing."""
+        self._failed = True
+
     def _module_hooks(self) -> list[Any]:
         handles: list[Any] = []
+        kinds: dict[str, list[str]] = {}  # module -> the grad modes it runs under, outer first
         for kind in ("no_grad", "inference_mode"):
             scope = getattr(self.toggles, kind)
             for name in () if isinstance(scope, bool) else scope:
-                module = self.modules[name]
-                contexts: list[Any] = []
-                handles.append(module.register_forward_pre_hook(_enter(kind, contexts)))
-                handles.append(module.register_forward_hook(_exit(contexts), always_call=True))
+                kinds.setdefault(name, []).append(kind)
+        for name, scoped in kinds.items():
+            module = self.modules[name]
+            handles.append(module.register_forward_pre_hook(_enter(scoped, self._open)))
+            handles.append(module.register_forward_hook(_exit(self._open), always_call=True))
         for name in self.toggles.detach:
             if name in self.modules:
-                handles.append(self.modules[name].register_forward_hook(_detach_output))
+                handles.append(self.modules[name].register_forward_hook(partial(_detach_output, path=name)))
         return handles
+
+    def _close_open(self) -> None:
+        """Leave the contexts module toggles entered and did not leave (their exit hook was skipped)."""
+        while self._open:
+            for ctx in reversed(self._open.pop()[1]):
+                ctx.__exit__(None, None, None)
 
     def node_detaches(self) -> list[str]:
         """Detach targets that are node ids (not modules)."""
         return [d for d in self.toggles.detach if d not in self.modules]
 
     def keep(self) -> None:
-        """``apply=True``: set the requires_grad flips again, after a guard that restores them."""
+        """``apply=True``: set the requires_grad flips again, after a guard that restores them —
+        not after a failed run."""
+        if self._failed:
+            return
         for t, value in self.flips():
             if t.is_leaf and t.requires_grad != value:
                 t.requires_grad_(value)
+
+
+def _differentiable(t: torch.Tensor) -> bool:
+    """Can ``t`` require grad? Floating-point and complex tensors only."""
+    return t.is_floating_point() or t.is_complex()
 
 
 # -- toggles for the objects a %%gradsight cell makes ----------------------------------------------
@@ -221,25 +323,113 @@ def _standing_in(root: torch.nn.Module, param: torch.nn.Parameter, stand_in: tor
                 m._parameters[k] = param
 
 
-def _enter(kind: str, contexts: list[Any]) -> Any:
+def _enter(kinds: list[str], entered: list[tuple[int, list[Any]]]) -> Any:
+    """The pre-hook of a module run under no_grad and / or inference_mode: enters them in order."""
+
     def hook(module: torch.nn.Module, args: Any) -> None:
-        ctx = torch.inference_mode() if kind == "inference_mode" else torch.no_grad()
-        ctx.__enter__()
-        contexts.append(ctx)
+        contexts: list[Any] = []
+        entered.append((id(module), contexts))
+        for kind in kinds:
+            ctx = torch.inference_mode() if kind == "inference_mode" else torch.no_grad()
+            ctx.__enter__()
+            contexts.append(ctx)
 
     return hook
 
 
-def _exit(contexts: list[Any]) -> Any:
+def _exit(entered: list[tuple[int, list[Any]]]) -> Any:
+    """Its always_call forward hook: leaves what the module's own (innermost) call entered, in reverse."""
+
     def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
-        if contexts:
-            contexts.pop().__exit__(None, None, None)
+        for k in range(len(entered) - 1, -1, -1):
+            if entered[k][0] == id(module):
+                contexts = entered.pop(k)[1]
+                for ctx in reversed(contexts):
+                    ctx.__exit__(None, None, None)
+                return
 
     return hook
 
 
-def _detach_output(module: torch.nn.Module, args: Any, output: Any) -> Any:
-    return _pytree.tree_map_only(torch.Tensor, lambda t: t.detach(), output)
+def _detach_output(module: torch.nn.Module, args: Any, output: Any, *, path: str = "") -> Any:
+    """What ``detach=[path]`` does to the module's output: the same structure, every tensor in it
+    detached — tuples, lists, dicts, named tuples, registered pytrees, dataclasses (frozen ones too)
+    and mappings such as Hugging Face's ``ModelOutput``. Raises, naming the type, when the output
+    holds tensors that require grad in a container it cannot rebuild (a plain object's attributes)."""
+    try:
+        out = _detached(output)
+        if _kept(output, out):
+            raise _CannotRebuildError(type(output))
+    except _CannotRebuildError as e:
+        where = f"{path} ({type(module).__name__})" if path else type(module).__name__
+        raise TypeError(
+            f"gradsight's detach toggle could not detach the output of module {where}: it holds tensors that "
+            f"require grad inside a {e.args[0].__name__}, which gradsight cannot rebuild with detached tensors. "
+            "Detach inside the module's forward, or toggle a module that returns tensors, tuples, lists, dicts or "
+            "dataclasses."
+        ) from None
+    return out
+
+
+class _CannotRebuildError(Exception):
+    """A container (its type) whose tensors cannot be replaced with detached ones."""
+
+
+def _kept(before: Any, after: Any) -> bool:
+    """Does ``after`` still hold one of the tensors of ``before`` that require grad?"""
+    mine = {id(t) for t in flatten_tensors(before) if t.requires_grad}
+    return bool(mine) and any(id(t) in mine for t in flatten_tensors(after))
+
+
+def _detached(value: Any) -> Any:
+    return _pytree.tree_map(_detached_leaf, value)
+
+
+def _detached_leaf(value: Any) -> Any:
+    """A pytree leaf detached: a tensor, or a container pytree does not know (a dataclass, a mapping)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _detached_dataclass(value) if flatten_tensors(value) else value
+    if isinstance(value, Mapping):
+        return _detached_mapping(value) if flatten_tensors(value) else value
+    attributes = getattr(value, "__dict__", None)
+    if isinstance(attributes, dict) and any(t.requires_grad for t in flatten_tensors(list(attributes.values()))):
+        raise _CannotRebuildError(type(value))
+    return value
+
+
+def _detached_dataclass(value: Any) -> Any:
+    if isinstance(value, Mapping):  # a ModelOutput: a dataclass and an OrderedDict kept in step
+        return _detached_mapping(value)
+    fields = {f.name: f for f in dataclasses.fields(value)}
+    changed = {k: _detached(getattr(value, k)) for k in fields
+               if hasattr(value, k) and flatten_tensors(getattr(value, k))}  # fmt: skip
+    init = {k: v for k, v in changed.items() if fields[k].init}
+    try:
+        out = dataclasses.replace(value, **init)  # runs __init__ / __post_init__, as the class wants
+    except Exception:  # an InitVar without a default, a validating __post_init__: fields set one by one
+        out, init = copy.copy(value), {}
+    for k, v in changed.items():
+        if k not in init:
+            object.__setattr__(out, k, v)  # a field __init__ does not take; a frozen dataclass's too
+    return out
+
+
+def _detached_mapping(value: Mapping[Any, Any]) -> Any:
+    items = {k: _detached(v) for k, v in value.items()}
+    if isinstance(value, MutableMapping):
+        try:
+            out = copy.copy(value)
+            for k, v in items.items():
+                out[k] = v  # through __setitem__: a ModelOutput keeps its attribute in step
+            return out
+        except Exception:
+            pass
+    try:
+        return type(value)(items)  # type: ignore[call-arg]  # a Mapping subclass built from a dict
+    except Exception:
+        raise _CannotRebuildError(type(value)) from None
 
 
 # -- detaching the output of one node (a backward-graph edge) --------------------------------------
