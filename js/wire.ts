@@ -594,6 +594,7 @@ export interface WireTensorView {
 
 export interface WireGradStep {
   step: number;
+  /** NaN or ±Infinity when the gradient was not finite (sent as "nan" / "inf" text) */
   grad_norm: number | null;
   received_norm: number | null;
 }
@@ -682,8 +683,8 @@ export function parseInspection(x: unknown, buffers: readonly DataView[]): WireI
       const g = obj(h, `inspection.history[${i}]`);
       return {
         step: num(g.step, `inspection.history[${i}].step`),
-        grad_norm: optNum(g.grad_norm, `inspection.history[${i}].grad_norm`),
-        received_norm: optNum(g.received_norm, `inspection.history[${i}].received_norm`),
+        grad_norm: optValue(g.grad_norm, `inspection.history[${i}].grad_norm`),
+        received_norm: optValue(g.received_norm, `inspection.history[${i}].received_norm`),
       };
     }),
     why: o.why === null || o.why === undefined ? null : parseWhy(o.why, "inspection.why"),

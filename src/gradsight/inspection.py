@@ -20,7 +20,9 @@ Section = Literal["saved", "grad-in", "grad-out", "leaf"]
 class Histogram:
     """Counts of the finite values in equal-width bins over [min, max]; NaN/±Inf counted apart.
 
-    Past a million values, every ``stride``-th value is binned (the counts are of that sample)."""
+    Past a million values, about 1 in ``stride`` values is binned (the counts are of that sample,
+    spread so that it cannot alias with a tensor's rows or columns); an expanded tensor's distinct
+    values are binned, each standing for ``stride`` of its values."""
 
     min: float | None
     max: float | None
@@ -37,8 +39,8 @@ class Preview:
 
     ``index`` fixes the leading dims of an N-D tensor (the slice shown); ``block`` says how many
     values each cell averages per dim (1 = exact values). ``values`` is row-major float32, or
-    float64 (``dtype``) when float32 would turn a finite value into ±Inf or a nonzero one into 0.
-    """
+    float64 (``dtype``) when float32 would turn a finite value into ±Inf or a nonzero one into 0, or
+    round an integer tensor's values (past 2**24)."""
 
     shape: tuple[int, ...]
     full_shape: tuple[int, ...]

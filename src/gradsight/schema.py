@@ -4,8 +4,9 @@ Mirrored by ``js/wire.ts`` (types + a runtime guard). Golden snapshots written b
 (``tests/golden/*.json``) are parsed by the JS tests, so drift between the two sides fails a test.
 
 Rules: snake_case keys; no NaN/Inf in JSON (non-finite statistics become ``null``, with
-``nan_count`` / ``inf_count`` or a ``text`` beside them; a loss or a diff's gradient norm becomes
-``"nan"`` / ``"inf"`` / ``"-inf"``); every saved value is a tagged object.
+``nan_count`` / ``inf_count``, a note or a ``text`` beside them; a loss, a diff's gradient norm and
+a ``.grad`` history's norms become ``"nan"`` / ``"inf"`` / ``"-inf"``); every saved value is a
+tagged object; a dim without one size (a nested tensor's ragged dim) is ``-1``.
 
 >>> from gradsight.graph import Graph
 >>> graph_to_wire(Graph())["schema_version"]
@@ -210,7 +211,7 @@ def node_to_wire(n: Node) -> Wire:
         "variable": n.variable,
         "source": n.source,
         "next": [[dst, nr] for dst, nr in n.next],
-        "outputs": [{"shape": list(o.shape), "dtype": o.dtype, "device": o.device} for o in n.outputs],
+        "outputs": [{"shape": dims(o.shape), "dtype": o.dtype, "device": o.device} for o in n.outputs],
         "saved": [{"name": k, "value": value_to_wire(v)} for k, v in n.saved.items()],
         "grad_in": [None if g is None else tensor_to_wire(g) for g in n.grad_in],
         "grad_out": [None if g is None else tensor_to_wire(g) for g in n.grad_out],
@@ -237,6 +238,16 @@ def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
+def dims(shape: tuple[int, ...]) -> list[int]:
+    """An output's shape for JSON: -1 for a dim without one size (autograd records a jagged nested
+    tensor's ragged dim as a ``torch.SymInt``; summaries say -1 already: summary.meta_of)."""
+    out = list(shape)
+    for d in out:
+        if type(d) is not int:
+            return [d if type(d) is int else -1 for d in out]
+    return out
+
+
 def number(x: float | None) -> float | str | None:
     """A loss or gradient norm for JSON, which has no NaN: non-finite ones as ``"nan"``, ``"inf"`` or
     ``"-inf"`` — a NaN loss is what the user is debugging, not a missing value (None)."""
@@ -252,7 +263,7 @@ def inspection_to_wire(insp: Inspection) -> tuple[Wire, list[bytes]]:
     """The ``inspect`` reply body and its buffers (one buffer per preview)."""
     buffers: list[bytes] = []
     tensors = [_view_to_wire(v, buffers) for v in insp.tensors]
-    history = [{"step": h.step, "grad_norm": _finite(h.grad_norm), "received_norm": _finite(h.received_norm)}
+    history = [{"step": h.step, "grad_norm": number(h.grad_norm), "received_norm": number(h.received_norm)}
                for h in insp.history]  # fmt: skip
     why = None if insp.why is None else why_to_wire(insp.why)
     return {"node": insp.node, "tensors": tensors, "history": history, "why": why}, buffers

@@ -2,25 +2,24 @@
 
 Norms of the gradients into every hooked node come from the hooks (0-d tensors, one sync at the
 end); nodes left unhooked (hooks.derivable) take their child's.
-Kept gradients (out of kept nodes) get their norms in one batch after backward
-(``torch._foreach_norm``), and full statistics only when they are not finite (NaN/Inf counts).
+Kept gradients (out of kept nodes) get their norms after backward (``summary.norm_of``: accurate,
+rescaled where squares over- or underflow), and full statistics only when they are not finite
+(NaN/Inf counts). A hook's norm of exactly 0 is taken again from the kept gradient its consumer
+passed (:func:`_zero_norms`): a float32 ``vector_norm`` of values under 1e-19 underflows to 0.
 """
 
 from __future__ import annotations
 
 import math
 
-import torch
-
 from ..graph import Graph, RunInfo, TensorSummary
 from .hooks import GradRecorder
 from .records import Collected, Gradients
 from .store import TensorStore
-from .summary import flat_norm, meta_from, norm_of, summarize
+from .summary import meta_from, norm_of, summarize
 from .walk import build
 
 Key = tuple[int, str]
-_HALF = (torch.float16, torch.bfloat16)  # their norms in float32: 65504 is float16's largest value
 
 
 def build_with_gradients(c: Collected, rec: GradRecorder, store: TensorStore, run: RunInfo) -> Graph:
@@ -28,6 +27,7 @@ def build_with_gradients(c: Collected, rec: GradRecorder, store: TensorStore, ru
     for i, kept in rec.grad_in.items():  # kept (and leaves): full summaries when not finite
         grad_in[i] = _merge(i, "grad-in", kept, grad_in.get(i), store)
     grad_out = {i: _merge(i, "grad-out", kept, None, store) for i, kept in rec.grad_out.items()}
+    _zero_norms(c, store, grad_in)
     _fill_derived(c, rec, grad_in)
     totals = {i: total_norm(g) for i, g in grad_in.items()}
     run = RunInfo(mode=run.mode, step=run.step, root_gradient=run.root_gradient, loss=run.loss,
@@ -64,18 +64,45 @@ def _merge(i: int, kind: str, kept: tuple[TensorSummary | None, ...], seen: tupl
         if s.min is not None or store.take_eager(t):  # small captures: every statistic, now
             out.append(s if s.min is not None else summarize(t, stats=True, freed=s.freed))
             continue
-        if t.layout != torch.strided:  # a sparse gradient (nn.Embedding(sparse=True)): its stored values
-            norm = norm_of(t)
-        else:
-            flat = t.detach().reshape(-1)  # flat_norm: accurate for a 10M-element weight's gradient too
-            norm = flat_norm(flat.float() if flat.dtype in _HALF else flat)
+        norm = norm_of(t)  # sparse (its stored values), expanded (its storage): accurate at 10M elements too
         out.append(s.with_norm(norm) if norm is not None and math.isfinite(norm) else summarize(t, freed=s.freed))
     return tuple(out)
 
 
+def _zero_norms(c: Collected, store: TensorStore, grad_in: dict[int, tuple[TensorSummary | None, ...]]) -> None:
+    """Hook norms of exactly 0 taken again from the gradients the node's consumers passed it, where
+    those are kept (as their grad-out): a leaf's in live mode, whose own gradient never is. A float32
+    ``vector_norm`` of values under 1e-19 underflows to 0, and rescaling in every hook would cost a
+    kernel per node (hooks.py); where nothing is kept a 0 stays (every value is 0 or under 1e-19)."""
+    if not len(store):  # nothing kept to take them from
+        return
+    zeros = {(i, k) for i, row in grad_in.items() for k, s in enumerate(row)
+             if s is not None and s.norm == 0.0 and s.min is None}  # fmt: skip
+    if not zeros:
+        return
+    senders: dict[tuple[int, int], list[Key]] = {}
+    for p, edges in enumerate(c.edges):
+        for j, (child, nr) in enumerate(edges):
+            if child is not None and (child, nr) in zeros:
+                senders.setdefault((child, nr), []).append((p, f"grad-out:{j}"))
+    for (i, k), keys in senders.items():
+        sent = [t for t in (store.get(key) for key in keys) if t is not None]
+        if len(sent) < len(keys):
+            continue
+        total = sent[0]
+        for t in sent[1:]:
+            total = total + t
+        norm = norm_of(total)
+        s = grad_in[i][k]
+        if norm and s is not None:
+            grad_in[i] = (*grad_in[i][:k], s.with_norm(norm), *grad_in[i][k + 1 :])
+
+
 def total_norm(grads: tuple[TensorSummary | None, ...]) -> float | None:
+    """The 2-norm of all ``grads`` together: NaN or inf when one of them is (a NaN loss is what the user
+    is debugging; the wire sends it as null, or as text where schema.number does)."""
     norms = [g.norm for g in grads if g is not None and g.norm is not None]
     if not norms:
         return None
-    total = math.sqrt(sum(n * n for n in norms))
-    return total if math.isfinite(total) else None
+    total = math.hypot(*norms)  # no squares to overflow (exploding gradients) or underflow
+    return math.nan if math.isnan(sum(norms)) else total

@@ -17,9 +17,11 @@ owned here and removed by :meth:`GradRecorder.close`, also on error.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -27,7 +29,7 @@ import torch
 from ..graph import TensorSummary
 from .records import Collected
 from .store import TensorStore, transformed
-from .summary import meta_from
+from .summary import meta_from, meta_of
 
 ACCUMULATE_GRAD = "AccumulateGrad"
 _vector_norm = torch.linalg.vector_norm
@@ -228,9 +230,19 @@ def summaries_of(meta: dict[int, tuple[GradMeta, ...]]) -> dict[int, tuple[Tenso
                 continue
             s = meta_from(m[0], m[1], m[2], m[3], m[5])
             value = next(values) if m[4] is not None else None
-            row.append(s if value is None else s.with_norm(value))
+            row.append(s if value is None else s.with_norm(value) if math.isfinite(value) else _nonfinite(s, value))
         out[i] = tuple(row)
     return out
+
+
+NAN_NORM = "norm NaN: a NaN in this gradient (its values were not kept to count them)"
+INF_NORM = "norm inf: ±Inf in this gradient, or finite values so big that their squares overflow"
+
+
+def _nonfinite(s: TensorSummary, norm: float) -> TensorSummary:
+    """A hook's norm that is not finite, and what it tells (the wire sends the norm as null): NaN
+    and ±Inf are not counted where the gradient is not kept, but a NaN norm means a NaN."""
+    return replace(s, norm=norm, note=NAN_NORM if math.isnan(norm) else INF_NORM)
 
 
 def _value(norm: torch.Tensor) -> float | None:
@@ -246,12 +258,21 @@ def grad_meta(g: torch.Tensor | None) -> GradMeta:
     if g is None:
         return None
     numeric = g.dtype.is_floating_point or g.dtype.is_complex
-    if not numeric or not g.numel() or g.is_meta or transformed(g):  # a vmap's batched gradient: no norm
-        norm = None
-    elif g.layout != torch.strided:  # a sparse gradient (nn.Embedding(sparse=True)): its stored values
-        norm = _vector_norm(g.coalesce().values()) if g.layout == torch.sparse_coo else None
-    elif g.dtype in _HALF:  # in float32: a float16 norm overflows at 65504 (and it is faster)
-        norm = _vector_norm(g, dtype=torch.float32)
-    else:
-        norm = _vector_norm(g)
-    return (tuple(g.shape), g.dtype, g.device, g.numel(), norm, _LAYOUTS.get(g.layout, str(g.layout)))
+    try:  # free unless it raises (zero-cost exceptions): a nested tensor's shape and norm
+        if not numeric or not g.numel() or g.is_meta or transformed(g):  # a vmap's batched gradient: no norm
+            norm = None
+        elif g.layout != torch.strided:  # sparse (nn.Embedding(sparse=True)), jagged: its stored values
+            norm = _vector_norm(g.coalesce().values() if g.layout == torch.sparse_coo else g.values())
+            s = meta_of(g)  # a jagged tensor's ragged dim: -1, not a symbolic size JSON cannot take
+            return (s.shape, g.dtype, g.device, s.numel, norm, s.layout)
+        elif g.dtype in _HALF:  # in float32: a float16 norm overflows at 65504 (and it is faster)
+            norm = _vector_norm(g, dtype=torch.float32)
+        else:
+            norm = _vector_norm(g)
+        return (tuple(g.shape), g.dtype, g.device, g.numel(), norm, _LAYOUTS.get(g.layout, str(g.layout)))
+    except (RuntimeError, NotImplementedError):
+        if not g.is_nested:
+            raise
+    # a nested tensor of strided layout: reading its shape raises (ragged dims), and so does vector_norm
+    s = meta_of(g)
+    return (s.shape, g.dtype, g.device, s.numel, _vector_norm(g.values()) if numeric else None, s.layout)
