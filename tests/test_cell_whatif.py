@@ -166,6 +166,17 @@ def test_apply_keeps_requires_grad_changes_in_a_cell(shell: InteractiveShell) ->
     assert all(torch.equal(v.grad, grads[k]) for k, v in ns["model"].named_parameters())  # the rest put back
 
 
+def test_apply_on_a_cell_rerun_that_raises_keeps_nothing(shell: InteractiveShell) -> None:
+    # A failed run leaves the user's objects as they were (DESIGN §7): the frozen bias was kept.
+    shell.run_cell("torch.manual_seed(0)\nx = torch.randn(3, requires_grad=True)\nmodel = nn.Linear(3, 1)")
+    dbg = run(shell, "assert model.bias.requires_grad, 'bias frozen'\nloss = model(x).sum()\nloss.backward()")
+    before = snapshot(shell.user_ns)
+    with pytest.raises(gs.RerunError, match="bias frozen"):
+        dbg.rerun(requires_grad={"x": False, "model.bias": False}, apply=True)
+    assert shell.user_ns["model"].bias.requires_grad and shell.user_ns["x"].requires_grad
+    assert same(snapshot(shell.user_ns), before) and len(dbg.history) == 1
+
+
 def test_toggles_reach_a_layer_the_cell_puts_in_the_users_model(shell: InteractiveShell) -> None:
     shell.run_cell("torch.manual_seed(0)\nx = torch.randn(4, 3)\nnet = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 1))")
     dbg = run(shell, "net[1] = nn.Linear(4, 1)\nloss = net(x).sum()\nloss.backward()")

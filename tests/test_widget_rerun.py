@@ -108,6 +108,23 @@ def test_a_cell_offers_only_tensor_variables_and_refuses_others_up_front(shell: 
         assert dbg.status == "ready" and dbg.graph is shown and len(dbg.history) == 1
 
 
+def test_detach_true_is_refused_in_the_toggles_own_words() -> None:
+    # The cell check after a ToggleError unpacked detach: a TypeError hid the message.
+    _, _, dbg = _debugger()
+    with pytest.raises(ToggleError, match=r"detach must be a list of names.*got True"):
+        dbg.rerun(detach=True)  # type: ignore[arg-type]
+    assert dbg.status == "ready" and len(dbg.history) == 1
+
+
+def test_a_cell_variable_detached_by_a_bare_string_is_named_whole(shell: InteractiveShell) -> None:
+    shell.run_cell("torch.manual_seed(0)\nmodel = nn.Linear(4, 1)\nx = torch.randn(6, 4)", store_history=False)
+    dbg = shell.run_cell("%%gradsight\nscale = 3\nloss = (model(x) * scale).sum()\n", store_history=False).result
+    with pytest.raises(ToggleError, match="scale is int, not a tensor"):  # not split into 's', 'c', ...
+        dbg.rerun(detach="scale")
+    with pytest.raises(ToggleError, match="detach must be a list of names"):
+        dbg.rerun(detach=True)
+
+
 def _sgd_step(model: nn.Module, x: torch.Tensor) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     model(x).pow(2).sum().backward()

@@ -43,6 +43,7 @@ class ViewWrites(traitlets.HasTraits):
         _closed: bool
 
         def _detachable(self) -> list[str]: ...
+        def _aliases(self) -> dict[str, str]: ...
         def _display(self, record: RunRecord) -> None: ...
         def _update_diff(self) -> None: ...
 
@@ -112,7 +113,7 @@ class ViewWrites(traitlets.HasTraits):
                 raise ToggleError(f"pending toggles must be a dict with keys {', '.join(NO_PENDING)}")
             make_toggles(**value, leaves=[*(leaf.name for leaf in controls.leaves), *in_graph],
                          modules=controls.modules, variables=controls.variables,
-                         nodes=self._detachable())  # fmt: skip
+                         nodes=self._detachable(), aliases=self._aliases())  # fmt: skip
         except (ToggleError, TypeError) as e:
             self.error = f"toggles not accepted: {e}"
             self._write("pending", change["old"])

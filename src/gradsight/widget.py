@@ -124,13 +124,14 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
         return result
 
     def rerun(self, requires_grad: dict[str, bool] | None = None, no_grad: bool | list[str] = False,
-              inference_mode: bool | list[str] = False, detach: list[str] | tuple[str, ...] = (),
+              inference_mode: bool | list[str] = False, detach: str | list[str] | tuple[str, ...] = (),
               apply: bool = False) -> Graph:  # fmt: skip
         """Re-run with what-if toggles and return the new graph (also shown, with a diff against the
         run shown before: ``dbg.current``, any run of ``dbg.history``).
 
-        ``requires_grad`` maps leaves or module paths to a flag; ``no_grad`` / ``inference_mode`` are
-        ``True`` (whole step) or module paths; ``detach`` lists module paths (or a cell's tensor variables).
+        ``requires_grad`` maps leaves (a tied weight under any of its paths) or module paths to a flag;
+        ``no_grad`` / ``inference_mode`` are ``True`` (whole step) or module paths; ``detach`` lists module
+        paths (or a cell's tensor variables; one may be given as a str).
         The user's objects are restored afterwards unless ``apply=True`` (requires_grad changes stay).
         When the parameters or inputs changed since the run shown (an optimizer step), that run is
         made again on them first, and the diff compares with it: the toggles alone; both graphs say so.
@@ -144,11 +145,14 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
             toggles = make_toggles(
                 requires_grad=requires_grad, no_grad=no_grad, inference_mode=inference_mode, detach=detach,
                 apply=apply, leaves=[*(leaf.name for leaf in controls.leaves), *in_graph], modules=controls.modules,
-                variables=controls.variables, nodes=self._detachable(),
+                variables=controls.variables, nodes=self._detachable(), aliases=self._aliases(),
             )  # fmt: skip
         except ToggleError:
             not_a_tensor = getattr(self._target, "not_a_tensor", None)  # a cell's `k = 3`: say so
-            named = [*(requires_grad if isinstance(requires_grad, dict) else ()), *(detach or ())]
+            # detach="k" names one variable; detach=True is refused by make_toggles, in its own words
+            cut: Any = detach  # any value from Python: make_toggles said what it takes
+            detached = [cut] if isinstance(cut, str) else cut if isinstance(cut, (list, tuple, set, frozenset)) else ()
+            named = [*(requires_grad if isinstance(requires_grad, dict) else ()), *detached]
             why = not_a_tensor([n for n in named if isinstance(n, str)]) if not_a_tensor is not None else None
             if why is not None:
                 raise ToggleError(why) from None
@@ -159,6 +163,11 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
         if not self.graph.controls.detach_nodes:
             return []
         return [n.id for n in self.graph.nodes if n.kind != "leaf"]
+
+    def _aliases(self) -> dict[str, str]:
+        """The other paths of shared parameters (tied weights) toggles may name → the leaf name each is
+        shown under; none for a tensor's graph."""
+        return dict(self._target.aliases()) if self._target is not None else {}
 
     def why(self, leaf: str) -> Why:
         """Why ``leaf`` (a parameter or input name) got no gradient, or a zero one, in the run shown."""

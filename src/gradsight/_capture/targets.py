@@ -22,7 +22,7 @@ from . import why as why_mod
 from .followed import model_names
 from .guard import ModuleGuard, NamespaceGuard
 from .live_step import Autocast, Replay, Versions, autocast_state, replaying_autocast, versions
-from .names import leaf_names_from_params, module_names
+from .names import leaf_aliases, leaf_names_from_params, module_names
 from .outputs import flatten_tensors
 from .run import RunResult, RunSpec, _tracked_parameters, run
 from .whatif import BIND, DETACH, FOLLOW, CellBinds, WhatIf, detach_variable
@@ -62,6 +62,8 @@ class Target(Protocol):
 
     def leaves(self) -> Mapping[str, torch.Tensor | None]: ...
 
+    def aliases(self) -> Mapping[str, str]: ...
+
     def controls(self, graph: Graph) -> Controls: ...
 
     def trace(self, name: str, toggles: Toggles) -> Why | None: ...
@@ -81,7 +83,9 @@ def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None =
     """Add what the view needs for what-ifs: controls, and why leaves got no gradient (``failure``:
     the run's backward raised this traceback; ``inside``: :attr:`RunFacts.in_checkpoint`)."""
     traceable = not isinstance(target, TensorTarget)
-    missing = why_mod.explain_all(target.leaves(), toggles, graph, traceable) if graph.nodes or graph.message else ()
+    aliases = target.aliases() if toggles.requires_grad else {}  # only requires_grad toggles read them
+    missing = (why_mod.explain_all(target.leaves(), toggles, graph, traceable, aliases)
+               if graph.nodes or graph.message else ())  # fmt: skip
     if failure:
         missing = tuple(_failed(w.name, graph, failure) or w for w in missing)
     missing = tuple(w for w in missing if w.name not in (inside or {}))
@@ -117,9 +121,14 @@ def _failed(name: str, graph: Graph, failure: str) -> Why | None:
 
 def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: str | None = None,
             inside: Mapping[str, float] | None = None) -> Why:  # fmt: skip
-    """Why ``name`` got no gradient (or a zero one) in ``graph`` (``inside``: :attr:`RunFacts.in_checkpoint`)."""
-    leaves = target.leaves()
+    """Why ``name`` got no gradient (or a zero one) in ``graph`` (``inside``: :attr:`RunFacts.in_checkpoint`).
+    Another path of a shared parameter (``head.weight`` tied to ``emb.weight``) is answered for the name
+    the graph shows it under."""
+    leaves, aliases = target.leaves(), target.aliases()
     known = {n.leaf.name for n in graph.nodes if n.leaf is not None and n.leaf.name}
+    shown = aliases.get(name) if name not in leaves and name not in known else None
+    if shown is not None:
+        return _as_alias(name, shown, graph, explain(target, graph, toggles, shown, failure, inside))
     if name not in leaves and name not in known:
         raise KeyError(f"no leaf named {name!r}; leaves: {', '.join(sorted(set(leaves) | known)) or '(none)'}")
     failed = _failed(name, graph, failure) if failure else None
@@ -140,7 +149,8 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
         if off is not None and value is not None and value.grad_fn is None and not value.requires_grad:
             return Why(name, *off)
     traceable = not isinstance(target, TensorTarget)
-    quick = why_mod.quick(name, leaves.get(name), toggles, graph, traceable=traceable)
+    others = why_mod.other_names(leaves, aliases).get(name, ())
+    quick = why_mod.quick(name, leaves.get(name), toggles, graph, traceable=traceable, others=others)
     if quick is not None and quick.reason == "unknown" and not graph.nodes:
         # no graph at all, which says nothing of this leaf: where its own path breaks is what a trace finds
         traced = target.trace(name, toggles)
@@ -211,6 +221,9 @@ class TensorTarget:
     def leaves(self) -> Mapping[str, torch.Tensor | None]:
         return dict(self.names)
 
+    def aliases(self) -> Mapping[str, str]:
+        return {}
+
     def controls(self, graph: Graph) -> Controls:
         return Controls(rerun=False, note=NO_RERUN)
 
@@ -240,6 +253,10 @@ class RunnableTarget:
 
     def leaves(self) -> Mapping[str, torch.Tensor | None]:
         return {name: t for t, name in self.spec.leaf_names.items()}
+
+    def aliases(self) -> Mapping[str, str]:
+        """The other paths of shared parameters (tied weights) → the name each is shown under."""
+        return leaf_aliases(self.spec.modules, self.spec.leaf_names)
 
     def controls(self, graph: Graph) -> Controls:
         in_graph = {n.leaf.name for n in graph.nodes if n.leaf is not None and n.leaf.name}
@@ -278,7 +295,8 @@ def as_tensor_map(values: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 
 
 Forward = Callable[[], list[torch.Tensor]]  # a re-run for a taint trace; returns the roots
-_Applied = tuple[dict[str, Any], dict[str, str], Any, CellBinds]  # ns, statements after assignments, context, binder
+# ns, statements after assignments, context, binder, the what-if on the user's objects
+_Applied = tuple[dict[str, Any], dict[str, str], Any, CellBinds, WhatIf]
 
 
 @dataclass
@@ -311,9 +329,10 @@ class CellTarget:
     @contextmanager
     def _applied(self, toggles: Toggles, follow: Mapping[str, torch.nn.Parameter] | None = None,
                  track: str | None = None) -> Iterator[_Applied]:  # fmt: skip
-        """The re-run's namespace, its inserted statements, the forward's context and the binder,
-        inside the guards, with ``toggles`` applied; ``apply`` keeps the requires_grad flips of the
-        user's objects once the guard has put everything back; toggles of the tensor variables the
+        """The re-run's namespace, its inserted statements, the forward's context, the binder and the
+        what-if, inside the guards, with ``toggles`` applied; ``apply`` keeps the requires_grad flips of
+        the user's objects once the guard has put everything back, unless the caller said the run
+        failed (:meth:`WhatIf.discard`: the cell caught its error); toggles of the tensor variables the
         cell assigns are statements inserted after the assignments (a trace re-runs with them too).
         ``track``: a variable the cell assigns whose every new value a taint trace follows
         (``taint.follow``, before that variable's own toggles)."""
@@ -355,7 +374,7 @@ class CellTarget:
         held = [n for n in used if isinstance(self.ns.get(n), torch.nn.Module)]
         binds = ns[BIND] = CellBinds(toggles, ns, self.ns, held, follow, leaves)
         with fork_rng(self), NamespaceGuard(self.ns, used), ModuleGuard(), whatif.applied(), binds:  # see guard.py
-            yield ns, after, whatif.forward(), binds
+            yield ns, after, whatif.forward(), binds, whatif
         if toggles.apply:  # NamespaceGuard put requires_grad back with everything else
             whatif.keep()
 
@@ -363,9 +382,11 @@ class CellTarget:
         from .cell import run_cell
         from .run import _format
 
-        with self._applied(toggles) as (ns, after, context, binds):
+        with self._applied(toggles) as (ns, after, context, binds, whatif):
             result = run_cell(self.code, ns, self.compile_fn, self.budget, after, context)
             missed = binds.missed()
+            if result.error is not None:  # the cell raised: apply keeps nothing (DESIGN §7)
+                whatif.discard()
         if result.error is not None:
             text = _format(result.error)
             if "does not require grad and does not have a grad_fn" in str(result.error) and not toggles.empty:
@@ -380,6 +401,19 @@ class CellTarget:
         notes = tuple(_MISSED.format(name=name, keys=", ".join(keys)) for name, keys in missed)
         result.captured.graph = replace(graph, notes=(*graph.notes, *notes))
         return RunResult(result.captured)
+
+    def aliases(self) -> Mapping[str, str]:
+        """The other paths of shared parameters (tied weights) in the modules the cell reads → the
+        name each is shown under (``model.head.weight`` → ``model.emb.weight``)."""
+        from .cell import cell_names
+
+        out: dict[str, str] = {}
+        for name in sorted(cell_names(self.code)[0]):
+            value = self.ns.get(name)
+            if isinstance(value, torch.nn.Module):
+                found = leaf_aliases(module_names(value), leaf_names_from_params(value))
+                out.update({f"{name}.{path}": f"{name}.{shown}" for path, shown in found.items()})
+        return out
 
     def leaves(self) -> Mapping[str, torch.Tensor | None]:
         """The leaves the cell reads, and those it creates (``a = torch.randn(3, requires_grad=True)``:
@@ -442,7 +476,7 @@ class CellTarget:
 
         def forward(follow: dict[str, torch.nn.Parameter], track: str | None = None) -> Forward:
             def cell() -> list[torch.Tensor]:
-                with self._applied(replace(toggles, apply=False), follow=follow, track=track) as (ns, after, c, b):
+                with self._applied(replace(toggles, apply=False), follow=follow, track=track) as (ns, after, c, b, _):
                     running[0] = ns
                     run_cell(self.code, ns, self.compile_fn, 0, after, c)
                     seen.update(followed=name in b.followed, rebound=ns.get(owner) is not self.ns.get(owner))
@@ -514,6 +548,10 @@ class LiveTarget:
 
     def leaves(self) -> Mapping[str, torch.Tensor | None]:
         return {name: t for t, name in self._names()[1].items()}
+
+    def aliases(self) -> Mapping[str, str]:
+        """The other paths of shared parameters (tied weights), as the model is now."""
+        return leaf_aliases(*self._names())
 
     def controls(self, graph: Graph) -> Controls:
         modules, names = self._names()

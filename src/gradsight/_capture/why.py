@@ -13,7 +13,7 @@ the node after which the gradient toward the leaf is zero (a dead ReLU, a zero m
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import torch
 
@@ -23,17 +23,23 @@ from ..toggles import Toggles
 
 def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph,
           leaf_nodes: dict[str, Node] | None = None, origins: Starts | None = None,
-          traceable: bool = True) -> Why | None:  # fmt: skip
+          traceable: bool = True, others: Collection[str] = ()) -> Why | None:  # fmt: skip
     """An explanation from what is known without running anything, or None. ``origins``: the
     graph's :class:`Starts`, shared when several leaves are explained at once. ``traceable``: why()
-    can trace where a path breaks (a re-run), so messages may send the user there."""
+    can trace where a path breaks (a re-run), so messages may send the user there. ``others``: the
+    leaf's other names (:func:`other_names`), whose toggles apply to it too."""
     node = (leaf_nodes if leaf_nodes is not None else leaf_node_index(graph)).get(name)
     if node is not None:
         return _in_graph(name, node, graph, origins or Starts(graph))
-    flipped = _flipped(name, toggles)
+    flip = _flip(name, toggles, others)
+    flipped = flip[2] if flip is not None else None
     if flipped is False or (leaf is not None and not leaf.requires_grad):
-        if flipped is False:
+        if flip is not None and flipped is False:
             how, fix = "this re-run's requires_grad toggle set it off", "Turn the toggle off to get the gradient back."
+            key, under = flip[0], flip[1]
+            if under != name:  # set under another of its names
+                how = (f"this re-run's requires_grad toggle on {key} set it off ({name} is also {under}: one "
+                       "tensor under both names, a tied weight or a module reached two ways)")  # fmt: skip
         elif isinstance(leaf, torch.nn.Parameter):
             how = "it has requires_grad=False (a frozen parameter)"
             fix = "Set requires_grad=True (or unfreeze its module) to train it."
@@ -88,12 +94,45 @@ def cutting_toggles(toggles: Toggles) -> str:
     return " and ".join(parts)
 
 
-def _flipped(name: str, toggles: Toggles) -> bool | None:
-    """The requires_grad toggle that applies to ``name``: its own, or its innermost module's."""
-    if name in toggles.requires_grad:
-        return toggles.requires_grad[name]
-    owners = [m for m in toggles.requires_grad if name.startswith(m + ".")]
-    return toggles.requires_grad[max(owners, key=len)] if owners else None
+def _flipped(name: str, toggles: Toggles, others: Collection[str] = ()) -> bool | None:
+    """The requires_grad toggle that applies to ``name``'s tensor (:func:`_flip`), or None."""
+    flip = _flip(name, toggles, others)
+    return flip[2] if flip is not None else None
+
+
+def _flip(name: str, toggles: Toggles, others: Collection[str] = ()) -> tuple[str, str, bool] | None:
+    """(toggle key, the leaf's name under it, value) of the requires_grad toggle that applies to
+    ``name``'s tensor, under ``name`` or any of its ``others`` (tied weights: ``head`` freezes
+    ``emb.weight`` when ``head.weight`` is it): its own entry, else its innermost module's; where
+    several apply, the one ``WhatIf.flips`` sets last."""
+    names = (name, *others)
+    own = [(n, n, v) for n, v in toggles.requires_grad.items() if n in names]
+    if own:
+        return own[-1]
+    owners = [(m, n, v) for m, v in toggles.requires_grad.items() for n in names if n.startswith(m + ".")]
+    return sorted(owners, key=lambda owner: len(owner[0]))[-1] if owners else None
+
+
+def other_names(names: Mapping[str, torch.Tensor | None], aliases: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """Leaf name → its tensor's other names: the other paths of a shared parameter (``aliases``:
+    path → the name it is shown under, as ``names.leaf_aliases`` gives them) and the other names in
+    ``names`` of the same tensor (a cell's ``L.weight`` and ``A.0.weight``).
+
+    >>> w = torch.zeros(1)
+    >>> other_names({"emb.weight": w, "x": None}, {"head.weight": "emb.weight"})
+    {'emb.weight': ('head.weight',)}
+    """
+    groups: dict[int, list[str]] = {}  # a tensor's names
+    for name, t in names.items():
+        if t is not None:
+            groups.setdefault(id(t), []).append(name)
+    for alias, shown in aliases.items():
+        t = names.get(shown)
+        group = groups.get(id(t)) if t is not None else None
+        if group is not None and alias not in group:
+            group.append(alias)
+    return {name: tuple(n for n in group if n != name) for group in groups.values() if len(group) > 1
+            for name in group if name in names}  # fmt: skip
 
 
 def _scoped(name: str, toggles: Toggles) -> tuple[WhyReason, str] | None:
@@ -311,14 +350,16 @@ def needs_explaining(node: Node) -> bool:
 
 
 def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, graph: Graph,
-                traceable: bool = True) -> tuple[Why, ...]:  # fmt: skip
+                traceable: bool = True, aliases: Mapping[str, str] | None = None) -> tuple[Why, ...]:  # fmt: skip
     """Quick explanations for every named leaf that got no gradient (or a zero one) in ``graph``.
 
     A tensor is explained once, whatever its names: one the graph shows under another name (a module
     reachable as ``L`` and ``A[0]``, a for loop's variable) is not missing. Without a backward in the
     run, a parameter outside the graph is no missing gradient either (nothing got one: a cell that
-    reads one layer's weight does not miss the others'). ``traceable``: see :func:`quick`."""
+    reads one layer's weight does not miss the others'). ``traceable``: see :func:`quick`; ``aliases``:
+    the other paths of shared parameters (:func:`other_names`), whose toggles apply to them too."""
     out = []
+    others = other_names(names, aliases or {}) if toggles.requires_grad else {}  # what _flipped reads
     leaf_nodes = leaf_node_index(graph)
     origins = Starts(graph)
     drawn = {id(t) for name, t in names.items() if t is not None and name in leaf_nodes}
@@ -341,10 +382,10 @@ def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, grap
             node is None
             and not backward_ran
             and isinstance(leaf, torch.nn.Parameter)
-            and _flipped(name, toggles) is None
+            and _flipped(name, toggles, others.get(name, ())) is None
         ):
             continue
-        why = quick(name, leaf, toggles, graph, leaf_nodes, origins, traceable)
+        why = quick(name, leaf, toggles, graph, leaf_nodes, origins, traceable, others.get(name, ()))
         out.append(why or Why(name, "unknown", _generic(name, toggles, graph, traceable, backward_ran)))
     return tuple(out)
 
