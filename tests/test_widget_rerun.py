@@ -179,3 +179,20 @@ def test_a_rerun_runs_under_the_autocast_the_debugger_was_made_in() -> None:
     assert [n.id for n in graph.nodes] == [n.id for n in first.nodes]
     assert graph.run.loss == first.run.loss == pytest.approx(reference.item())
     assert dbg.diff is not None and not dbg.diff["added"] and not dbg.diff["removed"]
+
+
+def test_a_layer_appended_since_the_last_run_can_be_toggled_at_once() -> None:
+    # The toggles were checked against the last graph's controls: the new layer only after a plain rerun().
+    model, _, dbg = _debugger()
+    model.append(nn.Linear(2, 1))
+    graph = dbg.rerun(requires_grad={"3.weight": False})
+    assert "3" in graph.controls.modules
+    assert [w.name for w in graph.missing] == ["3.weight"]
+    assert "3.bias" in {n.leaf.name for n in graph.leaves if n.leaf is not None}
+    model.append(nn.Linear(1, 1))  # the view's toggles are checked the same way
+    dbg.set_state({"pending": {**gs.widget.NO_PENDING, "requires_grad": {"4.bias": False}}})
+    assert dbg.pending["requires_grad"] == {"4.bias": False} and dbg.error == ""
+    model.append(nn.LazyLinear(1))  # a run would initialize it: refused, saying why, nothing run
+    with pytest.raises(gs.RerunError, match="lazy modules"):
+        dbg.rerun(requires_grad={"5.weight": False})
+    assert dbg.status == "ready" and len(dbg.history) == 3  # the first run, made again, and the toggled one

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import traitlets
 
+from .runs import RerunError
 from .toggles import ToggleError, Toggles, make_toggles
 
 if TYPE_CHECKING:
@@ -42,8 +43,7 @@ class ViewWrites(traitlets.HasTraits):
         _runs: RunHistory
         _closed: bool
 
-        def _detachable(self) -> list[str]: ...
-        def _aliases(self) -> dict[str, str]: ...
+        def _nameable(self) -> dict[str, Any]: ...
         def _display(self, record: RunRecord) -> None: ...
         def _update_diff(self) -> None: ...
 
@@ -106,15 +106,11 @@ class ViewWrites(traitlets.HasTraits):
             self.error = "this debugger is closed: toggles cannot be set; create a new one with gradsight.debugger(...)"
             self._write("pending", change["old"])
             return
-        controls = self.graph.controls
-        in_graph = [n.leaf.name for n in self.graph.nodes if n.leaf is not None and n.leaf.name]
         try:
             if not isinstance(value, dict) or set(value) - set(NO_PENDING):
                 raise ToggleError(f"pending toggles must be a dict with keys {', '.join(NO_PENDING)}")
-            make_toggles(**value, leaves=[*(leaf.name for leaf in controls.leaves), *in_graph],
-                         modules=controls.modules, variables=controls.variables,
-                         nodes=self._detachable(), aliases=self._aliases())  # fmt: skip
-        except (ToggleError, TypeError) as e:
+            make_toggles(**value, **self._nameable())
+        except (ToggleError, TypeError, RerunError) as e:  # RerunError: a lazy layer appended since
             self.error = f"toggles not accepted: {e}"
             self._write("pending", change["old"])
 

@@ -139,14 +139,9 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
         graph stays shown, with the traceback).
         """
         self._check_open("rerun")
-        controls = self.graph.controls
-        in_graph = [n.leaf.name for n in self.graph.nodes if n.leaf is not None and n.leaf.name]
         try:
-            toggles = make_toggles(
-                requires_grad=requires_grad, no_grad=no_grad, inference_mode=inference_mode, detach=detach,
-                apply=apply, leaves=[*(leaf.name for leaf in controls.leaves), *in_graph], modules=controls.modules,
-                variables=controls.variables, nodes=self._detachable(), aliases=self._aliases(),
-            )  # fmt: skip
+            toggles = make_toggles(requires_grad=requires_grad, no_grad=no_grad, inference_mode=inference_mode,
+                                   detach=detach, apply=apply, **self._nameable())  # fmt: skip
         except ToggleError:
             not_a_tensor = getattr(self._target, "not_a_tensor", None)  # a cell's `k = 3`: say so
             # detach="k" names one variable; detach=True is refused by make_toggles, in its own words
@@ -159,15 +154,20 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
             raise
         return self._rerun(toggles)
 
-    def _detachable(self) -> list[str]:
-        if not self.graph.controls.detach_nodes:
-            return []
-        return [n.id for n in self.graph.nodes if n.kind != "leaf"]
-
-    def _aliases(self) -> dict[str, str]:
-        """The other paths of shared parameters (tied weights) toggles may name → the leaf name each is
-        shown under; none for a tensor's graph."""
-        return dict(self._target.aliases()) if self._target is not None else {}
+    def _nameable(self) -> dict[str, Any]:
+        """What toggles may name, as :func:`make_toggles` takes it: the leaves, modules and variables
+        of what a re-run runs now — a layer appended or a parameter replaced since the run shown is
+        named at once, not after one more re-run (the target's controls; the graph's without one) —
+        and the run shown's leaves and nodes; the other paths of shared parameters (tied weights) → the
+        leaf name each is shown under. Raises :class:`RerunError` when the model cannot run now (a lazy
+        layer appended)."""
+        graph = self.graph
+        controls = self._target.controls(graph) if self._target is not None else graph.controls
+        in_graph = [n.leaf.name for n in graph.nodes if n.leaf is not None and n.leaf.name]
+        nodes = [n.id for n in graph.nodes if n.kind != "leaf"] if graph.controls.detach_nodes else []
+        return {"leaves": [*(leaf.name for leaf in controls.leaves), *in_graph], "modules": controls.modules,
+                "variables": controls.variables, "nodes": nodes,
+                "aliases": dict(self._target.aliases()) if self._target is not None else {}}  # fmt: skip
 
     def why(self, leaf: str) -> Why:
         """Why ``leaf`` (a parameter or input name) got no gradient, or a zero one, in the run shown."""

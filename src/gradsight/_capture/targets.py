@@ -259,6 +259,9 @@ class RunnableTarget:
         return leaf_aliases(self.spec.modules, self.spec.leaf_names)
 
     def controls(self, graph: Graph) -> Controls:
+        """The model as it is now (:meth:`RunSpec.rescope`): a layer appended since the last run can be
+        toggled at once. Raises :class:`RerunError` for a lazy layer appended since."""
+        self.spec.rescope()
         in_graph = {n.leaf.name for n in graph.nodes if n.leaf is not None and n.leaf.name}
         leaves = tuple(LeafControl(name, bool(t.requires_grad), name in in_graph) for name, t in self.leaves().items()
                        if t is not None)  # fmt: skip
