@@ -196,3 +196,16 @@ def test_a_layer_appended_since_the_last_run_can_be_toggled_at_once() -> None:
     with pytest.raises(gs.RerunError, match="lazy modules"):
         dbg.rerun(requires_grad={"5.weight": False})
     assert dbg.status == "ready" and len(dbg.history) == 3  # the first run, made again, and the toggled one
+
+
+def test_a_parameter_replaced_since_the_run_is_a_parameter_change_not_an_input_edit() -> None:
+    # facts() read the names of the last run: the replaced weight counted as an input written in place.
+    model, _, dbg = _debugger()
+    shown = dbg._runs.get(0)
+    assert shown is not None and shown.facts is not None
+    model[0].weight = nn.Parameter(torch.randn(8, 4))
+    assert dbg._target.changed(shown.facts) == ("parameters",)  # asked before anything else rescoped
+    graph = dbg.rerun(requires_grad={"0.weight": False})
+    assert any("parameters changed since run 0" in n for n in graph.notes)
+    assert not any("inputs" in n for n in graph.notes)
+    assert dbg.diff is not None and dbg.diff["lost_grad"] == ["0.weight"]

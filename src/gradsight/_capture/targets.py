@@ -283,9 +283,11 @@ class RunnableTarget:
         return taint.trace(name, leaf, under_autocast, taint.namer_of(self.spec.modules))
 
     def facts(self, graph: Graph) -> RunFacts:
+        """What a run now runs on: the model as it is now (:meth:`RunSpec.rescope`: a parameter
+        replaced since is a parameter, not an input) and the batch, or the function's tensors."""
+        self.spec.rescope()
         parameters = list(_tracked_parameters(self.spec.modules))  # not the weights Embedding(max_norm) edits
-        ids = {id(p) for _, m in self.spec.modules for p in m.parameters(recurse=False)}
-        inputs = [t for t in self.spec.leaf_names if id(t) not in ids]  # named inputs, the function's tensors
+        inputs = [t for _, t in self.spec.inputs]
         return RunFacts(None, versions(parameters), versions(inputs), dict(self.spec.in_checkpoint))
 
     def changed(self, since: RunFacts) -> tuple[str, ...]:
