@@ -126,3 +126,26 @@ def test_a_live_rerun_replays_the_steps_autocast() -> None:
         graph = dbg.rerun()
     assert not graph.find("ToCopyBackward0") and [n.id for n in graph.nodes] == [n.id for n in plain.nodes]
     dbg.close()
+
+
+class Shifted(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        return self.lin(x) + shift
+
+
+def test_a_step_whose_inputs_include_an_inference_tensor_is_recorded_and_re_runs() -> None:
+    # Its version counter was read for what the step ran on: the step was not recorded.
+    torch.manual_seed(0)
+    model, x = Shifted(), torch.randn(6, 4)
+    with torch.inference_mode():
+        shift = torch.randn(6, 3)
+    dbg = gs.debugger(model)
+    model(x, shift).pow(2).sum().backward()
+    assert dbg.graph.run.step == 1 and dbg.error == ""
+    graph = dbg.rerun(requires_grad={"lin.bias": False})
+    assert "lin.bias" in [w.name for w in graph.missing] and not graph.notes
+    dbg.close()

@@ -167,6 +167,19 @@ def test_inputs_the_forward_leaves_alone_get_no_note_inference_tensors_included(
     assert inputs.changed == []
 
 
+def test_a_function_that_reaches_an_inference_tensor_starts_and_re_runs() -> None:
+    # Its version counter was read for the run's facts: "Inference tensors do not track version counter",
+    # and the debugger failed to start.
+    torch.manual_seed(0)
+    model, x = nn.Linear(4, 3), torch.randn(6, 4)
+    with torch.inference_mode():
+        offset = torch.randn(6, 3)  # added, never saved for backward: autograd takes it
+    dbg = gs.debugger(lambda: (model(x) + offset).pow(2).sum())
+    assert dbg.status == "ready" and dbg.error == "" and "model.weight" in leaf_names(dbg.graph)
+    graph = dbg.rerun(requires_grad={"model.bias": False})
+    assert "model.bias" not in leaf_names(graph) and not graph.notes
+
+
 # -- generators held outside the model ---------------------------------------------------------------
 
 NOISE = torch.Generator().manual_seed(11)  # a module-level generator a model's forward draws from

@@ -167,7 +167,7 @@ class InputGuard:
         self._flags = [(t, t.requires_grad) for _, t in inputs if t.is_leaf]
         self.changed: list[str] = []
         for name, t in inputs:
-            version = _version(t)
+            version = version_of(t)
             if version is None:
                 continue
             self._versions.append((name, t, version))
@@ -192,7 +192,7 @@ class InputGuard:
                 t.requires_grad_(requires_grad)
 
 
-def _version(t: torch.Tensor) -> int | None:
+def version_of(t: torch.Tensor) -> int | None:
     """``t``'s version counter; None for a tensor without one (an inference tensor)."""
     if t.is_inference():
         return None

@@ -25,7 +25,7 @@ import torch
 from ..graph import Graph, RunInfo
 from ..inspection import GradStep
 from .finish import build_with_gradients
-from .guard import own_run
+from .guard import own_run, version_of
 from .hooks import GradRecorder
 from .records import Collected
 from .store import TensorStore
@@ -85,8 +85,9 @@ def replaying_autocast(state: tuple[Autocast, bool]) -> Iterator[None]:
 
 def versions(tensors: Sequence[torch.Tensor]) -> Versions:
     """Each tensor's identity and version counter: an optimizer step, ``copy_`` into a batch buffer
-    and any in-place write bump it, so equal versions mean a run now reads the same values."""
-    return tuple((id(t), t._version) for t in tensors)
+    and any in-place write bump it, so equal versions mean a run now reads the same values. Not the
+    tensors without one (an inference tensor: reading it raises; only inference mode writes it)."""
+    return tuple((id(t), v) for t in tensors if (v := version_of(t)) is not None)
 
 
 @dataclass
