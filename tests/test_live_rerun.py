@@ -149,3 +149,40 @@ def test_a_step_whose_inputs_include_an_inference_tensor_is_recorded_and_re_runs
     graph = dbg.rerun(requires_grad={"lin.bias": False})
     assert "lin.bias" in [w.name for w in graph.missing] and not graph.notes
     dbg.close()
+
+
+NOISE = torch.Generator().manual_seed(7)  # a module-level generator the model's forward draws from
+
+
+class Editing(nn.Module):
+    """Halves its input in place and adds noise from a generator outside the model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x /= 2
+        return self.lin(x + 0.1 * torch.randn(x.shape, generator=NOISE))
+
+
+def test_a_live_rerun_tells_an_input_edit_and_puts_back_the_batch_and_outside_generators() -> None:
+    # The live re-run's spec had no inputs and no generators: the edit compounded silently at each
+    # re-run, and each re-run drew new noise from NOISE and left it advanced.
+    torch.manual_seed(0)
+    model, x = Editing(), torch.ones(3, 4)
+    dbg = gs.debugger(model)
+    model(x).pow(2).sum().backward()  # the user's step: x is halved once
+    assert dbg.graph.run.step == 1 and torch.equal(x, torch.full((3, 4), 0.5))
+    state = NOISE.get_state()
+    first = dbg.rerun()
+    assert torch.equal(NOISE.get_state(), state)
+    (note,) = [n for n in first.notes if "in place" in n]
+    assert "this input in place: input." in note and "run another step on a fresh batch" in note
+    assert torch.equal(x, torch.full((3, 4), 0.25))  # the first re-run's edit stays, as any forward's
+    for _ in range(2):
+        graph = dbg.rerun(requires_grad={"lin.bias": False})
+        assert torch.equal(x, torch.full((3, 4), 0.25)) and torch.equal(NOISE.get_state(), state)
+        assert any("re-runs do not compound" in n for n in graph.notes)
+    assert dbg._runs.get(2).graph.run.loss == dbg._runs.get(3).graph.run.loss  # type: ignore[union-attr]
+    dbg.close()

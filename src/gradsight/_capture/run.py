@@ -72,6 +72,7 @@ class RunSpec:
     # are put back after each later run, so re-runs do not compound the edit (guard.InputGuard)
     inputs: list[tuple[str, torch.Tensor]] = field(default_factory=list)
     edited_inputs: dict[int, torch.Tensor] = field(default_factory=dict)
+    fresh: str = "create the debugger again with a fresh batch"  # how the notes say to start from one
     # the functions whose names may hold the random generators the step draws from (the function, the
     # loss, the model's forwards): their states go back after each run (guard.generators_reached)
     reaches: tuple[Callable[..., Any], ...] = ()
@@ -231,14 +232,14 @@ def _inputs_note(spec: RunSpec, inputs: InputGuard) -> str | None:
         return (
             f"The forward edits {'this input' if one else 'these inputs'} in place: {names}. This re-run started "
             "from the values an earlier run left (gradsight puts them back after each re-run, so re-runs do not "
-            f"compound the edit), so its numbers differ from the first run's for that reason too. {fix}, or create "
-            "the debugger again with a fresh batch."
+            f"compound the edit), so its numbers differ from the first run's for that reason too. {fix}, or "
+            f"{spec.fresh}."
         )
     return (
         f"The forward edited {'this input' if one else 'these inputs'} in place: {names}. "
         f"{'It stays' if one else 'They stay'} edited, as after any forward of yours (gradsight copies no batch "
         "before a run), and re-runs start from the edited values, so their numbers differ from this run's. "
-        f"{fix}, or create the debugger again with a fresh batch."
+        f"{fix}, or {spec.fresh}."
     )
 
 

@@ -18,6 +18,7 @@ from ..config import options
 from .guard import one_level_in
 from .modules import is_compiled
 from .names import leaf_names_from_params, module_names
+from .outputs import flatten_tensors
 from .run import RunSpec
 
 
@@ -36,7 +37,7 @@ def spec_for_model(model: torch.nn.Module, inputs: Any, loss: Any, grad_output: 
             names.setdefault(t, name)
         modules = module_names(model)
         _check_materialized(modules)
-        return {"modules": modules, "leaf_names": names, "reaches": _reaches(modules, loss),
+        return {"modules": modules, "leaf_names": names, "reaches": reaches_of(modules, loss),
                 "source_lines": source_lines and not any(is_compiled(m) for _, m in modules)}  # fmt: skip
 
     tensors = [t for t in tree_leaves(inputs) if isinstance(t, torch.Tensor)]
@@ -74,7 +75,7 @@ class Rescope:
         return True
 
 
-def _reaches(modules: Sequence[tuple[str, torch.nn.Module]], loss: Any) -> tuple[Callable[..., Any], ...]:
+def reaches_of(modules: Sequence[tuple[str, torch.nn.Module]], loss: Any) -> tuple[Callable[..., Any], ...]:
     """The loss and the forwards of the model's own classes (not torch's): where a generator the step
     draws from may be named (a module-level ``rng``), for the guard to put its state back."""
     forwards = {type(m).forward: None for _, m in modules if not type(m).__module__.startswith("torch.")}
@@ -105,6 +106,23 @@ def _input_tensors(inputs: Any) -> list[tuple[str, torch.Tensor]]:
     return [(k, v) for k, v in items if isinstance(v, torch.Tensor)]
 
 
+def call_inputs(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[tuple[str, torch.Tensor]]:
+    """The tensors of a call of the model (a live step's), named as a runnable debugger names its
+    inputs: ``input`` (the one argument), ``input[1]``, the keyword; one nested deeper ``the inputs``.
+    Not parameters (a weight passed in is no batch).
+
+    >>> x, mask = torch.ones(2), torch.zeros(2)
+    >>> [name for name, _ in call_inputs((x,), {})], [name for name, _ in call_inputs((x, [x + 1]), {"mask": mask})]
+    (['input'], ['input[0]', 'the inputs', 'mask'])
+    """
+    top = [("input" if len(args) == 1 and not kwargs else f"input[{i}]", v) for i, v in enumerate(args)]
+    named: dict[int, str] = {}
+    for name, v in [*top, *((str(k), v) for k, v in kwargs.items())]:
+        named.setdefault(id(v), name)
+    tensors = {id(t): t for t in flatten_tensors((args, kwargs)) if not isinstance(t, torch.nn.Parameter)}
+    return [(named.get(i, "the inputs"), t) for i, t in tensors.items()]
+
+
 def _check_materialized(modules: Sequence[tuple[str, torch.nn.Module]]) -> None:
     """A lazy module (``nn.LazyLinear``) gets its parameters in its first forward: gradsight's run
     would initialize the user's model — with its own random numbers — so it asks for one forward first."""
@@ -125,7 +143,7 @@ def spec_for_function(fn: Callable[[], Any], loss: Any, grad_output: Any, budget
         owned = {id(t) for _, m in modules for t in (*m._parameters.values(), *m._buffers.values())}  # the guard's
         inputs = [(n, t) for n, t in tensors if id(t) not in owned and not isinstance(t, torch.nn.Parameter)]
         return {"modules": modules, "leaf_names": names, "source_lines": source_lines and not compiled,
-                "retaining": [t for _, t in tensors if not t.is_leaf], "reaches": (fn, *_reaches(modules, loss)),
+                "retaining": [t for _, t in tensors if not t.is_leaf], "reaches": (fn, *reaches_of(modules, loss)),
                 "inputs": inputs}  # fmt: skip
 
     def reached() -> list[int]:  # a global rebound to another model or batch

@@ -25,6 +25,7 @@ from .live_step import Autocast, Replay, Versions, autocast_state, replaying_aut
 from .names import leaf_aliases, leaf_names_from_params, module_names
 from .outputs import flatten_tensors
 from .run import RunResult, RunSpec, _tracked_parameters, run
+from .specs import call_inputs, reaches_of
 from .whatif import BIND, DETACH, FOLLOW, CellBinds, WhatIf, detach_variable
 
 NO_RERUN = (
@@ -515,7 +516,9 @@ class LiveTarget:
     """A live session: a re-run replays the last recorded step's call, with the gradient its output
     received (the model's vector–Jacobian product), so no loss function is needed. Leaves and modules
     are the model's as they are now (a submodule replaced since the debugger attached is named, and
-    the replaced one not kept)."""
+    the replaced one not kept). As a runnable re-run, it tells an in-place edit of the step's inputs
+    (put back after later re-runs: ``edited_inputs`` lasts while the step is the last) and puts back
+    the generators the model's forwards reach by name."""
 
     def __init__(self, session: Any, model: torch.nn.Module, budget: int, source_lines: bool) -> None:
         self.session = session
@@ -523,6 +526,8 @@ class LiveTarget:
         self.budget = budget
         self.source_lines = source_lines
         self.in_checkpoint: dict[str, float] = {}  # the last re-run's (RunSpec.in_checkpoint)
+        # inputs of the last step a re-run saw edited in place: put back after each later re-run (RunSpec)
+        self.edited_inputs: dict[int, torch.Tensor] = {}
 
     def _names(self) -> tuple[list[tuple[str, torch.nn.Module]], dict[torch.Tensor, str]]:
         return model_names(self.model)
@@ -541,8 +546,14 @@ class LiveTarget:
                 return model(*replay.args, **replay.kwargs)
 
         modules, names = self._names()
+        inputs = call_inputs(replay.args, replay.kwargs)
+        held = {id(t) for _, t in inputs}  # an earlier step's batch is let go
+        self.edited_inputs = {i: t for i, t in self.edited_inputs.items() if i in held}
         return RunSpec(call=call, modules=modules, leaf_names=names, grad_output=replay.grads, budget=self.budget,
-                       source_lines=self.source_lines, rng=replay.rng, origin=replay.origin)  # fmt: skip
+                       source_lines=self.source_lines, rng=replay.rng, origin=replay.origin, inputs=inputs,
+                       edited_inputs=self.edited_inputs, reaches=reaches_of(modules, None),
+                       retaining=[t for _, t in inputs if not t.is_leaf],
+                       fresh="run another step on a fresh batch (a re-run replays the last step)")  # fmt: skip
 
     def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
         spec = self._spec()
