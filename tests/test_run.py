@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import gc
 import linecache
 import random
 import warnings
@@ -175,57 +174,6 @@ def test_source_lines_point_at_the_forward_code() -> None:
     assert addmm.source is not None and "run_zoo.py:" in addmm.source and "self.layer2" in addmm.source
     dbg_off = gs.debugger(case.model, inputs=case.inputs, loss=case.loss, source_lines=False)
     assert all(n.source is None for n in dbg_off.graph.nodes)
-
-
-class Double(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, a: torch.Tensor) -> torch.Tensor:
-        return a * 2
-
-    @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
-        return g * 2
-
-
-class Opaque(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.a, self.b, self.c = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 1)
-        self.c.register_full_backward_hook(lambda *args: None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = Double.apply(self.a(x))  # line: Double
-        h = torch.utils.checkpoint.checkpoint(self.b, h, use_reentrant=True)  # line: checkpoint
-        return self.c(h)  # line: hooked
-
-
-def test_nodes_autograd_functions_make_get_the_line_that_applied_them() -> None:
-    # Function.apply never reaches a torch-function mode: the node a custom Function, a reentrant
-    # checkpoint or a full backward hook makes had no line
-    lines = {tag: f"test_run.py:{i}" for i, text in enumerate(linecache.getlines(__file__), 1)
-             for tag in ("Double", "checkpoint", "hooked") if text.rstrip().endswith(f"# line: {tag}")}  # fmt: skip
-    apply = torch.autograd.Function.__dict__["apply"]
-    dbg = gs.debugger(Opaque(), inputs=torch.randn(2, 4), loss=lambda out: out.sum())
-    sources = {n.id: n.source or "" for n in dbg.graph.nodes}
-    assert sources["DoubleBackward#0"].startswith(lines["Double"] + " ")
-    assert sources["CheckpointFunctionBackward#0"].startswith(lines["checkpoint"] + " ")
-    hooks = [s for i, s in sources.items() if "BackwardHookFunctionBackward" in i]
-    assert len(hooks) == 2 and all(s.startswith(lines["hooked"] + " ") for s in hooks)
-    assert sources["a/AddmmBackward0#0"].startswith(lines["Double"] + " ")  # the ops around keep theirs
-    assert sources["c/AddmmBackward0#0"].startswith(lines["hooked"] + " ")
-    assert torch.autograd.Function.__dict__["apply"] is apply  # torch's own again after the run
-
-
-def test_a_live_debugger_leaves_function_apply_as_it_was() -> None:
-    apply = torch.autograd.Function.__dict__["apply"]
-    model = Opaque()
-    dbg = gs.debugger(model)
-    model(torch.randn(2, 4)).sum().backward()
-    assert any(n.name == "DoubleBackward" and n.source for n in dbg.graph.nodes)
-    dbg.close()
-    del dbg
-    gc.collect()
-    assert torch.autograd.Function.__dict__["apply"] is apply
 
 
 NOTEBOOK_CELL = """import torch

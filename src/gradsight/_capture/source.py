@@ -6,12 +6,6 @@ autograd nodes (the sequence counter moved) does it walk up to the first frame o
 gradsight and remember ``(first seq, end seq, file, line)``. The text of the line is looked up
 only when the graph is built.
 
-``autograd.Function.apply`` (a custom Function, a reentrant checkpoint, a full backward hook's
-``BackwardHookFunction``) never reaches a torch-function mode, and its forward runs under no_grad,
-so its node was in no call the mode saw. While a tracker is entered, ``Function.apply`` is wrapped
-(:func:`_apply`): the node takes the sequence number the counter holds when apply starts, so the
-wrapper records ``(seq, seq + 1)`` at the user's line that called apply — at no cost per op.
-
 A warning torch raises from C++ inside an op (``float()`` of a tensor that requires grad, oneDNN
 notes) names the innermost Python frame: with the mode in between, that was this file. In a
 runnable run (``rehome_warnings=True``), while the tracker is entered, warnings are collected
@@ -28,9 +22,7 @@ import linecache
 import os
 import re
 import sys
-import threading
 import warnings
-import weakref
 from types import FrameType
 from typing import Any
 
@@ -42,7 +34,6 @@ from .modules import compiling
 
 _next_seq = torch._C._autograd._get_sequence_nr
 _stack_depth = torch._C._len_torch_function_stack
-_mode_at = torch._C._get_function_stack_at
 _WARNINGS_FILE = warnings.__file__
 _REGISTER_HOOK = torch.Tensor.register_hook
 _INTERNAL_ROOTS = (
@@ -79,7 +70,6 @@ class SourceTracker(TorchFunctionMode):
         self._catch: Any = None
         self._warned: list[tuple[Any, Any, str, int, dict[str, Any] | None]] = []
         self._at_once = _AtOnce(self) if warn_at_once else None
-        self._applies: Any = None  # while entered: a finalizer that stops counting it in _APPLIES.users
 
     def __enter__(self) -> SourceTracker:
         # Only around a forward gradsight runs itself, inside its own `with` (runnable runs): the
@@ -95,16 +85,10 @@ class SourceTracker(TorchFunctionMode):
             warnings.showwarning = self._keep
         elif self._at_once is not None:
             self._at_once.enter()
-        if self._applies is None or not self._applies.alive:
-            # also when the tracker is dropped without __exit__ (a live step takes it off the mode stack)
-            _APPLIES.add()
-            self._applies = weakref.finalize(self, _APPLIES.remove)
         return super().__enter__()  # type: ignore[no-untyped-call,no-any-return]
 
     def __exit__(self, *exc: Any) -> None:
         _leave_mode_stack(self)
-        if self._applies is not None:
-            self._applies()  # once: a finalizer called, or collected, does nothing again
         if self._at_once is not None:
             self._at_once.exit()
         if self._catch is None:
@@ -153,19 +137,6 @@ class SourceTracker(TorchFunctionMode):
                     self._forget_older()
         return out
 
-    def applied(self, seq: int, frame: FrameType | None) -> None:
-        """``Function.apply`` called from ``frame`` makes node ``seq`` (:func:`_apply`)."""
-        if self.stopped or (self._starts and self._starts[-1] > seq):  # keep the records in order
-            return
-        frame = self._user_frame(frame)
-        where = self.origin if frame is None else (frame.f_code.co_filename, frame.f_lineno)
-        if where is not None:
-            self._starts.append(seq)
-            self._ends.append(seq + 1)
-            self._where.append(where)
-            if self._keep_calls is not None and len(self._starts) > self._keep_calls:
-                self._forget_older()
-
     def _forget_older(self) -> None:
         """Drop the older half of what was recorded: a training loop in a cell makes nodes step after
         step, and its last step's are the ones a graph shows (the older ones then have no line)."""
@@ -202,50 +173,6 @@ class SourceTracker(TorchFunctionMode):
         self._ends.clear()
         self._where.clear()
         self._text.clear()  # the file may have changed since (a notebook cell re-run)
-
-
-_FUNCTION_APPLY: Any = torch.autograd.Function.__dict__["apply"]  # a classmethod
-
-
-def _apply(cls: Any, *args: Any, **kwargs: Any) -> Any:
-    """``Function.apply`` while a tracker is entered: tell the trackers on this thread's mode stack
-    (modes are per thread: another thread's applies pass through) which node it makes and where."""
-    if _stack_depth() and not compiling():
-        try:
-            seq, frame = _next_seq(), sys._getframe(1)
-            for i in range(_stack_depth()):
-                mode = _mode_at(i)
-                if isinstance(mode, SourceTracker):
-                    mode.applied(seq, frame)
-        except Exception:  # a line less, never an apply that fails because of gradsight
-            pass
-    return _FUNCTION_APPLY.__func__(cls, *args, **kwargs)
-
-
-class _Applies:
-    """``Function.apply`` is :func:`_apply` while any tracker is entered (in any thread) — from its
-    ``__enter__`` to its ``__exit__``, or until it is collected, for one taken off the mode stack
-    otherwise — and torch's own again after; put back only if no one replaced it meanwhile."""
-
-    def __init__(self) -> None:
-        self.users = 0
-        self.lock = threading.RLock()  # a finalizer may run inside add() (a collection there)
-        self.patched = classmethod(_apply)
-
-    def add(self) -> None:
-        with self.lock:
-            self.users += 1
-            if self.users == 1 and torch.autograd.Function.__dict__.get("apply") is _FUNCTION_APPLY:
-                torch.autograd.Function.apply = self.patched  # type: ignore[method-assign,assignment]
-
-    def remove(self) -> None:
-        with self.lock:
-            self.users -= 1
-            if self.users == 0 and torch.autograd.Function.__dict__.get("apply") is self.patched:
-                torch.autograd.Function.apply = _FUNCTION_APPLY  # type: ignore[method-assign]
-
-
-_APPLIES = _Applies()
 
 
 def _leave_mode_stack(mode: TorchFunctionMode) -> None:
