@@ -58,7 +58,6 @@ class RunSpec:
     mode: str = "runnable"
     keep_all_below: int = 32 * 2**20
     rng: Any = None  # RNG states of the first run: every later run replays them (same dropout masks)
-    versions: list[tuple[torch.Tensor, int]] = field(default_factory=list)  # parameter versions then
     # non-leaf tensors the forward reaches (inputs, the function's names): one that retains its grad
     # (retain_grad(), a saliency map) gets it filled by any backward through it — a run gives it back
     retaining: list[torch.Tensor] = field(default_factory=list)
@@ -79,11 +78,6 @@ class RunSpec:
     # brings modules, leaf_names, inputs, retaining and reaches up to date when the model changed since
     # the last run (a parameter replaced, a layer appended); returns whether it did (specs.Rescope)
     scope: Callable[[RunSpec], bool] | None = None
-
-    def model_changed(self) -> bool:
-        """Were parameters updated (optimizer step, in-place edit) since the first run? (Not counting
-        the weights ``nn.Embedding(max_norm=...)`` renormalizes in every forward, gradsight's too.)"""
-        return any(p._version != v for p, v in self.versions)
 
     def rescope(self) -> bool:
         """Names and modules as the model is now: a parameter replaced after the debugger was made
@@ -112,8 +106,6 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
     keep the tensors of the nodes in ``watch`` (ids). Raises :class:`RefusedToggle` for a toggle the
     run cannot apply, having changed nothing."""
     spec.rescope()
-    if not spec.versions:
-        spec.versions = [(p, p._version) for p in _tracked_parameters(spec.modules)]
     spec.in_checkpoint = {}  # this run's, also when it stops before its backward
     whatif = WhatIf(toggles or Toggles(), dict(spec.modules), {n: t for t, n in spec.leaf_names.items()})
     detacher = None
