@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import gradsight as gs
 from gradsight._capture.inspect import BINS, histogram, preview, tensor_view
@@ -226,6 +227,39 @@ def test_nested_tensors_summarize_with_ragged_dims_as_minus_one(layout: torch.la
     for node in dbg.graph.nodes:
         body, _ = answer(dbg, "inspect", {"node": node.id})
         json.dumps(body, allow_nan=False)
+    dbg.close()
+
+
+@pytest.mark.usefixtures("quiet")
+@pytest.mark.parametrize("keep_all_below", [32 * 2**20, 0])  # every gradient kept; none (views unhooked)
+def test_a_runnable_run_over_jagged_nested_tensors_builds_and_inspects(
+    monkeypatch: pytest.MonkeyPatch, keep_all_below: int
+) -> None:
+    # Output shapes held the ragged dim as a torch.SymInt: records.gradient_bytes raised ('NestedIntNode'
+    # object has no attribute 'add'), and a derived node's numel read math.prod((2, -1, 2)) = -4.
+    monkeypatch.setattr(gs.options, "keep_all_below", keep_all_below)
+    torch.manual_seed(0)
+    lin, lin2 = nn.Linear(3, 2), nn.Linear(3, 2)
+    parts = [torch.randn(2, 3, generator=gen(7)), torch.randn(4, 3, generator=gen(8))]
+    nt = torch.nested.nested_tensor(parts, layout=torch.jagged, requires_grad=True)
+
+    def step() -> torch.Tensor:
+        return (lin(nt) * 2 + lin2(nt)).relu().values().pow(2).sum()
+
+    dbg = gs.debugger(step)
+    assert dbg.status == "ready" and dbg.error == "" and not dbg.graph.run.errors
+    step().backward()  # the oracle: the same gradients without gradsight
+    for name, p in [("lin.weight", lin.weight), ("lin2.bias", lin2.bias), ("nt", nt)]:
+        assert dbg.graph.node(f"leaf:{name}").grad_norm == pytest.approx(float(torch.linalg.vector_norm(
+            p.grad.values() if p.is_nested else p.grad)), rel=1e-6)  # type: ignore[union-attr]  # fmt: skip
+    add = dbg.graph.find("AddBackward0")[0]
+    assert add.outputs[0].shape == (2, -1, 2) and add.grad_in[0] is not None and add.grad_in[0].numel == 12
+    for node in dbg.graph.nodes:
+        assert all(d >= -1 for o in node.outputs for d in o.shape)
+        dbg.inspect(node.id)
+        body, _ = answer(dbg, "inspect", {"node": node.id})
+        json.dumps(body, allow_nan=False)
+    json.dumps(graph_to_wire(dbg.graph), allow_nan=False)
     dbg.close()
 
 

@@ -81,6 +81,8 @@ def derivable(c: Collected, keep: Collection[int], hooked: Collection[int] = ())
             candidates = [e for e in c.edges[i] if e[0] is not None and _same_tensor_type(c, e, out)]
         else:
             continue
+        if min(c.outputs[i][0].shape, default=0) < 0:  # a nested tensor's ragged dim (-1): numel unknown
+            continue  # from the shape, and -1 == -1 whatever the tensors' sizes: hooked, as other nodes
         for child, nr in candidates:
             if child is None or child in hooked or c.opaque[child] == "backward-hook":
                 continue

@@ -58,13 +58,15 @@ class Collected:
     final_modules: list[str | None] = field(default_factory=list)
 
     def gradient_bytes(self) -> int:
-        """What keeping every gradient would cost: one per node output (from output metadata)."""
+        """What keeping every gradient would cost: one per node output (from output metadata). A
+        nested tensor's ragged dim (-1: its tensors differ in size there) counts as 1, a lower bound
+        (the store's budget still caps what is kept)."""
         total = 0
         for outs in self.outputs:
             for o in outs:
                 n = 1
                 for d in o.shape:
-                    n *= d
+                    n *= d if d >= 0 else 1
                 total += n * _ELEMENT_BYTES.get(o.dtype, 4)
         return total
 

@@ -277,10 +277,12 @@ def _output1(shape: Any, dtype: Any, device: Any) -> tuple[OutputMeta]:
     key = (shape, dtype, device)
     hit = _OUTPUTS.get(key)
     if hit is None:
-        if len(_OUTPUTS) >= 4096:
-            _OUTPUTS.clear()
         dt = dtype if isinstance(dtype, str) else dtype_name(dtype)
         dev = device if isinstance(device, str) else _device(device)
+        if not all(type(d) is int for d in shape):  # a jagged nested tensor's ragged dim: a torch.SymInt
+            return (OutputMeta(tuple(d if type(d) is int else -1 for d in shape), dt, dev),)  # -1, as meta_of
+        if len(_OUTPUTS) >= 4096:
+            _OUTPUTS.clear()
         hit = _OUTPUTS[key] = (OutputMeta(tuple(shape), dt, dev),)
     return hit  # type: ignore[return-value]
 
