@@ -107,3 +107,16 @@ def test_a_nan_loss_travels_as_nan_not_as_missing() -> None:
     assert dbg.diff is not None and dbg.diff["loss"]["after"] == "nan"
     assert {n["after"] for n in dbg.diff["grad_norms"]} == {"nan"}  # not None, which the view reads as "gone"
     assert dbg.history[-1]["loss"] == "nan"
+
+
+def test_a_leaf_gradient_that_overflows_travels_as_inf_in_the_diff() -> None:
+    import torch
+
+    w = torch.ones(3, requires_grad=True)
+    scale = torch.ones(3)
+    dbg = gs.debugger(lambda: (w * scale).sum())
+    scale[0] = float("inf")  # w's gradient: [inf, 1, 1], no NaN; its statistics are taken (a small graph)
+    graph = dbg.rerun()
+    leaf = graph.node("leaf:w")
+    assert leaf.nonfinite_gradient and leaf.grad_norm is None  # its statistics say how many: inf_count
+    assert dbg.diff is not None and {n["name"]: n["after"] for n in dbg.diff["grad_norms"]} == {"w": "inf"}  # was "nan"

@@ -130,14 +130,16 @@ def _got_grad(node: Node) -> bool:
 
 
 def _leaf_norms(graph: Graph) -> dict[str, float | None]:
-    """Each named leaf's gradient norm: NaN or Inf when its gradient is not finite (a node's
-    ``grad_norm`` is None then), None when it got none."""
+    """Each named leaf's gradient norm, None when it got none; NaN or inf when its gradient is not
+    finite: its node's ``grad_norm``, or where that is None (the gradient's statistics were taken,
+    :attr:`Node.nonfinite_gradient`) NaN if it held a NaN, else inf."""
     out: dict[str, float | None] = {}
     for n in graph.nodes:
         if n.leaf is not None and n.leaf.name:
             norm = n.grad_norm
             if norm is None and n.nonfinite_gradient:
-                bad = [g.norm for g in n.grad_in if g is not None and g.norm is not None and not math.isfinite(g.norm)]
-                norm = bad[0] if bad else math.nan
+                grads = [g for g in n.grad_in if g is not None]
+                bad = [g.norm for g in grads if g.norm is not None and not math.isfinite(g.norm)]
+                norm = bad[0] if bad else math.nan if any(g.nan_count for g in grads) else math.inf
             out.setdefault(n.leaf.name, norm)
     return out

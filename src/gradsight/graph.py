@@ -149,7 +149,7 @@ class Node:
     variable: str | None = None  # the user's variable holding this node's output, if known
     opaque_kind: OpaqueKind | None = None  # for kind "opaque": what hides the ops inside
     executed: bool | None = None  # did backward run this node? None: no backward was observed
-    grad_norm: float | None = None  # L2 norm of all gradients flowing into the node
+    grad_norm: float | None = None  # L2 norm of all gradients flowing into the node (see nonfinite_gradient)
 
     @classmethod
     def fast(cls, **fields: Any) -> Node:
@@ -163,7 +163,9 @@ class Node:
 
     @property
     def nonfinite_gradient(self) -> bool:
-        """NaN or Inf flowed into this node (its ``grad_norm`` is then None: JSON has no NaN)."""
+        """NaN or Inf flowed into this node. Its ``grad_norm`` is then NaN or inf where only the
+        gradients' norms were taken (a big graph), None where their statistics were (``nan_count`` /
+        ``inf_count`` of ``grad_in`` say how many values); null on the wire either way (JSON has no NaN)."""
         return any(g is not None and g.nonfinite for g in self.grad_in)
 
     @property
