@@ -296,10 +296,6 @@ class RunnableTarget:
         return _changed(since, now.parameters, now.inputs)
 
 
-def as_tensor_map(values: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in values.items() if isinstance(v, torch.Tensor)}
-
-
 Forward = Callable[[], list[torch.Tensor]]  # a re-run for a taint trace; returns the roots
 # ns, statements after assignments, context, binder, the what-if on the user's objects
 _Applied = tuple[dict[str, Any], dict[str, str], Any, CellBinds, WhatIf]
