@@ -16,7 +16,7 @@ from ..graph import Graph, RunInfo, TensorSummary
 from .hooks import GradRecorder
 from .records import Collected, Gradients
 from .store import TensorStore
-from .summary import meta_from, norm_of, summarize
+from .summary import hook_norm_holds, meta_from, norm_of, summarize
 from .walk import build
 
 Key = tuple[int, str]
@@ -27,7 +27,7 @@ def build_with_gradients(c: Collected, rec: GradRecorder, store: TensorStore, ru
     for i, kept in rec.grad_in.items():  # kept (and leaves): full summaries when not finite
         grad_in[i] = _merge(i, "grad-in", kept, grad_in.get(i), store)
     grad_out = {i: _merge(i, "grad-out", kept, None, store) for i, kept in rec.grad_out.items()}
-    _zero_norms(c, store, grad_in)
+    _zero_norms(c, store, grad_in, grad_out)
     _fill_derived(c, rec, grad_in)
     totals = {i: total_norm(g) for i, g in grad_in.items()}
     run = RunInfo(mode=run.mode, step=run.step, root_gradient=run.root_gradient, loss=run.loss,
@@ -64,16 +64,23 @@ def _merge(i: int, kind: str, kept: tuple[TensorSummary | None, ...], seen: tupl
         if s.min is not None or store.take_eager(t):  # small captures: every statistic, now
             out.append(s if s.min is not None else summarize(t, stats=True, freed=s.freed))
             continue
-        norm = norm_of(t)  # sparse (its stored values), expanded (its storage): accurate at 10M elements too
+        hooked = seen[k] if seen is not None and k < len(seen) else None
+        if hooked is not None and hooked.norm is not None and hook_norm_holds(hooked.norm, t):
+            out.append(s.with_norm(hooked.norm))  # the hook took this gradient's norm already
+            continue
+        # sparse (its stored values), expanded (its storage): accurate at 10M elements too
+        norm = norm_of(t, tiny=hooked is not None and hooked.norm == 0.0)
         out.append(s.with_norm(norm) if norm is not None and math.isfinite(norm) else summarize(t, freed=s.freed))
     return tuple(out)
 
 
-def _zero_norms(c: Collected, store: TensorStore, grad_in: dict[int, tuple[TensorSummary | None, ...]]) -> None:
+def _zero_norms(c: Collected, store: TensorStore, grad_in: dict[int, tuple[TensorSummary | None, ...]],
+                grad_out: dict[int, tuple[TensorSummary | None, ...]]) -> None:  # fmt: skip
     """Hook norms of exactly 0 taken again from the gradients the node's consumers passed it, where
     those are kept (as their grad-out): a leaf's in live mode, whose own gradient never is. A float32
     ``vector_norm`` of values under 1e-19 underflows to 0, and rescaling in every hook would cost a
-    kernel per node (hooks.py); where nothing is kept a 0 stays (every value is 0 or under 1e-19)."""
+    kernel per node (hooks.py); where nothing is kept a 0 stays (every value is 0 or under 1e-19).
+    One consumer's grad-out norm is already accurate (:func:`_merge`): no kernel for it."""
     if not len(store):  # nothing kept to take them from
         return
     zeros = {(i, k) for i, row in grad_in.items() for k, s in enumerate(row)
@@ -89,10 +96,21 @@ def _zero_norms(c: Collected, store: TensorStore, grad_in: dict[int, tuple[Tenso
         sent = [t for t in (store.get(key) for key in keys) if t is not None]
         if len(sent) < len(keys):
             continue
+        if len(keys) == 1:  # a dead layer's weight: its one consumer's grad-out, its norm taken already
+            p, key = keys[0]
+            row = grad_out.get(p, ())
+            nr = int(key.rsplit(":", 1)[1])
+            known = row[nr] if nr < len(row) else None
+            if known is not None and known.norm is not None:
+                if known.norm:
+                    s = grad_in[i][k]
+                    if s is not None:
+                        grad_in[i] = (*grad_in[i][:k], s.with_norm(known.norm), *grad_in[i][k + 1 :])
+                continue
         total = sent[0]
         for t in sent[1:]:
             total = total + t
-        norm = norm_of(total)
+        norm = norm_of(total, tiny=True)
         s = grad_in[i][k]
         if norm and s is not None:
             grad_in[i] = (*grad_in[i][:k], s.with_norm(norm), *grad_in[i][k + 1 :])
