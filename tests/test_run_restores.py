@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import gradsight as gs
+from gradsight._capture.guard import generators_reached
 from gradsight.toggles import ToggleError
 
 
@@ -217,6 +218,33 @@ def test_generators_a_step_reaches_by_name_are_as_before_and_re_runs_see_the_sam
     first = gs.debugger(noisy, inputs=x, loss=lambda out: out.sum())
     assert torch.equal(NOISE.get_state(), before)
     assert first.rerun().run.loss == first.history[0]["loss"]
+
+
+class _RaisingClass:
+    """A global whose ``__class__`` raises once armed (an app-context proxy): ``isinstance`` on it
+    raises. Armed only in the test: pytest's collection reads the module's globals too."""
+
+    armed = False
+
+    @property
+    def __class__(self) -> type:  # type: ignore[override]
+        if _RaisingClass.armed:
+            raise RuntimeError("no app context")
+        return _RaisingClass
+
+
+RAISING = _RaisingClass()
+
+
+def test_generators_reached_past_a_global_that_raises_on_isinstance(monkeypatch: pytest.MonkeyPatch) -> None:
+    gen = torch.Generator()
+
+    def step() -> torch.Tensor:
+        assert RAISING is not None  # names the global
+        return torch.randn(2, generator=gen)
+
+    monkeypatch.setattr(_RaisingClass, "armed", True)
+    assert generators_reached([step]) == [gen]
 
 
 # -- the loss of a run without a graph ----------------------------------------------------------------

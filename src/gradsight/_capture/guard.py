@@ -202,6 +202,9 @@ def version_of(t: torch.Tensor) -> int | None:
         return None
 
 
+_FUNCTIONS = (types.FunctionType, types.MethodType)
+
+
 def generators_reached(functions: Iterable[Any]) -> list[Any]:
     """The torch and NumPy generators ``functions`` reach by name, for :class:`ModuleGuard` to put back:
     their closures' values, the globals their code (and the code nested in it: a lambda, a comprehension)
@@ -220,10 +223,11 @@ def generators_reached(functions: Iterable[Any]) -> list[Any]:
             values = _values_named_by(fn)
         except Exception:  # an object that does not read like a function: nothing found in it
             continue
-        for value in values:
-            if type(value) in kinds:
+        for value in values:  # type(), not isinstance(), which reads __class__ (a property that raises, a lazy proxy)
+            kind = type(value)
+            if kind in kinds:
                 found[id(value)] = value
-            elif deeper and isinstance(value, (types.FunctionType, types.MethodType)):
+            elif deeper and kind in _FUNCTIONS:
                 todo.append((value, False))
     return list(found.values())
 
