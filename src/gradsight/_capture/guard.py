@@ -194,10 +194,10 @@ class InputGuard:
 
 def version_of(t: torch.Tensor) -> int | None:
     """``t``'s version counter; None for a tensor without one (an inference tensor)."""
-    if t.is_inference():
-        return None
-    try:
+    if isinstance(t, (UninitializedParameter, UninitializedBuffer)):  # a lazy module's: is_inference() raises
         return t._version
+    try:
+        return None if t.is_inference() else t._version
     except Exception:  # a tensor subclass without one
         return None
 
