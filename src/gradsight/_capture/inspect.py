@@ -223,6 +223,8 @@ def _sparse_cells(t: torch.Tensor, idx: tuple[int, ...], full: tuple[int, ...]) 
     ``nn.Embedding(1M, 16, sparse=True)`` gradient allocated 64 MB to show three rows."""
     s = (t if t.layout == torch.sparse_coo else t.to_sparse()).coalesce()  # CSR, BSR...: COO
     ind, val = s.indices(), s.values()
+    if val.dim() > 1 and len(idx) <= ind.shape[0]:  # hybrid, sliced in its sparse dims only
+        return _hybrid_cells(ind, val, idx, full)
     if val.dim() > 1:  # hybrid: dense dims inside the values; give every stored number its full index
         dense = [torch.arange(n, device=ind.device) for n in val.shape[1:]]
         grid = torch.stack(torch.meshgrid(*dense, indexing="ij")).reshape(len(dense), -1)
@@ -241,6 +243,47 @@ def _sparse_cells(t: torch.Tensor, idx: tuple[int, ...], full: tuple[int, ...]) 
         size *= torch.clamp(n - cell * b, max=b)  # the last block of a dim may be partial
     out = torch.zeros(math.prod(cells), dtype=torch.float64, device=val.device)
     return out.index_add_(0, flat, val / size).reshape(cells), blocks
+
+
+def _hybrid_cells(ind: torch.Tensor, val: torch.Tensor, idx: tuple[int, ...],
+                  full: tuple[int, ...]) -> tuple[torch.Tensor, tuple[int, ...]]:  # fmt: skip
+    """:func:`_sparse_cells` of a hybrid tensor (an embedding's gradient: sparse rows of dense values):
+    each stored row's dense values are pooled into their cells first, then added to their row's cells.
+    Giving every number its own index took 6× the time and 2.6× the memory of ``to_dense()``."""
+    if idx:
+        keep = torch.ones(ind.shape[1], dtype=torch.bool, device=ind.device)
+        for d, i in enumerate(idx):
+            keep &= ind[d] == i
+        ind, val = ind[len(idx) :, keep], val[keep]
+    val = _real(val).to(torch.float64)
+    blocks, cells = _blocks(full)
+    k = ind.shape[0]  # sparse dims left; the rest of ``full`` is the values' dense dims
+    sums, size = val, torch.ones((), dtype=torch.float64, device=val.device)
+    for d in range(k, len(full)):  # block sums along each dense dim, zero-padded to whole blocks
+        n, b, c = full[d], blocks[d], cells[d]
+        axis = 1 + d - k
+        if c * b > n:
+            pad = list(sums.shape)
+            pad[axis] = c * b - n
+            sums = torch.cat([sums, sums.new_zeros(pad)], dim=axis)
+        shape = list(sums.shape)
+        sums = sums.reshape(*shape[:axis], c, b, *shape[axis + 1 :]).sum(axis + 1)
+        last = torch.full((c,), float(b), dtype=torch.float64, device=val.device)
+        last[-1] = n - (c - 1) * b  # the last block of a dim may be partial
+        size = size * last.reshape([c if j == axis else 1 for j in range(sums.dim())])
+    flat = torch.zeros(ind.shape[1], dtype=torch.long, device=val.device)
+    rows = torch.ones(ind.shape[1], dtype=torch.float64, device=val.device)
+    for d in range(k):
+        cell = ind[d] // blocks[d]
+        flat = flat * cells[d] + cell
+        rows *= torch.clamp(full[d] - cell * blocks[d], max=blocks[d])
+    means = (sums / size / rows.reshape(-1, *([1] * (sums.dim() - 1)))).reshape(len(flat), -1)
+    # rows into their cells: a sparse one-hot product (index_add_ of 7.5k rows of 128 took 36 ms, this 0.4)
+    m = len(flat)
+    onehot = torch.sparse_coo_tensor(torch.stack([flat, torch.arange(m, device=flat.device)]),
+                                     torch.ones(m, dtype=torch.float64, device=val.device),
+                                     (math.prod(cells[:k]), m), check_invariants=False)  # fmt: skip
+    return torch.sparse.mm(onehot, means).reshape(cells), blocks
 
 
 def _join(a: str | None, b: str) -> str:
