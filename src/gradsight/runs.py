@@ -2,7 +2,7 @@
 what a re-run's graph says when the run it is compared with ran on other parameters or inputs.
 
 Torch-free: a run's kept tensors travel as an opaque ``captured`` object owned by ``_capture``, what
-it ran on as an opaque ``facts`` (``_capture.targets.RunFacts``).
+it ran on as an opaque ``facts`` (``_capture.facts.RunFacts``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class RunRecord:
     captured: Any  # _capture.walk.Captured (its store holds the run's tensors) or None
     toggles: Toggles
     error: str | None = None
-    facts: Any = None  # _capture.targets.RunFacts: what it ran on (None: unknown)
+    facts: Any = None  # _capture.facts.RunFacts: what it ran on (None: unknown)
     again: str | None = None  # a run made again on what a re-run runs on now: its history label
 
     @property

@@ -331,8 +331,8 @@ def cell_names(code: str) -> tuple[set[str], set[str]]:
 def run_first(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budget: int) -> tuple[CellResult, Any]:
     """The cell's real run (in the user's namespace, RNG not forked), and the target that re-runs it
     with the same random numbers."""
+    from .cell_target import CellTarget
     from .guard import rng_state
-    from .targets import CellTarget
 
     target = CellTarget(code, ns, compile_fn, budget, rng=rng_state())
     return run_cell(code, ns, compile_fn, budget, interrupts=True), target

@@ -50,9 +50,10 @@ from torch.utils.hooks import RemovableHandle
 from ..config import options
 from ..inspection import GradStep
 from .cell_end import LoopCallback, on_post_run_cell
+from .facts import autocast_state, versions
 from .followed import ModelHook, model_names
 from .guard import own_run, rng_state
-from .live_step import LiveStep, Replay, autocast_state, versions
+from .live_step import LiveStep, Replay
 from .modules import ModuleTracker
 from .outputs import flatten_tensors
 from .records import Captured, CaptureOptions

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,8 +23,9 @@ import torch
 
 from ..graph import Graph, RunInfo
 from ..inspection import GradStep
+from .facts import Autocast, Versions
 from .finish import build_with_gradients
-from .guard import own_run, version_of
+from .guard import own_run
 from .hooks import GradRecorder
 from .records import Collected
 from .store import TensorStore
@@ -47,47 +47,6 @@ def graph_kept() -> bool:
         return _keep_graph is not None and bool(_keep_graph())
     except Exception:
         return False
-
-
-# Device types torch.autocast knows; a step's forward records which of them it ran under.
-AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps", "hpu", "xla", "mtia", "ipu")
-Autocast = tuple[tuple[str, torch.dtype], ...]  # (device type, dtype) of each autocast region enabled
-Versions = tuple[tuple[int, int], ...]  # (id, version counter) of tensors: an in-place write bumps it
-
-
-def autocast_state() -> tuple[Autocast, bool]:
-    """The autocast regions enabled here (``with torch.autocast(...)`` around the model's call) and
-    whether autocast caches casts, for a re-run to replay (:func:`replaying_autocast`)."""
-    enabled: list[tuple[str, torch.dtype]] = []
-    for device in AUTOCAST_DEVICES:
-        try:
-            if torch.is_autocast_enabled(device):
-                enabled.append((device, torch.get_autocast_dtype(device)))
-        except (RuntimeError, ValueError):  # a device type this build does not know
-            continue
-    return tuple(enabled), torch.is_autocast_cache_enabled()
-
-
-@contextmanager
-def replaying_autocast(state: tuple[Autocast, bool]) -> Iterator[None]:
-    """Exactly the autocast regions of ``state``: those it had enabled (bfloat16 matmuls, with their
-    ``ToCopyBackward0`` casts in the graph), and none of those enabled where the re-run is called."""
-    enabled, cache = state
-    with ExitStack() as stack:
-        for device, dtype in enabled:
-            stack.enter_context(torch.autocast(device, dtype=dtype, cache_enabled=cache))
-        on = {device for device, _ in enabled}
-        for device, _ in autocast_state()[0]:
-            if device not in on:
-                stack.enter_context(torch.autocast(device, enabled=False))
-        yield
-
-
-def versions(tensors: Sequence[torch.Tensor]) -> Versions:
-    """Each tensor's identity and version counter: an optimizer step, ``copy_`` into a batch buffer
-    and any in-place write bump it, so equal versions mean a run now reads the same values. Not the
-    tensors without one (an inference tensor: reading it raises; only inference mode writes it)."""
-    return tuple((id(t), v) for t in tensors if (v := version_of(t)) is not None)
 
 
 @dataclass

@@ -172,15 +172,6 @@ def _observe(spec: RunSpec, whatif: WhatIf, detacher: Detacher | None, guard: Mo
         tracker.close()
 
 
-def _tracked_parameters(modules: Sequence[tuple[str, torch.nn.Module]]) -> Iterator[torch.Tensor]:
-    renormed = {id(m.weight) for _, m in modules
-                if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and m.max_norm is not None}  # fmt: skip
-    for _, m in modules:
-        for p in m.parameters(recurse=False):
-            if id(p) not in renormed:  # also where the weight is tied to another module (a tied head)
-                yield p
-
-
 def _picked_note(spec: RunSpec, output: Any, roots: list[torch.Tensor]) -> str | None:
     """What a graph says when gradsight chose among several outputs (no ``loss=`` given)."""
     if spec.loss is not None or len(flatten_tensors(output)) <= len(roots):

@@ -1,0 +1,240 @@
+"""What a ``%%gradsight`` cell's debugger re-runs (:class:`CellTarget`): the cell's code again, in a
+copy of the user's namespace, with toggles applied to the tensors and modules it names; which leaves,
+modules and variables toggles can name; a taint trace through a re-run; what it ran on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from ..graph import Controls, Graph, LeafControl, Why
+from ..toggles import ToggleError, Toggles
+from . import taint
+from .facts import RunFacts, changed_since, tracked_parameters, versions
+from .guard import ModuleGuard, NamespaceGuard
+from .names import leaf_aliases, leaf_names_from_params, module_names
+from .run import RunResult
+from .whatif import BIND, DETACH, FOLLOW, CellBinds, WhatIf, detach_variable
+
+_MISSED = (
+    "This re-run's toggles {keys} did not reach the {name} the cell made: gradsight applies them right after "
+    "an assignment to {name} in the cell ({name} = ...), and this {name} was bound otherwise (a for loop, "
+    "globals()) or has no such module or parameter."
+)
+
+
+Forward = Callable[[], list[torch.Tensor]]  # a re-run for a taint trace; returns the roots
+# ns, statements after assignments, context, binder, the what-if on the user's objects
+_Applied = tuple[dict[str, Any], dict[str, str], Any, CellBinds, WhatIf]
+
+
+@dataclass
+class CellTarget:
+    """A ``%%gradsight`` cell: re-runs execute its code again, in a *copy* of the user's namespace
+    (so its assignments never rebind the user's variables), with toggles applied to the tensors and
+    modules it names, and the RNG state it first ran with."""
+
+    code: str
+    ns: dict[str, Any]
+    compile_fn: Any
+    budget: int
+    rng: Any = None
+
+    def _scope(self) -> tuple[dict[str, torch.nn.Module], dict[str, torch.Tensor], set[str]]:
+        from .cell import cell_names
+
+        used, assigned = cell_names(self.code)
+        modules: dict[str, torch.nn.Module] = {}
+        leaves: dict[str, torch.Tensor] = {}
+        for name in sorted(used):
+            value = self.ns.get(name)
+            if isinstance(value, torch.nn.Module):
+                modules.update({f"{name}.{sub}" if sub else name: m for sub, m in module_names(value)})
+                leaves.update({f"{name}.{p}": t for t, p in leaf_names_from_params(value).items()})
+            elif isinstance(value, torch.Tensor) and value.is_leaf and name not in assigned:
+                leaves[name] = value
+        return modules, leaves, assigned
+
+    @contextmanager
+    def _applied(self, toggles: Toggles, follow: Mapping[str, torch.nn.Parameter] | None = None,
+                 track: str | None = None) -> Iterator[_Applied]:  # fmt: skip
+        """The re-run's namespace, its inserted statements, the forward's context, the binder and the
+        what-if, inside the guards, with ``toggles`` applied; ``apply`` keeps the requires_grad flips of
+        the user's objects once the guard has put everything back, unless the caller said the run
+        failed (:meth:`WhatIf.discard`: the cell caught its error); toggles of the tensor variables the
+        cell assigns are statements inserted after the assignments (a trace re-runs with them too).
+        ``track``: a variable the cell assigns whose every new value a taint trace follows
+        (``taint.follow``, before that variable's own toggles)."""
+        from .cell import cell_names
+        from .guard import fork_rng
+
+        modules, leaves, assigned = self._scope()
+        # Names the cell binds to a module (they had one before): a re-run makes a new module, and the
+        # toggles under the name go to it when the cell binds it (CellBinds), not to the user's one.
+        rebound = sorted(n for n in assigned if isinstance(self.ns.get(n), torch.nn.Module))
+        after: dict[str, str] = {}
+        ns = dict(self.ns)
+        for name, value in toggles.requires_grad.items():
+            current = self.ns.get(name)
+            if name in assigned and isinstance(current, torch.Tensor) and not current.is_leaf:
+                raise ToggleError(
+                    f"requires_grad: {name} is computed in the cell (it has a grad_fn), and only leaves have a "
+                    f"requires_grad of their own; use detach=[{name!r}] to cut it from the graph, or toggle the "
+                    "leaves it is computed from"
+                )
+            if name in assigned and name not in rebound:
+                after[name] = f"{name}.requires_grad_({value})"
+        for name in toggles.detach:
+            if name in assigned and name not in rebound:
+                statement = f"{name} = {DETACH}({name!r}, {name})"
+                after[name] = "; ".join(filter(None, [after.get(name), statement]))
+            elif name not in modules and isinstance(ns.get(name), torch.Tensor):
+                ns[name] = ns[name].detach()
+        ns[DETACH] = detach_variable
+        for name in rebound:
+            after[name] = "; ".join(filter(None, [after.get(name), f"{BIND}({name!r}, {name})"]))
+        if track is not None:
+            ns[FOLLOW] = taint.follow
+            after[track] = "; ".join(filter(None, [f"{FOLLOW}({track})", after.get(track)]))
+        existing = {k: v for k, v in toggles.requires_grad.items() if k not in assigned or k in rebound}
+        whatif = WhatIf(replace(toggles, requires_grad=existing), modules, leaves)
+        used = cell_names(self.code)[0]
+        # Every module name the cell uses: one it binds some other way (a for loop) is reported missed.
+        held = [n for n in used if isinstance(self.ns.get(n), torch.nn.Module)]
+        binds = ns[BIND] = CellBinds(toggles, ns, self.ns, held, follow, leaves)
+        with fork_rng(self), NamespaceGuard(self.ns, used), ModuleGuard(), whatif.applied(), binds:  # see guard.py
+            yield ns, after, whatif.forward(), binds, whatif
+        if toggles.apply:  # NamespaceGuard put requires_grad back with everything else
+            whatif.keep()
+
+    def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
+        from .cell import run_cell
+        from .run import _format
+
+        with self._applied(toggles) as (ns, after, context, binds, whatif):
+            result = run_cell(self.code, ns, self.compile_fn, self.budget, after, context)
+            missed = binds.missed()
+            if result.error is not None:  # the cell raised: apply keeps nothing (DESIGN §7)
+                whatif.discard()
+        if result.error is not None:
+            text = _format(result.error)
+            if "does not require grad and does not have a grad_fn" in str(result.error) and not toggles.empty:
+                text = (
+                    "The cell's backward() found no graph to differentiate: with this re-run's toggles (no_grad, "
+                    "inference_mode, detach or requires_grad=False) what it differentiates no longer depends on "
+                    "anything that requires grad — that is the answer to this what-if. Turn a toggle off to get "
+                    "the graph back.\n\n" + text
+                )
+            return RunResult(None, error=text)
+        graph = result.captured.graph
+        notes = tuple(_MISSED.format(name=name, keys=", ".join(keys)) for name, keys in missed)
+        result.captured.graph = replace(graph, notes=(*graph.notes, *notes))
+        return RunResult(result.captured)
+
+    def aliases(self) -> Mapping[str, str]:
+        """The other paths of shared parameters (tied weights) in the modules the cell reads → the
+        name each is shown under (``model.head.weight`` → ``model.emb.weight``)."""
+        from .cell import cell_names
+
+        out: dict[str, str] = {}
+        for name in sorted(cell_names(self.code)[0]):
+            value = self.ns.get(name)
+            if isinstance(value, torch.nn.Module):
+                found = leaf_aliases(module_names(value), leaf_names_from_params(value))
+                out.update({f"{name}.{path}": f"{name}.{shown}" for path, shown in found.items()})
+        return out
+
+    def leaves(self) -> Mapping[str, torch.Tensor | None]:
+        """The leaves the cell reads, and those it creates (``a = torch.randn(3, requires_grad=True)``:
+        explained like the others, a taint trace following each one a re-run binds to the name). One
+        it creates without requires_grad is no missing gradient, but ``why()`` answers for it."""
+        _, leaves, assigned = self._scope()
+        made = {n: v for n in sorted(assigned) if isinstance(v := self.ns.get(n), torch.Tensor) and v.is_leaf}
+        return {**leaves, **made}
+
+    def controls(self, graph: Graph) -> Controls:
+        modules, leaves, assigned = self._scope()
+        in_graph = {n.leaf.name: n.leaf for n in graph.nodes if n.leaf is not None and n.leaf.name}
+        # a tensor reached under two names (L and A.0, or a for loop's variable) is in the graph as either
+        drawn = {id(t) for name, t in leaves.items() if name in in_graph}
+        controls = [LeafControl(name, bool(t.requires_grad), name in in_graph or id(t) in drawn)
+                    for name, t in leaves.items()]  # fmt: skip
+        controls += [LeafControl(name, leaf.requires_grad, True) for name, leaf in in_graph.items()
+                     if name in assigned]  # fmt: skip
+        # only tensors can be detached or made to require grad (a module's name is a module path)
+        variables = tuple(n for n in sorted(assigned) if isinstance(self.ns.get(n), torch.Tensor))
+        return Controls(rerun=True, leaves=tuple(controls), modules=tuple(modules), variables=variables)
+
+    def not_a_tensor(self, names: Collection[str]) -> str | None:
+        """Why a toggle naming one of ``names`` cannot apply, if one is a variable the cell binds to
+        something other than a tensor or a module (``k = 3``), or None."""
+        modules, _, assigned = self._scope()
+        for name in names:
+            value = self.ns.get(name)
+            if name in assigned and name not in modules and not isinstance(value, torch.Tensor):
+                return (
+                    f"{name} is {type(value).__name__}, not a tensor: only tensor variables can be detached or "
+                    f"have their requires_grad toggled (the cell binds {name} = ...; toggle the tensors it is "
+                    "used with instead)"
+                )
+        return None
+
+    def trace(self, name: str, toggles: Toggles) -> Why | None:
+        from .cell import run_cell
+
+        modules, leaves, assigned = self._scope()
+        leaf = leaves.get(name)
+        made = name in assigned and name not in leaves  # a tensor the cell makes: the re-run makes another
+        if leaf is None and not made:
+            return None
+        # A parameter of a module the cell makes: the re-run makes another one. A stand-in takes its
+        # place (and data) when the cell binds the module, and the trace follows the stand-in.
+        owner = name.split(".")[0]
+        stand_in = torch.nn.Parameter(torch.empty(0))
+        seen: dict[str, bool] = {}
+        running: list[dict[str, Any]] = [{}]  # the re-run's namespace (as it runs): names the modules it binds
+
+        def namer(module: Any) -> str | None:
+            """The path of a module the re-run toggles: the user's, or one the cell binds anew."""
+            bound = [(var, v) for var, v in running[0].items() if var in assigned and isinstance(v, torch.nn.Module)]
+            for var, value in bound:
+                found = next((f"{var}.{sub}" if sub else var for sub, m in module_names(value) if m is module), None)
+                if found is not None:
+                    return found
+            return next((k for k, m in modules.items() if m is module), None)
+
+        def forward(follow: dict[str, torch.nn.Parameter], track: str | None = None) -> Forward:
+            def cell() -> list[torch.Tensor]:
+                with self._applied(replace(toggles, apply=False), follow=follow, track=track) as (ns, after, c, b, _):
+                    running[0] = ns
+                    run_cell(self.code, ns, self.compile_fn, 0, after, c)
+                    seen.update(followed=name in b.followed, rebound=ns.get(owner) is not self.ns.get(owner))
+                return [v for k, v in ns.items() if isinstance(v, torch.Tensor) and self.ns.get(k) is not v]
+
+            return cell
+
+        if made:  # followed from each binding of the name in the re-run (not one in a for loop)
+            return taint.trace(name, None, forward({}, track=name), namer)
+        if owner in assigned:
+            why = taint.trace(name, stand_in, forward({name: stand_in}), namer)
+            if seen.get("followed"):
+                return why
+        why = taint.trace(name, leaf, forward({}), namer)
+        # The module the cell left bound has no such parameter, or was bound where gradsight cannot see.
+        return None if seen.get("rebound") else why
+
+    def facts(self, graph: Graph) -> RunFacts:
+        modules, leaves, _ = self._scope()
+        parameters = list(tracked_parameters(list(modules.items())))
+        ids = {id(p) for m in modules.values() for p in m.parameters(recurse=False)}
+        inputs = [t for t in leaves.values() if id(t) not in ids]
+        return RunFacts(None, versions(parameters), versions(inputs))
+
+    def changed(self, since: RunFacts) -> tuple[str, ...]:
+        now = self.facts(Graph())
+        return changed_since(since, now.parameters, now.inputs)
