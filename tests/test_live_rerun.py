@@ -186,3 +186,35 @@ def test_a_live_rerun_tells_an_input_edit_and_puts_back_the_batch_and_outside_ge
         assert any("re-runs do not compound" in n for n in graph.notes)
     assert dbg._runs.get(2).graph.run.loss == dbg._runs.get(3).graph.run.loss  # type: ignore[union-attr]
     dbg.close()
+
+
+class _Renormed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.fc = nn.Embedding(10, 4, max_norm=1.0), nn.Linear(4, 1)
+
+    def forward(self, i: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.emb(i)).sum()
+
+
+def test_a_renormalized_embedding_is_no_parameter_change_between_live_reruns() -> None:
+    # nn.Embedding(max_norm=...) renormalizes its weight in every forward (gradsight's re-runs too, which
+    # put it back): its version moves with no optimizer step, and a second what-if from the step made
+    # the step "again, parameters now" with a note blaming an optimizer step that never happened.
+    torch.manual_seed(0)
+    model = _Renormed()
+    with torch.no_grad():
+        model.emb.weight.mul_(5)  # rows past max_norm: every forward renormalizes them
+    dbg = gs.debugger(model)
+    model(torch.randint(0, 10, (6,))).backward()
+    step = dbg.current
+    dbg.rerun(requires_grad={"fc.bias": False})
+    dbg.current = step
+    graph = dbg.rerun(requires_grad={"fc.weight": False})
+    assert [r["label"] for r in dbg.history] == [
+        "step 1",
+        "fc.bias.requires_grad=False",
+        "fc.weight.requires_grad=False",
+    ]
+    assert not any("changed" in note for note in graph.notes)
+    dbg.close()

@@ -60,6 +60,8 @@ def test_module_toggles_reach_inside_a_compiled_model(compiled: Any, toggles: di
     graph = dbg.rerun(**toggles)
     assert with_grad(graph) == ["2.bias", "2.weight"]  # the toggle took effect: it was silently ignored
     assert counters["stats"]["unique_graphs"] == graphs  # and the user's model was not compiled again
+    assert any("ran it eagerly" in note for note in graph.notes)  # why it shows more nodes than the first run
+    assert not any("eagerly" in note for note in dbg.rerun().notes)  # no toggles: compiled, as the user runs it
 
 
 def test_whole_step_and_requires_grad_toggles_do_not_recompile(compiled: Any) -> None:

@@ -6,7 +6,7 @@ replay (:func:`replaying_autocast`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
@@ -24,11 +24,16 @@ def versions(tensors: Sequence[torch.Tensor]) -> Versions:
     return tuple((id(t), v) for t in tensors if (v := version_of(t)) is not None)
 
 
+def renormalized(modules: Iterable[torch.nn.Module]) -> set[int]:
+    """Ids of the weights ``nn.Embedding(max_norm=...)`` renormalizes in place in every forward,
+    gradsight's too (and puts back): their versions move without anyone training them."""
+    return {id(m.weight) for m in modules
+            if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and m.max_norm is not None}  # fmt: skip
+
+
 def tracked_parameters(modules: Sequence[tuple[str, torch.nn.Module]]) -> Iterator[torch.Tensor]:
-    """The parameters of ``modules`` whose versions a run's facts hold: not the weights
-    ``nn.Embedding(max_norm=...)`` renormalizes in place in every forward, gradsight's too."""
-    renormed = {id(m.weight) for _, m in modules
-                if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and m.max_norm is not None}  # fmt: skip
+    """The parameters of ``modules`` whose versions a run's facts hold: not the :func:`renormalized` ones."""
+    renormed = renormalized(m for _, m in modules)
     for _, m in modules:
         for p in m.parameters(recurse=False):
             if id(p) not in renormed:  # also where the weight is tied to another module (a tied head)

@@ -50,7 +50,7 @@ from torch.utils.hooks import RemovableHandle
 from ..config import options
 from ..inspection import GradStep
 from .cell_end import LoopCallback, on_post_run_cell
-from .facts import autocast_state, versions
+from .facts import autocast_state, renormalized, versions
 from .followed import ModelHook, model_names
 from .guard import own_run, rng_state
 from .live_step import LiveStep, Replay
@@ -321,7 +321,9 @@ class LiveSession:
                        for i, name in enumerate(collected.names) if name == ACCUMULATE_GRAD]  # fmt: skip
         step.watch_hidden(leaf_names)
         # What the step ran on, for a re-run to tell whether it still runs on the same (an optimizer step)
-        step.parameters = versions(list(leaf_names))
+        model = self._model()
+        renormed = renormalized(model.modules()) if model is not None else set()
+        step.parameters = versions([p for p in leaf_names if id(p) not in renormed])
         step.inputs = versions(flatten_tensors(self._call[:2])) if self._call is not None else ()
         del order
         with self._lock:  # close() on another thread meanwhile saw no step: this one is dropped here

@@ -30,7 +30,7 @@ from .differentiate import differentiate, differentiate_by_backward, hidden_note
 from .finish import build_with_gradients
 from .guard import InputGuard, ModuleGuard, fork_rng, generators_reached
 from .hooks import GradRecorder, derivable
-from .modules import ModuleTracker
+from .modules import ModuleTracker, is_compiled
 from .no_train import no_backward
 from .outputs import flatten_tensors, loss_output
 from .records import Captured, CaptureOptions, Collected
@@ -39,7 +39,7 @@ from .store import TensorStore
 from .summary import norm_of
 from .tensors import why_no_graph
 from .walk import ACCUMULATE_GRAD, assign_ids, collect, gc_paused
-from .whatif import CallIndex, Detacher, RefusedToggle, WhatIf
+from .whatif import EAGER_NOTE, CallIndex, Detacher, RefusedToggle, WhatIf
 
 _next_seq = torch._C._autograd._get_sequence_nr
 
@@ -164,6 +164,8 @@ def _observe(spec: RunSpec, whatif: WhatIf, detacher: Detacher | None, guard: Mo
                            first_seq)  # fmt: skip
         result.phases = phases
         notes = [n for n in (_picked_note(spec, output, roots), _edited_note(spec, guard)) if n is not None]
+        if whatif.eager and any(is_compiled(m) for _, m in spec.modules):  # why its graph shows more nodes
+            notes.append(EAGER_NOTE)
         if notes and result.captured is not None:
             graph = result.captured.graph
             result.captured.graph = replace(graph, notes=(*graph.notes, *notes))

@@ -26,6 +26,7 @@ from .facts import (
     Versions,
     autocast_state,
     changed_since,
+    renormalized,
     replaying_autocast,
     tracked_parameters,
     versions,
@@ -356,7 +357,10 @@ class LiveTarget:
     def _now(self, replay: Replay) -> tuple[Versions, Versions]:
         """The versions of what a re-run of ``replay`` would run on now: the model's parameters (as
         named now) and the step's inputs."""
-        return versions(list(self._names()[1])), versions(flatten_tensors((replay.args, replay.kwargs)))
+        modules, names = self._names()
+        renormed = renormalized(m for _, m in modules)
+        parameters = [p for p in names if id(p) not in renormed]  # as the step's (live.py)
+        return versions(parameters), versions(flatten_tensors((replay.args, replay.kwargs)))
 
     def facts(self, graph: Graph) -> RunFacts | None:
         """A step's: what it ran on (its forward's); a re-run's: what it ran on, the step replayed now."""
