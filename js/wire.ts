@@ -213,12 +213,17 @@ function optNum(x: unknown, path: string): number | null {
   return x === null ? null : num(x, path);
 }
 
-const NON_FINITE: Record<string, number> = { nan: Number.NaN, inf: Number.POSITIVE_INFINITY, "-inf": -Infinity };
+// A Map, not an object literal: `"constructor" in {}` is true (the prototype's), and was read as a number.
+const NON_FINITE = new Map<string, number>([
+  ["nan", Number.NaN],
+  ["inf", Number.POSITIVE_INFINITY],
+  ["-inf", Number.NEGATIVE_INFINITY],
+]);
 
 /** A loss or gradient norm: a number, null, or (JSON has no NaN) "nan" / "inf" / "-inf". */
 function optValue(x: unknown, path: string): number | null {
-  if (typeof x === "string" && x in NON_FINITE) return NON_FINITE[x] as number;
-  return optNum(x, path);
+  const special = typeof x === "string" ? NON_FINITE.get(x) : undefined;
+  return special !== undefined ? special : optNum(x, path);
 }
 
 function bool(x: unknown, path: string): boolean {

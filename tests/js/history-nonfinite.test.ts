@@ -24,8 +24,10 @@ describe("non-finite .grad history", () => {
       [Number.NaN, Number.POSITIVE_INFINITY],
       [null, Number.NaN],
     ]);
-    const bad = { ...body, history: [{ step: 1, received_norm: "big", grad_norm: 1 }] };
-    expect(() => parseInspection(bad, [])).toThrow(WireError);
+    for (const text of ["big", "constructor", "toString", "__proto__"]) {
+      const bad = { ...body, history: [{ step: 1, received_norm: text, grad_norm: 1 }] };
+      expect(() => parseInspection(bad, [])).toThrow(WireError); // an object's own keys only, not its prototype's
+    }
   });
 
   it("shows nan and inf in the history table", () => {
