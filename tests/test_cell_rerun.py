@@ -1,4 +1,4 @@
-"""What a ``%%gradsight`` cell's re-run leaves of the user's objects (guard.NamespaceGuard)."""
+"""What a ``%%gradsight`` cell's re-run leaves of the user's objects (namespace_guard.NamespaceGuard)."""
 
 from __future__ import annotations
 

@@ -16,8 +16,9 @@ from ..graph import Controls, Graph, LeafControl, Why
 from ..toggles import ToggleError, Toggles
 from . import taint
 from .facts import RunFacts, changed_since, tracked_parameters, versions
-from .guard import ModuleGuard, NamespaceGuard
+from .guard import ModuleGuard
 from .names import leaf_aliases, leaf_names_from_params, module_names
+from .namespace_guard import NamespaceGuard
 from .run import RunResult
 from .whatif import BIND, DETACH, FOLLOW, CellBinds, WhatIf, detach_variable
 

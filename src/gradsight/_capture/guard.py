@@ -9,7 +9,7 @@ of every module the forward calls — the modules gradsight knows by name at onc
 the global forward pre-hook, before its first call — and puts every value and every buffer object
 back afterwards (in runnable runs also the requires_grad and training flags a forward changes, and
 the generators the step reaches by name, :func:`generators_reached`); :class:`InputGuard` tells
-which inputs a forward edits in place; :class:`NamespaceGuard` does the same for what a
+which inputs a forward edits in place; ``namespace_guard.NamespaceGuard`` does the same for what a
 ``%%gradsight`` cell re-run reaches. :func:`fork_rng` gives every such run its own copy of torch's,
 Python's and NumPy's generators (and marks it as gradsight's own run, :func:`own_run`);
 ``no_train.no_backward`` stops a forward that would run backward and an optimizer step itself.
@@ -17,7 +17,6 @@ Python's and NumPy's generators (and marks it as gradsight's own run, :func:`own
 
 from __future__ import annotations
 
-import copy
 import functools
 import random
 import sys
@@ -54,7 +53,7 @@ class ModuleGuard:
 
     ``flags=True`` (runnable runs): the parameters' ``requires_grad`` and the modules' ``training``
     flags too (a forward that freezes a layer or calls ``self.head.eval()``); a ``%%gradsight`` cell's
-    re-run leaves them to :class:`NamespaceGuard`, which sees them before the cell changes them.
+    re-run leaves them to ``namespace_guard.NamespaceGuard``, which sees them before the cell changes them.
     ``generators``: torch and NumPy generators held outside the model that the forward may draw from
     (:func:`generators_reached`), whose states go back too."""
 
@@ -313,162 +312,6 @@ def set_python_rng_state(state: tuple[Any, Any]) -> None:
     np = sys.modules.get("numpy")
     if np is not None and npy is not None:
         np.random.set_state(npy)
-
-
-_IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
-_SCALARS = (str, bytes, int, float, bool, type(None))
-_CODE = (type, types.ModuleType, types.BuiltinFunctionType, types.MethodType)
-
-
-class NamespaceGuard:
-    """``with NamespaceGuard(ns, names):`` around a re-run of a ``%%gradsight`` cell (or its trace).
-
-    The re-run executes the user's code again, and the code reaches the user's objects however it
-    likes (directly, through an object's attributes, or through a helper function's globals), so a
-    copied namespace cannot keep them apart. Instead what a training cell changes is put back
-    afterwards, in the objects the cell can reach: the ``names`` it uses, the globals of the
-    functions among them, and one level inside those (``trainer.model``, ``models["enc"]``):
-
-    - modules: every submodule's parameters, buffers and submodules as objects (a cell that does
-      ``model.head = nn.Linear(...)``), their values, and the training flags;
-    - parameters and leaf tensors that require grad: values, ``.grad`` (accumulated in place),
-      ``requires_grad``;
-    - optimizers and LR schedulers: ``state_dict``; lists, dicts and sets: their items.
-
-    Values go back through ``.data`` (version counters stay, as in :class:`ModuleGuard`). Output
-    printed and files written are not undone; neither are objects nested deeper."""
-
-    @_unseen
-    def __init__(self, ns: dict[str, Any], names: Any) -> None:
-        self._tensors: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, bool]] = {}
-        self._modules: list[tuple[torch.nn.Module, dict[str, Any], dict[str, Any], dict[str, Any], bool]] = []
-        self._states: list[tuple[Any, Any]] = []
-        self._items: list[tuple[Any, Any]] = []
-        self._hooks: list[tuple[Any, str, Any]] = []  # (owner, attribute, its hook dict's items or None)
-        self._seen: set[int] = set()
-        for value in _reachable(ns, names):
-            try:
-                self._snapshot(value)
-            except Exception:  # an object that cannot be snapshotted is left as it is
-                continue
-
-    def _snapshot(self, value: Any) -> None:
-        if id(value) in self._seen:
-            return
-        self._seen.add(id(value))
-        if isinstance(value, torch.nn.Module):
-            for m in value.modules():
-                self._modules.append((m, dict(m._modules), dict(m._parameters), dict(m._buffers), m.training))
-                self._keep_hooks(m, _MODULE_HOOKS)
-                for t in (*m._parameters.values(), *m._buffers.values()):
-                    if t is not None:
-                        self._tensor(t)
-        elif isinstance(value, torch.Tensor):
-            if value.is_leaf and value.requires_grad:
-                self._tensor(value)
-        elif _has_state(value):
-            self._states.append((value, copy.deepcopy(value.state_dict())))
-            for group in getattr(value, "param_groups", ()):
-                for p in group.get("params", ()):
-                    if isinstance(p, torch.Tensor):
-                        self._tensor(p)
-        elif type(value) in (list, dict, set):
-            self._items.append((value, copy.copy(value)))
-
-    def _tensor(self, t: torch.Tensor) -> None:
-        if id(t) in self._tensors or t.is_meta or isinstance(t, (UninitializedParameter, UninitializedBuffer)):
-            return
-        grad = t.grad
-        self._tensors[id(t)] = (t, _copy(t), grad, None if grad is None else _copy(grad),
-                                t.requires_grad)  # fmt: skip
-        self._keep_hooks(t, _TENSOR_HOOKS)
-
-    def _keep_hooks(self, owner: Any, attributes: tuple[str, ...]) -> None:
-        """A cell that registers hooks (the seed notebook's ``register_full_backward_hook`` loop)
-        would add them again on every re-run: the hook dicts' items go back in place (torch holds
-        a tensor's dict itself, so the dict object stays)."""
-        for attribute in attributes:
-            hooks = getattr(owner, attribute, None)
-            self._hooks.append((owner, attribute, None if hooks is None else dict(hooks)))
-        if isinstance(owner, torch.nn.Module):
-            self._hooks.append((owner, "_is_full_backward_hook", owner._is_full_backward_hook))
-
-    def __enter__(self) -> NamespaceGuard:
-        return self
-
-    @_unseen
-    def __exit__(self, *exc: object) -> None:
-        for m, modules, params, buffers, training in self._modules:  # the objects first (a reassigned head)
-            for current, saved in ((m._modules, modules), (m._parameters, params), (m._buffers, buffers)):
-                if current != saved or any(current[k] is not v for k, v in saved.items()):
-                    current.clear()
-                    current.update(saved)
-            m.training = training  # a cell that calls net.eval() / net.train()
-        for owner, attribute, items in self._hooks:
-            hooks = getattr(owner, attribute, None)
-            if attribute == "_is_full_backward_hook":
-                owner._is_full_backward_hook = items
-            elif hooks is not None and (hooks.keys() != (items or {}).keys()):
-                hooks.clear()
-                hooks.update(items or {})
-        with torch.no_grad():
-            for t, value, grad, grad_value, requires_grad in self._tensors.values():
-                if t.requires_grad != requires_grad:
-                    t.requires_grad_(requires_grad)
-                _put_back(t, value)
-                if grad is not None and grad_value is not None:
-                    _put_back(grad, grad_value)
-                t.grad = grad
-        for obj, state in self._states:
-            obj.load_state_dict(state)
-        for container, items in self._items:
-            if isinstance(container, list):
-                container[:] = items
-            else:
-                container.clear()
-                container.update(items)
-
-
-_MODULE_HOOKS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
-                 "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_backward_hooks",
-                 "_backward_pre_hooks")  # fmt: skip
-_TENSOR_HOOKS = ("_backward_hooks", "_post_accumulate_grad_hooks")
-
-
-def _reachable(ns: dict[str, Any], names: Any) -> list[Any]:
-    """The objects a cell using ``names`` can reach (see :class:`NamespaceGuard`)."""
-    wanted = {n for n in names if n in ns and not n.startswith("_") and n not in _IPYTHON_NAMES}
-    for n in list(wanted):  # helper functions: the globals they use
-        code = getattr(ns[n], "__code__", None)
-        if isinstance(ns[n], types.FunctionType) and code is not None:
-            wanted |= {g for g in code.co_names if g in ns and not g.startswith("_") and g not in _IPYTHON_NAMES}
-    out: list[Any] = []
-    for n in sorted(wanted):
-        value = ns[n]
-        if isinstance(value, (*_SCALARS, *_CODE, types.FunctionType)):
-            continue
-        out.append(value)
-        if isinstance(value, (torch.nn.Module, torch.Tensor)) or _has_state(value):
-            continue
-        out.extend(v for _, v in one_level_in(n, value)
-                   if isinstance(v, (torch.nn.Module, torch.Tensor, list, dict, set)) or _has_state(v))  # fmt: skip
-    return out
-
-
-def one_level_in(name: str, value: Any) -> list[tuple[str, Any]]:
-    """The values one level inside a container or an object, named as code reaches them:
-    ``models['enc']``, ``layers[0]``, ``trainer.model`` (at most 256)."""
-    if isinstance(value, dict):
-        items = [(f"{name}[{k!r}]", v) for k, v in value.items() if isinstance(k, (str, int))]
-    elif isinstance(value, (list, tuple)):
-        items = [(f"{name}[{i}]", v) for i, v in enumerate(value)]
-    else:
-        items = [(f"{name}.{k}", v) for k, v in getattr(value, "__dict__", {}).items() if not k.startswith("__")]
-    return items[:256]
-
-
-def _has_state(value: Any) -> bool:
-    return isinstance(value, (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler))
 
 
 # -- the run's own RNG, and no training inside it ------------------------------------------------

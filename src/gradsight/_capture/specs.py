@@ -15,9 +15,9 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from torch.utils._pytree import tree_leaves
 
 from ..config import options
-from .guard import one_level_in
 from .modules import is_compiled
 from .names import leaf_names_from_params, module_names
+from .namespace_guard import one_level_in
 from .outputs import flatten_tensors
 from .run import RunSpec
 
