@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 import gradsight as gs
+from gradsight._capture.detach import detach_output
 from gradsight._capture.names import leaf_aliases, leaf_names_from_params, module_names, parameter_aliases
 from gradsight._capture.outputs import flatten_tensors
-from gradsight._capture.whatif import RefusedToggle, WhatIf, _detach_output
+from gradsight._capture.whatif import RefusedToggle, WhatIf
 from gradsight.toggles import Toggles, make_toggles
 
 
@@ -230,7 +231,7 @@ class ModelOutput(OutputDict):
 def test_detached_outputs_keep_their_type(make: Any) -> None:
     x = torch.randn(2, requires_grad=True)
     output = make(x * 2)
-    out = _detach_output(nn.Identity(), (), output, path="enc")
+    out = detach_output(nn.Identity(), (), output, path="enc")
     assert type(out) is type(output)
     assert flatten_tensors(out) and not any(t.requires_grad for t in flatten_tensors(out))
     assert all(t.requires_grad for t in flatten_tensors(output))  # the module's own output is untouched

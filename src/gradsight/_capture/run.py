@@ -26,6 +26,7 @@ import torch
 from ..graph import Graph, RootGradient, RunInfo
 from ..runs import RerunError
 from ..toggles import Toggles
+from .detach import CallIndex, Detacher
 from .differentiate import differentiate, differentiate_by_backward, hidden_note
 from .finish import build_with_gradients
 from .guard import InputGuard, ModuleGuard, fork_rng, generators_reached
@@ -39,7 +40,7 @@ from .store import TensorStore
 from .summary import norm_of
 from .tensors import why_no_graph
 from .walk import ACCUMULATE_GRAD, assign_ids, collect, gc_paused
-from .whatif import EAGER_NOTE, CallIndex, Detacher, RefusedToggle, WhatIf
+from .whatif import EAGER_NOTE, RefusedToggle, WhatIf
 
 _next_seq = torch._C._autograd._get_sequence_nr
 

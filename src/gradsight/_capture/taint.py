@@ -19,6 +19,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree
 
 from ..graph import Why
+from . import detach as _detach
 from . import whatif as _whatif
 from .modules import compiling
 from .source import _INTERNAL_ROOTS, _short
@@ -57,7 +58,7 @@ Namer = Callable[[Any], "str | None"]
 
 # The frames of gradsight's own toggles: a detach made in one of them is the what-if's, not the user's.
 _DETACH_VARIABLE = _whatif.detach_variable.__code__
-_DETACH_OUTPUT = _whatif._detach_output.__code__
+_DETACH_OUTPUT = _detach.detach_output.__code__
 
 # The taint traces running now (innermost last): ``follow`` starts following a value in the innermost.
 _ACTIVE: list[_Taint] = []
@@ -182,7 +183,7 @@ def _results(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 def _toggled(frame: FrameType | None, grad_off: bool, names: Namer | None) -> _Toggled | None:
     """The what-if toggle running at ``frame``, innermost first: a cell variable's or a module
-    output's detach (whatif.detach_variable, whatif._detach_output), or, with grad off, a module a
+    output's detach (whatif.detach_variable, detach.detach_output), or, with grad off, a module a
     toggle put under no_grad / inference_mode (it has whatif._enter's pre-hook); else None."""
     while frame is not None:
         code = frame.f_code
