@@ -18,6 +18,7 @@ from ..runs import RerunError
 from ..toggles import Toggles
 from . import taint
 from . import why as why_mod
+from .cell_cuts import cut_results
 from .cell_target import CellTarget
 from .facts import (
     STEP,
@@ -73,14 +74,14 @@ def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None =
         missing = tuple(_failed(w.name, graph, failure) or w for w in missing)
     missing = tuple(w for w in missing if w.name not in (inside or {}))
     if isinstance(target, CellTarget):
-        graph = _cut_worded(graph, why_mod.cut_results(target.code))
+        graph = _cut_worded(graph, cut_results(target.code))
     return replace(graph, controls=target.controls(graph), missing=missing)
 
 
 def _cut_worded(graph: Graph, off: Mapping[str, tuple[WhyReason, str]]) -> Graph:
     """The graph with the general "requires_grad=False: none of its inputs required grad, no_grad, or
     detached" said of a cell's results replaced by which one it was, for those the cell's code shows
-    computed under no_grad or detached (:func:`why.cut_results`)."""
+    computed under no_grad or detached (:func:`cell_cuts.cut_results`)."""
     if not off:
         return graph
     from .tensors import why_no_graph
@@ -127,7 +128,7 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
     if alias is not None:
         return _as_alias(name, alias, graph, explain(target, graph, toggles, alias, failure, inside))
     if isinstance(target, CellTarget):
-        off = why_mod.cut_results(target.code).get(name)
+        off = cut_results(target.code).get(name)
         value = leaves.get(name)
         if off is not None and value is not None and value.grad_fn is None and not value.requires_grad:
             return Why(name, *off)

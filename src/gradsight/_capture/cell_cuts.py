@@ -1,0 +1,104 @@
+"""Results a ``%%gradsight`` cell computes under ``no_grad`` or detaches, read from its code (the
+tensor does not say): :func:`cut_results`, for ``why()`` and the missing list (moved out of ``why.py``)."""
+
+from __future__ import annotations
+
+import ast
+
+from ..graph import WhyReason
+
+
+def cut_results(code: str) -> dict[str, tuple[WhyReason, str]]:
+    """Variable -> (reason, why its value has no graph), for the variables a cell's code last assigns under
+    ``torch.no_grad()`` (a ``with`` block, ``torch.set_grad_enabled(False)``, or a call of a function
+    the cell decorates with ``@torch.no_grad()``), or straight from ``.detach()`` / ``.data``: such a
+    tensor is a plain one, and nothing on it tells these from "none of its inputs required grad"
+    (inference_mode does tell). Not the locals of functions the cell defines; ``enable_grad`` inside
+    the block turns grad mode back on."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return {}
+    decorated = {f.name for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 and any(_grad_context(d) == "no_grad" for d in f.decorator_list)}  # fmt: skip
+    found: dict[str, tuple[WhyReason, str] | None] = {}
+    _off_in(tree.body, None, decorated, found)
+    return {name: text for name, text in found.items() if text is not None}
+
+
+_Found = dict[str, "tuple[WhyReason, str] | None"]  # variable -> its last assignment's cut (None: none)
+
+
+def _grad_context(expr: ast.expr) -> str | None:
+    """What an expression used as a context manager or decorator does to grad mode: ``no_grad``,
+    ``on`` (enable_grad, set_grad_enabled(True)), ``other`` (inference_mode), or None."""
+    call = expr if isinstance(expr, ast.Call) else None
+    func = call.func if call is not None else expr
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+    args = call.args if call is not None else []
+    flag = args[0].value if args and isinstance(args[0], ast.Constant) else None
+    if name == "no_grad" or (name == "set_grad_enabled" and flag is False):
+        return "no_grad"
+    if name == "enable_grad" or (name == "set_grad_enabled" and flag is True):
+        return "on"
+    if name == "inference_mode":
+        return "other"
+    return None
+
+
+def _off_in(body: list[ast.stmt], block: ast.expr | None, decorated: set[str], found: _Found) -> None:
+    """Walk the cell's own statements in order; ``block``: the no_grad context manager of the
+    innermost ``with`` that sets grad mode around them (None: grad mode as the cell started)."""
+    for stmt in body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        if isinstance(stmt, ast.With):
+            kinds = [(k, i.context_expr) for i in stmt.items if (k := _grad_context(i.context_expr))]
+            kind, expr = kinds[-1] if kinds else (None, None)
+            _off_in(stmt.body, block if kind is None else expr if kind == "no_grad" else None, decorated, found)
+            continue
+        for name in _targets(stmt):
+            found[name] = _off_text(name, stmt, block, decorated)
+        for field in ("body", "orelse", "finalbody"):
+            inner = getattr(stmt, field, None)
+            if isinstance(inner, list) and all(isinstance(x, ast.stmt) for x in inner):
+                _off_in(inner, block, decorated, found)
+        for handler in getattr(stmt, "handlers", None) or ():
+            _off_in(handler.body, block, decorated, found)
+
+
+def _targets(stmt: ast.stmt) -> list[str]:
+    if isinstance(stmt, ast.Assign):
+        exprs = list(stmt.targets)
+    elif isinstance(stmt, (ast.AugAssign, ast.AnnAssign)):
+        exprs = [stmt.target]
+    else:
+        return []
+    return [n.id for e in exprs for n in ast.walk(e) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+
+
+def _short(node: ast.AST, limit: int = 60) -> str:
+    lines = ast.unparse(node).splitlines()
+    text = lines[0] if lines else ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _off_text(name: str, stmt: ast.stmt, block: ast.expr | None, decorated: set[str]) -> tuple[WhyReason, str] | None:
+    head = f"{name} has requires_grad=False because"
+    if block is not None:
+        return "no_grad", (f"{head} it was computed under torch.no_grad() (`{_short(stmt)}` inside `with "
+                           f"{_short(block)}:`): autograd recorded no graph for it, even from tensors that require "
+                           "grad. Compute it outside the no_grad block to get a graph.")  # fmt: skip
+    value = getattr(stmt, "value", None)
+    func = value.func if isinstance(value, ast.Call) else None
+    detached = isinstance(func, ast.Attribute) and func.attr == "detach" and not value.args  # type: ignore[union-attr]
+    if detached or (isinstance(value, ast.Attribute) and value.attr == "data"):
+        how = "detach() returns" if detached else ".data is"
+        return ("detach" if detached else "data"), (
+            f"{head} it was detached (`{_short(stmt)}`): {how} a tensor that shares the values but has no graph. "
+            "Use the tensor itself where you need its gradient.")  # fmt: skip
+    if isinstance(func, ast.Name) and func.id in decorated:
+        return "no_grad", (f"{head} it comes from {func.id}(), which the cell decorates with @torch.no_grad(): "
+                           "autograd records nothing inside it, even from tensors that require grad. Remove the "
+                           f"decorator (or compute it outside {func.id}) to get a graph.")  # fmt: skip
+    return None
