@@ -218,3 +218,18 @@ def test_a_renormalized_embedding_is_no_parameter_change_between_live_reruns() -
     ]
     assert not any("changed" in note for note in graph.notes)
     dbg.close()
+
+
+def test_a_live_leafs_finite_exploding_gradient_has_its_norm_not_inf() -> None:
+    # Every .grad is finite (~6.7e21), but a float32 norm of its squares overflows: the leaves showed
+    # inf, and why() said the gradient became non-finite in the TBackward0 that passed it on.
+    torch.manual_seed(0)
+    model, x = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 2)), torch.randn(4, 8)
+    dbg = gs.debugger(model)
+    (model(x) * 1e21).sum().backward()
+    for name, p in model.named_parameters():
+        node = dbg.graph.node(f"leaf:{name}")
+        assert node.grad_norm == pytest.approx(float(p.grad.double().norm()), rel=1e-4), name
+        assert not node.nonfinite_gradient
+        assert "non-finite" not in dbg.why(name).message and "NaN or Inf" not in dbg.why(name).message
+    dbg.close()

@@ -209,3 +209,93 @@ def test_a_parameter_replaced_since_the_run_is_a_parameter_change_not_an_input_e
     assert any("parameters changed since run 0" in n for n in graph.notes)
     assert not any("inputs" in n for n in graph.notes)
     assert dbg.diff is not None and dbg.diff["lost_grad"] == ["0.weight"]
+
+
+# -- re-runs after the model changed: a full history, a closed debugger, toggles naming what is gone ----
+
+
+def test_a_full_history_keeps_the_run_a_rerun_is_compared_with() -> None:
+    # The view showed the oldest of 8 runs and re-ran from it: the new run evicted it, and the diff
+    # silently compared with the newest run instead (and named toggles nobody changed).
+    torch.manual_seed(0)
+    model, x = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), torch.randn(16, 4)
+    dbg = gs.debugger(model, inputs=x, loss=lambda o: o.pow(2).sum())
+    dbg.rerun(requires_grad={"0.weight": False})
+    for i in range(7):
+        dbg.rerun(requires_grad={"2.bias": bool(i % 2)})
+    oldest = dbg.history[0]["index"]
+    dbg.current = oldest
+    dbg.rerun(requires_grad={"0.weight": False, "2.weight": False})
+    assert dbg.baseline == oldest and oldest in [h["index"] for h in dbg.history] and len(dbg.history) == 8
+    assert dbg.diff is not None and dbg.diff["lost_grad"] == ["2.weight"]
+    dbg.close()
+
+
+class _Closing(nn.Module):
+    """Closes its debugger in its ``closing_at``-th forward (the user's code closing it mid-run)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin, self.dbg, self.calls, self.closing_at = nn.Linear(4, 2), None, 0, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.dbg is not None and self.calls == self.closing_at:
+            self.dbg.close()
+        return self.lin(x)
+
+
+@pytest.mark.parametrize("closing_at", [1, 2])  # while the run shown is made again; while the re-run runs
+def test_closed_while_a_changed_model_is_re_run_says_so(closing_at: int) -> None:
+    model, x = _Closing(), torch.randn(3, 4)
+    dbg = gs.debugger(model, inputs=x, loss=lambda o: o.sum())
+    with torch.no_grad():
+        model.lin.weight.add_(1)  # an optimizer step: the re-run first makes the run shown again
+    model.calls, model.dbg, model.closing_at = 0, dbg, closing_at
+    with pytest.raises(gs.RerunError, match="closed during the re-run"):
+        dbg.rerun(requires_grad={"lin.bias": False})
+    assert dbg.status == "ready" and all(p.requires_grad for p in model.parameters())
+
+
+class _Extras(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.extras = nn.Linear(4, 8), nn.Linear(8, 2), nn.ModuleList([nn.Linear(8, 8)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.a(x))
+        for e in self.extras:
+            h = e(h)
+        return self.b(h)
+
+
+@pytest.mark.parametrize("shown", [{"no_grad": ["extras.0"]}, {"detach": ["extras.0"]}])
+def test_a_rerun_whose_shown_run_names_a_module_removed_since_still_runs(shown: dict[str, Any]) -> None:
+    # Making the run shown again failed inside its own toggles (KeyError, or a refusal about toggles the
+    # user did not ask for): the re-run is compared with the run shown, and says so.
+    torch.manual_seed(0)
+    model, x = _Extras(), torch.randn(16, 4)
+    dbg = gs.debugger(model, inputs=x, loss=lambda o: o.pow(2).sum())
+    dbg.rerun(**shown)
+    shown_index = dbg.current
+    model.extras = nn.ModuleList()
+    with torch.no_grad():
+        model.a.weight.add_(0.1)
+    graph = dbg.rerun(requires_grad={"b.weight": False})
+    assert dbg.status == "ready" and dbg.baseline == shown_index
+    assert any("changed since run" in note for note in graph.notes)
+
+
+def test_a_run_made_again_twice_is_labelled_again_once() -> None:
+    torch.manual_seed(0)
+    model, x = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), torch.randn(16, 4)
+    dbg = gs.debugger(model, inputs=x, loss=lambda o: o.pow(2).sum())
+    dbg.rerun(requires_grad={"0.weight": False})
+    for step in range(2):
+        with torch.no_grad():
+            model[0].bias.add_(0.1)
+        again = dbg.baseline if step else None
+        dbg.current = again if again is not None else dbg.current
+        dbg.rerun(requires_grad={"2.bias": bool(step)})
+    assert all(h["label"].count("again") <= 1 for h in dbg.history), [h["label"] for h in dbg.history]
+    dbg.close()

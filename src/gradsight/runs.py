@@ -57,7 +57,7 @@ class RunHistory:
         self._next = 0
 
     def add(self, graph: Graph, captured: Any, toggles: Toggles, error: str | None = None, facts: Any = None,
-            again: str | None = None) -> RunRecord:  # fmt: skip
+            again: str | None = None, keep: Collection[int] = ()) -> RunRecord:  # fmt: skip
         graph = replace(
             graph, run=replace(graph.run, index=self._next, toggles=None if toggles.empty else toggles.to_wire())
         )
@@ -66,8 +66,10 @@ class RunHistory:
         record = RunRecord(self._next, graph, captured, toggles, error, facts, again)
         self._next += 1
         self.records.append(record)
-        while len(self.records) > MAX_RUNS:
-            _release(self.records.pop(0))
+        while len(self.records) > MAX_RUNS:  # the oldest first, but never a run in ``keep`` (a diff's baseline)
+            oldest = next((r for r in self.records if r.index not in keep), self.records[0])
+            self.records.remove(oldest)
+            _release(oldest)
         self.fit_budget(record)
         return record
 
@@ -194,9 +196,10 @@ def changed_note(changed: Collection[str], since: RunRecord, live: bool, *, now_
 
 def again_label(since: RunRecord, changed: Collection[str], now_step: int | None = None) -> str:
     """The history label of ``since`` made again on what runs now."""
+    base = since.label.split(" again, ", 1)[0]  # a run made again from one made again: one "again"
     if "step" in changed and now_step is not None:
-        return f"{since.label} again, on step {now_step}"
-    return f"{since.label} again, {' and '.join(k for k in ('parameters', 'inputs') if k in changed)} now"
+        return f"{base} again, on step {now_step}"
+    return f"{base} again, {' and '.join(k for k in ('parameters', 'inputs') if k in changed)} now"
 
 
 def _name(record: RunRecord) -> str:

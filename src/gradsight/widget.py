@@ -231,9 +231,10 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
 
     def _add(self, captured: Any, toggles: Toggles, error: str | None = None, *, facts: Any = None,
              notes: tuple[str, ...] = (), again: str | None = None, baseline: int | None = None,
-             show: bool = True) -> RunRecord:  # fmt: skip
+             show: bool = True, keep: tuple[int, ...] = ()) -> RunRecord:  # fmt: skip
         """Add a run to the history and show it (``show``), compared with ``baseline`` (default: the
-        last run before it). ``facts``: what it ran on, if taken already (else now)."""
+        last run before it). ``facts``: what it ran on, if taken already (else now). ``keep``: runs a full
+        history must not drop for it (the runs its diff and notes name)."""
         from ._capture.targets import finish
 
         previous = self._runs.last
@@ -244,7 +245,7 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
             graph = finish(self._target, graph, toggles, error, inside)
         if notes:
             graph = replace(graph, notes=(*graph.notes, *notes))
-        record = self._runs.add(graph, captured, toggles, error, facts, again)
+        record = self._runs.add(graph, captured, toggles, error, facts, again, keep=keep)
         if self._closed:  # close() on another thread meanwhile (a live step published as it closed)
             self._runs.release()
         self.history = self._runs.to_wire()
@@ -280,6 +281,8 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
             changed = self._target.changed(since.facts) if since is not None and since.facts is not None else ()
             if since is not None and changed and differ(since.toggles, toggles):
                 again = self._again(since)
+            if self._target is None:  # closed while the run shown was made again
+                raise RerunError("the debugger was closed during the re-run; nothing was kept")
             result = self._target.rerun(toggles, self._watch)
         except BaseException as e:  # KeyboardInterrupt, or a bug of ours: never stay "running"
             _drop(again[0] if again is not None else None)
@@ -304,10 +307,12 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
             if again is not None:  # the baseline: the run shown made again (the re-run's index is the next)
                 note = changed_note(changed, since, live, now_step=step, after=self._runs.made + 1)
                 baseline = self._add(again[0], since.toggles, facts=again[1], notes=(note,),
-                                     again=again_label(since, changed, step), show=False).index  # fmt: skip
+                                     again=again_label(since, changed, step), show=False,
+                                     keep=(since.index,)).index  # fmt: skip
             notes = (changed_note(changed, since, live, now_step=step, again=baseline if again else None,
                                   toggled=differ(since.toggles, toggles)),)  # fmt: skip
-        record = self._add(result.captured, toggles, facts=facts, notes=notes, baseline=baseline)
+        kept = tuple(i for i in (baseline, since.index if since is not None else None) if i is not None)
+        record = self._add(result.captured, toggles, facts=facts, notes=notes, baseline=baseline, keep=kept)
         # The panel now shows this run's toggles; further edits are relative to them (Python's own
         # write: not checked as the view's, against this graph, where a detached node is gone).
         self.status = "ready"
@@ -318,11 +323,16 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
         """What ``since`` ran on changed (an optimizer step): make it again on what runs now, as the
         re-run's baseline, so the diff shows the toggles alone and not that change too. Its capture
         and facts, or None if it failed (the re-run is then compared with ``since``, and says so)."""
-        made = self._target.rerun(replace(since.toggles, apply=False), self._watch)
-        if made.captured is None or made.error is not None:
-            _drop(made.captured)
+        made = None
+        try:  # its toggles may name what is gone since (a module removed): then no baseline, not a failure
+            made = self._target.rerun(replace(since.toggles, apply=False), self._watch)
+            if made.captured is None or made.error is not None or self._target is None:
+                _drop(made.captured)
+                return None
+            return made.captured, self._target.facts(made.captured.graph)
+        except Exception:
+            _drop(made.captured if made is not None else None)
             return None
-        return made.captured, self._target.facts(made.captured.graph)
 
     def _rerun_pending(self) -> Graph:
         p = self.pending

@@ -11,6 +11,7 @@ passed (:func:`_zero_norms`): a float32 ``vector_norm`` of values under 1e-19 un
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from ..graph import Graph, RunInfo, TensorSummary
 from .hooks import GradRecorder
@@ -76,15 +77,16 @@ def _merge(i: int, kind: str, kept: tuple[TensorSummary | None, ...], seen: tupl
 
 def _zero_norms(c: Collected, store: TensorStore, grad_in: dict[int, tuple[TensorSummary | None, ...]],
                 grad_out: dict[int, tuple[TensorSummary | None, ...]]) -> None:  # fmt: skip
-    """Hook norms of exactly 0 taken again from the gradients the node's consumers passed it, where
-    those are kept (as their grad-out): a leaf's in live mode, whose own gradient never is. A float32
-    ``vector_norm`` of values under 1e-19 underflows to 0, and rescaling in every hook would cost a
-    kernel per node (hooks.py); where nothing is kept a 0 stays (every value is 0 or under 1e-19).
-    One consumer's grad-out norm is already accurate (:func:`_merge`): no kernel for it."""
+    """Hook norms of exactly 0 or inf taken again from the gradients the node's consumers passed it,
+    where those are kept (as their grad-out): a leaf's in live mode, whose own gradient never is. A
+    float32 ``vector_norm`` of values under 1e-19 underflows to 0, of finite ones past 1.8e19 overflows
+    to inf (and why() then blamed the op that passed them on), and rescaling in every hook would cost
+    a kernel per node (hooks.py); where nothing is kept they stay. One consumer's grad-out norm is
+    already accurate (:func:`_merge`): no kernel for it."""
     if not len(store):  # nothing kept to take them from
         return
     zeros = {(i, k) for i, row in grad_in.items() for k, s in enumerate(row)
-             if s is not None and s.norm == 0.0 and s.min is None}  # fmt: skip
+             if s is not None and s.norm in (0.0, math.inf) and s.min is None}  # fmt: skip
     if not zeros:
         return
     senders: dict[tuple[int, int], list[Key]] = {}
@@ -102,18 +104,22 @@ def _zero_norms(c: Collected, store: TensorStore, grad_in: dict[int, tuple[Tenso
             nr = int(key.rsplit(":", 1)[1])
             known = row[nr] if nr < len(row) else None
             if known is not None and known.norm is not None:
-                if known.norm:
-                    s = grad_in[i][k]
-                    if s is not None:
-                        grad_in[i] = (*grad_in[i][:k], s.with_norm(known.norm), *grad_in[i][k + 1 :])
+                _renorm(grad_in, i, k, known.norm)
                 continue
         total = sent[0]
         for t in sent[1:]:
             total = total + t
-        norm = norm_of(total, tiny=True)
-        s = grad_in[i][k]
-        if norm and s is not None:
-            grad_in[i] = (*grad_in[i][:k], s.with_norm(norm), *grad_in[i][k + 1 :])
+        hooked = grad_in[i][k]
+        _renorm(grad_in, i, k, norm_of(total, tiny=hooked is not None and hooked.norm == 0.0))
+
+
+def _renorm(grad_in: dict[int, tuple[TensorSummary | None, ...]], i: int, k: int, norm: float | None) -> None:
+    """``grad_in[i][k]`` with ``norm`` taken again: when it is finite and not 0 (an inf one loses its note)."""
+    s = grad_in[i][k]
+    if s is None or not norm or not math.isfinite(norm):
+        return
+    fixed = s.with_norm(norm) if s.norm == 0.0 else replace(s, norm=norm, note=None)
+    grad_in[i] = (*grad_in[i][:k], fixed, *grad_in[i][k + 1 :])
 
 
 def total_norm(grads: tuple[TensorSummary | None, ...]) -> float | None:
