@@ -179,10 +179,10 @@ def test_a_live_rerun_tells_an_input_edit_and_puts_back_the_batch_and_outside_ge
     assert torch.equal(NOISE.get_state(), state)
     (note,) = [n for n in first.notes if "in place" in n]
     assert "this input in place: input." in note and "run another step on a fresh batch" in note
-    assert torch.equal(x, torch.full((3, 4), 0.25))  # the first re-run's edit stays, as any forward's
+    assert torch.equal(x, torch.full((3, 4), 0.5))  # the step's own edit was seen: put back after each re-run
     for _ in range(2):
         graph = dbg.rerun(requires_grad={"lin.bias": False})
-        assert torch.equal(x, torch.full((3, 4), 0.25)) and torch.equal(NOISE.get_state(), state)
+        assert torch.equal(x, torch.full((3, 4), 0.5)) and torch.equal(NOISE.get_state(), state)
         assert any("re-runs do not compound" in n for n in graph.notes)
     assert dbg._runs.get(2).graph.run.loss == dbg._runs.get(3).graph.run.loss  # type: ignore[union-attr]
     dbg.close()
@@ -232,4 +232,29 @@ def test_a_live_leafs_finite_exploding_gradient_has_its_norm_not_inf() -> None:
         assert node.grad_norm == pytest.approx(float(p.grad.double().norm()), rel=1e-4), name
         assert not node.nonfinite_gradient
         assert "non-finite" not in dbg.why(name).message and "NaN or Inf" not in dbg.why(name).message
+    dbg.close()
+
+
+class _HalvesItsInput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x.mul_(0.5)  # edits the user's batch in place
+        return self.lin(x)
+
+
+def test_a_live_rerun_leaves_the_batch_the_steps_forward_edited_as_the_step_left_it() -> None:
+    # The step's own forward halved the batch (no gradsight run saw that), so the first re-run halved
+    # it again: the user's x went from 0.5 to 0.25 of its values, and later re-runs started from that.
+    torch.manual_seed(0)
+    model, x = _HalvesItsInput(), torch.randn(3, 4)
+    dbg = gs.debugger(model)
+    model(x).pow(2).sum().backward()
+    after_step = x.clone()
+    dbg.rerun()
+    assert torch.equal(x, after_step)
+    dbg.rerun(requires_grad={"lin.bias": False})
+    assert torch.equal(x, after_step)
     dbg.close()

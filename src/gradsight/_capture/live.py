@@ -50,7 +50,7 @@ from torch.utils.hooks import RemovableHandle
 from ..config import options
 from ..inspection import GradStep
 from .cell_end import LoopCallback, on_post_run_cell
-from .facts import autocast_state, renormalized, versions
+from .facts import Versions, autocast_state, renormalized, versions
 from .followed import ModelHook, model_names
 from .guard import own_run, rng_state
 from .live_step import LiveStep, Replay
@@ -101,6 +101,7 @@ class LiveSession:
         self._end_hook: RemovableHandle | None = end  # kept by close() while another thread's forward runs
         self.last_call: Replay | None = None  # what a re-run of the last step replays
         self._call: tuple[Any, Any, Any, Any, Any] | None = None  # the captured forward's (see LiveStep.call)
+        self._inputs_before: Versions = ()  # its input tensors' versions when it started
         self._pause = threading.local()  # .on: this thread re-runs the last step (other threads train on)
         # Guards what close() on another thread may meet half done: a capture's start and end (not
         # uncaptured steps), the pending step, the loop-turn state. Never held around the user's code.
@@ -212,10 +213,12 @@ class LiveSession:
         tracker = ModuleTracker(modules, start=False)
         # a re-run's ops keep the user's line; it runs under the autocast regions this call runs under
         call = (args, kwargs, rng_state(), user_line(sys._getframe()), autocast_state())
+        before = versions(flatten_tensors((args, kwargs)))  # an input the forward edits in place moves
         with self._lock:  # close() on another thread finds all of a capture's start or none of it
             if self._closed or self._forward_thread is not None:
                 return
             self._forward_thread, self._forward_started, self._call = here, now, call
+            self._inputs_before = before
             self._tracker, self._leaf_names = tracker, leaf_names
             tracker.start()
             if self._source_lines:
@@ -324,7 +327,10 @@ class LiveSession:
         model = self._model()
         renormed = renormalized(model.modules()) if model is not None else set()
         step.parameters = versions([p for p in leaf_names if id(p) not in renormed])
-        step.inputs = versions(flatten_tensors(self._call[:2])) if self._call is not None else ()
+        inputs = flatten_tensors(self._call[:2]) if self._call is not None else []
+        step.inputs = versions(inputs)
+        before = dict(self._inputs_before)  # the inputs its forward edited in place (x /= 2): a re-run
+        step.edited = [t for t, (i, v) in zip(inputs, step.inputs, strict=False) if before.get(i, v) != v]
         del order
         with self._lock:  # close() on another thread meanwhile saw no step: this one is dropped here
             dropped, self._step = (step, None) if self._closed else (self._step, step)

@@ -67,6 +67,7 @@ class Replay:
     parameters: Versions = ()
     inputs: Versions = ()
     in_checkpoint: Mapping[str, float] = field(default_factory=dict)
+    edited: tuple[torch.Tensor, ...] = ()  # inputs its forward edited in place: re-runs copy and put them back
 
 
 UNFINISHED_NOTE = (
@@ -151,6 +152,7 @@ class LiveStep:
         self.call: tuple[Any, Any, Any, Any, Any] | None = None
         self.parameters: Versions = ()  # the named parameters' versions at its forward's end
         self.inputs: Versions = ()  # its call's input tensors' versions then
+        self.edited: list[torch.Tensor] = []  # those of its inputs its forward edited in place
         # Named leaves outside the graph, in a graph with a reentrant checkpoint region: its backward
         # differentiates the region on its own, so its parameters are no leaves of this graph. Each
         # with its .grad then (a weak reference) and that .grad's version: one its passes changed got
@@ -232,7 +234,7 @@ class LiveStep:
         args, kwargs, rng, origin, autocast = self.call
         kept = None if any(g is None for g in grads) else [g for g in grads if g is not None]
         return Replay(self.number, args, kwargs, rng, kept, origin, autocast, self.parameters, self.inputs,
-                      dict(self.in_checkpoint))  # fmt: skip
+                      dict(self.in_checkpoint), tuple(self.edited))  # fmt: skip
 
     def record_history(self, history: dict[str, list[GradStep]], graph: Graph) -> None:
         """Each named leaf's ``.grad`` after this step's last pass, and the norm it received in it."""

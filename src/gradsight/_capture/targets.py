@@ -316,6 +316,8 @@ class LiveTarget:
         inputs = call_inputs(replay.args, replay.kwargs)
         held = {id(t) for _, t in inputs}  # an earlier step's batch is let go
         self.edited_inputs = {i: t for i, t in self.edited_inputs.items() if i in held}
+        for t in replay.edited:  # the step's own forward edited it: a re-run must not edit the batch again
+            self.edited_inputs.setdefault(id(t), t)
         return RunSpec(call=call, modules=modules, leaf_names=names, grad_output=replay.grads, budget=self.budget,
                        source_lines=self.source_lines, rng=replay.rng, origin=replay.origin, inputs=inputs,
                        edited_inputs=self.edited_inputs, reaches=reaches_of(modules, None),
