@@ -7,8 +7,8 @@ step reaches by name, watch the inputs for in-place edits, record module ranges 
 during forward, pick the roots, capture the graph and keep its saved tensors before backward frees
 them, hook every node, and differentiate with ``torch.autograd.grad`` — so no ``.grad`` field of
 the user's changes (where a reentrant checkpoint refuses it, a plain backward whose ``.grad`` fields
-are given back). Buffers, flags, inputs, Python's and NumPy's RNGs: guard.py. Everything installed
-is removed in ``finally``.
+are given back). Buffers, flags, inputs, Python's and NumPy's RNGs: guard.py; the roots and the
+graph's notes: roots.py. Everything installed is removed in ``finally``.
 """
 
 from __future__ import annotations
@@ -33,12 +33,11 @@ from .guard import InputGuard, ModuleGuard, fork_rng, generators_reached
 from .hooks import GradRecorder, derivable
 from .modules import ModuleTracker, is_compiled
 from .no_train import no_backward
-from .outputs import flatten_tensors, loss_output
 from .records import Captured, CaptureOptions, Collected
+from .roots import check_grad_shapes, edited_note, inputs_note, no_graph, picked_note, roots_of
 from .source import SourceTracker, user_line
 from .store import TensorStore
 from .summary import norm_of
-from .tensors import why_no_graph
 from .walk import ACCUMULATE_GRAD, assign_ids, collect, gc_paused
 from .whatif import EAGER_NOTE, RefusedToggle, WhatIf
 
@@ -126,7 +125,7 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
         result = _observe(spec, whatif, detacher, guard, watch)
     if whatif.toggles.apply and result.captured is not None and result.error is None:
         whatif.keep()
-    note = _inputs_note(spec, inputs)
+    note = inputs_note(spec, inputs)
     if note is not None and result.captured is not None:
         graph = result.captured.graph
         result.captured.graph = replace(graph, notes=(*graph.notes, note))
@@ -149,7 +148,7 @@ def _observe(spec: RunSpec, whatif: WhatIf, detacher: Detacher | None, guard: Mo
         try:
             with sources or _nothing(), whatif.forward(), detacher or _nothing(), no_backward():
                 output = spec.call()
-                roots, grads, kind, loss_value = _roots(spec, output)
+                roots, grads, kind, loss_value = roots_of(spec, output)
         except Exception as e:
             return RunResult(None, error=_format(e))
         finally:
@@ -158,13 +157,13 @@ def _observe(spec: RunSpec, whatif: WhatIf, detacher: Detacher | None, guard: Mo
                 sources.barrier = None  # this frame holds the tracker: no cycle to outlive the run
         if not any(r.grad_fn is not None for r in roots):
             info = RunInfo(mode=spec.mode, loss=loss_value)  # type: ignore[arg-type]  # the loss is computed
-            graph = Graph(message=_no_graph(roots, whatif.toggles), run=info)
+            graph = Graph(message=no_graph(roots, whatif.toggles), run=info)
             return RunResult(Captured(graph), loss_value=loss_value)
         phases = {"forward": time.perf_counter() - start}
         result = _backward(spec, store, tracker, sources, roots, grads, kind, loss_value, watch, phases, guard,
                            first_seq)  # fmt: skip
         result.phases = phases
-        notes = [n for n in (_picked_note(spec, output, roots), _edited_note(spec, guard)) if n is not None]
+        notes = [n for n in (picked_note(spec, output, roots), edited_note(spec, guard)) if n is not None]
         if whatif.eager and any(is_compiled(m) for _, m in spec.modules):  # why its graph shows more nodes
             notes.append(EAGER_NOTE)
         if notes and result.captured is not None:
@@ -175,58 +174,9 @@ def _observe(spec: RunSpec, whatif: WhatIf, detacher: Detacher | None, guard: Mo
         tracker.close()
 
 
-def _picked_note(spec: RunSpec, output: Any, roots: list[torch.Tensor]) -> str | None:
-    """What a graph says when gradsight chose among several outputs (no ``loss=`` given)."""
-    if spec.loss is not None or len(flatten_tensors(output)) <= len(roots):
-        return None
-    scalar = len(roots) == 1 and roots[0].numel() == 1
-    what = "its loss output" if scalar else "every output that requires grad"
-    return (
-        f"{spec.what.capitalize()} returned several tensors; gradsight differentiates {what}. "
-        "Pass loss=lambda out: ... to choose what to differentiate."
-    )
-
-
-def _edited_note(spec: RunSpec, guard: ModuleGuard) -> str | None:
-    """What a graph says when the forward edited parameters in place (``weight.clamp_()`` under
-    ``no_grad``): gradsight gives back buffers, random state and ``.grad``, but undoing that would
-    take a copy of every parameter before every run."""
-    edited = guard.edited()
-    if not edited:
-        return None
-    names = [spec.leaf_names.get(p, "a parameter") for p in edited]
-    return (
-        f"The forward edited {'this parameter' if len(names) == 1 else 'these parameters'} in place: "
-        f"{', '.join(names[:8])}{', …' if len(names) > 8 else ''}. They stay edited, as after any forward of "
-        "yours: gradsight puts back buffers, random state and .grad fields, not parameters a forward changes."
-    )
-
-
 def _guard(spec: RunSpec) -> ModuleGuard:
     """What puts the user's modules back after a forward of ``spec``: buffers, flags, generators."""
     return ModuleGuard(spec.modules, flags=True, generators=generators_reached(spec.reaches))
-
-
-def _inputs_note(spec: RunSpec, inputs: InputGuard) -> str | None:
-    """What a graph says when the forward edited an input in place (``x /= 2``)."""
-    if not inputs.changed:
-        return None
-    names = ", ".join(inputs.changed[:8]) + (", …" if len(inputs.changed) > 8 else "")
-    one = len(inputs.changed) == 1
-    fix = "Make the forward edit a copy (x = x / 2 rather than x /= 2)"
-    if inputs.restored:
-        return (
-            f"The forward edits {'this input' if one else 'these inputs'} in place: {names}. This re-run started "
-            "from the values an earlier run left (gradsight puts them back after each re-run, so re-runs do not "
-            f"compound the edit), so its numbers differ from the first run's for that reason too. {fix}, or "
-            f"{spec.fresh}."
-        )
-    return (
-        f"The forward edited {'this input' if one else 'these inputs'} in place: {names}. "
-        f"{'It stays' if one else 'They stay'} edited, as after any forward of yours (gradsight copies no batch "
-        "before a run), and re-runs start from the edited values, so their numbers differ from this run's. "
-        f"{fix}, or {spec.fresh}."
-    )
 
 
 def _locate_calls(spec: RunSpec, whatif: WhatIf) -> dict[int, set[int]]:
@@ -239,7 +189,7 @@ def _locate_calls(spec: RunSpec, whatif: WhatIf) -> dict[int, set[int]]:
         tracker = ModuleTracker(spec.modules)
         try:
             with whatif.forward(), calls:
-                roots = [r for r in _roots(spec, spec.call())[0] if r.grad_fn is not None]
+                roots = [r for r in roots_of(spec, spec.call())[0] if r.grad_fn is not None]
         finally:
             tracker.close()
         collected, order = collect([r.grad_fn for r in roots], CaptureOptions(
@@ -264,29 +214,6 @@ def _locate_calls(spec: RunSpec, whatif: WhatIf) -> dict[int, set[int]]:
             "of the graph shown ([n.id for n in dbg.graph.nodes]), or leave out the toggles that remove it"
         )
     return targets
-
-
-def _no_graph(roots: list[torch.Tensor], toggles: Toggles) -> str:
-    for kind in ("inference_mode", "no_grad"):
-        if getattr(toggles, kind) is True:
-            return (
-                f"No graph: the whole step ran under torch.{kind}() (this re-run's toggle), so autograd recorded "
-                "nothing and no parameter gets a gradient. Turn the toggle off and re-run to get the graph back."
-            )
-    if torch.is_inference_mode_enabled() or not torch.is_grad_enabled():
-        where = "torch.inference_mode()" if torch.is_inference_mode_enabled() else "torch.no_grad()"
-        return (
-            f"No graph: gradsight.debugger was called inside {where}, so the run it made recorded nothing. "
-            f"Call it outside {where.split('(')[0]} (an evaluation loop, a @torch.no_grad function?)."
-        )
-    if roots and not toggles.empty:  # the first run had a graph: the toggles cut it
-        return (
-            f"No graph: with this re-run's toggles ({toggles.label}) autograd recorded nothing for the output: "
-            "they cut every path from a tensor that requires grad to it (the missing list says where for each "
-            "parameter). Turn them off and re-run to get the graph back."
-        )
-    reasons = [why_no_graph(r, "the output" if len(roots) == 1 else f"output {i}") for i, r in enumerate(roots)]
-    return "\n".join(reasons) or "The model returned no tensors."
 
 
 def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources: SourceTracker | None,
@@ -323,7 +250,7 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
         del order  # hold no node objects while backward runs (pitfall 3)
         lap("hooks")
         try:
-            _check_grad_shapes(spec, roots, grads)
+            check_grad_shapes(spec, roots, grads)
             if "checkpoint" in collected.opaque:  # reentrant checkpoint: autograd.grad is refused
                 named = [t for t in spec.leaf_names if t.is_leaf]  # tensors the code reaches by name, too
                 received = differentiate_by_backward(pairs, leaves, [*guard.parameters(), *named], hidden, retain)
@@ -378,64 +305,6 @@ def _derived(c: Collected, keep: Collection[int], order: Sequence[Any],
     return derivable(c, keep, hooked)
 
 
-def _roots(
-    spec: RunSpec, output: Any
-) -> tuple[list[torch.Tensor], list[torch.Tensor | None], RootGradient, float | None]:
-    if spec.loss is not None:
-        value = spec.loss(output)
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f"loss(output) must return a tensor, not {type(value).__name__}")
-        tensors = [value]
-    elif spec.grad_output is None and (found := loss_output(output)) is not None:
-        tensors = [found]  # the model returned its loss (a `loss` output, or the one scalar): that is the root
-    else:
-        tensors = [t for t in flatten_tensors(output) if t.requires_grad] or flatten_tensors(output)[:1]
-        if not tensors:
-            raise TypeError(_no_tensors(spec, output))
-    if len(tensors) == 1 and tensors[0].numel() == 1 and spec.grad_output is None:
-        t = tensors[0]
-        return [t], [None], "scalar", None if t.is_meta else float(t.detach().reshape(()).float())
-    if spec.grad_output is not None:
-        given = list(spec.grad_output) if isinstance(spec.grad_output, (list, tuple)) else [spec.grad_output]
-        if len(given) != len(tensors):
-            gave = "loss(output) gave 1" if spec.loss is not None else f"{spec.what} gave {len(tensors)} output(s)"
-            raise ValueError(f"grad_output has {len(given)} tensor(s) but {gave}: give one gradient per output")
-        return tensors, given, "grad_output", None
-    return tensors, [torch.ones_like(t) for t in tensors], "ones", None
-
-
-def _no_tensors(spec: RunSpec, output: Any) -> str:
-    got = "None" if output is None else type(output).__name__
-    if spec.what == "the model":
-        return (
-            f"the model returned {got} with no tensors: pass loss=lambda out: ... that returns the tensor to "
-            "differentiate"
-        )
-    hint = " (a def without `return loss`?)" if output is None else ""
-    return (
-        f"{spec.what} returned {got}, not the tensor to differentiate{hint}: return the loss from it, e.g. "
-        "gradsight.debugger(lambda: loss_fn(model(x), y)), or pass loss=lambda out: ... that computes it from "
-        "what it returns"
-    )
-
-
-def _check_grad_shapes(spec: RunSpec, roots: list[torch.Tensor], grads: list[torch.Tensor | None]) -> None:
-    """A ``grad_output`` of the wrong shape, said in the user's terms before torch's "Mismatch in shape"
-    from inside the backward (the graph is still shown)."""
-    if spec.grad_output is None:
-        return
-    of = "loss(output)" if spec.loss is not None else f"{spec.what}'s output"
-    for k, (root, g) in enumerate(zip(roots, grads, strict=True)):
-        if not isinstance(g, torch.Tensor) or g.is_nested or root.is_nested or g.shape == root.shape:
-            continue
-        which = "" if len(roots) == 1 else f"[{k}]"
-        scalar = " (grad_output is the gradient of what loss returns: leave it out for a scalar loss)"
-        raise ValueError(
-            f"grad_output{which} has shape {tuple(g.shape)} but {of}{which} has shape {tuple(root.shape)}: give "
-            f"the gradient of that shape{scalar if spec.loss is not None and root.numel() == 1 else ''}"
-        )
-
-
 @contextmanager
 def _giving_back(retained: list[tuple[torch.Tensor, torch.Tensor | None]]) -> Iterator[None]:
     """The ``.grad`` of each non-leaf tensor that retains its grad, as before the run."""
@@ -463,7 +332,7 @@ def traced_forward(spec: RunSpec, toggles: Toggles) -> Callable[[], list[torch.T
         whatif = WhatIf(replace(toggles, apply=False), dict(spec.modules), {n: t for t, n in spec.leaf_names.items()})
         inputs = InputGuard(spec.inputs, spec.edited_inputs)
         with fork_rng(spec), whatif.applied(), _guard(spec), inputs, whatif.forward():
-            roots, _, _, _ = _roots(spec, spec.call())
+            roots, _, _, _ = roots_of(spec, spec.call())
             return roots
 
     return forward
