@@ -12,6 +12,8 @@ import type { WireLeaf, WireNode, WireTensor } from "./wire";
 const NO_GRAD_HINT =
   "no gradient recorded — gradients are captured when gradsight runs backward itself: " +
   "gs.debugger(model, inputs=…, loss=…) or gs.debugger(fn)";
+const LEAF_OUT_HINT =
+  "a leaf passes no gradient on: what reached it is under Gradient in, and it goes into the tensor's .grad";
 
 export type SectionName = "saved" | "grad-in" | "grad-out" | "leaf";
 
@@ -89,9 +91,13 @@ export function savedSection(node: WireNode): HTMLElement {
   return section("saved", SECTION_TITLES.saved, ...entries);
 }
 
-export function gradSection(name: "grad-in" | "grad-out", grads: readonly (WireTensor | null)[]): HTMLElement {
+export function gradSection(
+  name: "grad-in" | "grad-out",
+  grads: readonly (WireTensor | null)[],
+  leaf = false,
+): HTMLElement {
   const title = SECTION_TITLES[name];
-  if (grads.length === 0) return section(name, title, hint(NO_GRAD_HINT));
+  if (grads.length === 0) return section(name, title, hint(leaf && name === "grad-out" ? LEAF_OUT_HINT : NO_GRAD_HINT));
   const prefix = name === "grad-in" ? "grad_in" : "grad_out";
   const entries = grads.map((g, i) =>
     h(

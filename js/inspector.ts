@@ -121,7 +121,7 @@ export class Inspector {
       this.edgesSection(node),
       savedSection(node),
       gradSection("grad-in", node.grad_in),
-      gradSection("grad-out", node.grad_out),
+      gradSection("grad-out", node.grad_out, node.leaf != null),
     );
     if (state) syncToggleInputs(this.el, state);
     if (this.memo) this.el.scrollTop = this.memo.scroll;

@@ -118,6 +118,17 @@ def test_a_module_class_is_refused_saying_to_instantiate_it() -> None:
         gs.debugger(dict)
 
 
+def test_inputs_as_a_generator_are_refused_before_anything_runs() -> None:
+    # The first run would use the generator up and every re-run would call the model with nothing.
+    model = nn.Linear(3, 2)
+    calls: list[int] = []
+    model.register_forward_pre_hook(lambda *_: calls.append(1))
+    gen = (torch.randn(4, 3) for _ in range(2))
+    with pytest.raises(TypeError, match=r"inputs= got a generator, which one run would use up.*inputs=tuple\(gen\)"):
+        gs.debugger(model, inputs=gen)
+    assert not calls and len(list(gen)) == 2 and model.weight.grad is None
+
+
 def test_inputs_as_a_list_are_refused_before_anything_runs() -> None:
     model = nn.Linear(3, 2)
     calls: list[int] = []

@@ -35,6 +35,9 @@ def test_select_validates_ids(dbg: gs.Debugger) -> None:
     with pytest.raises(KeyError, match="no node"):
         dbg.select("NoSuchBackward#9")
     assert dbg.selected == sin.id
+    with pytest.raises(TypeError, match=r'a node id \(a str; "" clears the selection\), not None'):
+        dbg.select(None)  # type: ignore[arg-type]
+    assert dbg.selected == sin.id
     dbg.select("")
     assert dbg.selected == ""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from .config import _flag
@@ -159,6 +160,12 @@ def _class_given(cls: type, torch: Any) -> str:
 def _check_inputs(inputs: Any) -> None:
     """``inputs`` is a tensor (one argument), a tuple (positional arguments) or a dict (keyword
     arguments); a list is refused rather than guessed: ``model(*batch)`` or ``model(batch)``?"""
+    if isinstance(inputs, Iterator):  # a generator: the first run would use it up, and every re-run fail
+        raise TypeError(
+            f"inputs= got a {type(inputs).__name__}, which one run would use up (re-runs would call the model "
+            "with nothing): pass a tensor, a tuple of positional arguments or a dict of keyword arguments, "
+            "e.g. inputs=tuple(gen)"
+        )
     if isinstance(inputs, list):
         raise TypeError(
             "inputs= takes a tensor, a tuple of positional arguments or a dict of keyword arguments, not a "

@@ -97,6 +97,8 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
 
     def select(self, node_id: str) -> None:
         """Select a node as a click in the view does (``""`` clears the selection)."""
+        if node_id is None:
+            raise TypeError('dbg.select takes a node id (a str; "" clears the selection), not None')
         if node_id and node_id not in self.graph:
             raise KeyError(f"no node {node_id!r} in this graph; ids are listed by [n.id for n in dbg.graph.nodes]")
         self.selected = node_id

@@ -155,6 +155,16 @@ describe("inspect replies", () => {
     expect(status(el)).toBe("loading");
   });
 
+  it("says a leaf passes no gradient on under grad-out, not that no gradient was recorded", () => {
+    const { el, model } = mount();
+    model.pySet("selected", LEAF);
+    const gradOut = q(inspector(el), '[data-section="grad-out"]');
+    expect(gradOut.textContent).toContain("a leaf passes no gradient on");
+    expect(gradOut.textContent).not.toContain("no gradient recorded");
+    model.pySet("selected", SIN);
+    expect(q(inspector(el), '[data-section="grad-out"]').textContent).toContain("no gradient recorded");
+  });
+
   it("puts gradients under grad-in / grad-out, replacing the 'no gradient' hint", () => {
     const { el, model } = mount();
     model.pySet("selected", SIN);
