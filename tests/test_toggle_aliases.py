@@ -99,3 +99,11 @@ def test_a_cell_takes_the_second_path_of_a_tied_weight(shell: InteractiveShell) 
     assert with_grad(graph) == ["model.mid.bias", "model.mid.weight"]
     assert shell.user_ns["model"].emb.weight.requires_grad
     assert "toggle set it off" in dbg.why("model.head.weight").message
+
+
+def test_why_of_a_misspelt_leaf_says_did_you_mean() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    dbg = gs.debugger(model, inputs=torch.randn(2, 3), loss=lambda out: out.sum())
+    with pytest.raises(KeyError, match=r"no leaf named '0\.wieght'; did you mean '0\.weight'"):
+        dbg.why("0.wieght")
+    assert dbg.why("0.weight").name == "0.weight"

@@ -120,7 +120,7 @@ def _scope(kind: str, value: Any, modules: Collection[str], known: set[str]) -> 
         )
     for name in names:
         if name not in known:
-            raise ToggleError(f"{kind}: no module named {name!r}" + _suggest(name, modules, _MODULES_AT))
+            raise ToggleError(f"{kind}: no module named {name!r}" + suggest(name, modules, _MODULES_AT))
     return tuple(dict.fromkeys(names))
 
 
@@ -138,7 +138,7 @@ def _detach(value: Any, known: list[str], kinds: list[str]) -> tuple[str, ...]:
     what = _either(kinds, quote=False) or "name"
     for name in names:
         if name not in known_set:
-            raise ToggleError(f"detach: no {what} named {name!r}" + _suggest(name, known, _DETACH_AT))
+            raise ToggleError(f"detach: no {what} named {name!r}" + suggest(name, known, _DETACH_AT))
     return tuple(dict.fromkeys(names))
 
 
@@ -165,7 +165,7 @@ def _unknown_leaf(name: str, leaves: Collection[str], modules: Collection[str], 
             f"{'that' if len(computed) == 1 else 'those'}{whole}"
         )
     known = [*leaves, *modules, *variables]
-    return f"requires_grad: no leaf or module named {name!r}" + _suggest(name, known, _LEAVES_AT)
+    return f"requires_grad: no leaf or module named {name!r}" + suggest(name, known, _LEAVES_AT)
 
 
 def _parametrized(name: str, leaves: Collection[str]) -> list[str]:
@@ -193,7 +193,7 @@ def _ambiguous(name: str, leaves: Collection[str]) -> str:
     )
 
 
-def _suggest(name: str, known: Collection[str], where: str, shown: int = 12) -> str:
+def suggest(name: str, known: Collection[str], where: str, shown: int = 12) -> str:
     """``; did you mean …?`` with the close matches first, then the known names: all of them when
     there are few, else how many and where to find them."""
     names = list(dict.fromkeys(known))

@@ -15,7 +15,7 @@ import torch
 
 from ..graph import Controls, Graph, LeafControl, Why, WhyReason
 from ..runs import RerunError
-from ..toggles import Toggles
+from ..toggles import Toggles, suggest
 from . import taint
 from . import why as why_mod
 from .cell_cuts import cut_results
@@ -114,7 +114,8 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
     if shown is not None:
         return _as_alias(name, shown, graph, explain(target, graph, toggles, shown, failure, inside))
     if name not in leaves and name not in known:
-        raise KeyError(f"no leaf named {name!r}; leaves: {', '.join(sorted(set(leaves) | known)) or '(none)'}")
+        where = "[n.leaf.name for n in dbg.graph.nodes if n.leaf] lists them"
+        raise KeyError(f"no leaf named {name!r}" + suggest(name, sorted(set(leaves) | known), where))
     failed = _failed(name, graph, failure) if failure else None
     if failed is not None:
         return failed
