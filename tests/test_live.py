@@ -107,6 +107,22 @@ def test_close_removes_every_hook_and_later_steps_are_ignored(monkeypatch: pytes
     assert dbg.graph.run.step == 1
 
 
+def test_close_puts_back_parameters_without_a_hook_dict_and_keeps_the_users_hooks() -> None:
+    # torch keeps a hook wrapper on a tensor once its _backward_hooks is set: an empty dict is not "as before".
+    model = MLP()
+    seen: list[float] = []
+    dbg = gs.debugger(model)
+    step(model, torch.randn(2, 8))
+    handle = model.layer2.bias.register_hook(lambda g: seen.append(float(g.norm())))  # the user's, meanwhile
+    step(model, torch.randn(2, 8))
+    dbg.close()
+    assert model.layer1.weight._backward_hooks is None and model.layer2.weight._backward_hooks is None
+    assert len(model.layer2.bias._backward_hooks) == 1
+    step(model, torch.randn(2, 8))
+    assert len(seen) == 2
+    handle.remove()
+
+
 def test_stale_graph_from_an_earlier_step_does_not_pollute_the_next() -> None:
     model = MLP()
     dbg = gs.debugger(model)

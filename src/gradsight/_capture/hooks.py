@@ -118,6 +118,7 @@ class GradRecorder:
         self._handles: list[Any] = []
         self._lock = threading.Lock()  # two backward calls may interleave hooks (pitfall 9)
         self._closed = False
+        self._fresh: list[torch.Tensor] = []  # leaf tensors whose hook dict gradsight's hook created
         self._task = -1  # graph task id of the backward that last ran a node of this graph
         self._first_task = -1  # graph task id whose first hook called on_first
 
@@ -136,6 +137,8 @@ class GradRecorder:
                 continue
             tensor = getattr(node, "variable", None) if leaf else None
             if tensor is not None and tensor.requires_grad:
+                if tensor._backward_hooks is None:  # put back to None on close, not an empty dict
+                    self._fresh.append(tensor)
                 self._handles.append(tensor.register_hook(self._tensor_hook(self._pre_hook(i, False))))
                 continue
             kept = i in self.keep and not leaf  # never the gradient reaching AccumulateGrad (pitfall 1)
@@ -148,6 +151,12 @@ class GradRecorder:
         handles, self._handles = self._handles, []  # each removed once, should two threads close it
         for h in handles:
             h.remove()
+        # A tensor that had no hook dict before gets None back (torch keeps a hook wrapper on the
+        # tensor as long as the attribute is set): exactly as before, unless a hook of the user's came meanwhile.
+        fresh, self._fresh = self._fresh, []
+        for t in fresh:
+            if t._backward_hooks is not None and not t._backward_hooks:
+                t._backward_hooks = None
 
     def summaries(self) -> dict[int, tuple[TensorSummary | None, ...]]:
         """Gradients into every executed node: shape, dtype and norm (after backward: one sync)."""
