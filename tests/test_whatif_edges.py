@@ -404,6 +404,10 @@ def test_requires_grad_on_an_integer_input_is_refused_up_front() -> None:
         dbg.rerun(requires_grad={"input": True})
     assert dbg.status == "ready" and dbg.error == "" and not ids.requires_grad
     assert isinstance(RefusedToggle("x"), gs.ToggleError) and isinstance(RefusedToggle("x"), gs.RerunError)
+    # why() agrees: no advice to call requires_grad_() on it, which torch refuses for integers
+    why = dbg.why("input")
+    assert why.reason == "requires_grad_false" and "holds int64 values" in why.message
+    assert "requires_grad_()" not in why.message and "Only floating-point and complex" in why.message
 
 
 def test_a_module_set_to_require_grad_skips_its_integer_parameters() -> None:

@@ -42,6 +42,10 @@ def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph,
         elif isinstance(leaf, torch.nn.Parameter):
             how = "it has requires_grad=False (a frozen parameter)"
             fix = "Set requires_grad=True (or unfreeze its module) to train it."
+        elif leaf is not None and not (leaf.is_floating_point() or leaf.is_complex()):
+            how = f"it holds {str(leaf.dtype).removeprefix('torch.')} values (indices, labels, counts)"
+            fix = ("Only floating-point and complex tensors can have gradients; an integer input has none to "
+                   "give (an embedding's gradient goes to its weight).")  # fmt: skip
         else:
             how, fix = ("it is a tensor that does not require grad (requires_grad=False)",
                         f"Create it with requires_grad=True (or call {name}.requires_grad_() before using it) to get a "
