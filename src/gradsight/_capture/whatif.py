@@ -75,7 +75,7 @@ class WhatIf:
     def _check(self) -> None:
         for name, value in self.toggles.requires_grad.items():
             t = self._named.get(name)
-            if value and t is not None and t.is_leaf and not _differentiable(t):
+            if value and t is not None and t.is_leaf and not differentiable(t):
                 raise RefusedToggle(
                     f"requires_grad: {name} holds {str(t.dtype).removeprefix('torch.')} values, and only "
                     "floating-point or complex tensors can require grad (integer inputs such as token ids never "
@@ -104,7 +104,7 @@ class WhatIf:
         items = self.toggles.requires_grad.items()
         for name, value in sorted(((n, v) for n, v in items if n not in self._named), key=lambda kv: len(kv[0])):
             if name in self.modules:
-                out.extend((p, value) for p in self.modules[name].parameters() if not value or _differentiable(p))
+                out.extend((p, value) for p in self.modules[name].parameters() if not value or differentiable(p))
         out.extend((self._named[n], v) for n, v in items if n in self._named)
         return out
 
@@ -195,7 +195,7 @@ class WhatIf:
                 t.requires_grad_(value)
 
 
-def _differentiable(t: torch.Tensor) -> bool:
+def differentiable(t: torch.Tensor) -> bool:
     """Can ``t`` require grad? Floating-point and complex tensors only."""
     return t.is_floating_point() or t.is_complex()
 

@@ -18,6 +18,7 @@ import torch
 
 from ..graph import Graph, Node, Why, WhyReason
 from ..toggles import Toggles
+from .whatif import differentiable
 
 
 def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph,
@@ -42,7 +43,7 @@ def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph,
         elif isinstance(leaf, torch.nn.Parameter):
             how = "it has requires_grad=False (a frozen parameter)"
             fix = "Set requires_grad=True (or unfreeze its module) to train it."
-        elif leaf is not None and not (leaf.is_floating_point() or leaf.is_complex()):
+        elif leaf is not None and not differentiable(leaf):
             how = f"it holds {str(leaf.dtype).removeprefix('torch.')} values (indices, labels, counts)"
             fix = ("Only floating-point and complex tensors can have gradients; an integer input has none to "
                    "give (an embedding's gradient goes to its weight).")  # fmt: skip
