@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import sys
 import time
-import traceback
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -38,6 +37,7 @@ from .roots import check_grad_shapes, edited_note, inputs_note, no_graph, picked
 from .source import SourceTracker, user_line
 from .store import TensorStore
 from .summary import norm_of
+from .tracebacks import user_traceback
 from .walk import ACCUMULATE_GRAD, assign_ids, collect, gc_paused
 from .whatif import EAGER_NOTE, RefusedToggle, WhatIf
 
@@ -115,7 +115,7 @@ def run(spec: RunSpec, watch: Collection[str] = (), toggles: Toggles | None = No
         except RefusedToggle:
             raise
         except Exception as e:
-            return RunResult(None, error=_format(e))
+            return RunResult(None, error=user_traceback(e))
     guard = _guard(spec)
     inputs = InputGuard(spec.inputs, spec.edited_inputs)
     retained = [(t, t.grad) for t in spec.retaining if t.retains_grad]
@@ -150,7 +150,7 @@ def _observe(spec: RunSpec, whatif: WhatIf, detacher: Detacher | None, guard: Mo
                 output = spec.call()
                 roots, grads, kind, loss_value = roots_of(spec, output)
         except Exception as e:
-            return RunResult(None, error=_format(e))
+            return RunResult(None, error=user_traceback(e))
         finally:
             tracker.close()
             if sources is not None:
@@ -257,7 +257,7 @@ def _backward(spec: RunSpec, store: TensorStore, tracker: ModuleTracker, sources
             else:
                 received = differentiate(pairs, leaves, retain)
         except Exception as e:
-            error = _format(e)
+            error = user_traceback(e)
             received = [None] * len(leaves)
         for i, g in zip(leaf_index, received, strict=True):
             if g is not None:
@@ -315,13 +315,12 @@ def _giving_back(retained: list[tuple[torch.Tensor, torch.Tensor | None]]) -> It
             t.grad = grad
 
 
+_format = user_traceback  # a cell re-run's error (cell_target.py) reads as a run's
+
+
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
-
-
-def _format(e: BaseException) -> str:
-    return "".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip()
 
 
 def traced_forward(spec: RunSpec, toggles: Toggles) -> Callable[[], list[torch.Tensor]]:
