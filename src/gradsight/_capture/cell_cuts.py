@@ -1,4 +1,5 @@
-"""Results a ``%%gradsight`` cell computes under ``no_grad`` or detaches, read from its code (the
+"""Results a ``%%gradsight`` cell computes under ``no_grad``, detaches or
+makes from a Python number (``torch.tensor(x.item())``), read from its code (the
 tensor does not say): :func:`cut_results`, for ``why()`` and the missing list (moved out of ``why.py``)."""
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from ..graph import WhyReason
 def cut_results(code: str) -> dict[str, tuple[WhyReason, str]]:
     """Variable -> (reason, why its value has no graph), for the variables a cell's code last assigns under
     ``torch.no_grad()`` (a ``with`` block, ``torch.set_grad_enabled(False)``, or a call of a function
-    the cell decorates with ``@torch.no_grad()``), or straight from ``.detach()`` / ``.data``: such a
+    the cell decorates with ``@torch.no_grad()``), or straight from ``.detach()`` / ``.data``, or from
+    ``.item()`` / ``.tolist()`` / ``.numpy()`` anywhere in the expression: such a
     tensor is a plain one, and nothing on it tells these from "none of its inputs required grad"
     (inference_mode does tell). Not the locals of functions the cell defines; ``enable_grad`` inside
     the block turns grad mode back on."""
@@ -97,8 +99,28 @@ def _off_text(name: str, stmt: ast.stmt, block: ast.expr | None, decorated: set[
         return ("detach" if detached else "data"), (
             f"{head} it was detached (`{_short(stmt)}`): {how} a tensor that shares the values but has no graph. "
             "Use the tensor itself where you need its gradient.")  # fmt: skip
+    number = _to_python(value)
+    if number is not None:
+        return "detach", (
+            f"{head} it was made from a Python number (`{_short(stmt)}`): {number} turns a tensor into a number "
+            "(or a list or NumPy array), which has no graph, so a tensor made from it again has nothing behind it. "
+            "Keep the value a tensor where you need its gradient.")  # fmt: skip
     if isinstance(func, ast.Name) and func.id in decorated:
         return "no_grad", (f"{head} it comes from {func.id}(), which the cell decorates with @torch.no_grad(): "
                            "autograd records nothing inside it, even from tensors that require grad. Remove the "
                            f"decorator (or compute it outside {func.id}) to get a graph.")  # fmt: skip
+    return None
+
+
+_CONVERSIONS = {"item": ".item()", "tolist": ".tolist()", "numpy": ".numpy()"}
+
+
+def _to_python(value: ast.AST | None) -> str | None:
+    """How an assigned expression turns a tensor into Python numbers, as written (``.item()``), when it
+    does anywhere inside (``torch.tensor(loss.item())``); else None. Not ``float()`` / ``int()``: the
+    code does not say whether their argument was a tensor (the taint trace of ``why()`` does)."""
+    for node in ast.walk(value) if value is not None else ():
+        func = node.func if isinstance(node, ast.Call) and not node.args else None
+        if isinstance(func, ast.Attribute) and func.attr in _CONVERSIONS:
+            return _CONVERSIONS[func.attr]
     return None

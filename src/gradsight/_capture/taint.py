@@ -1,8 +1,10 @@
 """The taint trace behind ``why()``: re-run the forward under a ``TorchFunctionMode`` that follows
 every value computed from a leaf, autograd or not. The first call whose inputs carry the leaf's
 data with ``requires_grad`` but whose outputs lose it is where the path breaks (``detach``,
-``.data``, a ``no_grad`` or ``inference_mode`` region, a non-differentiable op such as ``argmax``);
-a leaf whose values never reach the loss is "not on the path".
+``.data``, a ``no_grad`` or ``inference_mode`` region, a non-differentiable op such as ``argmax``,
+or ``.item()`` / ``float()`` / ``.tolist()`` / ``.numpy()`` handing the values to Python, followed
+into the tensor made of them again by taint_numbers.py); a leaf whose values never reach the loss is
+"not on the path".
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch.utils import _pytree
 
 from ..graph import Why
 from . import detach as _detach
+from . import taint_numbers as _numbers
 from . import whatif as _whatif
 from .modules import compiling
 from .source import _INTERNAL_ROOTS, _short
@@ -86,6 +89,7 @@ class _Taint(TorchFunctionMode):
         self.breaks: list[_Break] = []
         self.outer = outer  # the frame that runs the forward: no user code above it
         self.namer = namer  # a module's path, to name a toggled module
+        self.numbers = _numbers.Numbers()  # Python numbers, lists and NumPy arrays made from followed values
         if start is not None:
             self.start(start)
 
@@ -101,18 +105,22 @@ class _Taint(TorchFunctionMode):
         kwargs = kwargs or {}
         grad_on, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
         out = func(*args, **kwargs)
-        hit = [t for t in _tensors((args, kwargs)) if self.tainted.get(id(t)) is t]
-        if not hit or _bookkeeping(func):
+        given = _pytree.tree_flatten((args, kwargs))[0]
+        hit = [t for t in given if isinstance(t, torch.Tensor) and self.tainted.get(id(t)) is t]
+        fed = self.numbers.fed(given, self.tainted) if self.numbers else []
+        if not (hit or fed) or _bookkeeping(func):
             return out
-        self.used = True
+        self.used = self.used or bool(hit)
         outs = _tensors(out)
         if getattr(func, "__name__", "") == "__setitem__" and args and isinstance(args[0], torch.Tensor):
             outs = [args[0]]  # buf[i] = value: what is written flows into buf
-        carried = frozenset().union(*(self.carries[id(t)] for t in hit))
-        if outs and any(t.requires_grad for t in hit) and not any(t.requires_grad for t in outs):
+        carried = frozenset().union(*(self.carries[id(t)] for t in hit), *fed)
+        to_python = _numbers.converts(func)  # .item(), float(), .tolist(), .numpy(): no tensor out
+        lost = any(t.requires_grad for t in hit) and not any(t.requires_grad for t in outs)
+        if lost and (outs or to_python):
             frame = sys._getframe(1)
             toggled = _toggled(frame, not grad_on or inference, self.namer)
-            reason = _reason(func, outs, grad_on, inference)
+            reason = _reason(func, outs, grad_on, inference) if outs else "detach"
             in_checkpoint = not grad_on and _inside_checkpoint(frame)
             self.breaks.append(_Break(reason, _op_name(func), _source(frame, self.outer), in_checkpoint, toggled))
             carried |= {len(self.breaks) - 1}
@@ -120,6 +128,8 @@ class _Taint(TorchFunctionMode):
             before = self.carries.get(id(t)) if self.tainted.get(id(t)) is t else None
             self.tainted[id(t)] = t
             self.carries[id(t)] = carried if before is None else before | carried  # in place: both histories
+        if to_python:
+            self.numbers.keep(out, carried)
         return out
 
     def reaching(self, roots: list[torch.Tensor]) -> tuple[bool, list[_Break]]:
@@ -160,12 +170,18 @@ def trace(name: str, leaf: torch.Tensor | None, forward: Callable[[], list[torch
             text = _TOGGLED.format(name=name, op=found.op, module=toggled.module, kind=found.reason)
         elif found.in_checkpoint and found.reason == "no_grad":
             text = _CHECKPOINT.format(name=name)
+        elif found.op in _numbers.CONVERSIONS:
+            text = _TO_PYTHON.format(name=name, op=_numbers.SPELLING[found.op])
         else:
             text = _BREAK[found.reason].format(name=name, op=found.op)
         return Why(name, found.reason, text, source=source)  # type: ignore[arg-type]
     if not mode.used:
         return Why(name, "unused", f"{name} is never used in the forward: nothing computed from it, so it cannot get a "
                    "gradient (an unused parameter or branch?).")  # fmt: skip
+    left = [b for b in mode.breaks if b.op in _numbers.CONVERSIONS]
+    if not reached and left:  # lost in plain Python (torch.tensor(x.item() * 2)): likely, not sure
+        op = _numbers.SPELLING[left[0].op]
+        return Why(name, "not_on_path", _LEFT_TORCH.format(name=name, op=op), source=left[0].source)
     if not reached:
         return Why(name, "not_on_path", f"{name} is used in the forward, but nothing computed from it reaches the loss "
                    "(the root): it is not on the path, so backward never gets to it.")  # fmt: skip
@@ -241,6 +257,20 @@ _TOGGLED_VARIABLE = (
     "{name}'s path to the loss goes through {variable}, which this re-run's detach toggle detaches right where "
     "the cell assigns it: nothing flows back through it. That is gradsight's what-if, not your code: re-run "
     "without detach=['{variable}'] to get the gradient back."
+)
+
+_TO_PYTHON = (
+    "{name}'s path to the loss is cut by {op}: it turns a tensor into a Python number (or a list or NumPy "
+    "array of them), which has no graph, so the tensor made from it again (torch.tensor(...)) starts a new "
+    "graph with nothing behind it and no gradient flows back to {name}. Keep the value a tensor: use it "
+    "directly instead of {op} (and .detach() only where you mean to stop the gradient)."
+)
+
+_LEFT_TORCH = (
+    "{name} is used in the forward, but nothing gradsight could follow from it reaches the loss. Its values "
+    "leave autograd at {op}, which turns a tensor into a Python number (or a list or NumPy array): if the loss "
+    "uses a tensor made from that number (torch.tensor(...) after plain Python arithmetic), that is the cut — "
+    "a number has no graph. Keep the value a tensor to get a gradient."
 )
 
 _CHECKPOINT = (
