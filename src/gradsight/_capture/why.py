@@ -6,8 +6,9 @@ re-runs the forward under a ``TorchFunctionMode`` that follows every value compu
 autograd or not: the first call whose inputs carry the leaf's data with ``requires_grad`` but
 whose outputs lose it is where the path breaks (``detach``, ``.data``, a ``no_grad`` or
 ``inference_mode`` region, a non-differentiable op such as ``argmax`` or a comparison); a leaf
-whose values never reach the loss is "not on the path" (taint.py). A zero gradient is traced in the graph to
-the node after which the gradient toward the leaf is zero (a dead ReLU, a zero mask).
+whose values never reach the loss is "not on the path" (taint.py). A zero or NaN/Inf gradient is
+traced in the graph to the node after which the gradient toward the leaf is zero or not finite (a
+dead ReLU, a zero mask, a sqrt at 0: why_flow.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from ..graph import Graph, Node, Why, WhyReason
 from ..toggles import Toggles
 from .whatif import differentiable
+from .why_flow import Starts, nonfinite, zero
 
 
 def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph,
@@ -184,168 +186,6 @@ def _in_graph(name: str, node: Node, graph: Graph, origins: Starts) -> Why | Non
     if node.nonfinite_gradient:
         return nonfinite(name, node, graph, origins.nonfinite())
     return None
-
-
-# node id -> the node nearer the root that received a good gradient (non-zero, or finite) and passed
-# a zero (or NaN/Inf) one on toward it
-Origins = dict[str, "Node | None"]
-
-
-class Starts:
-    """Where zero and NaN/Inf gradients start in one graph, each computed once, when first asked
-    (explaining every leaf with a walk each was quadratic)."""
-
-    def __init__(self, graph: Graph) -> None:
-        self.graph = graph
-        self._zero: Origins | None = None
-        self._nonfinite: Origins | None = None
-        self._below: set[str] | None = None
-
-    def zero(self) -> Origins:
-        if self._zero is None:
-            self._zero = zero_origins(self.graph)
-        return self._zero
-
-    def nonfinite(self) -> Origins:
-        if self._nonfinite is None:
-            self._nonfinite = nonfinite_origins(self.graph)
-        return self._nonfinite
-
-    def below_a_differentiated_root(self) -> set[str]:
-        """The nodes some root that backward ran from reaches (one walk, when first asked)."""
-        if self._below is None:
-            nodes = {n.id: n for n in self.graph.nodes}
-            stack = [r for r in self.graph.roots if nodes[r].executed]
-            seen = set(stack)
-            while stack:
-                for dst, _ in nodes[stack.pop()].next:
-                    if dst is not None and dst not in seen:
-                        seen.add(dst)
-                        stack.append(dst)
-            self._below = seen
-        return self._below
-
-
-def zero_origins(graph: Graph) -> Origins:
-    """For every node without a positive gradient norm: where, on the way from the roots, a non-zero
-    gradient became zero (None: zero from the root).
-
-    One pass in backward order (each node after every node that feeds it a gradient): a node's
-    origin is its first consumer with a non-zero gradient, else the origin of its last consumer that
-    has one. Linear in the graph; a walk per leaf was quadratic when most leaves of a deep network
-    get zero (vanishing gradients): 0.2 s per 1k-node step, minutes at 10k nodes.
-    """
-    parents = _consumers(graph)
-    origins: Origins = {}
-    for n in graph.nodes:
-        if n.grad_norm is not None and n.grad_norm > 0:
-            continue
-        consumers = parents.get(n.id, ())
-        found = next((p for p in consumers if p.grad_norm is not None and p.grad_norm > 0), None)
-        if found is None:
-            found = next((o for p in reversed(consumers) if (o := origins.get(p.id)) is not None), None)
-        origins[n.id] = found
-    return origins
-
-
-def _consumers(graph: Graph) -> dict[str, list[Node]]:
-    """Node id -> the nodes that send it gradient (whose ``next`` edges point at it)."""
-    parents: dict[str, list[Node]] = {}
-    for n in graph.nodes:
-        for dst, _ in n.next:
-            if dst is not None:
-                parents.setdefault(dst, []).append(n)
-    return parents
-
-
-def nonfinite_origins(graph: Graph) -> Origins:
-    """For every node whose incoming gradient has NaN or Inf: the node whose backward made it so — it
-    received a finite gradient and passed NaN/Inf on (None: the root's own gradient is not finite).
-
-    One pass in backward order: a node fed by a non-finite consumer inherits that consumer's origin;
-    a node whose consumers all received finite gradients was made non-finite by one of them (the one
-    whose recorded gradient out toward it is not finite, when gradients out were kept).
-    """
-    parents = _consumers(graph)
-    nonfinite = {n.id for n in graph.nodes if n.nonfinite_gradient}
-    origins: Origins = {}
-    for n in graph.nodes:
-        if n.id not in nonfinite:
-            continue
-        consumers = parents.get(n.id, ())
-        bad = [p for p in consumers if p.id in nonfinite]
-        if bad:
-            found = next((o for p in reversed(bad) if (o := origins.get(p.id)) is not None), None)
-        else:
-            finite = [p for p in consumers if p.grad_norm is not None]
-            found = next((p for p in finite if _sends_nonfinite(p, n.id)), finite[0] if finite else None)
-        origins[n.id] = found
-    return origins
-
-
-def _sends_nonfinite(p: Node, target: str) -> bool:
-    return any(dst == target and g is not None and g.nonfinite for (dst, _), g in zip(p.next, p.grad_out, strict=False))
-
-
-def nonfinite(name: str, leaf: Node, graph: Graph, origins: Origins | None = None) -> Why:
-    """Where, on the way from the root to ``leaf``, the gradient became NaN or Inf."""
-    p = (origins if origins is not None else nonfinite_origins(graph)).get(leaf.id)
-    if p is None:
-        return Why(name, "nonfinite", f"{name}'s gradient has NaN or Inf from the root on: the gradient backward "
-                   "started from is not finite (a NaN loss gives a NaN gradient as soon as an op uses it; check the "
-                   "loss value, or the grad_output you gave).", where=leaf.id)  # fmt: skip
-    return Why(name, "nonfinite", f"{name}'s gradient has NaN or Inf: it became non-finite in {p.name}{_module(p)}, "
-               f"which received a finite gradient and passed NaN/Inf on toward {name}. {_nonfinite_hint(p)}",
-               where=p.id, source=p.source)  # fmt: skip
-
-
-def _nonfinite_hint(n: Node) -> str:
-    name = n.name
-    if name.startswith(("Sqrt", "Rsqrt")):
-        return "The derivative of sqrt is infinite at 0: add a small epsilon inside (sqrt(x + eps))."
-    if name.startswith(("Log", "Div", "Reciprocal", "Xlogy")):
-        return "A division by zero or the log of 0 in its backward: clamp the input away from 0 (x.clamp_min(eps))."
-    if name.startswith(("Norm", "LinalgVectorNorm")):
-        return "The gradient of a norm is x / ‖x‖, undefined where x is all zeros: add an epsilon."
-    if name.startswith("Pow"):
-        return "A power with a negative base and a fractional exponent, or 0 to a negative power, in its input."
-    if name.startswith(("Acos", "Asin", "Atanh")):
-        return "Its derivative is infinite at ±1: clamp the input to (-1 + eps, 1 - eps)."
-    return (
-        "Look at what it saved: NaN/Inf already there came from the forward; a finite input where this op's "
-        "derivative is infinite or undefined is the other cause."
-    )
-
-
-def zero(name: str, leaf: Node, graph: Graph, origins: Origins | None = None) -> Why:
-    """Where, on the way from the root to ``leaf``, the gradient became zero."""
-    p = (origins if origins is not None else zero_origins(graph)).get(leaf.id)
-    if p is not None:
-        return Why(name, "zero", f"{name}'s gradient is zero: it became zero in {p.name}{_module(p)}, which "
-                   f"received a non-zero gradient but passed zero on toward {name}. {_zero_hint(p)}",
-                   where=p.id, source=p.source)  # fmt: skip
-    return Why(name, "zero", f"{name}'s gradient is zero all the way from the root: the loss does not change with it "
-               "here (is the loss itself constant?).", where=leaf.id)  # fmt: skip
-
-
-def _module(n: Node) -> str:
-    return f" (in {n.module})" if n.module else ""
-
-
-def _zero_hint(n: Node) -> str:
-    name = n.name
-    if name.startswith(("Relu", "Threshold", "Hardtanh", "Relu6")):
-        return (
-            "A dead ReLU: every input it saw was ≤ 0, so no gradient passes (check the initialization, "
-            "the learning rate, or use LeakyReLU)."
-        )
-    if name.startswith(("Mul", "Where", "MaskedFill", "MaskedScatter")):
-        return "A multiplication by zero or a mask that is all zero on this path."
-    if name.startswith("Clamp"):
-        return "Every value was outside the clamp range, where the gradient is zero."
-    if name.startswith(("Round", "Floor", "Ceil", "Sign")):
-        return "This op is piecewise constant: its gradient is zero everywhere."
-    return "Look at what it saved: the derivative of this op is zero at these inputs."
 
 
 def needs_explaining(node: Node) -> bool:
