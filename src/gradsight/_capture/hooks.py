@@ -241,13 +241,18 @@ def summaries_of(meta: dict[int, tuple[GradMeta, ...]]) -> dict[int, tuple[Tenso
                 continue
             s = meta_from(m[0], m[1], m[2], m[3], m[5])
             value = next(values) if m[4] is not None else None
-            row.append(s if value is None else s.with_norm(value) if math.isfinite(value) else _nonfinite(s, value))
+            row.append(s if value is None else with_norm(s, value))
         out[i] = tuple(row)
     return out
 
 
 NAN_NORM = "norm NaN: a NaN in this gradient (its values were not kept to count them)"
 INF_NORM = "norm inf: ±Inf in this gradient, or finite values so big that their squares overflow"
+
+
+def with_norm(s: TensorSummary, norm: float) -> TensorSummary:
+    """``s`` with ``norm``, and what a norm that is not finite tells."""
+    return s.with_norm(norm) if math.isfinite(norm) else _nonfinite(s, norm)
 
 
 def _nonfinite(s: TensorSummary, norm: float) -> TensorSummary:

@@ -87,9 +87,13 @@ class LiveSession:
 
     def __init__(self, model: torch.nn.Module, publish: Callable[[Captured], None], *, budget: int,
                  interval: float, source_lines: bool, share: float = 1.0,
-                 report: Callable[[str], None] | None = None) -> None:  # fmt: skip
+                 report: Callable[[str], None] | None = None,
+                 failed: Callable[[str | None], None] | None = None) -> None:  # fmt: skip
         self._publish_fn = publish
         self._report_fn = report  # shows an error in the view (owner thread)
+        self._failed_fn = failed  # a shown step's backward raised this (None: it finished): the view's status
+        self._ready_failed: str | None = None  # (under _lock) the ready step's failure
+        self._failure_shown = False  # the last step shown had one (report: cleared by the next)
         self._reported = 0  # errors shown so far
         self._budget = budget
         self._interval = interval
@@ -163,6 +167,7 @@ class LiveSession:
         drop_stopped_trackers()
         if torch.is_grad_enabled():  # another forward: passes that reach only leaves are its, not the step's
             self._recalled(here)
+        self._close_stopped(here)
         current = self._forward_thread
         if current == here:
             self._end_forward()  # one whose end hook never ran: a KeyboardInterrupt skips always_call hooks
@@ -301,8 +306,8 @@ class LiveSession:
         self._last_capture = time.monotonic()  # the forward started before: _step_start below
 
         earlier = self._step
-        if earlier is not None:  # shown if a pass of its graph ended (another thread's step), else dropped:
-            self._retire(earlier)  # its backward never came
+        if earlier is not None:  # shown if a pass of its graph ended (another thread's step) or raised, else
+            self._retire(earlier, failed=earlier.stopped(threading.get_ident()))  # dropped: no backward came
         store = TensorStore(self._budget, eager=False)  # live steps: statistics only on click
         opts = CaptureOptions(leaf_names=leaf_names, store=store, module_of=tracker.module_of,
                               source_of=None if sources is None else sources.source_of)  # fmt: skip
@@ -376,34 +381,52 @@ class LiveSession:
         step.recall()
 
     def _close_open(self, here: int) -> None:
-        """A step whose passes kept its graph ends on thread ``here``: the cell ended (``here`` is the
-        kernel's thread). Not inside a backward pass on this thread, and not a step of another thread
-        still running (it may be between two passes): the next capture, or that thread's end, ends
-        it. No lock when there is no such step (every uncaptured step)."""
+        """A step whose passes kept its graph, or whose backward raised, ends on thread ``here``: the
+        cell ended (``here`` is the kernel's thread). Not inside a backward pass on this thread, and
+        not a step of another thread still running (it may be between two passes): the next capture,
+        or that thread's end, ends it. No lock when there is no such step (every uncaptured step)."""
         step = self._step
-        if step is None or not step.passes or step.closed:
+        if step is None or not (step.passes or step.unfinished) or step.closed:
             return
         try:  # never break the user's forward
             if _graph_task_id() == -1 and (step.thread == here or not alive(step.thread)):
-                self._retire(step)
+                self._retire(step, failed=step.stopped(here))
         except Exception as e:
             self._error(e)
 
-    def _retire(self, step: LiveStep) -> None:
+    def _close_stopped(self, here: int) -> None:
+        """This thread calls the model (outside a backward): a pass over its step that began and never
+        ended raised (the user's code went on): the step is shown now, with the error. No lock when
+        there is no such step."""
+        step = self._step
+        if step is None or not step.unfinished or step.closed or step.thread != here:
+            return
+        try:  # never break the user's forward
+            self._retire(step, failed=True)
+        except Exception as e:
+            self._error(e)
+
+    def _retire(self, step: LiveStep, *, failed: bool = False) -> None:
         """No more passes of ``step`` are recorded: its hooks go, and the graph of all its passes is
-        built and published with the ``.grad`` history (no pass ended, or the session closed: dropped)."""
+        built and published with the ``.grad`` history (no pass ended and none raised, or the session
+        closed: dropped). ``failed``: a pass raised (:meth:`LiveStep.stopped`): shown with the error."""
         with self._lock:
             if step.closed:
                 return
             step.closed = True
             if self._step is step:
                 self._step = None
-            publish = step.passes > 0 and not self._closed
+            publish = (step.passes > 0 or failed) and not self._closed
         step.recorder.close()
         step.recorder.unlink()  # its hooks' callback into the step: a cycle that kept each step's batch
         if not publish:
             step.store.release()
             return
+        if failed:
+            try:
+                step.fail()
+            except Exception as e:
+                step.errors.append(self._error(e))
         try:
             with gc_paused(promote=False):
                 graph = step.graph()
@@ -422,6 +445,7 @@ class LiveSession:
         with self._lock:
             if not self._closed:
                 self._ready = Captured.of(graph, step.collected, step.store)
+                self._ready_failed = step.failed
 
     # -- publishing (the owner thread only) ------------------------------------------------------
 
@@ -447,11 +471,22 @@ class LiveSession:
             return
         with self._lock:
             ready, self._ready = self._ready, None
+            failed, self._ready_failed = self._ready_failed, None
         if ready is not None and not self._closed:
             self._publish_fn(ready)
+            self._show_failure(failed)
         if self._report_fn is not None and len(self.errors) > self._reported and not self._closed:
             self._reported = len(self.errors)
             self._report_fn(f"gradsight could not record a live step: {self.errors[-1]}")
+
+    def _show_failure(self, failed: str | None) -> None:
+        """After a step is shown: the error of its backward (None: it finished), through ``failed``
+        (the view's status and error); without it, the error alone through ``report``."""
+        if self._failed_fn is not None:
+            self._failed_fn(failed)
+        elif self._report_fn is not None and (failed is not None or self._failure_shown):
+            self._report_fn(failed or "")
+        self._failure_shown = failed is not None
 
     def close(self) -> None:
         """Remove every hook; from any thread, at any time (inside a hook, twice). A captured forward

@@ -21,15 +21,17 @@ from typing import Any
 
 import torch
 
-from ..graph import Graph, RunInfo
+from ..graph import Graph, RunInfo, TensorSummary
 from ..inspection import GradStep
 from .facts import Autocast, Versions
 from .finish import build_with_gradients
 from .guard import own_run
-from .hooks import GradRecorder
+from .hooks import GradRecorder, grad_meta, with_norm
+from .live_notes import accumulation_note, failure, last_exception, nonzero, raised_in_backward
 from .records import Collected
 from .store import TensorStore
-from .summary import norm_of
+from .summary import meta_of, norm_of
+from .threads import alive
 
 HISTORY = 50  # steps of .grad history kept per leaf
 _graph_task_id = torch._C._current_graph_task_id
@@ -160,6 +162,15 @@ class LiveStep:
         self.hidden: list[tuple[torch.Tensor, str, Any, int]] = []
         self.in_checkpoint: dict[str, float] = {}
         self.outputs: list[tuple[int, int]] = []  # (root node index, output_nr) per output tensor
+        # Each leaf's .grad after the last pass (node index -> shape, dtype and norm): the graph's
+        # LeafInfo.grad (the walk read it in the forward: the step before's, or None)
+        self.grad_summaries: dict[int, TensorSummary | None] = {}
+        # Named leaves whose .grad held something when the first pass began: name -> its norm (a 0-d
+        # tensor, read when the step is published: no sync inside the backward)
+        self.held: dict[str, Any] | None = None
+        self.exception_before = id(last_exception())  # a backward that raises: is the shell's exception new?
+        self.failed: str | None = None  # its backward raised (the view's error), set when it is retired
+        self._failure_note = ""
         self._pass_ended = pass_ended
 
     def recall(self) -> None:
@@ -175,7 +186,27 @@ class LiveStep:
         # pass ends (the engine drops it when the pass raises: the next pass queues its own).
         self.pass_started = time.monotonic()
         self.unfinished = True
+        if self.held is None:
+            self._read_held()
         torch.autograd.Variable._execution_engine.queue_callback(self._end_pass)
+
+    def _read_held(self) -> None:
+        """What the named leaves' ``.grad`` holds as the step's first pass begins (its first hook is a
+        node of the graph, above every leaf: no AccumulateGrad of the step ran yet). A nonzero one is
+        accumulated into by this step (no ``zero_grad()`` since the last). Norms as 0-d tensors: no
+        sync in the user's backward; ``.grad`` None or zeros (``zero_grad(set_to_none=False)``) is no
+        accumulation."""
+        held: dict[str, Any] = {}
+        try:
+            for _, leaf, name in self.leaves:
+                grad = leaf.grad if name is not None else None
+                if grad is not None:
+                    meta = grad_meta(grad)
+                    if meta is not None and meta[4] is not None:
+                        held[name] = meta[4]  # type: ignore[index]
+        except Exception:  # a courtesy: never break the user's backward
+            held = {}
+        self.held = held
 
     def _end_pass(self) -> None:
         # The engine's callback, in the user's backward: a pass that ran the graph and freed it is the
@@ -193,10 +224,14 @@ class LiveStep:
         """Each named leaf's ``.grad`` norm now, at the end of a pass: the optimizer's ``zero_grad()``
         may clear it before the step is published."""
         norms: list[float | None] = []
-        for _, leaf, name in self.leaves:
-            grad = leaf.grad if name is not None else None
-            norms.append(None if grad is None else norm_of(grad))  # sparse (embeddings), complex: norm_of copes
+        summaries: dict[int, TensorSummary | None] = {}
+        for i, leaf, name in self.leaves:
+            grad = leaf.grad
+            norm = None if grad is None else norm_of(grad)  # sparse (embeddings), complex: norm_of copes
+            norms.append(norm if name is not None else None)
+            summaries[i] = None if grad is None else meta_of(grad) if norm is None else with_norm(meta_of(grad), norm)
         self.grad_norms = norms
+        self.grad_summaries = summaries
         for leaf, name, before, version in self.hidden:
             grad = leaf.grad
             if grad is not None and (before is None or before() is not grad or grad._version != version):
@@ -214,6 +249,19 @@ class LiveStep:
                 before = None if grad is None else weakref.ref(grad)
                 self.hidden.append((leaf, name, before, -1 if grad is None else grad._version))
 
+    def stopped(self, here: int) -> bool:
+        """Did a pass over the step stop without ending (it raised, or was interrupted), seen from
+        thread ``here`` outside any backward: the step's own thread (whose backward is over, since it
+        runs this) or a thread that is gone."""
+        return self.unfinished and _graph_task_id() == -1 and (self.thread == here or not alive(self.thread))
+
+    def fail(self) -> str:
+        """The step's backward raised: read ``.grad`` as it is (no pass end read it) and say why, in
+        the view's error (returned) and a note of the graph."""
+        self.read_grads()
+        self.failed, self._failure_note = failure(self.number, raised_in_backward(self.exception_before))
+        return self.failed
+
     def abandon(self) -> None:
         self.recorder.close()
         self.recorder.unlink()
@@ -222,10 +270,27 @@ class LiveStep:
     def graph(self) -> Graph:
         """The graph of all its passes, with what it needs saying (several passes, one unfinished)."""
         run = RunInfo(mode="live", step=self.number)
+        leaves = self.collected.leaves  # each leaf's .grad after the last pass, not as the forward found it
+        for i, summary in self.grad_summaries.items():
+            leaf = leaves[i]
+            if leaf is not None:
+                leaves[i] = replace(leaf, grad=summary)
         graph = build_with_gradients(self.collected, self.recorder.snapshot(), self.store, run)
-        notes = [passes_note(self.passes)] if self.passes > 1 else []
-        notes += [UNFINISHED_NOTE] if self.unfinished else []
+        notes = [self._failure_note] if self.failed is not None else []
+        notes += [passes_note(self.passes)] if self.passes > 1 else []
+        notes += [UNFINISHED_NOTE] if self.unfinished and self.failed is None else []
+        held = self._held_norms()
+        accumulating = accumulation_note(self.number, nonzero(held)) if held else None
+        notes += [accumulating] if accumulating is not None else []
         return replace(graph, notes=(*graph.notes, *notes)) if notes else graph
+
+    def _held_norms(self) -> dict[str, float | None]:
+        held = self.held or {}
+        try:  # one sync for all
+            values = torch.stack([n.float().cpu() for n in held.values()]).tolist() if held else []
+        except RuntimeError:
+            return {}
+        return dict(zip(held, values, strict=True))
 
     def replay(self) -> Replay:
         """What a re-run replays, and what the step ran on (:class:`Replay`)."""
