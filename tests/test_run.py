@@ -776,22 +776,6 @@ def test_a_compiled_model_is_debugged_as_compiled_not_compiled_again() -> None:
     assert counters["stats"]["unique_graphs"] == 0, dict(counters["stats"])
 
 
-def test_ops_without_a_user_frame_keep_the_line_that_made_the_debugger_in_re_runs() -> None:
-    # a bare nn.Linear: no frame of the user's runs its ops; a Re-run from the view named ipywidgets'
-    # dispatch (widget.py:191), and a rerun() from Python the line that called it
-    lin = nn.Linear(16, 4)
-    dbg = gs.debugger(lin, inputs=torch.randn(8, 16), loss=lambda out: out.pow(2).sum())
-    first = dbg.graph.find("AddmmBackward0")[0].source
-    assert first is not None and "dbg = gs.debugger(lin" in first
-
-    def from_elsewhere() -> gs.Graph:
-        return dbg.rerun()
-
-    again = from_elsewhere()
-    assert again.find("AddmmBackward0")[0].source == first
-    assert again.find("PowBackward0")[0].source == dbg._runs.get(0).graph.find("PowBackward0")[0].source
-
-
 def test_parameters_inside_a_reentrant_checkpoint_are_not_listed_as_missing() -> None:
     from torch.utils.checkpoint import checkpoint
 

@@ -34,7 +34,7 @@ from .modules import ModuleTracker, is_compiled
 from .no_train import no_backward
 from .records import Captured, CaptureOptions, Collected
 from .roots import check_grad_shapes, edited_note, inputs_note, no_graph, picked_note, roots_of
-from .source import SourceTracker, user_line
+from .source import SourceTracker
 from .store import TensorStore
 from .summary import norm_of
 from .tracebacks import user_traceback
@@ -61,7 +61,7 @@ class RunSpec:
     # non-leaf tensors the forward reaches (inputs, the function's names): one that retains its grad
     # (retain_grad(), a saliency map) gets it filled by any backward through it — a run gives it back
     retaining: list[torch.Tensor] = field(default_factory=list)
-    origin: tuple[str, int] | None = None  # the user's line that made the debugger (the first run's caller)
+    origin: tuple[str, int] | None = None  # a live step's replay: the user's line that called the model
     # parameters that got their gradient inside a reentrant checkpoint region in the last run (name → norm):
     # no leaves of the graph, yet not missing (targets.finish, targets.explain)
     in_checkpoint: dict[str, float] = field(default_factory=dict)
@@ -139,9 +139,10 @@ def _observe(spec: RunSpec, whatif: WhatIf, detacher: Detacher | None, guard: Mo
     tracker = ModuleTracker(spec.modules)
     try:
         sources = SourceTracker(rehome_warnings=True, track_hooks=True) if spec.source_lines else None
-        if sources is not None:  # ops no user frame made (a bare nn.Linear) show where the debugger was made
-            if spec.origin is None:
-                spec.origin = user_line(sys._getframe(1))
+        # Frames above this one are not the forward (the line that made the debugger, ipywidgets'
+        # dispatch of a Re-run): ops no user frame made (a bare nn.Sequential's) get no line — the
+        # module path names them — or, replaying a live step, the user's line that called the model.
+        if sources is not None:
             sources.barrier, sources.origin = sys._getframe(), spec.origin
         start = time.perf_counter()
         first_seq = _next_seq()  # nodes numbered below existed before this run (the user's graph)

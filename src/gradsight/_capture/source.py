@@ -18,6 +18,7 @@ the cell's own ``warnings`` calls and filters act as in a plain cell and stay af
 from __future__ import annotations
 
 import bisect
+import itertools
 import linecache
 import os
 import re
@@ -51,9 +52,13 @@ class SourceTracker(TorchFunctionMode):
         self._keep_calls = keep  # remember the last ``keep`` calls that made nodes (None: all; a cell's loop: not)
         self._starts: list[int] = []
         self._ends: list[int] = []
-        self._where: list[tuple[str, int]] = []
+        self._where: list[_Call] = []
         self._internal: dict[str, bool] = {}
-        self._text: dict[tuple[str, int], str] = {}  # (file, line) -> what source_of returns
+        self._text: dict[_Call, str] = {}  # call -> what source_of returns
+        # (file, line, func) -> the distinct call sites on that line that called ``func`` and made
+        # nodes, rebuilt from _where when calls were recorded since (``_made``: their count)
+        self._sites: dict[tuple[str, int, Any], set[tuple[Any, int]]] = {}
+        self._made = self._sites_made = 0
         self._rehome = rehome_warnings
         # Nodes whose output tensor got a hook (h.register_hook) during the forward: a hook may change
         # the gradient before the node's prehooks see it (hooks.derivable must not read through it).
@@ -64,7 +69,8 @@ class SourceTracker(TorchFunctionMode):
         self.stopped = False  # switched off from another thread: pass calls through, record nothing
         # A runnable run's own frame (run.run): frames above it are not the forward — the line that
         # made the debugger, or ipywidgets' dispatch of a Re-run from the view. Calls with no user
-        # frame below it (a bare nn.Linear as the model) get ``origin``: where the debugger was made.
+        # frame below it (a bare nn.Sequential as the model) get ``origin``: a replayed live step's
+        # line that called the model; none in a runnable run (the debugger(...) line made no op).
         self.barrier: FrameType | None = None
         self.origin: tuple[str, int] | None = None
         self._catch: Any = None
@@ -127,12 +133,20 @@ class SourceTracker(TorchFunctionMode):
         out = func(*args, **(kwargs or {}))
         end = _next_seq()
         if end > start:
-            frame = self._user_frame(sys._getframe(1))
-            where = self.origin if frame is None else (frame.f_code.co_filename, frame.f_lineno)
+            caller = sys._getframe(1)
+            frame = self._user_frame(caller)
+            if frame is not None:  # the call site too: two torch.log calls on one line are told apart
+                # (not a module's calls: self.fc1(x) and self.fc2(h) both call F.linear, from inside
+                # nn.Module's __call__, and their nodes' module paths tell them apart already)
+                lasti = frame.f_lasti if _no_module_between(caller, frame) else -1
+                where: _Call | None = (frame.f_code.co_filename, frame.f_lineno, frame.f_code, lasti, func)
+            else:
+                where = None if self.origin is None else (*self.origin, None, -1, None)
             if where is not None:
                 self._starts.append(start)
                 self._ends.append(end)
                 self._where.append(where)
+                self._made += 1
                 if self._keep_calls is not None and len(self._starts) > self._keep_calls:
                     self._forget_older()
         return out
@@ -156,23 +170,90 @@ class SourceTracker(TorchFunctionMode):
         return None
 
     def source_of(self, seq: int) -> str | None:
-        """``"model.py:12  h = self.fc(x)"`` for the call that created node ``seq``."""
+        """``"model.py:12  h = self.fc(x)"`` for the call that created node ``seq``. A line where the
+        same function made nodes from two places (``torch.log(p) + torch.log(1 - p)``: two
+        ``LogBackward0`` with the one line) says which call, with its column (Python 3.11+):
+        ``"loss.py:9:35  return -(y * torch.log(p) + (1 - y) * torch.log(1 - p)).mean()  ← torch.log(1 - p)"``."""
         i = bisect.bisect_right(self._starts, seq) - 1
         if i < 0 or seq >= self._ends[i]:
             return None
         where = self._where[i]
         hit = self._text.get(where)
         if hit is None:  # a model's forward creates many nodes on each of its lines
-            filename, line = where
-            text = linecache.getline(filename, line).strip()
-            hit = self._text[where] = f"{_short(filename)}:{line}  {text}" if text else f"{_short(filename)}:{line}"
+            filename, line, code, lasti, func = where
+            text = linecache.getline(filename, line)
+            place = f"{_short(filename)}:{line}"
+            call = None
+            if code is not None and text.strip() and len(self._sites_of(filename, line, func)) > 1:
+                call = call_at(code, lasti, line, text)
+            if call is not None:
+                column, what = call
+                hit = f"{place}:{column}  {text.strip()}  ← {what}"
+            else:
+                hit = f"{place}  {text.strip()}" if text.strip() else place
+            self._text[where] = hit
         return hit
+
+    def _sites_of(self, filename: str, line: int, func: Any) -> set[tuple[Any, int]]:
+        if self._sites_made != self._made:
+            self._sites.clear()
+            for f, n, code, lasti, fn in self._where:
+                self._sites.setdefault((f, n, fn), set()).add((code, lasti))
+            self._sites_made = self._made
+        return self._sites.get((filename, line, func), set())
 
     def reset(self) -> None:
         self._starts.clear()
         self._ends.clear()
         self._where.clear()
         self._text.clear()  # the file may have changed since (a notebook cell re-run)
+        self._sites.clear()
+        self._made += 1
+
+
+# where a call that made nodes came from: file, line, code object, its instruction (``f_lasti``; -1
+# for a call made from inside torch, as a module's) and the torch function called; code is None
+# (lasti -1, func None) for a live step's line that called the model
+_Call = tuple[str, int, Any, int, Any]
+CALL_TEXT = 60  # characters of a call's text shown beside its line at most
+
+
+_MODULE_FILE = torch.nn.modules.module.__file__
+
+
+def _no_module_between(caller: FrameType, frame: FrameType) -> bool:
+    """Whether no ``nn.Module`` call lies between the user's ``frame`` and the ``caller`` of the
+    mode: the line called the torch function itself (``torch.log``, ``F.mse_loss``)."""
+    f: FrameType | None = caller
+    while f is not None and f is not frame:
+        if f.f_code.co_filename == _MODULE_FILE:
+            return False
+        f = f.f_back
+    return True
+
+
+def call_at(code: Any, lasti: int, line: int, text: str) -> tuple[int, str] | None:
+    """(column, text) of the call expression running at instruction ``lasti`` of ``code`` on ``line``
+    (whose source is ``text``): Python 3.11+ records each instruction's span (``co_positions``), in
+    UTF-8 bytes; None where it does not (3.10) or the span is not on that line."""
+    positions = getattr(code, "co_positions", None)
+    if positions is None or lasti < 0:
+        return None
+    try:
+        start, end, col, end_col = next(itertools.islice(positions(), lasti // 2, None))
+    except StopIteration:
+        return None
+    if start != line or col is None:
+        return None
+    raw = text.rstrip("\n").encode()
+    what = raw[col : end_col if end == line and end_col is not None else len(raw)].decode(errors="replace")
+    if not what.strip():
+        return None
+    if end != line:
+        what += " …"
+    if len(what) > CALL_TEXT:
+        what = what[: CALL_TEXT - 1] + "…"
+    return len(raw[:col].decode(errors="replace")) + 1, what
 
 
 def _leave_mode_stack(mode: TorchFunctionMode) -> None:
