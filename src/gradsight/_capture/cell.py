@@ -29,7 +29,7 @@ import torch
 from ..graph import Graph, RunInfo
 from . import source as source_mod
 from .cell_forward import CellForward
-from .cell_notes import accumulation_note, freed_in_cell
+from .cell_notes import accumulation_note, freed_in_cell, with_presaved_stats
 from .records import Captured, CaptureOptions
 from .spy import BackwardSpy
 from .store import TensorStore
@@ -167,7 +167,7 @@ def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], valu
         source_of=None if forward is None or forward.sources is None else forward.sources.source_of,
     )
     captured = captured_of(tensors, options, labels=names)
-    graph = freed_in_cell(captured.graph)
+    graph = freed_in_cell(with_presaved_stats(captured))
     accumulated = accumulation_note(spy.accumulated(), leaf_names)
     unwatched = None if forward is None else forward.note
     notes = (*graph.notes, *([accumulated] if accumulated else []), *([unwatched] if unwatched else []), *spy.errors)
@@ -335,4 +335,5 @@ def run_first(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], bud
     from .guard import rng_state
 
     target = CellTarget(code, ns, compile_fn, budget, rng=rng_state())
+    target.remember_grads()
     return run_cell(code, ns, compile_fn, budget, interrupts=True), target

@@ -1,5 +1,6 @@
 """Notes only a %%gradsight cell's graph has: advice for saved values a backward freed that gradsight did
-not see, and ``.grad`` that summed several backward calls of the cell (or added to a gradient it held).
+not see, and ``.grad`` that summed several backward calls of the cell (or added to a gradient it held);
+and the statistics of saved tensors the cell's spy read before a backward freed them.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from dataclasses import replace
 
 import torch
 
-from ..graph import Graph, Node, Unavailable
+from ..graph import Graph, Node, SavedValue, TensorSummary, Unavailable
 from . import saved as saved_mod
+from .records import Captured
 from .spy import Accumulation
+from .store import TensorStore
 
 FREED_IN_CELL = (
     "freed by a backward gradsight did not see — an earlier cell's, another thread's, or one through backward/grad "
@@ -49,6 +52,38 @@ def _reworded(node: Node) -> Node:
     saved = {k: Unavailable(FREED_IN_CELL) if isinstance(v, Unavailable) and v.reason == saved_mod.FREED else v
              for k, v in node.saved.items()}  # fmt: skip
     return replace(node, saved=saved)
+
+
+def with_presaved_stats(captured: Captured) -> Graph:
+    """The graph with the statistics of saved tensors a backward freed after the cell's spy read them:
+    the store took them when the walk offered those tensors (a small capture: every statistic at
+    once), but the graph kept the spy's summary, which has none."""
+    graph, store = captured.graph, captured.store
+    if store is None:
+        return graph
+    nodes, changed = [], False
+    for node in graph.nodes:
+        i = captured.index_of.get(node.id)
+        if i is not None and any(_freed_bare(v) for v in node.saved.values()):
+            node = replace(node, saved={k: _stats_in(v, i, k, store) for k, v in node.saved.items()})
+            changed = True
+        nodes.append(node)
+    return replace(graph, nodes=tuple(nodes)) if changed else graph
+
+
+def _freed_bare(value: SavedValue) -> bool:
+    if isinstance(value, tuple):
+        return any(_freed_bare(v) for v in value)
+    return isinstance(value, TensorSummary) and value.freed and value.min is None and value.norm is None
+
+
+def _stats_in(value: SavedValue, i: int, path: str, store: TensorStore) -> SavedValue:
+    if isinstance(value, tuple):
+        return tuple(_stats_in(v, i, f"{path}[{k}]", store) for k, v in enumerate(value))
+    if not _freed_bare(value):
+        return value
+    found = store.stats_of((i, "saved:" + path))
+    return value if found is None else replace(found, freed=True)
 
 
 _SHOWN = 6  # leaves named in an accumulation note

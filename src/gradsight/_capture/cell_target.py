@@ -5,6 +5,7 @@ modules and variables toggles can name; a taint trace through a re-run; what it 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -15,6 +16,7 @@ import torch
 from ..graph import Controls, Graph, LeafControl, Why
 from ..toggles import ToggleError, Toggles
 from . import taint
+from .cell_grads import FirstGrads
 from .facts import RunFacts, changed_since, tracked_parameters, versions
 from .guard import ModuleGuard
 from .names import leaf_aliases, leaf_names_from_params, module_names
@@ -45,6 +47,15 @@ class CellTarget:
     compile_fn: Any
     budget: int
     rng: Any = None
+    first_grads: FirstGrads | None = None  # the leaves' .grad before the first run (remember_grads)
+
+    def remember_grads(self) -> None:
+        """Before the cell's first run: its re-runs start each leaf's ``.grad`` from what it holds now."""
+        try:
+            leaves = self._scope()[1].values()
+        except SyntaxError:  # the cell does not compile: it will not run, nor re-run
+            return
+        self.first_grads = FirstGrads(leaves, self.budget)
 
     def _scope(self) -> tuple[dict[str, torch.nn.Module], dict[str, torch.Tensor], set[str]]:
         from .cell import cell_names
@@ -108,7 +119,8 @@ class CellTarget:
         # Every module name the cell uses: one it binds some other way (a for loop) is reported missed.
         held = [n for n in used if isinstance(self.ns.get(n), torch.nn.Module)]
         binds = ns[BIND] = CellBinds(toggles, ns, self.ns, held, follow, leaves)
-        with fork_rng(self), NamespaceGuard(self.ns, used), ModuleGuard(), whatif.applied(), binds:  # see guard.py
+        first = self.first_grads.restored() if self.first_grads is not None else contextlib.nullcontext()
+        with fork_rng(self), NamespaceGuard(self.ns, used), ModuleGuard(), whatif.applied(), binds, first:  # guard.py
             yield ns, after, whatif.forward(), binds, whatif
         if toggles.apply:  # NamespaceGuard put requires_grad back with everything else
             whatif.keep()

@@ -8,13 +8,14 @@ budget it summarizes the tensor at once and keeps only the summary; the graph sa
 
 from __future__ import annotations
 
+import math
 import weakref
 from typing import Any
 
 import torch
 
 from ..graph import TensorSummary
-from .summary import meta_of, summarize
+from .summary import meta_of, norm_of, summarize
 
 _STRIDED = torch.strided
 _is_functorch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
@@ -50,6 +51,7 @@ class TensorStore:
         self._placed: dict[Key, tuple[int | None, int]] = {}  # key -> (storage data_ptr, bytes) when kept
         self._released: set[Key] = set()  # kept until evict() released them
         self._leaves: dict[int, weakref.ref[torch.Tensor]] = {}
+        self._stats: dict[Key, TensorSummary] = {}  # summaries offer() took statistics for, by key
 
     def offer(self, key: Key, t: torch.Tensor, *, freed: bool = False, eager: bool = True,
               version: int | None = None) -> TensorSummary:  # fmt: skip
@@ -58,6 +60,7 @@ class TensorStore:
         inside a backward hook (``eager=False``). ``version``: ``t._version`` when it was read, if earlier."""
         if key in self._tensors:  # a later backward pass over a live step's graph: the last counts
             self._forget(key)
+        self._stats.pop(key, None)
         if transformed(t):  # a functorch transform's tensor (vmap, is_grads_batched): no storage to count or keep
             return meta_of(t)
         try:
@@ -74,12 +77,25 @@ class TensorStore:
         if version is not None:  # read earlier (before a backward freed it): its version then
             self._versions[key] = version
         if eager and self.take_eager(t):
-            return summarize(t, stats=True, freed=freed)
+            summary = self._stats[key] = summarize(t, stats=True, freed=freed)
+            return summary
         return summarize(t, stats=False, freed=True) if freed else meta_of(t)
 
+    def stats_of(self, key: Key) -> TensorSummary | None:
+        """The summary with statistics :meth:`offer` gave ``key`` (a small capture's), or None: a cell's
+        walk offers the saved tensors its spy read before backward freed them, and keeps the spy's
+        summary (no statistics) in the graph."""
+        return self._stats.get(key)
+
     def describe(self, t: torch.Tensor) -> TensorSummary:
-        """A summary of ``t`` without keeping it: with statistics while the eager allowance lasts."""
-        return summarize(t, stats=True) if self.take_eager(t) else meta_of(t)
+        """A summary of ``t`` without keeping it (a leaf's ``.grad``): with statistics while the eager
+        allowance lasts, else with its norm (one kernel; every statistic when it is not finite)."""
+        if self.take_eager(t):
+            return summarize(t, stats=True)
+        norm = norm_of(t)
+        if norm is None or not math.isfinite(norm):
+            return summarize(t, stats=norm is not None)
+        return meta_of(t).with_norm(norm)
 
     def take_eager(self, t: torch.Tensor) -> bool:
         """Spend the eager-statistics allowance on ``t`` if it fits."""
