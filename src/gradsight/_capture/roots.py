@@ -5,6 +5,7 @@ or inputs the forward edited in place, why there is no graph)."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -28,6 +29,21 @@ def picked_note(spec: RunSpec, output: Any, roots: list[torch.Tensor]) -> str | 
     return (
         f"{spec.what.capitalize()} returned several tensors; gradsight differentiates {what}. "
         "Pass loss=lambda out: ... to choose what to differentiate."
+    )
+
+
+def nonfinite_note(loss: float | None) -> str | None:
+    """What a graph says when the loss itself is NaN or ±Inf: the forward made it, before any
+    backward, and its gradients are no use for a step."""
+    if loss is None or math.isfinite(loss):
+        return None
+    what = "NaN" if math.isnan(loss) else ("-Inf" if loss < 0 else "Inf")
+    return (
+        f"The loss is {what}: the forward already computed a non-finite value, before any backward ran. "
+        f"Every gradient that flows back through the ops that made it is NaN or Inf too (an optimizer step "
+        "with them writes NaN into the parameters). The nodes marked non-finite show how far it spread; the "
+        "first of them in forward order whose saved inputs are finite is where it began (a log or division "
+        "of 0, an overflow, a NaN in the batch or in the parameters)."
     )
 
 

@@ -33,7 +33,7 @@ from .hooks import GradRecorder, derivable
 from .modules import ModuleTracker, is_compiled
 from .no_train import no_backward
 from .records import Captured, CaptureOptions, Collected
-from .roots import check_grad_shapes, edited_note, inputs_note, no_graph, picked_note, roots_of
+from .roots import check_grad_shapes, edited_note, inputs_note, no_graph, nonfinite_note, picked_note, roots_of
 from .source import SourceTracker
 from .store import TensorStore
 from .summary import norm_of
@@ -164,7 +164,8 @@ def _observe(spec: RunSpec, whatif: WhatIf, detacher: Detacher | None, guard: Mo
         result = _backward(spec, store, tracker, sources, roots, grads, kind, loss_value, watch, phases, guard,
                            first_seq)  # fmt: skip
         result.phases = phases
-        notes = [n for n in (picked_note(spec, output, roots), edited_note(spec, guard)) if n is not None]
+        notes = [n for n in (nonfinite_note(loss_value), picked_note(spec, output, roots), edited_note(spec, guard))
+                 if n is not None]  # fmt: skip
         if whatif.eager and any(is_compiled(m) for _, m in spec.modules):  # why its graph shows more nodes
             notes.append(EAGER_NOTE)
         if notes and result.captured is not None:
