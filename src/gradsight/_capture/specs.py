@@ -177,9 +177,16 @@ def _modules_seen_by(
     return modules, names, tensors, compiled
 
 
+SCOPE_DEPTH = 4  # calls deep: fn → step → block → layer's helper
+SCOPE_FUNCTIONS = 64  # functions read at most (each run re-reads them, to see a global rebound)
+
+
 def _scope_of(fn: Callable[..., Any]) -> dict[str, Any]:
-    """What ``fn`` reaches by name: its globals and closure, the same of the functions among them (one
-    level: a region given to checkpoint), and for a bound method its object's attributes (``self.model``)."""
+    """What ``fn`` reaches by name: its globals and closure, the same of the functions among them
+    and of theirs (``SCOPE_DEPTH`` calls deep, ``SCOPE_FUNCTIONS`` functions at most, the nearer name
+    first: fn → g → blk, where ``blk`` uses ``lin1``), and for a bound method its object's
+    attributes (``self.model``). Not torch's own functions (``from torch.nn.functional import
+    mse_loss``): none of the user's modules is named in them."""
     scope: dict[str, Any] = {}
     owner = getattr(fn, "__self__", None)
     if owner is not None and not isinstance(owner, types.ModuleType):
@@ -189,27 +196,51 @@ def _scope_of(fn: Callable[..., Any]) -> dict[str, Any]:
             scope[me] = owner
         else:
             scope.update({f"{me}.{k}": v for k, v in getattr(owner, "__dict__", {}).items()})
-    scope.update(_names_of(fn))
-    for value in list(scope.values()):  # the functions it calls, one level (a region given to checkpoint)
-        if isinstance(value, types.FunctionType) and value is not fn:
-            for name, v in _names_of(value).items():
+    seen = {id(fn)}
+    level = [fn]
+    for _ in range(SCOPE_DEPTH):
+        called: list[Callable[..., Any]] = []
+        for f in level:
+            for name, v in _names_of(f).items():
                 scope.setdefault(name, v)
+                if _followed(v) and id(v) not in seen and len(seen) < SCOPE_FUNCTIONS:
+                    seen.add(id(v))
+                    called.append(v)
+        level = called
     return scope
 
 
+def _followed(v: Any) -> bool:
+    """A function of the user's to read the names of: not torch's (or gradsight's)."""
+    module = getattr(v, "__module__", None) or ""
+    return isinstance(v, types.FunctionType) and not module.startswith(("torch.", "gradsight.")) and module != "torch"
+
+
 def _names_of(fn: Callable[..., Any]) -> dict[str, Any]:
-    """The globals ``fn``'s code names and its closure's values."""
+    """The globals ``fn``'s code names (also in its nested code: a comprehension's, a lambda's) and
+    its closure's values."""
     code = getattr(fn, "__code__", None)
     if code is None:
         return {}
     globs = getattr(fn, "__globals__", {})
-    out = {n: globs[n] for n in code.co_names if n in globs}
+    out = {n: globs[n] for n in _global_names(code) if n in globs}
     for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False):
         try:
             out[name] = cell.cell_contents
         except ValueError:
             continue
     return out
+
+
+def _global_names(code: types.CodeType) -> list[str]:
+    """``co_names`` of ``code`` and of the code objects nested in it, in order, once each."""
+    names: dict[str, None] = {}
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        names.update(dict.fromkeys(c.co_names))
+        stack.extend(k for k in reversed(c.co_consts) if isinstance(k, types.CodeType))
+    return list(names)
 
 
 _NOT_CONTAINERS = (torch.nn.Module, torch.Tensor, str, bytes, type, types.ModuleType, types.FunctionType,
