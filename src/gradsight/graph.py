@@ -13,7 +13,7 @@ by hand::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
@@ -91,6 +91,59 @@ class Unavailable:
 SavedValue: TypeAlias = "TensorSummary | Unavailable | int | float | bool | str | tuple[SavedValue, ...] | None"
 
 
+class SavedValues(Mapping[str, "SavedValue"]):
+    """``node.saved``: what autograd saved for the node, read-only like the rest of the graph. Compares
+    equal to a dict of the same items, hashes, pickles and copies.
+
+    >>> saved = SavedValues({"_saved_dim": 1})
+    >>> saved == {"_saved_dim": 1}, saved["_saved_dim"]
+    (True, 1)
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, SavedValue] | None = None) -> None:
+        self._items: dict[str, SavedValue] = dict(items or {})
+
+    @classmethod
+    def owning(cls, items: dict[str, SavedValue]) -> SavedValues:
+        """Wrap ``items`` without copying it (a capture's own dict, which nothing else changes)."""
+        if not items:
+            return _NO_SAVED
+        obj = object.__new__(cls)
+        obj._items = items
+        return obj
+
+    def __getitem__(self, key: str) -> SavedValue:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SavedValues):
+            return self._items == other._items
+        return self._items == dict(other) if isinstance(other, Mapping) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __repr__(self) -> str:
+        return repr(self._items)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SavedValues, (self._items,))
+
+
+_NO_SAVED = SavedValues()
+
+
 @dataclass(frozen=True)
 class OutputMeta:
     """Shape/dtype/device of one forward output of the op (one gradient input of the node)."""
@@ -140,7 +193,7 @@ class Node:
     kind: NodeKind
     module: str | None = None
     next: tuple[Edge, ...] = ()
-    saved: Mapping[str, SavedValue] = field(default_factory=dict)
+    saved: Mapping[str, SavedValue] = field(default_factory=lambda: _NO_SAVED)  # read-only: SavedValues
     grad_in: tuple[TensorSummary | None, ...] = ()
     grad_out: tuple[TensorSummary | None, ...] = ()
     leaf: LeafInfo | None = None
@@ -157,9 +210,16 @@ class Node:
         node; frozen dataclasses set each field through object.__setattr__)."""
         if fields.keys() != _NODE_FIELDS:
             raise TypeError(f"Node.fast needs exactly the fields {sorted(_NODE_FIELDS)}")
+        saved = fields["saved"]
+        if type(saved) is not SavedValues:  # the capture's own dict: wrapped, not copied
+            fields["saved"] = SavedValues.owning(saved) if type(saved) is dict else SavedValues(saved)
         obj = object.__new__(cls)
         obj.__dict__.update(fields)
         return obj
+
+    def __post_init__(self) -> None:
+        if type(self.saved) is not SavedValues:  # a copy: the caller's dict stays the caller's
+            object.__setattr__(self, "saved", SavedValues(self.saved))
 
     @property
     def nonfinite_gradient(self) -> bool:

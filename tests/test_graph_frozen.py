@@ -1,0 +1,47 @@
+"""The graph is a frozen snapshot: ``node.saved`` is read-only too, and still compares, hashes,
+pickles and round-trips through the wire like the plain dict it was."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+import torch
+
+import gradsight as gs
+from gradsight.graph import Node, TensorSummary
+from gradsight.schema import graph_from_wire, graph_to_wire
+
+
+def _sin_node() -> tuple[gs.Debugger, Node]:
+    x = torch.ones(3, requires_grad=True)
+    dbg = gs.debugger((x.sin() * 2).sum())
+    return dbg, dbg.graph.find("SinBackward0")[0]
+
+
+def test_a_captured_nodes_saved_values_cannot_be_changed() -> None:
+    dbg, node = _sin_node()
+    with pytest.raises(TypeError):
+        node.saved["_saved_self"] = 1  # type: ignore[index]
+    with pytest.raises(TypeError):
+        del node.saved["_saved_self"]  # type: ignore[attr-defined]
+    assert not hasattr(node.saved, "clear") and not hasattr(node.saved, "update")
+    assert isinstance(dbg.graph.node(node.id).saved["_saved_self"], TensorSummary)
+
+
+def test_saved_values_compare_hash_pickle_and_round_trip_like_a_dict() -> None:
+    dbg, node = _sin_node()
+    assert node.saved == dict(node.saved) and dict(node.saved) == node.saved
+    assert list(node.saved) == ["_saved_self"] and "_saved_self" in node.saved
+    assert hash(node) == hash(copy.deepcopy(node))
+    assert pickle.loads(pickle.dumps(dbg.graph)) == dbg.graph
+    assert graph_from_wire(graph_to_wire(dbg.graph)) == dbg.graph
+
+
+def test_a_node_built_by_hand_keeps_its_own_copy_of_the_dict_it_was_given() -> None:
+    given = {"_saved_dim": 1}
+    node = Node(id="SumBackward1#0", name="SumBackward1", kind="root", saved=given)
+    given["_saved_dim"] = 2
+    assert node.saved == {"_saved_dim": 1}
+    assert Node(id="a", name="a", kind="op").saved == {}
