@@ -1,0 +1,38 @@
+"""Long messages (torch's errors in an unreadable saved value's reason) are cut at a sentence or a
+word, never mid-word, and say they were shortened."""
+
+from __future__ import annotations
+
+import torch
+
+from gradsight._capture.text import SHORTENED, shorten
+
+
+def inplace_error() -> str:
+    x = torch.ones(5, 8, requires_grad=True)
+    h = torch.sigmoid(x)
+    h += 0.1
+    try:
+        h.sum().backward()
+    except RuntimeError as e:
+        return str(e)
+    raise AssertionError("torch no longer refuses this")
+
+
+def test_torchs_in_place_error_is_cut_after_a_sentence() -> None:
+    message = "unreadable: " + inplace_error()
+    assert len(message) > 300
+    short = shorten(message, 300)
+    assert short.endswith("expected version 0 instead." + SHORTENED), short
+    assert message.startswith(short.removesuffix(SHORTENED))
+
+
+def test_without_a_sentence_end_it_cuts_at_a_word() -> None:
+    words = " ".join(f"word{i}" for i in range(100))
+    short = shorten(words, 50).removesuffix(SHORTENED)
+    assert len(short) <= 50 and words.startswith(short) and words[len(short)] == " "
+
+
+def test_what_fits_stays_whole_and_one_long_word_is_cut_at_the_limit() -> None:
+    assert shorten("a" * 300, 300) == "a" * 300
+    assert shorten("a" * 400, 300) == "a" * 300 + SHORTENED
