@@ -11,7 +11,6 @@ code that imports torch).
 
 from ._api import debugger
 from .config import Options, options
-from .diff import GraphDiff
 from .graph import Controls, Graph, LeafInfo, Node, OutputMeta, RunInfo, TensorSummary, Unavailable, Why
 from .inspection import GradStep, Histogram, Inspection, Preview, TensorView
 from .magic import load_ipython_extension, unload_ipython_extension
@@ -22,13 +21,31 @@ from .widget import Debugger
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # GraphDiff was exported, but no public call returns one: ``dbg.diff`` is the view's wire dict
+    # (``lost_grad``, ``gained_grad``, ``loss``: {"before", "after"}, ...). Kept importable for a while.
+    if name == "GraphDiff":
+        import warnings
+
+        from .diff import GraphDiff
+
+        warnings.warn(
+            "gradsight.GraphDiff is deprecated and will be removed: dbg.diff is a dict (dbg.diff['lost_grad'], "
+            "dbg.diff['loss']['after'], ...); the class stays in gradsight.diff",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return GraphDiff
+    raise AttributeError(f"module 'gradsight' has no attribute {name!r}")
+
+
 __all__ = [
     "SCHEMA_VERSION",
     "Controls",
     "Debugger",
     "GradStep",
     "Graph",
-    "GraphDiff",
     "Histogram",
     "Inspection",
     "LeafInfo",
