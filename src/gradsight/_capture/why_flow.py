@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from ..graph import Graph, Node, Why
+from .why_forward import forward_why, unsure
 
 # node id -> the node nearer the root that received a good gradient (non-zero, or finite) and passed
 # a zero (or NaN/Inf) one on toward it
@@ -114,9 +115,12 @@ def nonfinite(name: str, leaf: Node, graph: Graph, origins: Origins | None = Non
         return Why(name, "nonfinite", f"{name}'s gradient has NaN or Inf from the root on: the gradient backward "
                    "started from is not finite (a NaN loss gives a NaN gradient as soon as an op uses it; check the "
                    "loss value, or the grad_output you gave).", where=leaf.id)  # fmt: skip
+    upstream = forward_why(name, p, graph)
+    if upstream is not None:  # the forward values it saved were NaN/Inf already: it only passed them on
+        return upstream
     return Why(name, "nonfinite", f"{name}'s gradient has NaN or Inf: it became non-finite in {p.name}{_module(p)}, "
-               f"which received a finite gradient and passed NaN/Inf on toward {name}. {_nonfinite_hint(p)}",
-               where=p.id, source=p.source)  # fmt: skip
+               f"which received a finite gradient and passed NaN/Inf on toward {name}. {_nonfinite_hint(p)}"
+               f"{unsure(p, graph)}", where=p.id, source=p.source)  # fmt: skip
 
 
 def _nonfinite_hint(n: Node) -> str:

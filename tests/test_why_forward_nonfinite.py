@@ -1,0 +1,83 @@
+"""why() of a NaN/Inf gradient whose NaN/Inf came out of the forward: the node whose backward first
+passed them on is not blamed when the values it saved were NaN/Inf already; the answer points
+upstream, at the op that made them from finite inputs, the parameter already NaN/Inf, or the input
+from outside the graph."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from IPython.core.interactiveshell import InteractiveShell
+from torch import nn
+
+import gradsight as gs
+
+
+def test_a_float16_overflow_under_autocast_is_blamed_on_the_layer_whose_output_overflowed() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.LayerNorm(64), nn.Linear(64, 1))
+    with torch.no_grad():
+        model[2].weight.mul_(1e5)  # its outputs pass float16's 65504
+    x, y = 10 * torch.randn(8, 16), torch.randn(8, 1)
+
+    def step() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.float16):
+            out = model(x)
+        return nn.functional.mse_loss(out.float(), y)
+
+    dbg = gs.debugger(step)
+    layer2 = next(n for n in dbg.graph.nodes if n.module == "model.2" and n.name == "AddmmBackward0")
+    for name in ("model.0.weight", "model.2.weight", "model.4.bias"):
+        why = dbg.why(name)
+        assert why.reason == "nonfinite" and why.where == layer2.id, why
+        assert "forward values already did" in why.message and "float16" in why.message
+        assert "MseLossBackward0, which received a finite gradient" not in why.message
+    assert {w.name: w.where for w in dbg.graph.missing}["model.0.weight"] == layer2.id
+    dbg.close()
+
+
+def test_a_nan_parameter_is_named_as_where_the_nan_comes_from() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
+    with torch.no_grad():
+        model[2].weight[0, 3] = math.nan  # as after a diverged step
+    x, y = torch.randn(32, 4), torch.randn(32, 1)
+    dbg = gs.debugger(model, inputs=x, loss=lambda out: nn.functional.mse_loss(out, y))
+    for name in ("0.bias", "0.weight", "2.bias"):
+        why = dbg.why(name)
+        assert why.reason == "nonfinite" and why.where == "leaf:2.weight", why
+        assert "They come from 2.weight, whose values are already NaN/Inf" in why.message
+    dbg.close()
+
+
+def test_a_nan_parameter_its_layer_did_not_save_is_named_as_a_suspect() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
+    with torch.no_grad():
+        model[0].weight[3, 1] = math.nan  # the first layer saves its input, not its weight
+    x, y = torch.randn(32, 4), torch.randn(32, 1)
+    dbg = gs.debugger(model, inputs=x, loss=lambda out: nn.functional.mse_loss(out, y))
+    why = dbg.why("0.bias")
+    assert why.reason == "nonfinite" and why.where == "0/AddmmBackward0#0", why
+    assert "not 0.bias or 0.weight: either one of them already holds NaN/Inf" in why.message
+    assert "ReluBackward0" not in why.message.split("They first appear")[1]  # a ReLU makes no NaN
+    dbg.close()
+
+
+def test_a_cell_dividing_by_a_zero_std_points_at_the_input_outside_the_graph(shell: InteractiveShell) -> None:
+    shell.run_cell(
+        "torch.manual_seed(0)\nmodel = torch.nn.Linear(3, 1)\nx = torch.randn(8, 3)\nx[:, 1] = 5.0\n"
+        "y = torch.randn(8, 1)",
+        store_history=False,
+    )
+    body = "xs = (x - x.mean(0)) / x.std(0)\nout = model(xs)\nloss = ((out - y) ** 2).mean()\nloss.backward()"
+    dbg: Any = shell.run_cell("%%gradsight\n" + body, store_history=False).result
+    addmm = dbg.graph.find("AddmmBackward0")[0]
+    for name in ("model.weight", "model.bias"):
+        why = dbg.why(name)
+        assert why.reason == "nonfinite" and why.where == addmm.id, why
+        assert "saved its mat1 with 8 NaN" in why.message and "outside the graph" in why.message
+        assert "negative base" not in why.message  # PowBackward0 only passed the NaN on
+        assert why.source is not None and "out = model(xs)" in why.source
