@@ -3,8 +3,10 @@
 Anomaly mode records a full traceback per node and costs 2–3× (research/autograd-facts.md §4.6).
 Here a ``TorchFunctionMode`` sees each torch call the user's code makes; only when the call created
 autograd nodes (the sequence counter moved) does it walk up to the first frame outside torch and
-gradsight and remember ``(first seq, end seq, file, line)``. The text of the line is looked up
-only when the graph is built.
+gradsight and remember ``(first seq, end seq, file, line)``, with the call site (code object and
+instruction): a line that calls one function twice (``torch.log(p) + torch.log(1 - p)``) names the
+call each node came from (Python 3.11+ ``co_positions``). The text of the line is looked up only
+when the graph is built.
 
 A warning torch raises from C++ inside an op (``float()`` of a tensor that requires grad, oneDNN
 notes) names the innermost Python frame: with the mode in between, that was this file. In a
