@@ -184,7 +184,7 @@ def _in_graph(name: str, node: Node, graph: Graph, origins: Starts) -> Why | Non
     if node.grad_norm == 0.0:
         return zero(name, node, graph, origins.zero())
     if node.nonfinite_gradient:
-        return nonfinite(name, node, graph, origins.nonfinite())
+        return nonfinite(name, node, graph, origins.nonfinite(), origins.causes)
     return None
 
 

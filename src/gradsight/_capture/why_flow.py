@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from ..graph import Graph, Node, Why
-from .why_forward import forward_why, unsure
+from .why_forward import Causes, forward_why, unsure
 
 # node id -> the node nearer the root that received a good gradient (non-zero, or finite) and passed
 # a zero (or NaN/Inf) one on toward it
@@ -21,6 +21,7 @@ class Starts:
         self._zero: Origins | None = None
         self._nonfinite: Origins | None = None
         self._below: set[str] | None = None
+        self.causes: Causes = {}  # node id -> the forward's NaN/Inf it passed on (why_forward)
 
     def zero(self) -> Origins:
         if self._zero is None:
@@ -108,14 +109,14 @@ def _sends_nonfinite(p: Node, target: str) -> bool:
     return any(dst == target and g is not None and g.nonfinite for (dst, _), g in zip(p.next, p.grad_out, strict=False))
 
 
-def nonfinite(name: str, leaf: Node, graph: Graph, origins: Origins | None = None) -> Why:
+def nonfinite(name: str, leaf: Node, graph: Graph, origins: Origins | None = None, causes: Causes | None = None) -> Why:
     """Where, on the way from the root to ``leaf``, the gradient became NaN or Inf."""
     p = (origins if origins is not None else nonfinite_origins(graph)).get(leaf.id)
     if p is None:
         return Why(name, "nonfinite", f"{name}'s gradient has NaN or Inf from the root on: the gradient backward "
                    "started from is not finite (a NaN loss gives a NaN gradient as soon as an op uses it; check the "
                    "loss value, or the grad_output you gave).", where=leaf.id)  # fmt: skip
-    upstream = forward_why(name, p, graph)
+    upstream = forward_why(name, p, graph, causes)
     if upstream is not None:  # the forward values it saved were NaN/Inf already: it only passed them on
         return upstream
     return Why(name, "nonfinite", f"{name}'s gradient has NaN or Inf: it became non-finite in {p.name}{_module(p)}, "

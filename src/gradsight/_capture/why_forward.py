@@ -83,6 +83,9 @@ class ForwardCause:
     outside: bool = False
 
 
+Causes = dict[str, "ForwardCause | None"]  # node id -> forward_cause of it
+
+
 def forward_cause(graph: Graph, p: Node) -> ForwardCause | None:
     """The cause in the forward of the NaN/Inf that ``p``'s backward passed on, when ``p``'s saved
     inputs show it received them (None otherwise: its backward made them, or nothing tells)."""
@@ -198,10 +201,14 @@ def _in(n: Node) -> str:
     return f"{n.name} (in {n.module})" if n.module else n.name
 
 
-def forward_why(name: str, p: Node, graph: Graph) -> Why | None:
+def forward_why(name: str, p: Node, graph: Graph, causes: Causes | None = None) -> Why | None:
     """Why ``name``'s gradient is NaN/Inf when ``p``, whose backward passed them on, received them
-    from the forward (:func:`forward_cause`); None when its saved inputs do not show that."""
-    cause = forward_cause(graph, p)
+    from the forward (:func:`forward_cause`); None when its saved inputs do not show that. ``causes``:
+    the causes found so far in this graph (one walk per node ``p``, not one per leaf)."""
+    causes = causes if causes is not None else {}
+    if p.id not in causes:
+        causes[p.id] = forward_cause(graph, p)
+    cause = causes[p.id]
     if cause is None:
         return None
     first, (key, bad) = cause.first, cause.bad
