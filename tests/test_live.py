@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import gradsight as gs
-from gradsight._capture import cell_end, live, live_step
+from gradsight._capture import cell_end, live_pace, live_step
 from tests.run_zoo import MLP
 from tests.test_run import RunCase, assert_same, snapshot
 
@@ -96,7 +96,7 @@ def test_close_removes_every_hook_and_later_steps_are_ignored(monkeypatch: pytes
     dbg = gs.debugger(model)
     assert model._forward_hooks and model._forward_pre_hooks
     step(model, x1)  # captured
-    monkeypatch.setattr(dbg._live, "_interval", 3600.0)
+    monkeypatch.setattr(dbg._live._pace, "interval", 3600.0)
     step(model, x2)  # not captured: the module-range hook is not even installed
     assert seen == [1, 0] and not global_hooks
     probe.remove()
@@ -167,7 +167,7 @@ def test_captures_stay_a_small_share_of_training_time(monkeypatch: pytest.Monkey
 def idle(dbg: gs.Debugger) -> float:
     """A person's pause before running a cell again: longer than what makes a step a new run."""
     assert dbg._live is not None
-    return max(live.IDLE_FLOOR, live.IDLE_STEPS * dbg._live._step_time) + 0.1
+    return max(live_pace.IDLE_FLOOR, live_pace.IDLE_STEPS * dbg._live._pace.step_time) + 0.1
 
 
 def test_without_ipython_a_step_after_the_loop_got_control_and_a_pause_is_a_new_run(
@@ -267,10 +267,10 @@ def test_without_ipython_a_training_thread_beside_an_idle_loop_keeps_the_rate_li
 
     async def kernel() -> tuple[list[int], int, float]:
         dbg = gs.debugger(model)
-        assert dbg._live is not None and dbg._live._end_of_run is not None
+        assert dbg._live is not None and dbg._live._pace.end_of_run is not None
         shown = count_published(dbg)
         turns = []
-        callback = dbg._live._end_of_run
+        callback = dbg._live._pace.end_of_run
         turn = callback._fn
         callback._fn = lambda: (turns.append(1), turn())[1]
         trainer = threading.Thread(target=train, args=(model,))

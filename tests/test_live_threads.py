@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import gradsight as gs
-from gradsight._capture import hooks, live
+from gradsight._capture import hooks, live_capture
 from tests.run_zoo import MLP
 
 WAIT = 10  # seconds: only reached when a test fails
@@ -169,7 +169,7 @@ def test_close_while_another_thread_starts_a_capture(monkeypatch: pytest.MonkeyP
     and its source tracker: it must not start them after close()."""
     model, before = MLP(), global_state()
     dbg = gs.debugger(model)
-    reached, go = pause_in(monkeypatch, live, "rng_state")  # read just before a capture starts
+    reached, go = pause_in(monkeypatch, live_capture, "rng_state")  # read just before a capture starts
 
     def train(worker: Worker) -> None:
         step(model)

@@ -16,21 +16,15 @@ waits for the next forward or the end of the cell — IPython's ``post_run_cell`
 there is no IPython (marimo) a callback queued on the kernel's asyncio loop, which runs once the
 cells of the current run are done, or at once while the loop idles (a thread trains).
 
-The end of an IPython cell also lifts the rate limits, so each interactive cell's first step is
-shown. The loop callback does not: the loop gets control whenever it idles (training on a thread:
-``mo.Thread``) and at every ``await`` of an async training loop, not only at the end of a cell. So
-without IPython the limits are lifted only for a step that looks like a new run a person started:
-the loop got control after the model's last activity, and the model then stayed idle for at least
-``max(IDLE_FLOOR, IDLE_STEPS × the last captured step's time)`` (a loop starts its next step at
-once; a person re-running a cell does not). :meth:`LiveSession.close` removes every hook (see
-there for forwards still running on other threads).
+When a step is captured (the rate limits, and the end of a cell or a new run lifting them) is
+:mod:`.live_pace`'s. :meth:`LiveSession.close` removes every hook (see there for forwards still
+running on other threads). A step whose backward raised is shown with the error once its thread
+goes on (:meth:`LiveSession._close_stopped`); what its graph says beyond gradients is
+:mod:`.live_notes`'s.
 
-Names and modules are read at each captured step's start, not once: a submodule replaced or added
-since the debugger attached (a new head, LoRA adapters) is named and attributed, and one replaced is
-not kept alive. A call of the model inside its own forward is part of the outer call's step; one
-inside a backward pass (``checkpoint(model, x)`` recomputing its forward) is no step. Each step
-records what a re-run replays (``LiveStep.replay``): its inputs, RNG and autocast state, and what it
-ran on, so a re-run after the optimizer step can say so.
+A call of the model inside its own forward is part of the outer call's step; one inside a backward
+pass (``checkpoint(model, x)`` recomputing its forward) is no step. What a captured forward records
+(names, module ranges, what a re-run replays) is :mod:`.live_capture`'s.
 """
 
 from __future__ import annotations
@@ -39,41 +33,25 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
-from dataclasses import replace
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
 from torch.utils.hooks import RemovableHandle
 
-from ..config import options
 from ..inspection import GradStep
 from .cell_end import LoopCallback, on_post_run_cell
-from .facts import Versions, autocast_state, renormalized, versions
-from .followed import ModelHook, model_names
-from .guard import own_run, rng_state
+from .followed import ModelHook
+from .guard import own_run
+from .live_capture import Forward
+from .live_pace import Pace
 from .live_step import LiveStep, Replay
-from .modules import ModuleTracker
 from .outputs import flatten_tensors
-from .records import Captured, CaptureOptions
-from .source import SourceTracker, user_line
-from .store import TensorStore
-from .threads import alive, drop_stopped_trackers, in_except, module_call, on_stack, remove_mode
-from .walk import ACCUMULATE_GRAD, collect, gc_paused
+from .records import Captured
+from .threads import Calls, alive, drop_stopped_trackers, in_except, remove_mode
 
 _graph_task_id = torch._C._current_graph_task_id  # -1 outside a backward pass on this thread
-
-# Without IPython, what makes a step "a new run" that gets the rate limits lifted (see the module's
-# docstring): the model idle for at least IDLE_FLOOR seconds and at least IDLE_STEPS times the last
-# captured step's time (its forward plus its backward, gradsight's work included: about twice a plain
-# step's). A person re-running a cell takes longer than 0.2 s to see the output and click or type. A
-# training loop's work from one forward's end to the next forward (backward, optimizer step, next
-# batch) takes well under 0.2 s for fast steps and rarely reaches ~4 plain steps for slow ones; a loop that
-# does idle that long (awaiting, or on a thread) is captured at most 1 / IDLE_FLOOR times a second and
-# slowed at most ~1.2× (a captured step costs ~one plain step more, on top of >= 5 steps' time).
-IDLE_FLOOR = 0.2
-IDLE_STEPS = 2.0
 
 REENTRANT_MODEL = (
     "the model ran under no_grad, then again inside a backward pass: checkpoint(model, ..., use_reentrant=True) "
@@ -96,7 +74,6 @@ class LiveSession:
         self._failure_shown = False  # the last step shown had one (report: cleared by the next)
         self._reported = 0  # errors shown so far
         self._budget = budget
-        self._interval = interval
         self._source_lines = source_lines
         self._model = weakref.ref(model)  # its names and modules are read at each captured step
         start = model.register_forward_pre_hook(ModelHook(self._on_forward_start), with_kwargs=True)
@@ -104,71 +81,47 @@ class LiveSession:
         self._handles = [start, end]
         self._end_hook: RemovableHandle | None = end  # kept by close() while another thread's forward runs
         self.last_call: Replay | None = None  # what a re-run of the last step replays
-        self._call: tuple[Any, Any, Any, Any, Any] | None = None  # the captured forward's (see LiveStep.call)
-        self._inputs_before: Versions = ()  # its input tensors' versions when it started
-        self._pause = threading.local()  # .on: this thread re-runs the last step (other threads train on)
+        self._calls = Calls()  # per thread: paused (gradsight re-runs the last step), the outermost model call
         # Guards what close() on another thread may meet half done: a capture's start and end (not
         # uncaptured steps), the pending step, the loop-turn state. Never held around the user's code.
         self._lock = threading.Lock()
-        # The captured forward (under _lock): its thread, module ranges, source tracker, leaf names
-        self._forward_thread: int | None = None
-        self._tracker: ModuleTracker | None = None
-        self._sources: SourceTracker | None = None
-        self._leaf_names: dict[torch.Tensor, str] = {}
-        # .outer: the frame of this thread's outermost call of the model; .nested: it called the model
-        self._calls = threading.local()
+        self._forward: Forward | None = None  # (under _lock) the forward being captured
         self._linger: int | None = None  # after close(): the thread whose tracker the end hook takes off
         self._step: LiveStep | None = None  # captured, waiting for (more of) its backward passes
         self._ready: Captured | None = None  # finished, waiting for the owner thread
-        self._last_capture = -float("inf")
-        self._share = min(max(share, 1e-3), 1.0)
-        self._next_allowed = -float("inf")  # after a captured step, wait so captures stay a small share
         self.steps = 0  # forward calls seen with gradients enabled
         self.history: dict[str, list[GradStep]] = {}
         self.errors: list[str] = []
         self._closed = False
-        self._forward_started = 0.0
         self._no_grad_call = False  # the model's last call (outside a backward) ran under no_grad
         self._told_recompute = False
-        # (under _lock) when the model last ran (a forward's start or end, a captured backward's end),
-        # whether the kernel's asyncio loop got control since, and the last captured step's time
-        self._last_active = -float("inf")
-        self._loop_turned = False
-        self._step_time = 0.0
         self._owner = threading.get_ident()  # the kernel's thread: the only one that touches the widget
         self._ipython_flush = on_post_run_cell(self.cell_done)
-        self._end_of_run = None if self._ipython_flush is not None else LoopCallback.on_running_loop(self._loop_turn)
+        end_of_run = None if self._ipython_flush is not None else LoopCallback.on_running_loop(self._loop_turn)
+        self._pace = Pace(interval, share, end_of_run)
 
     # -- forward -------------------------------------------------------------------------------
 
-    @contextmanager
-    def paused(self) -> Iterator[None]:
+    def paused(self) -> AbstractContextManager[None]:
         """Ignore the model's forward calls in this thread (a re-run of the last step is not a new
         step); a training thread's steps meanwhile still count and are captured."""
-        outer = getattr(self._pause, "on", False)
-        self._pause.on = True
-        try:
-            yield
-        finally:
-            self._pause.on = outer
-
-    def _is_paused(self) -> bool:
-        return bool(getattr(self._pause, "on", False))
+        return self._calls.paused()
 
     def _on_forward_start(self, module: torch.nn.Module, args: Any, kwargs: Any) -> None:
-        if self._is_paused() or own_run():  # a forward gradsight runs (a runnable debugger's) is no user step
+        if self._calls.on or own_run():  # a forward gradsight runs (a runnable debugger's) is no user step
             return
         if _graph_task_id() != -1:  # inside a backward pass: a checkpoint's recompute of the step's forward
             self._recomputed()
             return
-        if self._nested():  # the model's forward calls the model (test-time augmentation, recursion)
+        if self._calls.enter():  # the model's forward calls the model (test-time augmentation, recursion)
             return
         here = threading.get_ident()
         drop_stopped_trackers()
         if torch.is_grad_enabled():  # another forward: passes that reach only leaves are its, not the step's
             self._recalled(here)
         self._close_stopped(here)
-        current = self._forward_thread
+        forward = self._forward
+        current = forward.thread if forward is not None else None
         if current == here:
             self._end_forward()  # one whose end hook never ran: a KeyboardInterrupt skips always_call hooks
         elif current is not None and not alive(current):
@@ -176,7 +129,7 @@ class LiveSession:
         elif current is not None:  # another thread's forward is being captured
             if torch.is_grad_enabled():
                 self.steps += 1  # a step all the same (not captured: one capture at a time)
-                self._new_run(time.monotonic())  # (model activity all the same)
+                self._pace.new_run(time.monotonic())  # (model activity all the same)
             return
         self.flush()
         self._no_grad_call = not torch.is_grad_enabled()
@@ -184,9 +137,9 @@ class LiveSession:
             return
         self.steps += 1
         now = time.monotonic()
-        if self._new_run(now):  # a person ran it (no IPython: no post_run_cell): show it, like a new cell's
-            self._last_capture = self._next_allowed = -float("inf")
-        if now - self._last_capture >= self._interval and now >= self._next_allowed:
+        if self._pace.new_run(now):  # a person ran it (no IPython: no post_run_cell): show it, like a new cell's
+            self._pace.lift()
+        if self._pace.due(now):
             self._begin_capture(here, now, args, kwargs)
 
     def _recomputed(self) -> None:
@@ -198,71 +151,23 @@ class LiveSession:
             if len(self.errors) < 20:  # (as _error keeps them) shown in the view by flush()
                 self.errors.append(REENTRANT_MODEL)
 
-    def _nested(self) -> bool:
-        """Is this call made inside this thread's running call of the model? If not, it is that call
-        now (an earlier one whose end hook never ran is no longer on the stack)."""
-        calls = self._calls
-        frame = module_call(4)  # _call_impl → inner → ModelHook → _on_forward_start → here
-        outer = getattr(calls, "outer", None)
-        if outer is not None and outer is not frame and on_stack(outer):
-            calls.nested = True
-            return True
-        calls.outer, calls.nested = frame, False
-        return False
-
     def _begin_capture(self, here: int, now: float, args: Any, kwargs: Any) -> None:
         model = self._model()
         if model is None:
             return
-        modules, leaf_names = model_names(model)
-        tracker = ModuleTracker(modules, start=False)
-        # a re-run's ops keep the user's line; it runs under the autocast regions this call runs under
-        call = (args, kwargs, rng_state(), user_line(sys._getframe()), autocast_state())
-        before = versions(flatten_tensors((args, kwargs)))  # an input the forward edits in place moves
+        forward = Forward.of(model, here, now, args, kwargs, sys._getframe())
         with self._lock:  # close() on another thread finds all of a capture's start or none of it
-            if self._closed or self._forward_thread is not None:
+            if self._closed or self._forward is not None:
                 return
-            self._forward_thread, self._forward_started, self._call = here, now, call
-            self._inputs_before = before
-            self._tracker, self._leaf_names = tracker, leaf_names
-            tracker.start()
-            if self._source_lines:
-                self._sources = SourceTracker()
-                self._sources.__enter__()
-
-    def _new_run(self, now: float) -> bool:
-        """A step begins: does it look like a new run a person started, not a loop's next step? Only
-        where there is no IPython: the kernel's asyncio loop got control after the model's last
-        activity (``_loop_turn``), and the model has been idle since for long enough (see IDLE_FLOOR).
-        Under IPython (no loop callback) post_run_cell decides, and a step costs no lock here."""
-        if self._end_of_run is None:
-            return False
-        with self._lock:
-            new = self._loop_turned and now - self._last_active >= max(IDLE_FLOOR, IDLE_STEPS * self._step_time)
-            self._loop_turned = False
-            self._last_active = now
-        return new
-
-    def _ran(self, now: float, *, step_time: float | None = None, publish: bool = False) -> None:
-        """The model was active until ``now`` (any thread): the loop must get control again before a
-        step counts as a new run, so queue the loop callback (``publish``: a step is ready, at once)."""
-        with self._lock:
-            self._loop_turned = False
-            self._last_active = max(self._last_active, now)
-            if step_time is not None:
-                self._step_time = step_time
-        end_of_run = self._end_of_run  # (close() on the owner thread may clear it meanwhile)
-        if end_of_run is not None:
-            end_of_run.queue(at_once=publish)
+            self._forward = forward
+            forward.start(self._source_lines)
 
     def _on_forward_end(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         try:
             if _graph_task_id() != -1:  # a checkpoint's recompute inside a backward pass: no step began
                 return
-            calls = self._calls
-            if getattr(calls, "nested", False) and calls.outer is not module_call(3):
+            if not self._calls.ended():
                 return  # a call inside the model's own forward: the outer call's end ends the step
-            calls.outer = calls.nested = None
             self._forward_ended(output)
         except Exception as e:  # never break the user's forward
             self._error(e)
@@ -271,72 +176,42 @@ class LiveSession:
                 self._let_go()
 
     def _forward_ended(self, output: Any) -> None:
-        if self._end_of_run is not None and torch.is_grad_enabled() and not self._is_paused() and not own_run():
+        if self._pace.end_of_run is not None and torch.is_grad_enabled() and not self._calls.on and not own_run():
             try:
-                self._ran(time.monotonic())
+                self._pace.ran(time.monotonic())
             except Exception as e:  # the capture still ends below
                 self._error(e)
-        if self._forward_thread != threading.get_ident():  # no capture began in this thread's forward
+        forward = self._forward
+        if forward is None or forward.thread != threading.get_ident():  # no capture began in this thread's forward
             drop_stopped_trackers()  # closed from another thread meanwhile: take its tracker off here
             return
         ended = self._end_forward()
         if ended is not None:
-            self._start_step(output, *ended)
+            self._start_step(output, ended)
 
-    def _end_forward(self, *, pop: bool = True) -> tuple[ModuleTracker, SourceTracker | None, dict[Any, str]] | None:
+    def _end_forward(self, *, pop: bool = True) -> Forward | None:
         """End the capture of this thread's forward (None: close() ended it): stop its module ranges
         and take its source tracker off this thread's mode stack (``pop=False``: its thread is gone)."""
         with self._lock:
-            tracker, sources, names = self._tracker, self._sources, self._leaf_names
-            self._tracker, self._sources, self._leaf_names = None, None, {}
-            self._forward_thread = None
-        if sources is not None and pop:
-            remove_mode(sources)
-        if tracker is None:
+            forward, self._forward = self._forward, None
+        if forward is None:
             return None
-        tracker.stop()
-        return tracker, sources, names
+        if forward.sources is not None and pop:
+            remove_mode(forward.sources)
+        forward.tracker.stop()
+        return forward
 
-    def _start_step(self, output: Any, tracker: ModuleTracker, sources: SourceTracker | None,
-                    leaf_names: dict[Any, str]) -> None:  # fmt: skip
+    def _start_step(self, output: Any, forward: Forward) -> None:
         outputs = [t for t in flatten_tensors(output) if t.grad_fn is not None]
-        roots = [t.grad_fn for t in outputs]
-        if not roots:
+        if not outputs:
             return
-        self._last_capture = time.monotonic()  # the forward started before: _step_start below
+        ended = self._pace.last_capture = time.monotonic()  # the forward started before: _step_start below
 
         earlier = self._step
         if earlier is not None:  # shown if a pass of its graph ended (another thread's step) or raised, else
             self._retire(earlier, failed=earlier.stopped(threading.get_ident()))  # dropped: no backward came
-        store = TensorStore(self._budget, eager=False)  # live steps: statistics only on click
-        opts = CaptureOptions(leaf_names=leaf_names, store=store, module_of=tracker.module_of,
-                              source_of=None if sources is None else sources.source_of)  # fmt: skip
-        with gc_paused(promote=False):  # every captured step: see gc_paused
-            collected, order = collect(list(dict.fromkeys(roots)), opts)
-        keep: Collection[int] = range(len(collected.names))
-        if store.kept_bytes + collected.gradient_bytes() > options.keep_all_below:
-            keep = ()  # big graph: shapes and norms only (see config.Options.keep_all_below)
-            store.keep_only(set())
-        root_index = dict(zip(dict.fromkeys(roots), collected.roots, strict=True))
-        step = LiveStep(self.steps, collected, store, self._pass_ended, {*keep, *collected.roots})
-        step.thread = threading.get_ident()
-        step.started = self._forward_started
-        step.forward_time = self._last_capture - self._forward_started
-        step.call = self._call
-        step.outputs = [(root_index[t.grad_fn], t.output_nr) for t in outputs]
-        step.recorder.install(order, collected.names)
-        step.leaves = [(i, order[i].variable, leaf_names.get(order[i].variable))
-                       for i, name in enumerate(collected.names) if name == ACCUMULATE_GRAD]  # fmt: skip
-        step.watch_hidden(leaf_names)
-        # What the step ran on, for a re-run to tell whether it still runs on the same (an optimizer step)
-        model = self._model()
-        renormed = renormalized(model.modules()) if model is not None else set()
-        step.parameters = versions([p for p in leaf_names if id(p) not in renormed])
-        inputs = flatten_tensors(self._call[:2]) if self._call is not None else []
-        step.inputs = versions(inputs)
-        before = dict(self._inputs_before)  # the inputs its forward edited in place (x /= 2): a re-run
-        step.edited = [t for t, (i, v) in zip(inputs, step.inputs, strict=False) if before.get(i, v) != v]
-        del order
+        step = forward.step(self.steps, outputs, model=self._model(), budget=self._budget,
+                            pass_ended=self._pass_ended, ended=ended)  # fmt: skip
         with self._lock:  # close() on another thread meanwhile saw no step: this one is dropped here
             dropped, self._step = (step, None) if self._closed else (self._step, step)
         if dropped is not None:
@@ -354,7 +229,7 @@ class LiveSession:
             return
         try:
             now = time.monotonic()
-            self._next_allowed = now + (now - step.started) * (1 / self._share - 1)
+            self._pace.pass_ended(now, step.started)
             step.passes += 1
             step.read_grads()
         except Exception as e:  # the step still shows, and says so
@@ -366,7 +241,7 @@ class LiveSession:
                     self.flush()
             end = time.monotonic()  # no post_run_cell event: publish on the loop, at once
             step.backward_time += end - step.pass_started
-            self._ran(end, step_time=step.forward_time + step.backward_time, publish=last)
+            self._pace.ran(end, step_time=step.forward_time + step.backward_time, publish=last)
         except Exception as e:
             self._error(e)
 
@@ -422,26 +297,12 @@ class LiveSession:
         if not publish:
             step.store.release()
             return
-        if failed:
-            try:
-                step.fail()
-            except Exception as e:
-                step.errors.append(self._error(e))
-        try:
-            with gc_paused(promote=False):
-                graph = step.graph()
-        except Exception as e:
-            self._error(e)
-            step.store.release()
+        shown = step.publish(self.history, self._error, failed=failed)
+        if shown is None:
             return
-        try:  # the history and the re-run's call are extras: a failure there still shows the step
-            step.record_history(self.history, graph)
-            if step.call is not None:
-                self.last_call = step.replay()
-        except Exception as e:
-            step.errors.append(self._error(e))
-        if step.errors:
-            graph = replace(graph, run=replace(graph.run, errors=(*graph.run.errors, *step.errors)))
+        graph, replay = shown
+        if replay is not None:
+            self.last_call = replay
         with self._lock:
             if not self._closed:
                 self._ready = Captured.of(graph, step.collected, step.store)
@@ -455,14 +316,13 @@ class LiveSession:
         interactive use, not a loop)."""
         self._close_open(threading.get_ident())
         self.flush()
-        self._last_capture = self._next_allowed = -float("inf")
+        self._pace.lift()
 
     def _loop_turn(self) -> None:
         """The kernel's asyncio loop got control (no IPython): publish what is ready. Not the end of
         a cell — the loop also gets control while a thread trains and at each ``await`` of an async
-        loop — so the limits are left alone; the next step's ``_new_run`` decides."""
-        with self._lock:
-            self._loop_turned = True
+        loop — so the limits are left alone; the next step's ``Pace.new_run`` decides."""
+        self._pace.turned()
         self._close_open(threading.get_ident())
         self.flush()
 
@@ -497,9 +357,10 @@ class LiveSession:
             if self._closed:
                 return
             self._closed = True
-            tracker, sources, thread = self._tracker, self._sources, self._forward_thread
-            self._tracker, self._sources, self._forward_thread, self._leaf_names = None, None, None, {}
-            step, self._step, self._ready, self._end_of_run = self._step, None, None, None
+            forward, self._forward = self._forward, None
+            tracker, sources, thread = (None, None, None) if forward is None else \
+                (forward.tracker, forward.sources, forward.thread)  # fmt: skip
+            step, self._step, self._ready, self._pace.end_of_run = self._step, None, None, None
             if step is not None:
                 step.closed = True
             if sources is not None:
@@ -528,7 +389,7 @@ class LiveSession:
         (not while torch runs always_call hooks after an exception: it iterates the hook dict then,
         and the model's next call removes it)."""
         drop_stopped_trackers()
-        self._calls.outer = self._calls.nested = None
+        self._calls.reset()
         with self._lock:
             if self._linger == threading.get_ident():
                 self._linger = None

@@ -32,6 +32,7 @@ from .records import Collected
 from .store import TensorStore
 from .summary import meta_of, norm_of
 from .threads import alive
+from .walk import gc_paused
 
 HISTORY = 50  # steps of .grad history kept per leaf
 _graph_task_id = torch._C._current_graph_task_id
@@ -266,6 +267,34 @@ class LiveStep:
         self.recorder.close()
         self.recorder.unlink()
         self.store.release()
+
+    def publish(self, history: dict[str, list[GradStep]], error: Callable[[BaseException], str], *,
+                failed: bool = False) -> tuple[Graph, Replay | None] | None:  # fmt: skip
+        """The graph of all its passes (None: building it failed, told through ``error``, which
+        returns the text to show), its leaves' ``.grad`` added to ``history``, and what a re-run of it
+        replays (None: it has no call, or the extras failed: the graph says so). ``failed``: a pass
+        raised (:meth:`stopped`): the graph and the view say with what."""
+        if failed:
+            try:
+                self.fail()
+            except Exception as e:
+                self.errors.append(error(e))
+        try:
+            with gc_paused(promote=False):
+                graph = self.graph()
+        except Exception as e:
+            error(e)
+            self.store.release()
+            return None
+        replay = None
+        try:  # the history and the re-run's call are extras: a failure there still shows the step
+            self.record_history(history, graph)
+            replay = self.replay() if self.call is not None else None
+        except Exception as e:
+            self.errors.append(error(e))
+        if self.errors:
+            graph = replace(graph, run=replace(graph.run, errors=(*graph.run.errors, *self.errors)))
+        return graph, replay
 
     def graph(self) -> Graph:
         """The graph of all its passes, with what it needs saying (several passes, one unfinished)."""

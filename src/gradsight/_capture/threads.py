@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
@@ -45,6 +47,48 @@ def on_stack(frame: FrameType) -> bool:
             return True
         f = f.f_back
     return False
+
+
+class Calls(threading.local):
+    """A live session's view of its model's calls, per thread: whether gradsight re-runs the last
+    step here (:meth:`paused`: other threads train on), and this thread's outermost running call of
+    the model (:meth:`enter`, :meth:`ended`), so that calls its forward makes of the model are part of
+    that call's step."""
+
+    def __init__(self) -> None:
+        self.on = False  # paused
+        self.outer: FrameType | None = None  # the _call_impl frame of the outermost call
+        self.nested = False  # that call called the model
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        outer = self.on
+        self.on = True
+        try:
+            yield
+        finally:
+            self.on = outer
+
+    def enter(self) -> bool:
+        """A forward pre-hook's: is this call made inside this thread's running call of the model?
+        If not, it is that call now (an earlier one whose end hook never ran is no longer on the stack)."""
+        frame = module_call(4)  # _call_impl → inner → ModelHook → the session's pre-hook → here
+        outer = self.outer
+        if outer is not None and outer is not frame and on_stack(outer):
+            self.nested = True
+            return True
+        self.outer, self.nested = frame, False
+        return False
+
+    def ended(self) -> bool:
+        """A forward hook's: does this call end this thread's outermost call (not one its forward made)?"""
+        if self.nested and self.outer is not module_call(4):  # _call_impl → inner → ModelHook → hook → here
+            return False
+        self.reset()
+        return True
+
+    def reset(self) -> None:
+        self.outer, self.nested = None, False
 
 
 def in_except() -> bool:
