@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeAlias
 
 NodeKind = Literal["op", "leaf", "root", "opaque"]
@@ -308,6 +308,9 @@ class Graph:
     run: RunInfo = field(default_factory=RunInfo)
     missing: tuple[Why, ...] = ()  # leaves that got no gradient in this run, and why
     controls: Controls = field(default_factory=Controls)
+    # other paths of a shared parameter (``head.weight`` tied to ``emb.weight``) -> the leaf name the graph
+    # shows it under; what find() searches besides the nodes (not on the wire: the view knows the leaf)
+    aliases: Mapping[str, str] = field(default_factory=dict, compare=False)
     _index: dict[str, Node] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -335,7 +338,22 @@ class Graph:
         if not isinstance(text, str):
             raise TypeError(f"find() takes the text to look for as a str, e.g. graph.find('Addmm'); got {text!r}")
         needle = text.lower()
-        return tuple(n for n in self.nodes if needle in _search_text(n))
+        shown = {name for alias, name in self.aliases.items() if needle in alias.lower()}
+        return tuple(n for n in self.nodes if needle in _search_text(n)
+                     or (n.leaf is not None and n.leaf.name in shown))  # fmt: skip
+
+    def with_aliases(self, aliases: Mapping[str, str]) -> Graph:
+        """This graph, where :meth:`find` also finds a leaf by the other paths of its tensor (``aliases``:
+        path -> the leaf name shown, for those shown here).
+
+        >>> g = Graph(nodes=(Node(id="leaf:emb.weight", name="AccumulateGrad", kind="leaf",
+        ...                       leaf=LeafInfo("emb.weight", (4, 2), True)),))
+        >>> [n.id for n in g.with_aliases({"head.weight": "emb.weight"}).find("head.weight")]
+        ['leaf:emb.weight']
+        """
+        names = {n.leaf.name for n in self.nodes if n.leaf is not None and n.leaf.name}
+        kept = {alias: name for alias, name in aliases.items() if name in names and alias not in names}
+        return replace(self, aliases=kept) if kept != dict(self.aliases) else self
 
     @property
     def leaves(self) -> tuple[Node, ...]:

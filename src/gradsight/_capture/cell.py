@@ -336,4 +336,6 @@ def run_first(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], bud
 
     target = CellTarget(code, ns, compile_fn, budget, rng=rng_state())
     target.remember_grads()
-    return run_cell(code, ns, compile_fn, budget, interrupts=True), target
+    result = run_cell(code, ns, compile_fn, budget, interrupts=True)
+    result.captured.graph = result.captured.graph.with_aliases(target.aliases())
+    return result, target

@@ -146,7 +146,7 @@ class CellTarget:
             return RunResult(None, error=text)
         graph = result.captured.graph
         notes = tuple(_MISSED.format(name=name, keys=", ".join(keys)) for name, keys in missed)
-        result.captured.graph = replace(graph, notes=(*graph.notes, *notes))
+        result.captured.graph = replace(graph, notes=(*graph.notes, *notes)).with_aliases(self.aliases())
         return RunResult(result.captured)
 
     def aliases(self) -> Mapping[str, str]:
