@@ -100,6 +100,19 @@ def test_negative_dims_are_decoded() -> None:
     assert summ.saved["_saved_dim"] == (-1,)
 
 
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_a_losss_saved_reduction_reads_as_the_reduction_the_user_wrote(reduction: str) -> None:
+    from torch.nn import _reduction
+
+    x = torch.randn(4, 3, requires_grad=True)
+    losses = [nn.functional.mse_loss(x, torch.zeros(4, 3), reduction=reduction),
+              nn.functional.cross_entropy(x, torch.tensor([0, 1, 2, 0]), reduction=reduction)]  # fmt: skip
+    for loss, op in zip(losses, ("MseLossBackward0", "NllLossBackward0"), strict=True):
+        node = loss.grad_fn if loss.grad_fn.name() == op else loss.grad_fn.next_functions[0][0]
+        assert node.name() == op and node._saved_reduction == _reduction.get_enum(reduction)  # torch's enum
+        assert graph_of([loss]).find(op)[0].saved["_saved_reduction"] == reduction
+
+
 def test_saved_tensors_freed_by_backward_are_explained() -> None:
     x = torch.randn(4, requires_grad=True)
     y = x.sin().sum()

@@ -30,6 +30,10 @@ PACKED = (
     "before backward does — which may move or free it — so gradsight leaves it alone"
 )
 
+# A loss node's ``_saved_reduction`` is ATen's Reduction enum (aten/src/ATen/core/Reduction.h: None 0,
+# Mean 1, Sum 2; torch.nn._reduction.get_enum): shown as the ``reduction=`` the user wrote.
+REDUCTIONS = {0: "none", 1: "mean", 2: "sum"}
+
 _ATTRS: dict[type, tuple[tuple[str, ...], dict[str, str]]] = {}
 _CTX_SKIP = frozenset({"to_save", "non_differentiable", "dirty_tensors", "saved_variables"})
 _TENSOR = torch.Tensor
@@ -85,6 +89,8 @@ def read_saved(node: Any, summarize: SummarizeFn) -> dict[str, SavedValue]:
             out[attr] = summarize(attr, value)
         elif kind is int:
             out[attr] = value - _WRAP if value >= _BIG else value
+            if attr == "_saved_reduction":
+                out[attr] = REDUCTIONS.get(value, value)
         elif kind is bool or value is None:
             out[attr] = value
         else:
