@@ -77,8 +77,8 @@ def accumulation_note(step: int, held: Sequence[tuple[str, float]]) -> str | Non
         f"Gradients are accumulating across steps: when step {step}'s backward began, .grad already held a "
         f"gradient for {listed}, and the backward added to it. The gradient shown flowing into each is step "
         f"{step}'s own; {whose} .grad (and the .grad history) holds the sum. Call optimizer.zero_grad() (or set "
-        ".grad = None) before each backward, unless you mean to accumulate gradients over several batches "
-        "before an optimizer step."
+        ".grad = None) before each backward, unless you mean to add up several backward calls before an "
+        "optimizer step (gradient accumulation over batches, a GAN's real and fake losses)."
     )
 
 
