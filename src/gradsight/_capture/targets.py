@@ -16,7 +16,7 @@ import torch
 from ..graph import Controls, Graph, LeafControl, Why, WhyReason
 from ..runs import RerunError
 from ..toggles import Toggles, suggest
-from . import taint
+from . import taint, why_extreme
 from . import why as why_mod
 from .cell_cuts import cut_results
 from .cell_target import CellTarget
@@ -152,6 +152,9 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
                     "sees no gradients: give gradsight the step — gs.debugger(lambda: compute_loss()) or "
                     "gs.debugger(model, inputs=batch, loss=...) — to see them.")  # fmt: skip
         return Why(name, "unknown", text, where=node.id)
+    extreme = why_extreme.extreme(name, node, graph) if node is not None else None
+    if extreme is not None:  # finite, but too big or too small to train with
+        return extreme
     if node is not None:
         text = f"{name} got a gradient in this run (norm {node.grad_norm})."
         if any(note.startswith((f"{name}.grad accumulated", f"{name}.grad already held")) for note in graph.notes):

@@ -1,0 +1,175 @@
+"""Finite gradients that are too big or too small to train with: why() of a leaf whose gradient is
+exploding or vanishing says where, on its way from the loss, the gradient grows or shrinks most.
+
+Gradients are compared per element (RMS = norm / √numel): a sum over a batch or a broadcast changes
+a norm without changing what each weight receives. The path is the one that brings the leaf most of
+its gradient: from the leaf up, the consumer that passed it the largest one, to a root.
+
+Thresholds, chosen so that ordinary models (tests/zoo.py; a bias before a BatchNorm, whose gradient
+cancels to rounding noise) are not flagged:
+
+- exploding: the leaf's gradient RMS is at least :data:`EXPLODING` (1e3) and at least
+  :data:`EXPLODING` times the root's (the loss's gradient is 1): a weight moved by lr × 1000 per
+  element diverges at any usual learning rate, which is why clipping to a norm of ~1 is common.
+- vanishing: the leaf's gradient RMS is at most :data:`VANISHING` (1e-6) times the largest on its
+  path, *and* so is the gradient that reached its layer (the node that handed it its gradient):
+  six orders of magnitude below the rest of the network, a step changes nothing a float32 weight
+  can hold. A gradient that only cancels in the layer's own sum over the batch (a bias before a
+  normalization) is no vanishing gradient.
+
+    >>> from gradsight.graph import Graph, LeafInfo, Node, TensorSummary
+    >>> g = lambda norm: (TensorSummary((1,), "float32", "cpu", 1, norm=norm),)
+    >>> root = Node("r", "MulBackward0", "root", next=(("leaf:w", 0),), grad_in=g(1.0), grad_norm=1.0)
+    >>> leaf = Node("leaf:w", "AccumulateGrad", "leaf", grad_in=g(1e4), grad_norm=1e4, leaf=LeafInfo("w", (1,), True))
+    >>> extreme("w", leaf, Graph(nodes=(root, leaf), roots=("r",))).message.split(":")[0]
+    "w's gradient is exploding"
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import cast, get_args
+
+from ..graph import Graph, Node, Why, WhyReason
+
+EXPLODING = 1e3
+VANISHING = 1e-6
+SATURATING = ("Sigmoid", "Tanh", "Hardsigmoid", "Hardtanh", "Softsign")
+
+
+def reason(name: str) -> WhyReason:
+    """``name`` where :data:`graph.WhyReason` (and so the wire and the view) knows it, else
+    "unknown": "exploding" / "vanishing" / "backward_error" read as such once the model has them."""
+    return cast(WhyReason, name) if name in get_args(WhyReason) else "unknown"
+
+
+def numel(n: Node) -> int:
+    """How many values the gradient into ``n`` has."""
+    return sum(g.numel for g in n.grad_in if g is not None)
+
+
+def rms(n: Node) -> float | None:
+    """The root mean square of the gradient into ``n`` (its norm over √ its elements)."""
+    if n.grad_norm is None or not math.isfinite(n.grad_norm) or numel(n) <= 0:
+        return None
+    return n.grad_norm / math.sqrt(numel(n))
+
+
+@dataclass(frozen=True)
+class Step:
+    """One node of the path and what its backward did to the gradient's RMS (``factor``: below / above)."""
+
+    node: Node
+    factor: float
+
+
+def path_up(leaf: Node, graph: Graph) -> list[Node]:
+    """From ``leaf`` up to a root, through the consumer that passed the largest gradient each time
+    (nodes without a finite RMS are skipped)."""
+    consumers: dict[str, list[Node]] = {}
+    for n in graph.nodes:
+        for dst, _ in n.next:
+            if dst is not None:
+                consumers.setdefault(dst, []).append(n)
+    path, seen = [leaf], {leaf.id}
+    while True:
+        ups = [p for p in consumers.get(path[-1].id, ()) if p.id not in seen and rms(p) is not None]
+        if not ups:
+            return path
+        up = max(ups, key=lambda p: p.grad_norm or 0.0)
+        path.append(up)
+        seen.add(up.id)
+
+
+def _steps(path: list[Node]) -> list[Step]:
+    """What each node's backward did along ``path`` (leaf first): the RMS it passed down over the RMS it
+    got. Not the loss's own backward (a mean over N values divides each by N: no gradient shrinks there)."""
+    out = []
+    for below, above in pairwise(path):
+        b, a = rms(below), rms(above)
+        if b is not None and a is not None and a > 0 and b > 0 and numel(above) > 1:
+            out.append(Step(above, b / a))
+    return out
+
+
+def extreme(name: str, leaf: Node, graph: Graph) -> Why | None:
+    """Why ``name``'s finite gradient is exploding or vanishing (the thresholds of this module), or None."""
+    own = rms(leaf)
+    if own is None or own == 0.0 or leaf.nonfinite_gradient:
+        return None
+    path = path_up(leaf, graph)
+    top = rms(path[-1])
+    if len(path) < 2 or top is None:
+        return None
+    steps = _steps(path)
+    if not steps:
+        return None
+    if own >= EXPLODING and own >= EXPLODING * top:
+        return _exploding(name, leaf, own, own / top, path[-1], steps)
+    wide = [r for n in path[1:] if (r := rms(n)) is not None and numel(n) > 1]  # not the loss's own
+    peak = max(wide or [top])
+    arrival = next((rms(n) for n in path[1:] if not _same(n, leaf)), None)
+    if own <= VANISHING * peak and arrival is not None and arrival <= VANISHING * peak:
+        at = next(n for n in path[1:] if rms(n) == peak)
+        return _vanishing(name, leaf, own, own / peak, at, steps)
+    return None
+
+
+def _same(n: Node, leaf: Node) -> bool:
+    """``n`` passed the leaf its gradient unchanged (a transpose, a view of a weight)."""
+    a, b = rms(n), rms(leaf)
+    return a is not None and b is not None and numel(n) == numel(leaf) and 0.5 <= a / b <= 2.0
+
+
+def _in(n: Node) -> str:
+    return f"{n.name} (in {n.module})" if n.module else n.name
+
+
+def _most(steps: list[Step], grow: bool) -> tuple[str, Step, bool]:
+    """Where the gradient grows (shrinks) most along the path, in words; the node to point at; and
+    whether it is one module's op repeated (a recurrent layer over time steps). The op whose nodes
+    together grow (shrink) it most — a recurrent matmul over 50 time steps, 12 sigmoids — and,
+    among them, the one that does it most."""
+    total: dict[str, tuple[int, float]] = {}
+    for s in steps:
+        k, log = total.get(s.node.name, (0, 0.0))
+        total[s.node.name] = (k + 1, log + math.log10(s.factor))
+    op, (k, log) = (max if grow else min)(total.items(), key=lambda item: item[1][1])
+    members = [s for s in steps if s.node.name == op]
+    at = (max if grow else min)(members, key=lambda s: s.factor)
+    verb = "grows" if grow else "shrinks"
+    if k == 1:
+        return f"It {verb} most in {_in(at.node)} (×{at.factor:.3g} there)", at, False
+    repeated = k > 2 and len({s.node.module for s in members}) == 1
+    return (f"It {verb} most through {op}: the {k} on the path together {verb.removesuffix('s')} it "
+            f"×{10.0**log:.3g}, most in {_in(at.node)} (×{at.factor:.3g} there)", at, repeated)  # fmt: skip
+
+
+def _exploding(name: str, leaf: Node, own: float, growth: float, root: Node, steps: list[Step]) -> Why:
+    where, at, repeated = _most(steps, grow=True)
+    hint = ("Clip the gradient norm before the optimizer step (torch.nn.utils.clip_grad_norm_(model.parameters(), "
+            "max_norm=1.0)), lower the learning rate, and check the initialization (weights too large) or add "
+            "normalization (LayerNorm, BatchNorm).")  # fmt: skip
+    if repeated and at.node.name.startswith(("Mm", "Addmm", "Bmm", "Mv")):
+        hint += (" A matmul repeated along the path (a recurrent weight applied at every time step) grows the "
+                 "gradient whenever the weight's largest singular value is above 1: initialize it orthogonal or "
+                 "smaller, or use an LSTM/GRU.")  # fmt: skip
+    text = (f"{name}'s gradient is exploding: norm {leaf.grad_norm:.3g} ({own:.3g} per element), {growth:.3g}× the "
+            f"gradient backward started from, in {root.name}. {where}. {hint}")  # fmt: skip
+    return Why(name, reason("exploding"), text, where=at.node.id, source=at.node.source)
+
+
+def _vanishing(name: str, leaf: Node, own: float, ratio: float, peak: Node, steps: list[Step]) -> Why:
+    where, at, _ = _most(steps, grow=False)
+    if at.node.name.startswith(SATURATING):
+        hint = ("Sigmoid and tanh saturate: their derivative is at most 0.25 (sigmoid) and near 0 for large inputs, "
+                "so a stack of them shrinks the gradient layer after layer. Use ReLU/GELU, normalize before them "
+                "(BatchNorm, LayerNorm), add residual connections, or initialize with Xavier/Kaiming.")  # fmt: skip
+    else:
+        hint = ("Normalization layers, residual connections or a better initialization (Kaiming, Xavier) keep the "
+                "gradient from shrinking with depth; at this size a step leaves the weights unchanged.")  # fmt: skip
+    text = (f"{name}'s gradient is vanishing: norm {leaf.grad_norm:.3g} ({own:.3g} per element), {ratio:.2g} of the "
+            f"largest gradient on its path to the loss, the one into {_in(peak)}. {where}. {hint}")  # fmt: skip
+    return Why(name, reason("vanishing"), text, where=at.node.id, source=at.node.source)
