@@ -5,6 +5,7 @@ live re-run computes."""
 from __future__ import annotations
 
 import copy
+import threading
 
 import pytest
 import torch
@@ -110,6 +111,28 @@ def test_without_a_shell_a_caught_backward_error_shows_at_the_next_call() -> Non
     assert "did not see" in dbg.error
     out.sum().backward()
     assert dbg.graph.run.step == 2 and dbg.error == ""
+    dbg.close()
+
+
+def test_a_training_threads_backward_that_raised_shows_once_the_thread_is_gone() -> None:
+    torch.manual_seed(0)
+    model, x = InPlace(), torch.randn(5, 4)
+    dbg = gs.debugger(model)
+    caught: list[BaseException] = []
+
+    def train() -> None:
+        try:
+            model(x).sum().backward()
+        except RuntimeError as e:
+            caught.append(e)
+
+    worker = threading.Thread(target=train)
+    worker.start()
+    worker.join(10)
+    assert len(caught) == 1 and dbg.graph.run.step == 0  # only the debugger's thread shows steps
+    dbg._live.cell_done()  # the end of the cell, on the kernel's thread
+    graph = dbg.graph
+    assert graph.run.step == 1 and any("stopped before it ended" in n for n in graph.notes)
     dbg.close()
 
 

@@ -200,11 +200,9 @@ class LiveStep:
         held: dict[str, Any] = {}
         try:
             for _, leaf, name in self.leaves:
-                grad = leaf.grad if name is not None else None
-                if grad is not None:
-                    meta = grad_meta(grad)
-                    if meta is not None and meta[4] is not None:
-                        held[name] = meta[4]  # type: ignore[index]
+                meta = grad_meta(leaf.grad) if name is not None else None
+                if name is not None and meta is not None and meta[4] is not None:
+                    held[name] = meta[4]
         except Exception:  # a courtesy: never break the user's backward
             held = {}
         self.held = held
@@ -222,8 +220,9 @@ class LiveStep:
         self._pass_ended(self, last)
 
     def read_grads(self) -> None:
-        """Each named leaf's ``.grad`` norm now, at the end of a pass: the optimizer's ``zero_grad()``
-        may clear it before the step is published."""
+        """Each named leaf's ``.grad`` norm now, at the end of a pass (the optimizer's ``zero_grad()``
+        may clear it before the step is published), and each leaf's ``.grad`` summary (shape, dtype,
+        norm: the graph's ``LeafInfo.grad``)."""
         norms: list[float | None] = []
         summaries: dict[int, TensorSummary | None] = {}
         for i, leaf, name in self.leaves:
@@ -256,12 +255,11 @@ class LiveStep:
         runs this) or a thread that is gone."""
         return self.unfinished and _graph_task_id() == -1 and (self.thread == here or not alive(self.thread))
 
-    def fail(self) -> str:
+    def fail(self) -> None:
         """The step's backward raised: read ``.grad`` as it is (no pass end read it) and say why, in
-        the view's error (returned) and a note of the graph."""
+        the view's error (``failed``) and a note of the graph."""
         self.read_grads()
         self.failed, self._failure_note = failure(self.number, raised_in_backward(self.exception_before))
-        return self.failed
 
     def abandon(self) -> None:
         self.recorder.close()
@@ -297,7 +295,8 @@ class LiveStep:
         return graph, replay
 
     def graph(self) -> Graph:
-        """The graph of all its passes, with what it needs saying (several passes, one unfinished)."""
+        """The graph of all its passes, with what it needs saying: a pass that raised or did not end,
+        several passes, ``.grad`` that already held a gradient (accumulating across steps)."""
         run = RunInfo(mode="live", step=self.number)
         leaves = self.collected.leaves  # each leaf's .grad after the last pass, not as the forward found it
         for i, summary in self.grad_summaries.items():
