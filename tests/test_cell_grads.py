@@ -97,3 +97,16 @@ def test_a_rerun_of_a_cell_whose_grad_held_a_gradient_adds_to_that_one(shell: In
     assert again is not None and again.norm == pytest.approx(first.norm)  # ones + 2, not ones + 2 + 2
     assert any("already held a gradient (norm 1.732)" in n for n in graph.notes), graph.notes
     assert torch.equal(shell.user_ns["w"].grad, torch.full((3,), 3.0))
+
+
+def test_a_cell_that_clears_grad_first_keeps_no_copy_of_what_it_held(shell: InteractiveShell) -> None:
+    shell.run_cell("w = torch.randn(3, requires_grad=True)\nw.grad = torch.ones(3)")
+    shell.run_cell("v = torch.ones(3, requires_grad=True)")
+    dbg = shell.run_cell("%%gradsight\nw.grad = None\nloss = (w * 2).sum() + v.sum()\nloss.backward()").result
+    first = dbg._target.first_grads  # what the debugger holds to re-run it: no gradient values
+    assert first is not None and all(entry.copy is None for entry in first._first)
+    graph = dbg.rerun()
+    assert not [n for n in graph.notes if ".grad" in n], graph.notes
+    grads = _leaf_grads(graph)
+    assert grads["w"] is not None and grads["w"].norm == pytest.approx(float(torch.full((3,), 2.0).norm()))
+    assert grads["v"] is not None and grads["v"].norm == pytest.approx(float(torch.ones(3).norm()))

@@ -337,5 +337,7 @@ def run_first(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], bud
     target = CellTarget(code, ns, compile_fn, budget, rng=rng_state())
     target.remember_grads()
     result = run_cell(code, ns, compile_fn, budget, interrupts=True)
+    if target.first_grads is not None:
+        target.first_grads.settle()
     result.captured.graph = result.captured.graph.with_aliases(target.aliases())
     return result, target
