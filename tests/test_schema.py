@@ -13,7 +13,7 @@ import torch
 from gradsight._capture.names import leaf_names_from_params
 from gradsight._capture.records import CaptureOptions
 from gradsight._capture.tensors import graph_of
-from gradsight.graph import Graph, Node, TensorSummary, Unavailable
+from gradsight.graph import Graph, Node, RunInfo, TensorSummary, Unavailable
 from gradsight.schema import (
     SCHEMA_VERSION,
     SKELETON_THRESHOLD,
@@ -72,6 +72,15 @@ def test_non_finite_numbers_never_reach_json() -> None:
     assert saved[0]["value"]["min"] is None
     assert saved[0]["value"]["nan_count"] == 1
     assert saved[1]["value"] == {"type": "float", "value": None, "text": "inf"}
+
+
+@pytest.mark.parametrize("loss", [math.nan, math.inf, -math.inf, 0.25])
+def test_a_non_finite_loss_survives_the_round_trip(loss: float) -> None:
+    # A NaN loss is what the user is debugging: the wire carries it as text, the reader gets the float.
+    graph = Graph(nodes=(Node(id="a#0", name="A", kind="root"),), roots=("a#0",), run=RunInfo(loss=loss))
+    back = graph_from_wire(json.loads(json.dumps(graph_to_wire(graph), allow_nan=False)))
+    assert isinstance(back.run.loss, float)
+    assert math.isnan(back.run.loss) if math.isnan(loss) else back.run.loss == loss
 
 
 def test_saved_values_are_tagged() -> None:

@@ -137,7 +137,8 @@ def _run_to_wire(r: RunInfo) -> Wire:
 
 
 def graph_from_wire(wire: Wire) -> Graph:
-    """The inverse of :func:`graph_to_wire` (non-finite floats come back as ``None``)."""
+    """The inverse of :func:`graph_to_wire` (non-finite statistics come back as ``None``; a NaN or
+    infinite loss as the float it was)."""
     if not isinstance(wire, dict) or wire.get("schema_version") != SCHEMA_VERSION:
         raise SchemaError(f"expected a graph of schema_version {SCHEMA_VERSION}")
     if wire.get("nodes") is None:
@@ -147,7 +148,7 @@ def graph_from_wire(wire: Wire) -> Graph:
         roots=tuple(wire["roots"]),
         message=wire["message"],
         notes=tuple(wire["notes"]),
-        run=RunInfo(**{**wire["run"], "errors": tuple(wire["run"]["errors"])}),
+        run=RunInfo(**{**wire["run"], "errors": tuple(wire["run"]["errors"]), "loss": unnumber(wire["run"]["loss"])}),
         missing=tuple(Why(**w) for w in wire["missing"]),
         controls=Controls(
             rerun=wire["controls"]["rerun"],
@@ -254,6 +255,11 @@ def number(x: float | None) -> float | str | None:
     if x is None or math.isfinite(x):
         return x
     return "nan" if math.isnan(x) else "inf" if x > 0 else "-inf"
+
+
+def unnumber(x: float | str | None) -> float | None:
+    """The inverse of :func:`number`: ``"nan"``/``"inf"``/``"-inf"`` back to floats."""
+    return float(x) if isinstance(x, str) else x
 
 
 # -- inspector replies (messages, not traits) ----------------------------------------------------
