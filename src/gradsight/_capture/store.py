@@ -37,6 +37,7 @@ class TensorStore:
 
     def __init__(self, budget_bytes: int, *, eager: bool = True) -> None:
         self.budget_bytes = budget_bytes
+        self._eager = eager  # False: a live step's store, whose leaves get their .grad after the step
         self._eager_elements = EAGER_ELEMENTS if eager else 0
         self._eager_tensors = EAGER_TENSORS if eager else 0
         self.kept_bytes = 0
@@ -89,9 +90,12 @@ class TensorStore:
 
     def describe(self, t: torch.Tensor) -> TensorSummary:
         """A summary of ``t`` without keeping it (a leaf's ``.grad``): with statistics while the eager
-        allowance lasts, else with its norm (one kernel; every statistic when it is not finite)."""
+        allowance lasts, else with its norm (one kernel; every statistic when it is not finite). A live
+        step's store takes none: the step replaces each leaf's ``.grad`` summary once its backward ran."""
         if self.take_eager(t):
             return summarize(t, stats=True)
+        if not self._eager:
+            return meta_of(t)
         norm = norm_of(t)
         if norm is None or not math.isfinite(norm):
             return summarize(t, stats=norm is not None)
