@@ -4,7 +4,7 @@
 // marked `gs-added` on the graph by the view), and a table of per-leaf gradient norms with their
 // ratio, biggest changes first and highlighted. Hidden while `diff` is null.
 
-import { h, setText } from "./dom";
+import { h } from "./dom";
 import { formatBytes, formatCount, formatNumber } from "./format";
 import type { WireDiff, WireHistoryEntry } from "./wire";
 
@@ -39,14 +39,19 @@ export class DiffView {
       this.el.replaceChildren();
       return;
     }
-    const name = (i: number): string => {
+    const name = (i: number): (string | HTMLElement)[] => {
       const e = history.find((x) => x.index === i);
-      return e ? `run #${i} (${e.label})` : `run #${i}`;
+      return e ? [`run #${i} (`, h("bdi", {}, e.label), ")"] : [`run #${i}`];
     };
     this.el.setAttribute("data-before", String(diff.before));
     this.el.setAttribute("data-after", String(diff.after));
-    const title = h("h4", { class: "gs-diff-title", "data-diff": "runs" });
-    setText(title, `${name(diff.after)} compared with ${name(diff.before)}`);
+    const title = h(
+      "h4",
+      { class: "gs-diff-title", "data-diff": "runs" },
+      ...name(diff.after),
+      " compared with ",
+      ...name(diff.before),
+    );
     this.el.replaceChildren(
       h(
         "div",
@@ -86,7 +91,7 @@ function block(kind: string, title: string, body: HTMLElement, empty: boolean): 
 }
 
 function nameList(kind: string, title: string, names: readonly string[]): HTMLElement {
-  const list = h("ul", { class: "gs-diff-list", "data-diff": kind }, ...names.map((n) => h("li", {}, n)));
+  const list = h("ul", { class: "gs-diff-list", "data-diff": kind }, ...names.map((n) => h("li", {}, h("bdi", {}, n))));
   return block(
     kind,
     `${formatCount(names.length)} ${names.length === 1 ? "leaf" : "leaves"} ${title}`,
@@ -103,8 +108,8 @@ function removedList(removed: WireDiff["removed"]): HTMLElement {
       h(
         "li",
         { "data-removed-id": r.id, title: r.id },
-        h("code", {}, r.name),
-        r.module === null ? null : h("span", { class: "gs-muted" }, ` ${r.module}`),
+        h("code", {}, h("bdi", {}, r.name)),
+        r.module === null ? null : h("span", { class: "gs-muted" }, " ", h("bdi", {}, r.module)),
       ),
     ),
   );
@@ -144,7 +149,7 @@ function normTable(norms: WireDiff["grad_norms"]): HTMLElement {
     return h(
       "tr",
       { class: big ? "gs-diff-big" : null, "data-big": big ? "true" : null, "data-leaf-name": r.name },
-      h("th", { scope: "row" }, h("code", {}, r.name)),
+      h("th", { scope: "row" }, h("code", {}, h("bdi", {}, r.name))),
       h("td", {}, formatNumber(r.before)),
       h("td", {}, formatNumber(r.after)),
       h("td", { "data-ratio": "" }, ratioText(r.ratio, r.before, r.after)),

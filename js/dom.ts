@@ -1,6 +1,9 @@
 // Safe DOM builders. Everything gradsight shows comes from the user's program (module paths,
 // variable names, reprs, file paths), so it is inserted only as text nodes and attribute values:
-// nothing in the view parses HTML (no innerHTML / insertAdjacentHTML), see DESIGN §6.
+// nothing in the view parses HTML (no innerHTML / insertAdjacentHTML), see DESIGN §6. A name (a
+// node, leaf, module or variable name, an id, a source line) placed beside other text sits in its
+// own <bdi>: a right-to-left override (U+202E) or RTL script in it then cannot reorder the text
+// around it (the browser's own stylesheet isolates <bdi>, whatever the host's CSS does).
 
 export type Child = Node | string | null | undefined | false;
 export type Attrs = Record<string, string | number | boolean | null | undefined>;

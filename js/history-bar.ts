@@ -60,6 +60,12 @@ export class HistoryBar {
     this.baseline.value = String(known(baseline) ? baseline : -1);
   }
 
+  /** Python is out of reach: the selects would write traits no one reads. */
+  setDisabled(disabled: boolean): void {
+    this.current.disabled = disabled;
+    this.baseline.disabled = disabled;
+  }
+
   destroy(): void {
     this.el.removeEventListener("change", this.onChange);
   }

@@ -5,6 +5,7 @@
 // then ignored like any reply this view did not ask for (other views of the same model share the
 // message stream, so unknown ids are normal, not errors).
 
+import { LOST_TEXT } from "./connection";
 import type { Model } from "./model";
 
 export type Message = Record<string, unknown>;
@@ -32,6 +33,12 @@ export interface RequestOptions {
   retry?: string;
 }
 
+/** What the client tells and asks of the view's connection (connection.ts). */
+export interface Link {
+  readonly lost: boolean;
+  sendFailed(): void;
+}
+
 let clients = 0;
 
 export class RequestClient {
@@ -42,9 +49,11 @@ export class RequestClient {
   private counter = 0;
   private readonly onMessage = (msg: unknown, buffers?: unknown): void => this.receive(msg, buffers);
 
+  /** `link`: the view's connection; without it a failed send fails only its own request. */
   constructor(
     private readonly model: Model,
     private readonly timeoutMs = REQUEST_TIMEOUT_MS,
+    private readonly link: Link | null = null,
   ) {
     model.on("msg:custom", this.onMessage);
   }
@@ -65,10 +74,16 @@ export class RequestClient {
     );
     this.pending.set(id, { slot, type, handlers, timer });
     this.slots.set(slot, id);
+    if (this.link?.lost) {
+      this.settle(id)?.handlers.fail(LOST_TEXT); // nothing sent: the comm is gone
+      return id;
+    }
     try {
       this.model.send({ ...body, type, request_id: id });
     } catch (e) {
-      this.settle(id)?.handlers.fail(`could not send the ${type} request: ${message(e)}`);
+      this.link?.sendFailed();
+      const why = this.link ? `: ${LOST_TEXT}` : "";
+      this.settle(id)?.handlers.fail(`could not send the ${type} request (${message(e)})${why}`);
     }
     return id;
   }

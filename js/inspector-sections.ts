@@ -37,7 +37,7 @@ export function rows(entries: readonly [string, string | null][]): HTMLElement {
   const dl = h("dl", { class: "gs-rows" });
   for (const [label, value] of entries) {
     if (value === null || value === "") continue;
-    dl.append(h("dt", {}, label), h("dd", { "data-field": label }, value));
+    dl.append(h("dt", {}, label), h("dd", { "data-field": label }, h("bdi", {}, value)));
   }
   return dl;
 }
@@ -51,7 +51,7 @@ export function headerSection(node: WireNode): HTMLElement {
     h(
       "h3",
       { class: "gs-title" },
-      displayName(node),
+      h("bdi", {}, displayName(node)),
       " ",
       h("span", { class: `gs-badge gs-badge-${node.kind}` }, node.kind),
       opaque === null
@@ -84,7 +84,7 @@ export function savedSection(node: WireNode): HTMLElement {
         "data-saved-type": value.type,
         "data-tensor-slot": `saved:${name}`,
       },
-      h("code", { class: "gs-saved-name" }, name),
+      h("code", { class: "gs-saved-name" }, h("bdi", {}, name)),
       valueView(value, `saved:${name}`),
     ),
   );

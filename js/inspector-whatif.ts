@@ -7,14 +7,22 @@
 import { h } from "./dom";
 import { section } from "./inspector-sections";
 import { labelledBox } from "./toggle-inputs";
-import type { ToggleState } from "./toggles";
+import { canRequireGrad, NO_GRAD_DTYPE, type ToggleState } from "./toggles";
 import { whyView } from "./why-view";
 import type { WireNode, WireWhy } from "./wire";
 
-/** The requires_grad box of a leaf node, or null when the next re-run cannot change it. */
+/** The requires_grad box of a leaf node (why there is none for an integer leaf), or null when the
+ * next re-run cannot change it. */
 export function leafToggle(node: WireNode, state: ToggleState | null): HTMLElement | null {
   const name = node.leaf?.name;
   if (!state || !name || !state.base.has(name)) return null;
+  const dtype = node.leaf?.dtype ?? "";
+  if (!canRequireGrad(dtype))
+    return h(
+      "p",
+      { class: "gs-leaf-toggle gs-no-toggle", "data-no-toggle": dtype, title: NO_GRAD_DTYPE },
+      `requires_grad: not for a ${dtype} tensor (${NO_GRAD_DTYPE})`,
+    );
   return h(
     "p",
     { class: "gs-leaf-toggle" },

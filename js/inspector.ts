@@ -127,9 +127,10 @@ export class Inspector {
     if (this.memo) this.el.scrollTop = this.memo.scroll;
   }
 
-  /** The pending toggles changed: update the what-if checkboxes in place. */
+  /** The pending toggles changed: update the what-if checkboxes in place (null: none can be set now). */
   syncToggles(state: ToggleState | null): void {
     if (state) syncToggleInputs(this.el, state);
+    else for (const input of this.el.querySelectorAll<HTMLInputElement>("input[type=checkbox]")) input.disabled = true;
   }
 
   /** The state of the inspect request for the node shown: on the panel and on the status line. */

@@ -1,16 +1,25 @@
-// The keys a focused gradsight element handles itself, claimed before the notebook sees them.
+// The keys a focused gradsight element handles itself, claimed before the notebook sees them, and
+// the keys the notebook must not see at all when they come from inside the view.
 //
-// Jupyter's shortcuts (Lumino) skip a key event whose default was prevented. JupyterLab handles
-// them in the bubble phase, after the view's own handlers (which prevent the default of the keys
-// they use); Notebook 7 handles them in the capture phase on `document`, before — so in command
-// mode its `notebook:move-cursor-*` bindings took the arrow keys from a focused graph node and
-// moved the active cell. One capture listener on `window` (which runs before `document`'s)
-// prevents the default of exactly the unmodified keys the focused element claims; its own handler
-// then runs as usual. A <select> changes its value on the arrow keys by default, so for it the
-// listener instead marks the select with Lumino's own opt-out (`data-lm-suppress-shortcuts`) until
-// the key has been dispatched. Every other key — Shift+Enter, Ctrl+S, Escape on a graph node — still
-// reaches the notebook. The listener is installed once per page and is never removed (it does
-// nothing unless the key's target is a gradsight element that claims it).
+// Jupyter's shortcuts (Lumino) skip a key event whose default was prevented, or whose target (or an
+// ancestor, up to where the listener sits) carries `data-lm-suppress-shortcuts`. JupyterLab handles
+// them in the bubble phase on `document`, after the view's own handlers; Notebook 7 in the capture
+// phase, before — so in command mode its `notebook:move-cursor-*` bindings took the arrow keys from
+// a focused graph node and moved the active cell. One capture listener on `window` (which runs
+// before `document`'s) does two things:
+// - it prevents the default of exactly the unmodified keys the focused element claims (arrows on a
+//   graph node, which would otherwise scroll the page); its own handler then runs as usual;
+// - every other key pressed inside the view (`.gradsight`) — letters, digits, Enter, Space, Shift
+//   with a letter — is kept from the notebook's command mode without preventing its default (a
+//   button's Enter still clicks, the search box still types): the key's target carries Lumino's
+//   opt-out until the key has been dispatched. "d d" on a focused node deleted the cell, "m" turned
+//   it into Markdown. A select's arrows are handled this way too (their default moves the value).
+// Keys the notebook keeps from inside the view (`hostKey`): any key with Ctrl, Alt or Meta (save,
+// run, the command palette), Shift+Enter (run the cell and move on), Escape (back to the notebook;
+// the preview and the search results claim it for themselves) and Tab (focus moves on).
+// For hosts whose shortcuts are not Lumino's but listen in the bubble phase (`guardKeys`), the view's
+// root stops the propagation of the same keys. The window listener is installed once per page and
+// never removed (it does nothing unless the key's target is inside a gradsight view).
 
 import type { Attrs } from "./dom";
 
@@ -35,10 +44,7 @@ let installed = false;
 
 /** Attributes that make a focusable element claim ``claim``'s keys (see the header). */
 export function ownsKeys(claim: Claim): Attrs {
-  if (!installed && typeof window !== "undefined") {
-    window.addEventListener("keydown", claimKey, true);
-    installed = true;
-  }
+  install();
   return { [KEYS_ATTR]: claim };
 }
 
@@ -47,33 +53,69 @@ export function claimKeys(el: Element, claim: Claim): void {
   for (const [name, value] of Object.entries(ownsKeys(claim))) el.setAttribute(name, String(value));
 }
 
-/** A key pressed without Shift, Ctrl, Alt or Meta: only those are the view's (the rest are the host's). */
+/** A key pressed without Shift, Ctrl, Alt or Meta: only those are claimed and handled by the view. */
 export function plainKey(e: KeyboardEvent): boolean {
   return !(e.shiftKey || e.ctrlKey || e.altKey || e.metaKey);
 }
 
-let optedOut: Element | null = null; // the select marked for the key being dispatched
+/** A key the notebook keeps even when pressed inside the view (see the header). */
+export function hostKey(e: KeyboardEvent): boolean {
+  return (
+    e.ctrlKey || e.altKey || e.metaKey || e.key === "Escape" || e.key === "Tab" || (e.key === "Enter" && e.shiftKey)
+  );
+}
+
+/**
+ * Keeps the keys pressed inside `root` from the host's bubble-phase listeners (see the header);
+ * returns the cleanup. Also installs the window listener, for views that claim no key themselves.
+ */
+export function guardKeys(root: HTMLElement): () => void {
+  install();
+  const stop = (e: Event): void => {
+    if (e instanceof KeyboardEvent && !hostKey(e)) e.stopPropagation();
+  };
+  root.addEventListener("keydown", stop);
+  return () => root.removeEventListener("keydown", stop);
+}
+
+const ROOT_CLASS = "gradsight";
+
+function claims(claim: string): readonly string[] {
+  return Object.hasOwn(CLAIMS, claim) ? CLAIMS[claim as Claim] : [];
+}
+let optedOut: Element | null = null; // the element marked for the key being dispatched
+
+function install(): void {
+  if (!installed && typeof window !== "undefined") {
+    window.addEventListener("keydown", claimKey, true);
+    installed = true;
+  }
+}
 
 function claimKey(e: KeyboardEvent): void {
   if (optedOut !== null) {
     optedOut.removeAttribute(LUMINO_OPT_OUT); // the previous key's mark, if its timeout has not run yet
     optedOut = null;
   }
-  if (e.defaultPrevented || !plainKey(e)) return;
-  const target = e.composedPath()[0]; // the focused element itself, also inside a shadow root
+  if (e.defaultPrevented) return;
+  const path = e.composedPath();
+  const target = path[0]; // the focused element itself, also inside a shadow root
   if (!(target instanceof Element)) return;
   const claim = target.getAttribute(KEYS_ATTR);
-  if (claim === null || !(claim in CLAIMS) || !CLAIMS[claim as Claim].includes(e.key)) return;
-  if (claim !== "native arrows") {
+  if (plainKey(e) && claim !== null && claim !== "native arrows" && claims(claim).includes(e.key)) {
     e.preventDefault();
-  } else if (!target.hasAttribute(LUMINO_OPT_OUT)) {
-    target.setAttribute(LUMINO_OPT_OUT, "true"); // for this key only: Shift+Enter on a select still runs the cell
-    optedOut = target;
-    setTimeout(() => {
-      if (optedOut === target) {
-        target.removeAttribute(LUMINO_OPT_OUT);
-        optedOut = null;
-      }
-    }, 0);
+    return;
   }
+  if (hostKey(e) || !path.some((n) => n instanceof Element && n.classList.contains(ROOT_CLASS))) return;
+  // Lumino reads `event.target` (the shadow host, when the view sits in a shadow root).
+  const marked = e.target instanceof Element ? e.target : target;
+  if (marked.hasAttribute(LUMINO_OPT_OUT)) return;
+  marked.setAttribute(LUMINO_OPT_OUT, "true"); // for this key only: Shift+Enter after it still runs the cell
+  optedOut = marked;
+  setTimeout(() => {
+    if (optedOut === marked) {
+      marked.removeAttribute(LUMINO_OPT_OUT);
+      optedOut = null;
+    }
+  }, 0);
 }

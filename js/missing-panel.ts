@@ -51,9 +51,9 @@ export class MissingPanel {
       const button = h(
         "button",
         { type: "button", class: "gs-missing-item", "data-action": "why", "aria-expanded": "false" },
-        h("code", {}, w.name),
+        h("code", {}, h("bdi", {}, w.name)),
         " ",
-        h("span", { class: "gs-muted", "data-missing-message": "" }, w.message),
+        h("bdi", { class: "gs-muted", "data-missing-message": "" }, w.message),
       );
       const detail = h("div", { class: "gs-why-detail", "data-why-detail": "", hidden: true });
       const item = h("li", { "data-missing": w.name, "data-why-reason": w.reason }, button, detail);

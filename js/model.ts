@@ -36,6 +36,12 @@ export function readSelected(model: Model): string | null {
   return typeof id === "string" && id !== "" ? id : null;
 }
 
+/** The raw `graph` trait (parsed by wire.ts), or null before Python's first graph (unset, or an empty dict). */
+export function readGraphTrait(model: Model): unknown {
+  const raw: unknown = model.get("graph");
+  return raw === undefined || raw === null || (typeof raw === "object" && Object.keys(raw).length === 0) ? null : raw;
+}
+
 export function readStatus(model: Model): string {
   const status = model.get("status");
   return typeof status === "string" && status !== "" ? status : "ready";

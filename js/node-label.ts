@@ -120,6 +120,17 @@ export function nonFinite(node: WireNode): NonFinite {
   return found;
 }
 
+/** Everything that decides the layout and the drawn boxes, as one string to compare. */
+export function structureKey(graph: WireGraph, labels: ReadonlyMap<string, NodeLabel>, direction: string): string {
+  const parts: string[] = [direction];
+  for (const n of graph.nodes) {
+    const lines = labels.get(n.id)?.lines.map((l) => l.text) ?? [];
+    const next = n.next.map(([t, nr]) => `${t ?? ""}:${nr}`);
+    parts.push(`${n.id}\u0001${n.kind}\u0001${lines.join("\u0002")}\u0001${next.join(",")}`);
+  }
+  return parts.join("\u0000");
+}
+
 /** "3 NaN or infinite values", or without a number when they were seen but not counted. */
 export function nonFiniteText(count: number): string {
   return count > 0 ? `${count} NaN or infinite values` : "NaN or infinite values";

@@ -164,8 +164,8 @@ export class Outline {
         tabindex: -1,
         ...ownsKeys("arrows"),
       },
-      h("span", { class: "gs-ol-name" }, shownName(ix, i, false)),
-      detail ? h("span", { class: "gs-ol-meta" }, detail) : null,
+      h("bdi", { class: "gs-ol-name" }, shownName(ix, i, false)),
+      detail ? h("bdi", { class: "gs-ol-meta" }, detail) : null,
     );
     return h("li", {}, button);
   }
@@ -189,7 +189,7 @@ export class Outline {
         ...ownsKeys("arrows"),
       },
       h("span", { class: "gs-ol-caret", "aria-hidden": "true" }, open ? "▾" : "▸"),
-      h("span", { class: "gs-ol-name" }, groupTitle(group, tree.groups[group.parent])),
+      h("bdi", { class: "gs-ol-name" }, groupTitle(group, tree.groups[group.parent])),
       h("span", { class: "gs-ol-count" }, formatCount(group.total)),
       badges.length > 0 ? h("span", { class: "gs-ol-badges" }, badges.join(" · ")) : null,
     );

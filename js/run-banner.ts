@@ -31,7 +31,9 @@ export class RunBanner {
   private readonly parts: Record<Part, HTMLElement>;
 
   constructor() {
-    const part = (name: Part, cls = "gs-run-part"): HTMLElement => h("span", { class: cls, "data-run": name });
+    // the toggles part names leaves and modules: isolated (<bdi>) from the parts around it
+    const part = (name: Part, cls = "gs-run-part"): HTMLElement =>
+      h(name === "toggles" ? "bdi" : "span", { class: cls, "data-run": name });
     this.parts = {
       mode: part("mode", "gs-run-part gs-run-mode"),
       step: part("step"),

@@ -88,8 +88,8 @@ export class SearchBox {
               title: ix.ids[i],
               ...ownsKeys("arrows escape"),
             },
-            h("span", { class: "gs-result-name" }, nodeDisplayName(ix, i)),
-            detail ? h("span", { class: "gs-result-detail" }, detail) : null,
+            h("bdi", { class: "gs-result-name" }, nodeDisplayName(ix, i)),
+            detail ? h("bdi", { class: "gs-result-detail" }, detail) : null,
           ),
         ),
       );

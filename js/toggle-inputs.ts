@@ -38,7 +38,7 @@ export function toggleBox(t: ToggleTarget, label: string, copy = false): HTMLInp
 /** A checkbox with its visible text, as one clickable label. */
 export function labelledBox(t: ToggleTarget, text: string, title = text, copy = false): HTMLLabelElement {
   const box = toggleBox(t, title, copy);
-  return h("label", { class: "gs-check-label", "data-toggle-row": "" }, box, ` ${text}`);
+  return h("label", { class: "gs-check-label", "data-toggle-row": "" }, box, " ", h("bdi", {}, text)); // names a module
 }
 
 /** Reflect `state` in every toggle input under `root`; rows ([data-toggle-row]) get `gs-pending`. */

@@ -10,7 +10,15 @@
 import { h, setText } from "./dom";
 import { plural } from "./format";
 import { isToggleInput, labelledBox, syncToggleInputs, toggleBox } from "./toggle-inputs";
-import { changeCount, describeToggles, readTarget, type ToggleState, type ToggleTarget } from "./toggles";
+import {
+  canRequireGrad,
+  changeCount,
+  describeToggles,
+  NO_GRAD_DTYPE,
+  readTarget,
+  type ToggleState,
+  type ToggleTarget,
+} from "./toggles";
 import type { WireControls } from "./wire";
 
 export interface TogglesEvents {
@@ -38,6 +46,7 @@ export class TogglesPanel {
   private readonly filter: HTMLInputElement;
   private readonly lists: HTMLElement;
   private controlsKey = "";
+  private lost = false;
   private readonly listeners: [string, (e: Event) => void][] = [
     ["click", (e) => this.onClick(e)],
     ["change", (e) => this.onChange(e)],
@@ -50,7 +59,7 @@ export class TogglesPanel {
       { type: "button", class: "gs-toggles-title", "data-action": "toggle-panel", "aria-expanded": "true" },
       "What if…",
     );
-    this.summary = h("span", { class: "gs-pending-summary", "data-gradsight": "pending" });
+    this.summary = h("bdi", { class: "gs-pending-summary", "data-gradsight": "pending" }); // names leaves
     this.rerunButton = h("button", { type: "button", class: "gs-button gs-primary", "data-action": "rerun" }, "Re-run");
     this.clearButton = h(
       "button",
@@ -92,9 +101,14 @@ export class TogglesPanel {
     for (const [type, fn] of this.listeners) this.el.addEventListener(type, fn);
   }
 
-  /** Show what `controls` lets the user toggle (null: no graph). `base`: leaves' requires_grad now. */
-  setControls(controls: WireControls | null, base: ReadonlyMap<string, boolean>): void {
-    const key = JSON.stringify([controls, [...base]]);
+  /** Show what `controls` lets the user toggle (null: no graph). `base`: leaves' requires_grad now;
+   * `dtypes`: the dtypes of the leaves in the graph (an integer leaf gets no requires_grad box). */
+  setControls(
+    controls: WireControls | null,
+    base: ReadonlyMap<string, boolean>,
+    dtypes: ReadonlyMap<string, string> = new Map(),
+  ): void {
+    const key = JSON.stringify([controls, [...base], [...dtypes]]);
     if (key === this.controlsKey) return;
     this.controlsKey = key;
     const rerun = controls?.rerun === true;
@@ -112,19 +126,28 @@ export class TogglesPanel {
     if (!this.rerunButton.isConnected) this.summary.after(this.rerunButton);
     if (!this.body.isConnected) this.note.after(this.body);
     this.body.hidden = this.expand.getAttribute("aria-expanded") !== "true";
-    this.lists.replaceChildren(tensorTable(controls, base), moduleTable(controls.modules));
+    this.lists.replaceChildren(tensorTable(controls, base, dtypes), moduleTable(controls.modules));
     this.applyFilter();
   }
 
   /** Reflect the pending toggles: checkboxes, pending marks, the button's count. */
   sync(state: ToggleState): void {
     syncToggleInputs(this.el, state);
-    const n = changeCount(state.pending);
+    const n = changeCount(state.pending, state.shown ?? null); // from the run shown: 0 right after a re-run
     setText(this.rerunButton, n === 0 ? "Re-run" : `Re-run with ${plural(n, "change")}`);
     this.rerunButton.classList.toggle("gs-pending", n > 0);
     setText(this.summary, n === 0 ? "" : describeToggles(state.pending));
     this.summary.title = this.summary.textContent ?? "";
-    this.clearButton.disabled = n === 0 && !state.pending.apply;
+    this.clearButton.disabled = changeCount(state.pending) === 0 && !state.pending.apply;
+    if (this.lost) this.disableAll();
+  }
+
+  /** Python is out of reach (connection.ts): re-run, clear and every toggle disabled until it is back. */
+  setLost(lost: boolean): void {
+    this.lost = lost;
+    this.el.toggleAttribute("data-lost", lost);
+    this.rerunButton.disabled = lost;
+    if (lost) this.disableAll(); // back: the next sync() enables them again
   }
 
   /** While a re-run runs the button is marked disabled; it stays clickable to say why nothing happens. */
@@ -143,6 +166,11 @@ export class TogglesPanel {
 
   destroy(): void {
     for (const [type, fn] of this.listeners) this.el.removeEventListener(type, fn);
+  }
+
+  private disableAll(): void {
+    this.clearButton.disabled = true;
+    for (const input of this.body.querySelectorAll<HTMLInputElement>("input[type=checkbox]")) input.disabled = true;
   }
 
   private stepGroup(): HTMLElement {
@@ -188,7 +216,11 @@ export class TogglesPanel {
 }
 
 /** Leaves and cell variables, one row each: requires_grad (leaves), detach (variables). */
-function tensorTable(controls: WireControls, base: ReadonlyMap<string, boolean>): HTMLElement {
+function tensorTable(
+  controls: WireControls,
+  base: ReadonlyMap<string, boolean>,
+  dtypes: ReadonlyMap<string, string>,
+): HTMLElement {
   const inGraph = new Map(controls.leaves.map((l) => [l.name, l.in_graph]));
   const names = [...new Set([...controls.leaves.map((l) => l.name), ...controls.variables])];
   const variables = new Set(controls.variables);
@@ -199,12 +231,24 @@ function tensorTable(controls: WireControls, base: ReadonlyMap<string, boolean>)
     return h(
       "tr",
       { "data-toggle-row": "", "data-filter-text": name.toLowerCase(), class: missing ? "gs-not-in-graph" : null },
-      h("th", { scope: "row" }, h("code", {}, name), missing ? h("span", { class: "gs-tag" }, "not in graph") : null),
-      h("td", {}, leaf ? toggleBox({ kind: "requires-grad", attr: "leaf", name }, `requires_grad of ${name}`) : null),
+      h(
+        "th",
+        { scope: "row" },
+        h("code", {}, h("bdi", {}, name)),
+        missing ? h("span", { class: "gs-tag" }, "not in graph") : null,
+      ),
+      h("td", {}, leaf ? requiresGradBox(name, dtypes.get(name)) : null),
       h("td", {}, variables.has(name) ? toggleBox({ kind: "detach", attr: "variable", name }, `detach ${name}`) : null),
     );
   });
   return table("tensors", ["tensor", "requires_grad", "detach"], rows);
+}
+
+/** A leaf's requires_grad box; for an integer or bool leaf, which torch refuses, its dtype instead. */
+function requiresGradBox(name: string, dtype: string | undefined): HTMLElement {
+  if (dtype === undefined || canRequireGrad(dtype))
+    return toggleBox({ kind: "requires-grad", attr: "leaf", name }, `requires_grad of ${name}`);
+  return h("span", { class: "gs-no-toggle", "data-no-toggle": dtype, title: `${name}: ${NO_GRAD_DTYPE}` }, dtype);
 }
 
 /** The modules as a tree: indented under their nearest listed ancestor, named relative to it. */
@@ -227,7 +271,7 @@ function moduleTable(modules: readonly string[]): HTMLElement {
     return h(
       "tr",
       { "data-toggle-row": "", "data-filter-text": m.toLowerCase() },
-      h("th", { scope: "row", title: m, style: `--gs-depth: ${depth}` }, h("code", {}, label)),
+      h("th", { scope: "row", title: m, style: `--gs-depth: ${depth}` }, h("code", {}, h("bdi", {}, label))),
       ...MODULE_COLUMNS.map(([kind, , title]) =>
         h("td", {}, toggleBox({ kind, attr: "module", name: m }, title(shown))),
       ),

@@ -27,9 +27,19 @@ export interface ToggleState {
   variables: ReadonlySet<string>;
   /** can detach name node ids (controls.detach_nodes): `data-edge` boxes cut the edges into a node */
   detachNodes?: boolean;
+  /** the toggles of the run shown (null: none): the re-run button counts the changes from them */
+  shown?: WireToggles | null;
 }
 
 const KINDS: readonly string[] = ["requires-grad", "freeze", "no-grad", "inference-mode", "detach", "apply"];
+
+/** The reason a leaf of `dtype` gets no requires_grad box: torch refuses it for any other dtype. */
+export const NO_GRAD_DTYPE = "only floating-point and complex tensors can require gradients";
+
+/** Can a tensor of `dtype` (a wire dtype: "float32", "bfloat16", "complex64", "int64") require grad? */
+export function canRequireGrad(dtype: string): boolean {
+  return /^(b?float|complex)\d/.test(dtype);
+}
 
 export function defaultToggles(): WireToggles {
   return { requires_grad: {}, no_grad: false, inference_mode: false, detach: [], apply: false };
@@ -186,13 +196,33 @@ export function withToggle(state: ToggleState, t: ToggleTarget, checked: boolean
   return next;
 }
 
-function scopeCount(scope: boolean | string[]): number {
-  return scope === true ? 1 : Array.isArray(scope) ? scope.length : 0;
+function scopeSet(scope: boolean | string[]): Set<string> {
+  return new Set(scope === true ? ["\u0000whole step"] : Array.isArray(scope) ? scope : []);
 }
 
-/** How many changes the next re-run makes (`apply` is how, not what: not counted). */
-export function changeCount(p: WireToggles): number {
-  return Object.keys(p.requires_grad).length + scopeCount(p.no_grad) + scopeCount(p.inference_mode) + p.detach.length;
+function differences(a: Iterable<string>, b: Iterable<string>): number {
+  const left = new Set(a);
+  const right = new Set(b);
+  let n = 0;
+  for (const x of left) if (!right.has(x)) n++;
+  for (const x of right) if (!left.has(x)) n++;
+  return n;
+}
+
+/**
+ * How many changes a re-run with `p` makes to the run `shown` ran with (null: a run without
+ * toggles). Python leaves `pending` at the toggles of the run it just made, so after a re-run this
+ * is 0 until the user changes something. `apply` is how, not what: not counted.
+ */
+export function changeCount(p: WireToggles, shown: WireToggles | null = null): number {
+  const s = shown ?? defaultToggles();
+  const value = (rec: Readonly<Record<string, boolean>>, k: string) => (own(rec, k) ? rec[k] : undefined);
+  let n = 0;
+  for (const k of new Set([...Object.keys(p.requires_grad), ...Object.keys(s.requires_grad)]))
+    if (value(p.requires_grad, k) !== value(s.requires_grad, k)) n++;
+  n += differences(scopeSet(p.no_grad), scopeSet(s.no_grad));
+  n += differences(scopeSet(p.inference_mode), scopeSet(s.inference_mode));
+  return n + differences(p.detach, s.detach);
 }
 
 /** A one-line description, worded like Python's Toggles.label: `w.requires_grad=False; no_grad(layer2)`. */

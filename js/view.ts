@@ -10,15 +10,26 @@
 // each graph the root gets data-painted="<n>" (frames.ts: the benchmark hooks).
 
 import { BigView, wantsBigView } from "./big-view";
+import { Connection, LOST_TEXT } from "./connection";
 import { h, setText } from "./dom";
 import { installHooks, markPainted } from "./frames";
 import { RequestClient } from "./inspect-client";
 import { InspectSession } from "./inspect-session";
 import { Inspector } from "./inspector";
+import { guardKeys } from "./keys";
 import { computeLayout, type Direction, dummyBudget, type Layout, type PlacedNode } from "./layout";
-import { type Model, readDirection, readError, readSelected, readStatus, writeDirection, writeSelected } from "./model";
+import {
+  type Model,
+  readDirection,
+  readError,
+  readGraphTrait,
+  readSelected,
+  readStatus,
+  writeDirection,
+  writeSelected,
+} from "./model";
 import { watchNarrow } from "./narrow";
-import { layoutInput, type NodeLabel, nodeLabel } from "./node-label";
+import { layoutInput, type NodeLabel, nodeLabel, structureKey } from "./node-label";
 import { type Box, PanZoom } from "./panzoom";
 import { GraphRenderer } from "./render";
 import { RunBanner } from "./run-banner";
@@ -50,7 +61,9 @@ export class GradsightView {
   /** Structure of the drawn graph (ids, edges, labels, direction): equal means restyle, not relayout. */
   private structure = "";
   private readonly handlers: [string, () => void][];
-  private readonly stopNarrow: () => void;
+  /** Undo watchNarrow and guardKeys. */
+  private readonly stops: (() => void)[];
+  private readonly connection: Connection;
   private readonly graphEl: HTMLElement;
   /** The big-graph view, created for the first big graph. */
   private big: BigView | null = null;
@@ -66,7 +79,8 @@ export class GradsightView {
     host: HTMLElement,
   ) {
     const select = (id: string): void => this.guard(() => this.select(id));
-    this.client = new RequestClient(model);
+    this.connection = new Connection(model, host, () => this.guard(() => this.onConnection()));
+    this.client = new RequestClient(model, undefined, this.connection);
     this.whatif = new WhatIf(model, this.client, { select, guard: (fn) => this.guard(fn) });
     this.toolbar = new Toolbar(
       {
@@ -105,7 +119,7 @@ export class GradsightView {
       h("div", { class: "gs-body" }, this.graphEl, this.inspector.el),
     );
     host.append(this.root);
-    this.stopNarrow = watchNarrow(this.root);
+    this.stops = [watchNarrow(this.root), guardKeys(this.root)];
     this.handlers = [
       ["change:graph", () => this.guard(() => this.onGraph())],
       ["change:selected", () => this.guard(() => this.onSelected())],
@@ -126,12 +140,14 @@ export class GradsightView {
     this.guard(() => {
       this.onStatus();
       this.onGraph();
+      if (this.connection.lost) this.onConnection();
     });
   }
 
   destroy(): void {
     for (const [event, fn] of this.handlers) this.model.off(event, fn);
-    this.stopNarrow();
+    for (const stop of this.stops) stop();
+    this.connection.destroy();
     this.session.destroy();
     this.whatif.destroy();
     this.client.destroy();
@@ -165,12 +181,12 @@ export class GradsightView {
   }
 
   private onGraph(): void {
-    const raw = this.model.get("graph");
+    const raw = readGraphTrait(this.model);
     this.graph = null;
     this.graphError = "";
     try {
       // Before Python's first graph arrives the trait may be unset or an empty dict: not an error.
-      if (!isUnset(raw)) this.graph = parseGraph(raw);
+      if (raw !== null) this.graph = parseGraph(raw);
       if (this.graph) this.graphCount++;
     } catch (e) {
       this.graphError = `Cannot show this graph: ${e instanceof Error ? e.message : String(e)}`;
@@ -324,8 +340,17 @@ export class GradsightView {
     }
   }
 
+  /** Python went out of reach (or came back): status, error banner, the what-if controls. */
+  private onConnection(): void {
+    this.root.toggleAttribute("data-lost", this.connection.lost);
+    this.whatif.setLost(this.connection.lost);
+    this.inspector.syncToggles(this.whatif.state());
+    this.onStatus();
+    this.onErrors();
+  }
+
   private onStatus(): void {
-    const status = readStatus(this.model);
+    const status = this.connection.lost ? "error" : readStatus(this.model);
     this.toolbar.setStatus(status);
     this.whatif.onStatus(status);
     this.root.setAttribute("data-status", status);
@@ -333,8 +358,9 @@ export class GradsightView {
   }
 
   private onErrors(): void {
+    const lost = this.connection.lost ? LOST_TEXT : "";
     this.banners.setErrors(
-      readError(this.model),
+      lost || readError(this.model),
       [this.graphError, ...this.traitErrors.values()].filter(Boolean).join("\n"),
     );
   }
@@ -385,19 +411,4 @@ export class GradsightView {
 
 function bounds(layout: Layout): Box {
   return { x: 0, y: 0, width: layout.width, height: layout.height };
-}
-
-/** Everything that decides the layout and the drawn boxes, as one string to compare. */
-function structureKey(graph: WireGraph, labels: ReadonlyMap<string, NodeLabel>, direction: string): string {
-  const parts: string[] = [direction];
-  for (const n of graph.nodes) {
-    const lines = labels.get(n.id)?.lines.map((l) => l.text) ?? [];
-    const next = n.next.map(([t, nr]) => `${t ?? ""}:${nr}`);
-    parts.push(`${n.id}\u0001${n.kind}\u0001${lines.join("\u0002")}\u0001${next.join(",")}`);
-  }
-  return parts.join("\u0000");
-}
-
-function isUnset(raw: unknown): boolean {
-  return raw === undefined || raw === null || (typeof raw === "object" && Object.keys(raw).length === 0);
 }

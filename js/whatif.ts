@@ -44,6 +44,8 @@ export class WhatIf {
   private status = "ready";
   private inFlight = false;
   private refused: "running" | "python" | null = null;
+  /** Python is out of reach (connection.ts): nothing can be re-run or toggled. */
+  private lost = false;
 
   /** `client`: the view's request client, shared with the inspector (one message listener). */
   constructor(
@@ -67,14 +69,24 @@ export class WhatIf {
   /** The checkboxes' state; null when this debugger cannot re-run (no toggles anywhere). */
   state(): ToggleState | null {
     const controls = this.graph?.controls;
-    if (!controls?.rerun) return null;
+    if (!controls?.rerun || this.lost) return null;
     return {
       pending: this.pending,
       base: this.base,
       modules: this.modules,
       variables: this.variables,
       detachNodes: controls.detach_nodes,
+      shown: this.graph?.run.toggles ?? null,
     };
+  }
+
+  /** Python is out of reach, or back: the panel's and the history's controls follow. */
+  setLost(lost: boolean): void {
+    this.lost = lost;
+    this.panel.setLost(lost);
+    this.history.setDisabled(lost);
+    if (!lost && this.refused === "python") this.setRefused(null, null);
+    this.sync();
   }
 
   /** A new graph: its controls, its missing leaves, the run it is. */
@@ -90,7 +102,9 @@ export class WhatIf {
       const name = n.leaf?.name;
       if (n.leaf && name && this.variables.has(name) && !this.base.has(name)) this.base.set(name, n.leaf.requires_grad);
     }
-    this.panel.setControls(controls, this.base);
+    const dtypes = new Map<string, string>();
+    for (const n of graph?.nodes ?? []) if (n.leaf?.name) dtypes.set(n.leaf.name, n.leaf.dtype);
+    this.panel.setControls(controls, this.base, dtypes);
     this.client.cancelAll("why:");
     const byId = new Map((graph?.nodes ?? []).map((n) => [n.id, n]));
     this.missing.set(graph?.missing ?? [], (id) => {
@@ -211,7 +225,8 @@ export class WhatIf {
         fail: (error) =>
           this.hooks.guard(() => {
             done();
-            this.setRefused(this.status === "error" ? FAILED_TEXT : error, "python");
+            // "error" while Python is out of reach is the view's own status, not a failed re-run
+            this.setRefused(this.status === "error" && !this.lost ? FAILED_TEXT : error, "python");
           }),
       },
       { timeoutMs: RERUN_TIMEOUT_MS, retry: "click Re-run again once the kernel is idle" },

@@ -42,8 +42,8 @@ export function whyView(why: WireWhy, nodeName: (id: string) => string | null): 
             "dd",
             { "data-why": "where" },
             where.name === null
-              ? h("code", {}, where.id)
-              : h("button", { type: "button", class: "gs-link", "data-goto-node": where.id }, where.name),
+              ? h("code", {}, h("bdi", {}, where.id))
+              : h("button", { type: "button", class: "gs-link", "data-goto-node": where.id }, h("bdi", {}, where.name)),
           ),
     ),
   );

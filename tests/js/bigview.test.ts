@@ -190,9 +190,17 @@ describe("Jupyter's shortcuts", () => {
       ]);
       expect(taken, owner.outerHTML).toEqual(["Shift+Enter", "Control+s"]);
     }
-    // a button's Enter stays its own click (not claimed), and the canvas's Enter selects
+    // a button's Enter stays its own click (not claimed, not prevented: kept from the notebook
+    // only by Lumino's opt-out), and the canvas's Enter selects
     const button = outline(el).querySelector("button") as HTMLButtonElement;
-    expect(keysNotebookTakes(button, ["Enter"])).toEqual(["Enter"]);
+    let prevented: boolean | null = null;
+    const seen = (e: Event) => {
+      prevented = e.defaultPrevented;
+    };
+    document.addEventListener("keydown", seen, true);
+    expect(keysNotebookTakes(button, ["Enter"])).toEqual([]);
+    document.removeEventListener("keydown", seen, true);
+    expect(prevented).toBe(false);
     expect(keysNotebookTakes(q(el, '[data-gradsight="canvas"]'), ["Enter"])).toEqual([]);
   });
 });

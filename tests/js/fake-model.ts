@@ -13,6 +13,8 @@ export interface FakeModel extends Model {
   pySet<K extends keyof Traits>(key: K, value: Traits[K]): void;
   /** Python sends a custom message (`msg:custom`) with binary buffers, as anywidget delivers them. */
   pySend(msg: unknown, buffers?: DataView[]): void;
+  /** The widget manager fires an event on the model (`comm_live_update` when its comm closes). */
+  pyEmit(name: string, ...args: unknown[]): void;
   /** Python answers the view's last `type` request: `{type, request_id, ...body}` (ok unless body says). */
   pyReply(type: string, body: Record<string, unknown>): void;
   /** The messages the view sent with model.send(), oldest first. */
@@ -72,6 +74,9 @@ export function fakeModel(initial: Partial<Traits>): FakeModel {
     pySet<K extends keyof Traits>(key: K, value: Traits[K]): void {
       state[key] = value;
       emit(`change:${key}`, null, value);
+    },
+    pyEmit(name: string, ...args: unknown[]): void {
+      emit(name, ...args);
     },
     pySend(msg: unknown, buffers: DataView[] = []): void {
       emit("msg:custom", msg, buffers);

@@ -2,6 +2,7 @@
 // The lazy inspector: selecting a node asks Python (`inspect`, with a request_id), the reply fills
 // the skeleton with statistics and histograms; stale, failed, malformed and missing replies.
 
+import { LOST_TEXT } from "../../js/connection";
 import { histogramView } from "../../js/histogram";
 import widget from "../../js/widget";
 import { fakeModel } from "./fake-model";
@@ -294,7 +295,7 @@ describe("transport", () => {
     });
     model.pySet("selected", SIN);
     expect(q(inspector(el), '[data-inspect-status="error"]').textContent).toBe(
-      "could not send the inspect request: comm closed",
+      `could not send the inspect request (comm closed): ${LOST_TEXT}`,
     );
   });
 
