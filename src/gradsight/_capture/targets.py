@@ -16,7 +16,7 @@ import torch
 from ..graph import Controls, Graph, LeafControl, Why, WhyReason
 from ..runs import RerunError
 from ..toggles import Toggles, suggest
-from . import taint, why_extreme
+from . import taint, why_extreme, why_failed
 from . import why as why_mod
 from .cell_cuts import cut_results
 from .cell_target import CellTarget
@@ -67,11 +67,12 @@ def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None =
     """Add what the view needs for what-ifs: controls, and why leaves got no gradient (``failure``:
     the run's backward raised this traceback; ``inside``: :attr:`RunFacts.in_checkpoint`)."""
     traceable = not isinstance(target, TensorTarget)
+    failure = failure or why_failed.cell_failure(graph)
     aliases = target.aliases() if toggles.requires_grad else {}  # only requires_grad toggles read them
     missing = (why_mod.explain_all(target.leaves(), toggles, graph, traceable, aliases)
                if graph.nodes or graph.message else ())  # fmt: skip
     if failure:
-        missing = tuple(_failed(w.name, graph, failure) or w for w in missing)
+        missing = tuple(why_failed.failed(w.name, graph, failure) or w for w in missing)
     missing = tuple(w for w in missing if w.name not in (inside or {}))
     if isinstance(target, CellTarget):
         graph = _cut_worded(graph, cut_results(target.code))
@@ -93,16 +94,6 @@ def _cut_worded(graph: Graph, off: Mapping[str, tuple[WhyReason, str]]) -> Graph
     return replace(graph, notes=tuple(general.get(note, note) for note in graph.notes))
 
 
-def _failed(name: str, graph: Graph, failure: str) -> Why | None:
-    """A leaf the run's backward did not reach because it raised first."""
-    node = next((n for n in graph.nodes if n.leaf is not None and n.leaf.name == name), None)
-    if node is None or node.executed is not False:
-        return None
-    last = failure.strip().splitlines()[-1] if failure.strip() else "an error"
-    return Why(name, "unknown", f"{name} got no gradient because this run's backward raised before reaching it "
-               f"({last}): fix that error, shown with the run, and re-run.", where=node.id)  # fmt: skip
-
-
 def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: str | None = None,
             inside: Mapping[str, float] | None = None) -> Why:  # fmt: skip
     """Why ``name`` got no gradient (or a zero one) in ``graph`` (``inside``: :attr:`RunFacts.in_checkpoint`).
@@ -116,7 +107,8 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
     if name not in leaves and name not in known:
         where = "[n.leaf.name for n in dbg.graph.nodes if n.leaf] lists them"
         raise KeyError(f"no leaf named {name!r}" + suggest(name, sorted(set(leaves) | known), where))
-    failed = _failed(name, graph, failure) if failure else None
+    failure = failure or why_failed.cell_failure(graph)
+    failed = why_failed.failed(name, graph, failure) if failure else None
     if failed is not None:
         return failed
     inside = inside or {}

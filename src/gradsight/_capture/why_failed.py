@@ -1,0 +1,109 @@
+"""Why a leaf got no gradient when the run's backward raised before reaching it. The run's error
+shows torch's message and traceback once; each leaf's answer says what happened in a line, not the
+whole message again. The commonest failure, a value autograd saved and the forward then modified in
+place, is explained from the graph: the node whose backward needed it (its saved value reads as
+unavailable), what was modified, and the in-place edit when its line shows one.
+
+    >>> short("RuntimeError: boom. Hint: enable anomaly detection to find the operation.")
+    'RuntimeError: boom'
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..graph import Graph, Node, SavedValue, Unavailable, Why
+from .why_extreme import reason
+
+INPLACE = "modified by an inplace operation"
+_VERSION = re.compile(
+    r"\[(?P<type>[\w.]+) \[(?P<shape>[\d, ]*)\]\](?:, which is output (?P<nr>\d+) of (?P<op>\w+),)? is at version "
+    r"(?P<now>\d+); expected version (?P<then>\d+)"
+)
+# x += 1, x[i] = v, x.add_(1), relu(inplace=True): what a source line of an in-place edit looks like
+_EDIT = re.compile(r"[-+*/@%&|^]=|\]\s*=(?!=)|\.\w+_\(|inplace=True")
+
+
+def short(last: str, limit: int = 200) -> str:
+    """The first sentence of an error's last line, at most ``limit`` characters."""
+    first = last.split(". ", 1)[0].rstrip(".")
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+CELL_RAISED = "The cell raised "  # how a cell's graph notes the error that stopped it (cell._error_note)
+
+
+def cell_failure(graph: Graph) -> str | None:
+    """The error a %%gradsight cell raised, as a traceback's last line, from its graph's note (a cell's
+    error is shown with the cell, not kept as the run's); None for other runs."""
+    if graph.run.mode != "cell":
+        return None
+    return next((note.removeprefix(CELL_RAISED) for note in graph.notes if note.startswith(CELL_RAISED)), None)
+
+
+def failed(name: str, graph: Graph, failure: str) -> Why | None:
+    """Why ``name`` got no gradient when the run's backward raised ``failure`` (a traceback) before
+    reaching it; None when backward did reach it (or it is not in the graph)."""
+    node = next((n for n in graph.nodes if n.leaf is not None and n.leaf.name == name), None)
+    if node is None or node.executed is not False:
+        return None
+    last = failure.strip().splitlines()[-1] if failure.strip() else "an error"
+    if INPLACE in last:
+        return _inplace(name, node, graph, last)
+    return Why(name, reason("backward_error"), f"{name} got no gradient because this run's backward raised before "
+               f"reaching it ({short(last)}): fix that error, shown with the run, and re-run.",
+               where=node.id)  # fmt: skip
+
+
+def _unavailable(value: SavedValue) -> bool:
+    if isinstance(value, Unavailable):
+        return INPLACE in value.reason
+    return isinstance(value, tuple) and any(_unavailable(v) for v in value)
+
+
+def _inplace(name: str, leaf: Node, graph: Graph, last: str) -> Why:
+    """The in-place modification of a saved value, from the graph: which node needed it, what it was,
+    and where it was edited when a source line shows it."""
+    needs = next((n for n in graph.nodes if any(_unavailable(v) for v in n.saved.values())), None)
+    m = _VERSION.search(last)
+    what, versions = "a value it saved in the forward", ""
+    if m is not None:
+        shape = f"[{m['shape']}]" if m["shape"] else "0-d"
+        made = f"output {m['nr']} of {m['op']}, " if m["op"] else ""
+        what += f" ({made}a {shape} {m['type']})"
+        versions = f" (version {m['then']} → {m['now']})"
+    at = f"{_in(needs)}, which needs" if needs is not None else "a node that needs"
+    edit = _edit(graph, needs, m["op"] if m is not None else None)
+    where = edit or needs or leaf
+    text = (f"{name} got no gradient: the backward stopped at {at} {what}, and the forward then modified that value "
+            f"in place{versions}.")  # fmt: skip
+    if edit is not None and edit.source:
+        text += f" The in-place edit is likely `{_code(edit.source)}` ({edit.source.split('  ', 1)[0]})."
+    text += (" Make it out of place (x = x + 1 instead of x += 1, torch.where instead of x[mask] = v, no "
+             "inplace=True), or .clone() the value before editing it.")  # fmt: skip
+    return Why(name, reason("backward_error"), text, where=where.id, source=where.source)
+
+
+def _code(source: str) -> str:
+    """The code of a node's source line ("file.py:12  h += 1  # note" -> "h += 1")."""
+    return source.split("  ", 1)[-1].split("#", 1)[0].strip()
+
+
+def _in(n: Node) -> str:
+    return f"{n.name} (in {n.module})" if n.module else n.name
+
+
+def _edit(graph: Graph, needs: Node | None, op: str | None) -> Node | None:
+    """The node of the in-place edit: a consumer of the op whose output was modified (``op``, or the
+    node that needed the value) made by an in-place op (``CopySlices``) or on a line that edits."""
+    if needs is None:
+        return None
+    nodes = {n.id: n for n in graph.nodes}
+    below = [needs, *(nodes[d] for d, _ in needs.next if d is not None and d in nodes)]
+    made = next((n for n in below if op is not None and n.name.startswith(op)), needs)
+    for n in graph.nodes:
+        if n.id == needs.id or not any(dst == made.id for dst, _ in n.next):
+            continue
+        if n.name.startswith("CopySlices") or _EDIT.search(_code(n.source or "")):
+            return n
+    return None

@@ -1,0 +1,73 @@
+"""why() when the run's backward raised: torch's message is the run's error, shown once; each leaf
+says in a line what happened. An in-place modification of a saved value names the node that needed
+it and the line that edited it, in a runnable run and in a %%gradsight cell."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from IPython.core.interactiveshell import InteractiveShell
+from torch import nn
+
+import gradsight as gs
+from gradsight._capture import why_extreme
+
+TORCH_SAYS = "one of the variables needed for gradient computation has been modified by an inplace operation"
+
+
+class EditsItsSigmoid(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, 8), nn.Linear(8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.sigmoid(self.fc1(x))  # SigmoidBackward0 saves its result h
+        h += 0.1  # and this edits it
+        return self.fc2(h)
+
+
+def test_an_inplace_edit_of_a_saved_value_is_said_once_with_its_line() -> None:
+    torch.manual_seed(0)
+    dbg = gs.debugger(EditsItsSigmoid(), inputs=torch.randn(5, 4), loss=lambda out: out.sum())
+    assert dbg.status == "error" and TORCH_SAYS in (dbg.error or "")  # torch's own words: in the run's error
+    assert {w.name for w in dbg.graph.missing} == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+    for w in dbg.graph.missing:
+        assert TORCH_SAYS not in w.message and "anomaly detection" not in w.message  # not repeated per leaf
+        assert w.reason == why_extreme.reason("backward_error")
+    why = dbg.why("fc1.weight")
+    assert "the backward stopped at SigmoidBackward0, which needs a value it saved" in why.message
+    assert "output 0 of Sigmoid, a [5, 8] torch.FloatTensor" in why.message and "(version 0 → 1)" in why.message
+    assert "The in-place edit is likely `h += 0.1`" in why.message and ".clone()" in why.message
+    assert why.where is not None and dbg.graph.node(why.where).name == "AddBackward0"
+    assert why.source is not None and "h += 0.1" in why.source
+    dbg.close()
+
+
+def test_a_cells_inplace_edit_is_explained_not_called_off_the_path(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown: list[Any] = []
+    monkeypatch.setattr("gradsight.magic._display", shown.append)
+    shell.run_cell("x = torch.randn(5, 4)", store_history=False)
+    body = "w = torch.randn(4, 3, requires_grad=True)\nh = torch.exp(x @ w)\nh[:, 0] = 0.0\n"
+    body += "loss = h.sum()\nloss.backward()"
+    result = shell.run_cell("%%gradsight\n" + body, store_history=False)
+    assert isinstance(result.error_in_exec, RuntimeError)
+    (dbg,) = shown
+    why = dbg.why("w")
+    assert why.reason != "not_on_path" and "asked for other tensors only" not in why.message
+    assert "stopped at ExpBackward0" in why.message and "`h[:, 0] = 0.0`" in why.message
+    assert why.where is not None and dbg.graph.node(why.where).name == "CopySlices"
+    assert [w.message for w in dbg.graph.missing] == [why.message]
+
+
+def test_another_backward_error_is_said_in_its_first_sentence() -> None:
+    model = nn.Linear(3, 2)
+    model.weight.register_hook(lambda g: (_ for _ in ()).throw(ValueError("bad hook. " + "details " * 50)))
+    other = nn.Linear(3, 2)
+    dbg = gs.debugger(lambda: model(torch.ones(1, 3)).sum() * other(torch.ones(1, 3)).sum())
+    answers = [w for w in dbg.graph.missing if "raised before reaching it" in w.message]
+    assert answers and all("(ValueError: bad hook)" in w.message and "details" not in w.message for w in answers)
+    dbg.close()
