@@ -11,6 +11,7 @@ import pytest
 import torch
 from IPython.core.interactiveshell import InteractiveShell
 from torch import nn
+from torch.optim import optimizer as optimizer_hooks
 
 import gradsight as gs
 from gradsight._capture.live import LiveSession
@@ -199,6 +200,56 @@ def test_no_accumulation_note_when_the_loop_zeroes_its_gradients(set_to_none: bo
     opt.zero_grad(set_to_none=set_to_none)
     out.pow(2).mean().backward()
     assert dbg.graph.run.step == 4 and not any("accumulating" in n for n in dbg.graph.notes)
+    dbg.close()
+
+
+# -- parameters no optimizer updates ---------------------------------------------------------------
+
+
+def encoder_and_head() -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    model.add_module("enc", nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8)))
+    model.add_module("head", nn.Linear(8, 1))
+    return model
+
+
+def test_parameters_that_get_gradients_but_are_in_no_optimizer_are_named() -> None:
+    model, x = encoder_and_head(), torch.randn(16, 4)
+    opt = torch.optim.SGD(model.enc.parameters(), lr=0.1)  # the head left out: it never trains
+    hooks = dict(optimizer_hooks._global_optimizer_post_hooks)
+    dbg = gs.debugger(model)
+    train(model, opt, x, zero=True)
+    assert not any("no optimizer" in n for n in dbg.graph.notes)  # shown before its opt.step(): none seen yet
+    head = model.head.weight.detach().clone()
+    train(model, opt, x, zero=True)
+    assert torch.equal(model.head.weight, head)  # (what the note says: it never updates)
+    notes = [n for n in dbg.graph.notes if "no optimizer that stepped" in n]
+    assert len(notes) == 1 and "head.weight" in notes[0] and "head.bias" in notes[0] and "SGD" in notes[0]
+    assert "enc." not in notes[0]
+    # the head's .grad adds up (opt.zero_grad() never reaches it): said by that note, not the accumulation one
+    assert not any("accumulating" in n for n in dbg.graph.notes)
+    dbg.close()
+    assert dict(optimizer_hooks._global_optimizer_post_hooks) == hooks  # close() took its hook off
+
+
+def test_no_optimizer_note_when_every_trained_parameter_is_optimized_or_none_stepped() -> None:
+    model, x = encoder_and_head(), torch.randn(16, 4)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    dbg = gs.debugger(model)
+    for _ in range(3):
+        train(model, opt, x, zero=True)
+    assert dbg.graph.run.step == 3 and not any("no optimizer" in n for n in dbg.graph.notes)
+    dbg.close()
+    manual = encoder_and_head()  # a loop that updates by hand: no optimizer steps, nothing to say
+    dbg = gs.debugger(manual)
+    for _ in range(3):
+        manual.zero_grad()
+        manual(x).pow(2).mean().backward()
+        with torch.no_grad():
+            for p in manual.parameters():
+                p -= 0.1 * p.grad  # type: ignore[operator]
+    assert dbg.graph.run.step == 3 and not any("no optimizer" in n for n in dbg.graph.notes)
     dbg.close()
 
 

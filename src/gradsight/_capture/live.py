@@ -45,6 +45,7 @@ from .cell_end import LoopCallback, on_post_run_cell
 from .followed import ModelHook
 from .guard import own_run
 from .live_capture import Forward
+from .live_optimizers import Optimizers
 from .live_pace import Pace
 from .live_step import LiveStep, Replay
 from .outputs import flatten_tensors
@@ -99,6 +100,7 @@ class LiveSession:
         self._ipython_flush = on_post_run_cell(self.cell_done)
         end_of_run = None if self._ipython_flush is not None else LoopCallback.on_running_loop(self._loop_turn)
         self._pace = Pace(interval, share, end_of_run)
+        self._optimizers = Optimizers()  # those that step: a parameter in none of them never trains
 
     # -- forward -------------------------------------------------------------------------------
 
@@ -297,7 +299,7 @@ class LiveSession:
         if not publish:
             step.store.release()
             return
-        shown = step.publish(self.history, self._error, failed=failed)
+        shown = step.publish(self.history, self._error, failed=failed, optimizers=self._optimizers)
         if shown is None:
             return
         graph, replay = shown
@@ -379,6 +381,7 @@ class LiveSession:
             remove_mode(sources)  # this thread's (closed inside its own captured forward), or gone
         if step is not None:
             step.abandon()
+        self._optimizers.close()
         if self._ipython_flush is not None:
             self._ipython_flush()
             self._ipython_flush = None

@@ -28,6 +28,7 @@ from .finish import build_with_gradients
 from .guard import own_run
 from .hooks import GradRecorder, grad_meta, with_norm
 from .live_notes import accumulation_note, failure, last_exception, nonzero, raised_in_backward
+from .live_optimizers import Optimizers
 from .records import Collected
 from .store import TensorStore
 from .summary import meta_of, norm_of
@@ -267,11 +268,13 @@ class LiveStep:
         self.store.release()
 
     def publish(self, history: dict[str, list[GradStep]], error: Callable[[BaseException], str], *,
-                failed: bool = False) -> tuple[Graph, Replay | None] | None:  # fmt: skip
+                failed: bool = False, optimizers: Optimizers | None = None
+                ) -> tuple[Graph, Replay | None] | None:  # fmt: skip
         """The graph of all its passes (None: building it failed, told through ``error``, which
         returns the text to show), its leaves' ``.grad`` added to ``history``, and what a re-run of it
         replays (None: it has no call, or the extras failed: the graph says so). ``failed``: a pass
-        raised (:meth:`stopped`): the graph and the view say with what."""
+        raised (:meth:`stopped`): the graph and the view say with what. ``optimizers``: those seen
+        stepping, for a note on the parameters that got a gradient but are in none of them."""
         if failed:
             try:
                 self.fail()
@@ -285,9 +288,10 @@ class LiveStep:
             self.store.release()
             return None
         replay = None
-        try:  # the history and the re-run's call are extras: a failure there still shows the step
+        try:  # the history, the re-run's call and the .grad notes are extras: the step shows all the same
             self.record_history(history, graph)
             replay = self.replay() if self.call is not None else None
+            graph = self._with_grad_notes(graph, optimizers)
         except Exception as e:
             self.errors.append(error(e))
         if self.errors:
@@ -296,7 +300,7 @@ class LiveStep:
 
     def graph(self) -> Graph:
         """The graph of all its passes, with what it needs saying: a pass that raised or did not end,
-        several passes, ``.grad`` that already held a gradient (accumulating across steps)."""
+        several passes."""
         run = RunInfo(mode="live", step=self.number)
         leaves = self.collected.leaves  # each leaf's .grad after the last pass, not as the forward found it
         for i, summary in self.grad_summaries.items():
@@ -307,10 +311,23 @@ class LiveStep:
         notes = [self._failure_note] if self.failed is not None else []
         notes += [passes_note(self.passes)] if self.passes > 1 else []
         notes += [UNFINISHED_NOTE] if self.unfinished and self.failed is None else []
-        held = self._held_norms()
-        accumulating = accumulation_note(self.number, nonzero(held)) if held else None
-        notes += [accumulating] if accumulating is not None else []
         return replace(graph, notes=(*graph.notes, *notes)) if notes else graph
+
+    def _with_grad_notes(self, graph: Graph, optimizers: Optimizers | None) -> Graph:
+        """``graph`` with what its parameters' ``.grad`` tells: parameters that got a gradient but are
+        in no optimizer seen stepping, and ``.grad`` that already held one when the step's backward
+        began (accumulating across steps; said of the others: the first note explains theirs)."""
+        left = optimizers.unheld(self.trained(graph)) if optimizers is not None else []
+        held = [(name, norm) for name, norm in nonzero(self._held_norms()) if name not in left]
+        notes = [accumulation_note(self.number, held), optimizers.note(self.number, left) if optimizers else None]
+        added = tuple(n for n in notes if n is not None)
+        return replace(graph, notes=(*graph.notes, *added)) if added else graph
+
+    def trained(self, graph: Graph) -> list[tuple[torch.Tensor, str]]:
+        """The named leaves the step's backward reached (``graph``: the step's), with their names."""
+        ids = self.collected.ids
+        return [(leaf, name) for i, leaf, name in self.leaves
+                if name is not None and ids[i] in graph and graph.node(ids[i]).executed]  # fmt: skip
 
     def _held_norms(self) -> dict[str, float | None]:
         held = self.held or {}
