@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ..graph import Graph, Node, Why
+from ..graph import Graph, Node, TensorSummary, Why
 from .why_forward import Causes, forward_why, unsure
 
 # node id -> the node nearer the root that received a good gradient (non-zero, or finite) and passed
@@ -22,6 +22,7 @@ class Starts:
         self._nonfinite: Origins | None = None
         self._below: set[str] | None = None
         self.causes: Causes = {}  # node id -> the forward's NaN/Inf it passed on (why_forward)
+        self.dead: Dead = {}  # node id -> the dead ReLU whose output it multiplied (dead_input)
 
     def zero(self) -> Origins:
         if self._zero is None:
@@ -142,15 +143,61 @@ def _nonfinite_hint(n: Node) -> str:
     )
 
 
-def zero(name: str, leaf: Node, graph: Graph, origins: Origins | None = None) -> Why:
-    """Where, on the way from the root to ``leaf``, the gradient became zero."""
+def zero(name: str, leaf: Node, graph: Graph, origins: Origins | None = None, dead: Dead | None = None) -> Why:
+    """Where, on the way from the root to ``leaf``, the gradient became zero. ``dead``: the dead ReLUs
+    found so far in this graph (:func:`dead_input`)."""
     p = (origins if origins is not None else zero_origins(graph)).get(leaf.id)
     if p is not None:
+        dead = dead if dead is not None else {}
+        if p.id not in dead:
+            dead[p.id] = dead_input(p, graph)
+        relu = dead[p.id]
+        if relu is not None:
+            return Why(name, "zero", f"{name}'s gradient is zero because {relu.name}{_module(relu)} output only "
+                       f"zeros: a dead ReLU — every input it saw was ≤ 0. {p.name}{_module(p)} multiplies the gradient "
+                       f"by that input to give {name} its gradient, so it is zero too (and the ReLU passes no gradient "
+                       "to the layers before it either). Check the initialization (a bias too negative), the learning "
+                       "rate, or use LeakyReLU.", where=relu.id, source=relu.source)  # fmt: skip
         return Why(name, "zero", f"{name}'s gradient is zero: it became zero in {p.name}{_module(p)}, which "
                    f"received a non-zero gradient but passed zero on toward {name}. {_zero_hint(p)}",
                    where=p.id, source=p.source)  # fmt: skip
     return Why(name, "zero", f"{name}'s gradient is zero all the way from the root: the loss does not change with it "
                "here (is the loss itself constant?).", where=leaf.id)  # fmt: skip
+
+
+Dead = dict[str, "Node | None"]  # node id -> the dead ReLU whose zero output it multiplied (dead_input)
+RELU = ("Relu", "Threshold")
+# ops whose gradient toward one input is the gradient times another input: a zero input zeroes it
+PRODUCTS = ("Addmm", "Mm", "Bmm", "Baddbmm", "Addbmm", "Mv", "Mul", "Convolution", "Linear", "Matmul", "Dot")
+# ops between a ReLU and the layer after it that move values without making zeros of their own
+CARRIERS = ("View", "Reshape", "UnsafeView", "T", "Transpose", "Permute", "Clone", "ToCopy", "NativeDropout",
+            "Expand", "Squeeze", "Unsqueeze", "Flatten")  # fmt: skip
+
+
+def dead_input(p: Node, graph: Graph) -> Node | None:
+    """The ReLU below ``p`` (a product: matmul, conv, mul) whose output was all zero — its saved result
+    has norm 0, or it received a gradient and passed none on — when ``p`` zeroed a gradient: the
+    layer after a dead ReLU gets a zero weight gradient, and the cause is the ReLU, not the layer."""
+    if not p.name.startswith(PRODUCTS):
+        return None
+    nodes = {n.id: n for n in graph.nodes}
+    stack = [(nodes[d], 0) for d, _ in p.next if d is not None and d in nodes]
+    while stack:
+        node, hops = stack.pop()
+        if node.name.startswith(RELU) and _all_zero(node, nodes):
+            return node
+        if hops < 3 and node.name.startswith(CARRIERS) and node.leaf is None:
+            stack += [(nodes[d], hops + 1) for d, _ in node.next if d is not None and d in nodes]
+    return None
+
+
+def _all_zero(relu: Node, nodes: dict[str, Node]) -> bool:
+    result = relu.saved.get("_saved_result")
+    if isinstance(result, TensorSummary) and result.norm is not None:
+        return result.norm == 0.0
+    below = [nodes[d] for d, _ in relu.next if d is not None and d in nodes]
+    received = relu.grad_norm is not None and relu.grad_norm > 0
+    return received and bool(below) and all(n.grad_norm == 0.0 for n in below)
 
 
 def _module(n: Node) -> str:
