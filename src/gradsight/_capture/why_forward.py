@@ -10,7 +10,7 @@ Only what the capture recorded is used: the statistics of saved tensors (taken a
 captures) and the shapes of each node's outputs, which tell which input a saved tensor is. Where
 statistics were not taken, the answer says what is known instead of guessing.
 
-    >>> from gradsight.graph import Node, TensorSummary
+    >>> from gradsight.graph import TensorSummary
     >>> bad = TensorSummary((2,), "float32", "cpu", 2, nan_count=2, inf_count=0)
     >>> finite_values(bad), finite_values(TensorSummary((2,), "float32", "cpu", 2, norm=1.0))
     (False, True)
