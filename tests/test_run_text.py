@@ -36,3 +36,21 @@ def test_without_a_sentence_end_it_cuts_at_a_word() -> None:
 def test_what_fits_stays_whole_and_one_long_word_is_cut_at_the_limit() -> None:
     assert shorten("a" * 300, 300) == "a" * 300
     assert shorten("a" * 400, 300) == "a" * 300 + SHORTENED
+
+
+def test_an_unreadable_saved_value_in_a_graph_keeps_whole_sentences() -> None:
+    import gradsight as gs
+    from gradsight.graph import Unavailable
+
+    x = torch.ones(5, 8, requires_grad=True)
+    h = torch.sigmoid(x)
+    h += 0.1  # SigmoidBackward0's saved result is now a newer version: reading it raises
+    dbg = gs.debugger(h.sum())
+    try:
+        [node] = [n for n in dbg.graph.nodes if n.name == "SigmoidBackward0"]
+        reason = node.saved["_saved_result"]
+        assert isinstance(reason, Unavailable)
+        assert reason.reason.startswith("unreadable: ") and reason.reason.endswith(SHORTENED), reason
+        assert reason.reason.removesuffix(SHORTENED).endswith("instead."), reason
+    finally:
+        dbg.close()

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..graph import SavedValue, TensorSummary, Unavailable
+from .text import shorten
 
 # Called for every tensor found, with its path (``_saved_self``, ``_saved_indices[1]``): returns the
 # summary to show, and may keep the tensor (see store.TensorStore).
@@ -81,7 +82,7 @@ def read_saved(node: Any, summarize: SummarizeFn) -> dict[str, SavedValue]:
         try:
             value = getattr(node, attr)
         except RuntimeError as e:
-            out[attr] = Unavailable(FREED if "freed" in str(e) else f"unreadable: {e}"[:300])
+            out[attr] = Unavailable(FREED if "freed" in str(e) else shorten(f"unreadable: {e}"))
             continue
         # the common kinds inline (this loop runs ~3 times per node): tensors, ints, bools, None
         kind = type(value)
@@ -127,7 +128,7 @@ def _read_ctx(node: Any, summarize: SummarizeFn) -> dict[str, SavedValue]:
         try:
             tensors = node.saved_tensors
         except RuntimeError as e:
-            out["saved_tensors"] = Unavailable(FREED if "freed" in str(e) else f"unreadable: {e}"[:300])
+            out["saved_tensors"] = Unavailable(FREED if "freed" in str(e) else shorten(f"unreadable: {e}"))
         else:
             for i, t in enumerate(tensors):
                 out[f"saved_tensors[{i}]"] = convert(t, summarize, f"saved_tensors[{i}]")
