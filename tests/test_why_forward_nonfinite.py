@@ -81,3 +81,20 @@ def test_a_cell_dividing_by_a_zero_std_points_at_the_input_outside_the_graph(she
         assert "saved its mat1 with 8 NaN" in why.message and "outside the graph" in why.message
         assert "negative base" not in why.message  # PowBackward0 only passed the NaN on
         assert why.source is not None and "out = model(xs)" in why.source
+
+
+def test_a_live_step_whose_output_is_nan_says_so_not_to_check_a_grad_output(monkeypatch: Any) -> None:
+    monkeypatch.setattr(gs.options, "live_interval", 0.0)
+    monkeypatch.setattr(gs.options, "live_share", 1.0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
+    with torch.no_grad():
+        model[2].weight[0, 3] = math.nan  # as after a diverged step
+    dbg = gs.debugger(model)
+    nn.functional.mse_loss(model(torch.randn(32, 4)), torch.randn(32, 1)).backward()
+    (root,) = dbg.graph.roots
+    why = dbg.why("0.weight")
+    assert why.reason == "nonfinite" and why.where == root
+    assert "what the model's output got from the loss computed after it, already holds NaN/Inf" in why.message
+    assert "grad_output you gave" not in why.message and "p.isfinite()" in why.message
+    dbg.close()

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from ..graph import Graph, Node, TensorSummary, Why
-from .why_forward import Causes, forward_why, unsure
+from .why_forward import Causes, forward_why, from_root, unsure
 
 # node id -> the node nearer the root that received a good gradient (non-zero, or finite) and passed
 # a zero (or NaN/Inf) one on toward it
@@ -114,9 +114,7 @@ def nonfinite(name: str, leaf: Node, graph: Graph, origins: Origins | None = Non
     """Where, on the way from the root to ``leaf``, the gradient became NaN or Inf."""
     p = (origins if origins is not None else nonfinite_origins(graph)).get(leaf.id)
     if p is None:
-        return Why(name, "nonfinite", f"{name}'s gradient has NaN or Inf from the root on: the gradient backward "
-                   "started from is not finite (a NaN loss gives a NaN gradient as soon as an op uses it; check the "
-                   "loss value, or the grad_output you gave).", where=leaf.id)  # fmt: skip
+        return from_root(name, leaf, graph, causes)
     upstream = forward_why(name, p, graph, causes)
     if upstream is not None:  # the forward values it saved were NaN/Inf already: it only passed them on
         return upstream

@@ -266,3 +266,29 @@ def unsure(p: Node, graph: Graph) -> str:
         f" gradsight did not take statistics of the values {p.name} saved, so it cannot tell whether NaN/Inf "
         "was already in the forward: inspect it (click it) to see."
     )
+
+
+def from_root(name: str, leaf: Node, graph: Graph, causes: Causes | None = None) -> Why:
+    """Why ``name``'s gradient is NaN/Inf when the gradient backward started from already was: the
+    forward made the root's value NaN/Inf (found as for any node, :func:`forward_why`), or the gradient
+    it was given is."""
+    root = next((n for n in graph.nodes if n.id in graph.roots and n.nonfinite_gradient), None)
+    if root is None:
+        return Why(name, "nonfinite", f"{name}'s gradient has NaN or Inf from the root on.", where=leaf.id)
+    upstream = forward_why(name, root, graph, causes)
+    if upstream is not None:
+        return upstream
+    head = f"{name}'s gradient has NaN or Inf from the root on: the gradient backward started from in {root.name}"
+    if graph.run.mode == "live":
+        text = (f"{head}, what the model's output got from the loss computed after it, already holds NaN/Inf: the "
+                "output or the loss was NaN/Inf in the forward (after a diverged step, check the parameters: "
+                "all(p.isfinite().all() for p in model.parameters())). Live steps keep no statistics of saved "
+                "values until a node is clicked: click the nodes from the output down to find where NaN/Inf first "
+                "appear.")  # fmt: skip
+        return Why(name, "nonfinite", text, where=root.id, source=root.source)
+    if graph.run.root_gradient == "grad_output":
+        text = f"{head} is not finite: check the grad_output you gave."
+    else:
+        text = (f"{head} is not finite (a NaN loss gives a NaN gradient as soon as an op uses it): check the loss "
+                "value.")  # fmt: skip
+    return Why(name, "nonfinite", text + unsure(root, graph), where=root.id, source=root.source)
