@@ -21,6 +21,7 @@ cancels to rounding noise) are not flagged:
     >>> g = lambda norm: (TensorSummary((1,), "float32", "cpu", 1, norm=norm),)
     >>> root = Node("r", "MulBackward0", "root", next=(("leaf:w", 0),), grad_in=g(1.0), grad_norm=1.0)
     >>> leaf = Node("leaf:w", "AccumulateGrad", "leaf", grad_in=g(1e4), grad_norm=1e4, leaf=LeafInfo("w", (1,), True))
+    >>> # loss = w * 1e4: ×10,000 in one step from the loss
     >>> extreme("w", leaf, Graph(nodes=(root, leaf), roots=("r",))).message.split(":")[0]
     "w's gradient is exploding"
 """
@@ -85,13 +86,14 @@ def path_up(leaf: Node, graph: Graph) -> list[Node]:
 
 def _steps(path: list[Node]) -> list[Step]:
     """What each node's backward did along ``path`` (leaf first): the RMS it passed down over the RMS it
-    got. Not the loss's own backward (a mean over N values divides each by N: no gradient shrinks there)."""
+    got. Not the backward of nodes that got one value (a mean over N values divides each by N: no
+    gradient shrinks there), unless there are no others."""
     out = []
     for below, above in pairwise(path):
         b, a = rms(below), rms(above)
-        if b is not None and a is not None and a > 0 and b > 0 and numel(above) > 1:
+        if b is not None and a is not None and a > 0 and b > 0:
             out.append(Step(above, b / a))
-    return out
+    return [s for s in out if numel(s.node) > 1] or out
 
 
 def extreme(name: str, leaf: Node, graph: Graph) -> Why | None:
