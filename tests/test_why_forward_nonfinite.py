@@ -98,3 +98,17 @@ def test_a_live_step_whose_output_is_nan_says_so_not_to_check_a_grad_output(monk
     assert "what the model's output got from the loss computed after it, already holds NaN/Inf" in why.message
     assert "grad_output you gave" not in why.message and "p.isfinite()" in why.message
     dbg.close()
+
+
+def test_a_nan_reaching_cross_entropy_is_not_blamed_on_log_softmax() -> None:
+    # LogSoftmaxBackward0 saves only its result, NaN here; log_softmax makes no NaN of finite inputs
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    with torch.no_grad():
+        model[2].weight[0, 0] = math.nan
+    targets = torch.tensor([0, 1, 2, 3, 0])
+    dbg = gs.debugger(model, inputs=torch.randn(5, 8), loss=lambda out: nn.functional.cross_entropy(out, targets))
+    why = dbg.why("0.weight")
+    assert why.reason == "nonfinite" and why.where == "leaf:2.weight", why
+    assert "log of 0" not in why.message and "They come from 2.weight" in why.message
+    dbg.close()

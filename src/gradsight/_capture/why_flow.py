@@ -127,7 +127,7 @@ def _nonfinite_hint(n: Node) -> str:
     name = n.name
     if name.startswith(("Sqrt", "Rsqrt")):
         return "The derivative of sqrt is infinite at 0: add a small epsilon inside (sqrt(x + eps))."
-    if name.startswith(("Log", "Div", "Reciprocal", "Xlogy")):
+    if name.startswith(("Log", "Div", "Reciprocal", "Xlogy")) and not name.startswith(("LogSoftmax", "LogSigmoid")):
         return "A division by zero or the log of 0 in its backward: clamp the input away from 0 (x.clamp_min(eps))."
     if name.startswith(("Norm", "LinalgVectorNorm")):
         return "The gradient of a norm is x / ‖x‖, undefined where x is all zeros: add an epsilon."

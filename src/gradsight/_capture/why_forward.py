@@ -65,6 +65,15 @@ def inputs_finite(node: Node) -> bool | None:
 BOUNDED = ("Relu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Hardtanh", "Hardsigmoid", "Threshold", "Elu")
 
 
+def received(node: Node) -> list[tuple[str, TensorSummary]]:
+    """What ``node`` saved that shows NaN/Inf reached it in the forward: its saved inputs that hold
+    them, or, for an op that saves only its result and cannot make them (:data:`BOUNDED`), its result."""
+    bad = [(k, s) for k, s in saved_tensors(node, results=False) if finite_values(s) is False]
+    if bad or saved_tensors(node, results=False) or not node.name.startswith(BOUNDED):
+        return bad
+    return [(k, s) for k, s in saved_tensors(node, results=True) if finite_values(s) is False]
+
+
 @dataclass(frozen=True)
 class ForwardCause:
     """Where NaN/Inf came out of the forward. ``first``: the first node (forward order) whose saved
@@ -87,14 +96,14 @@ Causes = dict[str, "ForwardCause | None"]  # node id -> forward_cause of it
 
 
 def forward_cause(graph: Graph, p: Node) -> ForwardCause | None:
-    """The cause in the forward of the NaN/Inf that ``p``'s backward passed on, when ``p``'s saved
-    inputs show it received them (None otherwise: its backward made them, or nothing tells)."""
-    if inputs_finite(p) is not False:
+    """The cause in the forward of the NaN/Inf that ``p``'s backward passed on, when what ``p`` saved
+    shows it received them (:func:`received`; None otherwise: its backward made them, or nothing tells)."""
+    if not received(p):
         return None
     nodes = {n.id: n for n in graph.nodes}
     upstream = _reachable(p, nodes)
-    first = next(n for n in reversed(graph.nodes) if n.id in upstream and inputs_finite(n) is False)
-    bad = next((k, s) for k, s in saved_tensors(first, results=False) if finite_values(s) is False)
+    first = next(n for n in reversed(graph.nodes) if n.id in upstream and received(n))
+    bad = received(first)[0]
     below = _matching(first, nodes)
     if len(below) != 1:
         return ForwardCause(first, bad, outside=not below and any(dst is None for dst, _ in first.next))
@@ -121,7 +130,8 @@ def _output_shape(node: Node, nr: int) -> tuple[int, ...] | None:
 def _matching(node: Node, nodes: dict[str, Node], finite: bool = False) -> list[Node]:
     """The inputs of ``node`` (nodes of the graph) whose output has the shape of one of its saved
     inputs holding NaN/Inf (``finite``: of one known finite)."""
-    shapes = {s.shape for _, s in saved_tensors(node, results=False) if finite_values(s) is finite}
+    shapes = ({s.shape for _, s in saved_tensors(node, results=False) if finite_values(s) is True} if finite
+              else {s.shape for _, s in received(node)})  # fmt: skip
     out: list[Node] = []
     for dst, nr in node.next:
         child = nodes.get(dst) if dst is not None else None
