@@ -8,7 +8,9 @@ whose outputs lose it is where the path breaks (``detach``, ``.data``, a ``no_gr
 ``inference_mode`` region, a non-differentiable op such as ``argmax`` or a comparison); a leaf
 whose values never reach the loss is "not on the path" (taint.py). A zero or NaN/Inf gradient is
 traced in the graph to the node after which the gradient toward the leaf is zero or not finite (a
-dead ReLU, a zero mask, a sqrt at 0: why_flow.py).
+dead ReLU, a zero mask, a sqrt at 0: why_flow.py), and NaN/Inf the forward already made to where
+they first appear (why_forward.py). A gradient that is finite but exploding or vanishing is
+explained by why_extreme.py, one lost to a backward that raised by why_failed.py.
 """
 
 from __future__ import annotations
