@@ -158,8 +158,8 @@ def _exploding(name: str, leaf: Node, own: float, growth: float, root: Node, ste
         hint += (" A matmul repeated along the path (a recurrent weight applied at every time step) grows the "
                  "gradient whenever the weight's largest singular value is above 1: initialize it orthogonal or "
                  "smaller, or use an LSTM/GRU.")  # fmt: skip
-    text = (f"{name}'s gradient is exploding: norm {leaf.grad_norm:.3g} ({own:.3g} per element), {growth:.3g}× the "
-            f"gradient backward started from, in {root.name}. {where}. {hint}")  # fmt: skip
+    text = (f"{name}'s gradient is exploding: norm {leaf.grad_norm:.3g} (RMS {own:.3g} per value), {growth:.3g}× "
+            f"that of the gradient backward started from (in {root.name}). {where}. {hint}")  # fmt: skip
     return Why(name, reason("exploding"), text, where=at.node.id, source=at.node.source)
 
 
@@ -172,6 +172,6 @@ def _vanishing(name: str, leaf: Node, own: float, ratio: float, peak: Node, step
     else:
         hint = ("Normalization layers, residual connections or a better initialization (Kaiming, Xavier) keep the "
                 "gradient from shrinking with depth; at this size a step leaves the weights unchanged.")  # fmt: skip
-    text = (f"{name}'s gradient is vanishing: norm {leaf.grad_norm:.3g} ({own:.3g} per element), {ratio:.2g} of the "
-            f"largest gradient on its path to the loss, the one into {_in(peak)}. {where}. {hint}")  # fmt: skip
+    text = (f"{name}'s gradient is vanishing: norm {leaf.grad_norm:.3g} (RMS {own:.3g} per value), {ratio:.2g}× "
+            f"that of the largest gradient on its path to the loss (into {_in(peak)}). {where}. {hint}")  # fmt: skip
     return Why(name, reason("vanishing"), text, where=at.node.id, source=at.node.source)
