@@ -22,7 +22,7 @@ class Starts:
         self._nonfinite: Origins | None = None
         self._below: set[str] | None = None
         self.causes: Causes = {}  # node id -> the forward's NaN/Inf it passed on (why_forward)
-        self.dead: Dead = {}  # node id -> the dead ReLU whose output it multiplied (dead_input)
+        self.dead = DeadInputs(graph)
 
     def zero(self) -> Origins:
         if self._zero is None:
@@ -141,15 +141,12 @@ def _nonfinite_hint(n: Node) -> str:
     )
 
 
-def zero(name: str, leaf: Node, graph: Graph, origins: Origins | None = None, dead: Dead | None = None) -> Why:
-    """Where, on the way from the root to ``leaf``, the gradient became zero. ``dead``: the dead ReLUs
-    found so far in this graph (:func:`dead_input`)."""
+def zero(name: str, leaf: Node, graph: Graph, origins: Origins | None = None, dead: DeadInputs | None = None) -> Why:
+    """Where, on the way from the root to ``leaf``, the gradient became zero. ``dead``: the graph's
+    :class:`DeadInputs`, shared when several leaves are explained at once."""
     p = (origins if origins is not None else zero_origins(graph)).get(leaf.id)
     if p is not None:
-        dead = dead if dead is not None else {}
-        if p.id not in dead:
-            dead[p.id] = dead_input(p, graph)
-        relu = dead[p.id]
+        relu = (dead if dead is not None else DeadInputs(graph)).of(p)
         if relu is not None:
             return Why(name, "zero", f"{name}'s gradient is zero because {relu.name}{_module(relu)} output only "
                        f"zeros: a dead ReLU — every input it saw was ≤ 0. {p.name}{_module(p)} multiplies the gradient "
@@ -163,7 +160,6 @@ def zero(name: str, leaf: Node, graph: Graph, origins: Origins | None = None, de
                "here (is the loss itself constant?).", where=leaf.id)  # fmt: skip
 
 
-Dead = dict[str, "Node | None"]  # node id -> the dead ReLU whose zero output it multiplied (dead_input)
 RELU = ("Relu", "Threshold")
 # ops whose gradient toward one input is the gradient times another input: a zero input zeroes it
 PRODUCTS = ("Addmm", "Mm", "Bmm", "Baddbmm", "Addbmm", "Mv", "Mul", "Convolution", "Linear", "Matmul", "Dot")
@@ -172,13 +168,30 @@ CARRIERS = ("View", "Reshape", "UnsafeView", "T", "Transpose", "Permute", "Clone
             "Expand", "Squeeze", "Unsqueeze", "Flatten")  # fmt: skip
 
 
-def dead_input(p: Node, graph: Graph) -> Node | None:
+class DeadInputs:
+    """The dead ReLU whose all-zero output each node multiplied (:func:`dead_input`): found once per
+    node, with one index of the graph's nodes."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self._nodes: dict[str, Node] | None = None
+        self._found: dict[str, Node | None] = {}
+
+    def of(self, p: Node) -> Node | None:
+        if not p.name.startswith(PRODUCTS):
+            return None
+        if p.id not in self._found:
+            if self._nodes is None:
+                self._nodes = {n.id: n for n in self.graph.nodes}
+            self._found[p.id] = dead_input(p, self._nodes)
+        return self._found[p.id]
+
+
+def dead_input(p: Node, nodes: dict[str, Node]) -> Node | None:
     """The ReLU below ``p`` (a product: matmul, conv, mul) whose output was all zero — its saved result
     has norm 0, or it received a gradient and passed none on — when ``p`` zeroed a gradient: the
-    layer after a dead ReLU gets a zero weight gradient, and the cause is the ReLU, not the layer."""
-    if not p.name.startswith(PRODUCTS):
-        return None
-    nodes = {n.id: n for n in graph.nodes}
+    layer after a dead ReLU gets a zero weight gradient, and the cause is the ReLU, not the layer.
+    ``nodes``: the graph's nodes by id."""
     stack = [(nodes[d], 0) for d, _ in p.next if d is not None and d in nodes]
     while stack:
         node, hops = stack.pop()
