@@ -71,3 +71,20 @@ def test_another_backward_error_is_said_in_its_first_sentence() -> None:
     answers = [w for w in dbg.graph.missing if "raised before reaching it" in w.message]
     assert answers and all("(ValueError: bad hook)" in w.message and "details" not in w.message for w in answers)
     dbg.close()
+
+
+def test_an_inplace_edit_of_a_saved_input_is_named_by_the_op_torch_names() -> None:
+    torch.manual_seed(0)
+    w, x = torch.randn(4, 3, requires_grad=True), torch.randn(5, 4)
+
+    def step() -> torch.Tensor:
+        a = x @ w
+        b = a * a  # MulBackward0 saves a
+        a.add_(1)  # torch: "output 0 of Add": the value's grad_fn after the edit
+        return (a + b).sum()
+
+    dbg = gs.debugger(step)
+    why = dbg.why("w")
+    assert "stopped at MulBackward0" in why.message and "The in-place edit is likely `a.add_(1)`" in why.message
+    assert why.source is not None and "a.add_(1)" in why.source
+    dbg.close()

@@ -94,15 +94,19 @@ def _in(n: Node) -> str:
 
 
 def _edit(graph: Graph, needs: Node | None, op: str | None) -> Node | None:
-    """The node of the in-place edit: a consumer of the op whose output was modified (``op``, or the
-    node that needed the value) made by an in-place op (``CopySlices``) or on a line that edits."""
+    """The node of the in-place edit, made by an in-place op (``CopySlices``) or on a line that edits:
+    a consumer of the op whose output was modified (``op``, or the node that needed the value), or
+    the node torch names (``op``: a value saved as an input is named by its grad_fn after the edit)."""
     if needs is None:
         return None
     nodes = {n.id: n for n in graph.nodes}
     below = [needs, *(nodes[d] for d, _ in needs.next if d is not None and d in nodes)]
     made = next((n for n in below if op is not None and n.name.startswith(op)), needs)
     for n in graph.nodes:
-        if n.id == needs.id or not any(dst == made.id for dst, _ in n.next):
+        if n.id == needs.id:
+            continue
+        named = op is not None and made is needs and n.name.startswith(op)
+        if not named and not any(dst == made.id for dst, _ in n.next):
             continue
         if n.name.startswith("CopySlices") or _EDIT.search(_code(n.source or "")):
             return n
