@@ -3,6 +3,7 @@ leaf, shown as ``emb.weight``."""
 
 from __future__ import annotations
 
+import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from gradsight.graph import Graph, LeafInfo, Node
@@ -41,3 +42,32 @@ def test_a_cells_graph_finds_a_tied_weight_by_either_name_also_after_a_rerun(she
     assert [n.leaf.name for n in found if n.leaf is not None] == ["lm.emb.weight"]
     graph = dbg.rerun(no_grad=False)
     assert [n.leaf.name for n in graph.find("lm.head.weight") if n.leaf is not None] == ["lm.emb.weight"]
+
+
+def test_runnable_and_live_graphs_find_a_tied_weight_by_either_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from torch import nn
+
+    import gradsight as gs
+
+    torch.manual_seed(0)
+    lm = nn.Module()
+    lm.emb, lm.head = nn.Embedding(10, 4), nn.Linear(4, 10, bias=False)
+    lm.head.weight = lm.emb.weight
+    lm.forward = lambda ids: lm.head(torch.tanh(lm.emb(ids)))  # type: ignore[method-assign]
+    ids = torch.randint(0, 10, (3, 5))
+    dbg = gs.debugger(lm, inputs=ids, loss=lambda out: out.pow(2).mean())
+    try:
+        for graph in (dbg.graph, dbg.rerun()):
+            assert [n.leaf.name for n in graph.find("head.weight") if n.leaf is not None] == ["emb.weight"]
+    finally:
+        dbg.close()
+    monkeypatch.setattr(gs.options, "live_interval", 0.0)
+    monkeypatch.setattr(gs.options, "live_share", 1.0)
+    live = gs.debugger(lm)
+    try:
+        lm(ids).pow(2).mean().backward()
+        live._live.flush()
+        assert [n.leaf.name for n in live.graph.find("head.weight") if n.leaf is not None] == ["emb.weight"]
+    finally:
+        live.close()

@@ -126,7 +126,8 @@ def _live_debugger(model: Any, budget: int, source_lines: bool) -> Debugger:
 
     dbg._live = LiveSession(model, dbg._show, budget=budget, interval=global_options.live_interval,
                             source_lines=source_lines, share=global_options.live_share,
-                            report=lambda text: setattr(dbg, "error", text))  # fmt: skip
+                            report=lambda text: setattr(dbg, "error", text),
+                            failed=dbg._live_failed)  # fmt: skip
     dbg._target = LiveTarget(dbg._live, model, budget, source_lines)
     return dbg
 

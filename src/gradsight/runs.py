@@ -232,10 +232,6 @@ def _what_to_do(changed: Collection[str], step: int | None) -> str:
     if step is None:
         return ""
     text = ""
-    if "parameters" in changed:
-        text += (f" A live re-run replays step {step}'s batch, and the gradient its loss gave the model's output, on "
-                 f"the model as it is now: to see step {step} itself with toggles, re-run before the optimizer step "
-                 "(stop the loop after loss.backward(), call dbg.rerun(...), then opt.step()).")  # fmt: skip
     if "inputs" in changed:
         text += (f" The re-run ran on what the inputs hold now, not on step {step}'s batch: to re-run a step on its "
                  "own batch, give the model a new tensor per batch instead of refilling one in place.")  # fmt: skip

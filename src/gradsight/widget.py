@@ -224,6 +224,13 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
         if error is not None:
             self.status, self.error = "error", error
 
+    def _live_failed(self, error: str | None) -> None:
+        """A live step was shown: its backward raised ``error`` (status error), or it finished."""
+        if error is not None:
+            self.status, self.error = "error", error
+        elif self.status == "error":
+            self.status, self.error = "ready", ""
+
     def _show(self, captured: Any) -> None:
         """Show a new run made elsewhere (a live step); from the thread that made the debugger only."""
         if self._closed:  # close() from another thread while this step was being published

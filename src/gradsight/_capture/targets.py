@@ -33,6 +33,7 @@ from .facts import (
     versions,
 )
 from .followed import model_names
+from .live_notes import rerun_note
 from .live_step import Replay
 from .names import leaf_aliases
 from .outputs import flatten_tensors
@@ -68,7 +69,8 @@ def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None =
     the run's backward raised this traceback; ``inside``: :attr:`RunFacts.in_checkpoint`)."""
     traceable = not isinstance(target, TensorTarget)
     failure = failure or why_failed.cell_failure(graph)
-    aliases = target.aliases() if toggles.requires_grad else {}  # only requires_grad toggles read them
+    every = target.aliases()  # tied weights' other paths: graph.find() finds them, requires_grad toggles use them
+    aliases = every if toggles.requires_grad else {}
     missing = (why_mod.explain_all(target.leaves(), toggles, graph, traceable, aliases)
                if graph.nodes or graph.message else ())  # fmt: skip
     if failure:
@@ -76,7 +78,7 @@ def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None =
     missing = tuple(w for w in missing if w.name not in (inside or {}))
     if isinstance(target, CellTarget):
         graph = _cut_worded(graph, cut_results(target.code))
-    return replace(graph, controls=target.controls(graph), missing=missing)
+    return replace(graph, controls=target.controls(graph), missing=missing).with_aliases(every)
 
 
 def _cut_worded(graph: Graph, off: Mapping[str, tuple[WhyReason, str]]) -> Graph:
@@ -322,9 +324,14 @@ class LiveTarget:
 
     def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
         spec = self._spec()
+        replay: Replay | None = self.session.last_call
         with self.session.paused():
             result = run(spec, watch, toggles)
         self.in_checkpoint = dict(spec.in_checkpoint)
+        if result.captured is not None and replay is not None:  # live mode knows no loss: say what was computed
+            graph = result.captured.graph
+            note = rerun_note(replay.step, replay.parameters, self._now(replay)[0])
+            result.captured.graph = replace(graph, notes=(*graph.notes, note))
         return result
 
     def leaves(self) -> Mapping[str, torch.Tensor | None]:
