@@ -1,7 +1,8 @@
 // @vitest-environment jsdom
 // After a kernel restart the comm is gone: the view said "ready" and every action failed on its own
-// with "could not send …: Cannot send". Now the first sign (ipywidgets marks the view disconnected
-// and fires comm_live_update, or a send throws) turns the status to "error" with a plain message,
+// with "could not send …: Cannot send". Now the first sign (ipywidgets fires comm_live_update and
+// the comm no longer takes a message, or marks the view disconnected, or a request's send throws)
+// turns the status to "error" with a plain message,
 // and the re-run, clear, toggle and history controls are disabled.
 
 import { LOST_TEXT } from "../../js/connection";
@@ -46,6 +47,23 @@ describe("a view whose kernel was restarted", () => {
     expect(model.sent().length).toBe(sent);
     expect(q(inspector(el), '[data-inspect-status="error"]').textContent).toBe(LOST_TEXT);
     expect(inspector(el).querySelectorAll("input[type=checkbox]:not(:disabled)")).toHaveLength(0);
+  });
+
+  it("checks its comm on comm_live_update (JupyterLab marks nothing): a disposed comm is a lost one", () => {
+    vi.useFakeTimers();
+    const { el, model } = mount(whatIfGraph());
+    model.pyEmit("comm_live_update");
+    vi.runAllTimers();
+    expect(model.lastSent("ping")).toEqual({ type: "ping", request_id: "" }); // alive: nothing changes
+    expect(status(el)).toBe("ready");
+    model.send.mockImplementation(() => {
+      throw new Error("Cannot send"); // JupyterLab disposed the restarted kernel's comms
+    });
+    model.pyEmit("comm_live_update");
+    expect(status(el)).toBe("ready"); // checked on the next turn, after the manager's own handlers
+    vi.runAllTimers();
+    assertLost(el);
+    vi.useRealTimers();
   });
 
   it("says so after the first send fails, whatever the host", () => {
