@@ -94,3 +94,18 @@ def test_after_a_kernel_restart_the_view_says_so_and_offers_no_action(lab: Lab, 
     inspector = widget.locator('[data-gradsight="inspector"]')
     expect(inspector).to_have_attribute("data-inspect-status", "error")
     expect(inspector.locator('[data-inspect-status="error"]').first).to_contain_text("the kernel was restarted")
+
+
+def test_the_rerun_button_counts_no_change_once_the_rerun_made_it(lab: Lab, page: Page) -> None:
+    widget = _open(lab, page, "view_rerun_count.ipynb")
+    button = widget.locator('[data-action="rerun"]')
+    widget.locator('[data-toggle="requires-grad"][data-leaf="0.weight"]').click()
+    expect(button).to_have_text("Re-run with 1 change")
+    button.click()
+    shown = widget.locator('[data-gradsight="history"] select[data-action="current"]')
+    expect(shown).to_have_value("1", timeout=60_000)
+    expect(widget.locator('[data-gradsight="status"]')).to_have_text("ready")
+    expect(button).to_have_text("Re-run")  # it kept "Re-run with 1 change" for the change just made
+    expect(widget.locator('[data-toggle="requires-grad"][data-leaf="0.weight"]')).not_to_be_checked()
+    widget.locator('[data-toggle="requires-grad"][data-leaf="2.weight"]').click()
+    expect(button).to_have_text("Re-run with 1 change")
