@@ -52,14 +52,16 @@ class CellResult:
 
 def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budget: int,
              after_assign: Mapping[str, str] | None = None, context: Any = None, *,
-             interrupts: bool = False) -> CellResult:  # fmt: skip
+             interrupts: bool = False, grads: Any = None) -> CellResult:  # fmt: skip
     """Execute ``code`` in ``ns`` and capture; ``compile_fn(source_ast, mode)`` compiles.
 
     ``after_assign`` maps variable names to a statement run right after each assignment to them
     (what-if toggles: ``x = x.detach()``); ``context`` wraps the execution (e.g. ``torch.no_grad()``).
     ``interrupts``: a ``KeyboardInterrupt`` in the cell is its error, as an exception is (the cell the
     user runs: the graph so far is shown, then the interrupt raised); otherwise it propagates (a
-    re-run or a ``why()`` trace stops at once).
+    re-run or a ``why()`` trace stops at once). ``grads``: told the leaves each backward call reaches
+    before it adds to their ``.grad`` (``cell_grads``); the copies it keeps (``kept_bytes``) count in the
+    budget.
     """
     before = dict(ns)
     tree = ast.parse(code)
@@ -67,7 +69,7 @@ def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budg
         tree = AfterAssign(after_assign).visit(tree)
     last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
     assert last is None or isinstance(last, ast.Expr)
-    spy = BackwardSpy(budget, held=lambda: _grad_fns(ns))
+    spy = BackwardSpy(budget, held=lambda: _grad_fns(ns), grads=grads)
     forward = CellForward(code, ns)
     caught = (Exception, KeyboardInterrupt) if interrupts else Exception
     value, error = None, None
@@ -81,8 +83,9 @@ def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budg
                 error = e.with_traceback(_without_tracker(e.__traceback__))
     finally:
         _unbind_wrappers(ns, spy.wrappers)
+    copies = getattr(grads, "kept_bytes", 0)
     try:
-        captured = capture_namespace(ns, before, value, spy, budget, forward)
+        captured = capture_namespace(ns, before, value, spy, max(budget - copies, 0), forward)
     except KeyboardInterrupt:
         if not isinstance(error, KeyboardInterrupt):
             raise
@@ -91,7 +94,7 @@ def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budg
     if error is not None:
         graph = replace(graph, notes=(_error_note(error), *graph.notes))
     store = captured.store
-    run = RunInfo(mode="cell", budget_bytes=budget, kept_bytes=store.kept_bytes if store else 0,
+    run = RunInfo(mode="cell", budget_bytes=budget, kept_bytes=(store.kept_bytes if store else 0) + copies,
                   dropped=store.dropped if store else 0)  # fmt: skip
     captured.graph = replace(graph, run=run)
     return CellResult(captured, value, error)
@@ -336,7 +339,7 @@ def run_first(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], bud
 
     target = CellTarget(code, ns, compile_fn, budget, rng=rng_state())
     target.remember_grads()
-    result = run_cell(code, ns, compile_fn, budget, interrupts=True)
+    result = run_cell(code, ns, compile_fn, budget, interrupts=True, grads=target.first_grads)
     if target.first_grads is not None:
         target.first_grads.settle()
     result.captured.graph = result.captured.graph.with_aliases(target.aliases())

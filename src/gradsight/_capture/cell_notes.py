@@ -132,6 +132,7 @@ def accumulation_note(accumulated: list[tuple[torch.Tensor, Accumulation]],
 def _norm(t: torch.Tensor | None) -> float | None:
     from .hooks import grad_meta
 
-    meta = grad_meta(t)
+    with torch.no_grad():  # a .grad made by backward(create_graph=True) requires grad itself
+        meta = grad_meta(None if t is None else t.detach())
     norm = None if meta is None else meta[4]
     return None if norm is None else float(norm)

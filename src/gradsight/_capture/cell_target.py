@@ -5,7 +5,6 @@ modules and variables toggles can name; a taint trace through a re-run; what it 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -16,11 +15,11 @@ import torch
 from ..graph import Controls, Graph, LeafControl, Why
 from ..toggles import ToggleError, Toggles
 from . import taint
-from .cell_grads import FirstGrads
+from .cell_grads import FirstGrads, RerunGrads
 from .facts import RunFacts, changed_since, tracked_parameters, versions
 from .guard import ModuleGuard
 from .names import leaf_aliases, leaf_names_from_params, module_names
-from .namespace_guard import NamespaceGuard
+from .namespace_guard import NamespaceGuard, _reachable
 from .run import RunResult
 from .whatif import BIND, DETACH, FOLLOW, CellBinds, WhatIf, detach_variable
 
@@ -32,8 +31,8 @@ _MISSED = (
 
 
 Forward = Callable[[], list[torch.Tensor]]  # a re-run for a taint trace; returns the roots
-# ns, statements after assignments, context, binder, the what-if on the user's objects
-_Applied = tuple[dict[str, Any], dict[str, str], Any, CellBinds, WhatIf]
+# ns, statements after assignments, context, binder, the what-if on the user's objects, the .grad it replaced
+_Applied = tuple[dict[str, Any], dict[str, str], Any, CellBinds, WhatIf, RerunGrads]
 
 
 @dataclass
@@ -51,11 +50,13 @@ class CellTarget:
 
     def remember_grads(self) -> None:
         """Before the cell's first run: its re-runs start each leaf's ``.grad`` from what it holds now."""
+        from .cell import cell_names
+
         try:
-            leaves = self._scope()[1].values()
+            used = cell_names(self.code)[0]
         except SyntaxError:  # the cell does not compile: it will not run, nor re-run
             return
-        self.first_grads = FirstGrads(leaves, self.budget)
+        self.first_grads = FirstGrads(self.budget, _reachable(self.ns, used))
 
     def _scope(self) -> tuple[dict[str, torch.nn.Module], dict[str, torch.Tensor], set[str]]:
         from .cell import cell_names
@@ -119,19 +120,21 @@ class CellTarget:
         # Every module name the cell uses: one it binds some other way (a for loop) is reported missed.
         held = [n for n in used if isinstance(self.ns.get(n), torch.nn.Module)]
         binds = ns[BIND] = CellBinds(toggles, ns, self.ns, held, follow, leaves)
-        first = self.first_grads.restored() if self.first_grads is not None else contextlib.nullcontext()
-        with fork_rng(self), NamespaceGuard(self.ns, used), ModuleGuard(), whatif.applied(), binds, first:  # guard.py
-            yield ns, after, whatif.forward(), binds, whatif
+        first = self.first_grads if self.first_grads is not None else FirstGrads(0)
+        with fork_rng(self), NamespaceGuard(self.ns, used), ModuleGuard(), whatif.applied(), binds, \
+                first.restored() as grads:  # fmt: skip
+            yield ns, after, whatif.forward(), binds, whatif, grads
         if toggles.apply:  # NamespaceGuard put requires_grad back with everything else
             whatif.keep()
 
     def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
-        from .cell import run_cell
+        from .cell import _leaf_names, run_cell
         from .run import _format
 
-        with self._applied(toggles) as (ns, after, context, binds, whatif):
-            result = run_cell(self.code, ns, self.compile_fn, self.budget, after, context)
+        with self._applied(toggles) as (ns, after, context, binds, whatif, grads):
+            result = run_cell(self.code, ns, self.compile_fn, self.budget, after, context, grads=grads)
             missed = binds.missed()
+            emptied = grads.note(_leaf_names(self.ns))
             if result.error is not None:  # the cell raised: apply keeps nothing (DESIGN §7)
                 whatif.discard()
         if result.error is not None:
@@ -146,6 +149,7 @@ class CellTarget:
             return RunResult(None, error=text)
         graph = result.captured.graph
         notes = tuple(_MISSED.format(name=name, keys=", ".join(keys)) for name, keys in missed)
+        notes += (emptied,) if emptied else ()
         result.captured.graph = replace(graph, notes=(*graph.notes, *notes)).with_aliases(self.aliases())
         return RunResult(result.captured)
 
@@ -223,9 +227,10 @@ class CellTarget:
 
         def forward(follow: dict[str, torch.nn.Parameter], track: str | None = None) -> Forward:
             def cell() -> list[torch.Tensor]:
-                with self._applied(replace(toggles, apply=False), follow=follow, track=track) as (ns, after, c, b, _):
+                applied = self._applied(replace(toggles, apply=False), follow=follow, track=track)
+                with applied as (ns, after, c, b, _, grads):
                     running[0] = ns
-                    run_cell(self.code, ns, self.compile_fn, 0, after, c)
+                    run_cell(self.code, ns, self.compile_fn, 0, after, c, grads=grads)
                     seen.update(followed=name in b.followed, rebound=ns.get(owner) is not self.ns.get(owner))
                 return [v for k, v in ns.items() if isinstance(v, torch.Tensor) and self.ns.get(k) is not v]
 

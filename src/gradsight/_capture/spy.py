@@ -54,10 +54,14 @@ class BackwardSpy:
     """``presaved[node]``: what ``node`` had saved just before a backward freed it.
 
     ``held``: the nodes the cell's tensors have now (the ``grad_fn`` of each tensor bound to a name):
-    a call older than the last ``KEEP_CALLS`` is kept while one of them is in its graph."""
+    a call older than the last ``KEEP_CALLS`` is kept while one of them is in its graph.
+    ``grads``: told the leaves each backward call reaches before it adds to their ``.grad``
+    (``cell_grads``: what a first run's ``.grad`` held, and a re-run's own ``.grad``)."""
 
-    def __init__(self, budget_bytes: int, held: Callable[[], Iterable[Any]] | None = None) -> None:
+    def __init__(self, budget_bytes: int, held: Callable[[], Iterable[Any]] | None = None,
+                 grads: Any = None) -> None:  # fmt: skip
         self.errors: list[str] = []
+        self._grads = grads
         self._budget = budget_bytes
         self._held = held
         self._calls: list[_Call] = []  # in the order the calls started
@@ -180,6 +184,11 @@ class BackwardSpy:
 
     def _before_backward(self, watch: _Watch) -> None:
         """Each leaf's ``.grad`` before a backward call: still what the spy's last call left, or not."""
+        if self._grads is not None:
+            try:
+                self._grads.reached([n.variable for i, n in enumerate(watch.nodes) if watch.leaves[i]])
+            except Exception as e:
+                self.errors.append(f"could not keep .grad before a backward: {type(e).__name__}: {e}")
         try:
             for i, node in enumerate(watch.nodes):
                 if not watch.leaves[i]:
