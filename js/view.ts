@@ -35,6 +35,7 @@ import { GraphRenderer } from "./render";
 import { RunBanner } from "./run-banner";
 import { initialViewState } from "./state";
 import { Banners, Toolbar } from "./toolbar";
+import { ViewErrors } from "./view-errors";
 import { WhatIf } from "./whatif";
 import { parseGraph, type WireGraph } from "./wire";
 
@@ -52,9 +53,7 @@ export class GradsightView {
   private readonly whatif: WhatIf;
   private readonly empty: HTMLElement;
   private graph: WireGraph | null = null;
-  private graphError = "";
-  /** Malformed what-if traits (pending, history, diff), by trait: shown until the trait is fixed. */
-  private readonly traitErrors = new Map<string, string>();
+  private readonly errors = new ViewErrors(() => this.onErrors());
   private layout: Layout | null = null;
   private placed = new Map<string, PlacedNode>();
   private roots: readonly string[] = [];
@@ -126,17 +125,17 @@ export class GradsightView {
       ["change:status", () => this.guard(() => this.onStatus())],
       ["change:error", () => this.guard(() => this.onErrors())],
       ["change:options", () => this.guard(() => this.onOptions())],
-      ["change:pending", () => this.guardTrait("pending", () => this.onPending())],
-      ["change:history", () => this.guardTrait("history", () => this.whatif.onHistory())],
+      ["change:pending", () => this.errors.guardTrait("pending", () => this.onPending())],
+      ["change:history", () => this.errors.guardTrait("history", () => this.whatif.onHistory())],
       ["change:current", () => this.guard(() => this.whatif.onRunIndex())],
       ["change:baseline", () => this.guard(() => this.whatif.onRunIndex())],
-      ["change:diff", () => this.guardTrait("diff", () => this.onDiff())],
+      ["change:diff", () => this.errors.guardTrait("diff", () => this.onDiff())],
     ];
     for (const [event, fn] of this.handlers) model.on(event, fn);
     // Separately guarded: a malformed what-if trait must not keep the graph from showing.
-    this.guardTrait("pending", () => this.whatif.onPending());
-    this.guardTrait("history", () => this.whatif.onHistory());
-    this.guardTrait("diff", () => this.whatif.onDiff());
+    this.errors.guardTrait("pending", () => this.whatif.onPending());
+    this.errors.guardTrait("history", () => this.whatif.onHistory());
+    this.errors.guardTrait("diff", () => this.whatif.onDiff());
     this.guard(() => {
       this.onStatus();
       this.onGraph();
@@ -159,37 +158,20 @@ export class GradsightView {
     this.root.remove();
   }
 
-  /** Run a handler; anything it throws goes to the error banner, never into the widget manager. */
   private guard(fn: () => void): void {
-    try {
-      fn();
-    } catch (e) {
-      this.graphError = `gradsight view: ${e instanceof Error ? e.message : String(e)}`;
-      this.onErrors();
-    }
-  }
-
-  /** Like guard(), for the handler of one what-if trait: its error stays shown until it succeeds. */
-  private guardTrait(trait: string, fn: () => void): void {
-    try {
-      fn();
-      if (this.traitErrors.delete(trait)) this.onErrors();
-    } catch (e) {
-      this.traitErrors.set(trait, `gradsight view: ${e instanceof Error ? e.message : String(e)}`);
-      this.onErrors();
-    }
+    this.errors.guard(fn);
   }
 
   private onGraph(): void {
     const raw = readGraphTrait(this.model);
     this.graph = null;
-    this.graphError = "";
+    this.errors.view = "";
     try {
       // Before Python's first graph arrives the trait may be unset or an empty dict: not an error.
       if (raw !== null) this.graph = parseGraph(raw);
       if (this.graph) this.graphCount++;
     } catch (e) {
-      this.graphError = `Cannot show this graph: ${e instanceof Error ? e.message : String(e)}`;
+      this.errors.view = `Cannot show this graph: ${e instanceof Error ? e.message : String(e)}`;
     }
     this.onErrors();
     this.banners.setMessage(this.graph?.message ?? null);
@@ -270,7 +252,7 @@ export class GradsightView {
         select: (id) => this.guard(() => this.select(id)),
         painted: () => this.painted(),
         error: (message) => {
-          this.graphError = `Cannot show this graph: ${message}`;
+          this.errors.view = `Cannot show this graph: ${message}`;
           this.onErrors();
         },
       });
@@ -304,7 +286,7 @@ export class GradsightView {
 
   private showEmpty(graph: WireGraph | null): void {
     const text =
-      graph === null ? (this.graphError ? "" : "No graph yet.") : graph.nodes.length === 0 ? "Empty graph." : "";
+      graph === null ? (this.errors.view ? "" : "No graph yet.") : graph.nodes.length === 0 ? "Empty graph." : "";
     setText(this.empty, text);
     this.empty.hidden = text === "";
   }
@@ -359,10 +341,7 @@ export class GradsightView {
 
   private onErrors(): void {
     const lost = this.connection.lost ? LOST_TEXT : "";
-    this.banners.setErrors(
-      lost || readError(this.model),
-      [this.graphError, ...this.traitErrors.values()].filter(Boolean).join("\n"),
-    );
+    this.banners.setErrors(lost || readError(this.model), this.errors.text());
   }
 
   private onOptions(): void {
