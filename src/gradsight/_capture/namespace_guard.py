@@ -5,6 +5,7 @@ forwards change: modules, inputs, random state)."""
 from __future__ import annotations
 
 import copy
+import itertools
 import types
 from typing import Any
 
@@ -153,16 +154,23 @@ def _reachable(ns: dict[str, Any], names: Any) -> list[Any]:
     return out
 
 
-def one_level_in(name: str, value: Any) -> list[tuple[str, Any]]:
+def one_level_in(name: str, value: Any, limit: int = 256) -> list[tuple[str, Any]]:
     """The values one level inside a container or an object, named as code reaches them:
-    ``models['enc']``, ``layers[0]``, ``trainer.model`` (at most 256)."""
+    ``models['enc']``, ``layers[0]``, ``trainer.model`` (the first ``limit``: a vocabulary dict of a
+    million words costs as little as a small one).
+
+    >>> one_level_in("vocab", {f"w{i}": i for i in range(10**6)}, limit=2)
+    [("vocab['w0']", 0), ("vocab['w1']", 1)]
+    """
     if isinstance(value, dict):
-        items = [(f"{name}[{k!r}]", v) for k, v in value.items() if isinstance(k, (str, int))]
+        items = ((f"{name}[{k!r}]", v) for k, v in value.items() if isinstance(k, (str, int)))
     elif isinstance(value, (list, tuple)):
-        items = [(f"{name}[{i}]", v) for i, v in enumerate(value)]
+        items = ((f"{name}[{i}]", v) for i, v in enumerate(value))
     else:
-        items = [(f"{name}.{k}", v) for k, v in getattr(value, "__dict__", {}).items() if not k.startswith("__")]
-    return items[:256]
+        attributes = getattr(value, "__dict__", None)
+        attributes = attributes if isinstance(attributes, dict) else {}
+        items = ((f"{name}.{k}", v) for k, v in attributes.items() if not k.startswith("__"))
+    return list(itertools.islice(items, limit))
 
 
 def _has_state(value: Any) -> bool:

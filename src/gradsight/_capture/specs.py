@@ -6,8 +6,9 @@ keep a run from changing the user's model (lazy modules must be initialized firs
 
 from __future__ import annotations
 
-import types
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -15,9 +16,9 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from torch.utils._pytree import tree_leaves
 
 from ..config import options
-from .modules import is_compiled
+from .fn_scope import one_level, scope_of
+from .modules import SHARED_HOOKS, is_compiled
 from .names import leaf_names_from_params, module_names
-from .namespace_guard import one_level_in
 from .outputs import flatten_tensors
 from .run import RunSpec
 
@@ -52,17 +53,18 @@ def spec_for_model(model: torch.nn.Module, inputs: Any, loss: Any, grad_output: 
 class Rescope:
     """``RunSpec.scope``: a spec's names and modules brought up to date when the model changed since
     the last run — a parameter replaced, a layer appended, a global rebound to another model. Each run
-    compares the ids of every module's parameters and children (and of what the function reaches by
-    name, ``roots``) with the last ones: about 0.2 ms for 1,000 parameters; only a change rebuilds
-    them (``build``, 1 ms)."""
+    compares the ids of every module's parameters and children (``modules``: the spec's, or for a
+    function its near ring's, :class:`DeepUse`) and of what the function reaches by name (``roots``)
+    with the last ones: about 0.2 ms for 1,000 parameters; only a change rebuilds them (``build``, 1 ms)."""
 
-    def __init__(self, spec: RunSpec, build: Callable[[], dict[str, Any]],
-                 roots: Callable[[], list[int]] = list) -> None:  # fmt: skip
-        self._build, self._roots = build, roots
+    def __init__(self, spec: RunSpec, build: Callable[[], dict[str, Any]], roots: Callable[[], list[int]] = list,
+                 modules: Callable[[], Sequence[tuple[str, torch.nn.Module]]] | None = None) -> None:  # fmt: skip
+        self._build, self._roots, self._modules = build, roots, modules
         self._key = self._key_of(spec)
 
     def _key_of(self, spec: RunSpec) -> list[int]:
-        return [*self._roots(), *(id(v) for _, m in spec.modules for d in (m._parameters, m._modules)
+        modules = spec.modules if self._modules is None else self._modules()
+        return [*self._roots(), *(id(v) for _, m in modules for d in (m._parameters, m._modules)
                                   for v in d.values())]  # fmt: skip
 
     def __call__(self, spec: RunSpec) -> bool:
@@ -137,124 +139,158 @@ def _check_materialized(modules: Sequence[tuple[str, torch.nn.Module]]) -> None:
 
 
 def spec_for_function(fn: Callable[[], Any], loss: Any, grad_output: Any, budget: int, source_lines: bool) -> RunSpec:
+    deep = DeepUse()
+
     def scope() -> dict[str, Any]:
-        modules, names, tensors, compiled = _modules_seen_by(fn)
-        _check_materialized(modules)
+        seen = _Seen.of(fn)
+        _check_materialized(seen.modules)  # not the deep ones: a path the run may never take (DeepUse)
+        deep.watch(seen)
+        modules = [*seen.modules, *seen.deep_modules]  # the nearer name first: ModuleTracker keeps it
+        tensors = [*seen.tensors, *seen.deep_tensors]
         owned = {id(t) for _, m in modules for t in (*m._parameters.values(), *m._buffers.values())}  # the guard's
         inputs = [(n, t) for n, t in tensors if id(t) not in owned and not isinstance(t, torch.nn.Parameter)]
-        return {"modules": modules, "leaf_names": names, "source_lines": source_lines and not compiled,
+        return {"modules": modules, "leaf_names": deep.names(), "source_lines": source_lines and not seen.compiled,
                 "retaining": [t for _, t in tensors if not t.is_leaf], "reaches": (fn, *reaches_of(modules, loss)),
                 "inputs": inputs}  # fmt: skip
 
     def reached() -> list[int]:  # a global rebound to another model or batch
-        return [id(v) for v in _one_level_in(_scope_of(fn)).values() if isinstance(v, (torch.nn.Module, torch.Tensor))]
+        found = scope_of(fn)
+        return [id(v) for names in (found.near, found.deep) for v in one_level(names).values()]
 
-    spec = RunSpec(call=fn, loss=loss, grad_output=grad_output, budget=budget, keep_all_below=options.keep_all_below,
+    def call() -> Any:
+        with deep:
+            output = fn()
+        spec.leaf_names, spec.modules = deep.names(output), deep.modules()  # those of the deep ring it ran
+        return output
+
+    spec = RunSpec(call=call, loss=loss, grad_output=grad_output, budget=budget, keep_all_below=options.keep_all_below,
                    **scope())  # fmt: skip
-    spec.scope = Rescope(spec, scope, reached)
+    spec.scope = Rescope(spec, scope, reached, lambda: deep.near_modules)
     return spec
 
 
-def _modules_seen_by(
-    fn: Callable[..., Any],
-) -> tuple[list[tuple[str, torch.nn.Module]], dict[torch.Tensor, str], list[tuple[str, torch.Tensor]], bool]:
-    """Modules and tensors ``fn`` can reach by name (:func:`_scope_of`), to name nodes; the tensors
-    among them, by name (its inputs; the non-leaf ones are ``RunSpec.retaining``); and whether it
-    reaches a compiled module or function (:func:`_compiled`)."""
-    scope = _scope_of(fn)
-    modules: list[tuple[str, torch.nn.Module]] = []
-    names: dict[torch.Tensor, str] = {}
-    tensors: list[tuple[str, torch.Tensor]] = []
-    for var, value in _one_level_in(scope).items():
-        if isinstance(value, torch.nn.Module):
-            modules.extend((f"{var}.{n}" if n else var, m) for n, m in module_names(value))
-            names.update({p: f"{var}.{n}" for p, n in leaf_names_from_params(value).items()})
-        elif isinstance(value, torch.Tensor):
-            tensors.append((var, value))
-            if value.is_leaf:
-                names.setdefault(value, var)
-    compiled = any(is_compiled(v) for v in (fn, *scope.values(), *(m for _, m in modules)))
-    return modules, names, tensors, compiled
+@dataclass
+class _Seen:
+    """What ``fn`` reaches by name (:func:`.fn_scope.scope_of`): the modules (every submodule, named
+    by path) and tensors of its near ring, and their leaves' names; those of its deep ring; whether
+    it reaches a compiled module or function (:func:`~.modules.is_compiled`)."""
+
+    modules: list[tuple[str, torch.nn.Module]] = field(default_factory=list)
+    names: dict[torch.Tensor, str] = field(default_factory=dict)
+    tensors: list[tuple[str, torch.Tensor]] = field(default_factory=list)
+    deep_modules: list[tuple[str, torch.nn.Module]] = field(default_factory=list)
+    deep_tensors: list[tuple[str, torch.Tensor]] = field(default_factory=list)
+    compiled: bool = False
+
+    @classmethod
+    def of(cls, fn: Callable[..., Any]) -> _Seen:
+        reach = scope_of(fn)
+        seen = cls()
+        for ring, modules, tensors in ((reach.near, seen.modules, seen.tensors),
+                                       (reach.deep, seen.deep_modules, seen.deep_tensors)):  # fmt: skip
+            for var, value in one_level(ring).items():
+                if isinstance(value, torch.nn.Module):
+                    modules.extend((f"{var}.{n}" if n else var, m) for n, m in module_names(value))
+                    if ring is reach.near:
+                        for p, n in leaf_names_from_params(value).items():
+                            seen.names.setdefault(p, f"{var}.{n}")  # the first name wins (the nearer)
+                else:
+                    tensors.append((var, value))
+                    if ring is reach.near and value.is_leaf:
+                        seen.names.setdefault(value, var)
+        values = (fn, *reach.near.values(), *reach.deep.values(), *(m for _, m in (*seen.modules, *seen.deep_modules)))
+        seen.compiled = any(is_compiled(v) for v in values)
+        return seen
 
 
-SCOPE_DEPTH = 4  # calls deep: fn → step → block → layer's helper
-SCOPE_FUNCTIONS = 64  # functions read at most (each run re-reads them, to see a global rebound)
+class DeepUse:
+    """Which of the modules and tensors a function reaches only deep (``_Seen.deep_*``) its last
+    forward used: a module that ran (a global module pre-hook, in while the function runs), a leaf
+    found in the graph it made. Only those are named (:meth:`names`): one on a path the run does not
+    take (a teacher model behind a flag, an eval head) is no leaf expected to get a gradient, and a
+    lazy one is refused only if the forward calls it uninitialized (gradsight does not initialize the
+    user's model)."""
+
+    def __init__(self) -> None:
+        self.near: dict[torch.Tensor, str] = {}
+        self.near_modules: list[tuple[str, torch.nn.Module]] = []
+        self._deep: list[tuple[str, torch.nn.Module]] = []
+        self._used: set[int] = set()  # ids of the deep modules any forward since watch() ran
+        self._modules: dict[int, tuple[str, torch.nn.Module]] = {}  # the first (nearest) name of each
+        self._tensors: dict[int, tuple[str, torch.Tensor]] = {}  # leaves that require grad, not the modules'
+        self._ran: set[int] = set()
+        self._found: set[int] = set()  # ids of the _tensors in the last forward's graph
+        self._thread = 0
+
+    def watch(self, seen: _Seen) -> None:
+        self.near, self.near_modules, self._deep, self._used = seen.names, seen.modules, seen.deep_modules, set()
+        self._modules = {}
+        for name, m in seen.deep_modules:
+            self._modules.setdefault(id(m), (name, m))
+        owned = {id(p) for _, m in seen.deep_modules for p in m._parameters.values()}
+        self._tensors = {id(t): (n, t) for n, t in seen.deep_tensors
+                         if t.is_leaf and t.requires_grad and id(t) not in owned and t not in self.near}  # fmt: skip
+
+    def __enter__(self) -> DeepUse:
+        self._ran, self._thread = set(), threading.get_ident()
+        if self._modules:
+            SHARED_HOOKS.add(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        SHARED_HOOKS.discard(self)
+        self._used |= self._ran
+
+    def modules(self) -> list[tuple[str, torch.nn.Module]]:
+        """The run's modules for the next run: the near ring's and the deep ones a forward ran (one
+        that first runs in a later re-run has its nodes' module named from the run after it)."""
+        return [*self.near_modules, *((n, m) for n, m in self._deep if id(m) in self._used)]
+
+    def _pre(self, module: torch.nn.Module, args: Any) -> None:
+        entry = self._modules.get(id(module))
+        if entry is None or threading.get_ident() != self._thread:
+            return
+        if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():
+            raise ValueError(
+                f"the function calls the lazy module {entry[0]}, which is not initialized yet: run one forward "
+                "first so it gets its shapes and parameters, then create the debugger — gradsight does not "
+                "initialize your model"
+            )
+        self._ran.add(id(module))
+
+    def _post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        return None
+
+    def names(self, output: Any = None) -> dict[torch.Tensor, str]:
+        """The leaves' names: the near ring's, then the parameters of the deep modules that ran and
+        the deep tensors found in ``output``'s graph (the last forward's when ``output`` is None)."""
+        names = dict(self.near)
+        for key, (name, m) in self._modules.items():
+            if key in self._ran:
+                for k, p in m._parameters.items():
+                    if p is not None:
+                        names.setdefault(p, f"{name}.{k}")
+        if output is not None:
+            self._found = _leaves_in(output, self._tensors) if self._tensors else set()
+        for key in self._found & self._tensors.keys():
+            name, t = self._tensors[key]
+            names.setdefault(t, name)
+        return names
 
 
-def _scope_of(fn: Callable[..., Any]) -> dict[str, Any]:
-    """What ``fn`` reaches by name: its globals and closure, the same of the functions among them
-    and of theirs (``SCOPE_DEPTH`` calls deep, ``SCOPE_FUNCTIONS`` functions at most, the nearer name
-    first: fn → g → blk, where ``blk`` uses ``lin1``), and for a bound method its object's
-    attributes (``self.model``). Not torch's own functions (``from torch.nn.functional import
-    mse_loss``): none of the user's modules is named in them."""
-    scope: dict[str, Any] = {}
-    owner = getattr(fn, "__self__", None)
-    if owner is not None and not isinstance(owner, types.ModuleType):
-        code = getattr(getattr(fn, "__func__", None), "__code__", None)
-        me = code.co_varnames[0] if code is not None and code.co_argcount else "self"
-        if isinstance(owner, torch.nn.Module):
-            scope[me] = owner
-        else:
-            scope.update({f"{me}.{k}": v for k, v in getattr(owner, "__dict__", {}).items()})
-    seen = {id(fn)}
-    level = [fn]
-    for _ in range(SCOPE_DEPTH):
-        called: list[Callable[..., Any]] = []
-        for f in level:
-            for name, v in _names_of(f).items():
-                scope.setdefault(name, v)
-                if _followed(v) and id(v) not in seen and len(seen) < SCOPE_FUNCTIONS:
-                    seen.add(id(v))
-                    called.append(v)
-        level = called
-    return scope
-
-
-def _followed(v: Any) -> bool:
-    """A function of the user's to read the names of: not torch's (or gradsight's)."""
-    module = getattr(v, "__module__", None) or ""
-    return isinstance(v, types.FunctionType) and not module.startswith(("torch.", "gradsight.")) and module != "torch"
-
-
-def _names_of(fn: Callable[..., Any]) -> dict[str, Any]:
-    """The globals ``fn``'s code names (also in its nested code: a comprehension's, a lambda's) and
-    its closure's values."""
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return {}
-    globs = getattr(fn, "__globals__", {})
-    out = {n: globs[n] for n in _global_names(code) if n in globs}
-    for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False):
-        try:
-            out[name] = cell.cell_contents
-        except ValueError:
-            continue
-    return out
-
-
-def _global_names(code: types.CodeType) -> list[str]:
-    """``co_names`` of ``code`` and of the code objects nested in it, in order, once each."""
-    names: dict[str, None] = {}
-    stack = [code]
-    while stack:
-        c = stack.pop()
-        names.update(dict.fromkeys(c.co_names))
-        stack.extend(k for k in reversed(c.co_consts) if isinstance(k, types.CodeType))
-    return list(names)
-
-
-_NOT_CONTAINERS = (torch.nn.Module, torch.Tensor, str, bytes, type, types.ModuleType, types.FunctionType,
-                   types.BuiltinFunctionType, types.MethodType)  # fmt: skip
-
-
-def _one_level_in(scope: dict[str, Any]) -> dict[str, Any]:
-    """``scope`` plus the modules and tensors one level inside its values: ``models["enc"]``,
-    ``layers[0]``, ``trainer.model`` (a function that reaches its model through a dict or an object)."""
-    out = dict(scope)
-    for var, value in scope.items():
-        if isinstance(value, _NOT_CONTAINERS):
-            continue
-        for name, v in one_level_in(var, value):
-            if isinstance(v, (torch.nn.Module, torch.Tensor)):
-                out.setdefault(name, v)
-    return out
+def _leaves_in(output: Any, wanted: Mapping[int, Any]) -> set[int]:
+    """The ids among ``wanted`` of the leaves in the graph of ``output``'s tensors (a walk that stops
+    once all are found)."""
+    found: set[int] = set()
+    stack = [t.grad_fn for t in flatten_tensors(output) if t.grad_fn is not None]
+    seen = set(stack)
+    while stack and len(found) < len(wanted):
+        node = stack.pop()
+        variable = getattr(node, "variable", None)  # an AccumulateGrad node's leaf
+        if variable is not None and id(variable) in wanted:
+            found.add(id(variable))
+        for child, _ in node.next_functions:
+            if child is not None and child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return found
