@@ -4,6 +4,8 @@ pickles and round-trips through the wire like the plain dict it was."""
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import pickle
 
 import pytest
@@ -26,7 +28,15 @@ def test_a_captured_nodes_saved_values_cannot_be_changed() -> None:
         node.saved["_saved_self"] = 1  # type: ignore[index]
     with pytest.raises(TypeError):
         del node.saved["_saved_self"]  # type: ignore[attr-defined]
-    assert not hasattr(node.saved, "clear") and not hasattr(node.saved, "update")
+    for write in ("clear", "update", "pop", "popitem", "setdefault"):
+        with pytest.raises(TypeError):
+            getattr(node.saved, write)("_saved_self")
+    saved = node.saved
+    with pytest.raises(TypeError):
+        saved |= {"x": 1}
+    with pytest.raises(TypeError):
+        saved.__init__({"x": 1})  # type: ignore[misc]
+    assert list(node.saved) == ["_saved_self"]
     assert isinstance(dbg.graph.node(node.id).saved["_saved_self"], TensorSummary)
 
 
@@ -45,3 +55,20 @@ def test_a_node_built_by_hand_keeps_its_own_copy_of_the_dict_it_was_given() -> N
     given["_saved_dim"] = 2
     assert node.saved == {"_saved_dim": 1}
     assert Node(id="a", name="a", kind="op").saved == {}
+
+
+def test_saved_values_are_a_dict_json_and_asdict_take() -> None:
+    x = torch.ones(3, requires_grad=True)
+    dbg = gs.debugger((x * 2).sum(dim=0))
+    node = dbg.graph.find("SumBackward1")[0]
+    assert isinstance(node.saved, dict)
+    assert (
+        json.dumps(node.saved)
+        == json.dumps(dict(node.saved))
+        == '{"_saved_dim": [0], "_saved_keepdim": false, "_saved_self_sym_sizes": [3]}'
+    )
+    exported = dataclasses.asdict(node)
+    assert json.dumps(exported["saved"]) == json.dumps(node.saved)
+    merged = node.saved | {"extra": 1}
+    assert type(merged) is dict and merged["extra"] == 1 and "extra" not in node.saved
+    assert hash(node.saved) == hash(copy.copy(node.saved)) and copy.deepcopy(node.saved) == node.saved

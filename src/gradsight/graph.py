@@ -13,9 +13,9 @@ by hand::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, NoReturn, TypeAlias
 
 NodeKind = Literal["op", "leaf", "root", "opaque"]
 OpaqueKind = Literal["compiled", "checkpoint", "custom", "backward-hook"]
@@ -91,54 +91,53 @@ class Unavailable:
 SavedValue: TypeAlias = "TensorSummary | Unavailable | int | float | bool | str | tuple[SavedValue, ...] | None"
 
 
-class SavedValues(Mapping[str, "SavedValue"]):
-    """``node.saved``: what autograd saved for the node, read-only like the rest of the graph. Compares
-    equal to a dict of the same items, hashes, pickles and copies.
+class SavedValues(dict[str, "SavedValue"]):
+    """``node.saved``: what autograd saved for the node — a ``dict`` (``json.dumps``,
+    ``dataclasses.asdict``, ``saved | {...}`` and ``isinstance(saved, dict)`` work as on any dict), but
+    read-only like the rest of the graph: every write raises ``TypeError``. Hashes (by its items),
+    pickles and copies; ``saved | other`` and ``saved.copy()`` are plain dicts to change.
 
     >>> saved = SavedValues({"_saved_dim": 1})
-    >>> saved == {"_saved_dim": 1}, saved["_saved_dim"]
-    (True, 1)
+    >>> saved == {"_saved_dim": 1}, saved["_saved_dim"], saved | {"_saved_keepdim": False}
+    (True, 1, {'_saved_dim': 1, '_saved_keepdim': False})
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ()
 
-    def __init__(self, items: Mapping[str, SavedValue] | None = None) -> None:
-        self._items: dict[str, SavedValue] = dict(items or {})
+    def __init__(self, items: Mapping[str, SavedValue] | Iterable[tuple[str, SavedValue]] | None = None) -> None:
+        if len(self):
+            self._refuse()  # dict.__init__ again would add to it
+        super().__init__(items or {})
 
     @classmethod
     def owning(cls, items: dict[str, SavedValue]) -> SavedValues:
-        """Wrap ``items`` without copying it (a capture's own dict, which nothing else changes)."""
-        if not items:
-            return _NO_SAVED
-        obj = object.__new__(cls)
-        obj._items = items
-        return obj
+        """``items`` as saved values (none: the one shared empty instance)."""
+        return cls(items) if items else _NO_SAVED
 
-    def __getitem__(self, key: str) -> SavedValue:
-        return self._items[key]
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError(
+            "node.saved is read-only (the graph is a snapshot): copy it first, e.g. dict(node.saved) or "
+            "node.saved | {...}"
+        )
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = __ior__ = _refuse
 
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._items
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, SavedValues):
-            return self._items == other._items
-        return self._items == dict(other) if isinstance(other, Mapping) else NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(frozenset(self._items.items()))
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
 
     def __repr__(self) -> str:
-        return repr(self._items)
+        return dict.__repr__(self)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (SavedValues, (self._items,))
+        return (SavedValues, (dict(self),))
+
+    def __copy__(self) -> SavedValues:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SavedValues:
+        import copy
+
+        return SavedValues(copy.deepcopy(dict(self), memo))
 
 
 _NO_SAVED = SavedValues()
@@ -193,7 +192,7 @@ class Node:
     kind: NodeKind
     module: str | None = None
     next: tuple[Edge, ...] = ()
-    saved: Mapping[str, SavedValue] = field(default_factory=lambda: _NO_SAVED)  # read-only: SavedValues
+    saved: dict[str, SavedValue] = field(default_factory=lambda: _NO_SAVED)  # read-only: SavedValues
     grad_in: tuple[TensorSummary | None, ...] = ()
     grad_out: tuple[TensorSummary | None, ...] = ()
     leaf: LeafInfo | None = None
