@@ -57,3 +57,36 @@ def test_a_re_run_notes_it_again() -> None:
     again = dbg.rerun(requires_grad={"bias": False})
     assert again.run.loss is not None and math.isnan(again.run.loss)
     assert any(n.startswith("The loss is NaN") for n in again.notes)
+
+
+def test_a_constant_inf_term_leaves_the_gradients_finite_and_the_note_does_not_say_otherwise() -> None:
+    from gradsight._capture.roots import nonfinite_note
+
+    p = nn.Linear(2, 1)
+    x = torch.randn(4, 2)
+    penalty = torch.tensor(float("inf"))  # a data term: no gradient flows through it
+    dbg = gs.debugger(lambda: p(x).pow(2).mean() + penalty)
+    assert dbg.graph.run.loss == math.inf
+    assert not any(n.nonfinite_gradient for n in dbg.graph.nodes)  # torch's gradients are finite here
+    (note,) = [n for n in dbg.graph.notes if n.startswith("The loss is Inf")]
+    assert "are NaN or Inf too:" not in note  # not claimed of every gradient
+    told = nonfinite_note(math.inf, dbg.graph)  # from the recorded gradients
+    assert told is not None and "Every recorded gradient is finite" in told
+    dbg.close()
+
+    x[0, 0] = float("nan")  # now the NaN flows back into the weight's gradient
+    dbg = gs.debugger(lambda: p(x).pow(2).mean())
+    assert any(n.nonfinite_gradient for n in dbg.graph.nodes)
+    told = nonfinite_note(math.nan, dbg.graph)
+    assert told is not None and "are NaN or Inf too:" in told
+    dbg.close()
+
+
+def test_a_finite_float64_loss_past_float32s_range_is_kept() -> None:
+    m = nn.Linear(2, 1).double()
+    x = torch.full((4, 2), 1e100, dtype=torch.float64)
+    expected = m(x).pow(2).mean().item()
+    dbg = gs.debugger(m, inputs=x, loss=lambda out: out.pow(2).mean())
+    assert dbg.graph.run.loss == expected and math.isfinite(expected) and expected > 1e190
+    assert not any(n.startswith("The loss is") for n in dbg.graph.notes), dbg.graph.notes
+    dbg.close()

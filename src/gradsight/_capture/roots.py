@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..graph import RootGradient
+from ..graph import Graph, RootGradient
 from ..toggles import Toggles
 from .guard import InputGuard, ModuleGuard
 from .outputs import flatten_tensors, loss_output
@@ -32,18 +32,35 @@ def picked_note(spec: RunSpec, output: Any, roots: list[torch.Tensor]) -> str | 
     )
 
 
-def nonfinite_note(loss: float | None) -> str | None:
+def nonfinite_note(loss: float | None, graph: Graph | None = None) -> str | None:
     """What a graph says when the loss itself is NaN or ±Inf: the forward made it, before any
-    backward, and its gradients are no use for a step."""
+    backward. Whether its gradients are NaN or Inf too depends on the ops that made it (a constant
+    Inf term added to the loss passes every gradient on finite): said from ``graph``'s recorded
+    gradients when given (and a backward recorded any), else as a possibility.
+
+    >>> nonfinite_note(float("-inf")).split(": ")[0]
+    'The loss is -Inf'
+    """
     if loss is None or math.isfinite(loss):
         return None
     what = "NaN" if math.isnan(loss) else ("-Inf" if loss < 0 else "Inf")
+    head = f"The loss is {what}: the forward already computed a non-finite value, before any backward ran. "
+    if graph is not None and not any(n.grad_in for n in graph.nodes):
+        graph = None  # no gradient recorded (the backward raised): nothing to tell from
+    if graph is not None and not any(n.nonfinite_gradient for n in graph.nodes):
+        return (
+            f"{head}Every recorded gradient is finite: the ops that made it pass on a gradient that does not depend "
+            "on it (a constant NaN or Inf term added to the loss, or one computed without gradient). The loss is "
+            "still no use to log or to compare: look for the term that is not finite."
+        )
+    spread = (
+        "" if graph is not None else " where they depend on it (a constant Inf term added to it leaves them finite)"
+    )
     return (
-        f"The loss is {what}: the forward already computed a non-finite value, before any backward ran. "
-        f"Every gradient that flows back through the ops that made it is NaN or Inf too (an optimizer step "
-        "with them writes NaN into the parameters). The nodes marked non-finite show how far it spread; the "
-        "first of them in forward order whose saved inputs are finite is where it began (a log or division "
-        "of 0, an overflow, a NaN in the batch or in the parameters)."
+        f"{head}Gradients that flow back through the ops that made it are NaN or Inf too{spread}: an optimizer step "
+        "with them writes NaN into the parameters. The nodes marked non-finite show how far it spread; the first of "
+        "them in forward order whose saved inputs are finite is where it began (a log or division of 0, an overflow, "
+        "a NaN in the batch or in the parameters)."
     )
 
 
@@ -123,7 +140,7 @@ def roots_of(
             raise TypeError(_no_tensors(spec, output))
     if len(tensors) == 1 and tensors[0].numel() == 1 and spec.grad_output is None:
         t = tensors[0]
-        return [t], [None], "scalar", None if t.is_meta else float(t.detach().reshape(()).float())
+        return [t], [None], "scalar", None if t.is_meta else _value_of(t)
     if spec.grad_output is not None:
         given = list(spec.grad_output) if isinstance(spec.grad_output, (list, tuple)) else [spec.grad_output]
         if len(given) != len(tensors):
@@ -131,6 +148,19 @@ def roots_of(
             raise ValueError(f"grad_output has {len(given)} tensor(s) but {gave}: give one gradient per output")
         return tensors, given, "grad_output", None
     return tensors, [torch.ones_like(t) for t in tensors], "ones", None
+
+
+def _value_of(loss: torch.Tensor) -> float:
+    """The loss as a Python float, read at its own precision or wider (float64 keeps a finite 1e200; a
+    float32 copy made it Inf); a complex loss by its real part, as ``float()`` of it was.
+
+    >>> _value_of(torch.tensor(3.5e199, dtype=torch.float64))
+    3.5e+199
+    """
+    t = loss.detach().reshape(())
+    if t.is_complex():
+        t = t.real
+    return float(t.double()) if t.is_floating_point() or t.dtype == torch.bool else float(t.item())
 
 
 def _no_tensors(spec: RunSpec, output: Any) -> str:
