@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import torch
 from IPython.core.interactiveshell import InteractiveShell
@@ -99,3 +100,17 @@ def test_a_cell_result_made_from_item_says_so_and_why_names_the_line(shell: Inte
     alone = shell.run_cell("%%gradsight\nt = torch.tensor(temp(x).mean().item())", store_history=False).result
     assert alone.graph.message is not None and "Python number" in alone.graph.message
     assert ".item()" in alone.graph.message
+
+
+def test_a_cell_result_made_of_numbers_that_never_required_grad_is_no_cut_by_a_conversion() -> None:
+    from gradsight._capture.cell_cuts import cut_results
+
+    torch.manual_seed(0)
+    ns = {"np": np, "x": torch.randn(3), "w": torch.randn(3, requires_grad=True), "lin": torch.nn.Linear(3, 1)}
+    code = (
+        "idx = torch.tensor(np.arange(3).tolist())\nscale = torch.tensor(x.sum().item())\n"
+        "acc = torch.tensor(w.detach().sum().item())\nt = torch.tensor(w.sum().item())\nu = torch.tensor(lin(x).item())"
+    )
+    cuts = cut_results(code, ns)
+    assert set(cuts) == {"t", "u"}  # acc: cut by its .detach() before the conversion
+    assert ".item()" in cuts["t"][1] and ".item()" in cuts["u"][1]
