@@ -3,7 +3,8 @@
 // in its own <bdi> (isolated by the browser's own stylesheet), still as text, so it cannot reorder
 // the text around it ("model.‮moc.weight  not in graph" read backwards past the name).
 
-import { LEAF, MUL } from "./fixtures";
+import { blockGraph } from "./big-graphs";
+import { emptyGraph, LEAF, MUL } from "./fixtures";
 import { click, inspector, mount, nodeEl, q, useMountedViews } from "./mount";
 import { diff, toggles, whatIfGraph, why } from "./whatif-fixtures";
 
@@ -72,5 +73,24 @@ describe("user-named text", () => {
     expect(q(inspector(el), "h3 bdi").textContent).toBe(`${EVIL}.weight`);
     expect(el.textContent).toContain(EVIL);
     expect(model.sent().length).toBeGreaterThan(0);
+  });
+});
+
+describe("user-named text in the big view", () => {
+  it("is isolated in the outline and the search results", () => {
+    const blocks = Array.from({ length: 24 }, (_, i) => ({
+      module: `${EVIL}.${i}`,
+      ops: Array(100).fill("MulBackward0"),
+      params: ["weight"],
+    }));
+    const nodes = blockGraph(blocks);
+    const { el } = mount(emptyGraph({ roots: [nodes[0]?.id ?? ""], nodes }));
+    const outline = q(el, '[data-gradsight="outline"]');
+    expect(outline.textContent).toContain(RLO);
+    const search = q<HTMLInputElement>(el, '[data-gradsight="search"]');
+    search.value = "moc_evil";
+    search.dispatchEvent(new Event("input", { bubbles: true }));
+    expect(q(el, '[data-gradsight="search-results"]').textContent).toContain(RLO);
+    expect(unisolated(el)).toEqual([]);
   });
 });
