@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 from torch import nn
 
@@ -80,3 +81,49 @@ def test_chained_errors_lose_gradsights_frames_too() -> None:
     dbg = gs.debugger(step)
     assert "IndexError" in dbg.error and dbg.error.endswith("ValueError: batch too short")
     assert PACKAGE not in dbg.error
+
+
+def chain(n: int) -> ValueError:
+    err = None
+    for i in range(n):
+        try:
+            raise ValueError(f"attempt {i}") from err
+        except ValueError as e:
+            err = e
+    assert err is not None
+    return err
+
+
+def test_a_long_chain_of_errors_is_formatted_not_raised() -> None:
+    def step() -> torch.Tensor:  # a retry loop: each failure raised from the one before
+        raise chain(2000)
+
+    dbg = gs.debugger(step)
+    assert dbg.status == "error" and dbg.error.endswith("ValueError: attempt 1999"), dbg.error[-300:]
+    assert "attempt 0" in dbg.error and PACKAGE not in dbg.error
+    dbg.close()
+
+
+def test_a_bug_inside_gradsight_keeps_gradsights_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradsight._capture import source, text
+
+    monkeypatch.setattr(source, "_no_module_between", text.shorten)  # raises TypeError inside text.py
+    w = torch.rand(3, requires_grad=True)
+    dbg = gs.debugger(lambda: torch.log(w).sum())
+    assert dbg.status == "error"
+    shown = frames(dbg.error)
+    assert any("text.py" in f and PACKAGE in f for f in shown), dbg.error  # where the bug is
+    assert any("source.py" in f for f in shown), dbg.error
+    assert dbg.error.splitlines()[-1].startswith("TypeError")
+    dbg.close()
+
+
+def test_what_gradsight_refuses_on_purpose_still_hides_its_frames() -> None:
+    def step() -> torch.Tensor:
+        loss = torch.ones(2, requires_grad=True).sum()
+        loss.backward()  # refused inside a run (no_train): a raise, not a bug
+        return loss
+
+    dbg = gs.debugger(step)
+    assert dbg.status == "error" and PACKAGE not in dbg.error, dbg.error
+    dbg.close()

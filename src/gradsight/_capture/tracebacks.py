@@ -10,7 +10,8 @@ before the user's first frame: they are gradsight's calls into torch (``Module._
 model, ``torch.autograd.grad``, which the user never called); with no frame of the user's at all
 (a bare ``nn.Linear`` given the wrong shape, a backward that fails in torch) they are all the
 traceback has, and stay. Nothing is changed on the exception: its frames are read into a
-``TracebackException`` and filtered there.
+``TracebackException`` and filtered there. An exception out of gradsight's own code (a bug,
+:func:`own_bug`) keeps every frame: hidden, it would read as the user's.
 
 >>> def fail() -> None:
 ...     raise ValueError("user bug")
@@ -39,22 +40,48 @@ def is_own(filename: str) -> bool:
 
 def user_traceback(e: BaseException) -> str:
     """``e`` formatted as ``traceback.format_exception`` does, without gradsight's frames; an error
-    gradsight raised itself (no frame of the user's) reads as its one line, ``TypeError: ...``."""
-    formatted = traceback.TracebackException(type(e), e, e.__traceback__, compact=True)
-    _drop_own(formatted, set())
-    return "".join(formatted.format()).rstrip()
+    gradsight raised itself (no frame of the user's) reads as its one line, ``TypeError: ...``. A bug
+    of gradsight's (:func:`own_bug`) keeps every frame, so it can be reported. Formatting never
+    raises: a traceback it cannot filter is formatted whole, one it cannot format is its last line."""
+    try:
+        formatted = traceback.TracebackException(type(e), e, e.__traceback__, compact=True)
+        if not own_bug(formatted):
+            _drop_own(formatted)
+        return "".join(formatted.format()).rstrip()
+    except Exception:  # RecursionError, MemoryError-free failures of a strange exception's __str__
+        try:
+            return "".join(traceback.format_exception(e)).rstrip()
+        except Exception:
+            return f"{type(e).__name__}: (the error could not be formatted)"
 
 
-def _drop_own(formatted: traceback.TracebackException, seen: set[int]) -> None:
-    """Leave gradsight's frames out of ``formatted`` and of the exceptions chained to it (each once:
-    a chain may loop)."""
-    if id(formatted) in seen:
-        return
-    seen.add(id(formatted))
-    frames = [f for f in formatted.stack if not is_own(f.filename)]
-    first = next((i for i, f in enumerate(frames) if not f.filename.startswith(_TORCH)), 0)
-    formatted.stack = traceback.StackSummary.from_list(frames[first:])
-    group = getattr(formatted, "exceptions", None) or []  # an ExceptionGroup's (Python 3.11+)
-    for chained in (formatted.__cause__, formatted.__context__, *group):
-        if chained is not None:
-            _drop_own(chained, seen)
+_PASSING_ON = frozenset({"__torch_function__", "__torch_dispatch__"})  # they call the user's torch op
+
+
+def own_bug(formatted: traceback.TracebackException) -> bool:
+    """Whether the exception came out of gradsight's own code: its innermost frame is gradsight's,
+    on a line that is no ``raise`` (what gradsight refuses on purpose reads as the user's error) and
+    in no torch mode passing the user's op on (``__torch_function__``: torch raised inside the op);
+    not a warning turned into an error (gradsight re-issues warnings at the user's line)."""
+    if not formatted.stack or issubclass(formatted.exc_type or type(None), Warning):
+        return False
+    frame = formatted.stack[-1]
+    line = (frame.line or "").lstrip()
+    return is_own(frame.filename) and frame.name not in _PASSING_ON and not line.startswith("raise")
+
+
+def _drop_own(formatted: traceback.TracebackException) -> None:
+    """Leave gradsight's frames out of ``formatted`` and of the exceptions chained to it, iteratively
+    (a retry loop chains thousands with ``raise ... from``), each once (a chain may loop)."""
+    seen: set[int] = set()
+    stack = [formatted]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        frames = [f for f in current.stack if not is_own(f.filename)]
+        first = next((i for i, f in enumerate(frames) if not f.filename.startswith(_TORCH)), 0)
+        current.stack = traceback.StackSummary.from_list(frames[first:])
+        group = getattr(current, "exceptions", None) or []  # an ExceptionGroup's (Python 3.11+)
+        stack.extend(c for c in (current.__cause__, current.__context__, *group) if c is not None)
