@@ -114,3 +114,33 @@ def test_a_cell_result_made_of_numbers_that_never_required_grad_is_no_cut_by_a_c
     cuts = cut_results(code, ns)
     assert set(cuts) == {"t", "u"}  # acc: cut by its .detach() before the conversion
     assert ".item()" in cuts["t"][1] and ".item()" in cuts["u"][1]
+
+
+def test_a_number_only_logged_is_no_cut_of_a_leaf_off_the_path() -> None:
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(4, 3)
+    x = torch.randn(8, 4)
+    w = torch.randn(4, requires_grad=True)
+    logged: list[str] = []
+
+    def step() -> torch.Tensor:
+        logged.append(f"w norm {w.norm().item():.3f}")
+        return torch.nn.functional.dropout(lin(x), 0.0).sum()
+
+    why = gs.debugger(step).why("w")
+    assert why.reason == "not_on_path" and ".item()" not in why.message and "not on the path" in why.message
+
+
+def test_a_big_tolist_is_not_followed_value_by_value_but_still_named_as_the_likely_cut() -> None:
+    from gradsight._capture.taint_numbers import FOLLOWED_AT_MOST
+
+    torch.manual_seed(0)
+    w = torch.randn(FOLLOWED_AT_MOST + 1, requires_grad=True)
+    x = torch.randn(FOLLOWED_AT_MOST + 1, requires_grad=True)
+
+    def step() -> torch.Tensor:
+        return (x * torch.tensor(w.tolist())).sum()  # the cut
+
+    why = gs.debugger(step).why("w")
+    assert why.reason == "not_on_path" and ".tolist()" in why.message and "if the loss uses" in why.message
+    assert why.source is not None and "# the cut" in why.source

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Any
 
@@ -90,6 +90,7 @@ class _Taint(TorchFunctionMode):
         self.outer = outer  # the frame that runs the forward: no user code above it
         self.namer = namer  # a module's path, to name a toggled module
         self.numbers = _numbers.Numbers()  # Python numbers, lists and NumPy arrays made from followed values
+        self.maybe: _Break | None = None  # the conversion a tensor made of Python numbers may come from
         if start is not None:
             self.start(start)
 
@@ -109,13 +110,15 @@ class _Taint(TorchFunctionMode):
         hit = [t for t in given if isinstance(t, torch.Tensor) and self.tainted.get(id(t)) is t]
         fed = self.numbers.fed(given, self.tainted) if self.numbers else []
         if not (hit or fed) or _bookkeeping(func):
+            if self.numbers.converted and not (hit or fed):
+                self._numbers_back(func, given, out)
             return out
         self.used = self.used or bool(hit)
-        outs = _tensors(out)
+        to_python = _numbers.converts(func)  # .item(), float(), .tolist(), .numpy(): no tensor out
+        outs = [] if to_python else _tensors(out)  # (not the millions of numbers of a big .tolist())
         if getattr(func, "__name__", "") == "__setitem__" and args and isinstance(args[0], torch.Tensor):
             outs = [args[0]]  # buf[i] = value: what is written flows into buf
         carried = frozenset().union(*(self.carries[id(t)] for t in hit), *fed)
-        to_python = _numbers.converts(func)  # .item(), float(), .tolist(), .numpy(): no tensor out
         lost = any(t.requires_grad for t in hit) and not any(t.requires_grad for t in outs)
         if lost and (outs or to_python):
             frame = sys._getframe(1)
@@ -129,8 +132,22 @@ class _Taint(TorchFunctionMode):
             self.tainted[id(t)] = t
             self.carries[id(t)] = carried if before is None else before | carried  # in place: both histories
         if to_python:
-            self.numbers.keep(out, carried)
+            self.numbers.keep(out, carried, max((t.numel() for t in hit), default=0))
+            if self.maybe is None and lost:
+                self.maybe = replace(self.breaks[-1])  # a copy: told apart by identity
         return out
+
+    def _numbers_back(self, func: Any, given: list[Any], out: Any) -> None:
+        """Python numbers reach torch after a conversion, by ways not followed (plain Python arithmetic):
+        a tensor made of them is followed as possibly made of the conversion."""
+        if self.maybe is None or not _numbers.made_from_python(func, given):
+            return
+        if all(b is not self.maybe for b in self.breaks):
+            self.breaks.append(self.maybe)
+        index = next(i for i, b in enumerate(self.breaks) if b is self.maybe)
+        for t in _tensors(out):
+            self.tainted[id(t)] = t
+            self.carries[id(t)] = frozenset({index})
 
     def reaching(self, roots: list[torch.Tensor]) -> tuple[bool, list[_Break]]:
         """(whether the leaf's values reach a root, the breaks on the way there, first first)."""
@@ -170,6 +187,9 @@ def trace(name: str, leaf: torch.Tensor | None, forward: Callable[[], list[torch
             text = _TOGGLED.format(name=name, op=found.op, module=toggled.module, kind=found.reason)
         elif found.in_checkpoint and found.reason == "no_grad":
             text = _CHECKPOINT.format(name=name)
+        elif found is mode.maybe:  # a tensor made of Python numbers after the conversion: likely, not sure
+            return Why(name, "not_on_path", _LEFT_TORCH.format(name=name, op=_numbers.SPELLING[found.op]),
+                       source=source)  # fmt: skip
         elif found.op in _numbers.CONVERSIONS:
             text = _TO_PYTHON.format(name=name, op=_numbers.SPELLING[found.op])
         else:
@@ -178,10 +198,6 @@ def trace(name: str, leaf: torch.Tensor | None, forward: Callable[[], list[torch
     if not mode.used:
         return Why(name, "unused", f"{name} is never used in the forward: nothing computed from it, so it cannot get a "
                    "gradient (an unused parameter or branch?).")  # fmt: skip
-    left = [b for b in mode.breaks if b.op in _numbers.CONVERSIONS]
-    if not reached and left:  # lost in plain Python (torch.tensor(x.item() * 2)): likely, not sure
-        op = _numbers.SPELLING[left[0].op]
-        return Why(name, "not_on_path", _LEFT_TORCH.format(name=name, op=op), source=left[0].source)
     if not reached:
         return Why(name, "not_on_path", f"{name} is used in the forward, but nothing computed from it reaches the loss "
                    "(the root): it is not on the path, so backward never gets to it.")  # fmt: skip

@@ -4,7 +4,13 @@
 behind it. The numbers are followed by identity (the same float object reaches ``torch.tensor``),
 arrays also by their buffer (``torch.from_numpy`` does not go through ``__torch_function__``; the
 tensor it makes shares the array's memory). Arithmetic in plain Python (``x.item() * 2``) makes new
-objects and is not followed: ``taint.trace`` then names the conversion as a likely cut.
+objects and is not followed: a tensor made of Python numbers after a conversion (``torch.tensor``,
+``torch.as_tensor``: :func:`made_from_python`) is followed as possibly made of it, and ``taint.trace``
+names the conversion as the likely cut where that tensor reaches the loss; a number only printed or
+logged is no cut (nor one given to another torch call: ``out * (x.item() * 2)`` is not followed, as a
+float argument such as a dropout rate cannot be told from it). A ``.tolist()`` of more than
+``FOLLOWED_AT_MOST`` values is not followed value by value (``why()`` stays fast on a cell that
+collects its predictions): only as possibly made of it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,11 @@ SPELLING = {"item": ".item()", "tolist": ".tolist()", "numpy": ".numpy()", "__fl
 # shape), so following it would taint unrelated calls.
 _SHARED_INTS = range(-5, 257)
 
+FOLLOWED_AT_MOST = 4096  # the values of one conversion followed one by one
+
+# Calls that make a tensor of the Python numbers (or arrays) they are given.
+_FACTORIES = frozenset({"tensor", "as_tensor", "asarray", "scalar_tensor"})
+
 
 def converts(func: Any) -> bool:
     """Whether ``func`` hands a tensor's values to Python (a number, a list of them, an array)."""
@@ -38,11 +49,16 @@ class Numbers:
     def __init__(self) -> None:
         self.kept: dict[int, tuple[object, frozenset[int]]] = {}
         self.buffers: dict[int, frozenset[int]] = {}  # an array's data pointer -> its breaks
+        self.converted = False  # a followed tensor was handed to Python (followed or not)
 
     def __bool__(self) -> bool:
         return bool(self.kept)
 
-    def keep(self, out: Any, carried: frozenset[int]) -> None:
+    def keep(self, out: Any, carried: frozenset[int], size: int = 0) -> None:
+        """Follow the numbers (or array) ``out`` made of ``size`` values of followed tensors."""
+        self.converted = True
+        if size > FOLLOWED_AT_MOST and isinstance(out, list):
+            return  # too many to follow one by one: only as possibly made of it (made_from_python)
         for value in _pytree.tree_flatten(out)[0]:
             if not _followable(value):
                 continue
@@ -64,6 +80,14 @@ class Numbers:
                 if carried is not None:
                     found.append(carried)
         return found
+
+
+def made_from_python(func: Any, given: list[Any]) -> bool:
+    """Whether a call that involves no followed value makes a tensor of plain Python numbers or arrays
+    (``torch.tensor(x.item() * 2)``)."""
+    if getattr(func, "__name__", "") not in _FACTORIES:
+        return False
+    return any(isinstance(v, (float, complex)) or _array_pointer(v) is not None for v in given)
 
 
 def _followable(value: Any) -> bool:
