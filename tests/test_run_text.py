@@ -33,9 +33,27 @@ def test_without_a_sentence_end_it_cuts_at_a_word() -> None:
     assert len(short) <= 50 and words.startswith(short) and words[len(short)] == " "
 
 
-def test_what_fits_stays_whole_and_one_long_word_is_cut_at_the_limit() -> None:
+def test_what_fits_stays_whole_and_one_long_word_is_cut_to_fit_with_the_mark() -> None:
     assert shorten("a" * 300, 300) == "a" * 300
-    assert shorten("a" * 400, 300) == "a" * 300 + SHORTENED
+    assert shorten("a" * 400, 300) == "a" * (300 - len(SHORTENED)) + SHORTENED
+
+
+def test_the_result_fits_the_limit_mark_included() -> None:
+    texts = ["Expected size torch.Size([2, 3]). Got torch.Size([4]) " + "because it was resized in place " * 9,
+             "value 3.5 is bad " * 30, "/very/long/path/" * 40, "é" * 400, "Hello. Another sentence."]  # fmt: skip
+    for text in texts:
+        for limit in (10, 40, 120, 300):
+            short = shorten(text, limit)
+            assert len(short) <= limit, (limit, short)
+            assert text.startswith(short.removesuffix(SHORTENED).removesuffix("…"))
+
+
+def test_e_g_and_i_e_end_no_sentence() -> None:
+    text = "Trying to backward a second time (freed), e.g. when you call backward twice. " + "x" * 200
+    short = shorten(text, 120)
+    assert short == "Trying to backward a second time (freed), e.g. when you call backward twice." + SHORTENED
+    text = "A" + " word" * 14 + ", i.e. this goes on " + "and on " * 30
+    assert not shorten(text, 120).endswith("i.e." + SHORTENED)
 
 
 def test_an_unreadable_saved_value_in_a_graph_keeps_whole_sentences() -> None:

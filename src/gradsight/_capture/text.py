@@ -5,8 +5,10 @@ is kept to a few hundred characters, but a cut in mid-word or mid-sentence reads
 that anything was left out: :func:`shorten` keeps it whole when it fits, or ends it at the last
 sentence (or, with none, the last word) that fits, and says it was shortened.
 
->>> shorten("One sentence. Another one that is long.", 20)
+>>> shorten("One sentence. Another one that is long.", 30)
 'One sentence. … (shortened)'
+>>> shorten("Freed, e.g. by a second backward. Call it once.", 40)  # "e.g." ends no sentence
+'Freed, e.g. by a second … (shortened)'
 >>> shorten("fits", 20)
 'fits'
 """
@@ -16,20 +18,24 @@ from __future__ import annotations
 import re
 
 SHORTENED = " … (shortened)"
-_SENTENCE_END = re.compile(r"[.!?](?=\s)")
+# a period, ! or ? before a space, but not that of "e.g.", "i.e.", "vs." or "cf."
+_SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\bvs)(?<!\bcf)[.!?](?=\s)")
 
 
 def shorten(text: str, limit: int = 300) -> str:
     """``text`` whole if it has at most ``limit`` characters; otherwise cut after the last sentence
-    that ends within ``limit`` (when that keeps at least half of it), else at the last space, else at
-    ``limit``, and marked with :data:`SHORTENED`."""
+    that ends within it (when that keeps at least half of it), else at the last space, else in the
+    word, and marked with :data:`SHORTENED` — at most ``limit`` characters, the mark included."""
     if len(text) <= limit:
         return text
-    head = text[: limit + 1]
-    ends = [m.end() for m in _SENTENCE_END.finditer(head)]
-    if ends and ends[-1] >= limit // 2:
+    room = limit - len(SHORTENED)
+    if room < 1:  # no room for the mark: the text cut, with an ellipsis
+        return text[: limit - 1] + "…" if limit >= 1 else ""
+    head = text[: room + 1]
+    ends = [m.end() for m in _SENTENCE_END.finditer(head) if m.end() <= room]
+    if ends and ends[-1] >= room // 2:
         cut = ends[-1]
     else:
         space = head.rfind(" ")
-        cut = space if space >= limit // 2 else limit
+        cut = space if space >= room // 2 else room
     return text[:cut].rstrip() + SHORTENED
