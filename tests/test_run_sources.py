@@ -68,3 +68,19 @@ def test_two_calls_of_one_function_on_one_line_are_told_apart() -> None:
     assert sigmoid is not None
     place, text = sigmoid.split("  ", 1)
     assert text == "p = torch.sigmoid(out)" and place.count(":") == 1, sigmoid
+
+
+def test_a_function_and_a_method_of_one_op_on_one_line_are_told_apart() -> None:
+    w = torch.rand(5, requires_grad=True)
+
+    def step() -> torch.Tensor:
+        p = torch.sigmoid(w)
+        return (torch.log(p) + (1 - p).log()).sum()
+
+    dbg = gs.debugger(step)
+    logs = [n.source for n in dbg.graph.find("LogBackward0")]
+    if sys.version_info < (3, 11):  # no co_positions: both name the line alone
+        return
+    assert len(logs) == 2 and len(set(logs)) == 2, logs
+    assert sorted(str(s).rpartition("  ← ")[2] for s in logs) == ["(1 - p).log()", "torch.log(p)"], logs
+    dbg.close()

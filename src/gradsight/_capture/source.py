@@ -200,9 +200,9 @@ class SourceTracker(TorchFunctionMode):
         if self._sites_made != self._made:
             self._sites.clear()
             for f, n, code, lasti, fn in self._where:
-                self._sites.setdefault((f, n, fn), set()).add((code, lasti))
+                self._sites.setdefault((f, n, op_name(fn)), set()).add((code, lasti))
             self._sites_made = self._made
-        return self._sites.get((filename, line, func), set())
+        return self._sites.get((filename, line, op_name(func)), set())
 
     def reset(self) -> None:
         self._starts.clear()
@@ -232,6 +232,17 @@ def _no_module_between(caller: FrameType, frame: FrameType) -> bool:
             return False
         f = f.f_back
     return True
+
+
+def op_name(func: Any) -> str:
+    """The op a torch function runs, whichever way it was called: ``torch.log`` and ``Tensor.log``
+    both make a ``LogBackward0`` (so do ``torch.add``, ``x + y`` and ``x.add_``), and two of them on
+    one line are told apart by their columns.
+
+    >>> op_name(torch.log) == op_name(torch.Tensor.log), op_name(torch.Tensor.__add__), op_name(torch.Tensor.add_)
+    (True, 'add', 'add')
+    """
+    return str(getattr(func, "__name__", "") or func).strip("_")
 
 
 def call_at(code: Any, lasti: int, line: int, text: str) -> tuple[int, str] | None:
