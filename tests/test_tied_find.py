@@ -71,3 +71,15 @@ def test_runnable_and_live_graphs_find_a_tied_weight_by_either_name(monkeypatch:
         assert [n.leaf.name for n in live.graph.find("head.weight") if n.leaf is not None] == ["emb.weight"]
     finally:
         live.close()
+
+
+def test_a_cell_reaching_the_model_through_a_helper_finds_its_tied_weight(shell: InteractiveShell) -> None:
+    shell.run_cell(
+        "torch.manual_seed(0)\nlm = nn.Module()\nlm.emb = nn.Embedding(10, 4)\nlm.head = nn.Linear(4, 10, bias=False)\n"
+        "lm.head.weight = lm.emb.weight\nids = torch.randint(0, 10, (3, 5))\n"
+        "def helper(): return lm.head(torch.tanh(lm.emb(ids))).pow(2).mean()",
+        store_history=False,
+    )
+    dbg = shell.run_cell("%%gradsight\nloss = helper()\nloss.backward()", store_history=False).result
+    found = dbg.graph.find("lm.head.weight")
+    assert [n.leaf.name for n in found if n.leaf is not None] == ["lm.emb.weight"]

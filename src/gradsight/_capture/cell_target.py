@@ -5,6 +5,7 @@ modules and variables toggles can name; a taint trace through a re-run; what it 
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -159,7 +160,7 @@ class CellTarget:
         from .cell import cell_names
 
         out: dict[str, str] = {}
-        for name in sorted(cell_names(self.code)[0]):
+        for name in sorted(_with_helpers(self.ns, cell_names(self.code)[0])):
             value = self.ns.get(name)
             if isinstance(value, torch.nn.Module):
                 found = leaf_aliases(module_names(value), leaf_names_from_params(value))
@@ -256,3 +257,13 @@ class CellTarget:
     def changed(self, since: RunFacts) -> tuple[str, ...]:
         now = self.facts(Graph())
         return changed_since(since, now.parameters, now.inputs)
+
+
+def _with_helpers(ns: Mapping[str, Any], names: Collection[str]) -> set[str]:
+    """``names`` and the globals of the functions among them (``loss = helper()`` reaches ``model``)."""
+    out = set(names)
+    for name in names:
+        code = getattr(ns.get(name), "__code__", None)
+        if isinstance(ns.get(name), types.FunctionType) and code is not None:
+            out |= {g for g in code.co_names if g in ns}
+    return out
