@@ -110,7 +110,7 @@ def test_a_bug_inside_gradsight_keeps_gradsights_frames(monkeypatch: pytest.Monk
     monkeypatch.setattr(source, "_no_module_between", text.shorten)  # raises TypeError inside text.py
     w = torch.rand(3, requires_grad=True)
     dbg = gs.debugger(lambda: torch.log(w).sum())
-    assert dbg.status == "error"
+    assert dbg.status == "error" and dbg.error.startswith("gradsight failed in its own code (a bug"), dbg.error
     shown = frames(dbg.error)
     assert any("text.py" in f and PACKAGE in f for f in shown), dbg.error  # where the bug is
     assert any("source.py" in f for f in shown), dbg.error

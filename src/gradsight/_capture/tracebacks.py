@@ -41,12 +41,14 @@ def is_own(filename: str) -> bool:
 def user_traceback(e: BaseException) -> str:
     """``e`` formatted as ``traceback.format_exception`` does, without gradsight's frames; an error
     gradsight raised itself (no frame of the user's) reads as its one line, ``TypeError: ...``. A bug
-    of gradsight's (:func:`own_bug`) keeps every frame, so it can be reported. Formatting never
+    of gradsight's (:func:`own_bug`) keeps every frame, under a line (:data:`OWN_BUG`) asking for a
+    report. Formatting never
     raises: a traceback it cannot filter is formatted whole, one it cannot format is its last line."""
     try:
         formatted = traceback.TracebackException(type(e), e, e.__traceback__, compact=True)
-        if not own_bug(formatted):
-            _drop_own(formatted)
+        if own_bug(formatted):
+            return OWN_BUG + "".join(formatted.format()).rstrip()
+        _drop_own(formatted)
         return "".join(formatted.format()).rstrip()
     except Exception:  # RecursionError, MemoryError-free failures of a strange exception's __str__
         try:
@@ -55,6 +57,7 @@ def user_traceback(e: BaseException) -> str:
             return f"{type(e).__name__}: (the error could not be formatted)"
 
 
+OWN_BUG = "gradsight failed in its own code (a bug: please report it with this traceback):\n"
 _PASSING_ON = frozenset({"__torch_function__", "__torch_dispatch__"})  # they call the user's torch op
 
 
