@@ -7,6 +7,7 @@ re-run can say what changed since (an optimizer step between the run shown and t
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -113,6 +114,8 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
     failed = why_failed.failed(name, graph, failure) if failure else None
     if failed is not None:
         return failed
+    if failure and not graph.nodes:  # the forward (or the loss) raised: a trace would re-run it and raise again
+        return why_failed.no_graph(name, failure)
     inside = inside or {}
     if name in inside:
         return Why(name, "unknown", f"{name} got a gradient (norm {inside[name]:.4g}) inside a reentrant checkpoint "
@@ -132,7 +135,7 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
     quick = why_mod.quick(name, leaves.get(name), toggles, graph, traceable=traceable, others=others)
     if quick is not None and quick.reason == "unknown" and not graph.nodes:
         # no graph at all, which says nothing of this leaf: where its own path breaks is what a trace finds
-        traced = target.trace(name, toggles)
+        traced = _trace(target, name, toggles)
         return traced if traced is not None and traced.reason != "unknown" else quick
     if quick is not None:
         return quick
@@ -155,7 +158,7 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
             text = (f"{name} got a gradient in this run (the last backward call's, norm {node.grad_norm}); "
                     f"{name}.grad holds more than that: see the graph's note.")  # fmt: skip
         return Why(name, "unknown", text, where=node.id)
-    traced = target.trace(name, toggles)
+    traced = _trace(target, name, toggles)
     cuts = why_mod.cutting_toggles(toggles)
     if traced is not None and traced.reason == "unknown" and cuts:  # e.g. a node's detach: not in the trace
         return replace(traced, message=f"{traced.message} This re-run's {cuts} may be the cut: turn it off and "
@@ -170,6 +173,19 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
     return Why(name, "not_on_path", f"{name} is not in this graph: the tensor was not used to compute it, or {cut}. "
                "gradsight could not follow it through a re-run to find where (it is bound where a re-run cannot "
                "follow it, such as a for loop's variable, or there is no step to re-run yet).")  # fmt: skip
+
+
+def _trace(target: Target, name: str, toggles: Toggles) -> Why | None:
+    """``target.trace``; when the re-run it makes raises (a forward that failed in the run, whose error
+    the caller was not given; the user's code failing now where it ran before), the answer is that
+    error, in a line: why() never raises the user's error."""
+    try:
+        return target.trace(name, toggles)
+    except Exception as e:  # the user's code, re-run: any error of it is an answer
+        last = traceback.format_exception_only(type(e), e)[-1].strip()
+        return Why(name, "unknown", f"{name} got no gradient here: re-running the step to trace where its path "
+                   f"breaks raised ({why_failed.short(last)}). Fix that error (the run's, when it raised too) and "
+                   "re-run, then ask again.")  # fmt: skip
 
 
 def _alias(name: str, leaves: Mapping[str, torch.Tensor | None], known: Collection[str]) -> str | None:

@@ -55,6 +55,16 @@ def failed(name: str, graph: Graph, failure: str) -> Why | None:
                where=node.id)  # fmt: skip
 
 
+def no_graph(name: str, failure: str) -> Why:
+    """Why ``name`` got no gradient when the run raised (``failure``: its traceback) before it built
+    any graph: the forward or the loss raised, so no backward ran. Answered from the error, without
+    re-running the code that raised it."""
+    last = failure.strip().splitlines()[-1] if failure.strip() else "an error"
+    return Why(name, "unknown", f"{name} got no gradient because this run raised before any backward ran "
+               f"({short(last)}): its forward or loss did not finish, so there is no graph to explain. Fix that "
+               "error, shown with the run, and re-run.")  # fmt: skip
+
+
 def _unavailable(value: SavedValue) -> bool:
     if isinstance(value, Unavailable):
         return INPLACE in value.reason
