@@ -52,7 +52,8 @@ class Reach:
 
 def scope_of(fn: Callable[..., Any]) -> Reach:
     """What ``fn`` reaches by name (see the module's docstring): level 0 is ``fn``'s own code, level
-    1 the functions it names, and so on to :data:`SCOPE_DEPTH`; levels 0 and 1 are ``near``."""
+    1 the functions it names, and so on to :data:`SCOPE_DEPTH`; levels 0 and 1 are ``near`` (but
+    for the methods of objects, found from level 0 on: ``deep``)."""
     reach = Reach()
     fn, owner = _callee(fn)
     if owner is not None:
