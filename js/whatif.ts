@@ -102,7 +102,10 @@ export class WhatIf {
       const name = n.leaf?.name;
       if (n.leaf && name && this.variables.has(name) && !this.base.has(name)) this.base.set(name, n.leaf.requires_grad);
     }
+    // Leaves in the graph carry their dtype; controls carry it for tensors the graph does not draw
+    // (an integer input no op differentiates): neither gets a requires_grad box torch would refuse.
     const dtypes = new Map<string, string>();
+    for (const l of controls?.leaves ?? []) if (l.dtype !== null) dtypes.set(l.name, l.dtype);
     for (const n of graph?.nodes ?? []) if (n.leaf?.name) dtypes.set(n.leaf.name, n.leaf.dtype);
     this.panel.setControls(controls, this.base, dtypes);
     this.client.cancelAll("why:");

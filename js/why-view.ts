@@ -18,6 +18,9 @@ export const REASON_TEXT: Record<WhyReason, string> = {
   freed: "the graph was freed by an earlier backward",
   zero: "the gradient is all zeros",
   nonfinite: "the gradient has NaN or Inf",
+  exploding: "the gradient is exploding",
+  vanishing: "the gradient is vanishing",
+  backward_error: "the backward raised before reaching it",
   unknown: "unknown",
 };
 

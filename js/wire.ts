@@ -1,11 +1,11 @@
-// The wire contract, TypeScript side. Mirrors src/gradsight/schema.py (SCHEMA_VERSION 8).
+// The wire contract, TypeScript side. Mirrors src/gradsight/schema.py (SCHEMA_VERSION 9).
 // parseGraph() is the runtime guard: everything the view draws has passed through it, so a drift
 // between the two sides fails loudly (and the golden snapshots in tests/golden fail the JS tests).
 // Big graphs come as a binary skeleton, decoded by skeleton.ts.
 
 import { lightNodes, parseSkeleton, type Skeleton } from "./skeleton";
 
-export const SCHEMA_VERSION = 8;
+export const SCHEMA_VERSION = 9;
 
 export type NodeKind = "op" | "leaf" | "root" | "opaque";
 
@@ -82,6 +82,9 @@ export type WhyReason =
   | "freed"
   | "zero"
   | "nonfinite"
+  | "exploding"
+  | "vanishing"
+  | "backward_error"
   | "unknown";
 
 /** Why a leaf's .grad is None (or zero), and where the path from the root breaks. */
@@ -97,7 +100,7 @@ export interface WireControls {
   rerun: boolean;
   /** why this debugger cannot re-run, and what to do instead */
   note: string | null;
-  leaves: { name: string; requires_grad: boolean; in_graph: boolean }[];
+  leaves: { name: string; requires_grad: boolean; in_graph: boolean; dtype: string | null }[];
   modules: string[];
   variables: string[];
   /** can `detach` name node ids (runnable and live debuggers): cuts the edges into that node */
@@ -363,6 +366,9 @@ const REASONS: readonly string[] = [
   "freed",
   "zero",
   "nonfinite",
+  "exploding",
+  "vanishing",
+  "backward_error",
   "unknown",
 ];
 
@@ -412,6 +418,7 @@ function parseControls(x: unknown, path: string): WireControls {
         name: str(leaf.name, `${path}.leaves[${i}].name`),
         requires_grad: bool(leaf.requires_grad, `${path}.leaves[${i}].requires_grad`),
         in_graph: bool(leaf.in_graph, `${path}.leaves[${i}].in_graph`),
+        dtype: optStr(leaf.dtype, `${path}.leaves[${i}].dtype`),
       };
     }),
     modules: strings(o.modules, `${path}.modules`),

@@ -13,7 +13,7 @@ import torch
 from gradsight._capture.names import leaf_names_from_params
 from gradsight._capture.records import CaptureOptions
 from gradsight._capture.tensors import graph_of
-from gradsight.graph import Graph, Node, RunInfo, TensorSummary, Unavailable
+from gradsight.graph import Controls, Graph, LeafControl, Node, RunInfo, TensorSummary, Unavailable, Why
 from gradsight.schema import (
     SCHEMA_VERSION,
     SKELETON_THRESHOLD,
@@ -81,6 +81,21 @@ def test_a_non_finite_loss_survives_the_round_trip(loss: float) -> None:
     back = graph_from_wire(json.loads(json.dumps(graph_to_wire(graph), allow_nan=False)))
     assert isinstance(back.run.loss, float)
     assert math.isnan(back.run.loss) if math.isnan(loss) else back.run.loss == loss
+
+
+def test_leaf_controls_carry_their_dtype_and_why_reasons_the_new_kinds() -> None:
+    # The view offers no requires_grad box for an integer tensor it does not draw: only the control says int64.
+    leaves = (
+        LeafControl("ids", False, False, "int64"),
+        LeafControl("w", True, True, "float32"),
+        LeafControl("x", True, True),
+    )
+    missing = tuple(Why(f"p{i}", reason, "m") for i, reason in enumerate(("exploding", "vanishing", "backward_error")))
+    graph = Graph(nodes=(Node(id="a#0", name="A", kind="root"),), roots=("a#0",),
+                  controls=Controls(rerun=True, leaves=leaves), missing=missing)  # fmt: skip
+    wire = json.loads(json.dumps(graph_to_wire(graph), allow_nan=False))
+    assert [leaf["dtype"] for leaf in wire["controls"]["leaves"]] == ["int64", "float32", None]
+    assert graph_from_wire(wire) == graph
 
 
 def test_saved_values_are_tagged() -> None:

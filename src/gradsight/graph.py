@@ -23,7 +23,7 @@ RunMode = Literal["tensor", "cell", "runnable", "live"]
 RootGradient = Literal["scalar", "ones", "grad_output"]
 WhyReason = Literal[
     "requires_grad_false", "detach", "no_grad", "inference_mode", "non_differentiable", "data", "not_on_path",
-    "unused", "freed", "zero", "nonfinite", "unknown",
+    "unused", "freed", "zero", "nonfinite", "exploding", "vanishing", "backward_error", "unknown",
 ]  # fmt: skip
 
 
@@ -257,11 +257,13 @@ class Why:
 
 @dataclass(frozen=True)
 class LeafControl:
-    """A leaf the user can toggle: its current ``requires_grad`` and whether it is in this graph."""
+    """A leaf the user can toggle: its current ``requires_grad``, whether it is in this graph, and its
+    dtype (``"int64"``: the view offers no requires_grad box, torch refuses one; None when unknown)."""
 
     name: str
     requires_grad: bool
     in_graph: bool
+    dtype: str | None = None
 
 
 @dataclass(frozen=True)

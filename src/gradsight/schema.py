@@ -60,7 +60,9 @@ __all__ = [
     "skeleton_ids",
 ]
 
-SCHEMA_VERSION = 8  # 8: a preview's buffer is float32 or float64 (preview.dtype), 7: NaN/Inf losses as text
+# 9: why reasons exploding/vanishing/backward_error, a leaf control's dtype; 8: a preview's buffer is
+# float32 or float64 (preview.dtype); 7: NaN/Inf losses as text
+SCHEMA_VERSION = 9
 
 Wire = dict[str, Any]
 
@@ -96,7 +98,8 @@ def _controls_to_wire(c: Controls) -> Wire:
         "rerun": c.rerun,
         "note": c.note,
         "leaves": [
-            {"name": leaf.name, "requires_grad": leaf.requires_grad, "in_graph": leaf.in_graph} for leaf in c.leaves
+            {"name": leaf.name, "requires_grad": leaf.requires_grad, "in_graph": leaf.in_graph, "dtype": leaf.dtype}
+            for leaf in c.leaves
         ],
         "modules": list(c.modules),
         "variables": list(c.variables),

@@ -23,8 +23,8 @@ function rtlGraph() {
   mul.source = `cell.py:3  h = self.${EVIL}(x)`;
   leaf.leaf.name = `${EVIL}.weight`;
   g.controls.leaves = [
-    { name: `${EVIL}.weight`, requires_grad: true, in_graph: true },
-    { name: `${EVIL}.bias`, requires_grad: false, in_graph: false },
+    { name: `${EVIL}.weight`, requires_grad: true, in_graph: true, dtype: "float32" },
+    { name: `${EVIL}.bias`, requires_grad: false, in_graph: false, dtype: "float32" },
   ];
   g.controls.modules = ["", EVIL, `${EVIL}.inner`];
   g.controls.variables = [`out_${RLO}x`];

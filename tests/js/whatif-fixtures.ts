@@ -16,8 +16,8 @@ export function whatIfGraph(index = 1): WireGraph {
   g.controls = controls({
     rerun: true,
     leaves: [
-      { name: "input1", requires_grad: true, in_graph: true },
-      { name: FROZEN, requires_grad: false, in_graph: false },
+      { name: "input1", requires_grad: true, in_graph: true, dtype: "float32" },
+      { name: FROZEN, requires_grad: false, in_graph: false, dtype: "float32" },
     ],
     modules: ["", "layer1", "encoder", "encoder.block"],
     variables: ["out1", "out3"],

@@ -73,6 +73,18 @@ describe("requires_grad of an integer leaf", () => {
     }
   });
 
+  it("is not offered for a tensor outside the graph whose control says it is an integer", () => {
+    // An integer input no op differentiates is no node: only its control entry carries its dtype.
+    const g = whatIfGraph();
+    const frozen = g.controls.leaves.find((l) => l.name === FROZEN);
+    if (!frozen) throw new Error("no frozen leaf in the fixture");
+    frozen.dtype = "int64";
+    const { el } = mount(g);
+    expect(leafBox(el, FROZEN)).toBeNull();
+    expect(q(el, '[data-gradsight="toggles"] [data-no-toggle="int64"]').textContent).toBe("int64");
+    expect(leafBox(el, "input1"), "the float leaf keeps its box").not.toBeNull();
+  });
+
   it("is offered for floating-point and complex leaves", () => {
     for (const dtype of ["float32", "float16", "bfloat16", "float64", "float8_e4m3fn", "complex64"]) {
       expect(canRequireGrad(dtype), dtype).toBe(true);

@@ -150,7 +150,7 @@ describe("toggles panel", () => {
     const g = whatIfGraph();
     g.controls = controls({
       rerun: true,
-      leaves: [{ name: evil, requires_grad: true, in_graph: true }],
+      leaves: [{ name: evil, requires_grad: true, in_graph: true, dtype: "float32" }],
       modules: [evil],
     });
     const { el } = mount(g);
