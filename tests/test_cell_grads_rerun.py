@@ -94,3 +94,12 @@ def test_copies_count_in_the_budget_and_a_cell_that_clears_grad_first_copies_not
     assert dbg.graph.run.kept_bytes >= 40000
     cleared = shell.run_cell("%%gradsight\nopt.zero_grad(set_to_none=True)\nloss = (W * 3).sum()\nloss.backward()")
     assert cleared.result._target.first_grads.kept_bytes == 0
+
+
+def test_a_rerun_that_makes_an_input_require_grad_leaves_its_grad_none(shell: InteractiveShell) -> None:
+    shell.run_cell("w = torch.ones(3, requires_grad=True)\nx = torch.full((3,), 2.0)")
+    dbg = shell.run_cell("%%gradsight\nloss = (w * x).sum()\nloss.backward()").result
+    graph = dbg.rerun(requires_grad={"x": True})
+    assert _grads(graph)["x"] == pytest.approx(float(torch.ones(3).norm()))  # the re-run's own gradient
+    assert shell.user_ns["x"].grad is None and not shell.user_ns["x"].requires_grad
+    assert torch.equal(shell.user_ns["w"].grad, torch.full((3,), 2.0))

@@ -18,8 +18,8 @@ Non-leaf tensors the cell reaches that retain their gradient (``h.retain_grad()`
 are remembered before the cell runs.
 
 A re-run puts each remembered ``.grad`` in place as a fresh copy (:meth:`FirstGrads.restored`); a leaf
-its backward reaches that the first run's did not (a what-if made it require grad) starts from None;
-either way the user's ``.grad`` objects, untouched, go back afterwards.
+of the user's its backward reaches that the first run's did not (a what-if made it require grad)
+starts from None; either way the user's ``.grad`` objects, untouched, go back afterwards.
 """
 
 from __future__ import annotations
@@ -100,11 +100,12 @@ class FirstGrads:
         return [t for f in self._first if f.held and f.copy is None and (t := f.leaf()) is not None]
 
     @contextmanager
-    def restored(self) -> Iterator[RerunGrads]:
+    def restored(self, reach: Iterable[object] = ()) -> Iterator[RerunGrads]:
         """Each remembered ``.grad`` as it was before the first run added to it (a fresh copy: the
         re-run's backward adds to it in place; None past the budget), and the user's own ``.grad``
-        objects back afterwards."""
-        rerun = RerunGrads()
+        objects back afterwards. ``reach``: the objects the cell reaches (their tensors, and modules'
+        parameters, are the user's: one whose ``.grad`` is None gets None back after the re-run)."""
+        rerun = RerunGrads(reach)
         try:
             with torch.no_grad():
                 for first in self._first:
@@ -121,10 +122,12 @@ class RerunGrads:
     backward calls: a leaf it did not replace yet (the first run's backward did not reach it) gets
     None, so that no backward of a re-run adds into a tensor of the user's."""
 
-    def __init__(self) -> None:
+    def __init__(self, reach: Iterable[object] = ()) -> None:
         self._put: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self._ids: set[int] = set()
         self.emptied: list[torch.Tensor] = []  # held a gradient the re-run starts without
+        self._reach = reach
+        self._users: set[int] | None = None  # ids of the user's tensors in reach (when first needed)
 
     def put(self, t: torch.Tensor, grad: torch.Tensor | None, held: bool) -> None:
         if id(t) in self._ids:
@@ -146,7 +149,21 @@ class RerunGrads:
     def reached(self, leaves: Iterable[torch.Tensor]) -> None:
         with torch.no_grad():
             for t in leaves:
+                if id(t) in self._ids:
+                    continue
+                if t.grad is None and id(t) not in self._user_tensors():
+                    continue  # a tensor the re-run made: its .grad is the re-run's own (the inspector shows it)
                 self.put(t, None, t.grad is not None)
+
+    def _user_tensors(self) -> set[int]:
+        if self._users is None:
+            self._users = set()
+            for value in self._reach:
+                if isinstance(value, torch.nn.Module):
+                    self._users.update(id(p) for p in value.parameters())
+                elif isinstance(value, torch.Tensor):
+                    self._users.add(id(value))
+        return self._users
 
     def give_back(self) -> None:
         for t, grad in reversed(self._put):

@@ -123,7 +123,7 @@ class CellTarget:
         binds = ns[BIND] = CellBinds(toggles, ns, self.ns, held, follow, leaves)
         first = self.first_grads if self.first_grads is not None else FirstGrads(0)
         with fork_rng(self), NamespaceGuard(self.ns, used), ModuleGuard(), whatif.applied(), binds, \
-                first.restored() as grads:  # fmt: skip
+                first.restored(_reachable(self.ns, used)) as grads:  # fmt: skip
             yield ns, after, whatif.forward(), binds, whatif, grads
         if toggles.apply:  # NamespaceGuard put requires_grad back with everything else
             whatif.keep()
