@@ -29,6 +29,7 @@ pass (``checkpoint(model, x)`` recomputing its forward) is no step. What a captu
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -212,10 +213,16 @@ class LiveSession:
         earlier = self._step
         if earlier is not None:  # shown if a pass of its graph ended (another thread's step) or raised, else
             self._retire(earlier, failed=earlier.stopped(threading.get_ident()))  # dropped: no backward came
-        step = forward.step(self.steps, outputs, model=self._model(), budget=self._budget,
-                            pass_ended=self._pass_ended, ended=ended)  # fmt: skip
-        with self._lock:  # close() on another thread meanwhile saw no step: this one is dropped here
-            dropped, self._step = (step, None) if self._closed else (self._step, step)
+        step: LiveStep | None = None
+        try:  # a KeyboardInterrupt before the session holds the step: its hooks come off (close() never sees it)
+            step = forward.step(self.steps, outputs, model=self._model(), budget=self._budget,
+                                pass_ended=self._pass_ended, ended=ended)  # fmt: skip
+            with self._lock:  # close() on another thread meanwhile saw no step: this one is dropped here
+                dropped, self._step = (step, None) if self._closed else (self._step, step)
+        except BaseException:
+            if step is not None and self._step is not step:
+                step.abandon()
+            raise
         if dropped is not None:
             self._retire(dropped)
 
@@ -334,12 +341,16 @@ class LiveSession:
         with self._lock:
             ready, self._ready = self._ready, None
             failed, self._ready_failed = self._ready_failed, None
-        if ready is not None and not self._closed:
-            self._publish_fn(ready)
-            self._show_failure(failed)
+        try:  # runs in the user's forward (the model's next call): never raise into it
+            if ready is not None and not self._closed:
+                self._publish_fn(ready)
+                self._show_failure(failed)
+        except Exception as e:
+            self._error(e)
         if self._report_fn is not None and len(self.errors) > self._reported and not self._closed:
             self._reported = len(self.errors)
-            self._report_fn(f"gradsight could not record a live step: {self.errors[-1]}")
+            with contextlib.suppress(Exception):  # nowhere left to tell
+                self._report_fn(f"gradsight could not record a live step: {self.errors[-1]}")
 
     def _show_failure(self, failed: str | None) -> None:
         """After a step is shown: the error of its backward (None: it finished), through ``failed``

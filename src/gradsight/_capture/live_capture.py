@@ -86,7 +86,17 @@ class Forward:
         step.forward_time = ended - self.started
         step.call = self.call
         step.outputs = [(root_index[t.grad_fn], t.output_nr) for t in outputs]
-        step.recorder.install(order, collected.names)
+        try:  # a KeyboardInterrupt from here on: the hooks come off before it reaches the user
+            step.recorder.install(order, collected.names)
+            self._describe(step, order, model)
+        except BaseException:
+            step.abandon()
+            raise
+        return step
+
+    def _describe(self, step: LiveStep, order: list[Any], model: torch.nn.Module | None) -> None:
+        """The step's leaves, and what it ran on (see :meth:`step`)."""
+        collected, leaf_names = step.collected, self.leaf_names
         step.leaves = [(i, order[i].variable, leaf_names.get(order[i].variable))
                        for i, name in enumerate(collected.names) if name == ACCUMULATE_GRAD]  # fmt: skip
         step.watch_hidden(leaf_names)
@@ -97,4 +107,3 @@ class Forward:
         step.inputs = versions(inputs)
         before = dict(self.inputs_before)  # the inputs its forward edited in place (x /= 2): a re-run puts them back
         step.edited = [t for t, (i, v) in zip(inputs, step.inputs, strict=False) if before.get(i, v) != v]
-        return step
