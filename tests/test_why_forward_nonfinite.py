@@ -83,7 +83,7 @@ def test_a_cell_dividing_by_a_zero_std_points_at_the_input_outside_the_graph(she
         assert why.source is not None and "out = model(xs)" in why.source
 
 
-def test_a_live_step_whose_output_is_nan_says_so_not_to_check_a_grad_output(monkeypatch: Any) -> None:
+def test_a_live_step_whose_parameter_is_nan_names_it_not_to_check_a_grad_output(monkeypatch: Any) -> None:
     monkeypatch.setattr(gs.options, "live_interval", 0.0)
     monkeypatch.setattr(gs.options, "live_share", 1.0)
     torch.manual_seed(0)
@@ -92,11 +92,41 @@ def test_a_live_step_whose_output_is_nan_says_so_not_to_check_a_grad_output(monk
         model[2].weight[0, 3] = math.nan  # as after a diverged step
     dbg = gs.debugger(model)
     nn.functional.mse_loss(model(torch.randn(32, 4)), torch.randn(32, 1)).backward()
-    (root,) = dbg.graph.roots
+    why = dbg.why("0.weight")  # live steps keep no statistics: the parameters' own values are looked at
+    assert why.reason == "nonfinite" and why.where == "leaf:2.weight", why
+    assert "2.weight (1 NaN) holds NaN/Inf values now" in why.message
+    assert "grad_output you gave" not in why.message and "p.isfinite()" not in why.message
+    dbg.close()
+
+
+def test_a_nan_parameter_past_the_eager_statistics_is_named_from_its_values() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(*[nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True) for _ in range(3)],
+                          nn.Linear(16, 1))  # fmt: skip
+    with torch.no_grad():
+        model[1].linear1.weight[0, 0] = math.nan
+    x, y = torch.randn(2, 5, 16), torch.randn(2, 5, 1)
+    dbg = gs.debugger(model, inputs=x, loss=lambda out: nn.functional.mse_loss(out, y))
+    assert len(dbg.graph.nodes) > 128  # store.EAGER_NODES: no statistics of saved tensors
+    for name in ("0.linear1.weight", "1.linear1.weight", "3.weight"):
+        why = dbg.why(name)
+        assert why.reason == "nonfinite" and why.where == "leaf:1.linear1.weight", why
+        assert "1.linear1.weight (1 NaN) holds NaN/Inf" in why.message
+        assert "which received a finite gradient and passed NaN/Inf on" not in why.message
+    assert {w.name: w.where for w in dbg.graph.missing}["3.weight"] == "leaf:1.linear1.weight"
+    dbg.close()
+
+
+def test_a_nan_loss_without_statistics_does_not_blame_the_loss_node() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(*[nn.Linear(8, 8) for _ in range(40)])  # > 128 nodes
+    x = torch.randn(4, 8)
+    x[0, 0] = math.nan  # the batch, outside the graph's leaves
+    dbg = gs.debugger(model, inputs=x, loss=lambda out: out.pow(2).mean())
+    assert len(dbg.graph.nodes) > 128
     why = dbg.why("0.weight")
-    assert why.reason == "nonfinite" and why.where == root
-    assert "what the model's output got from the loss computed after it, already holds NaN/Inf" in why.message
-    assert "grad_output you gave" not in why.message and "p.isfinite()" in why.message
+    assert why.reason == "nonfinite" and "the loss itself is nan" in why.message
+    assert "which received a finite gradient" not in why.message and "only passed it on" not in why.message
     dbg.close()
 
 

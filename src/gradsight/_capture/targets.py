@@ -132,7 +132,7 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
             return Why(name, *off)
     traceable = not isinstance(target, TensorTarget)
     others = why_mod.other_names(leaves, aliases).get(name, ())
-    quick = why_mod.quick(name, leaves.get(name), toggles, graph, traceable=traceable, others=others)
+    quick = why_mod.quick(name, leaves.get(name), toggles, graph, traceable=traceable, others=others, values=leaves)
     if quick is not None and quick.reason == "unknown" and not graph.nodes:
         # no graph at all, which says nothing of this leaf: where its own path breaks is what a trace finds
         traced = _trace(target, name, toggles)

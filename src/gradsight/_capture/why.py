@@ -27,14 +27,16 @@ from .why_flow import Starts, nonfinite, zero
 
 def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph,
           leaf_nodes: dict[str, Node] | None = None, origins: Starts | None = None,
-          traceable: bool = True, others: Collection[str] = ()) -> Why | None:  # fmt: skip
+          traceable: bool = True, others: Collection[str] = (),
+          values: Mapping[str, torch.Tensor | None] | None = None) -> Why | None:  # fmt: skip
     """An explanation from what is known without running anything, or None. ``origins``: the
     graph's :class:`Starts`, shared when several leaves are explained at once. ``traceable``: why()
     can trace where a path breaks (a re-run), so messages may send the user there. ``others``: the
-    leaf's other names (:func:`other_names`), whose toggles apply to it too."""
+    leaf's other names (:func:`other_names`), whose toggles apply to it too. ``values``: the leaves'
+    tensors by name, whose own NaN/Inf explain a NaN/Inf gradient where no statistics were taken."""
     node = (leaf_nodes if leaf_nodes is not None else leaf_node_index(graph)).get(name)
     if node is not None:
-        return _in_graph(name, node, graph, origins or Starts(graph))
+        return _in_graph(name, node, graph, origins or Starts(graph, values))
     flip = _flip(name, toggles, others)
     flipped = flip[2] if flip is not None else None
     if flipped is False or (leaf is not None and not leaf.requires_grad):
@@ -186,7 +188,7 @@ def _in_graph(name: str, node: Node, graph: Graph, origins: Starts) -> Why | Non
     if node.grad_norm == 0.0:
         return zero(name, node, graph, origins.zero(), origins.dead)
     if node.nonfinite_gradient:
-        return nonfinite(name, node, graph, origins.nonfinite(), origins.causes)
+        return nonfinite(name, node, graph, origins.nonfinite(), origins.causes, origins.values)
     return None
 
 
@@ -207,7 +209,7 @@ def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, grap
     out = []
     others = other_names(names, aliases or {}) if toggles.requires_grad else {}  # what _flipped reads
     leaf_nodes = leaf_node_index(graph)
-    origins = Starts(graph)
+    origins = Starts(graph, names)
     drawn = {id(t) for name, t in names.items() if t is not None and name in leaf_nodes}
     seen: set[int] = set()
     # a runnable (or live) run always runs backward: one that built no graph had nothing to run it on

@@ -4,8 +4,14 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
+import torch
+
 from ..graph import Graph, Node, TensorSummary, Why
-from .why_forward import Causes, forward_why, from_root, unsure
+from .why_forward import Causes, forward_why, from_root, inputs_finite, unsure
+from .why_values import LeafValues, from_leaves
 
 # node id -> the node nearer the root that received a good gradient (non-zero, or finite) and passed
 # a zero (or NaN/Inf) one on toward it
@@ -16,8 +22,9 @@ class Starts:
     """Where zero and NaN/Inf gradients start in one graph, each computed once, when first asked
     (explaining every leaf with a walk each was quadratic)."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, values: Mapping[str, torch.Tensor | None] | None = None) -> None:
         self.graph = graph
+        self.values = LeafValues(graph, values)  # leaves holding NaN/Inf (``values``: the leaves' tensors)
         self._zero: Origins | None = None
         self._nonfinite: Origins | None = None
         self._below: set[str] | None = None
@@ -110,14 +117,27 @@ def _sends_nonfinite(p: Node, target: str) -> bool:
     return any(dst == target and g is not None and g.nonfinite for (dst, _), g in zip(p.next, p.grad_out, strict=False))
 
 
-def nonfinite(name: str, leaf: Node, graph: Graph, origins: Origins | None = None, causes: Causes | None = None) -> Why:
-    """Where, on the way from the root to ``leaf``, the gradient became NaN or Inf."""
+def nonfinite(name: str, leaf: Node, graph: Graph, origins: Origins | None = None, causes: Causes | None = None,
+              values: LeafValues | None = None) -> Why:  # fmt: skip
+    """Where, on the way from the root to ``leaf``, the gradient became NaN or Inf. ``values``: the
+    graph's leaves' own values, looked at where the saved tensors' statistics do not tell."""
     p = (origins if origins is not None else nonfinite_origins(graph)).get(leaf.id)
+    bad = values.bad() if values is not None else []
     if p is None:
-        return from_root(name, leaf, graph, causes)
+        return from_root(name, leaf, graph, causes, bad)
     upstream = forward_why(name, p, graph, causes)
     if upstream is not None:  # the forward values it saved were NaN/Inf already: it only passed them on
         return upstream
+    if bad and inputs_finite(p) is not True:  # no statistics tell, but a leaf of the graph holds NaN/Inf
+        return from_leaves(name, bad, p)
+    loss = graph.run.loss
+    if loss is not None and not math.isfinite(loss) and inputs_finite(p) is None:  # no statistics of what it saved
+        checked = values is not None and bool(values.values)
+        made = " No leaf of the graph holds NaN/Inf now, so an op of the forward made them." if checked else ""
+        return Why(name, "nonfinite", f"{name}'s gradient has NaN or Inf: the loss itself is {loss}, so the forward "
+                   f"already held NaN/Inf before the backward, and {p.name}{_module(p)} was the first backward to "
+                   f"carry them toward {name}.{made} Inspect the nodes below it (click them) to find where they "
+                   "first appear.", where=p.id, source=p.source)  # fmt: skip
     return Why(name, "nonfinite", f"{name}'s gradient has NaN or Inf: it became non-finite in {p.name}{_module(p)}, "
                f"which received a finite gradient and passed NaN/Inf on toward {name}. {_nonfinite_hint(p)}"
                f"{unsure(p, graph)}", where=p.id, source=p.source)  # fmt: skip
@@ -172,8 +192,9 @@ class DeadInputs:
     """The dead ReLU whose all-zero output each node multiplied (:func:`dead_input`): found once per
     node, with one index of the graph's nodes."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, values: Mapping[str, torch.Tensor | None] | None = None) -> None:
         self.graph = graph
+        self.values = LeafValues(graph, values)  # leaves holding NaN/Inf (``values``: the leaves' tensors)
         self._nodes: dict[str, Node] | None = None
         self._found: dict[str, Node | None] = {}
 

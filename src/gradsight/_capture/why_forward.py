@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from ..graph import Graph, Node, SavedValue, TensorSummary, Why
+from .why_values import from_leaves
 
 PASS_HOPS = 4  # pass-through nodes (views, transposes, casts: nothing saved) followed below an input
 
@@ -278,16 +279,19 @@ def unsure(p: Node, graph: Graph) -> str:
     )
 
 
-def from_root(name: str, leaf: Node, graph: Graph, causes: Causes | None = None) -> Why:
+def from_root(name: str, leaf: Node, graph: Graph, causes: Causes | None = None,
+              bad: list[tuple[Node, str]] | None = None) -> Why:  # fmt: skip
     """Why ``name``'s gradient is NaN/Inf when the gradient backward started from already was: the
     forward made the root's value NaN/Inf (found as for any node, :func:`forward_why`), or the gradient
-    it was given is."""
+    it was given is. ``bad``: leaves of the graph whose own values hold NaN/Inf (why_values)."""
     root = next((n for n in graph.nodes if n.id in graph.roots and n.nonfinite_gradient), None)
     if root is None:
         return Why(name, "nonfinite", f"{name}'s gradient has NaN or Inf from the root on.", where=leaf.id)
     upstream = forward_why(name, root, graph, causes)
     if upstream is not None:
         return upstream
+    if bad and graph.run.root_gradient != "grad_output":
+        return from_leaves(name, bad, None)
     head = f"{name}'s gradient has NaN or Inf from the root on: the gradient backward started from in {root.name}"
     if graph.run.mode == "live":
         text = (f"{head}, what the model's output got from the loss computed after it, already holds NaN/Inf: the "

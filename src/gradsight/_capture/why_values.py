@@ -1,0 +1,67 @@
+"""NaN/Inf that a leaf's own values hold, read when why() is asked: where the capture took no
+statistics of saved tensors (graphs past ``store.EAGER_NODES``, live steps), the forward's NaN/Inf
+cannot be traced node by node, but a parameter (or input) that already holds them is found by looking
+at it — one ``isfinite`` per leaf, once per graph, reading the tensors and changing nothing.
+
+    >>> nonfinite_count(torch.tensor([1.0, float("nan"), float("inf")])), nonfinite_count(torch.ones(2))
+    ('1 NaN and 1 Inf', None)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from ..graph import Graph, Node, Why
+
+SHOWN = 3  # leaves named in one answer
+
+
+def nonfinite_count(t: torch.Tensor | None) -> str | None:
+    """How many NaN / Inf ``t`` holds, in words; None when it holds none (or cannot be read)."""
+    if t is None or not (t.is_floating_point() or t.is_complex()) or t.is_meta or t.is_sparse:
+        return None
+    try:
+        with torch.no_grad():
+            v = t.detach()
+            if bool(torch.isfinite(v).all()):
+                return None
+            nan, inf = int(torch.isnan(v).sum()), int(torch.isinf(v).sum())
+    except (RuntimeError, NotImplementedError):  # a tensor subclass, a freed storage: nothing to say
+        return None
+    return " and ".join(f"{n:,} {what}" for n, what in ((nan, "NaN"), (inf, "Inf")) if n) or "NaN or Inf"
+
+
+class LeafValues:
+    """The graph's named leaves whose tensors (``values``: name → tensor, as the target has them now)
+    hold NaN/Inf, in graph order; looked at once, when first asked."""
+
+    def __init__(self, graph: Graph, values: Mapping[str, torch.Tensor | None] | None) -> None:
+        self.graph, self.values = graph, values or {}
+        self._bad: list[tuple[Node, str]] | None = None
+
+    def bad(self) -> list[tuple[Node, str]]:
+        if self._bad is None:
+            self._bad = []
+            for n in self.graph.nodes:
+                if n.leaf is not None and n.leaf.name and n.leaf.name in self.values:
+                    count = nonfinite_count(self.values[n.leaf.name])
+                    if count is not None and all(b.id != n.id for b, _ in self._bad):
+                        self._bad.append((n, count))
+        return self._bad
+
+
+def from_leaves(name: str, bad: list[tuple[Node, str]], carrier: Node | None) -> Why:
+    """Why ``name``'s gradient is NaN/Inf when leaves of its graph (``bad``) hold NaN/Inf themselves:
+    the forward computed from them, so its values and the loss were NaN/Inf before any backward.
+    ``carrier``: the node whose backward first passed them into the gradient (None: the root's)."""
+    shown = [f"{n.leaf.name} ({count})" for n, count in bad[:SHOWN] if n.leaf is not None]
+    subject = ", ".join(shown) + (f" and {len(bad) - SHOWN} more" if len(bad) > SHOWN else "")
+    which, it = ("hold", "them") if len(bad) > 1 else ("holds", "it")
+    carried = f"; {carrier.name} was the first backward to carry them into the gradient" if carrier else ""
+    text = (f"{name}'s gradient has NaN or Inf because the forward values already did: {subject} {which} NaN/Inf "
+            f"values now, and what the forward computed from {it} is NaN/Inf too{carried}. Likely a parameter that "
+            "a too-large step made diverge (lower the learning rate, clip gradients) or one initialized badly: "
+            "restore it from a checkpoint or re-initialize it.")  # fmt: skip
+    return Why(name, "nonfinite", text, where=bad[0][0].id)
