@@ -70,6 +70,7 @@ def test_a_constant_inf_term_leaves_the_gradients_finite_and_the_note_does_not_s
     assert not any(n.nonfinite_gradient for n in dbg.graph.nodes)  # torch's gradients are finite here
     (note,) = [n for n in dbg.graph.notes if n.startswith("The loss is Inf")]
     assert "are NaN or Inf too:" not in note  # not claimed of every gradient
+    assert "Every recorded gradient is finite" in note  # the run words it from its own gradients
     told = nonfinite_note(math.inf, dbg.graph)  # from the recorded gradients
     assert told is not None and "Every recorded gradient is finite" in told
     dbg.close()

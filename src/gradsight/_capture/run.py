@@ -164,8 +164,9 @@ def _observe(spec: RunSpec, whatif: WhatIf, detacher: Detacher | None, guard: Mo
         result = _backward(spec, store, tracker, sources, roots, grads, kind, loss_value, watch, phases, guard,
                            first_seq)  # fmt: skip
         result.phases = phases
-        notes = [n for n in (nonfinite_note(loss_value), picked_note(spec, output, roots), edited_note(spec, guard))
-                 if n is not None]  # fmt: skip
+        drawn = None if result.captured is None else result.captured.graph  # its gradients word the NaN note
+        notes = [n for n in (nonfinite_note(loss_value, drawn), picked_note(spec, output, roots),
+                             edited_note(spec, guard)) if n is not None]  # fmt: skip
         if whatif.eager and any(is_compiled(m) for _, m in spec.modules):  # why its graph shows more nodes
             notes.append(EAGER_NOTE)
         if notes and result.captured is not None:
