@@ -142,3 +142,18 @@ def test_a_nan_reaching_cross_entropy_is_not_blamed_on_log_softmax() -> None:
     assert why.reason == "nonfinite" and why.where == "leaf:2.weight", why
     assert "log of 0" not in why.message and "They come from 2.weight" in why.message
     dbg.close()
+
+
+def test_an_exp_that_overflows_is_named_for_every_leaf_with_log_space_advice() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    with torch.no_grad():
+        model[2].bias.fill_(100.0)  # exp(100) is Inf in float32
+    dbg = gs.debugger(model, inputs=torch.randn(16, 4), loss=lambda out: torch.exp(out).mean())
+    (exp,) = dbg.graph.find("ExpBackward0")
+    for name in ("0.weight", "2.weight", "2.bias"):
+        why = dbg.why(name)
+        assert why.reason == "nonfinite" and why.where == exp.id, why
+        assert "ExpBackward0 overflowed" in why.message and "16 Inf" in why.message
+        assert "logsumexp" in why.message and "passed NaN/Inf on" not in why.message
+    dbg.close()

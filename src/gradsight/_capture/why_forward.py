@@ -91,6 +91,19 @@ class ForwardCause:
     certain: bool = False
     suspects: tuple[Node, ...] = ()
     outside: bool = False
+    overflow: bool = False  # ``maker`` is an exp whose result overflowed (:func:`overflowed`)
+
+
+# Ops that save only their result and make Inf of finite inputs: exp past 88.7 (float32) overflows.
+OVERFLOWS = ("ExpBackward", "Exp2Backward", "Expm1Backward")
+
+
+def overflowed(node: Node) -> TensorSummary | None:
+    """The result of an exp (:data:`OVERFLOWS`) that holds Inf and no NaN: it overflowed (an exp of a
+    NaN is NaN; an Inf input is what a finite one past 88.7 also gives, the likelier)."""
+    if node.name.rstrip("0123456789") not in OVERFLOWS or saved_tensors(node, results=False):
+        return None
+    return next((s for _, s in saved_tensors(node, results=True) if s.inf_count and not s.nan_count), None)
 
 
 Causes = dict[str, "ForwardCause | None"]  # node id -> forward_cause of it
@@ -99,11 +112,14 @@ Causes = dict[str, "ForwardCause | None"]  # node id -> forward_cause of it
 def forward_cause(graph: Graph, p: Node) -> ForwardCause | None:
     """The cause in the forward of the NaN/Inf that ``p``'s backward passed on, when what ``p`` saved
     shows it received them (:func:`received`; None otherwise: its backward made them, or nothing tells)."""
-    if not received(p):
+    if not received(p) and overflowed(p) is None:
         return None
     nodes = {n.id: n for n in graph.nodes}
     upstream = _reachable(p, nodes)
-    first = next(n for n in reversed(graph.nodes) if n.id in upstream and received(n))
+    first = next(n for n in reversed(graph.nodes) if n.id in upstream and (received(n) or overflowed(n)))
+    made = overflowed(first)
+    if not received(first) and made is not None:
+        return ForwardCause(first, ("result", made), maker=first, overflow=True)
     bad = received(first)[0]
     below = _matching(first, nodes)
     if len(below) != 1:
@@ -233,6 +249,8 @@ def forward_why(name: str, p: Node, graph: Graph, causes: Causes | None = None) 
                 f"step made diverge (lower the learning rate, clip gradients) or one initialized badly; look at "
                 f"{leaf}'s values.")  # fmt: skip
         return Why(name, "nonfinite", text, where=cause.leaf.id)
+    if cause.overflow and cause.maker is not None:
+        return _overflow(name, cause.maker, p, bad)
     if cause.maker is not None:
         m = cause.maker
         if m.name.startswith("ToCopy"):
@@ -258,6 +276,18 @@ def forward_why(name: str, p: Node, graph: Graph, causes: Causes | None = None) 
     text = (f"{head}. gradsight cannot tell which of {first.name}'s inputs brought them (their values were not "
             f"summarized): inspect the nodes that feed it. {overflow_hint(bad)}")  # fmt: skip
     return Why(name, "nonfinite", text, where=first.id, source=first.source)
+
+
+def _overflow(name: str, m: Node, p: Node, bad: TensorSummary) -> Why:
+    """Why ``name``'s gradient is NaN/Inf when the exp ``m`` overflowed in the forward."""
+    top = {"float16": "11.1", "bfloat16": "88.7"}.get(bad.dtype, "88.7" if bad.dtype == "float32" else "709.8")
+    carried = "" if m is p else f" (the backward of {_in(p)} was the first to carry them into the gradient)"
+    text = (f"{name}'s gradient has NaN or Inf because the forward's values did: {_in(m)} overflowed — its "
+            f"output holds {counts(bad)} and no NaN, as exp gives for any {bad.dtype} input above {top} — and every "
+            f"backward from there on passes them on{carried}. Keep exp's input in range: compute in log space "
+            "(torch.logsumexp for log(sum(exp(x))), F.softplus for log(1 + exp(x)), F.log_softmax for "
+            "log(softmax(x))), subtract the maximum first, or clamp the input (x.clamp(max=80)).")  # fmt: skip
+    return Why(name, "nonfinite", text, where=m.id, source=m.source)
 
 
 def unsure(p: Node, graph: Graph) -> str:
