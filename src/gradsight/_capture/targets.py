@@ -149,7 +149,7 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
                     "sees no gradients: give gradsight the step — gs.debugger(lambda: compute_loss()) or "
                     "gs.debugger(model, inputs=batch, loss=...) — to see them.")  # fmt: skip
         return Why(name, "unknown", text, where=node.id)
-    extreme = why_extreme.extreme(name, node, graph) if node is not None else None
+    extreme = why_extreme.extreme(name, node, graph, leaves) if node is not None else None
     if extreme is not None:  # finite, but too big or too small to train with
         return extreme
     if node is not None:

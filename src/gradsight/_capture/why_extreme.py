@@ -29,9 +29,12 @@ cancels to rounding noise) are not flagged:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import cast, get_args
+
+import torch
 
 from ..graph import Graph, Node, Why, WhyReason
 
@@ -96,8 +99,9 @@ def _steps(path: list[Node]) -> list[Step]:
     return [s for s in out if numel(s.node) > 1] or out
 
 
-def extreme(name: str, leaf: Node, graph: Graph) -> Why | None:
-    """Why ``name``'s finite gradient is exploding or vanishing (the thresholds of this module), or None."""
+def extreme(name: str, leaf: Node, graph: Graph, values: Mapping[str, torch.Tensor | None] | None = None) -> Why | None:
+    """Why ``name``'s finite gradient is exploding or vanishing (the thresholds of this module), or None.
+    ``values``: the leaves' tensors by name, to tell a small learned scale (LayerScale) by its values."""
     own = rms(leaf)
     if own is None or own == 0.0 or leaf.nonfinite_gradient:
         return None
@@ -115,8 +119,42 @@ def extreme(name: str, leaf: Node, graph: Graph) -> Why | None:
     arrival = next((rms(n) for n in path[1:] if not _same(n, leaf)), None)
     if own <= VANISHING * peak and arrival is not None and arrival <= VANISHING * peak:
         at = next(n for n in path[1:] if rms(n) == peak)
-        return _vanishing(name, leaf, own, own / peak, at, steps)
+        return _small_by_design(name, leaf, own, steps, graph, values or {}) or _vanishing(
+            name, leaf, own, own / peak, at, steps)  # fmt: skip
     return None
+
+
+def _small_by_design(name: str, leaf: Node, own: float, steps: list[Step], graph: Graph,
+                     values: Mapping[str, torch.Tensor | None]) -> Why | None:  # fmt: skip
+    """A small gradient that one node makes small, not depth: a multiply by a learned scale whose
+    values are small (LayerScale's gamma, 1e-6 at init, grows as it trains: not flagged), or one node
+    that cancels the gradient (what follows it is nearly constant in its input: softmax(x).sum())."""
+    worst = min(steps, key=lambda s: s.factor)
+    if worst.factor > math.sqrt(VANISHING):  # spread over many nodes: depth, saturation
+        return None
+    node, start = worst.node, f"{name}'s gradient is small (norm {leaf.grad_norm:.3g}, RMS {own:.3g} per value)"
+    nodes = {n.id: n for n in graph.nodes}
+    if node.name.startswith(("Mul", "Div")):
+        for dst, _ in node.next:
+            scale = nodes.get(dst) if dst is not None else None
+            if scale is None or scale.leaf is None or not scale.leaf.name or scale.leaf.name == name:
+                continue
+            t = values.get(scale.leaf.name)
+            top = float(t.detach().abs().max()) if t is not None and t.numel() and t.is_floating_point() else None
+            if top is not None and top <= 1e-3:
+                text = (f"{start}, and it is made so in {_in(node)} (×{worst.factor:.3g} there): the multiply by "
+                        f"the learned parameter {scale.leaf.name}, whose values are at most {top:.3g}. That is its "
+                        "scale, not a vanishing gradient: a layer scale (LayerScale, ConvNeXt/CaiT's gamma, 1e-6 "
+                        "at init) keeps its branch small on purpose, and the gradient grows as it trains.")  # fmt: skip
+                return Why(name, "unknown", text, where=node.id, source=node.source)
+        return None
+    if node.name.startswith(SATURATING):  # a saturated sigmoid / tanh: said as such by _vanishing
+        return None
+    text = (f"{start}: it shrinks ×{worst.factor:.3g} in one node, {_in(node)}, so what comes after it is (nearly) "
+            f"constant in its input — the loss barely depends on {name} through it, and what is left is rounding "
+            "noise (a softmax summed over its dim is 1 whatever the input; a normalization followed by a mean). "
+            "Not a vanishing gradient: check that the loss is what you meant.")  # fmt: skip
+    return Why(name, reason("zero"), text, where=node.id, source=node.source)
 
 
 def _same(n: Node, leaf: Node) -> bool:
