@@ -65,3 +65,16 @@ def test_exploding_vanishing_and_backward_error_have_their_own_reasons() -> None
     dbg = gs.debugger(edits)
     assert dbg.status == "error" and dbg.why("v").reason == "backward_error"
     dbg.close()
+
+
+def test_a_huge_loss_weight_is_named_where_it_multiplies_the_loss() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 1))
+    x, y = torch.randn(64, 8), torch.randn(64, 1)
+    dbg = gs.debugger(model, inputs=x, loss=lambda out: 1e7 * nn.functional.mse_loss(out, y))
+    (root,) = dbg.graph.roots
+    for name in ("0.weight", "4.bias"):
+        why = dbg.why(name)
+        assert why.reason == "exploding" and why.where == root, why
+        assert "It grows most in MulBackward0 (×1e+07 there)" in why.message and "loss weight" in why.message
+    dbg.close()

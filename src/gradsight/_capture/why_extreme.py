@@ -87,15 +87,17 @@ def path_up(leaf: Node, graph: Graph) -> list[Node]:
         seen.add(up.id)
 
 
-def _steps(path: list[Node]) -> list[Step]:
+def _steps(path: list[Node], grow: bool = False) -> list[Step]:
     """What each node's backward did along ``path`` (leaf first): the RMS it passed down over the RMS it
     got. Not the backward of nodes that got one value (a mean over N values divides each by N: no
-    gradient shrinks there), unless there are no others."""
+    gradient shrinks there), unless there are no others or the gradient grows (``grow``)."""
     out = []
     for below, above in pairwise(path):
         b, a = rms(below), rms(above)
         if b is not None and a is not None and a > 0 and b > 0:
             out.append(Step(above, b / a))
+    if grow:  # a scalar multiply of the loss (1e7 * mse) grows every gradient: one-value nodes count
+        return out
     return [s for s in out if numel(s.node) > 1] or out
 
 
@@ -113,7 +115,7 @@ def extreme(name: str, leaf: Node, graph: Graph, values: Mapping[str, torch.Tens
     if not steps:
         return None
     if own >= EXPLODING and own >= EXPLODING * top:
-        return _exploding(name, leaf, own, own / top, path[-1], steps)
+        return _exploding(name, leaf, own, own / top, path[-1], _steps(path, grow=True))
     wide = [r for n in path[1:] if (r := rms(n)) is not None and numel(n) > 1]  # not the loss's own
     peak = max(wide or [top])
     arrival = next((rms(n) for n in path[1:] if not _same(n, leaf)), None)
@@ -192,6 +194,10 @@ def _exploding(name: str, leaf: Node, own: float, growth: float, root: Node, ste
     hint = ("Clip the gradient norm before the optimizer step (torch.nn.utils.clip_grad_norm_(model.parameters(), "
             "max_norm=1.0)), lower the learning rate, and check the initialization (weights too large) or add "
             "normalization (LayerNorm, BatchNorm).")  # fmt: skip
+    if numel(at.node) == 1 and at.node.name.startswith(("Mul", "Div")):
+        hint = (f"{at.node.name} multiplies the loss itself (one value) by ×{at.factor:.3g}: a loss weight or scale "
+                "that large grows every gradient alike — check it (a GradScaler's scaled loss is unscaled before "
+                "the step: unscale_ before clipping). " + hint)  # fmt: skip
     if repeated and at.node.name.startswith(("Mm", "Addmm", "Bmm", "Mv")):
         hint += (" A matmul repeated along the path (a recurrent weight applied at every time step) grows the "
                  "gradient whenever the weight's largest singular value is above 1: initialize it orthogonal or "
