@@ -153,9 +153,10 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
     if extreme is not None:  # finite, but too big or too small to train with
         return extreme
     if node is not None:
-        text = f"{name} got a gradient in this run (norm {node.grad_norm})."
+        norm = f"norm {node.grad_norm:.4g}" if node.grad_norm is not None else "an empty one"
+        text = f"{name} got a gradient in this run ({norm})."
         if any(note.startswith((f"{name}.grad accumulated", f"{name}.grad already held")) for note in graph.notes):
-            text = (f"{name} got a gradient in this run (the last backward call's, norm {node.grad_norm}); "
+            text = (f"{name} got a gradient in this run (the last backward call's, {norm}); "
                     f"{name}.grad holds more than that: see the graph's note.")  # fmt: skip
         return Why(name, "unknown", text, where=node.id)
     traced = _trace(target, name, toggles)

@@ -186,7 +186,7 @@ def _in_graph(name: str, node: Node, graph: Graph, origins: Starts) -> Why | Non
                    "time': rebuild the graph (run the forward again) or pass retain_graph=True.",
                    where=node.id)  # fmt: skip
     if node.grad_norm == 0.0:
-        return zero(name, node, graph, origins.zero(), origins.dead)
+        return zero(name, node, graph, origins.zero(), origins.dead, origins.values.values)
     if node.nonfinite_gradient:
         return nonfinite(name, node, graph, origins.nonfinite(), origins.causes, origins.values)
     return None

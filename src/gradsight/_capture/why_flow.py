@@ -161,10 +161,19 @@ def _nonfinite_hint(n: Node) -> str:
     )
 
 
-def zero(name: str, leaf: Node, graph: Graph, origins: Origins | None = None, dead: DeadInputs | None = None) -> Why:
+def zero(name: str, leaf: Node, graph: Graph, origins: Origins | None = None, dead: DeadInputs | None = None,
+         values: Mapping[str, torch.Tensor | None] | None = None) -> Why:  # fmt: skip
     """Where, on the way from the root to ``leaf``, the gradient became zero. ``dead``: the graph's
-    :class:`DeadInputs`, shared when several leaves are explained at once."""
+    :class:`DeadInputs`, shared when several leaves are explained at once; ``values``: the leaves'
+    tensors by name (a weight that is all zeros zeroes the gradient it multiplies)."""
     p = (origins if origins is not None else zero_origins(graph)).get(leaf.id)
+    zeros = _zero_weight(p, graph, values or {}, name) if p is not None and p.name.startswith(PRODUCTS) else None
+    if p is not None and zeros is not None:
+        return Why(name, "zero", f"{name}'s gradient is zero because {zeros} is all zeros: {p.name}{_module(p)} "
+                   f"multiplies the gradient by it on the way to {name}. A zero-initialized layer (ReZero, GPT-style "
+                   "or diffusion zero-init) passes no gradient back until its first step moves it off zero; if it "
+                   f"was not meant to be zero, initialize {zeros} (nn.init.kaiming_uniform_ / xavier_uniform_).",
+                   where=p.id, source=p.source)  # fmt: skip
     if p is not None:
         relu = (dead if dead is not None else DeadInputs(graph)).of(p)
         if relu is not None:
@@ -230,6 +239,21 @@ def _all_zero(relu: Node, nodes: dict[str, Node]) -> bool:
     below = [nodes[d] for d, _ in relu.next if d is not None and d in nodes]
     received = relu.grad_norm is not None and relu.grad_norm > 0
     return received and bool(below) and all(n.grad_norm == 0.0 for n in below)
+
+
+def _zero_weight(p: Node, graph: Graph, values: Mapping[str, torch.Tensor | None], name: str) -> str | None:
+    """The name of a leaf ``p`` multiplies by (through a transpose or view) whose values are all zero."""
+    nodes = {n.id: n for n in graph.nodes}
+    stack = [(nodes[d], 0) for d, _ in p.next if d is not None and d in nodes]
+    while stack:
+        node, hops = stack.pop()
+        if node.leaf is not None:
+            t = values.get(node.leaf.name or "")
+            if node.leaf.name and node.leaf.name != name and t is not None and t.numel() and not bool(t.any()):
+                return node.leaf.name
+        elif hops < 2 and node.name.startswith(CARRIERS):
+            stack += [(nodes[d], hops + 1) for d, _ in node.next if d is not None and d in nodes]
+    return None
 
 
 def _module(n: Node) -> str:
