@@ -46,3 +46,37 @@ def test_a_zero_mask_is_still_blamed_on_the_multiplication() -> None:
     why = dbg.why("w")
     assert why.reason == "zero" and why.where is not None and dbg.graph.node(why.where).name == "MulBackward0"
     dbg.close()
+
+
+def test_a_dead_relu_is_found_behind_a_pool_and_a_training_dropout() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 16, 16)
+    for pool in (nn.MaxPool2d(2), nn.AvgPool2d(2)):
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), pool, nn.Conv2d(8, 4, 3), nn.Flatten(),
+                               nn.Linear(4 * 6 * 6, 1))  # fmt: skip
+        with torch.no_grad():
+            model[0].bias.fill_(-100.0)
+        dbg = gs.debugger(model, inputs=x, loss=lambda out: out.pow(2).mean())
+        why = dbg.why("3.weight")
+        assert why.reason == "zero" and "ReluBackward0 (in 1) output only zeros" in why.message, why
+        dbg.close()
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 1)).train()
+    with torch.no_grad():
+        model[0].bias.fill_(-100.0)
+    dbg = gs.debugger(model, inputs=torch.randn(16, 4), loss=lambda out: out.pow(2).mean())
+    assert "ReluBackward0 (in 1) output only zeros" in dbg.why("3.weight").message
+    dbg.close()
+
+
+def test_a_relu6_or_hardtanh_past_a_bound_is_said_saturated_not_dead() -> None:
+    torch.manual_seed(0)
+    for act, bias, side in ((nn.ReLU6(), 100.0, "upper bound: every input it saw was ≥ 6"),
+                            (nn.Hardtanh(), -100.0, "lower bound: every input it saw was ≤ -1")):  # fmt: skip
+        model = nn.Sequential(nn.Linear(8, 16), act, nn.Linear(16, 1))
+        with torch.no_grad():
+            model[0].bias.fill_(bias)
+        dbg = gs.debugger(model, inputs=torch.randn(32, 8), loss=lambda out: out.pow(2).mean())
+        why = dbg.why("0.weight")
+        assert why.reason == "zero" and f"saturated at its {side}" in why.message, why
+        assert "dead ReLU" not in why.message
+        dbg.close()

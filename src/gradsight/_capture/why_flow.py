@@ -193,8 +193,10 @@ RELU = ("Relu", "Threshold")
 # ops whose gradient toward one input is the gradient times another input: a zero input zeroes it
 PRODUCTS = ("Addmm", "Mm", "Bmm", "Baddbmm", "Addbmm", "Mv", "Mul", "Convolution", "Linear", "Matmul", "Dot")
 # ops between a ReLU and the layer after it that move values without making zeros of their own
+# (a dropout's mask multiply on CPU is a Mul; a pool of all zeros is all zeros)
 CARRIERS = ("View", "Reshape", "UnsafeView", "T", "Transpose", "Permute", "Clone", "ToCopy", "NativeDropout",
-            "Expand", "Squeeze", "Unsqueeze", "Flatten")  # fmt: skip
+            "Expand", "Squeeze", "Unsqueeze", "Flatten", "Mul", "Div", "MaxPool", "AvgPool", "AdaptiveAvgPool",
+            "AdaptiveMaxPool")  # fmt: skip
 
 
 class DeadInputs:
@@ -260,9 +262,31 @@ def _module(n: Node) -> str:
     return f" (in {n.module})" if n.module else ""
 
 
+def _bound_hint(n: Node) -> str | None:
+    """A Hardtanh (ReLU6, Hardtanh) whose every input was past one of its bounds, in words."""
+    lo, hi, x = n.saved.get("_saved_min_val"), n.saved.get("_saved_max_val"), n.saved.get("_saved_self")
+    if not isinstance(x, TensorSummary) or x.min is None or x.max is None:
+        return None
+    if isinstance(hi, (int, float)) and x.min >= hi:
+        side, value, fix = "upper", hi, "too positive"
+    elif isinstance(lo, (int, float)) and x.max <= lo:
+        side, value, fix = "lower", lo, "too negative"
+    else:
+        return None
+    return (f"It is saturated at its {side} bound: every input it saw was {'≥' if side == 'upper' else '≤'} {value:g} "
+            f"(they ranged {x.min:.4g} to {x.max:.4g}), where its output is constant and passes no gradient: "
+            f"check what feeds it (a bias or scale {fix}, unnormalized inputs).")  # fmt: skip
+
+
 def _zero_hint(n: Node) -> str:
     name = n.name
-    if name.startswith(("Relu", "Threshold", "Hardtanh", "Relu6")):
+    if name.startswith("Hardtanh"):
+        bound = _bound_hint(n)
+        if bound is not None:
+            return bound
+        return ("Every input it saw was outside its bounds (ReLU6: ≤ 0 or ≥ 6; Hardtanh: ≤ -1 or ≥ 1), where its "
+                "output is constant and passes no gradient: check what feeds it.")  # fmt: skip
+    if name.startswith(("Relu", "Threshold")):
         return (
             "A dead ReLU: every input it saw was ≤ 0, so no gradient passes (check the initialization, "
             "the learning rate, or use LeakyReLU)."
