@@ -157,3 +157,15 @@ def test_an_exp_that_overflows_is_named_for_every_leaf_with_log_space_advice() -
         assert "ExpBackward0 overflowed" in why.message and "16 Inf" in why.message
         assert "logsumexp" in why.message and "passed NaN/Inf on" not in why.message
     dbg.close()
+
+
+def test_a_nan_in_a_batchnorm_running_var_names_the_buffer() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1)).eval()
+    model[1].running_var[2] = math.nan
+    dbg = gs.debugger(model, inputs=torch.randn(16, 4), loss=lambda out: out.pow(2).mean())
+    for name in ("0.weight", "3.weight"):
+        why = dbg.why(name)
+        assert why.reason == "nonfinite" and "They come from 1.running_var" in why.message, why
+        assert "cannot tell" not in why.message
+    dbg.close()

@@ -249,6 +249,13 @@ def forward_why(name: str, p: Node, graph: Graph, causes: Causes | None = None) 
                 f"step made diverge (lower the learning rate, clip gradients) or one initialized badly; look at "
                 f"{leaf}'s values.")  # fmt: skip
         return Why(name, "nonfinite", text, where=cause.leaf.id)
+    if key in ("running_mean", "running_var") and cause.maker is None and cause.leaf is None:
+        buffer = f"{first.module}.{key}" if first.module else f"the {key} buffer"
+        text = (f"{head}. They come from {buffer}, a running statistic of the normalization layer (a buffer, not a "
+                "parameter), which already holds NaN/Inf: in eval mode the layer normalizes with it. A training "
+                "forward that saw NaN/Inf put it there: reset it (reset_running_stats() on the layer) or reload it "
+                "from a checkpoint, and find that step.")  # fmt: skip
+        return Why(name, "nonfinite", text, where=first.id, source=first.source)
     if cause.overflow and cause.maker is not None:
         return _overflow(name, cause.maker, p, bad)
     if cause.maker is not None:
