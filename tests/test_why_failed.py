@@ -88,3 +88,25 @@ def test_an_inplace_edit_of_a_saved_input_is_named_by_the_op_torch_names() -> No
     assert "stopped at MulBackward0" in why.message and "The in-place edit is likely `a.add_(1)`" in why.message
     assert why.source is not None and "a.add_(1)" in why.source
     dbg.close()
+
+
+def test_an_optimizer_step_between_forward_and_backward_names_the_parameter() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    x = torch.randn(8, 4)
+
+    def step() -> torch.Tensor:
+        loss = model(x).pow(2).mean()
+        opt.step()  # updates the weights the forward saved, before backward
+        return loss
+
+    dbg = gs.debugger(step)
+    assert dbg.status == "error"
+    why = dbg.why("model.0.weight")
+    assert why.reason == "backward_error" and why.where == "leaf:model.2.weight", why
+    assert "the parameter model.2.weight as the forward used it" in why.message and "optimizer.step()" in why.message
+    assert "Make it out of place" not in why.message
+    dbg.close()

@@ -82,6 +82,14 @@ def _inplace(name: str, leaf: Node, graph: Graph, last: str) -> Why:
         made = f"output {m['nr']} of {m['op']}, " if m["op"] else ""
         what += f" ({made}a {shape} {m['type']})"
         versions = f" (version {m['then']} → {m['now']})"
+    param = _edited_parameter(graph, needs, m) if m is not None else None
+    if param is not None and param.leaf is not None:
+        text = (f"{name} got no gradient: the backward stopped at {_in(needs) if needs else 'a node'}, which needs "
+                f"the parameter {param.leaf.name} as the forward used it, and {param.leaf.name} was modified in place "
+                f"between the forward and the backward{versions} — an optimizer.step() (or a weight update, zero_, "
+                "copy_) before loss.backward(). Call backward first, then step the optimizer; or run the forward "
+                "again after the update.")  # fmt: skip
+        return Why(name, reason("backward_error"), text, where=param.id)
     at = f"{_in(needs)}, which needs" if needs is not None else "a node that needs"
     edit = _edit(graph, needs, m["op"] if m is not None else None)
     where = edit or needs or leaf
@@ -92,6 +100,29 @@ def _inplace(name: str, leaf: Node, graph: Graph, last: str) -> Why:
     text += (" Make it out of place (x = x + 1 instead of x += 1, torch.where instead of x[mask] = v, no "
              "inplace=True), or .clone() the value before editing it.")  # fmt: skip
     return Why(name, reason("backward_error"), text, where=where.id, source=where.source)
+
+
+_VIEWS = ("AsStrided", "T", "Transpose", "Permute", "View", "Expand", "Unsqueeze", "Squeeze")
+
+
+def _edited_parameter(graph: Graph, needs: Node | None, m: re.Match[str]) -> Node | None:
+    """The leaf (a parameter) whose own values the edited saved value was — saved directly, or through a
+    view of it (torch names it ``output 0 of AsStrided``) — found among ``needs``'s inputs by shape."""
+    if needs is None or (m["op"] is not None and m["op"] not in _VIEWS):
+        return None
+    shape = tuple(int(d) for d in m["shape"].split(",") if d.strip()) if m["shape"] else ()
+    nodes = {n.id: n for n in graph.nodes}
+    stack = [(nodes[d], 0) for d, _ in needs.next if d is not None and d in nodes]
+    while stack:
+        node, hops = stack.pop()
+        if node.leaf is not None:
+            direct = hops == 0 and node.leaf.shape == shape  # saved as is: torch names no op
+            viewed = m["op"] is not None and node.leaf.shape in (shape, shape[::-1])
+            if node.leaf.name and shape and (direct or viewed):
+                return node
+        elif hops < 2 and node.name.startswith(_VIEWS):
+            stack += [(nodes[d], hops + 1) for d, _ in node.next if d is not None and d in nodes]
+    return None
 
 
 def _code(source: str) -> str:
