@@ -78,3 +78,19 @@ def test_a_huge_loss_weight_is_named_where_it_multiplies_the_loss() -> None:
         assert why.reason == "exploding" and why.where == root, why
         assert "It grows most in MulBackward0 (×1e+07 there)" in why.message and "loss weight" in why.message
     dbg.close()
+
+
+def test_an_exploding_recurrent_weight_is_named_with_its_recurrence_and_the_exploded_loss() -> None:
+    torch.manual_seed(0)
+    rnn, head = nn.RNN(4, 16, batch_first=True, nonlinearity="relu"), nn.Linear(16, 1)
+    with torch.no_grad():
+        rnn.weight_hh_l0.copy_(1.3 * torch.eye(16))
+        rnn.weight_ih_l0.mul_(0.01)
+    x = torch.randn(2, 50, 4)
+    dbg = gs.debugger(lambda: head(rnn(x)[0][:, -1]).pow(2).mean())
+    why = dbg.why("rnn.weight_hh_l0")
+    assert why.reason == "exploding", why
+    assert "rnn.weight_hh_l0 is applied 50 times by AddmmBackward0 (in rnn)" in why.message
+    assert "initialize it orthogonal" in why.message and "the forward's values exploded too" in why.message
+    assert dbg.graph.node(why.where or "").module == "rnn"
+    dbg.close()

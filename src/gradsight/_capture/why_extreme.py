@@ -115,7 +115,7 @@ def extreme(name: str, leaf: Node, graph: Graph, values: Mapping[str, torch.Tens
     if not steps:
         return None
     if own >= EXPLODING and own >= EXPLODING * top:
-        return _exploding(name, leaf, own, own / top, path[-1], _steps(path, grow=True))
+        return _exploding(name, leaf, own, own / top, path[-1], _steps(path, grow=True), graph)
     wide = [r for n in path[1:] if (r := rms(n)) is not None and numel(n) > 1]  # not the loss's own
     peak = max(wide or [top])
     arrival = next((rms(n) for n in path[1:] if not _same(n, leaf)), None)
@@ -189,8 +189,35 @@ def _most(steps: list[Step], grow: bool) -> tuple[str, Step, bool]:
             f"×{10.0**log:.3g}, most in {_in(at.node)} (×{at.factor:.3g} there)", at, repeated)  # fmt: skip
 
 
-def _exploding(name: str, leaf: Node, own: float, growth: float, root: Node, steps: list[Step]) -> Why:
+def _reuses(leaf: Node, graph: Graph) -> tuple[int, Node] | None:
+    """How many times one op of one module uses ``leaf`` (directly or through a transpose / view), and
+    one of them, when more than twice: a recurrent weight applied at every time step."""
+    feeds = {leaf.id}
+    for n in graph.nodes:  # the transposes / views of the leaf
+        if n.name.startswith(("T", "Transpose", "View", "Expand", "Permute")) and any(d == leaf.id for d, _ in n.next):
+            feeds.add(n.id)
+    users: dict[tuple[str, str | None], list[Node]] = {}
+    for n in graph.nodes:
+        if n.id not in feeds and any(d in feeds for d, _ in n.next):
+            users.setdefault((n.name, n.module), []).append(n)
+    most = max(users.values(), key=len, default=[])
+    return (len(most), most[0]) if len(most) > 2 else None
+
+
+def _exploding(name: str, leaf: Node, own: float, growth: float, root: Node, steps: list[Step],
+               graph: Graph | None = None) -> Why:  # fmt: skip
     where, at, repeated = _most(steps, grow=True)
+    reused = _reuses(leaf, graph) if graph is not None else None
+    if reused is not None:
+        k, user = reused
+        where += (f". {name} is applied {k} times by {_in(user)} (a recurrence over time steps, or a weight shared "
+                  "across layers): each application multiplies the gradient again")  # fmt: skip
+        repeated = repeated or user.name.startswith(("Mm", "Addmm", "Bmm", "Mv"))
+        at = Step(user, at.factor) if repeated else at
+    loss = graph.run.loss if graph is not None else None
+    if loss is not None and math.isfinite(loss) and abs(loss) >= 1e6 and numel(at.node) > 1:
+        where += (f". The loss itself is {loss:.3g}: the forward's values exploded too (activations growing through "
+                  "the layers or time steps), and the gradient grows with them")  # fmt: skip
     hint = ("Clip the gradient norm before the optimizer step (torch.nn.utils.clip_grad_norm_(model.parameters(), "
             "max_norm=1.0)), lower the learning rate, and check the initialization (weights too large) or add "
             "normalization (LayerNorm, BatchNorm).")  # fmt: skip
