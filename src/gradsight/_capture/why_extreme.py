@@ -207,12 +207,12 @@ def _reuses(leaf: Node, graph: Graph) -> tuple[int, Node] | None:
 def _exploding(name: str, leaf: Node, own: float, growth: float, root: Node, steps: list[Step],
                graph: Graph | None = None) -> Why:  # fmt: skip
     where, at, repeated = _most(steps, grow=True)
-    reused = _reuses(leaf, graph) if graph is not None else None
+    reused = _reuses(leaf, graph) if graph is not None and not repeated else None  # the path shows no repeat
     if reused is not None:
         k, user = reused
         where += (f". {name} is applied {k} times by {_in(user)} (a recurrence over time steps, or a weight shared "
                   "across layers): each application multiplies the gradient again")  # fmt: skip
-        repeated = repeated or user.name.startswith(("Mm", "Addmm", "Bmm", "Mv"))
+        repeated = user.name.startswith(("Mm", "Addmm", "Bmm", "Mv"))
         at = Step(user, at.factor) if repeated else at
     loss = graph.run.loss if graph is not None else None
     if loss is not None and math.isfinite(loss) and abs(loss) >= 1e6 and numel(at.node) > 1:
