@@ -34,3 +34,10 @@ def test_a_healthy_gradient_norm_is_formatted() -> None:
     (norm,) = re.findall(r"norm ([^)]*)\)", why.message)
     assert norm == f"{dbg.graph.node('leaf:weight').grad_norm:.4g}"
     dbg.close()
+
+
+def test_a_live_debugger_before_its_first_step_says_to_run_one() -> None:
+    dbg = gs.debugger(nn.Linear(4, 1))
+    why = dbg.why("weight")
+    assert "has not seen a training step" in why.message and "click" not in why.message
+    dbg.close()

@@ -74,6 +74,9 @@ def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph,
         return Why(name, "detach", f"{name} gets no gradient: this re-run's detach toggle detaches {name} itself, "
                    "so nothing computed from it has a path back to it. That is gradsight's "
                    "what-if, not your code: turn the toggle off to get the gradient back.")  # fmt: skip
+    if graph.run.mode == "live" and not graph.nodes:
+        return Why(name, "unknown", f"Nothing to explain for {name} yet: this live debugger has not seen a training "
+                   "step. Run one (output = model(batch); loss = ...; loss.backward()) and ask again.")  # fmt: skip
     if graph.message is not None and not graph.nodes:
         return Why(name, "unknown", no_graph(name, toggles, traceable))
     return None
