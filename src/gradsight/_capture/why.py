@@ -22,7 +22,7 @@ import torch
 from ..graph import Graph, Node, Why, WhyReason
 from ..toggles import Toggles
 from .whatif import differentiable
-from .why_flow import Starts, nonfinite, zero
+from .why_flow import Starts, nonfinite, starts_of, zero
 
 
 def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph,
@@ -36,7 +36,7 @@ def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph,
     tensors by name, whose own NaN/Inf explain a NaN/Inf gradient where no statistics were taken."""
     node = (leaf_nodes if leaf_nodes is not None else leaf_node_index(graph)).get(name)
     if node is not None:
-        return _in_graph(name, node, graph, origins or Starts(graph, values))
+        return _in_graph(name, node, graph, origins or starts_of(graph, values))
     flip = _flip(name, toggles, others)
     flipped = flip[2] if flip is not None else None
     if flipped is False or (leaf is not None and not leaf.requires_grad):
@@ -212,7 +212,7 @@ def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, grap
     out = []
     others = other_names(names, aliases or {}) if toggles.requires_grad else {}  # what _flipped reads
     leaf_nodes = leaf_node_index(graph)
-    origins = Starts(graph, names)
+    origins = starts_of(graph, names)
     drawn = {id(t) for name, t in names.items() if t is not None and name in leaf_nodes}
     seen: set[int] = set()
     # a runnable (or live) run always runs backward: one that built no graph had nothing to run it on

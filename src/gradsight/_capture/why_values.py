@@ -33,6 +33,10 @@ def nonfinite_count(t: torch.Tensor | None) -> str | None:
     return " and ".join(f"{n:,} {what}" for n, what in ((nan, "NaN"), (inf, "Inf")) if n) or "NaN or Inf"
 
 
+def _key(values: Mapping[str, torch.Tensor | None]) -> tuple[tuple[str, int, int], ...]:
+    return tuple((name, id(t), t._version) for name, t in values.items() if t is not None)
+
+
 class LeafValues:
     """The graph's named leaves whose tensors (``values``: name → tensor, as the target has them now)
     hold NaN/Inf, in graph order; looked at once, when first asked."""
@@ -40,6 +44,11 @@ class LeafValues:
     def __init__(self, graph: Graph, values: Mapping[str, torch.Tensor | None] | None) -> None:
         self.graph, self.values = graph, values or {}
         self._bad: list[tuple[Node, str]] | None = None
+        self._key = _key(self.values)
+
+    def same(self, values: Mapping[str, torch.Tensor | None] | None) -> bool:
+        """Whether ``values`` are the tensors looked at here, none edited since."""
+        return self._key == _key(values or {})
 
     def bad(self) -> list[tuple[Node, str]]:
         if self._bad is None:
