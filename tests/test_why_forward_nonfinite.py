@@ -61,7 +61,7 @@ def test_a_nan_parameter_its_layer_did_not_save_is_named_as_a_suspect() -> None:
     dbg = gs.debugger(model, inputs=x, loss=lambda out: nn.functional.mse_loss(out, y))
     why = dbg.why("0.bias")
     assert why.reason == "nonfinite" and why.where == "0/AddmmBackward0#0", why
-    assert "not 0.bias or 0.weight: either one of them already holds NaN/Inf" in why.message
+    assert "but it did not save the parameters 0.bias or 0.weight: either one of them already held" in why.message
     assert "ReluBackward0" not in why.message.split("They first appear")[1]  # a ReLU makes no NaN
     dbg.close()
 
@@ -168,4 +168,16 @@ def test_a_nan_in_a_batchnorm_running_var_names_the_buffer() -> None:
         why = dbg.why(name)
         assert why.reason == "nonfinite" and "They come from 1.running_var" in why.message, why
         assert "cannot tell" not in why.message
+    dbg.close()
+
+
+def test_a_division_by_a_zero_temperature_is_named_not_its_input_called_a_parameter() -> None:
+    torch.manual_seed(0)
+    head, xb, yb = nn.Linear(8, 4), torch.randn(6, 8), torch.tensor([0, 1, 2, 3, 0, 1])
+    temperature = torch.tensor(0.0)
+    dbg = gs.debugger(lambda: nn.functional.cross_entropy(head(xb) / temperature, yb))
+    (div,) = dbg.graph.find("DivBackward0")
+    why = dbg.why("head.weight")
+    assert why.reason == "nonfinite" and why.where == div.id, why
+    assert "its divisor is 0" in why.message and "parameter" not in why.message
     dbg.close()

@@ -266,14 +266,12 @@ def forward_why(name: str, p: Node, graph: Graph, causes: Causes | None = None) 
         elif cause.certain:
             made = f"They first appear in the output of {_in(m)}: its inputs are finite, so its forward made them."
         elif cause.suspects:
-            names = " or ".join(n.leaf.name or n.name if n.leaf is not None else n.name for n in cause.suspects)
-            which = "one of them" if len(cause.suspects) > 1 else "it"
-            made = (f"They first appear in the output of {_in(m)}. The inputs it saved are finite, but not {names}: "
-                    f"either {which} already holds NaN/Inf (a parameter that a too-large step made diverge: look at "
-                    "its values) or this op's forward made them.")  # fmt: skip
+            made = f"They first appear in the output of {_in(m)}. " + _suspected(cause.suspects)
         else:
             made = (f"They first appear in the output of {_in(m)} (its inputs were not saved, so whether they held "
                     "NaN/Inf already is not known).")  # fmt: skip
+        if _divides_by_zero(m):
+            made = f"They first appear in the output of {_in(m)}: its divisor is 0 (x / 0 is Inf, 0 / 0 is NaN)."
         return Why(name, "nonfinite", f"{head}. {made} {overflow_hint(bad)}", where=m.id, source=m.source)
     if cause.outside:
         text = (f"{head}. No input of {first.name} in the graph matches that value: it comes from a tensor outside "
@@ -283,6 +281,27 @@ def forward_why(name: str, p: Node, graph: Graph, causes: Causes | None = None) 
     text = (f"{head}. gradsight cannot tell which of {first.name}'s inputs brought them (their values were not "
             f"summarized): inspect the nodes that feed it. {overflow_hint(bad)}")  # fmt: skip
     return Why(name, "nonfinite", text, where=first.id, source=first.source)
+
+
+def _suspected(suspects: tuple[Node, ...]) -> str:
+    """What may hold the NaN/Inf an op's output first shows: its unsaved inputs, parameters (leaves) and
+    outputs of other ops told apart."""
+    leaves = [n.leaf.name or n.name for n in suspects if n.leaf is not None]
+    ops = [n.name for n in suspects if n.leaf is None]
+    parts = [f"the parameter{'s' if len(leaves) > 1 else ''} {' or '.join(leaves)}"] if leaves else []
+    parts += [f"the output of {' or '.join(ops)}"] if ops else []
+    which = "one of them" if len(suspects) > 1 else "it"
+    diverged = " (a parameter that a too-large step made diverge: look at its values)" if leaves else ""
+    return (
+        f"The inputs it saved are finite, but it did not save {' or '.join(parts)}: either {which} already "
+        f"held NaN/Inf{diverged}, or this op's forward made them."
+    )
+
+
+def _divides_by_zero(m: Node) -> bool:
+    """A division whose saved divisor is all zeros."""
+    other = m.saved.get("_saved_other")
+    return m.name.startswith("Div") and isinstance(other, TensorSummary) and other.norm == 0.0
 
 
 def _overflow(name: str, m: Node, p: Node, bad: TensorSummary) -> Why:
