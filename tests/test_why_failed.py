@@ -110,3 +110,30 @@ def test_an_optimizer_step_between_forward_and_backward_names_the_parameter() ->
     assert "the parameter model.2.weight as the forward used it" in why.message and "optimizer.step()" in why.message
     assert "Make it out of place" not in why.message
     dbg.close()
+
+
+def test_an_edit_off_the_path_and_an_edited_batch_say_where_to_look() -> None:
+    torch.manual_seed(0)
+    layer, head, x = nn.Linear(4, 4), nn.Linear(4, 1), torch.randn(8, 4)
+
+    def edits_after_use() -> torch.Tensor:
+        h = torch.exp(layer(x))
+        y = head(h).sum()
+        h.add_(1)  # h is not used after: the edit's node is not in the graph
+        return y
+
+    dbg = gs.debugger(edits_after_use)
+    why = dbg.why("layer.weight")
+    assert "torch names the value output 0 of Add, so look for an in-place add_ or += on it after " in why.message
+    assert "`y = head(h).sum()`" in why.message
+    dbg.close()
+
+    def edits_the_batch() -> torch.Tensor:
+        out = layer(x).pow(2).mean()
+        x.sub_(x.mean(0))  # the batch, saved by the layer's matmul
+        return out
+
+    dbg = gs.debugger(edits_the_batch)
+    why = dbg.why("layer.weight")
+    assert "a tensor from outside the graph" in why.message and "shape [8, 4] edited in place" in why.message
+    dbg.close()

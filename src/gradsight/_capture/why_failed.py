@@ -97,6 +97,8 @@ def _inplace(name: str, leaf: Node, graph: Graph, last: str) -> Why:
             f"in place{versions}.")  # fmt: skip
     if edit is not None and edit.source:
         text += f" The in-place edit is likely `{_code(edit.source)}` ({edit.source.split('  ', 1)[0]})."
+    elif m is not None:
+        text += _unseen_edit(m, needs)
     text += (" Make it out of place (x = x + 1 instead of x += 1, torch.where instead of x[mask] = v, no "
              "inplace=True), or .clone() the value before editing it.")  # fmt: skip
     return Why(name, reason("backward_error"), text, where=where.id, source=where.source)
@@ -123,6 +125,30 @@ def _edited_parameter(graph: Graph, needs: Node | None, m: re.Match[str]) -> Nod
         elif hops < 2 and node.name.startswith(_VIEWS):
             stack += [(nodes[d], hops + 1) for d, _ in node.next if d is not None and d in nodes]
     return None
+
+
+# the in-place spellings of the ops torch names as the edited value's maker ("output 0 of Add")
+_SPELLED = {"Add": "add_ or +=", "Sub": "sub_ or -=", "Mul": "mul_ or *=", "Div": "div_ or /=", "Zero": "zero_()",
+            "Fill": "fill_()", "Copy": "copy_()", "CopySlices": "x[i] = v", "Clamp": "clamp_()", "Relu": "relu_()",
+            "IndexPut": "x[mask] = v", "MaskedFill": "masked_fill_()"}  # fmt: skip
+
+
+def _unseen_edit(m: re.Match[str], needs: Node | None) -> str:
+    """Where to look for an edit the graph does not show: an in-place op whose result does not reach the
+    loss (torch names it), or a tensor from outside the graph (torch names no op)."""
+    after = ""
+    if needs is not None and needs.source:
+        after = f" after `{_code(needs.source)}` ({needs.source.split('  ', 1)[0]})"
+    op = m["op"]
+    if op is not None and op not in _VIEWS:
+        spelled = _SPELLED.get(op, f"{op.lower()}_")
+        return (f" The edit is not on the path to the loss (nothing after it reaches the loss), so the graph does "
+                f"not show it: torch names the value output {m['nr']} of {op}, so look for an in-place {spelled} on it{after}.")
+    if op is None and needs is not None and any(dst is None for dst, _ in needs.next):
+        return (f" The value is a tensor from outside the graph (one that does not require grad: the batch, a "
+                f"mask, a buffer) that was edited in place once the forward had used it{after}: look for a "
+                f"{m['type'].rsplit('.', 1)[-1]} of shape [{m['shape']}] edited in place (x -= x.mean(), x[i] = v).")
+    return ""
 
 
 def _code(source: str) -> str:
