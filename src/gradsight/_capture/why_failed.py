@@ -142,12 +142,17 @@ def _unseen_edit(m: re.Match[str], needs: Node | None) -> str:
     op = m["op"]
     if op is not None and op not in _VIEWS:
         spelled = _SPELLED.get(op, f"{op.lower()}_")
-        return (f" The edit is not on the path to the loss (nothing after it reaches the loss), so the graph does "
-                f"not show it: torch names the value output {m['nr']} of {op}, so look for an in-place {spelled} on it{after}.")
+        return (
+            f" The edit is not on the path to the loss (nothing after it reaches the loss), so the graph does "
+            f"not show it: torch names the value output {m['nr']} of {op}, so look for an in-place {spelled} on "
+            f"it{after}."
+        )
     if op is None and needs is not None and any(dst is None for dst, _ in needs.next):
-        return (f" The value is a tensor from outside the graph (one that does not require grad: the batch, a "
-                f"mask, a buffer) that was edited in place once the forward had used it{after}: look for a "
-                f"{m['type'].rsplit('.', 1)[-1]} of shape [{m['shape']}] edited in place (x -= x.mean(), x[i] = v).")
+        return (
+            f" The value is a tensor from outside the graph (one that does not require grad: the batch, a "
+            f"mask, a buffer) that was edited in place once the forward had used it{after}: look for a "
+            f"{m['type'].rsplit('.', 1)[-1]} of shape [{m['shape']}] edited in place (x -= x.mean(), x[i] = v)."
+        )
     return ""
 
 
