@@ -181,3 +181,17 @@ def test_a_division_by_a_zero_temperature_is_named_not_its_input_called_a_parame
     assert why.reason == "nonfinite" and why.where == div.id, why
     assert "its divisor is 0" in why.message and "parameter" not in why.message
     dbg.close()
+
+
+def test_a_live_loss_that_makes_nan_from_finite_parameters_says_they_are_finite(monkeypatch: Any) -> None:
+    monkeypatch.setattr(gs.options, "live_interval", 0.0)
+    monkeypatch.setattr(gs.options, "live_share", 1.0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
+    dbg = gs.debugger(model)
+    out = model(torch.randn(32, 4))
+    torch.log(torch.sigmoid(out) * 0).mean().backward()  # log(0) in the loss, after the model
+    why = dbg.why("0.weight")
+    assert why.reason == "nonfinite" and "no parameter of the graph holds NaN/Inf now" in why.message, why
+    assert "p.isfinite()" not in why.message
+    dbg.close()

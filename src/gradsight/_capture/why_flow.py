@@ -147,7 +147,7 @@ def nonfinite(name: str, leaf: Node, graph: Graph, origins: Origins | None = Non
     """Where, on the way from the root to ``leaf``, the gradient became NaN or Inf. ``values``: the
     graph's leaves' own values, looked at where the saved tensors' statistics do not tell."""
     p = (origins if origins is not None else nonfinite_origins(graph)).get(leaf.id)
-    bad = values.bad() if values is not None else []
+    bad = values.bad() if values is not None and values.values else None  # None: no values to look at
     if p is None:
         return from_root(name, leaf, graph, causes, bad)
     upstream = forward_why(name, p, graph, causes)

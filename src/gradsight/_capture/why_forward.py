@@ -339,7 +339,8 @@ def from_root(name: str, leaf: Node, graph: Graph, causes: Causes | None = None,
               bad: list[tuple[Node, str]] | None = None) -> Why:  # fmt: skip
     """Why ``name``'s gradient is NaN/Inf when the gradient backward started from already was: the
     forward made the root's value NaN/Inf (found as for any node, :func:`forward_why`), or the gradient
-    it was given is. ``bad``: leaves of the graph whose own values hold NaN/Inf (why_values)."""
+    it was given is. ``bad``: leaves of the graph whose own values hold NaN/Inf (why_values; None: not
+    looked at)."""
     root = next((n for n in graph.nodes if n.id in graph.roots and n.nonfinite_gradient), None)
     if root is None:
         return Why(name, "nonfinite", f"{name}'s gradient has NaN or Inf from the root on.", where=leaf.id)
@@ -350,9 +351,12 @@ def from_root(name: str, leaf: Node, graph: Graph, causes: Causes | None = None,
         return from_leaves(name, bad, None)
     head = f"{name}'s gradient has NaN or Inf from the root on: the gradient backward started from in {root.name}"
     if graph.run.mode == "live":
+        check = ("no parameter of the graph holds NaN/Inf now: the loss made them from the output — a log of 0, a "
+                 "division by zero — or the batch held them") if bad is not None else (
+                 "after a diverged step, check the parameters: "
+                 "all(p.isfinite().all() for p in model.parameters())")  # fmt: skip
         text = (f"{head}, what the model's output got from the loss computed after it, already holds NaN/Inf: the "
-                "output or the loss was NaN/Inf in the forward (after a diverged step, check the parameters: "
-                "all(p.isfinite().all() for p in model.parameters())). Live steps keep no statistics of saved "
+                f"output or the loss was NaN/Inf in the forward ({check}). Live steps keep no statistics of saved "
                 "values until a node is clicked: click the nodes from the output down to find where NaN/Inf first "
                 "appear.")  # fmt: skip
         return Why(name, "nonfinite", text, where=root.id, source=root.source)
