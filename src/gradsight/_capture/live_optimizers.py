@@ -1,43 +1,74 @@
 """The optimizers a live session saw step, and the parameters none of them updates.
 
 Live mode does not know the user's optimizer, but every ``Optimizer.step()`` calls PyTorch's global
-step post-hooks: a session notes each optimizer that steps (a weak reference, no work per step
-beyond that), and a step's graph says which of its parameters got a gradient while no optimizer
-that stepped holds them and nothing wrote them since the last captured step — a head left out of
-``torch.optim.SGD(model.encoder.parameters())`` never trains, and its ``.grad`` grows step after
-step. Nothing is said before an optimizer stepped (the first step's graph is shown before its
-``optimizer.step()``), nor of parameters that change all the same (updated by hand, or by a
-``torch.compile``'d optimizer step, which runs no Python hook gradsight can see).
+step post-hooks: a session counts each optimizer's steps (a weak reference, no work per step beyond
+that), and a step's graph names the parameters that no optimizer that stepped holds and that kept
+their values — a fingerprint of a few sampled elements and the sum, besides ``_version`` — through
+at least two steps of the optimizers that train the rest of the model, getting a gradient at each
+captured step meanwhile: a head left out of ``torch.optim.SGD(model.encoder.parameters())`` never
+trains. Said of nothing else, since a false claim is worse than silence: not before an optimizer of
+the model stepped twice (gradient accumulation steps its optimizer every k batches, while another
+model's optimizer may step every batch), nor of parameters whose values change all the same —
+updated through ``.data`` (fp32 master weights copied back), by hand, or by a ``torch.compile``'d
+optimizer step, which runs no Python hook gradsight can see.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from .facts import Versions
 from .modules import compiling
 
 _SHOWN = 6  # parameters named in the note
+_STEPS = 2  # optimizer steps a parameter must keep its values through to be named
+_SAMPLED = 16  # elements of a parameter in its fingerprint (with the sum of all)
+
+
+def fingerprint(p: torch.Tensor) -> torch.Tensor | None:
+    """A few of ``p``'s elements, evenly spaced, and the sum of all, copied (None: it has none, or
+    they cannot be read: a sparse or meta tensor). An update through ``.data`` moves them, and no
+    ``_version``."""
+    try:
+        with torch.no_grad():
+            flat = p.detach().reshape(-1)
+            if flat.numel() == 0:
+                return None
+            sample = flat[:: max(1, flat.numel() // _SAMPLED)][:_SAMPLED]
+            return torch.cat([sample, flat.sum().reshape(1).to(sample.dtype)]).cpu().clone()
+    except Exception:
+        return None
+
+
+@dataclass
+class _Kept:
+    """A parameter seen unchanged since a captured step: itself, its fingerprint and version then,
+    and how many times each optimizer seen had stepped by then."""
+
+    ref: weakref.ref[torch.Tensor]
+    print: torch.Tensor
+    version: int
+    steps: dict[int, int]
 
 
 class Optimizers:
     """Follows every optimizer's ``step()`` until :meth:`close`."""
 
     def __init__(self) -> None:
-        self._seen: weakref.WeakSet[torch.optim.Optimizer] = weakref.WeakSet()
-        self._versions: dict[int, int] = {}  # the parameters' versions at the last step's forward
+        self._seen: weakref.WeakKeyDictionary[torch.optim.Optimizer, int] = weakref.WeakKeyDictionary()
+        self._kept: dict[int, _Kept] = {}  # id -> an unheld parameter unchanged since the step it names
         self._handle: Any = register_optimizer_step_post_hook(self._stepped)
 
     def _stepped(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if compiling():  # traced by dynamo (a torch.compile'd optimizer step): stay out of its graph
             return
         try:  # never break the user's optimizer step
-            self._seen.add(optimizer)
+            self._seen[optimizer] = self._seen.get(optimizer, 0) + 1
         except Exception:
             return
 
@@ -45,22 +76,39 @@ class Optimizers:
         handle, self._handle = self._handle, None
         if handle is not None:
             handle.remove()
+        self._kept = {}
 
-    def unheld(self, trained: Sequence[tuple[torch.Tensor, str]], versions: Versions) -> list[str]:
+    def unheld(self, trained: Sequence[tuple[torch.Tensor, str]]) -> list[str]:
         """The names of the ``trained`` parameters (those that got a gradient in a step, with their
-        names) that no optimizer that stepped holds, and that kept their version since the step before
-        (``versions``: at this step's forward); none when no optimizer stepped."""
-        before, self._versions = self._versions, dict(versions)
+        names) that no optimizer that stepped holds, and that kept their values and version through
+        at least two steps of the optimizers holding the others, getting a gradient at each captured
+        step since (a parameter not in ``trained`` starts over)."""
         try:
-            optimizers = list(self._seen)
-            held = {id(p) for opt in optimizers for group in opt.param_groups for p in group["params"]}
+            seen = list(self._seen.items())
+            holds = [(opt, n, {id(p) for group in opt.param_groups for p in group["params"]}) for opt, n in seen]
         except Exception:  # an optimizer of the user's own kind, with param_groups of another shape
             return []
-        if not optimizers:
-            return []
-        now = self._versions
-        return [name for p, name in trained if id(p) not in held and isinstance(p, torch.nn.Parameter)
-                and id(p) in before and before[id(p)] == now.get(id(p))]  # fmt: skip
+        held = {i for _, _, ids in holds for i in ids}
+        ours = {id(p) for p, _ in trained}
+        steps = {id(opt): n for opt, n, _ in holds}
+        training = [(id(opt), n) for opt, n, ids in holds if ids & ours]  # the optimizers of this model
+        kept: dict[int, _Kept] = {}
+        names: list[str] = []
+        for p, name in trained:
+            if id(p) in held or not isinstance(p, torch.nn.Parameter):
+                continue
+            now = fingerprint(p)
+            if now is None:
+                continue
+            then = self._kept.get(id(p))
+            if then is not None and then.ref() is p and then.version == p._version and torch.equal(then.print, now):
+                kept[id(p)] = then
+                if sum(n - then.steps.get(i, 0) for i, n in training) >= _STEPS:
+                    names.append(name)
+            else:
+                kept[id(p)] = _Kept(weakref.ref(p), now, p._version, steps)
+        self._kept = kept
+        return names
 
     def note(self, step: int, left: Sequence[str]) -> str | None:
         """What the graph of ``step`` says of the parameters in ``left`` (:meth:`unheld`)."""
@@ -70,9 +118,10 @@ class Optimizers:
         kinds = ", ".join(sorted({type(opt).__name__ for opt in list(self._seen)}))
         one = len(left) == 1
         return (
-            f"{listed} got a gradient in step {step}, but {'it is' if one else 'they are'} in no optimizer that "
-            f"stepped since the debugger attached ({kinds}): {'it never updates' if one else 'they never update'}, "
-            f"and {'its' if one else 'their'} .grad keeps adding up unless the loop zeroes it. Pass "
+            f"{listed} got a gradient in step {step} and the steps before, but {'it is' if one else 'they are'} in "
+            f"no optimizer that stepped since the debugger attached ({kinds}), and {'its' if one else 'their'} "
+            f"values stayed the same through the last optimizer steps: {'it does' if one else 'they do'} not "
+            f"train, and {'its' if one else 'their'} .grad adds up unless the loop zeroes it. Pass "
             f"{'it' if one else 'them'} to the optimizer (e.g. torch.optim.SGD(model.parameters(), ...)), or "
             "freeze with requires_grad_(False) what should not train."
         )

@@ -317,7 +317,7 @@ class LiveStep:
         """``graph`` with what its parameters' ``.grad`` tells: parameters that got a gradient but are
         in no optimizer seen stepping, and ``.grad`` that already held one when the step's backward
         began (accumulating across steps; said of the others: the first note explains theirs)."""
-        left = optimizers.unheld(self.trained(graph), self.parameters) if optimizers is not None else []
+        left = optimizers.unheld(self.trained(graph)) if optimizers is not None else []
         held = [(name, norm) for name, norm in nonzero(self._held_norms()) if name not in left]
         notes = [accumulation_note(self.number, held), optimizers.note(self.number, left) if optimizers else None]
         added = tuple(n for n in notes if n is not None)
