@@ -103,3 +103,18 @@ def test_a_rerun_that_makes_an_input_require_grad_leaves_its_grad_none(shell: In
     assert _grads(graph)["x"] == pytest.approx(float(torch.ones(3).norm()))  # the re-run's own gradient
     assert shell.user_ns["x"].grad is None and not shell.user_ns["x"].requires_grad
     assert torch.equal(shell.user_ns["w"].grad, torch.full((3,), 2.0))
+
+
+def test_grads_are_kept_when_the_saved_values_cannot_be_read(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gradsight._capture import spy
+
+    def unreadable(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("unreadable")
+
+    monkeypatch.setattr(spy, "_keeper", unreadable)  # the spy's reading of saved values fails
+    shell.run_cell("w = torch.ones(3, requires_grad=True)\nh = w * 3\nh.retain_grad()")
+    dbg = shell.run_cell("%%gradsight\nloss = (h * 2).sum()\nloss.backward(retain_graph=True)").result
+    dbg.rerun()
+    assert shell.user_ns["w"].grad.tolist() == [6.0] * 3

@@ -118,7 +118,10 @@ class BackwardSpy:
         self._inside = True
         watch = None
         try:  # a KeyboardInterrupt anywhere in here still takes the hooks off (_finish)
-            watch = self.record(args[0] if args else kwargs.get(first), accumulates=first == "tensors")
+            roots = args[0] if args else kwargs.get(first)
+            watch = self.record(roots, accumulates=first == "tensors")
+            if watch is None and first == "tensors" and self._grads is not None:
+                self._keep_grads(roots)  # the saved values could not be read: the .grad still can
             result = fn(*args, **kwargs)
             if watch is not None and first == "outputs":  # autograd.grad: leaves get what it returns
                 watch.received(args[1] if len(args) > 1 else kwargs.get("inputs"), result)
@@ -182,13 +185,20 @@ class BackwardSpy:
                     self.errors.append(f"could not tell which backward calls reach the cell's tensors: {e}")
         self._calls = kept + recent
 
+    def _keep_grads(self, roots: object, order: list[Any] | None = None) -> None:
+        """Tell ``grads`` the leaves a backward call from ``roots`` (whose graph is ``order``) reaches."""
+        try:
+            if order is None:
+                items = roots if isinstance(roots, (list, tuple)) else [roots]
+                order = walk([n for n in (_node_of(t) for t in items) if n is not None])[0]
+            self._grads.reached([n.variable for n in order if _short_name(n) == ACCUMULATE_GRAD])
+        except Exception as e:
+            self.errors.append(f"could not keep .grad before a backward: {type(e).__name__}: {e}")
+
     def _before_backward(self, watch: _Watch) -> None:
         """Each leaf's ``.grad`` before a backward call: still what the spy's last call left, or not."""
         if self._grads is not None:
-            try:
-                self._grads.reached([n.variable for i, n in enumerate(watch.nodes) if watch.leaves[i]])
-            except Exception as e:
-                self.errors.append(f"could not keep .grad before a backward: {type(e).__name__}: {e}")
+            self._keep_grads(None, watch.nodes)
         try:
             for i, node in enumerate(watch.nodes):
                 if not watch.leaves[i]:
