@@ -10,7 +10,7 @@ tagged object; a dim without one size (a nested tensor's ragged dim) is ``-1``.
 
 >>> from gradsight.graph import Graph
 >>> graph_to_wire(Graph())["schema_version"]
-8
+9
 
 The ``graph`` trait sends :func:`graph_transport` of this dict: past 2,000 nodes a binary skeleton,
 below it the JSON text packed into one buffer (v5).

@@ -33,8 +33,13 @@ def nonfinite_count(t: torch.Tensor | None) -> str | None:
     return " and ".join(f"{n:,} {what}" for n, what in ((nan, "NaN"), (inf, "Inf")) if n) or "NaN or Inf"
 
 
+def _version(t: torch.Tensor) -> int:
+    """``t._version``, or -1 for an inference tensor (torch keeps no version counter for those)."""
+    return -1 if t.is_inference() else t._version
+
+
 def _key(values: Mapping[str, torch.Tensor | None]) -> tuple[tuple[str, int, int], ...]:
-    return tuple((name, id(t), t._version) for name, t in values.items() if t is not None)
+    return tuple((name, id(t), _version(t)) for name, t in values.items() if t is not None)
 
 
 class LeafValues:
