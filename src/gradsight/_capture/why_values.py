@@ -28,14 +28,18 @@ def nonfinite_count(t: torch.Tensor | None) -> str | None:
             if bool(torch.isfinite(v).all()):
                 return None
             nan, inf = int(torch.isnan(v).sum()), int(torch.isinf(v).sum())
-    except (RuntimeError, NotImplementedError):  # a tensor subclass, a freed storage: nothing to say
+    except (RuntimeError, NotImplementedError, ValueError):  # a subclass, freed or lazy storage: say nothing
         return None
     return " and ".join(f"{n:,} {what}" for n, what in ((nan, "NaN"), (inf, "Inf")) if n) or "NaN or Inf"
 
 
 def _version(t: torch.Tensor) -> int:
-    """``t._version``, or -1 for an inference tensor (torch keeps no version counter for those)."""
-    return -1 if t.is_inference() else t._version
+    """``t._version``, or -1 where torch keeps none (an inference tensor) or refuses to say (a lazy
+    module's ``UninitializedParameter`` raises ValueError on any use)."""
+    try:
+        return -1 if t.is_inference() else t._version
+    except (RuntimeError, ValueError):
+        return -1
 
 
 def _key(values: Mapping[str, torch.Tensor | None]) -> tuple[tuple[str, int, int], ...]:
