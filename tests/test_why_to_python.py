@@ -144,3 +144,13 @@ def test_a_big_tolist_is_not_followed_value_by_value_but_still_named_as_the_like
     why = gs.debugger(step).why("w")
     assert why.reason == "not_on_path" and ".tolist()" in why.message and "if the loss uses" in why.message
     assert why.source is not None and "# the cut" in why.source
+
+
+def test_a_cell_result_made_of_numpy_numbers_is_not_blamed_on_a_conversion(shell: InteractiveShell) -> None:
+    shell.run_cell("import numpy as np\nw = torch.randn(3, requires_grad=True)", store_history=False)
+    cell = "%%gradsight\nidx = torch.tensor(np.arange(3).tolist())\nloss = (w * 2).sum()\nloss.backward()"
+    dbg = shell.run_cell(cell, store_history=False).result
+    why = dbg.why("idx")
+    assert ".tolist()" not in why.message and "Python number" not in why.message, why
+    alone = shell.run_cell("%%gradsight\nidx = torch.tensor(np.arange(3).tolist())", store_history=False).result
+    assert alone.graph.message is not None and ".tolist()" not in alone.graph.message, alone.graph.message

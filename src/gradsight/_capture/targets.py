@@ -78,7 +78,7 @@ def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None =
         missing = tuple(why_failed.failed(w.name, graph, failure) or w for w in missing)
     missing = tuple(w for w in missing if w.name not in (inside or {}))
     if isinstance(target, CellTarget):
-        graph = _cut_worded(graph, cut_results(target.code))
+        graph = _cut_worded(graph, cut_results(target.code, target.ns))
     return replace(graph, controls=target.controls(graph), missing=missing).with_aliases(every)
 
 
@@ -126,7 +126,7 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
     if alias is not None:
         return _as_alias(name, alias, graph, explain(target, graph, toggles, alias, failure, inside))
     if isinstance(target, CellTarget):
-        off = cut_results(target.code).get(name)
+        off = cut_results(target.code, target.ns).get(name)
         value = leaves.get(name)
         if off is not None and value is not None and value.grad_fn is None and not value.requires_grad:
             return Why(name, *off)
