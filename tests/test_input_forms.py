@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import UserDict
 
 import torch
+from IPython.core.interactiveshell import InteractiveShell
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
@@ -77,3 +78,19 @@ def test_a_tensordict_like_mapping_is_one_argument() -> None:
     assert dbg.status == "ready", dbg.error
     assert seen and seen[-1] is batch
     dbg.close()
+
+
+def test_leaf_controls_carry_each_leafs_dtype_so_the_view_offers_no_box_for_integer_inputs(
+    shell: InteractiveShell,
+) -> None:
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(10, 4)
+    ids = torch.tensor([1, 2, 3])
+    dbg = gs.debugger(emb, inputs=ids, loss=lambda out: out.sum())
+    dtypes = {leaf.name: leaf.dtype for leaf in dbg.graph.controls.leaves}
+    assert dtypes["weight"] == "float32" and dtypes["input"] == "int64", dtypes
+
+    shell.run_cell("idx = torch.tensor([0, 2])\nw = torch.randn(3, requires_grad=True)", store_history=False)
+    cell = shell.run_cell("%%gradsight\nloss = w[idx].sum()\nloss.backward()", store_history=False).result
+    dtypes = {leaf.name: leaf.dtype for leaf in cell.graph.controls.leaves}
+    assert dtypes["idx"] == "int64" and dtypes["w"] == "float32", dtypes

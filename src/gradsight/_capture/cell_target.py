@@ -22,6 +22,7 @@ from .guard import ModuleGuard
 from .names import leaf_aliases, leaf_names_from_params, module_names
 from .namespace_guard import NamespaceGuard, _reachable
 from .run import RunResult
+from .summary import dtype_name
 from .whatif import BIND, DETACH, FOLLOW, CellBinds, WhatIf, detach_variable
 
 _MISSED = (
@@ -180,9 +181,9 @@ class CellTarget:
         in_graph = {n.leaf.name: n.leaf for n in graph.nodes if n.leaf is not None and n.leaf.name}
         # a tensor reached under two names (L and A.0, or a for loop's variable) is in the graph as either
         drawn = {id(t) for name, t in leaves.items() if name in in_graph}
-        controls = [LeafControl(name, bool(t.requires_grad), name in in_graph or id(t) in drawn)
+        controls = [LeafControl(name, bool(t.requires_grad), name in in_graph or id(t) in drawn, dtype_name(t.dtype))
                     for name, t in leaves.items()]  # fmt: skip
-        controls += [LeafControl(name, leaf.requires_grad, True) for name, leaf in in_graph.items()
+        controls += [LeafControl(name, leaf.requires_grad, True, leaf.dtype) for name, leaf in in_graph.items()
                      if name in assigned]  # fmt: skip
         # only tensors can be detached or made to require grad (a module's name is a module path)
         variables = tuple(n for n in sorted(assigned) if isinstance(self.ns.get(n), torch.Tensor))

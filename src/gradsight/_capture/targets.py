@@ -40,6 +40,7 @@ from .names import leaf_aliases
 from .outputs import flatten_tensors
 from .run import RunResult, RunSpec, run
 from .specs import call_inputs, reaches_of
+from .summary import dtype_name
 
 NO_RERUN = (
     "This debugger shows a tensor's graph: it cannot re-run the code that made it. For what-ifs, give gradsight "
@@ -262,8 +263,8 @@ class RunnableTarget:
         toggled at once. Raises :class:`RerunError` for a lazy layer appended since."""
         self.spec.rescope()
         in_graph = {n.leaf.name for n in graph.nodes if n.leaf is not None and n.leaf.name}
-        leaves = tuple(LeafControl(name, bool(t.requires_grad), name in in_graph) for name, t in self.leaves().items()
-                       if t is not None)  # fmt: skip
+        leaves = tuple(LeafControl(name, bool(t.requires_grad), name in in_graph, dtype_name(t.dtype))
+                       for name, t in self.leaves().items() if t is not None)  # fmt: skip
         modules = tuple(name for name, _ in self.spec.modules if name)
         return Controls(rerun=True, leaves=leaves, modules=modules, detach_nodes=True)
 
