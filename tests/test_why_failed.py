@@ -137,3 +137,24 @@ def test_an_edit_off_the_path_and_an_edited_batch_say_where_to_look() -> None:
     why = dbg.why("layer.weight")
     assert "a tensor from outside the graph" in why.message and "shape [8, 4] edited in place" in why.message
     dbg.close()
+
+
+class RaisesInForward(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, 3), nn.Linear(5, 2)  # 3 != 5: the second layer raises
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.fc2(self.fc1(x))
+
+
+def test_why_after_a_first_run_whose_forward_raised_answers_from_its_error_without_running_it_again() -> None:
+    torch.manual_seed(0)
+    model = RaisesInForward()
+    dbg = gs.debugger(model, inputs=torch.randn(2, 4), loss=lambda out: out.sum())
+    assert dbg.status == "error" and model.calls == 1
+    why = dbg.why("fc1.weight")
+    assert model.calls == 1, "why() ran the forward that raised again"
+    assert why.reason == "unknown" and "before any backward ran" in why.message and "mat1 and mat2" in why.message

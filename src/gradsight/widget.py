@@ -183,7 +183,7 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
 
         record = self._runs.get(self.current)
         toggles = record.toggles if record is not None else Toggles()
-        failure = record.error if record is not None else None
+        failure = record.error if record is not None else (self.error or None)  # a first run that raised
         inside = record.facts.in_checkpoint if record is not None and record.facts is not None else {}
         return explain(self._target or TensorTarget({}), self.graph, toggles, leaf, failure, inside)
 
