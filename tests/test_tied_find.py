@@ -83,3 +83,20 @@ def test_a_cell_reaching_the_model_through_a_helper_finds_its_tied_weight(shell:
     dbg = shell.run_cell("%%gradsight\nloss = helper()\nloss.backward()", store_history=False).result
     found = dbg.graph.find("lm.head.weight")
     assert [n.leaf.name for n in found if n.leaf is not None] == ["lm.emb.weight"]
+
+
+def test_a_tensor_debugger_with_a_module_as_params_finds_a_tied_weight_by_either_name() -> None:
+    import torch
+    from torch import nn
+
+    import gradsight as gs
+
+    torch.manual_seed(0)
+    lm = nn.Module()
+    lm.emb, lm.head = nn.Embedding(10, 4), nn.Linear(4, 10, bias=False)
+    lm.head.weight = lm.emb.weight
+    loss = lm.head(torch.tanh(lm.emb(torch.randint(0, 10, (3, 5))))).pow(2).mean()
+    dbg = gs.debugger(loss, params=lm)
+    assert [n.id for n in dbg.graph.find("head.weight")] == [n.id for n in dbg.graph.find("emb.weight")] != []
+    why = dbg.why("head.weight")
+    assert "emb.weight" in why.message, why

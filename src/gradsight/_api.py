@@ -89,7 +89,9 @@ def debugger(
 
 
 def _tensor_debugger(tensors: list[Any], params: Any, budget: int) -> Debugger:
-    from ._capture.names import leaf_names_from_params
+    import torch
+
+    from ._capture.names import leaf_aliases, leaf_names_from_params, module_names
     from ._capture.records import CaptureOptions
     from ._capture.store import TensorStore
     from ._capture.targets import TensorTarget
@@ -101,7 +103,8 @@ def _tensor_debugger(tensors: list[Any], params: Any, budget: int) -> Debugger:
     run = RunInfo(mode="tensor", kept_bytes=store.kept_bytes, budget_bytes=budget, dropped=store.dropped)
     captured.graph = _with_run(captured.graph, run)
     dbg = Debugger()
-    dbg._start(TensorTarget({name: t for t, name in names.items()}), captured)
+    tied = leaf_aliases(module_names(params), names) if isinstance(params, torch.nn.Module) else {}
+    dbg._start(TensorTarget({name: t for t, name in names.items()}, tied), captured)
     return dbg
 
 

@@ -211,9 +211,11 @@ def _as_alias(name: str, alias: str, graph: Graph, answer: Why) -> Why:
 
 @dataclass
 class TensorTarget:
-    """``gradsight.debugger(tensor)``: no re-run; leaves are the ``params`` the user named."""
+    """``gradsight.debugger(tensor)``: no re-run; leaves are the ``params`` the user named, ``tied`` the
+    other paths of a module's shared parameters (:func:`names.leaf_aliases`)."""
 
     names: Mapping[str, torch.Tensor]
+    tied: Mapping[str, str] = field(default_factory=dict)
 
     def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
         raise RerunError(NO_RERUN)
@@ -222,7 +224,7 @@ class TensorTarget:
         return dict(self.names)
 
     def aliases(self) -> Mapping[str, str]:
-        return {}
+        return dict(self.tied)
 
     def controls(self, graph: Graph) -> Controls:
         return Controls(rerun=False, note=NO_RERUN)
