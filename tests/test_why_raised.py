@@ -35,7 +35,8 @@ def test_why_after_an_inplace_edit_of_a_leaf_in_the_forward_does_not_raise() -> 
 
 
 def test_a_run_that_raised_before_any_graph_is_answered_from_its_error_without_a_rerun() -> None:
-    from gradsight._capture.targets import TensorTarget, explain
+    from gradsight._capture.explain import explain
+    from gradsight._capture.targets import TensorTarget
     from gradsight.graph import Graph
     from gradsight.toggles import Toggles
 

@@ -173,7 +173,8 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
 
     def why(self, leaf: str) -> Why:
         """Why ``leaf`` (a parameter or input name) got no gradient, or a zero one, in the run shown."""
-        from ._capture.targets import TensorTarget, explain
+        from ._capture.explain import explain
+        from ._capture.targets import TensorTarget
 
         if not isinstance(leaf, str):
             raise TypeError(
@@ -244,7 +245,7 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
         """Add a run to the history and show it (``show``), compared with ``baseline`` (default: the
         last run before it). ``facts``: what it ran on, if taken already (else now). ``keep``: runs a full
         history must not drop for it (the runs its diff and notes name)."""
-        from ._capture.targets import finish
+        from ._capture.explain import finish
 
         previous = self._runs.last
         graph = captured.graph

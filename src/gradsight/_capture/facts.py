@@ -45,7 +45,7 @@ class RunFacts:
     """What a run ran on, taken right after it (a live step's: at its forward's end): the step it
     replays (live), the parameters' and the inputs' versions; and the parameters that got their
     gradient inside a reentrant checkpoint region (name → norm): no leaves of the graph, yet not
-    missing (``targets.finish``, ``targets.explain``)."""
+    missing (``explain.finish``, ``explain.explain``)."""
 
     step: int | None = None
     parameters: Versions = ()

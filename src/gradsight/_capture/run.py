@@ -63,7 +63,7 @@ class RunSpec:
     retaining: list[torch.Tensor] = field(default_factory=list)
     origin: tuple[str, int] | None = None  # a live step's replay: the user's line that called the model
     # parameters that got their gradient inside a reentrant checkpoint region in the last run (name → norm):
-    # no leaves of the graph, yet not missing (targets.finish, targets.explain)
+    # no leaves of the graph, yet not missing (explain.finish, explain.explain)
     in_checkpoint: dict[str, float] = field(default_factory=dict)
     what: str = "the model"  # what call() runs, as messages name it: "the model" or "the function"
     # the tensors call() reads that are no parameters (the batch, a function's tensors), by name: a

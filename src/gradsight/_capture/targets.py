@@ -1,26 +1,22 @@
 """What a debugger re-runs: a model or function, the last step of a live session, a cell
 (``cell_target.CellTarget``) — or nothing, for a tensor's graph. Each target knows which leaves,
 modules and variables toggles can name, re-runs with toggles (restoring the user's objects
-afterwards), explains missing gradients, and tells what a run ran on (``facts.RunFacts``), so a
+afterwards), traces a leaf for ``explain``, and tells what a run ran on (``facts.RunFacts``), so a
 re-run can say what changed since (an optimizer step between the run shown and the re-run).
 """
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
-from ..graph import Controls, Graph, LeafControl, Why, WhyReason
+from ..graph import Controls, Graph, LeafControl, Why
 from ..runs import RerunError
-from ..toggles import Toggles, suggest
-from . import taint, why_extreme, why_failed
-from . import why as why_mod
-from .cell_cuts import cut_results
-from .cell_target import CellTarget
+from ..toggles import Toggles
+from . import taint
 from .facts import (
     STEP,
     Autocast,
@@ -47,166 +43,6 @@ NO_RERUN = (
     "something it can run: gradsight.debugger(model, inputs=batch, loss=...), gradsight.debugger(lambda: "
     "compute_loss()), or a %%gradsight cell."
 )
-
-
-class Target(Protocol):
-    def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult: ...
-
-    def leaves(self) -> Mapping[str, torch.Tensor | None]: ...
-
-    def aliases(self) -> Mapping[str, str]: ...
-
-    def controls(self, graph: Graph) -> Controls: ...
-
-    def trace(self, name: str, toggles: Toggles) -> Why | None: ...
-
-    def facts(self, graph: Graph) -> RunFacts | None: ...
-
-    def changed(self, since: RunFacts) -> tuple[str, ...]: ...
-
-
-def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None = None,
-           inside: Mapping[str, float] | None = None) -> Graph:  # fmt: skip
-    """Add what the view needs for what-ifs: controls, and why leaves got no gradient (``failure``:
-    the run's backward raised this traceback; ``inside``: :attr:`RunFacts.in_checkpoint`)."""
-    traceable = not isinstance(target, TensorTarget)
-    failure = failure or why_failed.cell_failure(graph)
-    every = target.aliases()  # tied weights' other paths: graph.find() finds them, requires_grad toggles use them
-    aliases = every if toggles.requires_grad else {}
-    missing = (why_mod.explain_all(target.leaves(), toggles, graph, traceable, aliases)
-               if graph.nodes or graph.message else ())  # fmt: skip
-    if failure:
-        missing = tuple(why_failed.failed(w.name, graph, failure) or w for w in missing)
-    missing = tuple(w for w in missing if w.name not in (inside or {}))
-    if isinstance(target, CellTarget):
-        graph = _cut_worded(graph, cut_results(target.code, target.ns))
-    return replace(graph, controls=target.controls(graph), missing=missing).with_aliases(every)
-
-
-def _cut_worded(graph: Graph, off: Mapping[str, tuple[WhyReason, str]]) -> Graph:
-    """The graph with the general "requires_grad=False: none of its inputs required grad, no_grad, or
-    detached" said of a cell's results replaced by which one it was, for those the cell's code shows
-    computed under no_grad or detached (:func:`cell_cuts.cut_results`)."""
-    if not off:
-        return graph
-    from .tensors import why_no_graph
-
-    plain = torch.zeros(())  # the general wording depends on the name only
-    general = {why_no_graph(plain, name): text for name, (_, text) in off.items()}
-    if graph.message is not None:
-        graph = replace(graph, message="\n".join(general.get(line, line) for line in graph.message.split("\n")))
-    return replace(graph, notes=tuple(general.get(note, note) for note in graph.notes))
-
-
-def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: str | None = None,
-            inside: Mapping[str, float] | None = None) -> Why:  # fmt: skip
-    """Why ``name`` got no gradient (or a zero one) in ``graph`` (``inside``: :attr:`RunFacts.in_checkpoint`).
-    Another path of a shared parameter (``head.weight`` tied to ``emb.weight``) is answered for the name
-    the graph shows it under."""
-    leaves, aliases = target.leaves(), target.aliases()
-    known = {n.leaf.name for n in graph.nodes if n.leaf is not None and n.leaf.name}
-    shown = aliases.get(name) if name not in leaves and name not in known else None
-    if shown is not None:
-        return _as_alias(name, shown, graph, explain(target, graph, toggles, shown, failure, inside))
-    if name not in leaves and name not in known:
-        where = "[n.leaf.name for n in dbg.graph.nodes if n.leaf] lists them"
-        raise KeyError(f"no leaf named {name!r}" + suggest(name, sorted(set(leaves) | known), where))
-    failure = failure or why_failed.cell_failure(graph)
-    failed = why_failed.failed(name, graph, failure) if failure else None
-    if failed is not None:
-        return failed
-    if failure and not graph.nodes:  # the forward (or the loss) raised: a trace would re-run it and raise again
-        return why_failed.no_graph(name, failure)
-    inside = inside or {}
-    if name in inside:
-        return Why(name, "unknown", f"{name} got a gradient (norm {inside[name]:.4g}) inside a reentrant checkpoint "
-                   "region: the region is one opaque node whose backward re-runs it and differentiates it on its own, "
-                   "so its parameters are no leaves of this graph. Use checkpoint(..., use_reentrant=False) to see "
-                   "the region's nodes.")  # fmt: skip
-    alias = _alias(name, leaves, known)
-    if alias is not None:
-        return _as_alias(name, alias, graph, explain(target, graph, toggles, alias, failure, inside))
-    if isinstance(target, CellTarget):
-        off = cut_results(target.code, target.ns).get(name)
-        value = leaves.get(name)
-        if off is not None and value is not None and value.grad_fn is None and not value.requires_grad:
-            return Why(name, *off)
-    traceable = not isinstance(target, TensorTarget)
-    others = why_mod.other_names(leaves, aliases).get(name, ())
-    quick = why_mod.quick(name, leaves.get(name), toggles, graph, traceable=traceable, others=others, values=leaves)
-    if quick is not None and quick.reason == "unknown" and not graph.nodes:
-        # no graph at all, which says nothing of this leaf: where its own path breaks is what a trace finds
-        traced = _trace(target, name, toggles)
-        return traced if traced is not None and traced.reason != "unknown" else quick
-    if quick is not None:
-        return quick
-    node = next((n for n in graph.nodes if n.leaf is not None and n.leaf.name == name), None)
-    if node is not None and node.executed is None:
-        if isinstance(target, CellTarget):
-            text = (f"{name} is in the graph, but no backward ran in this cell, so nothing got a gradient yet: "
-                    "add loss.backward() to the cell (or use a runnable debugger) to see gradients.")  # fmt: skip
-        else:  # a debugger of a tensor shows its graph as it stands
-            text = (f"{name} is in the graph, but this debugger shows a tensor's graph and runs no backward, so it "
-                    "sees no gradients: give gradsight the step — gs.debugger(lambda: compute_loss()) or "
-                    "gs.debugger(model, inputs=batch, loss=...) — to see them.")  # fmt: skip
-        return Why(name, "unknown", text, where=node.id)
-    extreme = why_extreme.extreme(name, node, graph, leaves) if node is not None else None
-    if extreme is not None:  # finite, but too big or too small to train with
-        return extreme
-    if node is not None:
-        norm = f"norm {node.grad_norm:.4g}" if node.grad_norm is not None else "an empty one"
-        text = f"{name} got a gradient in this run ({norm})."
-        if any(note.startswith((f"{name}.grad accumulated", f"{name}.grad already held")) for note in graph.notes):
-            text = (f"{name} got a gradient in this run (the last backward call's, {norm}); "
-                    f"{name}.grad holds more than that: see the graph's note.")  # fmt: skip
-        return Why(name, "unknown", text, where=node.id)
-    traced = _trace(target, name, toggles)
-    cuts = why_mod.cutting_toggles(toggles)
-    if traced is not None and traced.reason == "unknown" and cuts:  # e.g. a node's detach: not in the trace
-        return replace(traced, message=f"{traced.message} This re-run's {cuts} may be the cut: turn it off and "
-                       "re-run to see.")  # fmt: skip
-    if traced is not None:
-        return traced
-    cut = ("its path was cut (detach, .data, no_grad, a non-differentiable op)"
-           + (f", perhaps by this re-run's {cuts}" if cuts else ""))  # fmt: skip
-    if not traceable:
-        return Why(name, "not_on_path", f"{name} is not in this graph: the tensor was not used to compute it, or "
-                   f"{cut}. This debugger cannot re-run the code: a runnable debugger can trace where.")  # fmt: skip
-    return Why(name, "not_on_path", f"{name} is not in this graph: the tensor was not used to compute it, or {cut}. "
-               "gradsight could not follow it through a re-run to find where (it is bound where a re-run cannot "
-               "follow it, such as a for loop's variable, or there is no step to re-run yet).")  # fmt: skip
-
-
-def _trace(target: Target, name: str, toggles: Toggles) -> Why | None:
-    """``target.trace``; when the re-run it makes raises (a forward that failed in the run, whose error
-    the caller was not given; the user's code failing now where it ran before), the answer is that
-    error, in a line: why() never raises the user's error."""
-    try:
-        return target.trace(name, toggles)
-    except Exception as e:  # the user's code, re-run: any error of it is an answer
-        last = traceback.format_exception_only(type(e), e)[-1].strip()
-        return Why(name, "unknown", f"{name} got no gradient here: re-running the step to trace where its path "
-                   f"breaks raised ({why_failed.short(last)}). Fix that error (the run's, when it raised too) and "
-                   "re-run, then ask again.")  # fmt: skip
-
-
-def _alias(name: str, leaves: Mapping[str, torch.Tensor | None], known: Collection[str]) -> str | None:
-    """The name the graph shows ``name``'s tensor under, when that is another name (``L.weight`` for
-    ``A.0.weight``: one module reachable two ways, or a for loop's variable)."""
-    tensor = leaves.get(name)
-    if tensor is None or name in known:
-        return None
-    return next((other for other in known if leaves.get(other) is tensor), None)
-
-
-def _as_alias(name: str, alias: str, graph: Graph, answer: Why) -> Why:
-    same = f"{name} is the same tensor as {alias}, which the graph shows under that name"
-    node = next((n for n in graph.nodes if n.leaf is not None and n.leaf.name == alias), None)
-    if node is not None and node.executed and not why_mod.needs_explaining(node):
-        norm = f" (norm {node.grad_norm:.4g})" if node.grad_norm is not None else ""
-        return Why(name, "unknown", f"{same}: it got a gradient in this run{norm}. Read it as {alias}.",
-                   where=node.id)  # fmt: skip
-    return replace(answer, name=name, message=f"{same}. {answer.message}")
 
 
 @dataclass
