@@ -17,11 +17,12 @@ from typing import Any
 import anywidget
 import traitlets
 
+from ._kept_values import KeptValues, drop
 from ._requests import RequestError, answer
 from ._view_writes import NO_PENDING, ViewWrites
 from .graph import Graph, Why
 from .inspection import Inspection
-from .runs import RerunError, RunHistory, RunRecord, again_label, changed_note, differ, not_reproduced
+from .runs import RerunError, RunHistory, RunRecord, again_label, changed_note, differ
 from .schema import diff_to_wire, graph_to_wire, graph_transport
 from .toggles import ToggleError, Toggles, make_toggles
 
@@ -58,7 +59,7 @@ def _graph_from_json(_value: object, widget: Debugger) -> Graph:
     return widget.graph
 
 
-class Debugger(ViewWrites, anywidget.AnyWidget):
+class Debugger(ViewWrites, KeptValues, anywidget.AnyWidget):
     """An interactive view of a backward graph. Create one with :func:`gradsight.debugger`.
 
     >>> import torch, gradsight
@@ -235,7 +236,7 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
     def _show(self, captured: Any) -> None:
         """Show a new run made elsewhere (a live step); from the thread that made the debugger only."""
         if self._closed:  # close() from another thread while this step was being published
-            _drop(captured)
+            drop(captured)
             return
         self._add(captured, Toggles())
 
@@ -295,15 +296,15 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
                 raise RerunError("the debugger was closed during the re-run; nothing was kept")
             result = self._target.rerun(toggles, self._watch)
         except BaseException as e:  # KeyboardInterrupt, or a bug of ours: never stay "running"
-            _drop(again[0] if again is not None else None)
+            drop(again[0] if again is not None else None)
             self.status, self.error = ("ready", "") if isinstance(e, RerunError) else \
                 ("error", f"the re-run stopped: {type(e).__name__}: {e}")  # fmt: skip
             raise
         finally:
             self._running = False
         if self._closed or result.captured is None or result.error is not None:
-            _drop(result.captured)
-            _drop(again[0] if again is not None else None)
+            drop(result.captured)
+            drop(again[0] if again is not None else None)
             if self._closed:  # the user's code, or the view, closed the debugger while it re-ran
                 self.status = "ready"
                 raise RerunError("the debugger was closed during the re-run; nothing was kept")
@@ -337,11 +338,11 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
         try:  # its toggles may name what is gone since (a module removed): then no baseline, not a failure
             made = self._target.rerun(replace(since.toggles, apply=False), self._watch)
             if made.captured is None or made.error is not None or self._target is None:
-                _drop(made.captured)
+                drop(made.captured)
                 return None
             return made.captured, self._target.facts(made.captured.graph)
         except Exception:
-            _drop(made.captured if made is not None else None)
+            drop(made.captured if made is not None else None)
             return None
 
     def _rerun_pending(self) -> Graph:
@@ -349,50 +350,6 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
         return self.rerun(requires_grad=p.get("requires_grad") or None, no_grad=p.get("no_grad", False),
                           inference_mode=p.get("inference_mode", False), detach=p.get("detach", []),
                           apply=p.get("apply", False))  # fmt: skip
-
-    def _keep_tensors_of(self, node_id: str) -> str | None:
-        """Big graphs keep shapes and gradient norms only: re-run the step (same toggles) to keep
-        this node's tensors. Returns why the values stay unavailable, or None."""
-        captured, record = self._captured, self._runs.get(self.current)
-        if captured is None or record is None or captured.has_tensors(node_id):
-            return None
-        if not hasattr(self._target, "spec"):
-            return None
-        if record.facts is not None and "parameters" in self._target.changed(record.facts):
-            return (
-                "values not kept, and the model's parameters changed since this run (an optimizer step?), so "
-                "re-running would not reproduce them: re-run (the new run keeps them), or create the debugger again"
-            )
-        self.status = "running"
-        try:
-            result = self._target.rerun(record.toggles, self._watch | {node_id})
-        finally:
-            self.status = "ready"
-        if self._closed:
-            _drop(result.captured)
-            return "the debugger was closed while re-running the step for these values"
-        if result.captured is None or result.error is not None or node_id not in result.captured.graph:
-            return f"values not kept; re-running the step to get them failed: {result.error or 'graph changed'}"
-        old, new = record.captured, result.captured
-        differs = not_reproduced(record.graph, new.graph)
-        if differs is not None:  # the inputs, or something the step reads, changed since: not this run
-            _drop(new)
-            return (
-                f"values not kept, and re-running the step did not reproduce this run ({differs}): its inputs or "
-                "something it reads changed since; create the debugger again to see the step as it is now"
-            )
-        self._watch.add(node_id)
-        # Same run, same numbers, now with this node's tensors: keep the record's index and what-if info.
-        record.graph = new.graph = replace(
-            new.graph, run=replace(new.graph.run, index=record.index, toggles=record.graph.run.toggles),
-            controls=record.graph.controls, missing=record.graph.missing,
-        )  # fmt: skip
-        record.captured = self._captured = new
-        if old is not None and old.store is not None:
-            old.store.release()
-        self._runs.fit_budget(record)  # the new store's tensors count against the debugger's budget
-        self.graph = record.graph
-        return None
 
     # -- requests from the view ------------------------------------------------------------------
 
@@ -423,10 +380,3 @@ class Debugger(ViewWrites, anywidget.AnyWidget):
     def __repr__(self) -> str:
         g = self.graph
         return f"<gradsight.Debugger: {len(g)} nodes, roots {list(g.roots)}>"
-
-
-def _drop(captured: Any) -> None:
-    """Release the tensors of a capture that will not be shown."""
-    store = getattr(captured, "store", None)
-    if store is not None:
-        store.release()
