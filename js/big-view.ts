@@ -7,6 +7,7 @@
 
 import { BigControls } from "./big-controls";
 import { describeTarget, type NavContext, SceneNav, targetBox } from "./big-nav";
+import { type Anchor, anchoredTransform, anchorOf, nodeTarget } from "./big-place";
 import { CanvasView } from "./canvas-view";
 import { h } from "./dom";
 import { Expansion } from "./expansion";
@@ -38,12 +39,6 @@ export interface BigViewEvents {
   painted(): void;
   /** A layout failed. */
   error(message: string): void;
-}
-
-interface Anchor {
-  group: number;
-  sx: number;
-  sy: number;
 }
 
 export class BigView {
@@ -231,7 +226,7 @@ export class BigView {
   private toggle(g: number): void {
     const tree = this.tree;
     if (!tree || g === ROOT_GROUP) return;
-    const anchor = this.anchorOf(g);
+    const anchor = anchorOf(this.visible, this.scene, this.state.transform, g);
     this.expanded.toggle(tree, g);
     if (this.flat) this.renderOutline();
     else this.relayout(anchor);
@@ -303,36 +298,14 @@ export class BigView {
     this.canvas.requestDraw();
   }
 
-  /** Where a group's box or frame is on screen now, to keep it there after the layout changes. */
-  private anchorOf(g: number): Anchor | null {
-    const item = this.visible?.groupItem[g] ?? -1;
-    const scene = this.scene;
-    if (item < 0 || !scene || Number.isNaN(scene.x[item] as number)) return null;
-    const t = this.state.transform;
-    return { group: g, sx: (scene.x[item] as number) * t.k + t.x, sy: (scene.y[item] as number) * t.k + t.y };
-  }
-
+  /** Keep a group where it was on screen before the layout changed. */
   private keepAnchor(anchor: Anchor): void {
-    const item = this.visible?.groupItem[anchor.group] ?? -1;
-    const scene = this.scene;
-    if (item < 0 || !scene || Number.isNaN(scene.x[item] as number)) return;
-    const t = this.state.transform;
-    this.panzoom.apply({
-      k: t.k,
-      x: anchor.sx - (scene.x[item] as number) * t.k,
-      y: anchor.sy - (scene.y[item] as number) * t.k,
-    });
+    const t = anchoredTransform(this.visible, this.scene, this.state.transform, anchor);
+    if (t) this.panzoom.apply(t);
   }
 
-  /** The target showing node i (its box, its folded pill, or the collapsed group holding it). */
   private nodeTarget(i: number): number {
-    const scene = this.scene;
-    const visible = this.visible;
-    if (!scene || !visible) return -1;
-    const leaf = scene.leafTarget.get(i);
-    if (leaf !== undefined) return leaf;
-    const item = visible.nodeItem[i] as number;
-    return item >= 0 ? (scene.itemTarget[item] as number) : -1;
+    return nodeTarget(this.scene, this.visible, i);
   }
 
   private applyPending(): void {

@@ -5,7 +5,8 @@
 // output dtypes) are not in the skeleton: the inspect reply's `detail` brings them per node.
 // Imported by wire.ts (parseGraph); every malformed column is a WireError saying where.
 
-import { type NodeKind, type OpaqueKind, WireError, type WireNode } from "./wire";
+import { WireError } from "./wire-check";
+import type { NodeKind, OpaqueKind, WireNode } from "./wire-types";
 
 export interface Skeleton {
   count: number;

@@ -4,12 +4,14 @@
 // out through the worker code path without a RangeError.
 
 import { groupBoxSize, nodeItemSize, type Size } from "../../js/big-label";
+import { type Anchor, anchoredTransform, anchorOf, nodeTarget } from "../../js/big-place";
 import { type GraphIndex, indexNodes } from "../../js/graph-index";
 import { buildGroups, type Group, type GroupTree } from "../../js/groups";
 import { LayoutClient } from "../../js/layout-client";
 import { type LayoutJob, type LevelLayout, runLayoutJob } from "../../js/layout-job";
 import { LevelCache, planLayout } from "../../js/layout-plan";
 import { composeScene, type Scene, T_LEAF, T_NODE } from "../../js/scene";
+import type { Transform } from "../../js/state";
 import { computeVisible, ITEM_FRAME, ITEM_GROUP, ITEM_NODE, type Visible } from "../../js/visible";
 import type { WireNode } from "../../js/wire";
 import { transformerGraph } from "./big-graphs";
@@ -240,4 +242,49 @@ describe("a 50,000-node backward-shaped graph", () => {
     expect(g.pick((g.x[root] as number) + 5, (g.y[root] as number) + 5)).toBe(root);
     client.destroy();
   }, 120_000);
+});
+
+describe("places on the big view's scene (big-place.ts)", () => {
+  it("keeps a group where it was on screen when the layout moves it, at the same zoom", () => {
+    const s = setup(transformerGraph(12).nodes);
+    const a = sceneFor(s, []);
+    const b = sceneFor(s, ["encoder"]);
+    // embed sits below the encoder (TB), which opening pushes it further down
+    const g = s.tree.byPath.get("embed") as number;
+    const t = { x: 40, y: -25, k: 0.5 };
+    const was = boxOf(a.scene, groupItem(s, a.visible, "embed"));
+    const anchor = anchorOf(a.visible, a.scene, t, g) as Anchor;
+    expect(anchor).toEqual({ group: g, sx: was.x * 0.5 + 40, sy: was.y * 0.5 - 25 });
+    const now = boxOf(b.scene, groupItem(s, b.visible, "embed"));
+    expect([now.x, now.y]).not.toEqual([was.x, was.y]);
+    const kept = anchoredTransform(b.visible, b.scene, t, anchor) as Transform;
+    expect(kept.k).toBe(0.5);
+    expect(now.x * kept.k + kept.x).toBeCloseTo(anchor.sx);
+    expect(now.y * kept.k + kept.y).toBeCloseTo(anchor.sy);
+  });
+
+  it("has no anchor for a group the scene does not show", () => {
+    const s = setup(transformerGraph(3).nodes);
+    const { visible, scene } = sceneFor(s, []);
+    const hidden = s.tree.byPath.get("encoder.layers.1") as number;
+    const t = { x: 0, y: 0, k: 1 };
+    expect(anchorOf(visible, scene, t, hidden)).toBeNull();
+    expect(anchorOf(null, null, t, s.tree.byPath.get("encoder") as number)).toBeNull();
+    expect(anchoredTransform(visible, scene, t, { group: hidden, sx: 5, sy: 5 })).toBeNull();
+  });
+
+  it("finds the target showing a node: its box, its folded pill, or the collapsed group holding it", () => {
+    const s = setup(transformerGraph(2).nodes);
+    const leaf = s.ix.indexOf.get("leaf:encoder.layers.0.mlp.fc1.weight") as number;
+    const host = s.ix.indexOf.get("encoder.layers.0.mlp/AddmmBackward0#0") as number;
+    const collapsed = sceneFor(s, []);
+    const encoder = collapsed.scene.itemTarget[groupItem(s, collapsed.visible, "encoder")];
+    expect(nodeTarget(collapsed.scene, collapsed.visible, host)).toBe(encoder);
+    expect(nodeTarget(collapsed.scene, collapsed.visible, leaf)).toBe(encoder);
+    const open = sceneFor(s, ["encoder", "encoder.layers", "encoder.layers.0", "encoder.layers.0.mlp"]);
+    expect(nodeTarget(open.scene, open.visible, leaf)).toBe(open.scene.leafTarget.get(leaf));
+    expect(open.scene.kind[nodeTarget(open.scene, open.visible, leaf)]).toBe(T_LEAF);
+    expect(open.scene.kind[nodeTarget(open.scene, open.visible, host)]).toBe(T_NODE);
+    expect(nodeTarget(null, open.visible, host)).toBe(-1);
+  });
 });
