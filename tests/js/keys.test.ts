@@ -4,45 +4,13 @@
 // Ctrl / Alt / Meta still reach the notebook. JupyterLab runs its shortcuts in the bubble phase on
 // `document`, Notebook 7 in the capture phase: both are checked.
 
-import { keysNotebookTakes, mount, nodeEl, q, useMountedViews } from "./mount";
+import { keysLabTakes, keysNotebookTakes, mount, nodeEl, pressKey, q, useMountedViews } from "./mount";
 import { MUL, whatIfGraph } from "./whatif-fixtures";
 
 useMountedViews();
 
 const COMMAND_MODE = ["d", "m", "a", "b", "x", "z", "1", " ", "Enter", "Shift+M", "Shift+ArrowDown"];
 const HOST = ["Shift+Enter", "Escape", "Tab", "Control+s", "Control+Enter"];
-
-/** A keydown from `target`, as the browser dispatches it (`Shift+M`, `Control+s`: with modifiers). */
-function press(target: Element, spec: string): KeyboardEvent {
-  const parts = spec.length > 1 && spec.includes("+") ? spec.split("+") : [spec];
-  const key = parts.pop() as string;
-  const e = new KeyboardEvent("keydown", {
-    key,
-    bubbles: true,
-    cancelable: true,
-    composed: true,
-    shiftKey: parts.includes("Shift"),
-    ctrlKey: parts.includes("Control"),
-    altKey: parts.includes("Alt"),
-  });
-  target.dispatchEvent(e);
-  return e;
-}
-
-/** Which of `keys` JupyterLab would take from `target`: Lumino in the bubble phase on `document`. */
-function keysLabTakes(target: Element, keys: readonly string[]): string[] {
-  const taken: string[] = [];
-  for (const spec of keys) {
-    const seen = (e: Event) => {
-      const optedOut = e.target instanceof Element && e.target.closest("[data-lm-suppress-shortcuts]") !== null;
-      if (!e.defaultPrevented && !optedOut) taken.push(spec);
-    };
-    document.addEventListener("keydown", seen);
-    press(target, spec);
-    document.removeEventListener("keydown", seen);
-  }
-  return taken;
-}
 
 function targets(el: HTMLElement): Element[] {
   return [
@@ -74,11 +42,11 @@ describe("keys pressed inside the view", () => {
   it("keep their default: a box still toggles, a button still clicks, the filter still types", () => {
     const { el } = mount(whatIfGraph());
     for (const target of targets(el).slice(1)) {
-      for (const spec of ["d", " ", "Shift+M"]) expect(press(target, spec).defaultPrevented, spec).toBe(false);
+      for (const spec of ["d", " ", "Shift+M"]) expect(pressKey(target, spec).defaultPrevented, spec).toBe(false);
     }
-    expect(press(nodeEl(el, MUL), "d").defaultPrevented).toBe(false); // a node claims Space and Enter only
+    expect(pressKey(nodeEl(el, MUL), "d").defaultPrevented).toBe(false); // a node claims Space and Enter only
     // a button's Enter stays its click (nodes claim Enter themselves: they select)
-    expect(press(q(el, '[data-action="rerun"]'), "Enter").defaultPrevented).toBe(false);
+    expect(pressKey(q(el, '[data-action="rerun"]'), "Enter").defaultPrevented).toBe(false);
   });
 
   it("leave keys pressed outside any view to the notebook", () => {

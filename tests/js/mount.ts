@@ -57,34 +57,52 @@ export function click(target: Element): void {
   target.dispatchEvent(new MouseEvent("click", { bubbles: true }));
 }
 
+/** A keydown from `target`, as the browser dispatches it (`Shift+M`, `Control+s`: with modifiers). */
+export function pressKey(target: Element, spec: string): KeyboardEvent {
+  const parts = spec.length > 1 && spec.includes("+") ? spec.split("+") : [spec];
+  const key = parts.pop() as string;
+  const e = new KeyboardEvent("keydown", {
+    key,
+    bubbles: true,
+    cancelable: true,
+    composed: true,
+    shiftKey: parts.includes("Shift"),
+    ctrlKey: parts.includes("Control"),
+    altKey: parts.includes("Alt"),
+  });
+  target.dispatchEvent(e);
+  return e;
+}
+
 /**
- * Which of ``keys`` Notebook 7 would take from ``target``: it runs Jupyter's shortcuts (Lumino) in
- * the capture phase on `document`, and Lumino skips an event whose default was already prevented,
- * or whose target (or an ancestor) carries `data-lm-suppress-shortcuts`.
- * A key is written ``Shift+Enter`` / ``Control+s`` for modifiers.
+ * Which of ``keys`` a host's shortcuts (Lumino, listening on `document`) would take from ``target``:
+ * Lumino skips an event whose default was already prevented, or whose target (or an ancestor)
+ * carries `data-lm-suppress-shortcuts`. In the capture phase a matched binding also stops the key.
  */
-export function keysNotebookTakes(target: Element, keys: readonly string[]): string[] {
+function keysTaken(target: Element, keys: readonly string[], capture: boolean): string[] {
   const taken: string[] = [];
   for (const spec of keys) {
-    const parts = spec.length > 1 && spec.includes("+") ? spec.split("+") : [spec];
-    const key = parts.pop() as string;
     const seen = (e: Event) => {
       const optedOut = e.target instanceof Element && e.target.closest("[data-lm-suppress-shortcuts]") !== null;
       if (!e.defaultPrevented && !optedOut) taken.push(spec);
-      e.stopPropagation(); // a binding matched: nothing below sees the key
+      if (capture) e.stopPropagation(); // a binding matched: nothing below sees the key
     };
-    document.addEventListener("keydown", seen, true);
-    target.dispatchEvent(
-      new KeyboardEvent("keydown", {
-        key,
-        bubbles: true,
-        cancelable: true,
-        composed: true,
-        shiftKey: parts.includes("Shift"),
-        ctrlKey: parts.includes("Control"),
-      }),
-    );
-    document.removeEventListener("keydown", seen, true);
+    document.addEventListener("keydown", seen, capture);
+    pressKey(target, spec);
+    document.removeEventListener("keydown", seen, capture);
   }
   return taken;
+}
+
+/**
+ * Which of ``keys`` Notebook 7 would take from ``target``: it runs Jupyter's shortcuts (Lumino) in
+ * the capture phase on `document`. A key is written ``Shift+Enter`` / ``Control+s`` for modifiers.
+ */
+export function keysNotebookTakes(target: Element, keys: readonly string[]): string[] {
+  return keysTaken(target, keys, true);
+}
+
+/** Which of ``keys`` JupyterLab would take from ``target``: Lumino in the bubble phase on `document`. */
+export function keysLabTakes(target: Element, keys: readonly string[]): string[] {
+  return keysTaken(target, keys, false);
 }
