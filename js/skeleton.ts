@@ -5,8 +5,7 @@
 // output dtypes) are not in the skeleton: the inspect reply's `detail` brings them per node.
 // Imported by wire.ts (parseGraph); every malformed column is a WireError saying where.
 
-import { WireError } from "./wire-check";
-import type { NodeKind, OpaqueKind, WireNode } from "./wire-types";
+import { type NodeKind, type OpaqueKind, WireError, type WireNode } from "./wire";
 
 export interface Skeleton {
   count: number;
