@@ -234,13 +234,13 @@ def test_without_ipython_a_pause_between_forward_and_backward_is_no_part_of_the_
 def count_published(dbg: gs.Debugger) -> list[int]:
     assert dbg._live is not None
     shown: list[int] = []
-    publish = dbg._live._publish_fn
+    publish = dbg._live._shelf._publish_fn
 
     def counted(captured: Any) -> None:
         shown.append(captured.graph.run.step)
         publish(captured)
 
-    dbg._live._publish_fn = counted
+    dbg._live._shelf._publish_fn = counted
     return shown
 
 
@@ -280,7 +280,7 @@ def test_without_ipython_a_training_thread_beside_an_idle_loop_keeps_the_rate_li
             await asyncio.sleep(0.01)  # the kernel's loop, idle
         took = time.monotonic() - start
         await asyncio.sleep(cell_end.LOOP_HOLD * 2)
-        assert dbg._live._ready is None  # every captured step published from the loop
+        assert dbg._live._shelf._ready is None  # every captured step published from the loop
         assert shown and dbg.graph.run.step == shown[-1]
         dbg.close()
         return shown, len(turns), took

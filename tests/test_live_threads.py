@@ -238,13 +238,13 @@ def test_close_inside_a_backward_hook_and_from_the_view() -> None:
 
     dbg = gs.debugger(model)
     assert dbg._live is not None
-    session, show = dbg._live, dbg._live._publish_fn
+    session, show = dbg._live, dbg._live._shelf._publish_fn
 
     def show_and_close(captured: Any) -> None:
         show(captured)
         session.close()
 
-    session._publish_fn = show_and_close
+    session._shelf._publish_fn = show_and_close
     step(model)
     assert dbg.graph.run.step == 1 and left_on(model) == {} and global_state() == before
     dbg.close()

@@ -29,7 +29,6 @@ pass (``checkpoint(model, x)`` recomputing its forward) is no step. What a captu
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
 import time
@@ -48,6 +47,7 @@ from .guard import own_run
 from .live_capture import Forward
 from .live_optimizers import Optimizers
 from .live_pace import Pace
+from .live_shelf import Shelf
 from .live_step import LiveStep, Replay
 from .outputs import flatten_tensors
 from .records import Captured
@@ -69,12 +69,7 @@ class LiveSession:
                  interval: float, source_lines: bool, share: float = 1.0,
                  report: Callable[[str], None] | None = None,
                  failed: Callable[[str | None], None] | None = None) -> None:  # fmt: skip
-        self._publish_fn = publish
-        self._report_fn = report  # shows an error in the view (owner thread)
-        self._failed_fn = failed  # a shown step's backward raised this (None: it finished): the view's status
-        self._ready_failed: str | None = None  # (under _lock) the ready step's failure
-        self._failure_shown = False  # the last step shown had one (report: cleared by the next)
-        self._reported = 0  # errors shown so far
+        self._shelf = Shelf(publish, report, failed)  # the step waiting for the owner thread
         self._budget = budget
         self._source_lines = source_lines
         self._model = weakref.ref(model)  # its names and modules are read at each captured step
@@ -90,7 +85,7 @@ class LiveSession:
         self._forward: Forward | None = None  # (under _lock) the forward being captured
         self._linger: int | None = None  # after close(): the thread whose tracker the end hook takes off
         self._step: LiveStep | None = None  # captured, waiting for (more of) its backward passes
-        self._ready: Captured | None = None  # finished, waiting for the owner thread
+        self._aside: list[LiveStep] = []  # (under _lock) earlier ones with a pass running on another thread
         self.steps = 0  # forward calls seen with gradients enabled
         self.history: dict[str, list[GradStep]] = {}
         self.errors: list[str] = []
@@ -211,12 +206,17 @@ class LiveSession:
         ended = self._pace.last_capture = time.monotonic()  # the forward started before: _step_start below
 
         earlier = self._step
-        if earlier is not None:  # shown if a pass of its graph ended (another thread's step) or raised, else
+        if earlier is not None and earlier.in_flight():  # a pass runs on another thread: its end retires it
+            with self._lock:
+                self._aside.append(earlier)
+                if self._step is earlier:
+                    self._step = None
+        elif earlier is not None:  # shown if a pass of its graph ended (another thread's step) or raised, else
             self._retire(earlier, failed=earlier.stopped(threading.get_ident()))  # dropped: no backward came
         step: LiveStep | None = None
         try:  # a KeyboardInterrupt before the session holds the step: its hooks come off (close() never sees it)
             step = forward.step(self.steps, outputs, model=self._model(), budget=self._budget,
-                                pass_ended=self._pass_ended, ended=ended)  # fmt: skip
+                                pass_ended=self._pass_ended, ended=ended, optimizers=self._optimizers)  # fmt: skip
             with self._lock:  # close() on another thread meanwhile saw no step: this one is dropped here
                 dropped, self._step = (step, None) if self._closed else (self._step, step)
         except BaseException:
@@ -244,7 +244,7 @@ class LiveSession:
         except Exception as e:  # the step still shows, and says so
             step.errors.append(self._error(e))
         try:
-            if last:
+            if last or step in self._aside:  # (a step put aside has its last pass: a new one is captured)
                 self._retire(step)
                 if threading.get_ident() == self._owner:
                     self.flush()
@@ -267,28 +267,52 @@ class LiveSession:
     def _close_open(self, here: int) -> None:
         """A step whose passes kept its graph, or whose backward raised, ends on thread ``here``: the
         cell ended (``here`` is the kernel's thread). Not inside a backward pass on this thread, and
-        not a step of another thread still running (it may be between two passes): the next capture,
-        or that thread's end, ends it. No lock when there is no such step (every uncaptured step)."""
+        not a step of another thread still running (it may be between two passes), nor one whose pass
+        runs on another thread now (its end retires it): the next capture, or that thread's end, ends
+        it. A step none of whose hooks ran ends here if the shell's last error is a backward over it
+        that raised above it (in the loss). No lock when there is no such step (every uncaptured step)."""
+        self._close_aside(here)
         step = self._step
-        if step is None or not (step.passes or step.unfinished) or step.closed:
+        if step is None or step.closed or (self._ipython_flush is None and not (step.passes or step.unfinished)):
             return
         try:  # never break the user's forward
-            if _graph_task_id() == -1 and (step.thread == here or not alive(step.thread)):
-                self._retire(step, failed=step.stopped(here))
+            if _graph_task_id() != -1 or (step.thread != here and alive(step.thread)):
+                return
+            if step.passes or step.unfinished:
+                if not step.in_flight():
+                    self._retire(step, failed=step.stopped(here))
+            elif step.raised_above():
+                self._retire(step, failed=True)
         except Exception as e:
             self._error(e)
 
     def _close_stopped(self, here: int) -> None:
         """This thread calls the model (outside a backward): a pass over its step that began and never
-        ended raised (the user's code went on): the step is shown now, with the error. No lock when
-        there is no such step."""
+        ended raised (the user's code went on; not one still running on another thread): the step is
+        shown now, with the error. No lock when there is no such step."""
+        self._close_aside(here)
         step = self._step
         if step is None or not step.unfinished or step.closed or step.thread != here:
             return
         try:  # never break the user's forward
-            self._retire(step, failed=True)
+            if step.stopped(here):
+                self._retire(step, failed=True)
         except Exception as e:
             self._error(e)
+
+    def _close_aside(self, here: int) -> None:
+        """The steps put aside whose pass, running on another thread when the next step was captured,
+        raised since (or whose thread ended): shown with the error, their hooks gone."""
+        if not self._aside:
+            return
+        with self._lock:
+            self._aside = [step for step in self._aside if not step.closed]
+            stopped = [step for step in self._aside if step.stopped(here) or not step.unfinished]
+        for step in stopped:
+            try:
+                self._retire(step, failed=step.unfinished)
+            except Exception as e:
+                self._error(e)
 
     def _retire(self, step: LiveStep, *, failed: bool = False) -> None:
         """No more passes of ``step`` are recorded: its hooks go, and the graph of all its passes is
@@ -300,6 +324,8 @@ class LiveSession:
             step.closed = True
             if self._step is step:
                 self._step = None
+            if step in self._aside:
+                self._aside.remove(step)
             publish = (step.passes > 0 or failed) and not self._closed
         step.recorder.close()
         step.recorder.unlink()  # its hooks' callback into the step: a cycle that kept each step's batch
@@ -314,8 +340,7 @@ class LiveSession:
             self.last_call = replay
         with self._lock:
             if not self._closed:
-                self._ready = Captured.of(graph, step.collected, step.store)
-                self._ready_failed = step.failed
+                self._shelf.put(Captured.of(graph, step.collected, step.store), step.failed, step.serial)
 
     # -- publishing (the owner thread only) ------------------------------------------------------
 
@@ -336,30 +361,8 @@ class LiveSession:
         self.flush()
 
     def flush(self) -> None:
-        if threading.get_ident() != self._owner:
-            return
-        with self._lock:
-            ready, self._ready = self._ready, None
-            failed, self._ready_failed = self._ready_failed, None
-        try:  # runs in the user's forward (the model's next call): never raise into it
-            if ready is not None and not self._closed:
-                self._publish_fn(ready)
-                self._show_failure(failed)
-        except Exception as e:
-            self._error(e)
-        if self._report_fn is not None and len(self.errors) > self._reported and not self._closed:
-            self._reported = len(self.errors)
-            with contextlib.suppress(Exception):  # nowhere left to tell
-                self._report_fn(f"gradsight could not record a live step: {self.errors[-1]}")
-
-    def _show_failure(self, failed: str | None) -> None:
-        """After a step is shown: the error of its backward (None: it finished), through ``failed``
-        (the view's status and error); without it, the error alone through ``report``."""
-        if self._failed_fn is not None:
-            self._failed_fn(failed)
-        elif self._report_fn is not None and (failed is not None or self._failure_shown):
-            self._report_fn(failed or "")
-        self._failure_shown = failed is not None
+        if threading.get_ident() == self._owner:
+            self._shelf.show(self.errors, lambda: self._closed, self._error)
 
     def close(self) -> None:
         """Remove every hook; from any thread, at any time (inside a hook, twice). A captured forward
@@ -373,9 +376,11 @@ class LiveSession:
             forward, self._forward = self._forward, None
             tracker, sources, thread = (None, None, None) if forward is None else \
                 (forward.tracker, forward.sources, forward.thread)  # fmt: skip
-            step, self._step, self._ready, self._pace.end_of_run = self._step, None, None, None
-            if step is not None:
-                step.closed = True
+            step, self._step, self._pace.end_of_run = self._step, None, None
+            aside, self._aside = [*self._aside, *([step] if step is not None else [])], []
+            for st in aside:
+                st.closed = True
+            self._shelf.clear()
             if sources is not None:
                 sources.stopped = True  # records nothing more; its thread's end hook takes it off
                 if thread not in (None, here) and alive(thread):
@@ -390,8 +395,8 @@ class LiveSession:
             tracker.stop()
         if sources is not None and self._linger is None:
             remove_mode(sources)  # this thread's (closed inside its own captured forward), or gone
-        if step is not None:
-            step.abandon()
+        for st in aside:
+            st.abandon()
         self._optimizers.close()
         if self._ipython_flush is not None:
             self._ipython_flush()

@@ -23,6 +23,8 @@ from ..config import options
 from .facts import Versions, autocast_state, renormalized, versions
 from .followed import model_names
 from .guard import rng_state
+from .live_notes import node_key
+from .live_optimizers import Optimizers
 from .live_step import LiveStep
 from .modules import ModuleTracker
 from .outputs import flatten_tensors
@@ -63,11 +65,13 @@ class Forward:
             self.sources.__enter__()
 
     def step(self, number: int, outputs: list[torch.Tensor], *, model: torch.nn.Module | None, budget: int,
-             pass_ended: Callable[[LiveStep, bool], None], ended: float) -> LiveStep:  # fmt: skip
+             pass_ended: Callable[[LiveStep, bool], None], ended: float,
+             optimizers: Optimizers | None = None) -> LiveStep:  # fmt: skip
         """Step ``number``, from the ``outputs`` (with a ``grad_fn``) of this forward, ended at
         ``ended``: its graph collected and hooked (every node's gradients kept unless the graph is
         big), and what it ran on — the parameters' versions (for a re-run to tell an optimizer step),
-        its call's inputs, and those its forward edited in place."""
+        its call's inputs, and those its forward edited in place; ``optimizers``: those seen stepping
+        (what ``.grad`` held at their last step)."""
         roots = [t.grad_fn for t in outputs]
         leaf_names, sources = self.leaf_names, self.sources
         store = TensorStore(budget, eager=False)  # live steps: statistics only on click
@@ -86,6 +90,8 @@ class Forward:
         step.forward_time = ended - self.started
         step.call = self.call
         step.outputs = [(root_index[t.grad_fn], t.output_nr) for t in outputs]
+        step.roots = frozenset(node_key(r) for r in root_index)
+        step.optimizers = optimizers
         try:  # a KeyboardInterrupt from here on: the hooks come off before it reaches the user
             step.recorder.install(order, collected.names)
             self._describe(step, order, model)

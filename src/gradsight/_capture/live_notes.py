@@ -1,6 +1,7 @@
-"""What a live step's graph says beyond its gradients: a backward that raised (:func:`failure`),
-gradients accumulating across steps (:func:`accumulation_note`), and what a live re-run computes
-(:func:`rerun_note`).
+"""What a live step's graph says beyond its gradients: a backward that raised (:func:`failure`; one
+that raised above the step's outputs, in the loss: :func:`reaches`), gradients accumulating across
+optimizer steps (:func:`accumulation_note`) or added up within one (:func:`added_note`), and what a
+live re-run computes (:func:`rerun_note`).
 
 Live mode only sees the model: the user's loss and optimizer are theirs. A backward that raised is
 known from the step's side (a pass began and never ended, and its thread went on); the exception
@@ -12,13 +13,18 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
 
 from .facts import Versions
 
 _AUTOGRAD = os.path.join("torch", "autograd")
 _SHOWN = 6  # parameters named in a note
 _LONGEST = 1000  # characters of an exception's message kept (torch's dispatcher errors run to kilobytes)
+_RUN_BACKWARD = torch.autograd.graph._engine_run_backward.__code__  # every backward() and grad() runs it
+_WALKED = 100_000  # nodes walked looking for a step's outputs in the graph of a backward that raised
 
 
 def last_exception() -> BaseException | None:
@@ -42,8 +48,57 @@ def raised_in_backward(before: int) -> BaseException | None:
     return None
 
 
+def node_key(node: Any) -> tuple[str, int]:
+    """What tells a graph node apart without holding it (holding one keeps its graph's saved tensors
+    alive): its name and sequence number (per thread, counted as nodes are made)."""
+    return node.name(), node._sequence_nr()
+
+
+def _roots_of(e: BaseException) -> Iterator[Any]:
+    """The graph nodes the backward calls in ``e``'s traceback started from (their frames keep them)."""
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is _RUN_BACKWARD:
+            for out in tb.tb_frame.f_locals.get("t_outputs", ()):
+                node = out.grad_fn if isinstance(out, torch.Tensor) else getattr(out, "node", None)
+                if node is not None:
+                    yield node
+        tb = tb.tb_next
+
+
+def reaches(e: BaseException, keys: Collection[tuple[str, int]]) -> bool:
+    """Did the backward that raised ``e`` run over a graph holding a node of ``keys`` (:func:`node_key`:
+    a step's outputs)? It may have raised above them (in the loss) before any of the step's hooks ran."""
+    if not keys:
+        return False
+    try:
+        todo, seen = list(_roots_of(e)), set[tuple[str, int]]()
+        while todo and len(seen) < _WALKED:
+            node = todo.pop()
+            key = node_key(node)
+            if key in keys:
+                return True
+            if key not in seen:
+                seen.add(key)
+                todo.extend(n for n, _ in node.next_functions if n is not None)
+    except Exception:  # a courtesy: the step is then not shown as failed
+        return False
+    return False
+
+
+def under_marimo() -> bool:
+    """Is this a marimo notebook's kernel? (marimo keeps a cell's exception to itself: no ``sys.last_value``)"""
+    marimo = sys.modules.get("marimo")
+    try:
+        return marimo is not None and bool(marimo.running_in_notebook())
+    except Exception:
+        return False
+
+
 def describe(e: BaseException | None) -> str:
     """``RuntimeError: ...`` in one paragraph, or what is known without the exception."""
+    if e is None and under_marimo():
+        return "an exception (marimo keeps no traceback gradsight can read; see the cell's output)"
     if e is None:
         return "an exception gradsight did not see (your code caught it, or no shell kept it)"
     text = " ".join(str(e).split())
@@ -52,10 +107,17 @@ def describe(e: BaseException | None) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def failure(step: int, e: BaseException | None) -> tuple[str, str]:
-    """A step whose backward raised: the view's error, and the graph's note."""
+def failure(step: int, e: BaseException | None, *, reached: bool = True) -> tuple[str, str]:
+    """A step whose backward raised: the view's error, and the graph's note (``reached``: a node of the
+    step's graph ran before it raised; not when it raised above the model's output, in the loss)."""
     what = describe(e).rstrip(".")
     error = f"The backward of live step {step} raised {what}"
+    if not reached:
+        return error, (
+            f"Step {step}'s backward raised ({what}) above the model's output (in the loss, or a function applied "
+            "to the output), before it reached the model: no node of this graph ran, and no gradient reached .grad "
+            "from it. Fix the error: the next step whose backward finishes replaces this one."
+        )
     note = (
         f"Step {step}'s backward raised ({what}) and stopped before it ended. The graph shows the nodes it ran "
         "before it stopped; nodes and leaves it never reached got no gradient, and .grad holds only what reached "
@@ -64,21 +126,38 @@ def failure(step: int, e: BaseException | None) -> tuple[str, str]:
     return error, note
 
 
-def accumulation_note(step: int, held: Sequence[tuple[str, float]]) -> str | None:
-    """Parameters whose ``.grad`` already held a nonzero gradient (name, its norm) when the step's
-    backward began: the step's backward added to it."""
-    if not held:
-        return None
+def _listed(held: Sequence[tuple[str, float]]) -> str:
     listed = ", ".join(f"{name} (norm {norm:.4g})" for name, norm in held[:_SHOWN])
     more = len(held) - _SHOWN
-    listed += f" and {more} more" if more > 0 else ""
+    return listed + (f" and {more} more" if more > 0 else "")
+
+
+def accumulation_note(step: int, held: Sequence[tuple[str, float]]) -> str | None:
+    """Parameters whose ``.grad`` held a nonzero gradient (name, its norm) when the step's backward
+    began, left there by the backward before the last optimizer step (nothing zeroed it since): the
+    step's backward added to a gradient the optimizer already used."""
+    if not held:
+        return None
     whose = "its" if len(held) == 1 else "their"
     return (
         f"Gradients are accumulating across steps: when step {step}'s backward began, .grad already held a "
-        f"gradient for {listed}, and the backward added to it. The gradient shown flowing into each is step "
-        f"{step}'s own; {whose} .grad (and the .grad history) holds the sum. Call optimizer.zero_grad() (or set "
-        ".grad = None) before each backward, unless you mean to add up several backward calls before an "
-        "optimizer step (gradient accumulation over batches, a GAN's real and fake losses)."
+        f"gradient for {_listed(held)} from before the last optimizer step, and the backward added to it. The "
+        f"gradient shown flowing into each is step {step}'s own; {whose} .grad (and the .grad history) holds the "
+        "sum, and the optimizer's next step uses it again. Call optimizer.zero_grad() (or set .grad = None) "
+        "before each backward (or after each optimizer step)."
+    )
+
+
+def added_note(step: int, held: Sequence[tuple[str, float]]) -> str | None:
+    """Parameters whose ``.grad`` held a nonzero gradient when the step's backward began, from an
+    earlier backward since the last optimizer step: several backward calls before one optimizer step
+    (a GAN's real and fake losses, gradient accumulation over batches). Usually meant: said, not warned."""
+    if not held:
+        return None
+    return (
+        f"Step {step}'s backward added to the gradient an earlier backward call since the last optimizer step "
+        f"left in .grad of {_listed(held)}: .grad holds their sum (several losses before one optimizer step, "
+        f"or gradient accumulation over batches). The gradient shown flowing into each is step {step}'s own."
     )
 
 

@@ -1,15 +1,17 @@
 """The optimizers a live session saw step, and the parameters none of them updates.
 
 Live mode does not know the user's optimizer, but every ``Optimizer.step()`` calls PyTorch's global
-step post-hooks: a session counts each optimizer's steps (a weak reference, no work per step beyond
-that), and a step's graph names the parameters that no optimizer that stepped holds and that kept
-their values — a fingerprint of a few sampled elements and the sum, besides ``_version`` — through
-at least two steps of the optimizers that train the rest of the model, getting a gradient at each
-captured step meanwhile: a head left out of ``torch.optim.SGD(model.encoder.parameters())`` never
-trains. Said of nothing else, since a false claim is worse than silence: not before an optimizer of
-the model stepped twice (gradient accumulation steps its optimizer every k batches, while another
-model's optimizer may step every batch), nor of parameters whose values change all the same —
-updated through ``.data`` (fp32 master weights copied back), by hand, or by a ``torch.compile``'d
+step post-hooks: a session counts each optimizer's steps (a weak reference) and notes each of its
+parameters' ``.grad`` after the step (a weak reference and its version: a backward that finds that
+``.grad`` unchanged adds to a gradient the optimizer used, :meth:`Optimizers.kept`). A step's graph
+names the parameters that no optimizer that stepped holds and that kept their values — a
+fingerprint of a few sampled elements and the sum, besides ``_version`` — through at least two
+steps of the optimizers that train the rest of the model, getting a gradient at each captured step
+meanwhile: a head left out of ``torch.optim.SGD(model.encoder.parameters())`` never trains. Said of
+nothing else, since a false claim is worse than silence: not before an optimizer of the model
+stepped twice (gradient accumulation steps its optimizer every k batches, while another model's
+optimizer may step every batch), nor of parameters whose values change all the same — updated
+through ``.data`` (fp32 master weights copied back), by hand, or by a ``torch.compile``'d
 optimizer step, which runs no Python hook gradsight can see.
 """
 
@@ -62,6 +64,9 @@ class Optimizers:
     def __init__(self) -> None:
         self._seen: weakref.WeakKeyDictionary[torch.optim.Optimizer, int] = weakref.WeakKeyDictionary()
         self._kept: dict[int, _Kept] = {}  # id -> an unheld parameter unchanged since the step it names
+        # id(parameter) -> its .grad (a weak reference) and that .grad's version after the last step of
+        # an optimizer holding it: a backward that finds the same .grad unchanged adds to a used gradient
+        self._grads: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
         self._handle: Any = register_optimizer_step_post_hook(self._stepped)
 
     def _stepped(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
@@ -69,14 +74,32 @@ class Optimizers:
             return
         try:  # never break the user's optimizer step
             self._seen[optimizer] = self._seen.get(optimizer, 0) + 1
+            grads = self._grads
+            for group in optimizer.param_groups:  # (~0.3 µs a parameter: the step's own loop costs more)
+                for p in group["params"]:
+                    g = p.grad
+                    if g is None:
+                        grads.pop(id(p), None)
+                    else:
+                        grads[id(p)] = (weakref.ref(g), g._version)
         except Exception:
             return
+
+    def kept(self, p: torch.Tensor, grad: torch.Tensor) -> bool:
+        """Is ``grad`` (``p.grad``) what it was after the last step of an optimizer holding ``p``: the
+        same tensor, not written since (no ``zero_grad()``, no backward)? Never raises (read in the
+        user's backward)."""
+        try:
+            then = self._grads.get(id(p))
+            return then is not None and then[0]() is grad and then[1] == grad._version
+        except Exception:
+            return False
 
     def close(self) -> None:
         handle, self._handle = self._handle, None
         if handle is not None:
             handle.remove()
-        self._kept = {}
+        self._kept, self._grads = {}, {}
 
     def unheld(self, trained: Sequence[tuple[torch.Tensor, str]]) -> list[str]:
         """The names of the ``trained`` parameters (those that got a gradient in a step, with their

@@ -27,12 +27,12 @@ from .facts import Autocast, Versions
 from .finish import build_with_gradients
 from .guard import own_run
 from .hooks import GradRecorder, grad_meta, with_norm
-from .live_notes import accumulation_note, failure, last_exception, nonzero, raised_in_backward
+from .live_notes import accumulation_note, added_note, failure, last_exception, nonzero, raised_in_backward, reaches
 from .live_optimizers import Optimizers
 from .records import Collected
 from .store import TensorStore
 from .summary import meta_of, norm_of
-from .threads import alive
+from .threads import alive, backward_elsewhere, thread_serial
 from .walk import gc_paused
 
 HISTORY = 50  # steps of .grad history kept per leaf
@@ -142,6 +142,7 @@ class LiveStep:
         self.recorder = StepRecorder(store, keep, on_first=self._queue_pass_end)
         self.leaves: list[tuple[int, torch.Tensor, str | None]] = []  # (node index, leaf, its name)
         self.thread = 0  # the thread whose forward it is (its next call of the model ends the step)
+        self.serial = thread_serial()  # that thread, told apart from a later one given the same ident
         self.started = 0.0  # when its forward began (time.monotonic)
         self.forward_time = 0.0  # its forward's duration
         self.backward_time = 0.0  # its ended passes' durations, gradsight's work included
@@ -168,8 +169,11 @@ class LiveStep:
         # LeafInfo.grad (the walk read it in the forward: the step before's, or None)
         self.grad_summaries: dict[int, TensorSummary | None] = {}
         # Named leaves whose .grad held something when the first pass began: name -> its norm (a 0-d
-        # tensor, read when the step is published: no sync inside the backward)
-        self.held: dict[str, Any] | None = None
+        # tensor, read when the step is published: no sync inside the backward) and whether that .grad
+        # is the one the last optimizer step left (no zero_grad() since: accumulating across steps)
+        self.held: dict[str, tuple[Any, bool]] | None = None
+        self.optimizers: Optimizers | None = None  # those seen stepping: what .grad held at their last step
+        self.roots: frozenset[tuple[str, int]] = frozenset()  # its outputs' nodes (live_notes.node_key)
         self.exception_before = id(last_exception())  # a backward that raises: is the shell's exception new?
         self.failed: str | None = None  # its backward raised (the view's error), set when it is retired
         self._failure_note = ""
@@ -197,13 +201,15 @@ class LiveStep:
         node of the graph, above every leaf: no AccumulateGrad of the step ran yet). A nonzero one is
         accumulated into by this step (no ``zero_grad()`` since the last). Norms as 0-d tensors: no
         sync in the user's backward; ``.grad`` None or zeros (``zero_grad(set_to_none=False)``) is no
-        accumulation."""
-        held: dict[str, Any] = {}
+        accumulation. Whether each is what ``.grad`` held at the last optimizer step (:meth:`Optimizers.kept`)."""
+        held: dict[str, tuple[Any, bool]] = {}
+        optimizers = self.optimizers
         try:
             for _, leaf, name in self.leaves:
-                meta = grad_meta(leaf.grad) if name is not None else None
-                if name is not None and meta is not None and meta[4] is not None:
-                    held[name] = meta[4]
+                grad = leaf.grad if name is not None else None
+                meta = grad_meta(grad)
+                if grad is not None and name is not None and meta is not None and meta[4] is not None:
+                    held[name] = (meta[4], optimizers is not None and optimizers.kept(leaf, grad))
         except Exception:  # a courtesy: never break the user's backward
             held = {}
         self.held = held
@@ -254,13 +260,29 @@ class LiveStep:
         """Did a pass over the step stop without ending (it raised, or was interrupted), seen from
         thread ``here`` outside any backward: the step's own thread (whose backward is over, since it
         runs this) or a thread that is gone."""
-        return self.unfinished and _graph_task_id() == -1 and (self.thread == here or not alive(self.thread))
+        return (self.unfinished and _graph_task_id() == -1 and (self.thread == here or not alive(self.thread))
+                and not backward_elsewhere())  # fmt: skip
+
+    def in_flight(self) -> bool:
+        """Did a pass over the step begin and not end, while another thread is inside a backward call
+        (the pass may be running there: a worker thread the user started, not yet joined)?"""
+        return self.unfinished and backward_elsewhere()
+
+    def raised_above(self) -> bool:
+        """Did the backward the shell last showed an error for (since the step's forward) run over the
+        step's graph and raise above it — in the loss, before any of the step's hooks ran? Only a shell
+        (IPython) keeps the exception: without one, nothing tells this from a step with no backward."""
+        if self.passes or self.unfinished or self.recorder.executed:
+            return False
+        e = raised_in_backward(self.exception_before)
+        return e is not None and reaches(e, self.roots)
 
     def fail(self) -> None:
         """The step's backward raised: read ``.grad`` as it is (no pass end read it) and say why, in
         the view's error (``failed``) and a note of the graph."""
         self.read_grads()
-        self.failed, self._failure_note = failure(self.number, raised_in_backward(self.exception_before))
+        e = raised_in_backward(self.exception_before)
+        self.failed, self._failure_note = failure(self.number, e, reached=bool(self.recorder.executed))
 
     def abandon(self) -> None:
         self.recorder.close()
@@ -316,10 +338,14 @@ class LiveStep:
     def _with_grad_notes(self, graph: Graph, optimizers: Optimizers | None) -> Graph:
         """``graph`` with what its parameters' ``.grad`` tells: parameters that got a gradient but are
         in no optimizer seen stepping, and ``.grad`` that already held one when the step's backward
-        began (accumulating across steps; said of the others: the first note explains theirs)."""
+        began: across optimizer steps (no zero_grad()), or within one (several backward calls before a
+        step: intended, said without warning); said of the others: the first note explains theirs)."""
         left = optimizers.unheld(self.trained(graph)) if optimizers is not None else []
-        held = [(name, norm) for name, norm in nonzero(self._held_norms()) if name not in left]
-        notes = [accumulation_note(self.number, held), optimizers.note(self.number, left) if optimizers else None]
+        norms, across = self._held_norms()
+        held = [(name, norm) for name, norm in nonzero(norms) if name not in left]
+        notes = [accumulation_note(self.number, [(name, norm) for name, norm in held if name in across]),
+                 added_note(self.number, [(name, norm) for name, norm in held if name not in across]),
+                 optimizers.note(self.number, left) if optimizers else None]  # fmt: skip
         added = tuple(n for n in notes if n is not None)
         return replace(graph, notes=(*graph.notes, *added)) if added else graph
 
@@ -329,13 +355,15 @@ class LiveStep:
         return [(leaf, name) for i, leaf, name in self.leaves
                 if name is not None and ids[i] in graph and graph.node(ids[i]).executed]  # fmt: skip
 
-    def _held_norms(self) -> dict[str, float | None]:
+    def _held_norms(self) -> tuple[dict[str, float | None], set[str]]:
+        """What ``.grad`` held as the first pass began (name -> norm), and the names of those the last
+        optimizer step left there."""
         held = self.held or {}
         try:  # one sync for all
-            values = torch.stack([n.float().cpu() for n in held.values()]).tolist() if held else []
+            values = torch.stack([n.float().cpu() for n, _ in held.values()]).tolist() if held else []
         except RuntimeError:
-            return {}
-        return dict(zip(held, values, strict=True))
+            return {}, set()
+        return dict(zip(held, values, strict=True)), {name for name, (_, kept) in held.items() if kept}
 
     def replay(self) -> Replay:
         """What a re-run replays, and what the step ran on (:class:`Replay`)."""

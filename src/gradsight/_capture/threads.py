@@ -9,6 +9,7 @@ makes of itself (:func:`module_call`, :func:`on_stack`): test-time augmentation
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import torch
 from .source import SourceTracker
 
 _CALL_IMPL = torch.nn.Module._call_impl.__code__
+_RUN_BACKWARD = torch.autograd.graph._engine_run_backward.__code__  # every backward() and grad() runs it
 
 
 def module_call(depth: int) -> FrameType | None:
@@ -111,8 +113,39 @@ def remove_mode(mode: Any) -> None:
         torch._C._push_on_torch_function_stack(m)
 
 
+_SERIALS = itertools.count(1)
+
+
+class _Serial(threading.local):
+    def __init__(self) -> None:
+        self.n = next(_SERIALS)
+
+
+_SERIAL = _Serial()
+
+
+def thread_serial() -> int:
+    """This thread's number, never another's: a thread's ident may be a dead thread's, reused."""
+    return _SERIAL.n
+
+
 def alive(thread_id: int) -> bool:
     return any(t.ident == thread_id and t.is_alive() for t in threading.enumerate())
+
+
+def backward_elsewhere() -> bool:
+    """Is a thread other than this one inside a backward call now (``backward()`` or
+    ``torch.autograd.grad``, in torch's engine)? A pass that began and has not ended may still be
+    running there (the user's worker thread, or its caller while CUDA's device threads run it), not
+    have raised. Walks every thread's stack: only asked of a step whose pass did not end."""
+    here = threading.get_ident()
+    for ident, frame in sys._current_frames().items():
+        f: FrameType | None = frame if ident != here else None
+        while f is not None:
+            if f.f_code is _RUN_BACKWARD:
+                return True
+            f = f.f_back
+    return False
 
 
 def drop_stopped_trackers() -> None:
