@@ -1,0 +1,92 @@
+"""Live mode: the note naming parameters that get a gradient but are in no optimizer. Named only when
+their values stayed the same through 2+ steps of the optimizers training the rest of the model: not a
+parameter updated by hand through ``.data`` (no ``_version`` bump), not the model's parameters while
+its optimizer accumulates gradients beside another model's optimizer that steps every batch; a
+parameter truly left out is named once that many steps went by."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import gradsight as gs
+
+NOTE = "no optimizer that stepped"
+
+
+@pytest.fixture(autouse=True)
+def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gs.options, "live_interval", 0.0)  # capture every step in tests
+    monkeypatch.setattr(gs.options, "live_share", 1.0)
+
+
+def encoder_and_head(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = nn.Sequential()
+    model.add_module("enc", nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8)))
+    model.add_module("head", nn.Linear(8, 1))
+    return model
+
+
+def named(dbg: gs.Debugger) -> list[str]:
+    return [n for n in dbg.graph.notes if NOTE in n]
+
+
+def test_a_head_updated_by_hand_through_data_is_not_named() -> None:
+    model, x = encoder_and_head(), torch.randn(16, 4)
+    opt = torch.optim.SGD(model.enc.parameters(), lr=0.1)
+    dbg = gs.debugger(model)
+    for _ in range(5):
+        opt.zero_grad()
+        model.head.zero_grad()
+        model(x).pow(2).mean().backward()
+        opt.step()
+        version = model.head.weight._version
+        for p in model.head.parameters():
+            p.data -= 0.1 * p.grad  # type: ignore[operator]  # (fp32 master weights copied back do the same)
+        assert model.head.weight._version == version  # (what makes it hard: .data bumps no version)
+        assert not named(dbg), dbg.graph.notes
+    assert dbg.graph.run.step == 5
+    dbg.close()
+
+
+def test_gradient_accumulation_beside_another_models_optimizer_is_no_false_note() -> None:
+    model, other, x = encoder_and_head(0), encoder_and_head(1), torch.randn(16, 4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)  # every parameter of the model: none left out
+    other_opt = torch.optim.SGD(other.parameters(), lr=0.1)
+    dbg = gs.debugger(model)
+    for i in range(6):
+        (model(x).pow(2).mean() / 2).backward()  # opt steps every 2 backward calls
+        assert not named(dbg), (i, dbg.graph.notes)
+        if i % 2:
+            opt.step()
+            opt.zero_grad()
+        other_opt.zero_grad()
+        other(x).pow(2).mean().backward()  # another model's optimizer steps every batch
+        other_opt.step()
+    assert dbg.graph.run.step == 6
+    dbg.close()
+
+
+def test_a_head_in_no_optimizer_is_named_once_the_others_stepped_twice_since() -> None:
+    """The encoder's optimizer accumulates over 2 backward calls: the head (in no optimizer, unchanged)
+    is named only after 2 of its steps, then at every step."""
+    model, x = encoder_and_head(), torch.randn(16, 4)
+    opt = torch.optim.SGD(model.enc.parameters(), lr=0.1)
+    dbg = gs.debugger(model)
+    head = model.head.weight.detach().clone()
+    shown: list[bool] = []
+    for i in range(8):
+        model(x).pow(2).mean().backward()
+        notes = named(dbg)
+        shown.append(bool(notes))
+        if notes:
+            assert "head.weight" in notes[0] and "head.bias" in notes[0] and "enc." not in notes[0]
+        if i % 2:
+            opt.step()
+            opt.zero_grad()
+    # steps 1-4 come before the encoder's optimizer stepped twice after step 1 (it steps after 2 and 4)
+    assert shown == [False] * 4 + [True] * 4
+    assert torch.equal(model.head.weight, head)  # (what the note says: it never trains)
+    dbg.close()
