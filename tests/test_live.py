@@ -771,7 +771,7 @@ def test_a_backward_interrupted_then_retried_shows_the_step() -> None:
     model.zero_grad()
     loss.backward()
     graph = dbg.graph
-    assert graph.run.step == 1 and dbg._live._step is None and not dbg._live.errors
+    assert graph.run.step == 1 and dbg._live._ends.step is None and not dbg._live.errors
     assert graph.node("leaf:layer1.weight").grad_norm == pytest.approx(float(model.layer1.weight.grad.norm()))  # type: ignore[union-attr]
     step(model, x)
     assert dbg.graph.run.step == 2

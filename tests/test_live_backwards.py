@@ -61,7 +61,7 @@ def test_a_gradient_penalty_step_counts_both_passes() -> None:
     assert not graph.missing
     assert "got a gradient" in dbg.why("layer2.weight").message
     assert any("2 backward passes" in note for note in graph.notes)
-    assert dbg._live._step is None and not hooked(model)  # the step's hooks went with it
+    assert dbg._live._ends.step is None and not hooked(model)  # the step's hooks went with it
     dbg.close()
 
 
@@ -99,7 +99,7 @@ def test_a_single_backward_is_still_shown_at_once_as_one_pass() -> None:
         graph = dbg.graph
         assert graph.run.step == n and all(n.executed for n in graph.nodes) and not graph.missing
         assert not any("backward passes" in note for note in graph.notes)
-        assert dbg._live._step is None and not hooked(model)
+        assert dbg._live._ends.step is None and not hooked(model)
         for name, p in model.named_parameters():
             assert graph.node(f"leaf:{name}").grad_norm == pytest.approx(grad_norm(p), rel=1e-5)
     assert [h.step for h in dbg.inspect("leaf:layer1.weight").history] == [1, 2]
@@ -286,7 +286,7 @@ def test_a_retain_graph_loops_next_iteration_is_not_the_steps(monkeypatch: pytes
     model(x).pow(2).sum().backward(retain_graph=True)
     first = grad_norm(model.layer1.weight)
     model(x).pow(2).sum().backward(retain_graph=True)  # .grad doubles: not the step's
-    dbg._live._close_open(threading.get_ident())  # the cell's end
+    dbg._live._ends.cell_ended(threading.get_ident())  # the cell's end
     dbg._live.flush()
     graph = dbg.graph
     assert graph.run.step == 1 and not any("backward passes" in n for n in graph.notes)
@@ -309,7 +309,7 @@ def test_a_pass_that_raises_halfway_is_told() -> None:
     with pytest.raises(ValueError, match="halfway"):
         out[:, 1].mul(100).sum().backward()
     handle.remove()
-    dbg._live._close_open(threading.get_ident())  # the cell's end
+    dbg._live._ends.cell_ended(threading.get_ident())  # the cell's end
     dbg._live.flush()
     assert dbg.graph.run.step == 1
     assert any("stopped before it ended" in note for note in dbg.graph.notes), dbg.graph.notes

@@ -64,13 +64,13 @@ def test_a_backward_that_raises_in_the_loss_fails_the_step_and_takes_its_hooks_o
     assert any("above the model's output" in n and "the loss's backward broke" in n for n in graph.notes)
     assert not any(node.executed for node in graph.nodes)  # it never reached the model
     assert model.layer1.weight.grad is None
-    assert dbg._live._step is None  # its hooks are off, not waiting for the next capture
+    assert dbg._live._ends.step is None  # its hooks are off, not waiting for the next capture
     with_dbg = hook_dicts(model)
     assert with_dbg[2:] == before[2:]  # the parameters' hook dicts are as before (the model's own keep the live hooks)
     # a backward that raises in another graph, not over the step, fails nothing
     shell.run_cell("out = model(x)")
     shell.run_cell("Broken.apply(torch.ones(2, requires_grad=True)).sum().backward()")
-    assert dbg.graph.run.step == 1 and dbg._live._step is not None
+    assert dbg.graph.run.step == 1 and dbg._live._ends.step is not None
     shell.run_cell("out.sum().backward()")  # the step's own backward, finished: it replaces the failure
     assert dbg.graph.run.step == 2 and dbg.error == "" and dbg.status == "ready"
     dbg.close()

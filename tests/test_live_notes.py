@@ -68,7 +68,7 @@ def test_a_step_whose_backward_raises_is_shown_with_its_error(shell: Interactive
     assert "modified by an inplace operation" in dbg.error and "step 1" in dbg.error
     assert graph.node("fc2/AddmmBackward0#0").executed is True  # it ran before the error
     assert graph.node("leaf:fc1.weight").executed is False  # never reached
-    assert dbg._live._step is None and not any(p._backward_hooks for p in model.parameters())
+    assert dbg._live._ends.step is None and not any(p._backward_hooks for p in model.parameters())
     # the next step that finishes replaces it, and the error goes
     model.broken = False
     model.zero_grad()

@@ -8,7 +8,7 @@ end-of-pass callback. The passes of a step all belong to it (a gradient penalty'
 ``autograd.grad(..., create_graph=True)`` and its ``loss.backward()``, several losses with
 ``retain_graph=True``): a pass that frees the graph is the step's last, and publishes it at once; one
 that keeps the graph leaves the step open for more, until the cell ends or the next capture
-(:meth:`LiveSession._close_open`); once its thread calls the model again, only passes that run its
+(:meth:`.Ends.cell_ended`); once its thread calls the model again, only passes that run its
 graph still count (:meth:`LiveStep.recall`). Widget state is only touched from the thread that
 made the debugger (the kernel's: the main thread under Jupyter and ``marimo edit``, a session's
 thread under ``marimo run``): a step finished on another thread (an autograd worker's, for CUDA)
@@ -19,7 +19,7 @@ cells of the current run are done, or at once while the loop idles (a thread tra
 When a step is captured (the rate limits, and the end of a cell or a new run lifting them) is
 :mod:`.live_pace`'s. :meth:`LiveSession.close` removes every hook (see there for forwards still
 running on other threads). A step whose backward raised is shown with the error once its thread
-goes on (:meth:`LiveSession._close_stopped`); what its graph says beyond gradients is
+goes on (:mod:`.live_ends`); what its graph says beyond gradients is
 :mod:`.live_notes`'s.
 
 A call of the model inside its own forward is part of the outer call's step; one inside a backward
@@ -45,6 +45,7 @@ from .cell_end import LoopCallback, on_post_run_cell
 from .followed import ModelHook
 from .guard import own_run
 from .live_capture import Forward
+from .live_ends import Ends
 from .live_optimizers import Optimizers
 from .live_pace import Pace
 from .live_shelf import Shelf
@@ -84,8 +85,6 @@ class LiveSession:
         self._lock = threading.Lock()
         self._forward: Forward | None = None  # (under _lock) the forward being captured
         self._linger: int | None = None  # after close(): the thread whose tracker the end hook takes off
-        self._step: LiveStep | None = None  # captured, waiting for (more of) its backward passes
-        self._aside: list[LiveStep] = []  # (under _lock) earlier ones with a pass running on another thread
         self.steps = 0  # forward calls seen with gradients enabled
         self.history: dict[str, list[GradStep]] = {}
         self.errors: list[str] = []
@@ -94,6 +93,7 @@ class LiveSession:
         self._told_recompute = False
         self._owner = threading.get_ident()  # the kernel's thread: the only one that touches the widget
         self._ipython_flush = on_post_run_cell(self.cell_done)
+        self._ends = Ends(self._lock, self._retire, self._error, shell=self._ipython_flush is not None)
         end_of_run = None if self._ipython_flush is not None else LoopCallback.on_running_loop(self._loop_turn)
         self._pace = Pace(interval, share, end_of_run)
         self._optimizers = Optimizers()  # those that step: a parameter in none of them never trains
@@ -116,8 +116,8 @@ class LiveSession:
         here = threading.get_ident()
         drop_stopped_trackers()
         if torch.is_grad_enabled():  # another forward: passes that reach only leaves are its, not the step's
-            self._recalled(here)
-        self._close_stopped(here)
+            self._ends.recalled(here)
+        self._ends.called(here)
         forward = self._forward
         current = forward.thread if forward is not None else None
         if current == here:
@@ -205,22 +205,15 @@ class LiveSession:
             return
         ended = self._pace.last_capture = time.monotonic()  # the forward started before: _step_start below
 
-        earlier = self._step
-        if earlier is not None and earlier.in_flight():  # a pass runs on another thread: its end retires it
-            with self._lock:
-                self._aside.append(earlier)
-                if self._step is earlier:
-                    self._step = None
-        elif earlier is not None:  # shown if a pass of its graph ended (another thread's step) or raised, else
-            self._retire(earlier, failed=earlier.stopped(threading.get_ident()))  # dropped: no backward came
+        self._ends.supersede(threading.get_ident())
         step: LiveStep | None = None
         try:  # a KeyboardInterrupt before the session holds the step: its hooks come off (close() never sees it)
             step = forward.step(self.steps, outputs, model=self._model(), budget=self._budget,
                                 pass_ended=self._pass_ended, ended=ended, optimizers=self._optimizers)  # fmt: skip
             with self._lock:  # close() on another thread meanwhile saw no step: this one is dropped here
-                dropped, self._step = (step, None) if self._closed else (self._step, step)
+                dropped, self._ends.step = (step, None) if self._closed else (self._ends.step, step)
         except BaseException:
-            if step is not None and self._step is not step:
+            if step is not None and self._ends.step is not step:
                 step.abandon()
             raise
         if dropped is not None:
@@ -233,7 +226,7 @@ class LiveSession:
         passes' (the recorder stays open), and the leaves' ``.grad`` is read (an optimizer's
         ``zero_grad()`` may clear it before the step is published). A pass that ran the graph and
         freed it (``last``) is the step's last: the step is published now. After one that kept it
-        the step stays open for more (:meth:`_close_open`)."""
+        the step stays open for more (:meth:`Ends.cell_ended`)."""
         if step.closed:  # (read again under the lock in _retire)
             return
         try:
@@ -244,7 +237,7 @@ class LiveSession:
         except Exception as e:  # the step still shows, and says so
             step.errors.append(self._error(e))
         try:
-            if last or step in self._aside:  # (a step put aside has its last pass: a new one is captured)
+            if last or step in self._ends.aside:  # (a step put aside has its last pass: a new one is captured)
                 self._retire(step)
                 if threading.get_ident() == self._owner:
                     self.flush()
@@ -254,67 +247,7 @@ class LiveSession:
         except Exception as e:
             self._error(e)
 
-    def _recalled(self, here: int) -> None:
-        """This thread calls the model again while its step is open (its passes kept the graph). The
-        step stays open — a WGAN-GP critic step differentiates D(interp)'s graph again after calling
-        D(real) and D(fake) — but a pass that reaches only the leaves is the new forward's now, and
-        ends the step (:meth:`LiveStep.foreign_pass`). No lock when there is no such step."""
-        step = self._step
-        if step is None or not step.passes or step.closed or step.thread != here:
-            return
-        step.recall()
-
-    def _close_open(self, here: int) -> None:
-        """A step whose passes kept its graph, or whose backward raised, ends on thread ``here``: the
-        cell ended (``here`` is the kernel's thread). Not inside a backward pass on this thread, and
-        not a step of another thread still running (it may be between two passes), nor one whose pass
-        runs on another thread now (its end retires it): the next capture, or that thread's end, ends
-        it. A step none of whose hooks ran ends here if the shell's last error is a backward over it
-        that raised above it (in the loss). No lock when there is no such step (every uncaptured step)."""
-        self._close_aside(here)
-        step = self._step
-        if step is None or step.closed or (self._ipython_flush is None and not (step.passes or step.unfinished)):
-            return
-        try:  # never break the user's forward
-            if _graph_task_id() != -1 or (step.thread != here and alive(step.thread)):
-                return
-            if step.passes or step.unfinished:
-                if not step.in_flight():
-                    self._retire(step, failed=step.stopped(here))
-            elif step.raised_above():
-                self._retire(step, failed=True)
-        except Exception as e:
-            self._error(e)
-
-    def _close_stopped(self, here: int) -> None:
-        """This thread calls the model (outside a backward): a pass over its step that began and never
-        ended raised (the user's code went on; not one still running on another thread): the step is
-        shown now, with the error. No lock when there is no such step."""
-        self._close_aside(here)
-        step = self._step
-        if step is None or not step.unfinished or step.closed or step.thread != here:
-            return
-        try:  # never break the user's forward
-            if step.stopped(here):
-                self._retire(step, failed=True)
-        except Exception as e:
-            self._error(e)
-
-    def _close_aside(self, here: int) -> None:
-        """The steps put aside whose pass, running on another thread when the next step was captured,
-        raised since (or whose thread ended): shown with the error, their hooks gone."""
-        if not self._aside:
-            return
-        with self._lock:
-            self._aside = [step for step in self._aside if not step.closed]
-            stopped = [step for step in self._aside if step.stopped(here) or not step.unfinished]
-        for step in stopped:
-            try:
-                self._retire(step, failed=step.unfinished)
-            except Exception as e:
-                self._error(e)
-
-    def _retire(self, step: LiveStep, *, failed: bool = False) -> None:
+    def _retire(self, step: LiveStep, failed: bool = False) -> None:
         """No more passes of ``step`` are recorded: its hooks go, and the graph of all its passes is
         built and published with the ``.grad`` history (no pass ended and none raised, or the session
         closed: dropped). ``failed``: a pass raised (:meth:`LiveStep.stopped`): shown with the error."""
@@ -322,10 +255,7 @@ class LiveSession:
             if step.closed:
                 return
             step.closed = True
-            if self._step is step:
-                self._step = None
-            if step in self._aside:
-                self._aside.remove(step)
+            self._ends.forget(step)
             publish = (step.passes > 0 or failed) and not self._closed
         step.recorder.close()
         step.recorder.unlink()  # its hooks' callback into the step: a cycle that kept each step's batch
@@ -348,7 +278,7 @@ class LiveSession:
         """End of a notebook cell (IPython's ``post_run_cell``): publish what is ready, and let the
         next cell's first step be captured whatever the rate limits say (one step per cell is
         interactive use, not a loop)."""
-        self._close_open(threading.get_ident())
+        self._ends.cell_ended(threading.get_ident())
         self.flush()
         self._pace.lift()
 
@@ -357,7 +287,7 @@ class LiveSession:
         a cell — the loop also gets control while a thread trains and at each ``await`` of an async
         loop — so the limits are left alone; the next step's ``Pace.new_run`` decides."""
         self._pace.turned()
-        self._close_open(threading.get_ident())
+        self._ends.cell_ended(threading.get_ident())
         self.flush()
 
     def flush(self) -> None:
@@ -376,10 +306,10 @@ class LiveSession:
             forward, self._forward = self._forward, None
             tracker, sources, thread = (None, None, None) if forward is None else \
                 (forward.tracker, forward.sources, forward.thread)  # fmt: skip
-            step, self._step, self._pace.end_of_run = self._step, None, None
-            aside, self._aside = [*self._aside, *([step] if step is not None else [])], []
-            for st in aside:
-                st.closed = True
+            self._pace.end_of_run = None
+            steps = self._ends.take_all()
+            for step in steps:
+                step.closed = True
             self._shelf.clear()
             if sources is not None:
                 sources.stopped = True  # records nothing more; its thread's end hook takes it off
@@ -395,8 +325,8 @@ class LiveSession:
             tracker.stop()
         if sources is not None and self._linger is None:
             remove_mode(sources)  # this thread's (closed inside its own captured forward), or gone
-        for st in aside:
-            st.abandon()
+        for step in steps:
+            step.abandon()
         self._optimizers.close()
         if self._ipython_flush is not None:
             self._ipython_flush()
