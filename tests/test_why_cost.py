@@ -40,3 +40,20 @@ def test_a_leaf_fixed_since_is_looked_at_again() -> None:
         model[20].weight[0, 0] = 0.0  # fixed: the graph shown still has NaN, the parameter does not
     assert "20.weight" not in dbg.why("0.weight").message
     dbg.close()
+
+
+def test_explaining_a_graph_keeps_neither_the_graph_nor_the_users_tensors_alive() -> None:
+    import gc
+    import weakref
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    with torch.no_grad():
+        model[0].bias.fill_(-100.0)  # a dead ReLU: zero gradients, explained from where they start
+    dbg = gs.debugger(model, inputs=torch.randn(8, 4), loss=lambda out: out.sum())
+    assert dbg.why("0.weight").reason == "zero"
+    graph, weight = weakref.ref(dbg.graph), weakref.ref(model[0].weight)
+    dbg.close()
+    del dbg, model
+    gc.collect()
+    assert graph() is None and weight() is None

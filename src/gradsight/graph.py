@@ -313,12 +313,21 @@ class Graph:
     # shows it under; what find() searches besides the nodes (not on the wire: the view knows the leaf)
     aliases: Mapping[str, str] = field(default_factory=dict, compare=False)
     _index: dict[str, Node] = field(init=False, repr=False, compare=False, default_factory=dict)
+    # what explaining this graph worked out once (``why_flow.starts_of``): lives and dies with the graph,
+    # never pickled nor copied by replace()
+    _memo: dict[str, Any] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         index = {n.id: n for n in self.nodes}
         if len(index) != len(self.nodes):
             raise ValueError("node ids must be unique")
         object.__setattr__(self, "_index", index)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_memo"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _memo={})
 
     def node(self, node_id: str) -> Node:
         """The node with this id; ``KeyError`` if there is none."""

@@ -5,10 +5,7 @@
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Mapping
-from functools import partial
-from typing import Any
 
 import torch
 
@@ -59,23 +56,13 @@ class Starts:
         return self._below
 
 
-_KEPT: dict[int, tuple[weakref.ref[Graph], Starts]] = {}  # id(graph) -> (the graph, its Starts); by id: a
-# graph's hash walks every node
-
-
-def _forget(kept: dict[int, Any], key: int, _: object) -> None:
-    kept.pop(key, None)
-
-
 def starts_of(graph: Graph, values: Mapping[str, torch.Tensor | None] | None = None) -> Starts:
     """The graph's :class:`Starts`, kept while the graph lives: why() asked leaf after leaf walks it
     once (18 ms per NaN answer on a 2k-node graph, each call). The leaves' values are looked at anew
     for each call (a parameter may have been fixed since)."""
-    kept = _KEPT.get(id(graph))
-    if kept is None or kept[0]() is not graph:
-        key = id(graph)
-        kept = _KEPT[key] = (weakref.ref(graph, partial(_forget, _KEPT, key)), Starts(graph))
-    starts = kept[1]
+    starts = graph._memo.get("starts")
+    if not isinstance(starts, Starts):
+        starts = graph._memo["starts"] = Starts(graph)
     if not starts.values.same(values):  # other tensors, or one of them edited since (its version moved)
         starts.values = LeafValues(graph, values)
     return starts

@@ -9,6 +9,7 @@ at it — one ``isfinite`` per leaf, once per graph, reading the tensors and cha
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 
 import torch
@@ -51,20 +52,29 @@ class LeafValues:
     hold NaN/Inf, in graph order; looked at once, when first asked."""
 
     def __init__(self, graph: Graph, values: Mapping[str, torch.Tensor | None] | None) -> None:
-        self.graph, self.values = graph, values or {}
+        # weakly: kept with the graph (``why_flow.starts_of``), this must not keep the user's tensors alive
+        self.graph = graph
+        self._refs = {name: weakref.ref(t) for name, t in (values or {}).items() if t is not None}
         self._bad: list[tuple[Node, str]] | None = None
-        self._key = _key(self.values)
+        self._key = _key(values or {})
+
+    @property
+    def values(self) -> dict[str, torch.Tensor]:
+        """The leaves' tensors still alive."""
+        return {name: t for name, ref in self._refs.items() if (t := ref()) is not None}
 
     def same(self, values: Mapping[str, torch.Tensor | None] | None) -> bool:
         """Whether ``values`` are the tensors looked at here, none edited since."""
-        return self._key == _key(values or {})
+        values = values or {}
+        return self._key == _key(values) and all(ref() is values.get(name) for name, ref in self._refs.items())
 
     def bad(self) -> list[tuple[Node, str]]:
         if self._bad is None:
             self._bad = []
+            values = self.values
             for n in self.graph.nodes:
-                if n.leaf is not None and n.leaf.name and n.leaf.name in self.values:
-                    count = nonfinite_count(self.values[n.leaf.name])
+                if n.leaf is not None and n.leaf.name and n.leaf.name in values:
+                    count = nonfinite_count(values[n.leaf.name])
                     if count is not None and all(b.id != n.id for b, _ in self._bad):
                         self._bad.append((n, count))
         return self._bad
