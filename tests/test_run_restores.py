@@ -122,6 +122,50 @@ def test_a_forward_that_edits_its_input_is_told_and_re_runs_do_not_compound_it()
         assert any("re-runs do not compound" in n for n in graph.notes)
 
 
+class EmaScale(nn.Module):
+    """Scales by a running statistic it updates in place (and saves for the backward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.register_buffer("ema", torch.ones(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lin(x)
+        if self.training:
+            with torch.no_grad():
+                self.ema.mul_(0.9).add_(0.1 * h.abs().mean(0))
+        return h * self.ema
+
+
+def test_a_run_puts_back_the_version_counters_of_the_buffers_its_forward_updates() -> None:
+    # a graph the user built before the debugger, which saved the buffers, still backwards
+    torch.manual_seed(0)
+    model, bn, x = EmaScale(), nn.BatchNorm1d(4), torch.randn(8, 4)
+    pending = model(x).sum() + bn(x).pow(2).sum()  # saves ema; BatchNorm counts num_batches_tracked
+    ema, versions = model.ema.clone(), (model.ema._version, bn.num_batches_tracked._version)
+    dbg = gs.debugger(model, inputs=x, loss=lambda out: out.sum())
+    gs.debugger(bn, inputs=x, loss=lambda out: out.pow(2).sum())
+    dbg.rerun(requires_grad={"lin.bias": False})
+    assert torch.equal(model.ema, ema) and int(bn.num_batches_tracked) == 1
+    assert (model.ema._version, bn.num_batches_tracked._version) == versions
+    pending.backward()  # raised "modified by an inplace operation" while the counters stayed moved
+    assert model.lin.weight.grad is not None
+
+
+def test_a_rerun_puts_back_the_version_counter_of_an_input_it_restores() -> None:
+    torch.manual_seed(0)
+    model, x = Halving(), torch.ones(3, 4)
+    dbg = gs.debugger(model, inputs=x, loss=lambda out: out.pow(2).sum())
+    w = torch.ones(4, 4, requires_grad=True)
+    pending = (x @ w).sum()  # saves x as the first run left it
+    version = x._version
+    dbg.rerun()  # the input seen edited is copied and put back
+    assert torch.equal(x, torch.full((3, 4), 0.5)) and x._version == version
+    pending.backward()
+    assert w.grad is not None and float(w.grad.sum()) == pytest.approx(24.0)
+
+
 def test_a_function_whose_forward_edits_a_tensor_it_reaches_names_it() -> None:
     model, batch = nn.Linear(4, 1), torch.ones(2, 4)
 

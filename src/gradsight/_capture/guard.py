@@ -60,7 +60,7 @@ class ModuleGuard:
     def __init__(self, modules: Any = (), *, flags: bool = False, generators: Iterable[Any] = ()) -> None:
         self._seen: set[int] = set()
         self._alive: list[torch.nn.Module] = []  # keeps id()s unique while the guard lives
-        self._buffers: list[tuple[torch.nn.Module, str, torch.Tensor, torch.Tensor]] = []
+        self._buffers: list[tuple[torch.nn.Module, str, torch.Tensor, torch.Tensor, int | None]] = []
         self._weights: list[tuple[torch.Tensor, torch.Tensor, int]] = []
         self._generators: list[tuple[Any, Any]] = []  # a module's own generator (noise layers) and its state
         self._versions: list[tuple[torch.Tensor, int]] = []  # parameters' version counters when first seen
@@ -110,7 +110,7 @@ class ModuleGuard:
         self._alive.append(module)
         for name, b in module._buffers.items():
             if b is not None and not isinstance(b, UninitializedBuffer):
-                self._buffers.append((module, name, b, _copy(b)))
+                self._buffers.append((module, name, b, _copy(b), version_of(b)))
         renormed = None
         if isinstance(module, _EMBEDDINGS) and module.max_norm is not None:
             w = renormed = module.weight  # renormalized in place, under no_grad, by every forward
@@ -128,17 +128,21 @@ class ModuleGuard:
 
     @_unseen
     def restore(self) -> None:
-        # Through .data: the values go back without moving the buffer's version counter, so a graph
-        # the user built before this run (BatchNorm saves its running statistics) still backwards.
-        # Latest snapshot first, so a buffer two modules share ends with the first, untouched one.
+        # Through .data: putting the values back moves no version counter, and the counter the
+        # forward's own in-place update moved (BatchNorm's num_batches_tracked += 1, an EMA buffer's
+        # mul_) goes back with them, so a graph the user built before this run that saved the
+        # buffer still backwards. Latest snapshot first, so a buffer two modules share ends with the
+        # first, untouched one.
         with torch.no_grad():
-            for module, name, b, copy in reversed(self._buffers):
+            for module, name, b, copy, _ in reversed(self._buffers):
                 if module._buffers.get(name) is not b:  # reassigned by the forward: put the object back
                     module._buffers[name] = b
                 _put_back(b, copy)
             for w, copy, version in self._weights:
                 if w._version != version:
                     _put_back(w, copy)
+        set_versions([(b, version) for _, _, b, _, version in reversed(self._buffers)])
+        set_versions((w, version) for w, _, version in self._weights)
         for generator, state in self._generators:
             _set_generator_state(generator, state)
         # Latest first, as buffers: a parameter two modules share ends with its first-seen flag.
@@ -162,7 +166,7 @@ class InputGuard:
     def __init__(self, inputs: Iterable[tuple[str, torch.Tensor]], edited: dict[int, torch.Tensor]) -> None:
         self._edited = edited
         self._versions: list[tuple[str, torch.Tensor, int]] = []
-        self._copies: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._copies: list[tuple[torch.Tensor, torch.Tensor, int | None]] = []
         self._flags = [(t, t.requires_grad) for _, t in inputs if t.is_leaf]
         self.changed: list[str] = []
         for name, t in inputs:
@@ -171,7 +175,7 @@ class InputGuard:
                 continue
             self._versions.append((name, t, version))
             if edited.get(id(t)) is t:
-                self._copies.append((t, _copy(t)))
+                self._copies.append((t, _copy(t), version))
         self.restored = bool(self._copies)
 
     def __enter__(self) -> InputGuard:
@@ -184,8 +188,9 @@ class InputGuard:
                 self.changed.append(name)
                 self._edited[id(t)] = t  # held: the id stays this tensor's
         with torch.no_grad():
-            for t, copy in self._copies:
+            for t, copy, _ in self._copies:
                 _put_back(t, copy)
+        set_versions((t, version) for t, _, version in self._copies)  # as the values: as before this run
         for t, requires_grad in reversed(self._flags):  # reversed: a tensor given twice ends as it began
             if t.requires_grad != requires_grad:
                 t.requires_grad_(requires_grad)
@@ -199,6 +204,28 @@ def version_of(t: torch.Tensor) -> int | None:
         return None if t.is_inference() else t._version
     except Exception:  # a tensor subclass without one
         return None
+
+
+# torch's own guard for this (torch.autograd.graph._unsafe_preserve_version_counter) uses it; private,
+# so looked up once and never trusted to be there.
+_SET_VERSION_COUNTER = getattr(getattr(torch._C, "_autograd", None), "_unsafe_set_version_counter", None)
+
+
+def set_versions(tensors: Iterable[tuple[torch.Tensor, int | None]]) -> None:
+    """Each tensor's version counter back to ``version``, once its values are back as they were then:
+    autograd checks the counter of every value a graph saved, and a graph the user built before
+    gradsight's run (or re-run) would otherwise fail its backward ("modified by an inplace
+    operation") though the values are the ones it saved. A view shares its base's counter. Without
+    the (private) torch function, or where it refuses a tensor, the counter stays moved. Never raises."""
+    todo = [(t, v) for t, v in tensors if v is not None and version_of(t) not in (None, v)]
+    setter = _SET_VERSION_COUNTER
+    if setter is None or not todo:
+        return
+    for t, version in todo:  # the latest pair for a tensor given twice wins, as for the values
+        try:
+            setter((t,), (version,))
+        except Exception:  # a tensor subclass, an inference tensor: its counter stays
+            continue
 
 
 _FUNCTIONS = (types.FunctionType, types.MethodType)
