@@ -36,3 +36,22 @@ def test_a_rerun_of_a_cell_that_registers_hooks_leaves_the_hooks_as_they_were(sh
     shell.user_ns["seen"].clear()
     model(x).sum().backward()
     assert shell.user_ns["calls"] == ["Linear", "Linear"] and len(shell.user_ns["seen"]) == 2
+
+
+def test_a_leaf_the_cell_makes_keeps_its_control_once_a_rerun_toggled_it_off(shell: InteractiveShell) -> None:
+    # the view draws the box that turns a toggle back on from controls.leaves
+    dbg = shell.run_cell(
+        "%%gradsight\ninput1 = torch.linspace(0., 2. * math.pi, steps=25, requires_grad=True)\n"
+        "batch = torch.ones(25)\nout3 = 2 * torch.sin(input1) * batch + 1",
+        store_history=False,
+    ).result
+    first = {c.name: (c.requires_grad, c.in_graph) for c in dbg.graph.controls.leaves}
+    assert first["input1"] == (True, True)
+    graph = dbg.rerun(requires_grad={"input1": False})
+    assert not [n for n in graph.leaves if n.leaf is not None and n.leaf.name == "input1"]
+    controls = {c.name: (c.requires_grad, c.in_graph, c.dtype) for c in graph.controls.leaves}
+    assert controls["input1"] == (True, False, "float32")  # as the user's tensor has it
+    assert controls["batch"] == (False, False, "float32")  # made without requires_grad: it can be turned on
+    assert [c.name for c in graph.controls.leaves].count("input1") == 1
+    back = dbg.rerun(requires_grad={"input1": True})
+    assert [n.leaf.name for n in back.leaves if n.leaf is not None] == ["input1"]

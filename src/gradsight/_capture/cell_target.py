@@ -183,8 +183,13 @@ class CellTarget:
         drawn = {id(t) for name, t in leaves.items() if name in in_graph}
         controls = [LeafControl(name, bool(t.requires_grad), name in in_graph or id(t) in drawn, dtype_name(t.dtype))
                     for name, t in leaves.items()]  # fmt: skip
+        # Every leaf the cell made keeps its control, drawn or not: one a re-run toggled off is no leaf
+        # node of that graph, and the view's box to switch it back on is drawn from these controls.
+        made = {n: v for n in sorted(assigned) if isinstance(v := self.ns.get(n), torch.Tensor) and v.is_leaf}
+        controls += [LeafControl(name, bool(t.requires_grad), name in in_graph, dtype_name(t.dtype))
+                     for name, t in made.items() if name not in leaves]  # fmt: skip
         controls += [LeafControl(name, leaf.requires_grad, True, leaf.dtype) for name, leaf in in_graph.items()
-                     if name in assigned]  # fmt: skip
+                     if name in assigned and name not in made and name not in leaves]  # fmt: skip
         # only tensors can be detached or made to require grad (a module's name is a module path)
         variables = tuple(n for n in sorted(assigned) if isinstance(self.ns.get(n), torch.Tensor))
         return Controls(rerun=True, leaves=tuple(controls), modules=tuple(modules), variables=variables)
