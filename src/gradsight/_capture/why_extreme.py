@@ -32,21 +32,15 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import cast, get_args
 
 import torch
 
-from ..graph import Graph, Node, Why, WhyReason
+from ..graph import Graph, Node, Why
+from .why_values import in_module
 
 EXPLODING = 1e3
 VANISHING = 1e-6
 SATURATING = ("Sigmoid", "Tanh", "Hardsigmoid", "Hardtanh", "Softsign")
-
-
-def reason(name: str) -> WhyReason:
-    """``name`` where :data:`graph.WhyReason` (and so the wire and the view) knows it, else
-    "unknown": "exploding" / "vanishing" / "backward_error" read as such once the model has them."""
-    return cast(WhyReason, name) if name in get_args(WhyReason) else "unknown"
 
 
 def numel(n: Node) -> int:
@@ -144,7 +138,7 @@ def _small_by_design(name: str, leaf: Node, own: float, steps: list[Step], graph
             t = values.get(scale.leaf.name)
             top = float(t.detach().abs().max()) if t is not None and t.numel() and t.is_floating_point() else None
             if top is not None and top <= 1e-3:
-                text = (f"{start}, and it is made so in {_in(node)} (×{worst.factor:.3g} there): the multiply by "
+                text = (f"{start}, and it is made so in {in_module(node)} (×{worst.factor:.3g} there): the multiply by "
                         f"the learned parameter {scale.leaf.name}, whose values are at most {top:.3g}. That is its "
                         "scale, not a vanishing gradient: a layer scale (LayerScale, ConvNeXt/CaiT's gamma, 1e-6 "
                         "at init) keeps its branch small on purpose, and the gradient grows as it trains.")  # fmt: skip
@@ -152,21 +146,17 @@ def _small_by_design(name: str, leaf: Node, own: float, steps: list[Step], graph
         return None
     if node.name.startswith(SATURATING):  # a saturated sigmoid / tanh: said as such by _vanishing
         return None
-    text = (f"{start}: it shrinks ×{worst.factor:.3g} in one node, {_in(node)}, so what comes after it is (nearly) "
-            f"constant in its input — the loss barely depends on {name} through it, and what is left is rounding "
-            "noise (a softmax summed over its dim is 1 whatever the input; a normalization followed by a mean). "
-            "Not a vanishing gradient: check that the loss is what you meant.")  # fmt: skip
-    return Why(name, reason("zero"), text, where=node.id, source=node.source)
+    text = (f"{start}: it shrinks ×{worst.factor:.3g} in one node, {in_module(node)}, so what comes after it is "
+            f"(nearly) constant in its input — the loss barely depends on {name} through it, and what is left is "
+            "rounding noise (a softmax summed over its dim is 1 whatever the input; a normalization followed by a "
+            "mean). Not a vanishing gradient: check that the loss is what you meant.")  # fmt: skip
+    return Why(name, "zero", text, where=node.id, source=node.source)
 
 
 def _same(n: Node, leaf: Node) -> bool:
     """``n`` passed the leaf its gradient unchanged (a transpose, a view of a weight)."""
     a, b = rms(n), rms(leaf)
     return a is not None and b is not None and numel(n) == numel(leaf) and 0.5 <= a / b <= 2.0
-
-
-def _in(n: Node) -> str:
-    return f"{n.name} (in {n.module})" if n.module else n.name
 
 
 def _most(steps: list[Step], grow: bool) -> tuple[str, Step, bool]:
@@ -183,10 +173,10 @@ def _most(steps: list[Step], grow: bool) -> tuple[str, Step, bool]:
     at = (max if grow else min)(members, key=lambda s: s.factor)
     verb = "grows" if grow else "shrinks"
     if k == 1:
-        return f"It {verb} most in {_in(at.node)} (×{at.factor:.3g} there)", at, False
+        return f"It {verb} most in {in_module(at.node)} (×{at.factor:.3g} there)", at, False
     repeated = k > 2 and len({s.node.module for s in members}) == 1
     return (f"It {verb} most through {op}: the {k} on the path together {verb.removesuffix('s')} it "
-            f"×{10.0**log:.3g}, most in {_in(at.node)} (×{at.factor:.3g} there)", at, repeated)  # fmt: skip
+            f"×{10.0**log:.3g}, most in {in_module(at.node)} (×{at.factor:.3g} there)", at, repeated)  # fmt: skip
 
 
 def _reuses(leaf: Node, graph: Graph) -> tuple[int, Node] | None:
@@ -210,8 +200,8 @@ def _exploding(name: str, leaf: Node, own: float, growth: float, root: Node, ste
     reused = _reuses(leaf, graph) if graph is not None and not repeated else None  # the path shows no repeat
     if reused is not None:
         k, user = reused
-        where += (f". {name} is applied {k} times by {_in(user)} (a recurrence over time steps, or a weight shared "
-                  "across layers): each application multiplies the gradient again")  # fmt: skip
+        where += (f". {name} is applied {k} times by {in_module(user)} (a recurrence over time steps, or a weight "
+                  "shared across layers): each application multiplies the gradient again")  # fmt: skip
         repeated = user.name.startswith(("Mm", "Addmm", "Bmm", "Mv"))
         at = Step(user, at.factor) if repeated else at
     loss = graph.run.loss if graph is not None else None
@@ -231,7 +221,7 @@ def _exploding(name: str, leaf: Node, own: float, growth: float, root: Node, ste
                  "smaller, or use an LSTM/GRU.")  # fmt: skip
     text = (f"{name}'s gradient is exploding: norm {leaf.grad_norm:.3g} (RMS {own:.3g} per value), {growth:.3g}× "
             f"that of the gradient backward started from (in {root.name}). {where}. {hint}")  # fmt: skip
-    return Why(name, reason("exploding"), text, where=at.node.id, source=at.node.source)
+    return Why(name, "exploding", text, where=at.node.id, source=at.node.source)
 
 
 def _vanishing(name: str, leaf: Node, own: float, ratio: float, peak: Node, steps: list[Step]) -> Why:
@@ -244,5 +234,6 @@ def _vanishing(name: str, leaf: Node, own: float, ratio: float, peak: Node, step
         hint = ("Normalization layers, residual connections or a better initialization (Kaiming, Xavier) keep the "
                 "gradient from shrinking with depth; at this size a step leaves the weights unchanged.")  # fmt: skip
     text = (f"{name}'s gradient is vanishing: norm {leaf.grad_norm:.3g} (RMS {own:.3g} per value), {ratio:.2g}× "
-            f"that of the largest gradient on its path to the loss (into {_in(peak)}). {where}. {hint}")  # fmt: skip
-    return Why(name, reason("vanishing"), text, where=at.node.id, source=at.node.source)
+            f"that of the largest gradient on its path to the loss (into {in_module(peak)}). "
+            f"{where}. {hint}")  # fmt: skip
+    return Why(name, "vanishing", text, where=at.node.id, source=at.node.source)

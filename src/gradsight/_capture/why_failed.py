@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from ..graph import Graph, Node, SavedValue, Unavailable, Why
-from .why_extreme import reason
+from .why_values import in_module
 
 INPLACE = "modified by an inplace operation"
 _VERSION = re.compile(
@@ -50,7 +50,7 @@ def failed(name: str, graph: Graph, failure: str) -> Why | None:
     last = failure.strip().splitlines()[-1] if failure.strip() else "an error"
     if INPLACE in last:
         return _inplace(name, node, graph, last)
-    return Why(name, reason("backward_error"), f"{name} got no gradient because this run's backward raised before "
+    return Why(name, "backward_error", f"{name} got no gradient because this run's backward raised before "
                f"reaching it ({short(last)}): fix that error, shown with the run, and re-run.",
                where=node.id)  # fmt: skip
 
@@ -84,13 +84,14 @@ def _inplace(name: str, leaf: Node, graph: Graph, last: str) -> Why:
         versions = f" (version {m['then']} → {m['now']})"
     param = _edited_parameter(graph, needs, m) if m is not None else None
     if param is not None and param.leaf is not None:
-        text = (f"{name} got no gradient: the backward stopped at {_in(needs) if needs else 'a node'}, which needs "
+        stopped = in_module(needs) if needs else "a node"
+        text = (f"{name} got no gradient: the backward stopped at {stopped}, which needs "
                 f"the parameter {param.leaf.name} as the forward used it, and {param.leaf.name} was modified in place "
                 f"between the forward and the backward{versions} — an optimizer.step() (or a weight update, zero_, "
                 "copy_) before loss.backward(). Call backward first, then step the optimizer; or run the forward "
                 "again after the update.")  # fmt: skip
-        return Why(name, reason("backward_error"), text, where=param.id)
-    at = f"{_in(needs)}, which needs" if needs is not None else "a node that needs"
+        return Why(name, "backward_error", text, where=param.id)
+    at = f"{in_module(needs)}, which needs" if needs is not None else "a node that needs"
     edit = _edit(graph, needs, m["op"] if m is not None else None)
     where = edit or needs or leaf
     text = (f"{name} got no gradient: the backward stopped at {at} {what}, and the forward then modified that value "
@@ -101,7 +102,7 @@ def _inplace(name: str, leaf: Node, graph: Graph, last: str) -> Why:
         text += _unseen_edit(m, needs)
     text += (" Make it out of place (x = x + 1 instead of x += 1, torch.where instead of x[mask] = v, no "
              "inplace=True), or .clone() the value before editing it.")  # fmt: skip
-    return Why(name, reason("backward_error"), text, where=where.id, source=where.source)
+    return Why(name, "backward_error", text, where=where.id, source=where.source)
 
 
 _VIEWS = ("AsStrided", "T", "Transpose", "Permute", "View", "Expand", "Unsqueeze", "Squeeze")
@@ -159,10 +160,6 @@ def _unseen_edit(m: re.Match[str], needs: Node | None) -> str:
 def _code(source: str) -> str:
     """The code of a node's source line ("file.py:12  h += 1  # note" -> "h += 1")."""
     return source.split("  ", 1)[-1].split("#", 1)[0].strip()
-
-
-def _in(n: Node) -> str:
-    return f"{n.name} (in {n.module})" if n.module else n.name
 
 
 def _edit(graph: Graph, needs: Node | None, op: str | None) -> Node | None:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from ..graph import Graph, Node, SavedValue, TensorSummary, Why
-from .why_values import from_leaves
+from .why_values import from_leaves, in_module
 
 PASS_HOPS = 4  # pass-through nodes (views, transposes, casts: nothing saved) followed below an input
 
@@ -224,10 +224,6 @@ def overflow_hint(s: TensorSummary) -> str:
             "its inputs' range (a division by a zero std or norm, a log of 0).")  # fmt: skip
 
 
-def _in(n: Node) -> str:
-    return f"{n.name} (in {n.module})" if n.module else n.name
-
-
 def forward_why(name: str, p: Node, graph: Graph, causes: Causes | None = None) -> Why | None:
     """Why ``name``'s gradient is NaN/Inf when ``p``, whose backward passed them on, received them
     from the forward (:func:`forward_cause`); None when its saved inputs do not show that. ``causes``:
@@ -239,10 +235,10 @@ def forward_why(name: str, p: Node, graph: Graph, causes: Causes | None = None) 
     if cause is None:
         return None
     first, (key, bad) = cause.first, cause.bad
-    head = (f"{name}'s gradient has NaN or Inf because the forward values already did: {_in(first)} saved its "
+    head = (f"{name}'s gradient has NaN or Inf because the forward values already did: {in_module(first)} saved its "
             f"{key} with {counts(bad)}")  # fmt: skip
     head += (", and every backward from there on passes them on" if first is p else
-             f" (the backward of {_in(p)} was the first to carry them into the gradient)")  # fmt: skip
+             f" (the backward of {in_module(p)} was the first to carry them into the gradient)")  # fmt: skip
     if cause.leaf is not None and cause.leaf.leaf is not None:
         leaf = cause.leaf.leaf.name or "a leaf"
         text = (f"{head}. They come from {leaf}, whose values are already NaN/Inf: a parameter that a too-large "
@@ -261,17 +257,19 @@ def forward_why(name: str, p: Node, graph: Graph, causes: Causes | None = None) 
     if cause.maker is not None:
         m = cause.maker
         if m.name.startswith("ToCopy"):
-            made = (f"They first appear where {_in(m)} casts its input to {bad.dtype}: the cast overflowed (or "
+            made = (f"They first appear where {in_module(m)} casts its input to {bad.dtype}: the cast overflowed (or "
                     "its input already held Inf).")  # fmt: skip
         elif cause.certain:
-            made = f"They first appear in the output of {_in(m)}: its inputs are finite, so its forward made them."
+            made = (
+                f"They first appear in the output of {in_module(m)}: its inputs are finite, so its forward made them."
+            )
         elif cause.suspects:
-            made = f"They first appear in the output of {_in(m)}. " + _suspected(cause.suspects)
+            made = f"They first appear in the output of {in_module(m)}. " + _suspected(cause.suspects)
         else:
-            made = (f"They first appear in the output of {_in(m)} (its inputs were not saved, so whether they held "
-                    "NaN/Inf already is not known).")  # fmt: skip
+            made = (f"They first appear in the output of {in_module(m)} (its inputs were not saved, so whether they "
+                    "held NaN/Inf already is not known).")  # fmt: skip
         if _divides_by_zero(m):
-            made = f"They first appear in the output of {_in(m)}: its divisor is 0 (x / 0 is Inf, 0 / 0 is NaN)."
+            made = f"They first appear in the output of {in_module(m)}: its divisor is 0 (x / 0 is Inf, 0 / 0 is NaN)."
         return Why(name, "nonfinite", f"{head}. {made} {overflow_hint(bad)}", where=m.id, source=m.source)
     if cause.outside:
         text = (f"{head}. No input of {first.name} in the graph matches that value: it comes from a tensor outside "
@@ -307,8 +305,8 @@ def _divides_by_zero(m: Node) -> bool:
 def _overflow(name: str, m: Node, p: Node, bad: TensorSummary) -> Why:
     """Why ``name``'s gradient is NaN/Inf when the exp ``m`` overflowed in the forward."""
     top = {"float16": "11.1", "bfloat16": "88.7"}.get(bad.dtype, "88.7" if bad.dtype == "float32" else "709.8")
-    carried = "" if m is p else f" (the backward of {_in(p)} was the first to carry them into the gradient)"
-    text = (f"{name}'s gradient has NaN or Inf because the forward's values did: {_in(m)} overflowed — its "
+    carried = "" if m is p else f" (the backward of {in_module(p)} was the first to carry them into the gradient)"
+    text = (f"{name}'s gradient has NaN or Inf because the forward's values did: {in_module(m)} overflowed — its "
             f"output holds {counts(bad)} and no NaN, as exp gives for any {bad.dtype} input above {top} — and every "
             f"backward from there on passes them on{carried}. Keep exp's input in range: compute in log space "
             "(torch.logsumexp for log(sum(exp(x))), F.softplus for log(1 + exp(x)), F.log_softmax for "

@@ -43,6 +43,11 @@ def _version(t: torch.Tensor) -> int:
         return -1
 
 
+def in_module(n: Node) -> str:
+    """A node as an answer names it: ``AddmmBackward0 (in fc1)``."""
+    return f"{n.name} (in {n.module})" if n.module else n.name
+
+
 def _key(values: Mapping[str, torch.Tensor | None]) -> tuple[tuple[str, int, int], ...]:
     return tuple((name, id(t), _version(t)) for name, t in values.items() if t is not None)
 
