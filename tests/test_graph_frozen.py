@@ -72,3 +72,17 @@ def test_saved_values_are_a_dict_json_and_asdict_take() -> None:
     merged = node.saved | {"extra": 1}
     assert type(merged) is dict and merged["extra"] == 1 and "extra" not in node.saved
     assert hash(node.saved) == hash(copy.copy(node.saved)) and copy.deepcopy(node.saved) == node.saved
+
+
+def test_nodes_by_id_is_read_only_and_a_pickled_graph_carries_no_explanation_cache() -> None:
+    x = torch.ones(3, requires_grad=True)
+    dbg = gs.debugger((x.sin() * 2).sum(), params={"x": x})
+    graph = dbg.graph
+    sin = graph.find("SinBackward0")[0]
+    assert graph.by_id[sin.id] is sin and len(graph.by_id) == len(graph)
+    with pytest.raises(TypeError):
+        graph.by_id["other"] = sin  # type: ignore[index]
+    dbg.why("x")
+    graph._memo["probe"] = object()  # what explaining it cached (why_flow.starts_of)
+    again = pickle.loads(pickle.dumps(graph))
+    assert again == graph and again._memo == {} and dataclasses.replace(graph)._memo == {}

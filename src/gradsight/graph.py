@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, Literal, NoReturn, TypeAlias
 
 NodeKind = Literal["op", "leaf", "root", "opaque"]
@@ -328,6 +329,11 @@ class Graph:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _memo={})
+
+    @property
+    def by_id(self) -> Mapping[str, Node]:
+        """Every node by its id (read-only; built once, with the graph)."""
+        return MappingProxyType(self._index)
 
     def node(self, node_id: str) -> Node:
         """The node with this id; ``KeyError`` if there is none."""

@@ -129,7 +129,7 @@ def _small_by_design(name: str, leaf: Node, own: float, steps: list[Step], graph
     if worst.factor > math.sqrt(VANISHING):  # spread over many nodes: depth, saturation
         return None
     node, start = worst.node, f"{name}'s gradient is small (norm {leaf.grad_norm:.3g}, RMS {own:.3g} per value)"
-    nodes = {n.id: n for n in graph.nodes}
+    nodes = graph.by_id
     if node.name.startswith(("Mul", "Div")):
         for dst, _ in node.next:
             scale = nodes.get(dst) if dst is not None else None

@@ -114,7 +114,7 @@ def _edited_parameter(graph: Graph, needs: Node | None, m: re.Match[str]) -> Nod
     if needs is None or (m["op"] is not None and m["op"] not in _VIEWS):
         return None
     shape = tuple(int(d) for d in m["shape"].split(",") if d.strip()) if m["shape"] else ()
-    nodes = {n.id: n for n in graph.nodes}
+    nodes = graph.by_id
     stack = [(nodes[d], 0) for d, _ in needs.next if d is not None and d in nodes]
     while stack:
         node, hops = stack.pop()
@@ -168,7 +168,7 @@ def _edit(graph: Graph, needs: Node | None, op: str | None) -> Node | None:
     the node torch names (``op``: a value saved as an input is named by its grad_fn after the edit)."""
     if needs is None:
         return None
-    nodes = {n.id: n for n in graph.nodes}
+    nodes = graph.by_id
     below = [needs, *(nodes[d] for d, _ in needs.next if d is not None and d in nodes)]
     made = next((n for n in below if op is not None and n.name.startswith(op)), needs)
     for n in graph.nodes:

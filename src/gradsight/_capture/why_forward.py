@@ -19,11 +19,11 @@ statistics were not taken, the answer says what is known instead of guessing.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from ..graph import Graph, Node, SavedValue, TensorSummary, Why
-from .why_values import from_leaves, in_module
+from .why_values import counted, from_leaves, in_module
 
 PASS_HOPS = 4  # pass-through nodes (views, transposes, casts: nothing saved) followed below an input
 
@@ -114,7 +114,7 @@ def forward_cause(graph: Graph, p: Node) -> ForwardCause | None:
     shows it received them (:func:`received`; None otherwise: its backward made them, or nothing tells)."""
     if not received(p) and overflowed(p) is None:
         return None
-    nodes = {n.id: n for n in graph.nodes}
+    nodes = graph.by_id
     upstream = _reachable(p, nodes)
     first = next(n for n in reversed(graph.nodes) if n.id in upstream and (received(n) or overflowed(n)))
     made = overflowed(first)
@@ -127,7 +127,7 @@ def forward_cause(graph: Graph, p: Node) -> ForwardCause | None:
     return _descend(ForwardCause(first, bad), below[0], nodes)
 
 
-def _reachable(p: Node, nodes: dict[str, Node]) -> set[str]:
+def _reachable(p: Node, nodes: Mapping[str, Node]) -> set[str]:
     """``p`` and every node it reaches through ``next``: the ops and leaves its forward inputs came from."""
     seen, stack = {p.id}, [p]
     while stack:
@@ -144,7 +144,7 @@ def _output_shape(node: Node, nr: int) -> tuple[int, ...] | None:
     return node.outputs[nr].shape if nr < len(node.outputs) else None
 
 
-def _matching(node: Node, nodes: dict[str, Node], finite: bool = False) -> list[Node]:
+def _matching(node: Node, nodes: Mapping[str, Node], finite: bool = False) -> list[Node]:
     """The inputs of ``node`` (nodes of the graph) whose output has the shape of one of its saved
     inputs holding NaN/Inf (``finite``: of one known finite)."""
     shapes = ({s.shape for _, s in saved_tensors(node, results=False) if finite_values(s) is True} if finite
@@ -157,7 +157,7 @@ def _matching(node: Node, nodes: dict[str, Node], finite: bool = False) -> list[
     return out
 
 
-def _descend(cause: ForwardCause, node: Node, nodes: dict[str, Node]) -> ForwardCause:
+def _descend(cause: ForwardCause, node: Node, nodes: Mapping[str, Node]) -> ForwardCause:
     """From ``node``, whose output holds the NaN/Inf, down to where they come from: a leaf; an op
     whose saved inputs are finite or whose saved result shows them (the maker); through ops that
     save no input (a transpose, a view, a ReLU) to the one node below them. A cast
@@ -176,7 +176,8 @@ def _descend(cause: ForwardCause, node: Node, nodes: dict[str, Node]) -> Forward
             continue
         if (node.name.startswith("ToCopy") and bad.inf_count and not bad.nan_count) or known is True:
             seen = {c.id for c in _matching(node, nodes, finite=True)}
-            unseen = tuple(_below(nodes[d], nodes) for d, _ in node.next if d in nodes and d not in seen)
+            ids = [d for d, _ in node.next if d is not None and d in nodes and d not in seen]
+            unseen = tuple(_below(nodes[d], nodes) for d in ids)
             return replace(cause, maker=node, certain=known is True and not unseen, suspects=unseen)
         if saved_tensors(node, results=False):
             return cause  # inputs saved without statistics: cannot tell
@@ -190,7 +191,7 @@ def _descend(cause: ForwardCause, node: Node, nodes: dict[str, Node]) -> Forward
     return cause
 
 
-def _below(node: Node, nodes: dict[str, Node]) -> Node:
+def _below(node: Node, nodes: Mapping[str, Node]) -> Node:
     """The node under a chain of pass-through ops (a transpose of a weight: the weight)."""
     for _ in range(PASS_HOPS):
         if node.leaf is not None or saved_tensors(node, results=False) or len(node.next) != 1:
@@ -204,9 +205,9 @@ def _below(node: Node, nodes: dict[str, Node]) -> Node:
 
 def counts(s: TensorSummary) -> str:
     """How many NaN / Inf a summary holds, in words ("8 NaN", "406 Inf", "NaN or Inf")."""
-    parts = [f"{n:,} {what}" for n, what in ((s.nan_count, "NaN"), (s.inf_count, "Inf")) if n]
-    if parts:
-        return " and ".join(parts)
+    said = counted(s.nan_count, s.inf_count)
+    if said:
+        return said
     return "NaN" if s.norm is not None and math.isnan(s.norm) else "NaN or Inf"
 
 

@@ -31,7 +31,12 @@ def nonfinite_count(t: torch.Tensor | None) -> str | None:
             nan, inf = int(torch.isnan(v).sum()), int(torch.isinf(v).sum())
     except (RuntimeError, NotImplementedError, ValueError):  # a subclass, freed or lazy storage: say nothing
         return None
-    return " and ".join(f"{n:,} {what}" for n, what in ((nan, "NaN"), (inf, "Inf")) if n) or "NaN or Inf"
+    return counted(nan, inf) or "NaN or Inf"
+
+
+def counted(nan: int | None, inf: int | None) -> str:
+    """``1,234 NaN and 5 Inf``; empty when neither is counted."""
+    return " and ".join(f"{n:,} {what}" for n, what in ((nan, "NaN"), (inf, "Inf")) if n)
 
 
 def _version(t: torch.Tensor) -> int:
