@@ -95,10 +95,6 @@ class FirstGrads:
         self._first = [f for f in self._first if f.leaf() is not None]
         self._known = {id(t): f for f in self._first if (t := f.leaf()) is not None}
 
-    def uncopied(self) -> list[torch.Tensor]:
-        """The tensors whose ``.grad`` held a gradient that was not copied (past the budget)."""
-        return [t for f in self._first if f.held and f.copy is None and (t := f.leaf()) is not None]
-
     @contextmanager
     def restored(self, reach: Iterable[object] = ()) -> Iterator[RerunGrads]:
         """Each remembered ``.grad`` as it was before the first run added to it (a fresh copy: the

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from ..graph import Graph, Node, SavedValue, Unavailable, Why
+from .text import shorten
 from .why_values import in_module
 
 INPLACE = "modified by an inplace operation"
@@ -25,9 +26,13 @@ _EDIT = re.compile(r"[-+*/@%&|^]=|\]\s*=(?!=)|\.\w+_\(|inplace=True")
 
 
 def short(last: str, limit: int = 200) -> str:
-    """The first sentence of an error's last line, at most ``limit`` characters."""
-    first = last.split(". ", 1)[0].rstrip(".")
-    return first if len(first) <= limit else first[: limit - 1] + "…"
+    """The first sentence of an error's last line, at most ``limit`` characters (:func:`text.shorten`)."""
+    return shorten(last.split(". ", 1)[0].rstrip("."), limit)
+
+
+def _last_line(failure: str) -> str:
+    """A traceback's last line: the exception, as Python prints it."""
+    return failure.strip().splitlines()[-1] if failure.strip() else "an error"
 
 
 CELL_RAISED = "The cell raised "  # how a cell's graph notes the error that stopped it (cell._error_note)
@@ -47,7 +52,7 @@ def failed(name: str, graph: Graph, failure: str) -> Why | None:
     node = next((n for n in graph.nodes if n.leaf is not None and n.leaf.name == name), None)
     if node is None or node.executed is not False:
         return None
-    last = failure.strip().splitlines()[-1] if failure.strip() else "an error"
+    last = _last_line(failure)
     if INPLACE in last:
         return _inplace(name, node, graph, last)
     return Why(name, "backward_error", f"{name} got no gradient because this run's backward raised before "
@@ -59,7 +64,7 @@ def no_graph(name: str, failure: str) -> Why:
     """Why ``name`` got no gradient when the run raised (``failure``: its traceback) before it built
     any graph: the forward or the loss raised, so no backward ran. Answered from the error, without
     re-running the code that raised it."""
-    last = failure.strip().splitlines()[-1] if failure.strip() else "an error"
+    last = _last_line(failure)
     return Why(name, "unknown", f"{name} got no gradient because this run raised before any backward ran "
                f"({short(last)}): its forward or loss did not finish, so there is no graph to explain. Fix that "
                "error, shown with the run, and re-run.")  # fmt: skip
