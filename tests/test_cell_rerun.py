@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from IPython.core.interactiveshell import InteractiveShell
 
 
@@ -55,3 +56,20 @@ def test_a_leaf_the_cell_makes_keeps_its_control_once_a_rerun_toggled_it_off(she
     assert [c.name for c in graph.controls.leaves].count("input1") == 1
     back = dbg.rerun(requires_grad={"input1": True})
     assert [n.leaf.name for n in back.leaves if n.leaf is not None] == ["input1"]
+
+
+def test_a_rerun_that_steps_the_optimizer_puts_back_the_parameters_version_counters(shell: InteractiveShell) -> None:
+    # the step is in a helper function (no copy before the first run): the guard puts the parameters back
+    shell.run_cell(
+        "torch.manual_seed(0)\nmodel = nn.Linear(10, 2)\nopt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "def train(loss):\n    opt.zero_grad()\n    loss.backward()\n    opt.step()",
+        store_history=False,
+    )
+    dbg = shell.run_cell("%%gradsight\nloss = model(torch.randn(4, 10)).pow(2).sum()\ntrain(loss)").result
+    model = shell.user_ns["model"]
+    weight, versions = model.weight.detach().clone(), (model.weight._version, model.bias._version)
+    pending = model(torch.randn(4, 10, requires_grad=True)).sum()  # saves the weight at its version now
+    dbg.rerun()
+    assert torch.equal(model.weight, weight) and (model.weight._version, model.bias._version) == versions
+    pending.backward()  # raised "modified by an inplace operation" while the step's counters stayed moved
+    assert model.weight.grad is not None

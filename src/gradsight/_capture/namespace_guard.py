@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
-from .guard import _copy, _put_back, _unseen
+from .guard import _copy, _put_back, _unseen, set_versions, version_of
 
 _IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
 _SCALARS = (str, bytes, int, float, bool, type(None))
@@ -34,12 +34,15 @@ class NamespaceGuard:
       ``requires_grad``;
     - optimizers and LR schedulers: ``state_dict``; lists, dicts and sets: their items.
 
-    Values go back through ``.data`` (version counters stay, as in :class:`ModuleGuard`). Output
+    Values go back through ``.data``, and the version counters the cell moved (``opt.step()``) go back
+    with them (``guard.set_versions``), as in :class:`ModuleGuard`. Output
     printed and files written are not undone; neither are objects nested deeper."""
 
     @_unseen
     def __init__(self, ns: dict[str, Any], names: Any) -> None:
-        self._tensors: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, bool]] = {}
+        # id -> (tensor, its values, .grad, .grad's values, requires_grad, the version counters of both)
+        self._tensors: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, bool,
+                                       tuple[int | None, int | None]]] = {}  # fmt: skip
         self._modules: list[tuple[torch.nn.Module, dict[str, Any], dict[str, Any], dict[str, Any], bool]] = []
         self._states: list[tuple[Any, Any]] = []
         self._items: list[tuple[Any, Any]] = []
@@ -78,8 +81,9 @@ class NamespaceGuard:
         if id(t) in self._tensors or t.is_meta or isinstance(t, (UninitializedParameter, UninitializedBuffer)):
             return
         grad = t.grad
+        versions = (version_of(t), None if grad is None else version_of(grad))
         self._tensors[id(t)] = (t, _copy(t), grad, None if grad is None else _copy(grad),
-                                t.requires_grad)  # fmt: skip
+                                t.requires_grad, versions)  # fmt: skip
         self._keep_hooks(t, _TENSOR_HOOKS)
 
     def _keep_hooks(self, owner: Any, attributes: tuple[str, ...]) -> None:
@@ -111,13 +115,17 @@ class NamespaceGuard:
                 hooks.clear()
                 hooks.update(items or {})
         with torch.no_grad():
-            for t, value, grad, grad_value, requires_grad in self._tensors.values():
+            for t, value, grad, grad_value, requires_grad, _ in self._tensors.values():
                 if t.requires_grad != requires_grad:
                     t.requires_grad_(requires_grad)
                 _put_back(t, value)
                 if grad is not None and grad_value is not None:
                     _put_back(grad, grad_value)
                 t.grad = grad
+        # The values are back: so are the version counters an optimizer step in the cell moved, or a
+        # graph the user built before the re-run that saved a parameter would fail its backward.
+        set_versions((t, version) for t, _, _, _, _, (version, _) in self._tensors.values())
+        set_versions((g, version) for _, _, g, _, _, (_, version) in self._tensors.values() if g is not None)
         for obj, state in self._states:
             obj.load_state_dict(state)
         for container, items in self._items:
