@@ -17,6 +17,7 @@ from ..graph import Controls, Graph, LeafControl, Why
 from ..toggles import ToggleError, Toggles
 from . import taint
 from .cell_grads import FirstGrads, RerunGrads
+from .cell_start import FirstState
 from .facts import RunFacts, changed_since, tracked_parameters, versions
 from .guard import ModuleGuard
 from .names import leaf_aliases, leaf_names_from_params, module_names
@@ -33,8 +34,9 @@ _MISSED = (
 
 
 Forward = Callable[[], list[torch.Tensor]]  # a re-run for a taint trace; returns the roots
-# ns, statements after assignments, context, binder, the what-if on the user's objects, the .grad it replaced
-_Applied = tuple[dict[str, Any], dict[str, str], Any, CellBinds, WhatIf, RerunGrads]
+# ns, statements after assignments, context, binder, the what-if on the user's objects, the .grad it replaced,
+# the notes of what the re-run started from (cell_start)
+_Applied = tuple[dict[str, Any], dict[str, str], Any, CellBinds, WhatIf, RerunGrads, list[str]]
 
 
 @dataclass
@@ -49,16 +51,23 @@ class CellTarget:
     budget: int
     rng: Any = None
     first_grads: FirstGrads | None = None  # the leaves' .grad before the first run (remember_grads)
+    first_state: FirstState | None = None  # what else the first run started from (remember_grads)
 
     def remember_grads(self) -> None:
-        """Before the cell's first run: its re-runs start each leaf's ``.grad`` from what it holds now."""
+        """Before the cell's first run: its re-runs start each leaf's ``.grad`` from what it holds now,
+        and the tensors the cell edits in place, the optimizers it steps and the generators it reaches
+        from what they hold now (``cell_start``: its copies come first in the budget, and count in the
+        run's ``kept_bytes`` with the gradients')."""
         from .cell import cell_names
 
         try:
             used = cell_names(self.code)[0]
         except SyntaxError:  # the cell does not compile: it will not run, nor re-run
             return
-        self.first_grads = FirstGrads(self.budget, _reachable(self.ns, used))
+        self.first_state = FirstState(self.code, self.ns, used, self.budget)
+        copied = self.first_state.kept_bytes
+        self.first_grads = FirstGrads(max(self.budget - copied, 0), _reachable(self.ns, used))
+        self.first_grads.kept_bytes += copied  # what run_cell counts in the run's budget
 
     def _scope(self) -> tuple[dict[str, torch.nn.Module], dict[str, torch.Tensor], set[str]]:
         from .cell import cell_names
@@ -123,9 +132,11 @@ class CellTarget:
         held = [n for n in used if isinstance(self.ns.get(n), torch.nn.Module)]
         binds = ns[BIND] = CellBinds(toggles, ns, self.ns, held, follow, leaves)
         first = self.first_grads if self.first_grads is not None else FirstGrads(0)
-        with fork_rng(self), NamespaceGuard(self.ns, used), ModuleGuard(), whatif.applied(), binds, \
-                first.restored(_reachable(self.ns, used)) as grads:  # fmt: skip
-            yield ns, after, whatif.forward(), binds, whatif, grads
+        start = self.first_state if self.first_state is not None else FirstState("", {}, (), 0)
+        # started before ModuleGuard: it ends after it, so a buffer the cell edits goes back to the user's values
+        with fork_rng(self), NamespaceGuard(self.ns, used), start.started(self.ns, used) as started, ModuleGuard(), \
+                whatif.applied(), binds, first.restored(_reachable(self.ns, used)) as grads:  # fmt: skip
+            yield ns, after, whatif.forward(), binds, whatif, grads, started
         if toggles.apply:  # NamespaceGuard put requires_grad back with everything else
             whatif.keep()
 
@@ -133,7 +144,7 @@ class CellTarget:
         from .cell import _leaf_names, run_cell
         from .run import _format
 
-        with self._applied(toggles) as (ns, after, context, binds, whatif, grads):
+        with self._applied(toggles) as (ns, after, context, binds, whatif, grads, started):
             result = run_cell(self.code, ns, self.compile_fn, self.budget, after, context, grads=grads)
             missed = binds.missed()
             emptied = grads.note(_leaf_names(self.ns))
@@ -152,6 +163,7 @@ class CellTarget:
         graph = result.captured.graph
         notes = tuple(_MISSED.format(name=name, keys=", ".join(keys)) for name, keys in missed)
         notes += (emptied,) if emptied else ()
+        notes += tuple(started)
         result.captured.graph = replace(graph, notes=(*graph.notes, *notes)).with_aliases(self.aliases())
         return RunResult(result.captured)
 
@@ -235,7 +247,7 @@ class CellTarget:
         def forward(follow: dict[str, torch.nn.Parameter], track: str | None = None) -> Forward:
             def cell() -> list[torch.Tensor]:
                 applied = self._applied(replace(toggles, apply=False), follow=follow, track=track)
-                with applied as (ns, after, c, b, _, grads):
+                with applied as (ns, after, c, b, _, grads, _):
                     running[0] = ns
                     run_cell(self.code, ns, self.compile_fn, 0, after, c, grads=grads)
                     seen.update(followed=name in b.followed, rebound=ns.get(owner) is not self.ns.get(owner))

@@ -1,0 +1,249 @@
+"""What a ``%%gradsight`` cell's re-runs start from (:class:`FirstState`), and what they leave.
+
+A re-run executes the cell's code again on the user's own objects, so whatever the first run changed
+in them, the re-run starts from — ``images /= 255`` divided the images again, ``opt.step()`` left the
+parameters the first run stepped, ``torch.randn(..., generator=g)`` drew the next numbers of ``g`` —
+and each re-run differentiated other values than the run shown, while doing it again to the user's
+tensors. So before the first run, gradsight keeps:
+
+- a copy of each tensor of the namespace the cell's code edits in place (``cell_edits``), and of the
+  parameters and state of each optimizer it steps, within the debugger's memory budget (the copies
+  count in the run's ``kept_bytes``, as ``cell_grads``' do); past it, a re-run starts from the values
+  the first run left, and its graph says so;
+- the state of each torch or NumPy generator the cell can reach: a namespace value it names, one level
+  inside one (``aug.rng``), a generator of a module it names, or one a function it names reaches
+  (``guard.generators_reached``). A generator's state is small: no budget.
+
+A re-run (:meth:`FirstState.started`) puts those in place, and afterwards puts back what the user's
+objects held before it: the values and version counters of the tensors (a graph the user built before
+the re-run still backwards) and the generators' states. An iterator the cell takes ``next()`` from
+cannot be put back: the re-run's graph says it took another item.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import types
+import weakref
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from .cell_edits import CellEdits, cell_edits, resolve
+from .guard import (
+    _copy,
+    _generator_state,
+    _generator_types,
+    _put_back,
+    _set_generator_state,
+    _unseen,
+    generators_reached,
+    set_versions,
+    version_of,
+)
+from .namespace_guard import _IPYTHON_NAMES, _has_state, one_level_in
+
+UNCOPIED_EDITS = (
+    "The cell edits {names} in place, and gradsight could not copy {them} before its first run within the memory "
+    "budget (gs.options.memory_budget): this re-run started from the values the first run left and edited them once "
+    "more, so it differentiates other values than the run shown. Your tensors are as they were before this re-run."
+)
+UNCOPIED_STEPS = (
+    "The cell steps {names} (.step()), and gradsight could not copy the parameters and optimizer state before its "
+    "first run within the memory budget (gs.options.memory_budget): this re-run started from the parameters that "
+    "step left, not those of the run shown, so its gradients differ for that reason too. Your parameters and "
+    "optimizer are as they were before this re-run."
+)
+TAKES_NEXT = (
+    "The cell takes next({names}) from an iterator of yours: this re-run took the next item (an iterator cannot be "
+    "given an item back), so it differentiates another batch than the run shown, and that item is gone from your "
+    "iterator. Take the batch in a plain cell before the %%gradsight cell to re-run on the same one."
+)
+
+
+class FirstState:
+    """Taken before a cell's first run (see the module's docstring); :meth:`started` around a re-run."""
+
+    @_unseen
+    def __init__(self, code: str, ns: Mapping[str, Any], used: Collection[str], budget: int) -> None:
+        self._edits = cell_edits(code)
+        self._copies: dict[int, tuple[weakref.ref[torch.Tensor], torch.Tensor]] = {}
+        self._uncopied: dict[int, weakref.ref[torch.Tensor]] = {}
+        self._optimizers: dict[int, tuple[Any, Any | None]] = {}  # id -> (optimizer, state_dict; None: past budget)
+        self._generators = {id(g): (g, _generator_state(g)) for g in generators_in(ns, used)}
+        self.kept_bytes = 0
+        self._room = budget
+        with torch.no_grad():
+            for t in edited(self._edits, ns):
+                self._keep([t])
+            for opt in stepped(self._edits, ns):
+                state = opt.state_dict()  # references to its tensors: copied only if they fit
+                kept = self._keep(_params_of(opt), _state_cost(state))
+                self._optimizers[id(opt)] = (opt, copy.deepcopy(state) if kept else None)
+
+    def _keep(self, tensors: list[torch.Tensor], extra: int = 0) -> bool:
+        """Copy ``tensors`` (all or none) if they, and ``extra`` bytes more, fit in the room left."""
+        new = {id(t): t for t in tensors if id(t) not in self._copies}
+        cost = sum(_cost(t) for t in new.values()) + extra
+        if cost > self._room:
+            for t in tensors:
+                self._uncopied.setdefault(id(t), weakref.ref(t))
+            return False
+        for t in new.values():
+            self._copies[id(t)] = (weakref.ref(t), _copy(t))
+        self._room -= cost
+        self.kept_bytes += cost
+        return True
+
+    def _first(self, t: torch.Tensor) -> torch.Tensor | None:
+        kept = self._copies.get(id(t))
+        return kept[1] if kept is not None and kept[0]() is t else None
+
+    @contextmanager
+    def started(self, ns: Mapping[str, Any], used: Collection[str]) -> Iterator[list[str]]:
+        """Around a re-run: the first run's starting values and generator states put in place, and
+        what the user's objects hold now put back afterwards (values, version counters, states).
+        Yields the notes of the re-run's graph (filled as the re-run starts)."""
+        now = _Now(self._edits, ns, used)
+        try:
+            notes = self._start(now)
+            yield notes
+        finally:
+            now.give_back()
+
+    @_unseen
+    def _start(self, now: _Now) -> list[str]:
+        uncopied: set[int] = set()
+        with torch.no_grad():
+            for t, _, _ in now.tensors:
+                first = self._first(t)
+                if first is not None:  # a fresh copy where .data must take it: the re-run edits it
+                    _put_back(t, first if t.shape == first.shape and t.dtype == first.dtype else first.clone())
+                elif (ref := self._uncopied.get(id(t))) is not None and ref() is t:
+                    uncopied.add(id(t))
+        for opt, _ in now.optimizers:
+            kept = self._optimizers.get(id(opt))
+            if kept is not None and kept[0] is opt and kept[1] is not None:  # load_state_dict keeps the
+                opt.load_state_dict(copy.deepcopy(kept[1]))  # tensors it is given, and steps edit them
+        for g, _ in now.generators:
+            state = self._generators.get(id(g))
+            if state is not None and state[0] is g:
+                _set_generator_state(g, state[1])
+        notes = []
+        stepped_params = {id(p) for _, opt in now.named_steps for p in _params_of(opt)}
+        edits = sorted({n for n, t in now.named_edits if id(t) in uncopied and id(t) not in stepped_params})
+        if edits:
+            notes.append(UNCOPIED_EDITS.format(names=", ".join(edits), them="it" if len(edits) == 1 else "them"))
+        steps = sorted({n for n, opt in now.named_steps if any(id(p) in uncopied for p in _params_of(opt))})
+        if steps:
+            notes.append(UNCOPIED_STEPS.format(names=", ".join(steps)))
+        if now.nexts:
+            notes.append(TAKES_NEXT.format(names=", ".join(now.nexts)))
+        return notes
+
+
+class _Now:
+    """What the objects a re-run starts from hold before it: put back by :meth:`give_back`."""
+
+    @_unseen
+    def __init__(self, edits: CellEdits, ns: Mapping[str, Any], used: Collection[str]) -> None:
+        self.named_edits = [(ast.unparse(c), t) for c in edits.in_place
+                            if (t := resolve(c, ns, first_tensor=True)) is not None]  # fmt: skip
+        self.named_steps = [(ast.unparse(c), o) for c in edits.steps if _steps_state(o := resolve(c, ns))]
+        self.nexts = sorted({ast.unparse(c) for c in edits.nexts if _is_iterator(resolve(c, ns))})
+        reached = {id(t): t for _, t in self.named_edits}
+        reached.update((id(p), p) for _, opt in self.named_steps for p in _params_of(opt))
+        self.tensors = [(t, _copy(t), version_of(t)) for t in reached.values()]
+        self.generators = [(g, _generator_state(g)) for g in generators_in(ns, used)]
+        self.optimizers = [
+            (o, copy.deepcopy(o.state_dict())) for _, o in {id(o): (n, o) for n, o in self.named_steps}.values()
+        ]
+
+    @_unseen
+    def give_back(self) -> None:
+        for opt, state in self.optimizers:
+            opt.load_state_dict(state)
+        with torch.no_grad():
+            for t, value, _ in self.tensors:
+                _put_back(t, value)
+        set_versions((t, version) for t, _, version in self.tensors)
+        for g, state in self.generators:
+            _set_generator_state(g, state)
+
+
+def edited(edits: CellEdits, ns: Mapping[str, Any]) -> list[torch.Tensor]:
+    """The tensors of ``ns`` the cell's code edits in place (each once)."""
+    found = (resolve(c, ns, first_tensor=True) for c in edits.in_place)
+    return list({id(t): t for t in found if t is not None}.values())
+
+
+def stepped(edits: CellEdits, ns: Mapping[str, Any]) -> list[Any]:
+    """The optimizers and LR schedulers of ``ns`` the cell's code steps (each once)."""
+    found = (resolve(c, ns) for c in edits.steps)
+    return list({id(o): o for o in found if _steps_state(o)}.values())
+
+
+def _steps_state(value: Any) -> bool:
+    return value is not None and _has_state(value)
+
+
+def _is_iterator(value: Any) -> bool:
+    return (
+        value is not None and not isinstance(value, torch.Tensor) and callable(getattr(type(value), "__next__", None))
+    )
+
+
+def _params_of(opt: Any) -> list[torch.Tensor]:
+    """An optimizer's parameters (an LR scheduler steps no parameter)."""
+    groups = getattr(opt, "param_groups", None) if isinstance(opt, torch.optim.Optimizer) else None
+    return [p for group in groups or () for p in group.get("params", ()) if isinstance(p, torch.Tensor)]
+
+
+def _cost(t: torch.Tensor) -> int:
+    return 0 if t.is_meta else t.numel() * t.element_size()
+
+
+def _state_cost(state: Any) -> int:
+    """The bytes of the tensors in an optimizer's ``state_dict`` (Adam: twice its parameters)."""
+    out, todo = 0, [state]
+    while todo:
+        value = todo.pop()
+        if isinstance(value, torch.Tensor):
+            out += _cost(value)
+        elif isinstance(value, dict):
+            todo.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            todo.extend(value)
+    return out
+
+
+def generators_in(ns: Mapping[str, Any], used: Collection[str]) -> list[Any]:
+    """The torch and NumPy generators a cell using ``used`` can reach: a value it names (and those of
+    the globals of the functions it names), one level inside one (``aug.rng``), a module's own (a
+    noise layer's), and those the functions it names reach (:func:`guard.generators_reached`).
+    Never raises."""
+    kinds = _generator_types()
+    wanted = {n for n in used if n in ns and not n.startswith("_") and n not in _IPYTHON_NAMES}
+    for n in list(wanted):
+        if isinstance(ns[n], types.FunctionType):
+            wanted |= {g for g in ns[n].__code__.co_names if g in ns and not g.startswith("_")}
+    found: dict[int, Any] = {}
+    functions: list[Any] = []
+    for name in sorted(wanted):
+        value = ns[name]
+        try:
+            if type(value) in kinds:  # type(), as guard.generators_reached: no __class__ property runs
+                found[id(value)] = value
+            elif isinstance(value, (types.FunctionType, types.MethodType)):
+                functions.append(value)
+            elif isinstance(value, torch.nn.Module):
+                found.update((id(v), v) for m in value.modules() for v in vars(m).values() if type(v) in kinds)
+            elif not isinstance(value, (torch.Tensor, str, bytes, int, float, type, types.ModuleType)):
+                found.update((id(v), v) for _, v in one_level_in(name, value) if type(v) in kinds)
+        except Exception:  # an object that cannot be looked into: none of its generators
+            continue
+    found.update((id(g), g) for g in generators_reached(functions))
+    return list(found.values())
