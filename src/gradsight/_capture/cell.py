@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import itertools
+import symtable
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -325,10 +326,32 @@ def _bound_in_cell(node: ast.AST, scope: set[str] | None = None) -> set[str]:
 
 
 def cell_names(code: str) -> tuple[set[str], set[str]]:
-    """(names the cell reads or writes, names it assigns in its own scope)."""
+    """(names the cell reads or writes, names it assigns in its own scope).
+
+    The names of the cell's own scope, and those the functions, lambdas, classes and comprehensions it
+    defines read from it; not their parameters and locals: with ``def forward(self, x): x = ...`` the
+    cell does not use an ``x`` an earlier cell bound, but with ``def f(): return w * 2`` it uses ``w``.
+
+    >>> sorted(cell_names("y = f(a, key=lambda x: x * w)")[0])
+    ['a', 'f', 'w', 'y']
+    """
     tree = ast.parse(code)
-    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    return used, _bound_in_cell(tree)
+    return _used_names(code, tree), _bound_in_cell(tree)
+
+
+def _used_names(code: str, tree: ast.AST) -> set[str]:
+    """The names resolved in the cell's (global) scope, as Python's own symbol table resolves them."""
+    try:
+        top = symtable.symtable(code, "<cell>", "exec")
+    except SyntaxError:  # parses but does not compile (``nonlocal`` at the top): it will not run either
+        return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    used = {s.get_name() for s in top.get_symbols()}
+    stack = list(top.get_children())
+    while stack:
+        table = stack.pop()
+        used.update(s.get_name() for s in table.get_symbols() if s.is_global())  # read, not bound, there
+        stack.extend(table.get_children())
+    return {n for n in used if not n.startswith(".")}  # not the comprehensions' hidden ``.0``
 
 
 def run_first(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budget: int) -> tuple[CellResult, Any]:
