@@ -54,6 +54,7 @@ def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None =
     missing = tuple(w for w in missing if w.name not in (inside or {}))
     if isinstance(target, CellTarget):
         graph = _cut_worded(graph, cut_results(target.code, target.ns))
+    graph = _toggles_worded(graph, toggles)
     return replace(graph, controls=target.controls(graph), missing=missing).with_aliases(every)
 
 
@@ -70,6 +71,40 @@ def _cut_worded(graph: Graph, off: Mapping[str, tuple[WhyReason, str]]) -> Graph
     if graph.message is not None:
         graph = replace(graph, message="\n".join(general.get(line, line) for line in graph.message.split("\n")))
     return replace(graph, notes=tuple(general.get(note, note) for note in graph.notes))
+
+
+def _toggles_worded(graph: Graph, toggles: Toggles) -> Graph:
+    """A re-run that built no graph, said to be the toggles' doing: the message opens with them, and
+    the general advice on each result ("none of the tensors it was computed from required grad ... Set
+    requires_grad=True on an input") is replaced by which toggle cut it, as ``graph.missing`` says it."""
+    off = {name for name, on in toggles.requires_grad.items() if not on}
+    if graph.nodes or graph.message is None or not (off or toggles.no_grad or toggles.inference_mode or toggles.detach):
+        return graph
+    from .tensors import why_no_graph
+
+    general = why_no_graph(torch.zeros(()), "_").removeprefix("_")  # the wording depends on the name only
+    leaf = " is a leaf tensor you created (requires_grad=True), so it has no grad_fn"
+    lines = [
+        f"This re-run's toggles ({toggles.label}) leave nothing it computed depending on a tensor that requires "
+        "grad, so there is no graph: that is gradsight's what-if, not your code (graph.missing and why() say "
+        "which toggle cuts which leaf). Turn a toggle off to get the graph back."
+    ]
+    for line in graph.message.split("\n"):
+        if line.endswith(general):
+            name = line.removesuffix(general)
+            if name in off:
+                line = f"{name} has requires_grad=False: this re-run's requires_grad toggle set it off."
+            elif name in toggles.detach:
+                line = f"{name} has no graph: this re-run's detach toggle detaches it."
+            else:
+                line = f"{name} has no graph: with this re-run's toggles, nothing it was computed from requires grad."
+        elif leaf in line:
+            name = line.split(leaf)[0]
+            if line == why_no_graph(torch.zeros((), requires_grad=True), name):
+                line = (f"{name} is a leaf that requires grad, but with this re-run's toggles nothing computed from "
+                        "it keeps a graph.")  # fmt: skip
+        lines.append(line)
+    return replace(graph, message="\n".join(lines))
 
 
 def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: str | None = None,
