@@ -161,13 +161,17 @@ class Debugger(ViewWrites, KeptValues, anywidget.AnyWidget):
         """What toggles may name, as :func:`make_toggles` takes it: the leaves, modules and variables
         of what a re-run runs now — a layer appended or a parameter replaced since the run shown is
         named at once, not after one more re-run (the target's controls; the graph's without one) —
-        and the run shown's leaves and nodes; the other paths of shared parameters (tied weights) → the
-        leaf name each is shown under. Raises :class:`RerunError` when the model cannot run now (a lazy
-        layer appended)."""
+        and the run shown's leaves; the nodes of the run shown and of the runs in the history; the other
+        paths of shared parameters (tied weights) → the leaf name each is shown under. Raises
+        :class:`RerunError` when the model cannot run now (a lazy layer appended)."""
         graph = self.graph
         controls = self._target.controls(graph) if self._target is not None else graph.controls
         in_graph = [n.leaf.name for n in graph.nodes if n.leaf is not None and n.leaf.name]
-        nodes = [n.id for n in graph.nodes if n.kind != "leaf"] if graph.controls.detach_nodes else []
+        # a node a cut removed stays nameable (a re-run whose graph lacks it refuses it, changing nothing)
+        graphs = [graph, *(r.graph for r in reversed(self._runs.records))]
+        nodes = list(
+            dict.fromkeys(n.id for g in graphs if g.controls.detach_nodes for n in g.nodes if n.kind != "leaf")
+        )
         return {"leaves": [*(leaf.name for leaf in controls.leaves), *in_graph], "modules": controls.modules,
                 "variables": controls.variables, "nodes": nodes,
                 "aliases": dict(self._target.aliases()) if self._target is not None else {}}  # fmt: skip
@@ -187,7 +191,8 @@ class Debugger(ViewWrites, KeptValues, anywidget.AnyWidget):
         toggles = record.toggles if record is not None else Toggles()
         failure = record.error if record is not None else (self.error or None)  # a first run that raised
         inside = record.facts.in_checkpoint if record is not None and record.facts is not None else {}
-        return explain(self._target or TensorTarget({}), self.graph, toggles, leaf, failure, inside)
+        earlier = [r.graph for r in reversed(self._runs.records) if r.index < self.current]
+        return explain(self._target or TensorTarget({}), self.graph, toggles, leaf, failure, inside, earlier)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise TypeError(
@@ -253,7 +258,8 @@ class Debugger(ViewWrites, KeptValues, anywidget.AnyWidget):
         if self._target is not None:
             facts = facts if facts is not None else self._target.facts(graph)
             inside = facts.in_checkpoint if facts is not None else {}
-            graph = finish(self._target, graph, toggles, error, inside)
+            earlier = [r.graph for r in reversed(self._runs.records)]  # this run is not one yet
+            graph = finish(self._target, graph, toggles, error, inside, earlier)
         if notes:
             graph = replace(graph, notes=(*graph.notes, *notes))
         record = self._runs.add(graph, captured, toggles, error, facts, again, keep=keep)

@@ -6,7 +6,7 @@ answers ``why()`` for one leaf. A :class:`Target` (``targets``, ``cell_target``)
 from __future__ import annotations
 
 import traceback
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -40,9 +40,10 @@ class Target(Protocol):
 
 
 def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None = None,
-           inside: Mapping[str, float] | None = None) -> Graph:  # fmt: skip
+           inside: Mapping[str, float] | None = None, earlier: Sequence[Graph] = ()) -> Graph:  # fmt: skip
     """Add what the view needs for what-ifs: controls, and why leaves got no gradient (``failure``:
-    the run's backward raised this traceback; ``inside``: :attr:`RunFacts.in_checkpoint`)."""
+    the run's backward raised this traceback; ``inside``: :attr:`RunFacts.in_checkpoint`; ``earlier``:
+    the runs before it, latest first, where the nodes its toggles detach by id are)."""
     traceable = not isinstance(target, TensorTarget)
     failure = failure or why_failed.cell_failure(graph)
     every = target.aliases()  # tied weights' other paths: graph.find() finds them, requires_grad toggles use them
@@ -52,6 +53,9 @@ def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None =
     if failure:
         missing = tuple(why_failed.failed(w.name, graph, failure) or w for w in missing)
     missing = tuple(w for w in missing if w.name not in (inside or {}))
+    if earlier and any(d in g for d in toggles.detach for g in earlier):  # a node's detach, by id
+        missing = tuple(why_mod.node_cut(w.name, toggles, earlier) or w if w.reason == "unknown" else w
+                        for w in missing)  # fmt: skip
     if isinstance(target, CellTarget):
         graph = _cut_worded(graph, cut_results(target.code, target.ns))
     graph = _toggles_worded(graph, toggles)
@@ -108,15 +112,16 @@ def _toggles_worded(graph: Graph, toggles: Toggles) -> Graph:
 
 
 def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: str | None = None,
-            inside: Mapping[str, float] | None = None) -> Why:  # fmt: skip
-    """Why ``name`` got no gradient (or a zero one) in ``graph`` (``inside``: :attr:`RunFacts.in_checkpoint`).
+            inside: Mapping[str, float] | None = None, earlier: Sequence[Graph] = ()) -> Why:  # fmt: skip
+    """Why ``name`` got no gradient (or a zero one) in ``graph`` (``inside``: :attr:`RunFacts.in_checkpoint`;
+    ``earlier``: the runs before it, latest first, where the nodes its toggles detach by id are).
     Another path of a shared parameter (``head.weight`` tied to ``emb.weight``) is answered for the name
     the graph shows it under."""
     leaves, aliases = target.leaves(), target.aliases()
     known = {n.leaf.name for n in graph.nodes if n.leaf is not None and n.leaf.name}
     shown = aliases.get(name) if name not in leaves and name not in known else None
     if shown is not None:
-        return _as_alias(name, shown, graph, explain(target, graph, toggles, shown, failure, inside))
+        return _as_alias(name, shown, graph, explain(target, graph, toggles, shown, failure, inside, earlier))
     if name not in leaves and name not in known:
         where = "[n.leaf.name for n in dbg.graph.nodes if n.leaf] lists them"
         raise KeyError(f"no leaf named {name!r}" + suggest(name, sorted(set(leaves) | known), where))
@@ -134,7 +139,7 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
                    "the region's nodes.")  # fmt: skip
     alias = _alias(name, leaves, known)
     if alias is not None:
-        return _as_alias(name, alias, graph, explain(target, graph, toggles, alias, failure, inside))
+        return _as_alias(name, alias, graph, explain(target, graph, toggles, alias, failure, inside, earlier))
     if isinstance(target, CellTarget):
         off = cut_results(target.code, target.ns).get(name)
         value = leaves.get(name)
@@ -170,6 +175,10 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
                     f"{name}.grad holds more than that: see the graph's note.")  # fmt: skip
         return Why(name, "unknown", text, where=node.id)
     traced = _trace(target, name, toggles)
+    if traced is None or traced.reason == "unknown":  # a node's detach: the trace does not make it
+        cut_here = why_mod.node_cut(name, toggles, earlier)
+        if cut_here is not None:
+            return cut_here
     cuts = why_mod.cutting_toggles(toggles)
     if traced is not None and traced.reason == "unknown" and cuts:  # e.g. a node's detach: not in the trace
         return replace(traced, message=f"{traced.message} This re-run's {cuts} may be the cut: turn it off and "

@@ -15,7 +15,7 @@ explained by why_extreme.py, one lost to a backward that raised by why_failed.py
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 import torch
 
@@ -239,6 +239,38 @@ def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, grap
         why = quick(name, leaf, toggles, graph, leaf_nodes, origins, traceable, others.get(name, ()))
         out.append(why or Why(name, "unknown", _generic(name, toggles, graph, traceable, backward_ran)))
     return tuple(out)
+
+
+def node_cut(name: str, toggles: Toggles, earlier: Sequence[Graph]) -> Why | None:
+    """This re-run's detach of a node (by id) that ``name``'s path went through in the run it was made
+    against (the latest of ``earlier`` holding that node: the run shown when the toggle was set), or
+    None. A taint trace cannot tell: it follows values, and the cut is the re-run's edge surgery."""
+    for node_id in toggles.detach:
+        made_on = next((g for g in earlier if node_id in g), None)
+        if made_on is None or not _reaches(made_on, node_id, name):
+            continue
+        node = made_on.node(node_id)
+        what = f"{node.name} in module {node.module}" if node.module else node.name
+        return Why(name, "detach", f"{name}'s path to the loss goes through node {node_id} ({what}), whose output "
+                   f"this re-run's detach toggle detaches: nothing flows back through it to {name}. That is "
+                   "gradsight's what-if, not your code: turn the toggle off to get the gradient back.")  # fmt: skip
+    return None
+
+
+def _reaches(graph: Graph, node_id: str, name: str) -> bool:
+    """Whether the leaf ``name`` is below ``node_id`` in ``graph`` (its gradient passed through it)."""
+    index, stack, seen = graph.by_id, [node_id], {node_id}
+    while stack:
+        node = index.get(stack.pop())
+        if node is None:
+            continue
+        if node.leaf is not None and node.leaf.name == name:
+            return True
+        for child, _ in node.next:
+            if child is not None and child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return False
 
 
 def _generic(name: str, toggles: Toggles, graph: Graph, traceable: bool, backward_ran: bool) -> str:
