@@ -159,8 +159,8 @@ def test_a_rerun_draws_what_the_first_run_drew_from_a_generator_of_yours_and_lea
     def state() -> object:
         return gen.get_state().clone() if isinstance(gen, torch.Generator) else gen.state
 
-    before = state()
-    assert grads(dbg.rerun()) == pytest.approx(grads(dbg.graph))  # drew the first run's numbers
+    before, first = state(), grads(dbg.graph)
+    assert grads(dbg.rerun()) == pytest.approx(first)  # drew the first run's numbers
     now = state()
     assert torch.equal(now, before) if isinstance(now, torch.Tensor) else now == before
 
@@ -173,3 +173,24 @@ def test_a_rerun_of_a_cell_that_takes_next_from_your_iterator_says_so(shell: Int
     assert "next(it)" in note and "another batch" in note
     fresh = shell.run_cell("%%gradsight\nx = next(iter(torch.ones(2, 4)))\nloss = model(x).sum()").result
     assert not [n for n in fresh.rerun().notes if "next(" in n]  # a new iterator each run: the same batch
+
+
+def test_a_manual_sgd_step_under_no_grad_reruns_on_the_first_weights(shell: InteractiveShell) -> None:
+    shell.run_cell("torch.manual_seed(0)\nw = torch.randn(4, requires_grad=True)\nx = torch.randn(8, 4)")
+    code = "loss = (x @ w).pow(2).sum()\nloss.backward()\nwith torch.no_grad():\n    w -= 0.1 * w.grad\n"
+    code += "    w.grad = None"
+    dbg = shell.run_cell(f"%%gradsight\n{code}", store_history=False).result
+    w = shell.user_ns["w"]
+    after, version, first = w.detach().clone(), w._version, grads(dbg.graph)
+    assert grads(dbg.rerun()) == pytest.approx(first)
+    assert torch.equal(w, after) and w._version == version
+
+
+def test_a_why_trace_through_the_cell_leaves_the_data_it_edits_as_it_was(shell: InteractiveShell) -> None:
+    shell.run_cell("torch.manual_seed(0)\nmodel = nn.Linear(4, 2)\nimages = torch.full((8, 4), 255.0)")
+    code = "images /= 255\nwith torch.no_grad():\n    h = model(images)\nloss = h.sum()"
+    dbg = shell.run_cell(f"%%gradsight\n{code}", store_history=False).result
+    images = shell.user_ns["images"]
+    version = images._version
+    assert dbg.why("model.weight").reason  # re-runs the cell under the taint trace
+    assert float(images.max()) == 1.0 and images._version == version

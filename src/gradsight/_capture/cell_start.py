@@ -76,13 +76,17 @@ class FirstState:
         self._generators = {id(g): (g, _generator_state(g)) for g in generators_in(ns, used)}
         self.kept_bytes = 0
         self._room = budget
-        with torch.no_grad():
+        with torch.no_grad():  # before the user's own run: nothing here may raise
             for t in edited(self._edits, ns):
-                self._keep([t])
+                _quietly(self._keep, [t])
             for opt in stepped(self._edits, ns):
-                state = opt.state_dict()  # references to its tensors: copied only if they fit
-                kept = self._keep(_params_of(opt), _state_cost(state))
-                self._optimizers[id(opt)] = (opt, copy.deepcopy(state) if kept else None)
+                _quietly(self._keep_optimizer, opt)
+
+    def _keep_optimizer(self, opt: Any) -> None:
+        self._optimizers[id(opt)] = (opt, None)  # past the budget until copied
+        state = opt.state_dict()  # references to its tensors: copied only if they fit
+        if self._keep(_params_of(opt), _state_cost(state)):
+            self._optimizers[id(opt)] = (opt, copy.deepcopy(state))
 
     def _keep(self, tensors: list[torch.Tensor], extra: int = 0) -> bool:
         """Copy ``tensors`` (all or none) if they, and ``extra`` bytes more, fit in the room left."""
@@ -116,25 +120,42 @@ class FirstState:
 
     @_unseen
     def _start(self, now: _Now) -> list[str]:
+        """Put the first run's starting point in place; what cannot be (changed shape, device or dtype
+        since, a refusing ``load_state_dict``) starts as it is now, and is named like one past the budget."""
         uncopied: set[int] = set()
         with torch.no_grad():
             for t, _, _ in now.tensors:
                 first = self._first(t)
-                if first is not None:  # a fresh copy where .data must take it: the re-run edits it
-                    _put_back(t, first if t.shape == first.shape and t.dtype == first.dtype else first.clone())
-                elif (ref := self._uncopied.get(id(t))) is not None and ref() is t:
+                try:
+                    if first is not None:  # a fresh copy where .data must take it: the re-run edits it
+                        _put_back(t, first if t.shape == first.shape and t.dtype == first.dtype else first.clone())
+                        continue
+                except Exception:
+                    pass
+                ref = self._uncopied.get(id(t))
+                if first is not None or (ref is not None and ref() is t):
                     uncopied.add(id(t))
         for opt, _ in now.optimizers:
             kept = self._optimizers.get(id(opt))
-            if kept is not None and kept[0] is opt and kept[1] is not None:  # load_state_dict keeps the
-                opt.load_state_dict(copy.deepcopy(kept[1]))  # tensors it is given, and steps edit them
+            if kept is not None and kept[0] is opt and kept[1] is not None:
+                try:  # a copy: load_state_dict keeps the tensors it is given, and the re-run's steps edit them
+                    opt.load_state_dict(copy.deepcopy(kept[1]))
+                except Exception:
+                    uncopied.update(id(p) for p in _params_of(opt))
         for g, _ in now.generators:
             state = self._generators.get(id(g))
             if state is not None and state[0] is g:
-                _set_generator_state(g, state[1])
+                try:
+                    _set_generator_state(g, state[1])
+                except Exception:  # a generator of another device now: it goes on from where it is
+                    continue
         notes = []
         stepped_params = {id(p) for _, opt in now.named_steps for p in _params_of(opt)}
-        edits = sorted({n for n, t in now.named_edits if id(t) in uncopied and id(t) not in stepped_params})
+        names: dict[int, str] = {}  # the shortest name of each tensor (images, not images[0] too)
+        for n, t in now.named_edits:
+            if id(t) in uncopied and id(t) not in stepped_params and len(n) < len(names.get(id(t), n + "_")):
+                names[id(t)] = n
+        edits = sorted(names.values())
         if edits:
             notes.append(UNCOPIED_EDITS.format(names=", ".join(edits), them="it" if len(edits) == 1 else "them"))
         steps = sorted({n for n, opt in now.named_steps if any(id(p) in uncopied for p in _params_of(opt))})
@@ -156,22 +177,35 @@ class _Now:
         self.nexts = sorted({ast.unparse(c) for c in edits.nexts if _is_iterator(resolve(c, ns))})
         reached = {id(t): t for _, t in self.named_edits}
         reached.update((id(p), p) for _, opt in self.named_steps for p in _params_of(opt))
-        self.tensors = [(t, _copy(t), version_of(t)) for t in reached.values()]
+        self.tensors: list[tuple[torch.Tensor, torch.Tensor, int | None]] = []
+        for t in reached.values():
+            try:
+                self.tensors.append((t, _copy(t), version_of(t)))
+            except Exception:  # cannot be copied (a tensor subclass): left out, neither started nor put back
+                continue
         self.generators = [(g, _generator_state(g)) for g in generators_in(ns, used)]
-        self.optimizers = [
-            (o, copy.deepcopy(o.state_dict())) for _, o in {id(o): (n, o) for n, o in self.named_steps}.values()
-        ]
+        optimizers = {id(o): o for _, o in self.named_steps}
+        self.optimizers = [(o, copy.deepcopy(o.state_dict())) for o in optimizers.values()]
 
     @_unseen
     def give_back(self) -> None:
+        """Each object as it was before the re-run; one that refuses stays as the re-run left it (and
+        the others still go back)."""
         for opt, state in self.optimizers:
-            opt.load_state_dict(state)
+            _quietly(opt.load_state_dict, state)
         with torch.no_grad():
             for t, value, _ in self.tensors:
-                _put_back(t, value)
+                _quietly(_put_back, t, value)
         set_versions((t, version) for t, _, version in self.tensors)
         for g, state in self.generators:
-            _set_generator_state(g, state)
+            _quietly(_set_generator_state, g, state)
+
+
+def _quietly(fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:  # never raised into the user's re-run (gradsight's promise: hooks never raise)
+        return
 
 
 def edited(edits: CellEdits, ns: Mapping[str, Any]) -> list[torch.Tensor]:
