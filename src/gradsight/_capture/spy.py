@@ -5,12 +5,14 @@ Cells often call ``loss.backward()`` themselves, which frees every saved tensor 
 §2.4). While the cell runs, ``torch.autograd.backward`` and ``torch.autograd.grad`` (which
 ``Tensor.backward`` calls) are wrapped: before the real call, the graph below the backward's
 roots is walked and its saved values read — the tensors themselves are kept for lazy statistics,
-within the memory budget — and every node gets a prehook for the call, recording the gradients
-that flow into it (shape and norm; the tensors too while they fit ``options.keep_all_below``,
-except the gradient reaching an ``AccumulateGrad``: holding it would force a copy of the
-parameter's gradient). Only backward calls made on the cell's own thread are recorded (a thread
-training beside the cell is none of its graph), and only a few of them are remembered, so a training
-loop in a cell does not pile up every step's activations: the last ``KEEP_CALLS``, and up to
+within the memory budget — and every node is hooked for the call by a runnable run's
+``GradRecorder`` (``spy_watch.Watch``), recording the gradients that flow into it (shape and norm)
+and, while the graph's gradients fit ``options.keep_all_below``, the tensors: those flowing into it
+(not the one reaching an ``AccumulateGrad``: holding it would force a copy of the parameter's
+gradient) and those it produced (its ``grad_out``, with their norms). Only backward calls made on
+the cell's own thread are recorded (a thread training beside the cell is none of its graph), and
+only a few of them are remembered, so a training loop in a cell does not pile up every step's
+activations: the last ``KEEP_CALLS``, and up to
 ``KEEP_HELD`` older ones whose graph a tensor the cell bound still reaches (``loss.backward()``
 followed by backward calls on scratch tensors still shows the loss's). The wrappers and hooks are
 removed when the call or the cell ends, also on error, and an error in gradsight's own code never
@@ -36,11 +38,12 @@ from typing import Any, TypeVar
 
 import torch
 
-from ..config import options
 from ..graph import TensorSummary
 from . import saved as saved_mod
 from .hooks import ACCUMULATE_GRAD, GradMeta, grad_meta
 from .records import Observed, Presaved
+from .spy_watch import Call as _Call
+from .spy_watch import Watch as _Watch
 from .summary import summarize
 from .walk import _short_name, walk
 
@@ -80,6 +83,21 @@ class BackwardSpy:
     def observed(self) -> dict[Any, Observed]:
         """``observed[node]``: the gradients that flowed into ``node`` in the last backward through it."""
         return _merged(call.observed for call in self._calls if call.observed is not None)
+
+    @property
+    def produced(self) -> dict[Any, Observed]:
+        """``produced[node]``: the gradients ``node`` produced (its ``grad_out``) in the last backward
+        through it — absent where that call's gradients were past ``options.keep_all_below``, even if an
+        older call kept them (a node's ``grad_out`` is from the call its ``grad_in`` is from)."""
+        merged: dict[Any, Observed] = {}
+        for call in self._calls:
+            for node in call.observed or {}:
+                seen = (call.produced or {}).get(node)
+                if seen is None:
+                    merged.pop(node, None)
+                else:
+                    merged[node] = seen
+        return merged
 
     def accumulated(self) -> list[tuple[torch.Tensor, Accumulation]]:
         """Leaves whose ``.grad`` holds more than the last backward call's gradient: two or more of the
@@ -150,7 +168,7 @@ class BackwardSpy:
                     # them says "freed" — there was nothing to free
                     values[_CTX_SAVED] = ()
                 call[node] = Presaved(values, tensors, {path: t._version for path, t in tensors.items()})
-            watch = _Watch(order, self.errors)
+            watch = _Watch(order, self.errors, self._budget - budget[0])  # the saved tensors kept count
             watch.accumulates = accumulates
             watch.call = _Call(call)
             self._calls.append(watch.call)
@@ -245,9 +263,10 @@ class BackwardSpy:
     def _finish(self, watch: _Watch) -> None:
         try:
             for call in self._calls:  # only the last call's gradient tensors: a loop in a cell keeps one step's
-                for seen in (call.observed or {}).values():
+                for seen in [*(call.observed or {}).values(), *(call.produced or {}).values()]:
                     seen.tensors = None
-            watch.call.observed = watch.close()
+            watch.close()
+            watch.call.observed, watch.call.produced = watch.results()
         except Exception as e:
             self.errors.append(f"could not record the gradients of a backward: {type(e).__name__}: {e}")
         finally:
@@ -271,15 +290,6 @@ def _wrap(fn: Callable[..., Any], first: str, live: list[BackwardSpy]) -> Callab
         return spy._call(fn, first, args, kwargs)
 
     return wrapper
-
-
-@dataclass
-class _Call:
-    """One backward call: what its nodes had saved before it ran, and (once it ended) the gradients
-    that flowed into them."""
-
-    presaved: dict[Any, Presaved]
-    observed: dict[Any, Observed] | None = None
 
 
 @dataclass
@@ -307,60 +317,6 @@ class Accumulation:
     def before_norm(self) -> float | None:
         norm = None if self.before is None else self.before[4]
         return None if norm is None else float(norm)
-
-
-class _Watch:
-    """Prehooks on every node of one backward call. Closures hold the node's index, never the node."""
-
-    def __init__(self, order: list[Any], errors: list[str]) -> None:
-        self.nodes = order
-        self.errors = errors
-        self.accumulates = False  # a backward call (not autograd.grad): it adds to the leaves' .grad
-        self.call = _Call({})  # the spy's record of this call
-        self.metas: dict[int, tuple[GradMeta, ...]] = {}
-        self.tensors: dict[int, tuple[torch.Tensor | None, ...]] = {}
-        self._room = options.keep_all_below
-        self.leaves = [_short_name(n) == ACCUMULATE_GRAD for n in order]
-        self._handles: list[Any] = []
-        try:
-            for i, node in enumerate(order):
-                self._handles.append(node.register_prehook(self._hook(i)))
-        except BaseException:
-            self.close()  # no hook outlives a watch that failed to start (or was interrupted)
-            raise
-
-    def _hook(self, i: int) -> Callable[[Any], None]:
-        def hook(grad_outputs: Any) -> None:
-            try:
-                self.metas[i] = tuple(grad_meta(g) for g in grad_outputs)
-                if not self.leaves[i]:
-                    self._keep(i, grad_outputs)
-            except Exception as e:
-                if len(self.errors) < 20:
-                    self.errors.append(f"gradient hook: {type(e).__name__}: {e}")
-
-        return hook
-
-    def _keep(self, i: int, grads: Any) -> None:
-        size = sum(g.numel() * g.element_size() for g in grads if g is not None)
-        if size <= self._room:
-            self._room -= size
-            self.tensors[i] = tuple(grads)
-
-    def received(self, inputs: Any, grads: Any) -> None:
-        """``torch.autograd.grad`` returns the leaves' gradients instead of running their nodes."""
-        leaves = {id(n.variable): i for i, n in enumerate(self.nodes) if self.leaves[i]}
-        items = inputs if isinstance(inputs, (list, tuple)) else [inputs]
-        for t, g in zip(items, grads, strict=False):
-            i = leaves.get(id(t))
-            if i is not None and g is not None and i not in self.metas:
-                self.metas[i] = (grad_meta(g),)
-
-    def close(self) -> dict[Any, Observed]:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-        return {self.nodes[i]: Observed(metas, self.tensors.get(i)) for i, metas in self.metas.items()}
 
 
 def _merged(calls: Iterable[dict[Any, V]]) -> dict[Any, V]:
