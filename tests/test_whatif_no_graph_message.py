@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from IPython.core.interactiveshell import InteractiveShell
+from torch import nn
+
+import gradsight as gs
 
 USER_ADVICE = "Set requires_grad=True on an input"
 CELL = """input1 = torch.linspace(0., 2. * math.pi, steps=25, requires_grad=True)
@@ -41,3 +45,11 @@ def test_without_toggles_the_message_still_advises_on_the_code(shell: Interactiv
     dbg = run(shell, "h = w * 2")
     assert USER_ADVICE in dbg.graph.message and "toggle" not in dbg.graph.message
     assert USER_ADVICE in dbg.rerun().message  # a plain re-run: the code's own doing still
+
+
+def test_a_runnables_toggle_worded_message_is_kept_as_it_is() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 1))
+    dbg = gs.debugger(model, inputs=torch.randn(3, 4), loss=lambda o: o.sum())
+    message = dbg.rerun(detach=["2"]).message
+    assert message.startswith("No graph: with this re-run's toggles (detach(2))") and "\n" not in message

@@ -88,11 +88,7 @@ def _toggles_worded(graph: Graph, toggles: Toggles) -> Graph:
 
     general = why_no_graph(torch.zeros(()), "_").removeprefix("_")  # the wording depends on the name only
     leaf = " is a leaf tensor you created (requires_grad=True), so it has no grad_fn"
-    lines = [
-        f"This re-run's toggles ({toggles.label}) leave nothing it computed depending on a tensor that requires "
-        "grad, so there is no graph: that is gradsight's what-if, not your code (graph.missing and why() say "
-        "which toggle cuts which leaf). Turn a toggle off to get the graph back."
-    ]
+    lines = []
     for line in graph.message.split("\n"):
         if line.endswith(general):
             name = line.removesuffix(general)
@@ -108,7 +104,12 @@ def _toggles_worded(graph: Graph, toggles: Toggles) -> Graph:
                 line = (f"{name} is a leaf that requires grad, but with this re-run's toggles nothing computed from "
                         "it keeps a graph.")  # fmt: skip
         lines.append(line)
-    return replace(graph, message="\n".join(lines))
+    if lines == graph.message.split("\n"):  # worded already (a runnable's "No graph: with this re-run's toggles")
+        return graph
+    header = (f"This re-run's toggles ({toggles.label}) leave nothing it computed depending on a tensor that "
+              "requires grad, so there is no graph: that is gradsight's what-if, not your code (graph.missing and "
+              "why() say which toggle cuts which leaf). Turn a toggle off to get the graph back.")  # fmt: skip
+    return replace(graph, message="\n".join([header, *lines]))
 
 
 def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: str | None = None,
