@@ -72,7 +72,9 @@ class FirstState:
         self._edits = cell_edits(code)
         self._copies: dict[int, tuple[weakref.ref[torch.Tensor], torch.Tensor]] = {}
         self._uncopied: dict[int, weakref.ref[torch.Tensor]] = {}
-        self._optimizers: dict[int, tuple[Any, Any | None]] = {}  # id -> (optimizer, state_dict; None: past budget)
+        # id -> (optimizer, its state_dict; None: past the budget): weak, as the tensors (the model may go)
+        self._optimizers: dict[int, tuple[weakref.ref[Any], Any | None]] = {}
+        # held: NumPy's generators take no weak reference, and a state is a few kB
         self._generators = {id(g): (g, _generator_state(g)) for g in generators_in(ns, used)}
         self.kept_bytes = 0
         self._room = budget
@@ -83,10 +85,10 @@ class FirstState:
                 _quietly(self._keep_optimizer, opt)
 
     def _keep_optimizer(self, opt: Any) -> None:
-        self._optimizers[id(opt)] = (opt, None)  # past the budget until copied
+        self._optimizers[id(opt)] = (weakref.ref(opt), None)  # past the budget until copied
         state = opt.state_dict()  # references to its tensors: copied only if they fit
         if self._keep(_params_of(opt), _state_cost(state)):
-            self._optimizers[id(opt)] = (opt, copy.deepcopy(state))
+            self._optimizers[id(opt)] = (weakref.ref(opt), copy.deepcopy(state))
 
     def _keep(self, tensors: list[torch.Tensor], extra: int = 0) -> bool:
         """Copy ``tensors`` (all or none) if they, and ``extra`` bytes more, fit in the room left."""
@@ -136,12 +138,14 @@ class FirstState:
                 if first is not None or (ref is not None and ref() is t):
                     uncopied.add(id(t))
         for opt, _ in now.optimizers:
-            kept = self._optimizers.get(id(opt))
-            if kept is not None and kept[0] is opt and kept[1] is not None:
-                try:  # a copy: load_state_dict keeps the tensors it is given, and the re-run's steps edit them
-                    opt.load_state_dict(copy.deepcopy(kept[1]))
-                except Exception:
-                    uncopied.update(id(p) for p in _params_of(opt))
+            ref, state = self._optimizers.get(id(opt), (None, None))
+            held: Any = None if ref is None else ref()
+            if held is None or held is not opt or state is None:
+                continue
+            try:  # a copy: load_state_dict keeps the tensors it is given, and the re-run's steps edit them
+                held.load_state_dict(copy.deepcopy(state))
+            except Exception:
+                uncopied.update(id(p) for p in _params_of(held))
         for g, _ in now.generators:
             state = self._generators.get(id(g))
             if state is not None and state[0] is g:
