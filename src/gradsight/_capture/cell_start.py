@@ -109,11 +109,12 @@ class FirstState:
         return kept[1] if kept is not None and kept[0]() is t else None
 
     @contextmanager
-    def started(self, ns: Mapping[str, Any], used: Collection[str]) -> Iterator[list[str]]:
+    def started(self, ns: Mapping[str, Any], used: Collection[str], held: Any = None) -> Iterator[list[str]]:
         """Around a re-run: the first run's starting values and generator states put in place, and
         what the user's objects hold now put back afterwards (values, version counters, states).
-        Yields the notes of the re-run's graph (filled as the re-run starts)."""
-        now = _Now(self._edits, ns, used)
+        ``held``: the ``NamespaceGuard`` around it, whose copies of the user's parameters serve (no second
+        copy of a model). Yields the notes of the re-run's graph (filled as the re-run starts)."""
+        now = _Now(self._edits, ns, used, held)
         try:
             notes = self._start(now)
             yield notes
@@ -126,7 +127,7 @@ class FirstState:
         since, a refusing ``load_state_dict``) starts as it is now, and is named like one past the budget."""
         uncopied: set[int] = set()
         with torch.no_grad():
-            for t, _, _ in now.tensors:
+            for t in now.startable:
                 first = self._first(t)
                 try:
                     if first is not None:  # a fresh copy where .data must take it: the re-run edits it
@@ -174,19 +175,24 @@ class _Now:
     """What the objects a re-run starts from hold before it: put back by :meth:`give_back`."""
 
     @_unseen
-    def __init__(self, edits: CellEdits, ns: Mapping[str, Any], used: Collection[str]) -> None:
+    def __init__(self, edits: CellEdits, ns: Mapping[str, Any], used: Collection[str], held: Any) -> None:
         self.named_edits = [(ast.unparse(c), t) for c in edits.in_place
                             if (t := resolve(c, ns, first_tensor=True)) is not None]  # fmt: skip
         self.named_steps = [(ast.unparse(c), o) for c in edits.steps if _steps_state(o := resolve(c, ns))]
         self.nexts = sorted({ast.unparse(c) for c in edits.nexts if _is_iterator(resolve(c, ns))})
         reached = {id(t): t for _, t in self.named_edits}
         reached.update((id(p), p) for _, opt in self.named_steps for p in _params_of(opt))
-        self.tensors: list[tuple[torch.Tensor, torch.Tensor, int | None]] = []
+        self.tensors: list[tuple[torch.Tensor, torch.Tensor, int | None]] = []  # what give_back puts back
+        self.startable: list[torch.Tensor] = []  # the tensors a re-run may start from the first run's values
         for t in reached.values():
+            if held is not None and held.holds(t):  # the guard puts its values and version counter back
+                self.startable.append(t)
+                continue
             try:
                 self.tensors.append((t, _copy(t), version_of(t)))
-            except Exception:  # cannot be copied (a tensor subclass): left out, neither started nor put back
+            except Exception:  # cannot be copied (a tensor subclass): not started either, nothing to put back
                 continue
+            self.startable.append(t)
         self.generators = [(g, _generator_state(g)) for g in generators_in(ns, used)]
         optimizers = {id(o): o for _, o in self.named_steps}
         self.optimizers = [(o, copy.deepcopy(o.state_dict())) for o in optimizers.values()]

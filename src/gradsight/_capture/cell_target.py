@@ -134,8 +134,8 @@ class CellTarget:
         first = self.first_grads if self.first_grads is not None else FirstGrads(0)
         start = self.first_state if self.first_state is not None else FirstState("", {}, (), 0)
         # started before ModuleGuard: it ends after it, so a buffer the cell edits goes back to the user's values
-        with fork_rng(self), NamespaceGuard(self.ns, used), start.started(self.ns, used) as started, ModuleGuard(), \
-                whatif.applied(), binds, first.restored(_reachable(self.ns, used)) as grads:  # fmt: skip
+        with fork_rng(self), NamespaceGuard(self.ns, used) as guard, start.started(self.ns, used, guard) as started, \
+                ModuleGuard(), whatif.applied(), binds, first.restored(_reachable(self.ns, used)) as grads:  # fmt: skip
             yield ns, after, whatif.forward(), binds, whatif, grads, started
         if toggles.apply:  # NamespaceGuard put requires_grad back with everything else
             whatif.keep()

@@ -96,6 +96,11 @@ class NamespaceGuard:
         if isinstance(owner, torch.nn.Module):
             self._hooks.append((owner, "_is_full_backward_hook", owner._is_full_backward_hook))
 
+    def holds(self, t: torch.Tensor) -> bool:
+        """Does this guard put ``t``'s values (and version counter) back?"""
+        kept = self._tensors.get(id(t))
+        return kept is not None and kept[0] is t
+
     def __enter__(self) -> NamespaceGuard:
         return self
 
