@@ -185,7 +185,7 @@ class Node:
     ``grad_in`` / ``grad_out`` are empty when no backward was observed (``executed`` is None) or,
     for ``grad_out``, when it was not recorded: a graph whose gradients pass
     ``options.keep_all_below`` records what a node produced only for inspected nodes
-    (``dbg.inspect(node_id)`` re-runs the step to record it).
+    (``dbg.inspect(node_id)`` re-runs the step to record it; a ``%%gradsight`` cell: none, it re-runs nothing).
     """
 
     id: str

@@ -166,6 +166,7 @@ def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], valu
         variables={t.grad_fn: n for n, t in reversed(list(created.items())) if t.grad_fn is not None},
         presaved=spy.presaved,
         observed=spy.observed,
+        produced=spy.produced,
         store=TensorStore(budget),
         module_of=None if forward is None else forward.module_of(roots, ns, leaf_names),
         source_of=None if forward is None or forward.sources is None else forward.sources.source_of,

@@ -126,8 +126,9 @@ GRADIENTS_NOT_KEPT = (
     "you inspect in a runnable debugger, by re-running the step)"
 )
 CELL_GRADIENTS_NOT_KEPT = (
-    "values not kept: a %%gradsight cell keeps the gradients of its last backward call while they fit "
-    "options.keep_all_below, and never the one reaching an AccumulateGrad (its leaf's .grad shows it)"
+    "values not kept: a %%gradsight cell keeps the gradients of its last backward call while they and the "
+    "saved tensors it kept fit options.keep_all_below, and never the one reaching an AccumulateGrad (its "
+    "leaf's .grad shows it)"
 )
 
 

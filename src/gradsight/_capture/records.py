@@ -23,7 +23,8 @@ class CaptureOptions:
 
     ``leaf_names`` maps leaf tensors (by identity) to names; ``variables`` maps grad_fn nodes to
     the user's variable names; ``presaved`` holds saved values summarized earlier (before a
-    backward freed them), ``observed`` the gradients that backward computed; ``modules`` maps
+    backward freed them), ``observed`` the gradients that backward computed (``produced``: those each
+    node passed down, where they were kept); ``modules`` maps
     grad_fn nodes to their exact module path.
     """
 
@@ -31,6 +32,7 @@ class CaptureOptions:
     variables: Mapping[Any, str] = field(default_factory=dict)
     presaved: Mapping[Any, Presaved] = field(default_factory=dict)
     observed: Mapping[Any, Observed] = field(default_factory=dict)  # gradients seen flowing, by node
+    produced: Mapping[Any, Observed] = field(default_factory=dict)  # gradients each node produced (grad_out)
     module_of: Callable[[int], str | None] | None = None  # sequence nr -> innermost module path
     source_of: Callable[[int], str | None] | None = None  # sequence nr -> "file.py:12  code"
     stats: bool = True  # without a store: compute statistics now
@@ -116,8 +118,8 @@ class Presaved:
 
 @dataclass
 class Observed:
-    """The gradients that flowed into one node in a backward gradsight watched (a %%gradsight cell's):
-    what its hooks recorded (see hooks.grad_meta), and the tensors themselves if kept."""
+    """The gradients that flowed into one node in a backward gradsight watched (a %%gradsight cell's),
+    or that it produced: what its hooks recorded (see hooks.grad_meta), and the tensors themselves if kept."""
 
     metas: tuple[Any, ...]
     tensors: tuple[torch.Tensor | None, ...] | None = None

@@ -45,19 +45,29 @@ def captured_of(tensors: Sequence[torch.Tensor], options: CaptureOptions | None 
 
 
 def _observed(order: Sequence[Any], opts: CaptureOptions) -> Gradients:
-    """The gradients a watched backward computed, by walk index; nodes it did not run: not executed."""
+    """The gradients a watched backward computed, by walk index (into each node, and those it
+    produced where they were kept); nodes it did not run: not executed."""
     metas: dict[int, tuple[Any, ...]] = {}
+    produced: dict[int, tuple[Any, ...]] = {}
     for i, node in enumerate(order):
         seen = opts.observed.get(node)
         if seen is None:
             continue
         metas[i] = seen.metas
-        if seen.tensors is not None and opts.store is not None:
-            for k, t in enumerate(seen.tensors):
-                if t is not None:
-                    opts.store.offer((i, f"grad-in:{k}"), t, eager=False)
+        _offer(opts, i, "grad-in", seen.tensors)
+        out = opts.produced.get(node)
+        if out is not None:
+            produced[i] = out.metas
+            _offer(opts, i, "grad-out", out.tensors)
     grad_in = summaries_of(metas)
-    return Gradients(grad_in, {}, set(metas), {i: total_norm(g) for i, g in grad_in.items()})
+    return Gradients(grad_in, summaries_of(produced), set(metas), {i: total_norm(g) for i, g in grad_in.items()})
+
+
+def _offer(opts: CaptureOptions, i: int, kind: str, tensors: tuple[torch.Tensor | None, ...] | None) -> None:
+    if tensors is not None and opts.store is not None:
+        for k, t in enumerate(tensors):
+            if t is not None:
+                opts.store.offer((i, f"{kind}:{k}"), t, eager=False)
 
 
 def why_no_graph(t: torch.Tensor, name: str) -> str:
