@@ -98,8 +98,7 @@ class FirstState:
             for t in tensors:
                 self._uncopied.setdefault(id(t), weakref.ref(t))
             return False
-        for t in new.values():
-            self._copies[id(t)] = (weakref.ref(t), _copy(t))
+        self._copies.update({i: (weakref.ref(t), _copy(t)) for i, t in new.items()})  # all, or none if one raises
         self._room -= cost
         self.kept_bytes += cost
         return True
@@ -194,8 +193,12 @@ class _Now:
                 continue
             self.startable.append(t)
         self.generators = [(g, _generator_state(g)) for g in generators_in(ns, used)]
-        optimizers = {id(o): o for _, o in self.named_steps}
-        self.optimizers = [(o, copy.deepcopy(o.state_dict())) for o in optimizers.values()]
+        self.optimizers: list[tuple[Any, Any]] = []  # each with its state now (one that cannot give it: not started)
+        for o in {id(o): o for _, o in self.named_steps}.values():
+            try:
+                self.optimizers.append((o, copy.deepcopy(o.state_dict())))
+            except Exception:
+                continue
 
     @_unseen
     def give_back(self) -> None:
