@@ -127,6 +127,21 @@ def test_past_the_budget_a_rerun_says_it_started_from_the_stepped_parameters(
     assert torch.equal(shell.user_ns["model"].weight, weight)
 
 
+def test_optimizer_copies_take_at_most_a_quarter_of_the_budget(shell: InteractiveShell) -> None:
+    from gradsight._capture.cell_start import OPTIMIZER_SHARE
+
+    budget = gs.options.memory_budget
+    shell.run_cell("torch.manual_seed(0)\nmodel = nn.Linear(10, 2)\nopt = torch.optim.SGD(model.parameters(), lr=0.1)")
+    params = sum(p.numel() * p.element_size() for p in shell.user_ns["model"].parameters())  # 88 bytes
+    gs.options.memory_budget = params * OPTIMIZER_SHARE - 8  # they fit the budget, not a quarter of it
+    try:
+        dbg = shell.run_cell(STEP, store_history=False).result
+    finally:
+        gs.options.memory_budget = budget
+    (note,) = [n for n in dbg.rerun().notes if "steps" in n]
+    assert "quarter of the memory budget" in note
+
+
 GENERATORS = {
     "named": ("g = torch.Generator().manual_seed(5)", "torch.randn(3, 4, generator=g)", lambda ns: ns["g"]),
     "in a helper": (

@@ -9,7 +9,9 @@ tensors. So before the first run, gradsight keeps:
 - a copy of each tensor of the namespace the cell's code edits in place (``cell_edits``), and of the
   parameters and state of each optimizer it steps, within the debugger's memory budget (the copies
   count in the run's ``kept_bytes``, as ``cell_grads``' do); past it, a re-run starts from the values
-  the first run left, and its graph says so;
+  the first run left, and its graph says so. Optimizers get at most a quarter of the budget
+  (:data:`OPTIMIZER_SHARE`): every run of a training cell pays for their copies, re-run or not (Adam's
+  are three times the model), and the saved tensors the inspector shows need the rest;
 - the state of each torch or NumPy generator the cell can reach: a namespace value it names, one level
   inside one (``aug.rng``), a generator of a module it names, or one a function it names reaches
   (``guard.generators_reached``). A generator's state is small: no budget.
@@ -53,7 +55,8 @@ UNCOPIED_EDITS = (
 )
 UNCOPIED_STEPS = (
     "The cell steps {names} (.step()), and gradsight could not copy the parameters and optimizer state before its "
-    "first run within the memory budget (gs.options.memory_budget): this re-run started from the parameters that "
+    "first run within a quarter of the memory budget (gs.options.memory_budget; the saved tensors you inspect need "
+    "the rest): this re-run started from the parameters that "
     "step left, not those of the run shown, so its gradients differ for that reason too. Your parameters and "
     "optimizer are as they were before this re-run."
 )
@@ -62,6 +65,9 @@ TAKES_NEXT = (
     "given an item back), so it differentiates another batch than the run shown, and that item is gone from your "
     "iterator. Take the batch in a plain cell before the %%gradsight cell to re-run on the same one."
 )
+
+
+OPTIMIZER_SHARE = 4  # optimizers' copies take at most 1/4 of the budget
 
 
 class FirstState:
@@ -78,6 +84,7 @@ class FirstState:
         self._generators = {id(g): (g, _generator_state(g)) for g in generators_in(ns, used)}
         self.kept_bytes = 0
         self._room = budget
+        self._optimizer_room = budget // OPTIMIZER_SHARE
         with torch.no_grad():  # before the user's own run: nothing here may raise
             for t in edited(self._edits, ns):
                 _quietly(self._keep, [t])
@@ -87,19 +94,22 @@ class FirstState:
     def _keep_optimizer(self, opt: Any) -> None:
         self._optimizers[id(opt)] = (weakref.ref(opt), None)  # past the budget until copied
         state = opt.state_dict()  # references to its tensors: copied only if they fit
-        if self._keep(_params_of(opt), _state_cost(state)):
+        if self._keep(_params_of(opt), _state_cost(state), self._optimizer_room):
             self._optimizers[id(opt)] = (weakref.ref(opt), copy.deepcopy(state))
 
-    def _keep(self, tensors: list[torch.Tensor], extra: int = 0) -> bool:
-        """Copy ``tensors`` (all or none) if they, and ``extra`` bytes more, fit in the room left."""
+    def _keep(self, tensors: list[torch.Tensor], extra: int = 0, share: int | None = None) -> bool:
+        """Copy ``tensors`` (all or none) if they, and ``extra`` bytes more, fit in the room left (and in
+        ``share``, the optimizers' room, for an optimizer's)."""
         new = {id(t): t for t in tensors if id(t) not in self._copies}
         cost = sum(_cost(t) for t in new.values()) + extra
-        if cost > self._room:
+        if cost > self._room or (share is not None and cost > share):
             for t in tensors:
                 self._uncopied.setdefault(id(t), weakref.ref(t))
             return False
         self._copies.update({i: (weakref.ref(t), _copy(t)) for i, t in new.items()})  # all, or none if one raises
         self._room -= cost
+        if share is not None:
+            self._optimizer_room -= cost
         self.kept_bytes += cost
         return True
 
