@@ -157,3 +157,24 @@ def test_why_after_a_first_run_whose_forward_raised_answers_from_its_error_witho
     why = dbg.why("fc1.weight")
     assert model.calls == 1, "why() ran the forward that raised again"
     assert why.reason == "unknown" and "before any backward ran" in why.message and "mat1 and mat2" in why.message
+
+
+def test_why_on_a_live_step_whose_backward_raised_says_so_and_names_the_edited_parameter(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gs.options, "live_interval", 0.0)  # capture every step
+    monkeypatch.setattr(gs.options, "live_share", 1.0)
+    shell.run_cell(
+        "torch.manual_seed(0)\nmodel = nn.Sequential(nn.Linear(4, 8), nn.Sigmoid(), nn.Linear(8, 2))\n"
+        "x, y = torch.randn(4, 4), torch.randn(4, 2)\nimport gradsight as gs\ndbg = gs.debugger(model)",
+        store_history=False,
+    )
+    dbg = shell.user_ns["dbg"]
+    body = "out = model(x)\nwith torch.no_grad():\n    model[2].weight.mul_(0.5)\n"
+    shell.run_cell(body + "nn.functional.mse_loss(out, y).backward()", store_history=False)
+    assert dbg.status == "error" and TORCH_SAYS in dbg.error
+    for name in ("0.weight", "2.weight"):
+        why = dbg.why(name)
+        assert why.reason == "backward_error" and "2.weight was modified in place" in why.message, why
+    assert {w.name: w.reason for w in dbg.graph.missing}.get("0.weight") == "backward_error"
+    dbg.close()

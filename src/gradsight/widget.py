@@ -232,8 +232,20 @@ class Debugger(ViewWrites, KeptValues, anywidget.AnyWidget):
             self.status, self.error = "error", error
 
     def _live_failed(self, error: str | None) -> None:
-        """A live step was shown: its backward raised ``error`` (status error), or it finished."""
+        """A live step was shown: its backward raised ``error`` (status error), or it finished. A failed
+        step's graph is finished again with its error, so its missing gradients say the backward raised
+        before reaching them (not that it asked for other tensors), and ``why()`` answers so."""
         if error is not None:
+            record = self._runs.last
+            if record is not None and record.error is None and self._target is not None:
+                from ._capture.explain import finish
+
+                inside = record.facts.in_checkpoint if record.facts is not None else {}
+                record.error = error
+                record.graph = finish(self._target, record.graph, record.toggles, error, inside)
+                self.history = self._runs.to_wire()
+                if self.current == record.index:
+                    self.graph = record.graph
             self.status, self.error = "error", error
         elif self.status == "error":
             self.status, self.error = "ready", ""

@@ -89,7 +89,8 @@ def _inplace(name: str, leaf: Node, graph: Graph, last: str) -> Why:
         versions = f" (version {m['then']} → {m['now']})"
     param = _edited_parameter(graph, needs, m) if m is not None else None
     if param is not None and param.leaf is not None:
-        stopped = in_module(needs) if needs else "a node"
+        user = needs or next((n for n in graph.nodes if any(d == param.id for d, _ in n.next)), None)
+        stopped = in_module(user) if user else "a node"
         text = (f"{name} got no gradient: the backward stopped at {stopped}, which needs "
                 f"the parameter {param.leaf.name} as the forward used it, and {param.leaf.name} was modified in place "
                 f"between the forward and the backward{versions} — an optimizer.step() (or a weight update, zero_, "
@@ -116,9 +117,13 @@ _VIEWS = ("AsStrided", "T", "Transpose", "Permute", "View", "Expand", "Unsqueeze
 def _edited_parameter(graph: Graph, needs: Node | None, m: re.Match[str]) -> Node | None:
     """The leaf (a parameter) whose own values the edited saved value was — saved directly, or through a
     view of it (torch names it ``output 0 of AsStrided``) — found among ``needs``'s inputs by shape."""
-    if needs is None or (m["op"] is not None and m["op"] not in _VIEWS):
+    if m["op"] is not None and m["op"] not in _VIEWS:
         return None
     shape = tuple(int(d) for d in m["shape"].split(",") if d.strip()) if m["shape"] else ()
+    if needs is None:  # no saved values read (a live step): the one named parameter of that shape, if one
+        fits = [n for n in graph.nodes if n.leaf is not None and n.leaf.name and n.leaf.is_parameter and shape
+                and n.leaf.shape in ((shape, shape[::-1]) if m["op"] is not None else (shape,))]  # fmt: skip
+        return fits[0] if len(fits) == 1 else None
     nodes = graph.by_id
     stack = [(nodes[d], 0) for d, _ in needs.next if d is not None and d in nodes]
     while stack:
