@@ -5,7 +5,6 @@ modules and variables toggles can name; a taint trace through a re-run; what it 
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -21,7 +20,7 @@ from .cell_start import FirstState
 from .facts import RunFacts, changed_since, tracked_parameters, versions
 from .guard import ModuleGuard
 from .names import leaf_aliases, leaf_names_from_params, module_names
-from .namespace_guard import NamespaceGuard, _reachable
+from .namespace_guard import NamespaceGuard, reachable, with_helpers
 from .run import RunResult
 from .summary import dtype_name
 from .whatif import BIND, DETACH, FOLLOW, CellBinds, WhatIf, detach_variable
@@ -66,7 +65,7 @@ class CellTarget:
             return
         self.first_state = FirstState(self.code, self.ns, used, self.budget)
         copied = self.first_state.kept_bytes
-        self.first_grads = FirstGrads(max(self.budget - copied, 0), _reachable(self.ns, used))
+        self.first_grads = FirstGrads(max(self.budget - copied, 0), reachable(self.ns, used))
         self.first_grads.kept_bytes += copied  # what run_cell counts in the run's budget
 
     def _scope(self) -> tuple[dict[str, torch.nn.Module], dict[str, torch.Tensor], set[str]]:
@@ -135,7 +134,7 @@ class CellTarget:
         start = self.first_state if self.first_state is not None else FirstState("", {}, (), 0)
         # started before ModuleGuard: it ends after it, so a buffer the cell edits goes back to the user's values
         with fork_rng(self), NamespaceGuard(self.ns, used) as guard, start.started(self.ns, used, guard) as started, \
-                ModuleGuard(), whatif.applied(), binds, first.restored(_reachable(self.ns, used)) as grads:  # fmt: skip
+                ModuleGuard(), whatif.applied(), binds, first.restored(reachable(self.ns, used)) as grads:  # fmt: skip
             yield ns, after, whatif.forward(), binds, whatif, grads, started
         if toggles.apply:  # NamespaceGuard put requires_grad back with everything else
             whatif.keep()
@@ -173,7 +172,7 @@ class CellTarget:
         from .cell import cell_names
 
         out: dict[str, str] = {}
-        for name in sorted(_with_helpers(self.ns, cell_names(self.code)[0])):
+        for name in sorted(with_helpers(self.ns, cell_names(self.code)[0])):
             value = self.ns.get(name)
             if isinstance(value, torch.nn.Module):
                 found = leaf_aliases(module_names(value), leaf_names_from_params(value))
@@ -275,13 +274,3 @@ class CellTarget:
     def changed(self, since: RunFacts) -> tuple[str, ...]:
         now = self.facts(Graph())
         return changed_since(since, now.parameters, now.inputs)
-
-
-def _with_helpers(ns: Mapping[str, Any], names: Collection[str]) -> set[str]:
-    """``names`` and the globals of the functions among them (``loss = helper()`` reaches ``model``)."""
-    out = set(names)
-    for name in names:
-        code = getattr(ns.get(name), "__code__", None)
-        if isinstance(ns.get(name), types.FunctionType) and code is not None:
-            out |= {g for g in code.co_names if g in ns}
-    return out

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import functools
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from .guard import global_names
 from .namespace_guard import one_level_in
 
 SCOPE_DEPTH = 4  # calls deep: fn → step → block → layer → its helper (the names of 5 levels of code)
@@ -104,7 +105,7 @@ def _callees(f: Any, names: dict[str, Any], owner: Any) -> list[tuple[Any, bool,
     the objects among them (and of ``owner``, ``f``'s ``self``) that ``f``'s code names
     (``trainer.step()``): ``(function, a method, its object)``."""
     out: list[tuple[Any, bool, Any]] = []
-    attributes: list[str] | None = None
+    attributes: Sequence[str] | None = None
     for v in (*names.values(), *([] if owner is None else [owner])):
         if isinstance(v, (functools.partial, types.MethodType)):
             target, of = _callee(v)
@@ -115,12 +116,12 @@ def _callees(f: Any, names: dict[str, Any], owner: Any) -> list[tuple[Any, bool,
         elif not isinstance(v, _NOT_OBJECTS) and type(v).__module__ not in _BUILTIN_MODULES:
             if attributes is None:
                 code = getattr(f, "__code__", None)
-                attributes = _global_names(code) if code is not None else []
+                attributes = global_names(code) if code is not None else ()
             out.extend((m, True, v) for m in _methods(type(v), attributes))
     return out
 
 
-def _methods(cls: type, attributes: list[str]) -> list[Callable[..., Any]]:
+def _methods(cls: type, attributes: Sequence[str]) -> list[Callable[..., Any]]:
     """The user's methods of ``cls`` named in ``attributes`` (and its ``__call__``)."""
     out = []
     for name in ("__call__", *attributes):
@@ -153,25 +154,13 @@ def _names_of(fn: Callable[..., Any]) -> dict[str, Any]:
     if code is None:
         return {}
     globs = getattr(fn, "__globals__", {})
-    out = {n: globs[n] for n in _global_names(code) if n in globs}
+    out = {n: globs[n] for n in global_names(code) if n in globs}
     for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False):
         try:
             out[name] = cell.cell_contents
         except ValueError:
             continue
     return out
-
-
-@functools.lru_cache(maxsize=1024)  # code objects do not change; every run reads the scope again
-def _global_names(code: types.CodeType) -> list[str]:
-    """``co_names`` of ``code`` and of the code objects nested in it, in order, once each."""
-    names: dict[str, None] = {}
-    stack = [code]
-    while stack:
-        c = stack.pop()
-        names.update(dict.fromkeys(c.co_names))
-        stack.extend(k for k in reversed(c.co_consts) if isinstance(k, types.CodeType))
-    return list(names)
 
 
 _NOT_CONTAINERS = (torch.nn.Module, torch.Tensor, str, bytes, type, types.ModuleType, types.FunctionType,

@@ -267,7 +267,7 @@ def _values_named_by(fn: Any) -> list[Any]:
     if not isinstance(fn, types.FunctionType):
         return out
     globs = fn.__globals__
-    out.extend(globs[name] for name in _global_names(fn.__code__) if name in globs)
+    out.extend(globs[name] for name in global_names(fn.__code__) if name in globs)
     for cell in fn.__closure__ or ():
         try:
             out.append(cell.cell_contents)
@@ -276,14 +276,21 @@ def _values_named_by(fn: Any) -> list[Any]:
     return out
 
 
-@functools.lru_cache(maxsize=512)
-def _global_names(code: types.CodeType) -> frozenset[str]:
-    """The names ``code`` and the code objects nested in it look up (globals, attributes: a superset)."""
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _global_names(const)
-    return frozenset(names)
+@functools.lru_cache(maxsize=1024)  # code objects never change; every run reads the names again
+def global_names(code: types.CodeType) -> tuple[str, ...]:
+    """The names ``code`` and the code objects nested in it (a lambda, a comprehension, a nested
+    ``def``) look up, in order, once each: its globals, and attribute names (a superset).
+
+    >>> global_names(compile("f = lambda: model(x)", "<cell>", "exec"))
+    ('f', 'model', 'x')
+    """
+    names: dict[str, None] = {}
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        names.update(dict.fromkeys(c.co_names))
+        stack.extend(k for k in reversed(c.co_consts) if isinstance(k, types.CodeType))
+    return tuple(names)
 
 
 def _generator_types() -> frozenset[type]:

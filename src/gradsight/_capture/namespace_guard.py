@@ -7,12 +7,13 @@ from __future__ import annotations
 import copy
 import itertools
 import types
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
-from .guard import _copy, _put_back, _unseen, set_versions, version_of
+from .guard import _copy, _put_back, _unseen, global_names, set_versions, version_of
 
 _IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
 _SCALARS = (str, bytes, int, float, bool, type(None))
@@ -39,7 +40,7 @@ class NamespaceGuard:
     printed and files written are not undone; neither are objects nested deeper."""
 
     @_unseen
-    def __init__(self, ns: dict[str, Any], names: Any) -> None:
+    def __init__(self, ns: dict[str, Any], names: Iterable[str]) -> None:
         # id -> (tensor, its values, .grad, .grad's values, requires_grad, the version counters of both)
         self._tensors: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, bool,
                                        tuple[int | None, int | None]]] = {}  # fmt: skip
@@ -48,7 +49,7 @@ class NamespaceGuard:
         self._items: list[tuple[Any, Any]] = []
         self._hooks: list[tuple[Any, str, Any]] = []  # (owner, attribute, its hook dict's items or None)
         self._seen: set[int] = set()
-        for value in _reachable(ns, names):
+        for value in reachable(ns, names):
             try:
                 self._snapshot(value)
             except Exception:  # an object that cannot be snapshotted is left as it is
@@ -147,13 +148,27 @@ _MODULE_HOOKS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks
 _TENSOR_HOOKS = ("_backward_hooks", "_post_accumulate_grad_hooks")
 
 
-def _reachable(ns: dict[str, Any], names: Any) -> list[Any]:
+def with_helpers(ns: Mapping[str, Any], names: Iterable[str]) -> set[str]:
+    """``names`` and the globals of the functions among them, also those their nested code reads (a
+    lambda, a comprehension, a nested ``def``): a cell's ``loss = helper()`` reaches ``model``.
+
+    >>> ns = {"model": object()}
+    >>> exec("def helper(): return (lambda: model)()", ns)
+    >>> sorted(with_helpers(ns, ["helper"]))
+    ['helper', 'model']
+    """
+    out = set(names)
+    for name in list(out):
+        value = ns.get(name)
+        if isinstance(value, types.FunctionType):
+            out.update(g for g in global_names(value.__code__) if g in ns)
+    return out
+
+
+def reachable(ns: dict[str, Any], names: Iterable[str]) -> list[Any]:
     """The objects a cell using ``names`` can reach (see :class:`NamespaceGuard`)."""
-    wanted = {n for n in names if n in ns and not n.startswith("_") and n not in _IPYTHON_NAMES}
-    for n in list(wanted):  # helper functions: the globals they use
-        code = getattr(ns[n], "__code__", None)
-        if isinstance(ns[n], types.FunctionType) and code is not None:
-            wanted |= {g for g in code.co_names if g in ns and not g.startswith("_") and g not in _IPYTHON_NAMES}
+    visible = [n for n in names if n in ns and not n.startswith("_") and n not in _IPYTHON_NAMES]
+    wanted = {n for n in with_helpers(ns, visible) if not n.startswith("_") and n not in _IPYTHON_NAMES}
     out: list[Any] = []
     for n in sorted(wanted):
         value = ns[n]
