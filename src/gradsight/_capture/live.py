@@ -229,6 +229,14 @@ class LiveSession:
         the step stays open for more (:meth:`Ends.cell_ended`)."""
         if step.closed:  # (read again under the lock in _retire)
             return
+        try:  # two calls of the model in one pass (a siamese step): one step, the current one's
+            joined = self._ends.joined(step)
+            for earlier in joined:
+                self._drop(earlier)
+            if step in joined:
+                return
+        except Exception as e:
+            self._error(e)
         try:
             now = time.monotonic()
             self._pace.pass_ended(now, step.started)
@@ -237,7 +245,9 @@ class LiveSession:
         except Exception as e:  # the step still shows, and says so
             step.errors.append(self._error(e))
         try:
-            if last or step in self._ends.aside:  # (a step put aside has its last pass: a new one is captured)
+            for stale in self._ends.stale(step) if last else []:
+                self._drop(stale)
+            if last or self._ends.set_aside(step):  # (a step set aside has its last pass: a new one is captured)
                 self._retire(step)
                 if threading.get_ident() == self._owner:
                     self.flush()
@@ -271,6 +281,15 @@ class LiveSession:
         with self._lock:
             if not self._closed:
                 self._shelf.put(Captured.of(graph, step.collected, step.store), step.failed, step.serial)
+
+    def _drop(self, step: LiveStep) -> None:
+        """``step`` is part of another (:meth:`Ends.joined`): its hooks go, it is never shown."""
+        with self._lock:
+            if step.closed:
+                return
+            step.closed = True
+            self._ends.forget(step)
+        step.abandon()
 
     # -- publishing (the owner thread only) ------------------------------------------------------
 

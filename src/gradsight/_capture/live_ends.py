@@ -35,6 +35,11 @@ class Ends:
         self.lock = lock
         self.step: LiveStep | None = None  # captured, waiting for (more of) its backward passes
         self.aside: list[LiveStep] = []  # earlier ones with a pass running on another thread then
+        # The one superseded before any backward reached it: a second call whose output needs no
+        # backward (a DQN target ``model(s2).max(1)[0].detach()``, a stop-gradient branch) comes
+        # before the first call's backward. Its next pass ends it (shown); the cell's end or the next
+        # supersede drops it.
+        self.waiting: list[LiveStep] = []
         self._retire_ref = weakref.WeakMethod(retire)  # (bound methods)
         self._error_ref = weakref.WeakMethod(error)
         self._shell = shell
@@ -51,18 +56,63 @@ class Ends:
 
     def supersede(self, here: int) -> None:
         """Thread ``here`` captures a new step: the current one ends — shown if a pass of its graph
-        ended (another thread's step) or raised, else dropped (no backward came) — or, while a pass
-        of it runs on another thread, waits aside: that pass's end retires it."""
+        ended (another thread's step) or raised — or, while a pass of it runs on another thread, waits
+        aside: that pass's end retires it. One no backward reached yet waits too (``waiting``): its
+        backward may come after this call (``q_next = model(s2).detach()`` before ``loss.backward()``);
+        the one waiting before it is dropped."""
         earlier = self.step
         if earlier is None:
             return
-        if earlier.in_flight():
+        fresh = not (earlier.passes or earlier.unfinished or earlier.closed)
+        with self.lock:
+            if self.step is earlier:
+                self.step = None
+            dropped, self.waiting = (self.waiting, [earlier]) if fresh else ([], self.waiting)
+        for step in dropped if fresh else [earlier]:
+            self._end(step, here)
+
+    def _end(self, step: LiveStep, here: int) -> None:
+        """End ``step`` now (shown if a pass ended or raised, else dropped), or aside while a pass of it
+        may run on another thread."""
+        if step.in_flight():
             with self.lock:
-                self.aside.append(earlier)
-                if self.step is earlier:
-                    self.step = None
+                if not step.closed:
+                    self.aside.append(step)
         else:
-            self._retire(earlier, earlier.stopped(here))
+            self._retire(step, step.stopped(here))
+
+    def set_aside(self, step: LiveStep) -> bool:
+        """Is ``step`` no longer the current one (aside, or waiting for its first pass): its pass's end
+        retires it."""
+        return step in self.aside or step in self.waiting
+
+    def joined(self, step: LiveStep) -> list[LiveStep]:
+        """The pass ending now (the engine's callback, over ``step``'s graph) also ran another captured
+        call of the model: the current step and one waiting for its first pass (a siamese step,
+        ``loss(model(x1), model(x2)).backward()``). They are one step, the current one's: the waiting
+        one is returned (the caller drops it) and the current one notes the call (:meth:`LiveStep.join`)."""
+        current = self.step
+        if current is None or current.closed or not self.waiting:
+            return []
+        if step is current:
+            with self.lock:
+                earlier = [s for s in self.waiting if not s.closed and s.recorder.ran_graph()]
+        elif step in self.waiting and current.recorder.ran_graph():
+            earlier = [step]
+        else:
+            return []
+        for s in earlier:
+            current.join(s)
+        return earlier
+
+    def stale(self, step: LiveStep) -> list[LiveStep]:
+        """The current ``step``'s last pass ended: the steps waiting for their first pass are older
+        graphs now (the user went on past them; a later backward over one differentiates a graph kept
+        around), to be dropped; one whose pass raised still shows."""
+        if step is not self.step or not self.waiting:
+            return []
+        with self.lock:
+            return [s for s in self.waiting if not s.unfinished]
 
     def forget(self, step: LiveStep) -> None:
         """``step`` is retired (under the lock)."""
@@ -70,11 +120,13 @@ class Ends:
             self.step = None
         if step in self.aside:
             self.aside.remove(step)
+        if step in self.waiting:
+            self.waiting.remove(step)
 
     def take_all(self) -> list[LiveStep]:
         """Every step not ended (under the lock: ``close()``)."""
-        steps = [*self.aside, *([self.step] if self.step is not None else [])]
-        self.step, self.aside = None, []
+        steps = [*self.aside, *self.waiting, *([self.step] if self.step is not None else [])]
+        self.step, self.aside, self.waiting = None, [], []
         return steps
 
     def recalled(self, here: int) -> None:
@@ -94,6 +146,7 @@ class Ends:
         it. A step none of whose hooks ran ends here if the shell's last error is a backward over it
         that raised above it (in the loss). No lock when there is no such step (every uncaptured step)."""
         self._aside_ended(here)
+        self._waiting_ended(here)
         step = self.step
         if step is None or step.closed or (not self._shell and not (step.passes or step.unfinished)):
             return
@@ -111,8 +164,14 @@ class Ends:
     def called(self, here: int) -> None:
         """This thread calls the model (outside a backward): a pass over its step that began and never
         ended raised (the user's code went on; not one still running on another thread): the step is
-        shown now, with the error. No lock when there is no such step."""
+        shown now, with the error (a step waiting for its first pass too). No lock when there is no
+        such step."""
         self._aside_ended(here)
+        if self.waiting:
+            with self.lock:
+                raised = [s for s in self.waiting if s.unfinished and not s.closed and s.thread == here]
+            for waiting in raised:
+                self._end(waiting, here)
         step = self.step
         if step is None or not step.unfinished or step.closed or step.thread != here:
             return
@@ -135,3 +194,19 @@ class Ends:
                 self._retire(step, step.unfinished)
             except Exception as e:
                 self._error(e)
+
+    def _waiting_ended(self, here: int) -> None:
+        """The cell ended (``here``: the kernel's thread): a step waiting for its first pass gets none
+        now, unless its thread still runs (it may be before its backward); one whose pass raised is
+        shown with the error. Hooks off either way."""
+        if not self.waiting:
+            return
+        try:  # never break the user's forward
+            if _graph_task_id() != -1:
+                return
+            with self.lock:
+                ended = [s for s in self.waiting if not s.closed and (s.thread == here or not alive(s.thread))]
+            for step in ended:
+                self._end(step, here)
+        except Exception as e:
+            self._error(e)

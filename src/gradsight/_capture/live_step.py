@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,10 +25,10 @@ from ..graph import Graph, RunInfo, TensorSummary
 from ..inspection import GradStep
 from .facts import Autocast, Versions
 from .finish import build_with_gradients
-from .guard import own_run
-from .hooks import GradRecorder, grad_meta, with_norm
+from .hooks import grad_meta, with_norm
 from .live_notes import accumulation_note, added_note, failure, last_exception, nonzero, raised_in_backward, reaches
 from .live_optimizers import Optimizers
+from .live_recorder import StepRecorder, graph_kept
 from .records import Collected
 from .store import TensorStore
 from .summary import meta_of, norm_of
@@ -37,20 +37,6 @@ from .walk import gc_paused
 
 HISTORY = 50  # steps of .grad history kept per leaf
 _graph_task_id = torch._C._current_graph_task_id
-
-# Whether the graph task ending now keeps its graph (retain_graph / create_graph): torch's own
-# aot_autograd reads it the same way. Without it (never seen on torch >= 2.10) a step ends with its
-# first pass, as it did before steps had several.
-_keep_graph: Callable[[], bool] | None = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
-
-
-def graph_kept() -> bool:
-    """Did the backward pass now ending keep the graph, so that another pass may run it? Never raises
-    (it is read inside the engine's callback, in the user's backward)."""
-    try:
-        return _keep_graph is not None and bool(_keep_graph())
-    except Exception:
-        return False
 
 
 @dataclass
@@ -80,6 +66,15 @@ UNFINISHED_NOTE = (
 )
 
 
+def earlier_calls_note(calls: int) -> str:
+    earlier = "an earlier call" if calls == 1 else f"{calls} earlier calls"
+    return (
+        f"This step's backward also went through {earlier} of the model (called more than once before "
+        "one backward: a siamese or contrastive step), not drawn: the graph shows the last call; a "
+        "leaf's .grad holds what every call gave it."
+    )
+
+
 def passes_note(passes: int) -> str:
     return (
         f"This step ran {passes} backward passes (a gradient penalty, several losses with "
@@ -87,50 +82,6 @@ def passes_note(passes: int) -> str:
         "that reached it (a re-run replays the outputs' last); a leaf's .grad history, its .grad "
         "after the last pass."
     )
-
-
-class StepRecorder(GradRecorder):
-    """A live step's recorder. A leaf is shared by every graph that uses it, so its gradient counts in
-    a pass that ran a node of the step's graph first (see GradRecorder), and — once a pass of the step
-    ended keeping the graph (``open``) — in any later pass but gradsight's own runs: a gradient
-    penalty's second pass reaches a leaf the forward used directly (``x * self.scale``) only through
-    the first pass's graph, a regularizer's ``backward()`` reaches the leaves alone; both go into
-    ``.grad``."""
-
-    def __init__(self, store: TensorStore, keep: Collection[int], on_first: Callable[[], None]) -> None:
-        super().__init__(store, keep, on_first=on_first)
-        self.open = False
-
-    def _tensor_hook(self, pre_hook: Callable[[Sequence[torch.Tensor | None]], None]) -> Callable[[torch.Tensor], None]:
-        def hook(grad: torch.Tensor) -> None:
-            task = _graph_task_id()
-            if task == self._task:  # the pass ran a node of the graph
-                pre_hook((grad,))
-            elif self.open and not own_run():
-                ran = self._task
-                pre_hook((grad,))  # (never raises) records the leaf; its pass's first hook queues the pass's end
-                self._task = ran  # a leaf is no node of the graph: ran_graph() tells them apart
-
-        return hook
-
-    def unlink(self) -> None:
-        """Drop the end-of-pass callback (a bound method of the step, which holds this recorder):
-        the cycle kept a finished step — its forward's inputs, leaves and store — alive until the
-        cyclic GC ran."""
-        self._on_first = None
-
-    def ran_graph(self) -> bool:
-        """Did the pass ending now (the engine's callback) run a node of the graph, not only leaves?"""
-        return self._task == _graph_task_id()
-
-    def snapshot(self) -> GradRecorder:
-        """What the passes recorded, as a recorder of its own: a pass of another thread may still run
-        a hook that passed its ``_closed`` check (it writes under the lock)."""
-        with self._lock:
-            copy = GradRecorder(self.store, self.keep)
-            copy.meta, copy.grad_in, copy.grad_out = dict(self.meta), dict(self.grad_in), dict(self.grad_out)
-            copy.executed, copy.derived, copy.errors = set(self.executed), dict(self.derived), list(self.errors)
-        return copy
 
 
 class LiveStep:
@@ -178,6 +129,15 @@ class LiveStep:
         self.failed: str | None = None  # its backward raised (the view's error), set when it is retired
         self._failure_note = ""
         self._pass_ended = pass_ended
+        self.earlier_calls = 0  # captured calls of the model its passes also ran, not in its graph (join)
+
+    def join(self, earlier: LiveStep) -> None:
+        """A pass over this step also ran ``earlier``, a call of the model captured before this one (a
+        siamese step): one step. Unless this graph holds that call's outputs (a recurrent call on its
+        own output), the graph says a call of the step is not drawn."""
+        drawn = set(zip(self.collected.names, self.collected.seqs, strict=True))
+        if not earlier.roots <= drawn:
+            self.earlier_calls += 1
 
     def recall(self) -> None:
         """Its thread called the model again: a later pass that reaches only the leaves belongs to that
@@ -333,6 +293,7 @@ class LiveStep:
         notes = [self._failure_note] if self.failed is not None else []
         notes += [passes_note(self.passes)] if self.passes > 1 else []
         notes += [UNFINISHED_NOTE] if self.unfinished and self.failed is None else []
+        notes += [earlier_calls_note(self.earlier_calls)] if self.earlier_calls else []
         return replace(graph, notes=(*graph.notes, *notes)) if notes else graph
 
     def _with_grad_notes(self, graph: Graph, optimizers: Optimizers | None) -> Graph:
