@@ -159,7 +159,7 @@ def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], valu
             Graph(message="The cell bound no tensors to names: assign what you want to see, e.g. loss = ...")
         )
     names, tensors = _roots(created)
-    leaf_names = _leaf_names(ns)
+    leaf_names = namespace_leaf_names(ns)
     roots = [t.grad_fn for t in tensors if t.grad_fn is not None]
     options = CaptureOptions(
         leaf_names=leaf_names,
@@ -209,7 +209,9 @@ def _roots(created: dict[str, torch.Tensor]) -> tuple[list[str], list[torch.Tens
     return names, tensors
 
 
-def _leaf_names(ns: MutableMapping[str, Any]) -> dict[torch.Tensor, str]:
+def namespace_leaf_names(ns: Mapping[str, Any]) -> dict[torch.Tensor, str]:
+    """The name each leaf of ``ns`` is shown under: a module's parameters ``<variable>.<path>`` first,
+    then the leaf tensors bound to a name (underscored names are not the user's)."""
     names: dict[torch.Tensor, str] = {}
     for name, v in ns.items():
         if name.startswith("_"):

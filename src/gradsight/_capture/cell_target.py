@@ -23,6 +23,7 @@ from .names import leaf_aliases, leaf_names_from_params, module_names
 from .namespace_guard import NamespaceGuard, reachable, with_helpers
 from .run import RunResult
 from .summary import dtype_name
+from .tracebacks import user_traceback
 from .whatif import BIND, DETACH, FOLLOW, CellBinds, WhatIf, detach_variable
 
 _MISSED = (
@@ -140,17 +141,16 @@ class CellTarget:
             whatif.keep()
 
     def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
-        from .cell import _leaf_names, run_cell
-        from .run import _format
+        from .cell import namespace_leaf_names, run_cell
 
         with self._applied(toggles) as (ns, after, context, binds, whatif, grads, started):
             result = run_cell(self.code, ns, self.compile_fn, self.budget, after, context, grads=grads)
             missed = binds.missed()
-            emptied = grads.note(_leaf_names(self.ns))
+            emptied = grads.note(namespace_leaf_names(self.ns))
             if result.error is not None:  # the cell raised: apply keeps nothing (DESIGN §7)
                 whatif.discard()
         if result.error is not None:
-            text = _format(result.error)
+            text = user_traceback(result.error)
             if "does not require grad and does not have a grad_fn" in str(result.error) and not toggles.empty:
                 text = (
                     "The cell's backward() found no graph to differentiate: with this re-run's toggles (no_grad, "

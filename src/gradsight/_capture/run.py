@@ -318,9 +318,6 @@ def _giving_back(retained: list[tuple[torch.Tensor, torch.Tensor | None]]) -> It
             t.grad = grad
 
 
-_format = user_traceback  # a cell re-run's error (cell_target.py) reads as a run's
-
-
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
