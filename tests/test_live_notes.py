@@ -176,9 +176,12 @@ def test_gradients_accumulating_across_steps_are_said_once_with_the_parameters()
     dbg = gs.debugger(model)
     train(model, opt, x, zero=False)
     assert not any("accumulating" in n for n in dbg.graph.notes)  # .grad was None: nothing to add to
+    train(model, opt, x, zero=False)  # adds to the .grad the first optimizer step used; its step uses the sum
+    assert not any("accumulating" in n for n in dbg.graph.notes)  # (shown before its optimizer step)
     train(model, opt, x, zero=False)
     notes = [n for n in dbg.graph.notes if "accumulating" in n]
-    assert len(notes) == 1 and "optimizer.zero_grad()" in notes[0] and "step 2" in notes[0]
+    assert dbg.graph.run.step == 3
+    assert len(notes) == 1 and "optimizer.zero_grad()" in notes[0] and "the optimizer step after step 2" in notes[0]
     for name in ("layer1.weight", "layer1.bias", "layer2.weight", "layer2.bias"):
         assert name in notes[0]
     dbg.close()

@@ -133,18 +133,17 @@ def _listed(held: Sequence[tuple[str, float]]) -> str:
 
 
 def accumulation_note(step: int, held: Sequence[tuple[str, float]]) -> str | None:
-    """Parameters whose ``.grad`` held a nonzero gradient (name, its norm) when the step's backward
-    began, left there by the backward before the last optimizer step (nothing zeroed it since): the
-    step's backward added to a gradient the optimizer already used."""
+    """Parameters whose ``.grad`` an optimizer step used holding step ``step``'s gradient added to one
+    the optimizer step before had used (nothing zeroed it between): with the norm ``.grad`` held when
+    that step's backward began (:meth:`.Optimizers.accumulated`)."""
     if not held:
         return None
-    whose = "its" if len(held) == 1 else "their"
     return (
-        f"Gradients are accumulating across steps: when step {step}'s backward began, .grad already held a "
-        f"gradient for {_listed(held)} from before the last optimizer step, and the backward added to it. The "
-        f"gradient shown flowing into each is step {step}'s own; {whose} .grad (and the .grad history) holds the "
-        "sum, and the optimizer's next step uses it again. Call optimizer.zero_grad() (or set .grad = None) "
-        "before each backward (or after each optimizer step)."
+        f"Gradients are accumulating across steps: the optimizer step after step {step} used .grad of "
+        f"{_listed(held)} holding step {step}'s gradient added to the one the optimizer step before had already "
+        f"used (the norms: what .grad held when step {step}'s backward began). Nothing zeroed .grad between the "
+        "two optimizer steps. Call optimizer.zero_grad() (or set .grad = None) before each backward (or after "
+        "each optimizer step)."
     )
 
 

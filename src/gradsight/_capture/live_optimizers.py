@@ -13,6 +13,15 @@ stepped twice (gradient accumulation steps its optimizer every k batches, while 
 optimizer may step every batch), nor of parameters whose values change all the same — updated
 through ``.data`` (fp32 master weights copied back), by hand, or by a ``torch.compile``'d
 optimizer step, which runs no Python hook gradsight can see.
+
+``.grad`` accumulating across optimizer steps (a forgotten ``zero_grad()``) is decided at the
+optimizer step, not when a backward adds to a used gradient: a GAN's generator loss runs through D
+and adds to the ``.grad`` D's optimizer left, but ``od.zero_grad()`` clears it before ``od.step()``.
+A captured step whose backward began on a used ``.grad`` (:meth:`Optimizers.kept`) says which
+(:meth:`Optimizers.expect`); the next step of an optimizer holding one of them that finds that same
+``.grad`` unwritten since the step's last pass used the sum (:meth:`Optimizers.accumulated`, said by
+the next step shown). A ``.grad`` written in between (``zero_grad(set_to_none=False)``, but also
+``clip_grad_norm_`` or a ``GradScaler``'s unscale) is not told apart: nothing is said.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 from .modules import compiling
 
@@ -58,6 +67,20 @@ class _Kept:
     steps: dict[int, int]
 
 
+@dataclass
+class _Added:
+    """A captured step's backward added to the ``.grad`` an optimizer step had used: the parameter,
+    that ``.grad`` and its version after the step's last pass, the step, the name, and the norm
+    ``.grad`` held when its backward began (a 0-d tensor: read when the note is made)."""
+
+    param: weakref.ref[torch.Tensor]
+    grad: weakref.ref[torch.Tensor]
+    version: int
+    step: int
+    name: str
+    norm: Any
+
+
 class Optimizers:
     """Follows every optimizer's ``step()`` until :meth:`close`."""
 
@@ -67,7 +90,48 @@ class Optimizers:
         # id(parameter) -> its .grad (a weak reference) and that .grad's version after the last step of
         # an optimizer holding it: a backward that finds the same .grad unchanged adds to a used gradient
         self._grads: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
+        self._added: dict[int, _Added] = {}  # id(parameter) -> what its optimizer's next step decides
+        self._used: list[_Added] = []  # (under the GIL) those an optimizer step used summed, not said yet
         self._handle: Any = register_optimizer_step_post_hook(self._stepped)
+        self._pre: Any = register_optimizer_step_pre_hook(self._stepping)
+
+    def expect(self, step: int, added: Sequence[tuple[torch.Tensor, str, Any]]) -> None:
+        """Step ``step``'s pass ended; its backward began on the ``.grad`` of ``added`` (parameter, name,
+        the norm it held then) that an optimizer step used (:meth:`kept`) and added to it: their
+        optimizer's next step decides whether that sum is used (:meth:`_stepping`). Never raises."""
+        try:
+            for p, name, norm in added:
+                g = p.grad
+                if g is not None:
+                    self._added[id(p)] = _Added(weakref.ref(p), weakref.ref(g), g._version, step, name, norm)
+        except Exception:
+            return
+
+    def _stepping(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        """Before an optimizer step: the parameters whose ``.grad`` holds a sum across steps
+        (:meth:`expect`), unwritten since, are what it uses."""
+        if not self._added or compiling():
+            return
+        try:  # never break the user's optimizer step
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    added = self._added.pop(id(p), None)
+                    g = p.grad
+                    if added is not None and added.param() is p and added.grad() is g \
+                            and g is not None and g._version == added.version:  # fmt: skip
+                        self._used.append(added)
+        except Exception:
+            return
+
+    def accumulated(self) -> tuple[int, list[tuple[str, Any]]] | None:
+        """The last step an optimizer step used summed with an earlier step's ``.grad`` (its number,
+        and each parameter's name and the norm ``.grad`` held when its backward began), once; None:
+        none since the last call."""
+        used, self._used = self._used, []
+        if not used:
+            return None
+        step = max(a.step for a in used)
+        return step, [(a.name, a.norm) for a in used if a.step == step]
 
     def _stepped(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if compiling():  # traced by dynamo (a torch.compile'd optimizer step): stay out of its graph
@@ -96,10 +160,11 @@ class Optimizers:
             return False
 
     def close(self) -> None:
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            handle.remove()
-        self._kept, self._grads = {}, {}
+        handles, self._handle, self._pre = (self._handle, self._pre), None, None
+        for handle in handles:
+            if handle is not None:
+                handle.remove()
+        self._kept, self._grads, self._added, self._used = {}, {}, {}, []
 
     def unheld(self, trained: Sequence[tuple[torch.Tensor, str]]) -> list[str]:
         """The names of the ``trained`` parameters (those that got a gradient in a step, with their

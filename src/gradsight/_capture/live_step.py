@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -37,6 +37,15 @@ from .walk import gc_paused
 
 HISTORY = 50  # steps of .grad history kept per leaf
 _graph_task_id = torch._C._current_graph_task_id
+
+
+def _floats(named: Sequence[tuple[str, Any]]) -> dict[str, float | None]:
+    """Names with 0-d tensors, read in one sync (None where that fails)."""
+    try:
+        values = torch.stack([n.float().cpu() for _, n in named]).tolist() if named else []
+    except RuntimeError:
+        return dict.fromkeys((name for name, _ in named), None)
+    return dict(zip((name for name, _ in named), values, strict=True))
 
 
 @dataclass
@@ -199,6 +208,10 @@ class LiveStep:
             summaries[i] = None if grad is None else meta_of(grad) if norm is None else with_norm(meta_of(grad), norm)
         self.grad_norms = norms
         self.grad_summaries = summaries
+        held, optimizers = self.held, self.optimizers
+        if held and optimizers is not None:  # its backward added to a used .grad: the next optimizer step decides
+            optimizers.expect(self.number, [(leaf, name, held[name][0]) for _, leaf, name in self.leaves
+                                            if name is not None and name in held and held[name][1]])  # fmt: skip
         for leaf, name, before, version in self.hidden:
             grad = leaf.grad
             if grad is not None and (before is None or before() is not grad or grad._version != version):
@@ -298,13 +311,15 @@ class LiveStep:
 
     def _with_grad_notes(self, graph: Graph, optimizers: Optimizers | None) -> Graph:
         """``graph`` with what its parameters' ``.grad`` tells: parameters that got a gradient but are
-        in no optimizer seen stepping, and ``.grad`` that already held one when the step's backward
-        began: across optimizer steps (no zero_grad()), or within one (several backward calls before a
-        step: intended, said without warning); said of the others: the first note explains theirs)."""
+        in no optimizer seen stepping; ``.grad`` that already held one when the step's backward began,
+        within one optimizer step (several backward calls before a step: intended, said without
+        warning); and the last optimizer step that used a ``.grad`` summed across steps (no
+        zero_grad(): :meth:`Optimizers.accumulated`, this step's or an earlier one's)."""
         left = optimizers.unheld(self.trained(graph)) if optimizers is not None else []
         norms, across = self._held_norms()
         held = [(name, norm) for name, norm in nonzero(norms) if name not in left]
-        notes = [accumulation_note(self.number, [(name, norm) for name, norm in held if name in across]),
+        used = optimizers.accumulated() if optimizers is not None else None  # (decided at an optimizer step)
+        notes = [accumulation_note(used[0], nonzero(_floats(used[1]))) if used is not None else None,
                  added_note(self.number, [(name, norm) for name, norm in held if name not in across]),
                  optimizers.note(self.number, left) if optimizers else None]  # fmt: skip
         added = tuple(n for n in notes if n is not None)
