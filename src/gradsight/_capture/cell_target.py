@@ -12,9 +12,10 @@ from typing import Any
 
 import torch
 
-from ..graph import Controls, Graph, LeafControl, Why
+from ..graph import Controls, Graph, LeafControl, Why, WhyReason
 from ..toggles import ToggleError, Toggles
 from . import taint
+from .cell_cuts import cut_results
 from .cell_grads import FirstGrads, RerunGrads
 from .cell_start import FirstState
 from .facts import RunFacts, changed_since, tracked_parameters, versions
@@ -165,6 +166,16 @@ class CellTarget:
         notes += tuple(started)
         result.captured.graph = replace(graph, notes=(*graph.notes, *notes)).with_aliases(self.aliases())
         return RunResult(result.captured)
+
+    traceable = True  # a re-run of the cell's code (a class attribute: not a field)
+
+    def cuts(self) -> Mapping[str, tuple[WhyReason, str]]:
+        """The variables the cell's code computes under no_grad or detaches, and why (:func:`cut_results`)."""
+        return cut_results(self.code, self.ns)
+
+    def no_backward(self, name: str) -> str:
+        return (f"{name} is in the graph, but no backward ran in this cell, so nothing got a gradient yet: "
+                "add loss.backward() to the cell (or use a runnable debugger) to see gradients.")  # fmt: skip
 
     def aliases(self) -> Mapping[str, str]:
         """The other paths of shared parameters (tied weights) in the modules the cell reads → the

@@ -16,14 +16,19 @@ from ..graph import Controls, Graph, Why, WhyReason
 from ..toggles import Toggles, suggest
 from . import why as why_mod
 from . import why_extreme, why_failed
-from .cell_cuts import cut_results
-from .cell_target import CellTarget
 from .facts import RunFacts
 from .run import RunResult
-from .targets import TensorTarget
 
 
 class Target(Protocol):
+    """What a debugger re-runs (``targets``, ``cell_target``); ``traceable``: a taint trace can re-run
+    its code to find where a leaf's path breaks (not a tensor's graph); ``cuts``: the variables its code
+    shows computed under no_grad or detached, and why (a cell's, :func:`cell_cuts.cut_results`);
+    ``no_backward``: why() of a leaf in a graph whose backward never ran."""
+
+    @property
+    def traceable(self) -> bool: ...
+
     def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult: ...
 
     def leaves(self) -> Mapping[str, torch.Tensor | None]: ...
@@ -38,13 +43,17 @@ class Target(Protocol):
 
     def changed(self, since: RunFacts) -> tuple[str, ...]: ...
 
+    def cuts(self) -> Mapping[str, tuple[WhyReason, str]]: ...
+
+    def no_backward(self, name: str) -> str: ...
+
 
 def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None = None,
            inside: Mapping[str, float] | None = None, earlier: Sequence[Graph] = ()) -> Graph:  # fmt: skip
     """Add what the view needs for what-ifs: controls, and why leaves got no gradient (``failure``:
     the run's backward raised this traceback; ``inside``: :attr:`RunFacts.in_checkpoint`; ``earlier``:
     the runs before it, latest first, where the nodes its toggles detach by id are)."""
-    traceable = not isinstance(target, TensorTarget)
+    traceable = target.traceable
     failure = failure or why_failed.cell_failure(graph)
     every = target.aliases()  # tied weights' other paths: graph.find() finds them, requires_grad toggles use them
     aliases = every if toggles.requires_grad else {}
@@ -56,8 +65,7 @@ def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None =
     if earlier and any(d in g for d in toggles.detach for g in earlier):  # a node's detach, by id
         missing = tuple(why_mod.node_cut(w.name, toggles, earlier) or w if w.reason == "unknown" else w
                         for w in missing)  # fmt: skip
-    if isinstance(target, CellTarget):
-        graph = _cut_worded(graph, cut_results(target.code, target.ns))
+    graph = _cut_worded(graph, target.cuts())
     graph = _toggles_worded(graph, toggles)
     return replace(graph, controls=target.controls(graph), missing=missing).with_aliases(every)
 
@@ -141,12 +149,11 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
     alias = _alias(name, leaves, known)
     if alias is not None:
         return _as_alias(name, alias, graph, explain(target, graph, toggles, alias, failure, inside, earlier))
-    if isinstance(target, CellTarget):
-        off = cut_results(target.code, target.ns).get(name)
-        value = leaves.get(name)
-        if off is not None and value is not None and value.grad_fn is None and not value.requires_grad:
-            return Why(name, *off)
-    traceable = not isinstance(target, TensorTarget)
+    off = target.cuts().get(name)
+    value = leaves.get(name)
+    if off is not None and value is not None and value.grad_fn is None and not value.requires_grad:
+        return Why(name, *off)
+    traceable = target.traceable
     others = why_mod.other_names(leaves, aliases).get(name, ())
     quick = why_mod.quick(name, leaves.get(name), toggles, graph, traceable=traceable, others=others, values=leaves)
     if quick is not None and quick.reason == "unknown" and not graph.nodes:
@@ -157,14 +164,7 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
         return quick
     node = next((n for n in graph.nodes if n.leaf is not None and n.leaf.name == name), None)
     if node is not None and node.executed is None:
-        if isinstance(target, CellTarget):
-            text = (f"{name} is in the graph, but no backward ran in this cell, so nothing got a gradient yet: "
-                    "add loss.backward() to the cell (or use a runnable debugger) to see gradients.")  # fmt: skip
-        else:  # a debugger of a tensor shows its graph as it stands
-            text = (f"{name} is in the graph, but this debugger shows a tensor's graph and runs no backward, so it "
-                    "sees no gradients: give gradsight the step — gs.debugger(lambda: compute_loss()) or "
-                    "gs.debugger(model, inputs=batch, loss=...) — to see them.")  # fmt: skip
-        return Why(name, "unknown", text, where=node.id)
+        return Why(name, "unknown", target.no_backward(name), where=node.id)
     extreme = why_extreme.extreme(name, node, graph, leaves) if node is not None else None
     if extreme is not None:  # finite, but too big or too small to train with
         return extreme

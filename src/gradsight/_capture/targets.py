@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..graph import Controls, Graph, LeafControl, Why
+from ..graph import Controls, Graph, LeafControl, Why, WhyReason
 from ..runs import RerunError
 from ..toggles import Toggles
 from . import taint
@@ -43,15 +43,35 @@ NO_RERUN = (
     "something it can run: gradsight.debugger(model, inputs=batch, loss=...), gradsight.debugger(lambda: "
     "compute_loss()), or a %%gradsight cell."
 )
+NO_BACKWARD = (
+    "{name} is in the graph, but this debugger shows a tensor's graph and runs no backward, so it sees no "
+    "gradients: give gradsight the step — gs.debugger(lambda: compute_loss()) or gs.debugger(model, "
+    "inputs=batch, loss=...) — to see them."
+)
+
+
+class _NotACell:
+    """What ``explain`` asks of every target but a cell (``cell_target.CellTarget``): its code can be
+    re-run for a taint trace (but a tensor's graph's), no variable is known cut by its code, and a graph
+    whose backward never ran is worded as a tensor's graph (:data:`NO_BACKWARD`)."""
+
+    traceable = True
+
+    def cuts(self) -> Mapping[str, tuple[WhyReason, str]]:
+        return {}
+
+    def no_backward(self, name: str) -> str:
+        return NO_BACKWARD.format(name=name)
 
 
 @dataclass
-class TensorTarget:
+class TensorTarget(_NotACell):
     """``gradsight.debugger(tensor)``: no re-run; leaves are the ``params`` the user named, ``tied`` the
     other paths of a module's shared parameters (:func:`names.leaf_aliases`)."""
 
     names: Mapping[str, torch.Tensor]
     tied: Mapping[str, str] = field(default_factory=dict)
+    traceable = False  # no code to re-run (a class attribute: not a field)
 
     def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
         raise RerunError(NO_RERUN)
@@ -76,7 +96,7 @@ class TensorTarget:
 
 
 @dataclass
-class RunnableTarget:
+class RunnableTarget(_NotACell):
     """A model or function: re-run with toggles; the taint trace re-runs its forward. Made right
     after the first run, where ``gradsight.debugger`` was called: every re-run and trace runs under
     the autocast regions enabled there, as the first run did — the view's re-runs too, and a
@@ -133,7 +153,7 @@ class RunnableTarget:
         return changed_since(since, now.parameters, now.inputs)
 
 
-class LiveTarget:
+class LiveTarget(_NotACell):
     """A live session: a re-run replays the last recorded step's call, with the gradient its output
     received (the model's vector–Jacobian product), so no loss function is needed. Leaves and modules
     are the model's as they are now (a submodule replaced since the debugger attached is named, and
