@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,14 @@ WAITING = (
     "view follows along (at most one step every {interval:g} s). Training a torch.compile'd wrapper of "
     "the model? Follow that one: gradsight.debugger(compiled_model)."
 )
+
+REPLACED = (
+    "Replaced: a newer gradsight.debugger() follows this model now (one live view per model), and this "
+    "view stopped following its steps. Its steps so far can still be inspected."
+)
+# id(model) -> the model and its live debugger, held weakly (one per model: a new one replaces the
+# last, whose hooks come off). By id: a model class may define __eq__ and no __hash__ (a dataclass).
+_following: dict[int, tuple[weakref.ref[Any], weakref.ref[Debugger]]] = {}
 
 
 def debugger(
@@ -123,7 +132,7 @@ def _live_debugger(model: Any, budget: int, source_lines: bool) -> Debugger:
     from ._capture.modules import is_compiled
 
     source_lines = source_lines and not any(is_compiled(m) for m in model.modules())  # no recompile
-
+    _replace_live(model)
     dbg = Debugger(Graph(message=WAITING.format(interval=global_options.live_interval), run=RunInfo(mode="live")))
     from ._capture.targets import LiveTarget
 
@@ -132,7 +141,24 @@ def _live_debugger(model: Any, budget: int, source_lines: bool) -> Debugger:
                             report=lambda text: setattr(dbg, "error", text),
                             failed=dbg._live_failed)  # fmt: skip
     dbg._target = LiveTarget(dbg._live, model, budget, source_lines)
+    for key, (followed, live) in list(_following.items()):  # (forget the models and views gone)
+        if followed() is None or live() is None:
+            del _following[key]
+    _following[id(model)] = (weakref.ref(model), weakref.ref(dbg))
     return dbg
+
+
+def _replace_live(model: Any) -> None:
+    """One live session per model: re-running ``dbg = gs.debugger(model)`` would stack sessions (their
+    hooks and costs add up, and the older ones stay on after ``dbg.close()``, unreachable). The last
+    live debugger of ``model`` stops following it (hooks off) and says it was replaced; its view, steps
+    and ``.grad`` history stay."""
+    refs = _following.pop(id(model), None)
+    old = refs[1]() if refs is not None and refs[0]() is model else None
+    if old is None or old._live is None:
+        return
+    old._live.close()  # (kept, closed: its .grad history stays inspectable; dbg.close() still drops all)
+    old.status, old.error = "error", REPLACED
 
 
 def _with_run(graph: Graph, run: RunInfo) -> Graph:
