@@ -77,6 +77,38 @@ def test_a_backward_that_raises_in_the_loss_fails_the_step_and_takes_its_hooks_o
     assert hook_dicts(model) == before
 
 
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [("loss.backward()", "grad can be implicitly created only for scalar outputs"),
+     ("loss.backward(torch.ones(5))", "Mismatch in shape"),
+     ("torch.autograd.grad(loss, [model.layer1.weight])", "grad can be implicitly created only for scalar outputs")],
+)  # fmt: skip
+def test_a_backward_call_with_bad_arguments_fails_the_step_and_takes_its_hooks_off(
+    shell: InteractiveShell, call: str, message: str
+) -> None:
+    """torch checks a backward call's arguments before the engine starts: the step is shown failed
+    with the user's error, says its backward never began, and its hooks come off at the cell's end."""
+    torch.manual_seed(0)
+    model, x = MLP(), torch.randn(3, 8)
+    before = hook_dicts(model)
+    shell.user_ns.update(model=model, x=x)
+    shell.run_cell("dbg = __import__('gradsight').debugger(model)\nmodel(x).sum().backward()")
+    dbg = shell.user_ns["dbg"]
+    assert dbg.graph.run.step == 1 and dbg.status == "ready"
+    result = shell.run_cell(f"loss = model(x).pow(2)\n{call}")
+    assert type(result.error_in_exec) is RuntimeError and message in str(result.error_in_exec)
+    graph = dbg.graph
+    assert graph.run.step == 2 and dbg.status == "error"
+    assert "step 2 raised RuntimeError" in dbg.error and message in dbg.error
+    assert any("before the backward began" in n and message in n for n in graph.notes), graph.notes
+    assert not any(node.executed for node in graph.nodes)
+    assert dbg._live._ends.step is None and hook_dicts(model)[2:] == before[2:]  # its hooks are off
+    shell.run_cell("model(x).sum().backward()")  # a step that finishes replaces the failure
+    assert dbg.graph.run.step == 3 and dbg.status == "ready" and dbg.error == ""
+    dbg.close()
+    assert hook_dicts(model) == before
+
+
 def hold_backward(model: MLP) -> tuple[threading.Event, threading.Event, Any]:
     """A hook of the user's that keeps a worker thread's backward running (inside it) until ``go``."""
     inside, go = threading.Event(), threading.Event()

@@ -24,6 +24,15 @@ _AUTOGRAD = os.path.join("torch", "autograd")
 _SHOWN = 6  # parameters named in a note
 _LONGEST = 1000  # characters of an exception's message kept (torch's dispatcher errors run to kilobytes)
 _RUN_BACKWARD = torch.autograd.graph._engine_run_backward.__code__  # every backward() and grad() runs it
+# The frames whose locals hold the tensors a backward starts from, by the name torch gives them: the
+# engine's, and (errors in the arguments, raised before the engine starts: a non-scalar loss, a
+# gradient of the wrong shape) torch.autograd.backward's and _make_grads'.
+_STARTED = (
+    (torch.autograd.graph._engine_run_backward, "t_outputs"),
+    (getattr(torch.autograd, "_make_grads", None), "outputs"),
+    (torch.autograd.backward, "tensors"),
+)
+_STARTS = {code: name for fn, name in _STARTED if (code := getattr(fn, "__code__", None)) is not None}
 _WALKED = 100_000  # nodes walked looking for a step's outputs in the graph of a backward that raised
 
 
@@ -58,12 +67,24 @@ def _roots_of(e: BaseException) -> Iterator[Any]:
     """The graph nodes the backward calls in ``e``'s traceback started from (their frames keep them)."""
     tb = e.__traceback__
     while tb is not None:
-        if tb.tb_frame.f_code is _RUN_BACKWARD:
-            for out in tb.tb_frame.f_locals.get("t_outputs", ()):
+        name = _STARTS.get(tb.tb_frame.f_code)
+        if name is not None:
+            outs = tb.tb_frame.f_locals.get(name, ())
+            for out in (outs,) if isinstance(outs, torch.Tensor) else outs:
                 node = out.grad_fn if isinstance(out, torch.Tensor) else getattr(out, "node", None)
                 if node is not None:
                     yield node
         tb = tb.tb_next
+
+
+def _engine_ran(e: BaseException) -> bool:
+    """Did the backward that raised ``e`` start the engine (not an error in its arguments)?"""
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is _RUN_BACKWARD:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def reaches(e: BaseException, keys: Collection[tuple[str, int]]) -> bool:
@@ -112,6 +133,13 @@ def failure(step: int, e: BaseException | None, *, reached: bool = True) -> tupl
     step's graph ran before it raised; not when it raised above the model's output, in the loss)."""
     what = describe(e).rstrip(".")
     error = f"The backward of live step {step} raised {what}"
+    if not reached and e is not None and not _engine_ran(e):
+        return error, (
+            f"Step {step}'s backward call raised ({what}) before the backward began: torch checks the call's "
+            "arguments first (a loss that is not a scalar needs a gradient argument, e.g. loss.mean().backward() or "
+            "loss.backward(torch.ones_like(loss)); a gradient must have its output's shape). No node of this graph "
+            "ran, and nothing reached .grad. Fix the call: the next step whose backward finishes replaces this one."
+        )
     if not reached:
         return error, (
             f"Step {step}'s backward raised ({what}) above the model's output (in the loss, or a function applied "
