@@ -164,7 +164,7 @@ class CellTarget:
         notes = tuple(_MISSED.format(name=name, keys=", ".join(keys)) for name, keys in missed)
         notes += (emptied,) if emptied else ()
         notes += tuple(started)
-        result.captured.graph = replace(graph, notes=(*graph.notes, *notes)).with_aliases(self.aliases())
+        result.captured.graph = replace(graph, notes=(*graph.notes, *notes))  # aliases: explain.finish
         return RunResult(result.captured)
 
     traceable = True  # a re-run of the cell's code (a class attribute: not a field)
