@@ -229,7 +229,7 @@ def test_parameters_that_get_gradients_but_are_in_no_optimizer_are_named() -> No
     assert not any("no optimizer" in n for n in dbg.graph.notes)
     train(model, opt, x, zero=True)
     assert torch.equal(model.head.weight, head)  # (what the note says: it never updates)
-    notes = [n for n in dbg.graph.notes if "no optimizer that stepped" in n]
+    notes = [n for n in dbg.graph.notes if "but no optimizer stepped" in n]
     assert len(notes) == 1 and "head.weight" in notes[0] and "head.bias" in notes[0] and "SGD" in notes[0]
     assert "enc." not in notes[0]
     # the head's .grad adds up (opt.zero_grad() never reaches it): said by that note, not the accumulation one

@@ -12,7 +12,7 @@ from torch import nn
 
 import gradsight as gs
 
-NOTE = "no optimizer that stepped"
+NOTE = "but no optimizer stepped"
 
 
 @pytest.fixture(autouse=True)
@@ -89,4 +89,31 @@ def test_a_head_in_no_optimizer_is_named_once_the_others_stepped_twice_since() -
     # steps 1-4 come before the encoder's optimizer stepped twice after step 1 (it steps after 2 and 4)
     assert shown == [False] * 4 + [True] * 4
     assert torch.equal(model.head.weight, head)  # (what the note says: it never trains)
+    dbg.close()
+
+
+def test_an_optimizer_that_has_not_stepped_yet_is_no_claim_that_its_parameters_are_in_none() -> None:
+    """The encoder's optimizer steps every 4th batch (a GradScaler skipping its steps looks the same):
+    its parameters are in an optimizer that calls no hook until it steps. The note says what is known
+    (no optimizer stepped them) and both causes, not that they are in no optimizer."""
+    model, x = encoder_and_head(), torch.randn(16, 4)
+    enc_opt = torch.optim.SGD(model.enc.parameters(), lr=0.1)
+    head_opt = torch.optim.SGD(model.head.parameters(), lr=0.1)
+    dbg = gs.debugger(model)
+    said: list[str] = []
+    for i in range(4):
+        model(x).pow(2).mean().backward()
+        said += named(dbg)
+        head_opt.step()
+        head_opt.zero_grad()
+        if i % 4 == 3:
+            enc_opt.step()
+            enc_opt.zero_grad()
+    assert said  # (steps 3 and 4: the head's optimizer stepped twice since, the encoder's not yet)
+    for note in said:
+        assert "enc.0.weight" in note and "head." not in note
+        assert "in no optimizer" not in note and "they are in no" not in note
+        assert "steps less often" in note and "GradScaler" in note and "pass them to the optimizer" in note
+    model(x).pow(2).mean().backward()  # the encoder's optimizer stepped: it is seen now
+    assert not named(dbg)
     dbg.close()

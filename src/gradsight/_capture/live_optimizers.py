@@ -12,7 +12,10 @@ nothing else, since a false claim is worse than silence: not before an optimizer
 stepped twice (gradient accumulation steps its optimizer every k batches, while another model's
 optimizer may step every batch), nor of parameters whose values change all the same — updated
 through ``.data`` (fp32 master weights copied back), by hand, or by a ``torch.compile``'d
-optimizer step, which runs no Python hook gradsight can see.
+optimizer step, which runs no Python hook gradsight can see. An optimizer that holds them but has
+not stepped since the debugger attached (it steps every k batches, a GradScaler skipped its steps)
+calls no hook either: the note says what is known — no optimizer stepped them — and names both
+causes, rather than claiming they are in none.
 
 ``.grad`` accumulating across optimizer steps (a forgotten ``zero_grad()``) is decided at the
 optimizer step, not when a backward adds to a used gradient: a GAN's generator loss runs through D
@@ -205,11 +208,13 @@ class Optimizers:
         listed = ", ".join(left[:_SHOWN]) + (f" and {len(left) - _SHOWN} more" if len(left) > _SHOWN else "")
         kinds = ", ".join(sorted({type(opt).__name__ for opt in list(self._seen)}))
         one = len(left) == 1
+        it, its, they = ("it", "its", "it has") if one else ("them", "their", "they have")
         return (
-            f"{listed} got a gradient in step {step} and the steps before, but {'it is' if one else 'they are'} in "
-            f"no optimizer that stepped since the debugger attached ({kinds}), and {'its' if one else 'their'} "
-            f"values stayed the same through the last optimizer steps: {'it does' if one else 'they do'} not "
-            f"train, and {'its' if one else 'their'} .grad adds up unless the loop zeroes it. Pass "
-            f"{'it' if one else 'them'} to the optimizer (e.g. torch.optim.SGD(model.parameters(), ...)), or "
-            "freeze with requires_grad_(False) what should not train."
+            f"{listed} got a gradient in step {step} and the steps before, but no optimizer stepped {it} since "
+            f"the debugger attached ({kinds} stepped the rest of the model), and {its} values stayed the same "
+            f"through those steps: {they} not trained since. If {'it is' if one else 'they are'} in an optimizer "
+            "that steps less often (every k batches) or skipped its steps (a GradScaler skips a step on inf/NaN "
+            f"gradients), that is expected; if in none, pass {it} to the optimizer (e.g. "
+            "torch.optim.SGD(model.parameters(), ...)), or freeze with requires_grad_(False) what should not "
+            f"train. Meanwhile {its} .grad adds up unless the loop zeroes it."
         )
