@@ -30,6 +30,7 @@ import torch
 from ..graph import Graph, RunInfo
 from . import source as source_mod
 from .cell_forward import CellForward
+from .cell_grads import Grads
 from .cell_notes import accumulation_note, freed_in_cell, with_presaved_stats
 from .records import Captured, CaptureOptions
 from .spy import BackwardSpy
@@ -53,7 +54,7 @@ class CellResult:
 
 def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budget: int,
              after_assign: Mapping[str, str] | None = None, context: Any = None, *,
-             interrupts: bool = False, grads: Any = None) -> CellResult:  # fmt: skip
+             interrupts: bool = False, grads: Grads | None = None) -> CellResult:  # fmt: skip
     """Execute ``code`` in ``ns`` and capture; ``compile_fn(source_ast, mode)`` compiles.
 
     ``after_assign`` maps variable names to a statement run right after each assignment to them
@@ -84,7 +85,7 @@ def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budg
                 error = e.with_traceback(_without_tracker(e.__traceback__))
     finally:
         _unbind_wrappers(ns, spy.wrappers)
-    copies = getattr(grads, "kept_bytes", 0)
+    copies = grads.kept_bytes if grads is not None else 0
     try:
         captured = capture_namespace(ns, before, value, spy, max(budget - copies, 0), forward)
     except KeyboardInterrupt:

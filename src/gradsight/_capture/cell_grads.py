@@ -28,8 +28,19 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
+
+
+class Grads(Protocol):
+    """What a cell's run tells of its backward calls (``cell.run_cell``, ``spy.BackwardSpy``):
+    :class:`FirstGrads` for the first run, :class:`RerunGrads` for a re-run."""
+
+    kept_bytes: int  # the copies it keeps: they count in the run's memory budget
+
+    def reached(self, leaves: Iterable[torch.Tensor]) -> None:
+        """Just before a backward call: the leaves it reaches, before it adds to their ``.grad``."""
 
 
 @dataclass
@@ -124,6 +135,7 @@ class RerunGrads:
         self.emptied: list[torch.Tensor] = []  # held a gradient the re-run starts without
         self._reach = reach
         self._users: set[int] | None = None  # ids of the user's tensors in reach (when first needed)
+        self.kept_bytes = 0  # the copies it puts in place are counted once, in the first run's budget (FirstGrads)
 
     def put(self, t: torch.Tensor, grad: torch.Tensor | None, held: bool) -> None:
         if id(t) in self._ids:

@@ -40,6 +40,7 @@ import torch
 
 from ..graph import TensorSummary
 from . import saved as saved_mod
+from .cell_grads import Grads
 from .hooks import ACCUMULATE_GRAD, GradMeta, grad_meta
 from .records import Observed, Presaved
 from .spy_watch import Call as _Call
@@ -62,7 +63,7 @@ class BackwardSpy:
     (``cell_grads``: what a first run's ``.grad`` held, and a re-run's own ``.grad``)."""
 
     def __init__(self, budget_bytes: int, held: Callable[[], Iterable[Any]] | None = None,
-                 grads: Any = None) -> None:  # fmt: skip
+                 grads: Grads | None = None) -> None:  # fmt: skip
         self.errors: list[str] = []
         self._grads = grads
         self._budget = budget_bytes
@@ -209,7 +210,8 @@ class BackwardSpy:
             if order is None:
                 items = roots if isinstance(roots, (list, tuple)) else [roots]
                 order = walk([n for n in (_node_of(t) for t in items) if n is not None])[0]
-            self._grads.reached([n.variable for n in order if _short_name(n) == ACCUMULATE_GRAD])
+            if self._grads is not None:
+                self._grads.reached([n.variable for n in order if _short_name(n) == ACCUMULATE_GRAD])
         except Exception as e:
             self.errors.append(f"could not keep .grad before a backward: {type(e).__name__}: {e}")
 
