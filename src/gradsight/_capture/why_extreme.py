@@ -195,16 +195,16 @@ def _reuses(leaf: Node, graph: Graph) -> tuple[int, Node] | None:
 
 
 def _exploding(name: str, leaf: Node, own: float, growth: float, root: Node, steps: list[Step],
-               graph: Graph | None = None) -> Why:  # fmt: skip
+               graph: Graph) -> Why:  # fmt: skip
     where, at, repeated = _most(steps, grow=True)
-    reused = _reuses(leaf, graph) if graph is not None and not repeated else None  # the path shows no repeat
+    reused = _reuses(leaf, graph) if not repeated else None  # the path shows no repeat
     if reused is not None:
         k, user = reused
         where += (f". {name} is applied {k} times by {in_module(user)} (a recurrence over time steps, or a weight "
                   "shared across layers): each application multiplies the gradient again")  # fmt: skip
         repeated = user.name.startswith(("Mm", "Addmm", "Bmm", "Mv"))
         at = Step(user, at.factor) if repeated else at
-    loss = graph.run.loss if graph is not None else None
+    loss = graph.run.loss
     if loss is not None and math.isfinite(loss) and abs(loss) >= 1e6 and numel(at.node) > 1:
         where += (f". The loss itself is {loss:.3g}: the forward's values exploded too (activations growing through "
                   "the layers or time steps), and the gradient grows with them")  # fmt: skip

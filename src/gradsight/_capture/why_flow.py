@@ -215,9 +215,8 @@ class DeadInputs:
     """The dead ReLU whose all-zero output each node multiplied (:func:`dead_input`): found once per
     node, with one index of the graph's nodes."""
 
-    def __init__(self, graph: Graph, values: Mapping[str, torch.Tensor | None] | None = None) -> None:
+    def __init__(self, graph: Graph) -> None:
         self.graph = graph
-        self.values = LeafValues(graph, values)  # leaves holding NaN/Inf (``values``: the leaves' tensors)
         self._nodes: dict[str, Node] | None = None
         self._found: dict[str, Node | None] = {}
 
