@@ -7,6 +7,12 @@ may still be running on another thread (a worker the user has not joined yet): s
 aside for that pass's end. A step none of whose hooks ran is failed too when the shell's last error
 is a backward over its graph that raised above it (in the loss). live.py retires them (hooks off,
 graph published).
+
+A step superseded before any backward reached it waits for its first pass (``waiting``): a second
+call whose output gets no backward (a DQN target ``model(s2).max(1)[0].detach()``, a stop-gradient
+branch) comes before the first call's ``loss.backward()``. Its pass's end shows it; the cell's end,
+the next capture or the current step's last pass drop it. A pass that runs it and the current step
+(a siamese step: ``loss(model(x1), model(x2)).backward()``) makes them one step, the current one's.
 """
 
 from __future__ import annotations
