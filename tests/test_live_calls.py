@@ -110,3 +110,28 @@ def test_a_call_on_the_models_own_output_is_drawn_and_needs_no_note() -> None:
     assert sum(n.name == "AddmmBackward0" for n in graph.nodes) == 2
     dbg.close()
     assert not hooked(model)
+
+
+def test_a_waiting_step_whose_backward_raises_is_shown_failed_with_its_hooks_off() -> None:
+    torch.manual_seed(0)
+    model, x = MLP(), torch.randn(3, 8)
+    dbg = gs.debugger(model)
+    assert dbg._live is not None
+
+    def broken(_: torch.Tensor) -> None:
+        raise ValueError("the user's hook broke")
+
+    handle = model.layer1.weight.register_hook(broken)
+    out = model(x)
+    model(x).detach()  # the second call: the first step waits for its backward
+    with pytest.raises(ValueError, match="hook broke"):
+        out.sum().backward()
+    handle.remove()
+    model(x)  # the thread goes on: the waiting step's pass raised
+    dbg._live.cell_done()
+    graph = dbg.graph
+    assert graph.run.step == 1 and dbg.status == "error" and "step 1 raised" in dbg.error
+    assert graph.node("layer2/AddmmBackward0#0").executed
+    assert not dbg._live._ends.waiting
+    dbg.close()
+    assert not hooked(model)
