@@ -17,7 +17,7 @@ from gradsight._capture import hooks
 from gradsight._capture.spy import BackwardSpy
 from gradsight._capture.spy_watch import fits_below
 from gradsight._capture.store import TensorStore
-from gradsight._capture.walk import _short_name, walk
+from gradsight._capture.walk import short_name, walk
 
 Grads = dict[int, tuple[torch.Tensor | None, ...]]
 Make = Callable[[], tuple[torch.Tensor, list[torch.Tensor]]]  # a computation: its root and its leaves
@@ -54,7 +54,7 @@ def torch_produced(make: Make, run: Run) -> tuple[Grads, list[torch.Tensor]]:
 
         return record
 
-    handles = [n.register_hook(hook(i)) for i, n in enumerate(order) if _short_name(n) != hooks.ACCUMULATE_GRAD]
+    handles = [n.register_hook(hook(i)) for i, n in enumerate(order) if short_name(n) != hooks.ACCUMULATE_GRAD]
     run(root, leaves)
     for h in handles:
         h.remove()
@@ -83,7 +83,7 @@ def assert_produced_as_torch(spy: BackwardSpy, order: list[Any], expected: Grads
                 assert meta is None and kept is None
                 continue
             assert meta is not None and meta[0] == tuple(g.shape)
-            assert float(meta[4]) == pytest.approx(float(g.norm()), rel=1e-6), _short_name(order[i])
+            assert float(meta[4]) == pytest.approx(float(g.norm()), rel=1e-6), short_name(order[i])
             assert kept is not None
             torch.testing.assert_close(kept.detach(), g)
 
@@ -126,7 +126,7 @@ def test_autograd_grad_records_what_reached_the_inputs_and_leaves_grad_alone() -
     spy, order, leaves, (gw,) = spied(shared_weight, grad)
     assert_produced_as_torch(spy, order, expected)
     assert leaves[0].grad is None
-    leaf = next(n for n in order if _short_name(n) == hooks.ACCUMULATE_GRAD)
+    leaf = next(n for n in order if short_name(n) == hooks.ACCUMULATE_GRAD)
     assert float(spy.observed[leaf].metas[0][4]) == pytest.approx(float(gw.norm()))
     # what the two consumers of w produced adds up to what autograd.grad returned for it
     produced = spy.produced
@@ -168,7 +168,7 @@ def test_past_keep_all_below_norms_flow_in_but_nothing_produced_is_recorded(monk
 def test_the_saved_tensors_the_spy_kept_count_in_keep_all_below(monkeypatch: pytest.MonkeyPatch) -> None:
     root, _ = seed_graph()
     order = walk([root.grad_fn])[0]
-    is_leaf = [_short_name(n) == hooks.ACCUMULATE_GRAD for n in order]
+    is_leaf = [short_name(n) == hooks.ACCUMULATE_GRAD for n in order]
     # 1 (the sum's) + 3 * 25 (add, mul, sin) + 25 (the leaf) float32 gradients
     assert fits_below(order, is_leaf, 101 * 4) and not fits_below(order, is_leaf, 101 * 4 - 1)
     monkeypatch.setattr(gs.options, "keep_all_below", 101 * 4)  # the gradients fit, with the saved input1 not

@@ -24,7 +24,7 @@ from .hooks import ACCUMULATE_GRAD
 from .modules import SHARED_HOOKS, ModuleTracker, is_compiled
 from .names import infer_module
 from .source import SourceTracker
-from .walk import _short_name, walk
+from .walk import short_name, walk
 
 # Calls that made nodes, and module calls, a cell's forward remembers (the last ones): a loop of many
 # training steps in a cell keeps a bounded record, far more than one step of a big model makes.
@@ -83,7 +83,7 @@ class CellForward:
         order, _, _ = walk(roots)
         for node in order:
             seq = node._sequence_nr()
-            if not first <= seq < end and _short_name(node) != ACCUMULATE_GRAD:
+            if not first <= seq < end and short_name(node) != ACCUMULATE_GRAD:
                 earlier[seq] = _guessed_module(node, leaf_names)
         del order
 
@@ -95,7 +95,7 @@ class CellForward:
 
 def _guessed_module(node: Any, leaf_names: Mapping[torch.Tensor, str]) -> str | None:
     """What a capture guesses without module calls: the module of the named parameters ``node`` consumes."""
-    children = [fn for fn, _ in node.next_functions if fn is not None and _short_name(fn) == ACCUMULATE_GRAD]
+    children = [fn for fn, _ in node.next_functions if fn is not None and short_name(fn) == ACCUMULATE_GRAD]
     return infer_module([LeafInfo(leaf_names.get(fn.variable), (), True) for fn in children])
 
 
@@ -121,7 +121,7 @@ class ModuleCalls:
 
 
 def _module_paths(ns: Mapping[str, Any]) -> dict[int, str]:
-    """id(module) -> its path from the namespace, as :func:`_leaf_names` names parameters
+    """id(module) -> its path from the namespace, as :func:`cell.namespace_leaf_names` names parameters
     (``model.layer1`` for ``model.layer1.weight``)."""
     paths: dict[int, str] = {}
     for name, v in ns.items():

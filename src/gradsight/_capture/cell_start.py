@@ -36,17 +36,17 @@ import torch
 
 from .cell_edits import CellEdits, cell_edits, resolve
 from .guard import (
-    _copy,
-    _generator_state,
-    _generator_types,
-    _put_back,
-    _set_generator_state,
-    _unseen,
+    detached_copy,
+    generator_state,
+    generator_types,
     generators_reached,
+    put_back,
+    set_generator_state,
     set_versions,
+    unseen,
     version_of,
 )
-from .namespace_guard import _IPYTHON_NAMES, _has_state, one_level_in
+from .namespace_guard import IPYTHON_NAMES, has_state, one_level_in
 
 UNCOPIED_EDITS = (
     "The cell edits {names} in place, and gradsight could not copy {them} before its first run within the memory "
@@ -73,7 +73,7 @@ OPTIMIZER_SHARE = 4  # optimizers' copies take at most 1/4 of the budget
 class FirstState:
     """Taken before a cell's first run (see the module's docstring); :meth:`started` around a re-run."""
 
-    @_unseen
+    @unseen
     def __init__(self, code: str, ns: Mapping[str, Any], used: Collection[str], budget: int) -> None:
         self._edits = cell_edits(code)
         self._copies: dict[int, tuple[weakref.ref[torch.Tensor], torch.Tensor]] = {}
@@ -81,7 +81,7 @@ class FirstState:
         # id -> (optimizer, its state_dict; None: past the budget): weak, as the tensors (the model may go)
         self._optimizers: dict[int, tuple[weakref.ref[Any], Any | None]] = {}
         # held: NumPy's generators take no weak reference, and a state is a few kB
-        self._generators = {id(g): (g, _generator_state(g)) for g in generators_in(ns, used)}
+        self._generators = {id(g): (g, generator_state(g)) for g in generators_in(ns, used)}
         self.kept_bytes = 0
         self._room = budget
         self._optimizer_room = budget // OPTIMIZER_SHARE
@@ -106,7 +106,8 @@ class FirstState:
             for t in tensors:
                 self._uncopied.setdefault(id(t), weakref.ref(t))
             return False
-        self._copies.update({i: (weakref.ref(t), _copy(t)) for i, t in new.items()})  # all, or none if one raises
+        copies = {i: (weakref.ref(t), detached_copy(t)) for i, t in new.items()}  # all, or none if one raises
+        self._copies.update(copies)
         self._room -= cost
         if share is not None:
             self._optimizer_room -= cost
@@ -130,7 +131,7 @@ class FirstState:
         finally:
             now.give_back()
 
-    @_unseen
+    @unseen
     def _start(self, now: _Now) -> list[str]:
         """Put the first run's starting point in place; what cannot be (changed shape, device or dtype
         since, a refusing ``load_state_dict``) starts as it is now, and is named like one past the budget."""
@@ -140,7 +141,7 @@ class FirstState:
                 first = self._first(t)
                 try:
                     if first is not None:  # a fresh copy where .data must take it: the re-run edits it
-                        _put_back(t, first if t.shape == first.shape and t.dtype == first.dtype else first.clone())
+                        put_back(t, first if t.shape == first.shape and t.dtype == first.dtype else first.clone())
                         continue
                 except Exception:
                     pass
@@ -160,7 +161,7 @@ class FirstState:
             state = self._generators.get(id(g))
             if state is not None and state[0] is g:
                 try:
-                    _set_generator_state(g, state[1])
+                    set_generator_state(g, state[1])
                 except Exception:  # a generator of another device now: it goes on from where it is
                     continue
         notes = []
@@ -183,7 +184,7 @@ class FirstState:
 class _Now:
     """What the objects a re-run starts from hold before it: put back by :meth:`give_back`."""
 
-    @_unseen
+    @unseen
     def __init__(self, edits: CellEdits, ns: Mapping[str, Any], used: Collection[str], held: Any) -> None:
         self.named_edits = [(ast.unparse(c), t) for c in edits.in_place
                             if (t := resolve(c, ns, first_tensor=True)) is not None]  # fmt: skip
@@ -198,11 +199,11 @@ class _Now:
                 self.startable.append(t)
                 continue
             try:
-                self.tensors.append((t, _copy(t), version_of(t)))
+                self.tensors.append((t, detached_copy(t), version_of(t)))
             except Exception:  # cannot be copied (a tensor subclass): not started either, nothing to put back
                 continue
             self.startable.append(t)
-        self.generators = [(g, _generator_state(g)) for g in generators_in(ns, used)]
+        self.generators = [(g, generator_state(g)) for g in generators_in(ns, used)]
         self.optimizers: list[tuple[Any, Any]] = []  # each with its state now (one that cannot give it: not started)
         for o in {id(o): o for _, o in self.named_steps}.values():
             try:
@@ -210,7 +211,7 @@ class _Now:
             except Exception:
                 continue
 
-    @_unseen
+    @unseen
     def give_back(self) -> None:
         """Each object as it was before the re-run; one that refuses stays as the re-run left it (and
         the others still go back)."""
@@ -218,10 +219,10 @@ class _Now:
             _quietly(opt.load_state_dict, state)
         with torch.no_grad():
             for t, value, _ in self.tensors:
-                _quietly(_put_back, t, value)
+                _quietly(put_back, t, value)
         set_versions((t, version) for t, _, version in self.tensors)
         for g, state in self.generators:
-            _quietly(_set_generator_state, g, state)
+            _quietly(set_generator_state, g, state)
 
 
 def _quietly(fn: Any, *args: Any) -> None:
@@ -244,7 +245,7 @@ def stepped(edits: CellEdits, ns: Mapping[str, Any]) -> list[Any]:
 
 
 def _steps_state(value: Any) -> bool:
-    return value is not None and _has_state(value)
+    return value is not None and has_state(value)
 
 
 def _is_iterator(value: Any) -> bool:
@@ -282,8 +283,8 @@ def generators_in(ns: Mapping[str, Any], used: Collection[str]) -> list[Any]:
     the globals of the functions it names), one level inside one (``aug.rng``), a module's own (a
     noise layer's), and those the functions it names reach (:func:`guard.generators_reached`).
     Never raises."""
-    kinds = _generator_types()
-    wanted = {n for n in used if n in ns and not n.startswith("_") and n not in _IPYTHON_NAMES}
+    kinds = generator_types()
+    wanted = {n for n in used if n in ns and not n.startswith("_") and n not in IPYTHON_NAMES}
     for n in list(wanted):
         if isinstance(ns[n], types.FunctionType):
             wanted |= {g for g in ns[n].__code__.co_names if g in ns and not g.startswith("_")}

@@ -34,7 +34,7 @@ from .modules import SHARED_HOOKS
 _EMBEDDINGS = (torch.nn.Embedding, torch.nn.EmbeddingBag)
 
 
-def _unseen(fn: Any) -> Any:
+def unseen(fn: Any) -> Any:
     """Run ``fn`` out of sight of torch-function modes: a taint trace (why.py) runs the forward under
     one, and the guards' reads (``t.grad``, ``t.requires_grad``), copies and detaches are not the
     user's code — seen, they looked like a use of the leaf, or a break in its path."""
@@ -67,10 +67,10 @@ class ModuleGuard:
         self._flags = flags
         self._training: list[tuple[torch.nn.Module, bool]] = []
         self._requires_grad: list[tuple[torch.Tensor, bool]] = []
-        self._generator_types = _generator_types()
+        self.generator_types = generator_types()
         self._thread = threading.get_ident()
         for generator in generators:
-            self._generators.append((generator, _generator_state(generator)))
+            self._generators.append((generator, generator_state(generator)))
         for _, module in modules:
             self._snapshot(module)
 
@@ -102,7 +102,7 @@ class ModuleGuard:
         parameter, so the run says so (run.py)."""
         return list({id(p): p for p, version in self._versions if p._version != version}.values())
 
-    @_unseen
+    @unseen
     def _snapshot(self, module: torch.nn.Module) -> None:
         if id(module) in self._seen:
             return
@@ -110,23 +110,23 @@ class ModuleGuard:
         self._alive.append(module)
         for name, b in module._buffers.items():
             if b is not None and not isinstance(b, UninitializedBuffer):
-                self._buffers.append((module, name, b, _copy(b), version_of(b)))
+                self._buffers.append((module, name, b, detached_copy(b), version_of(b)))
         renormed = None
         if isinstance(module, _EMBEDDINGS) and module.max_norm is not None:
             w = renormed = module.weight  # renormalized in place, under no_grad, by every forward
-            self._weights.append((w, _copy(w), w._version))
+            self._weights.append((w, detached_copy(w), w._version))
         every = [p for p in module._parameters.values() if p is not None]
         params = every if renormed is None else [p for p in every if p is not renormed]
         self._versions += [(p, p._version) for p in params]
         if self._flags:
             self._training.append((module, module.training))
             self._requires_grad += [(p, p.requires_grad) for p in every]
-        generators = self._generator_types
+        generators = self.generator_types
         for value in vars(module).values():
             if type(value) in generators:  # not isinstance: 10x slower with NumPy's classes (1 µs a module)
-                self._generators.append((value, _generator_state(value)))
+                self._generators.append((value, generator_state(value)))
 
-    @_unseen
+    @unseen
     def restore(self) -> None:
         # Through .data: putting the values back moves no version counter, and the counter the
         # forward's own in-place update moved (BatchNorm's num_batches_tracked += 1, an EMA buffer's
@@ -137,14 +137,14 @@ class ModuleGuard:
             for module, name, b, copy, _ in reversed(self._buffers):
                 if module._buffers.get(name) is not b:  # reassigned by the forward: put the object back
                     module._buffers[name] = b
-                _put_back(b, copy)
+                put_back(b, copy)
             for w, copy, version in self._weights:
                 if w._version != version:
-                    _put_back(w, copy)
+                    put_back(w, copy)
         set_versions([(b, version) for _, _, b, _, version in reversed(self._buffers)])
         set_versions((w, version) for w, _, version in self._weights)
         for generator, state in self._generators:
-            _set_generator_state(generator, state)
+            set_generator_state(generator, state)
         # Latest first, as buffers: a parameter two modules share ends with its first-seen flag.
         for p, requires_grad in reversed(self._requires_grad):
             if p.requires_grad != requires_grad and p.is_leaf:
@@ -162,7 +162,7 @@ class InputGuard:
     copied: a copy of the batch before every run would double its memory for a rare forward. Their
     ``requires_grad`` goes back too (a saliency forward's ``x.requires_grad_()``)."""
 
-    @_unseen
+    @unseen
     def __init__(self, inputs: Iterable[tuple[str, torch.Tensor]], edited: dict[int, torch.Tensor]) -> None:
         self._edited = edited
         self._versions: list[tuple[str, torch.Tensor, int]] = []
@@ -175,13 +175,13 @@ class InputGuard:
                 continue
             self._versions.append((name, t, version))
             if edited.get(id(t)) is t:
-                self._copies.append((t, _copy(t), version))
+                self._copies.append((t, detached_copy(t), version))
         self.restored = bool(self._copies)
 
     def __enter__(self) -> InputGuard:
         return self
 
-    @_unseen
+    @unseen
     def __exit__(self, *exc: object) -> None:
         for name, t, version in self._versions:
             if t._version != version:
@@ -189,7 +189,7 @@ class InputGuard:
                 self._edited[id(t)] = t  # held: the id stays this tensor's
         with torch.no_grad():
             for t, copy, _ in self._copies:
-                _put_back(t, copy)
+                put_back(t, copy)
         set_versions((t, version) for t, _, version in self._copies)  # as the values: as before this run
         for t, requires_grad in reversed(self._flags):  # reversed: a tensor given twice ends as it began
             if t.requires_grad != requires_grad:
@@ -236,7 +236,7 @@ def generators_reached(functions: Iterable[Any]) -> list[Any]:
     their closures' values, the globals their code (and the code nested in it: a lambda, a comprehension)
     names, the same one level into the functions among those, and a bound method's object's attributes
     (``self.rng``). One held only inside another object (``aug.rng``, a list) is not found. Never raises."""
-    kinds = _generator_types()
+    kinds = generator_types()
     found: dict[int, Any] = {}
     todo = [(fn, True) for fn in functions if fn is not None]
     seen: set[int] = set()
@@ -293,7 +293,7 @@ def global_names(code: types.CodeType) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _generator_types() -> frozenset[type]:
+def generator_types() -> frozenset[type]:
     """torch's generators, and NumPy's (if imported) that a module may keep for its noise."""
     np = sys.modules.get("numpy")
     if np is None:
@@ -301,7 +301,7 @@ def _generator_types() -> frozenset[type]:
     return frozenset({torch.Generator, np.random.Generator, np.random.RandomState})
 
 
-def _generator_state(generator: Any) -> Any:
+def generator_state(generator: Any) -> Any:
     if isinstance(generator, torch.Generator):
         return generator.get_state()
     if hasattr(generator, "bit_generator"):  # numpy.random.Generator
@@ -309,7 +309,7 @@ def _generator_state(generator: Any) -> Any:
     return generator.get_state()  # numpy.random.RandomState
 
 
-def _set_generator_state(generator: Any, state: Any) -> None:
+def set_generator_state(generator: Any, state: Any) -> None:
     if isinstance(generator, torch.Generator):
         generator.set_state(state)
     elif hasattr(generator, "bit_generator"):
@@ -318,14 +318,14 @@ def _set_generator_state(generator: Any, state: Any) -> None:
         generator.set_state(state)
 
 
-def _copy(t: torch.Tensor) -> torch.Tensor:
+def detached_copy(t: torch.Tensor) -> torch.Tensor:
     """A snapshot, out of sight of torch-function modes: a taint trace (why.py) runs the forward
     under one and would take this detach for a break in the user's path."""
     with torch._C.DisableTorchFunction():
         return t.detach().clone()
 
 
-def _put_back(t: torch.Tensor, copy: torch.Tensor) -> None:
+def put_back(t: torch.Tensor, copy: torch.Tensor) -> None:
     """``t``'s values (and shape, if the forward resized it through ``.data``) back to ``copy``."""
     with torch._C.DisableTorchFunction():
         if t.shape == copy.shape and t.dtype == copy.dtype:

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
-from .guard import _copy, _put_back, _unseen, global_names, set_versions, version_of
+from .guard import detached_copy, global_names, put_back, set_versions, unseen, version_of
 
-_IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
+IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
 _SCALARS = (str, bytes, int, float, bool, type(None))
 _CODE = (type, types.ModuleType, types.BuiltinFunctionType, types.MethodType)
 
@@ -39,7 +39,7 @@ class NamespaceGuard:
     with them (``guard.set_versions``), as in :class:`ModuleGuard`. Output
     printed and files written are not undone; neither are objects nested deeper."""
 
-    @_unseen
+    @unseen
     def __init__(self, ns: dict[str, Any], names: Iterable[str]) -> None:
         # id -> (tensor, its values, .grad, .grad's values, requires_grad, the version counters of both)
         self._tensors: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, bool,
@@ -69,7 +69,7 @@ class NamespaceGuard:
         elif isinstance(value, torch.Tensor):
             if value.is_leaf and value.requires_grad:
                 self._tensor(value)
-        elif _has_state(value):
+        elif has_state(value):
             self._states.append((value, copy.deepcopy(value.state_dict())))
             for group in getattr(value, "param_groups", ()):
                 for p in group.get("params", ()):
@@ -83,7 +83,7 @@ class NamespaceGuard:
             return
         grad = t.grad
         versions = (version_of(t), None if grad is None else version_of(grad))
-        self._tensors[id(t)] = (t, _copy(t), grad, None if grad is None else _copy(grad),
+        self._tensors[id(t)] = (t, detached_copy(t), grad, None if grad is None else detached_copy(grad),
                                 t.requires_grad, versions)  # fmt: skip
         self._keep_hooks(t, _TENSOR_HOOKS)
 
@@ -105,7 +105,7 @@ class NamespaceGuard:
     def __enter__(self) -> NamespaceGuard:
         return self
 
-    @_unseen
+    @unseen
     def __exit__(self, *exc: object) -> None:
         for m, modules, params, buffers, training in self._modules:  # the objects first (a reassigned head)
             for current, saved in ((m._modules, modules), (m._parameters, params), (m._buffers, buffers)):
@@ -124,9 +124,9 @@ class NamespaceGuard:
             for t, value, grad, grad_value, requires_grad, _ in self._tensors.values():
                 if t.requires_grad != requires_grad:
                     t.requires_grad_(requires_grad)
-                _put_back(t, value)
+                put_back(t, value)
                 if grad is not None and grad_value is not None:
-                    _put_back(grad, grad_value)
+                    put_back(grad, grad_value)
                 t.grad = grad
         # The values are back: so are the version counters an optimizer step in the cell moved, or a
         # graph the user built before the re-run that saved a parameter would fail its backward.
@@ -167,18 +167,18 @@ def with_helpers(ns: Mapping[str, Any], names: Iterable[str]) -> set[str]:
 
 def reachable(ns: dict[str, Any], names: Iterable[str]) -> list[Any]:
     """The objects a cell using ``names`` can reach (see :class:`NamespaceGuard`)."""
-    visible = [n for n in names if n in ns and not n.startswith("_") and n not in _IPYTHON_NAMES]
-    wanted = {n for n in with_helpers(ns, visible) if not n.startswith("_") and n not in _IPYTHON_NAMES}
+    visible = [n for n in names if n in ns and not n.startswith("_") and n not in IPYTHON_NAMES]
+    wanted = {n for n in with_helpers(ns, visible) if not n.startswith("_") and n not in IPYTHON_NAMES}
     out: list[Any] = []
     for n in sorted(wanted):
         value = ns[n]
         if isinstance(value, (*_SCALARS, *_CODE, types.FunctionType)):
             continue
         out.append(value)
-        if isinstance(value, (torch.nn.Module, torch.Tensor)) or _has_state(value):
+        if isinstance(value, (torch.nn.Module, torch.Tensor)) or has_state(value):
             continue
         out.extend(v for _, v in one_level_in(n, value)
-                   if isinstance(v, (torch.nn.Module, torch.Tensor, list, dict, set)) or _has_state(v))  # fmt: skip
+                   if isinstance(v, (torch.nn.Module, torch.Tensor, list, dict, set)) or has_state(v))  # fmt: skip
     return out
 
 
@@ -201,5 +201,5 @@ def one_level_in(name: str, value: Any, limit: int = 256) -> list[tuple[str, Any
     return list(itertools.islice(items, limit))
 
 
-def _has_state(value: Any) -> bool:
+def has_state(value: Any) -> bool:
     return isinstance(value, (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler))

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .guard import _copy, _put_back, _unseen
+from .guard import detached_copy, put_back, unseen
 
 BACKWARD_IN_FORWARD = (
     "the code called backward() itself: a runnable debugger runs the forward, then the backward itself "
@@ -67,10 +67,10 @@ def _keeping(original: Any, params: Any) -> Any:
     def zero_grad(self: Any, *args: Any, **kwargs: Any) -> Any:
         cleared = getattr(_RUN, "cleared", None)
         if cleared is not None:
-            for p in _unseen(params)(self):
+            for p in unseen(params)(self):
                 if id(p) not in cleared:  # zero_grad(set_to_none=False) zeroes in place: keep the values
                     g = p.grad
-                    cleared[id(p)] = (p, g, None if g is None else _copy(g))
+                    cleared[id(p)] = (p, g, None if g is None else detached_copy(g))
         return original(self, *args, **kwargs)
 
     return zero_grad
@@ -140,10 +140,10 @@ def _module_parameters(module: torch.nn.Module) -> list[torch.Tensor]:
 _PATCHES = _Patches()
 
 
-@_unseen
+@unseen
 def _give_back(cleared: Any) -> None:
     with torch.no_grad():
         for p, grad, values in cleared:
             if grad is not None and values is not None and not torch.equal(grad, values):
-                _put_back(grad, values)
+                put_back(grad, values)
             p.grad = grad

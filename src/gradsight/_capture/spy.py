@@ -46,7 +46,7 @@ from .records import Observed, Presaved
 from .spy_watch import Call as _Call
 from .spy_watch import Watch as _Watch
 from .summary import summarize
-from .walk import _short_name, walk
+from .walk import short_name, walk
 
 V = TypeVar("V")
 KEEP_CALLS = 4  # the latest backward calls remembered (the graph shown is normally the last one's)
@@ -211,7 +211,7 @@ class BackwardSpy:
                 items = roots if isinstance(roots, (list, tuple)) else [roots]
                 order = walk([n for n in (_node_of(t) for t in items) if n is not None])[0]
             if self._grads is not None:
-                self._grads.reached([n.variable for n in order if _short_name(n) == ACCUMULATE_GRAD])
+                self._grads.reached([n.variable for n in order if short_name(n) == ACCUMULATE_GRAD])
         except Exception as e:
             self.errors.append(f"could not keep .grad before a backward: {type(e).__name__}: {e}")
 

@@ -35,7 +35,7 @@ from ..graph import TensorSummary
 from .hooks import ACCUMULATE_GRAD, GradMeta, GradRecorder, grad_meta
 from .records import Observed, Presaved
 from .store import TensorStore
-from .walk import _short_name
+from .walk import short_name
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Watch:
         self.errors = errors
         self.accumulates = False  # a backward call (not autograd.grad): it adds to the leaves' .grad
         self.call = Call({})  # the spy's record of this call
-        names = [_short_name(n) for n in order]
+        names = [short_name(n) for n in order]
         self.leaves = [name == ACCUMULATE_GRAD for name in names]
         fits = fits_below(order, self.leaves, options.keep_all_below - kept_bytes)
         self._store = TensorStore(options.keep_all_below, eager=False)  # references only, no statistics

@@ -96,7 +96,7 @@ def collect(roots: Sequence[Any], opts: CaptureOptions) -> tuple[Collected, list
     if opts.store is not None:
         opts.store.graph_size(len(order))
     summarize_fn = _summary_cache(opts.stats)
-    names = [_short_name(n) for n in order]
+    names = [short_name(n) for n in order]
     seqs = [_sequence_nr(n) for n in order]
     leaves = [
         _leaf_info(i, n, opts, summarize_fn) if names[i] == ACCUMULATE_GRAD else None for i, n in enumerate(order)
@@ -221,7 +221,7 @@ def backward_order(
 _NAMES: dict[type, str] = {}
 
 
-def _short_name(node: Any) -> str:
+def short_name(node: Any) -> str:
     cls = type(node)
     name = _NAMES.get(cls)
     if name is None:

@@ -22,7 +22,7 @@ import torch
 from ..runs import RerunError
 from ..toggles import ToggleError, Toggles
 from .detach import detach_output
-from .guard import _unseen
+from .guard import unseen
 from .names import leaf_names_from_params, module_names
 
 
@@ -246,7 +246,7 @@ class CellBinds:
         every = [*t.requires_grad, *(k for s in scoped for k in s), *t.detach]
         return [k for k in dict.fromkeys(every) if _under(name, k)]
 
-    @_unseen
+    @unseen
     def __call__(self, name: str, value: Any) -> None:
         if name not in self.names or self.ns.get(name) is not value:
             return  # a function's local of the same name, not the cell's variable
@@ -280,7 +280,7 @@ class CellBinds:
     def __enter__(self) -> CellBinds:
         return self
 
-    @_unseen
+    @unseen
     def __exit__(self, *exc: object) -> None:
         while self._bound:
             self._bound.popitem()[1][2].close()
