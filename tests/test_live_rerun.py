@@ -236,3 +236,25 @@ def test_a_live_leafs_finite_exploding_gradient_has_its_norm_not_inf() -> None:
         assert not node.nonfinite_gradient
         assert "non-finite" not in dbg.why(name).message and "NaN or Inf" not in dbg.why(name).message
     dbg.close()
+
+
+def test_a_rerun_of_a_head_whose_input_came_out_of_the_freed_backbone_graph_starts_at_the_input() -> None:
+    """gs.debugger(model.head) while the whole model trains (or a GAN's D on G's fake batch): the
+    step's backward freed the graph its input came out of; a re-run starts the graph at the input."""
+    from gradsight._capture.targets import CUT_INPUTS
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    x, y = torch.randn(8, 4), torch.randn(8, 2)
+    dbg = gs.debugger(model[2])
+    nn.functional.mse_loss(model(x), y).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    graph = dbg.rerun()  # raised torch's "backward through the graph a second time"
+    assert CUT_INPUTS in graph.notes
+    leaves = {n.leaf.name: n for n in graph.leaves}
+    assert set(leaves) == {"weight", "bias", "input"}
+    assert leaves["weight"].grad_in[0].norm == pytest.approx(float(model[2].weight.grad.norm()), rel=1e-5)
+    assert all(torch.equal(p.grad, grads[n]) for n, p in model.named_parameters())  # .grad untouched
+    toggled = dbg.rerun(requires_grad={"weight": False})
+    assert "weight" not in {n.leaf.name for n in toggled.leaves}
+    dbg.close()

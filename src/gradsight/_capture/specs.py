@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from torch.nn.modules.lazy import LazyModuleMixin
-from torch.utils._pytree import tree_leaves
+from torch.utils._pytree import tree_leaves, tree_map
 
 from ..config import options
 from .fn_scope import one_level, scope_of
@@ -106,6 +106,31 @@ def _input_tensors(inputs: Any) -> list[tuple[str, torch.Tensor]]:
     else:
         items = [("input", inputs)]
     return [(k, v) for k, v in items if isinstance(v, torch.Tensor)]
+
+
+def at_the_inputs(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any], bool]:
+    """A call's arguments with each tensor that came out of another graph (it has a ``grad_fn``: a
+    backbone's features, a GAN's fake batch) replaced by a detached leaf of the same values and
+    ``requires_grad``, so a run's graph starts at the model's input: its backward never runs the
+    user's graph above it (freed by then, or not the model's), and the input's gradient is dL/d input.
+    Also whether any was replaced.
+
+    >>> x = torch.ones(2, requires_grad=True) * 2
+    >>> (a,), _, cut = at_the_inputs((x,), {})
+    >>> a.grad_fn is None and a.requires_grad and cut
+    True
+    """
+    swapped: dict[int, torch.Tensor] = {}
+
+    def leaf(v: Any) -> Any:
+        if isinstance(v, torch.Tensor) and v.grad_fn is not None and not isinstance(v, torch.nn.Parameter):
+            if id(v) not in swapped:
+                swapped[id(v)] = v.detach().requires_grad_(v.requires_grad)
+            return swapped[id(v)]
+        return v
+
+    new_args, new_kwargs = tree_map(leaf, (tuple(args), dict(kwargs)))
+    return tuple(new_args), dict(new_kwargs), bool(swapped)
 
 
 def call_inputs(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[tuple[str, torch.Tensor]]:

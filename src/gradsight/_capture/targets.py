@@ -35,9 +35,14 @@ from .live_step import Replay
 from .names import leaf_aliases
 from .outputs import flatten_tensors
 from .run import RunResult, RunSpec, run
-from .specs import call_inputs, reaches_of
+from .specs import at_the_inputs, call_inputs, reaches_of
 from .summary import dtype_name
 
+CUT_INPUTS = (
+    "The step's input came out of another graph (a GAN's fake batch, a backbone's features): this re-run starts "
+    "the graph at the model's input, as a leaf whose gradient is dL/d input, so the nodes above it are not drawn "
+    "and their backward is not run (your graph above is left alone)."
+)
 NO_RERUN = (
     "This debugger shows a tensor's graph: it cannot re-run the code that made it. For what-ifs, give gradsight "
     "something it can run: gradsight.debugger(model, inputs=batch, loss=...), gradsight.debugger(lambda: "
@@ -169,6 +174,7 @@ class LiveTarget(_NotACell):
         self.in_checkpoint: dict[str, float] = {}  # the last re-run's (RunSpec.in_checkpoint)
         # inputs of the last step a re-run saw edited in place: put back after each later re-run (RunSpec)
         self.edited_inputs: dict[int, torch.Tensor] = {}
+        self.cut_inputs = False  # the last re-run's inputs came out of another graph (specs.at_the_inputs)
 
     def _names(self) -> tuple[list[tuple[str, torch.nn.Module]], dict[torch.Tensor, str]]:
         return model_names(self.model)
@@ -181,13 +187,17 @@ class LiveTarget(_NotACell):
                 "the live debugger re-runs the last step it recorded."
             )
         model = self.model
+        # an input out of another graph (a GAN's fake batch, a backbone's features): the re-run's graph
+        # starts at it, as a leaf (the graph above is the user's, freed by the step's backward)
+        args, kwargs, self.cut_inputs = at_the_inputs(replay.args, replay.kwargs)
 
         def call() -> Any:  # under the autocast regions the step's forward ran under
             with replaying_autocast(replay.autocast):
-                return model(*replay.args, **replay.kwargs)
+                return model(*args, **kwargs)
 
         modules, names = self._names()
-        inputs = call_inputs(replay.args, replay.kwargs)
+        inputs = call_inputs(args, kwargs)
+        names = {**names, **{t: n for n, t in inputs if t not in names}}
         held = {id(t) for _, t in inputs}  # an earlier step's batch is let go
         self.edited_inputs = {i: t for i, t in self.edited_inputs.items() if i in held}
         for t in replay.edited:  # the step's own forward edited it: a re-run must not edit the batch again
@@ -206,8 +216,10 @@ class LiveTarget(_NotACell):
         self.in_checkpoint = dict(spec.in_checkpoint)
         if result.captured is not None and replay is not None:  # live mode knows no loss: say what was computed
             graph = result.captured.graph
-            note = rerun_note(replay.step, replay.parameters, self._now(replay)[0])
-            result.captured.graph = replace(graph, notes=(*graph.notes, note))
+            notes = [rerun_note(replay.step, replay.parameters, self._now(replay)[0])]
+            if self.cut_inputs:
+                notes.append(CUT_INPUTS)
+            result.captured.graph = replace(graph, notes=(*graph.notes, *notes))
         return result
 
     def leaves(self) -> Mapping[str, torch.Tensor | None]:
