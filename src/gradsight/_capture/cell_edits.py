@@ -1,7 +1,8 @@
-"""What a ``%%gradsight`` cell's code does to the user's objects that a re-run would do again, read
-from its AST (:func:`cell_edits`): the tensors it edits in place (``images /= 255``, ``mask[0] = 0``,
+"""What a ``%%gradsight`` cell's code does to the user's objects that a re-run would do again, read from
+its AST (:func:`cell_edits`): the tensors it edits in place (``images /= 255``, ``mask[0] = 0``,
 ``x.clamp_(0, 1)``, ``w.data = ...``, ``torch.nn.init.zeros_(w)``, ``out=``), the optimizers and LR
-schedulers it steps (``opt.step()``), and the iterators it takes an item from (``next(it)``).
+schedulers it steps (``opt.step()``, ``scaler.step(opt)``) and the GradScalers it steps or updates, and
+the iterators it takes an item from (``next(it)``).
 
 Each is an expression chain — a name, then attributes and constant subscripts (``batch["x"]``,
 ``model.weight.data``) — resolved against the namespace without running the user's code
@@ -29,7 +30,8 @@ _GRAD = frozenset({"grad"})  # a chain through .grad edits a gradient: cell_grad
 @dataclass
 class CellEdits:
     in_place: list[ast.expr] = field(default_factory=list)  # chains whose first tensor the cell edits in place
-    steps: list[ast.expr] = field(default_factory=list)  # chains the cell calls .step() on
+    steps: list[ast.expr] = field(default_factory=list)  # chains the cell calls .step() / .update() on, or passes
+    # to .step() (``scaler.step(opt)``)
     nexts: list[ast.expr] = field(default_factory=list)  # chains the cell calls next() on
 
 
@@ -75,8 +77,10 @@ def cell_edits(code: str) -> CellEdits:
                 edit(func.value, node)  # x.clamp_(0, 1)
                 if node.args and _root(func.value) in _FUNCTION_ROOTS:
                     edit(node.args[0], node)  # torch.nn.init.zeros_(w)
-            elif isinstance(func, ast.Attribute) and name == "step" and reached(func.value, node):
-                out.steps.append(func.value)
+            elif isinstance(func, ast.Attribute) and name in _STEPS and reached(func.value, node):
+                out.steps.append(func.value)  # opt.step(), scaler.update()
+                if name == "step" and node.args and reached(node.args[0], node):
+                    out.steps.append(node.args[0])  # scaler.step(opt) steps opt
             elif isinstance(func, ast.Name) and name == "next" and node.args and reached(node.args[0], node):
                 out.nexts.append(node.args[0])
             for keyword in node.keywords:
@@ -86,6 +90,9 @@ def cell_edits(code: str) -> CellEdits:
 
 
 _FUNCTION_ROOTS = frozenset({"torch", "nn", "init", "F"})
+# what changes an optimizer's, scheduler's or GradScaler's state (``scaler.update()`` grows its scale); the
+# chains are kept only where they name one (``cell_start.stepped``): ``d.update(x)`` on a dict is not
+_STEPS = frozenset({"step", "update"})
 
 
 def _in_place(name: str) -> bool:

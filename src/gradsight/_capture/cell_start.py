@@ -95,18 +95,25 @@ class FirstState:
         self._optimizers[id(opt)] = (weakref.ref(opt), None)  # past the budget until copied
         state = opt.state_dict()  # references to its tensors: copied only if they fit
         if self._keep(_params_of(opt), _state_cost(state), self._optimizer_room):
-            self._optimizers[id(opt)] = (weakref.ref(opt), copy.deepcopy(state))
+            try:
+                self._optimizers[id(opt)] = (weakref.ref(opt), copy.deepcopy(state))
+            except Exception:  # a copy that failed: its parameters start as the first run left them, and say so
+                for p in _params_of(opt):
+                    self._uncopied.setdefault(id(p), weakref.ref(p))
 
     def _keep(self, tensors: list[torch.Tensor], extra: int = 0, share: int | None = None) -> bool:
         """Copy ``tensors`` (all or none) if they, and ``extra`` bytes more, fit in the room left (and in
         ``share``, the optimizers' room, for an optimizer's)."""
         new = {id(t): t for t in tensors if id(t) not in self._copies}
         cost = sum(_cost(t) for t in new.values()) + extra
-        if cost > self._room or (share is not None and cost > share):
+        try:
+            if cost > self._room or (share is not None and cost > share):
+                raise MemoryError
+            copies = {i: (weakref.ref(t), detached_copy(t)) for i, t in new.items()}  # all, or none if one raises
+        except Exception:  # past the budget, or a copy that failed (out of memory): the re-run's graph says so
             for t in tensors:
                 self._uncopied.setdefault(id(t), weakref.ref(t))
             return False
-        copies = {i: (weakref.ref(t), detached_copy(t)) for i, t in new.items()}  # all, or none if one raises
         self._copies.update(copies)
         self._room -= cost
         if share is not None:
@@ -151,7 +158,10 @@ class FirstState:
         for opt, _ in now.optimizers:
             ref, state = self._optimizers.get(id(opt), (None, None))
             held: Any = None if ref is None else ref()
-            if held is None or held is not opt or state is None:
+            if held is None or held is not opt:
+                continue
+            if state is None:  # past the budget or not copied: its parameters are named (UNCOPIED_STEPS)
+                uncopied.update(id(p) for p in _params_of(held))
                 continue
             try:  # a copy: load_state_dict keeps the tensors it is given, and the re-run's steps edit them
                 held.load_state_dict(copy.deepcopy(state))

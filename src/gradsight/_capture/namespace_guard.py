@@ -33,7 +33,7 @@ class NamespaceGuard:
       ``model.head = nn.Linear(...)``), their values, and the training flags;
     - parameters and leaf tensors that require grad: values, ``.grad`` (accumulated in place),
       ``requires_grad``;
-    - optimizers and LR schedulers: ``state_dict``; lists, dicts and sets: their items.
+    - optimizers, LR schedulers and GradScalers: ``state_dict``; lists, dicts and sets: their items.
 
     Values go back through ``.data``, and the version counters the cell moved (``opt.step()``) go back
     with them (``guard.set_versions``), as in :class:`ModuleGuard`. Output
@@ -202,4 +202,9 @@ def one_level_in(name: str, value: Any, limit: int = 256) -> list[tuple[str, Any
 
 
 def has_state(value: Any) -> bool:
-    return isinstance(value, (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler))
+    """Does ``value`` hold training state behind ``state_dict`` / ``load_state_dict`` (an optimizer, an LR
+    scheduler, an AMP ``GradScaler``, whose ``update()`` grows its scale)?"""
+    return isinstance(value, _STATEFUL)
+
+
+_STATEFUL = (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.amp.GradScaler)
