@@ -369,4 +369,6 @@ def run_first(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], bud
     result = run_cell(code, ns, compile_fn, budget, interrupts=True, grads=target.first_grads)
     if target.first_grads is not None:
         target.first_grads.settle()
+    if target.first_state is not None:
+        target.first_state.settle()
     return result, target

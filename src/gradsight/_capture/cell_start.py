@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from .cell_edits import CellEdits, cell_edits, resolve
+from .cell_moved import Moved, note
 from .guard import (
     detached_copy,
     generator_state,
@@ -90,6 +91,16 @@ class FirstState:
                 _quietly(self._keep, [t])
             for opt in stepped(self._edits, ns):
                 _quietly(self._keep_optimizer, opt)
+        self._moved = Moved(ns, used)  # version counters only: the edits cell_edits misses (settle)
+
+    def settle(self) -> None:
+        """After the first run: the tensors it edited in place that this state did not copy (``cell_moved``).
+        Never raises."""
+        _quietly(self._moved.settle, self._covered)
+
+    def _covered(self, t: torch.Tensor) -> bool:
+        ref = self._uncopied.get(id(t))
+        return self._first(t) is not None or (ref is not None and ref() is t)
 
     def _keep_optimizer(self, opt: Any) -> None:
         self._optimizers[id(opt)] = (weakref.ref(opt), None)  # past the budget until copied
@@ -131,7 +142,7 @@ class FirstState:
         what the user's objects hold now put back afterwards (values, version counters, states).
         ``held``: the ``NamespaceGuard`` around it, whose copies of the user's parameters serve (no second
         copy of a model). Yields the notes of the re-run's graph (filled as the re-run starts)."""
-        now = _Now(self._edits, ns, used, held)
+        now = _Now(self._edits, ns, used, held, self._moved.tensors())
         try:
             notes = self._start(now)
             yield notes
@@ -186,6 +197,9 @@ class FirstState:
         steps = sorted({n for n, opt in now.named_steps if any(id(p) in uncopied for p in _params_of(opt))})
         if steps:
             notes.append(UNCOPIED_STEPS.format(names=", ".join(steps)))
+        unseen_edits = note({n for n, _ in now.moved})
+        if unseen_edits:
+            notes.append(unseen_edits)
         if now.nexts:
             notes.append(TAKES_NEXT.format(names=", ".join(now.nexts)))
         return notes
@@ -195,13 +209,16 @@ class _Now:
     """What the objects a re-run starts from hold before it: put back by :meth:`give_back`."""
 
     @unseen
-    def __init__(self, edits: CellEdits, ns: Mapping[str, Any], used: Collection[str], held: Any) -> None:
+    def __init__(self, edits: CellEdits, ns: Mapping[str, Any], used: Collection[str], held: Any,
+                 moved: list[tuple[str, torch.Tensor]]) -> None:  # fmt: skip
+        self.moved = moved  # edited unseen by the first run: only given back (cell_moved)
         self.named_edits = [(ast.unparse(c), t) for c in edits.in_place
                             if (t := resolve(c, ns, first_tensor=True)) is not None]  # fmt: skip
         self.named_steps = [(ast.unparse(c), o) for c in edits.steps if _steps_state(o := resolve(c, ns))]
         self.nexts = sorted({ast.unparse(c) for c in edits.nexts if _is_iterator(resolve(c, ns))})
         reached = {id(t): t for _, t in self.named_edits}
         reached.update((id(p), p) for _, opt in self.named_steps for p in _params_of(opt))
+        reached.update((id(t), t) for _, t in moved)
         self.tensors: list[tuple[torch.Tensor, torch.Tensor, int | None]] = []  # what give_back puts back
         self.startable: list[torch.Tensor] = []  # the tensors a re-run may start from the first run's values
         for t in reached.values():

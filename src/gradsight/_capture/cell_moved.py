@@ -1,0 +1,114 @@
+"""The safety net under ``cell_edits``: tensors a ``%%gradsight`` cell edits in place in a way its code
+does not show (:class:`Moved`).
+
+``cell_edits`` reads the edits a re-run would make again from the cell's syntax tree, and misses those
+made through another name: a loop variable (``for t in data: t.mul_(2)``), a view (``x.view(-1).mul_(2)``),
+a name the cell rebinds to the same object (``images = images.to('cpu'); images /= 255``), a function's
+``inplace=True``, an alias of ``torch.nn.init``, an optimizer the cell makes, a manual SGD step in a loop.
+Before the first run gradsight reads the version counters (no copies) of every tensor the cell's names
+reach — a tensor, a module's parameters, an optimizer's, and those one level inside a container or an
+object (as ``namespace_guard.reachable``); after it, a tensor whose counter moved and that ``FirstState``
+did not copy was edited in place without gradsight knowing. Its first values are gone: a re-run starts
+from those the first run left (its graph says so), and gives back what the tensor held before it.
+"""
+
+from __future__ import annotations
+
+import types
+import weakref
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+import torch
+
+from .guard import version_of
+from .namespace_guard import IPYTHON_NAMES, has_state, one_level_in, with_helpers
+
+UNSEEN_EDITS = (
+    "The cell edits {names} in place, in a way gradsight does not read from its code (through another name: a loop "
+    "variable, a view, an alias, a helper, an optimizer the cell makes), so it kept no copy of {them} before the "
+    "first run: this re-run started from the values the first run left and edited them once more, so it "
+    "differentiates other values than the run shown. Your tensors are as they were before this re-run."
+)
+_SHOWN = 8  # names listed in the note; the rest counted
+_SKIPPED = (str, bytes, int, float, bool, type(None), type, types.ModuleType, types.FunctionType,
+            types.BuiltinFunctionType, types.MethodType)  # fmt: skip
+
+
+class Moved:
+    """The version counters of the tensors a cell reaches, read before its first run; :meth:`settle`
+    after it keeps those that moved and were not copied."""
+
+    def __init__(self, ns: Mapping[str, Any], used: Collection[str]) -> None:
+        self._before: list[tuple[weakref.ref[torch.Tensor], str, int]] = []
+        self._moved: list[tuple[weakref.ref[torch.Tensor], str]] = []
+        try:
+            for name, t in named_tensors(ns, used):
+                version = version_of(t)
+                if version is not None and not t.is_meta:
+                    self._before.append((weakref.ref(t), name, version))
+        except Exception:  # a namespace that cannot be looked into: no safety net, the first run goes on
+            self._before = []
+
+    def settle(self, covered: Callable[[torch.Tensor], bool]) -> None:
+        """After the first run: the tensors whose counter moved, but for those ``covered`` (copied, or
+        named past the budget, by ``FirstState``)."""
+        before, self._before = self._before, []
+        for ref, name, version in before:
+            t = ref()
+            try:
+                if t is not None and version_of(t) != version and not covered(t):
+                    self._moved.append((ref, name))
+            except Exception:  # a tensor that cannot be read now: not named
+                continue
+
+    def tensors(self) -> list[tuple[str, torch.Tensor]]:
+        """The tensors the first run edited unseen, still alive, each with its name."""
+        return [(name, t) for ref, name in self._moved if (t := ref()) is not None]
+
+
+def note(names: Collection[str]) -> str | None:
+    """The re-run's note naming the tensors edited unseen (None if none)."""
+    if not names:
+        return None
+    shown = sorted(names)[:_SHOWN]
+    rest = len(names) - len(shown)
+    listed = ", ".join(shown) + (f" and {rest} more" if rest else "")
+    return UNSEEN_EDITS.format(names=listed, them="it" if len(names) == 1 else "them")
+
+
+def named_tensors(ns: Mapping[str, Any], used: Collection[str]) -> list[tuple[str, torch.Tensor]]:
+    """The tensors a cell using ``used`` reaches, each once, by its shortest name: a tensor it names, a
+    module's parameters (``model.fc.weight``; not its buffers: a forward updates BatchNorm's running
+    statistics itself), an optimizer's, and those one level inside the other values (``data[0]``,
+    ``trainer.model.weight``), the globals of the helper functions it names included."""
+    visible = [n for n in used if n in ns and not n.startswith("_") and n not in IPYTHON_NAMES]
+    wanted = sorted(n for n in with_helpers(ns, visible) if not n.startswith("_") and n not in IPYTHON_NAMES)
+    found: dict[int, tuple[str, torch.Tensor]] = {}
+
+    def add(name: str, value: Any) -> bool:
+        if isinstance(value, torch.Tensor):
+            pairs = [(name, value)]
+        elif isinstance(value, torch.nn.Module):
+            pairs = [(f"{name}.{p}", t) for p, t in value.named_parameters()]
+        elif isinstance(value, torch.optim.Optimizer):
+            pairs = [(f"{name}.param_groups[{g}]['params'][{i}]", p) for g, group in enumerate(value.param_groups)
+                     for i, p in enumerate(group.get("params", ())) if isinstance(p, torch.Tensor)]  # fmt: skip
+        else:
+            return has_state(value)  # a scheduler, a GradScaler: nothing of theirs to look into
+        for n, t in pairs:
+            if id(t) not in found or len(n) < len(found[id(t)][0]):
+                found[id(t)] = (n, t)
+        return True
+
+    for name in wanted:
+        value = ns[name]
+        if isinstance(value, _SKIPPED):
+            continue
+        try:
+            if not add(name, value):
+                for inner, v in one_level_in(name, value):
+                    add(inner, v)
+        except Exception:  # an object that cannot be looked into: none of its tensors
+            continue
+    return list(found.values())
