@@ -10,6 +10,10 @@ reach — a tensor, a module's parameters, an optimizer's, and those one level i
 object (as ``namespace_guard.reachable``); after it, a tensor whose counter moved and that ``FirstState``
 did not copy was edited in place without gradsight knowing. Its first values are gone: a re-run starts
 from those the first run left (its graph says so), and gives back what the tensor held before it.
+
+A tensor whose ``grad_fn`` the first run changed (``h.mul_(2)`` on a tensor out of an earlier cell's graph,
+``x += w`` with ``w`` requiring grad) cannot be given back: the in-place op is in its history, and a
+re-run would add another. Such a cell is not re-run (:meth:`Moved.rebased`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,13 @@ UNSEEN_EDITS = (
     "first run: this re-run started from the values the first run left and edited them once more, so it "
     "differentiates other values than the run shown. Your tensors are as they were before this re-run."
 )
+REBASED = (
+    "The cell edits {names} in place, and autograd recorded the edit in {its} history (a grad_fn: {it} came out of "
+    "a graph, or the edit took a tensor that requires grad): each re-run would add its in-place op to your "
+    "tensor's history once more, and your later backward through {it} would count it again. So this cell cannot be "
+    "re-run. Make the tensor in the cell, or edit a copy ({example} = {example}.clone() first), and run the "
+    "cell again."
+)
 _SHOWN = 8  # names listed in the note; the rest counted
 _SKIPPED = (str, bytes, int, float, bool, type(None), type, types.ModuleType, types.FunctionType,
             types.BuiltinFunctionType, types.MethodType)  # fmt: skip
@@ -40,13 +51,15 @@ class Moved:
     after it keeps those that moved and were not copied."""
 
     def __init__(self, ns: Mapping[str, Any], used: Collection[str]) -> None:
-        self._before: list[tuple[weakref.ref[torch.Tensor], str, int]] = []
+        # each tensor, its name, version counter and grad_fn (held until settle: a node takes no weak reference)
+        self._before: list[tuple[weakref.ref[torch.Tensor], str, int, Any]] = []
         self._moved: list[tuple[weakref.ref[torch.Tensor], str]] = []
+        self._rebased: list[tuple[weakref.ref[torch.Tensor], str]] = []
         try:
             for name, t in named_tensors(ns, used):
                 version = version_of(t)
                 if version is not None and not t.is_meta:
-                    self._before.append((weakref.ref(t), name, version))
+                    self._before.append((weakref.ref(t), name, version, _history(t)))
         except Exception:  # a namespace that cannot be looked into: no safety net, the first run goes on
             self._before = []
 
@@ -54,10 +67,14 @@ class Moved:
         """After the first run: the tensors whose counter moved, but for those ``covered`` (copied, or
         named past the budget, by ``FirstState``)."""
         before, self._before = self._before, []
-        for ref, name, version in before:
+        for ref, name, version, grad_fn in before:
             t = ref()
             try:
-                if t is not None and version_of(t) != version and not covered(t):
+                if t is None or version_of(t) == version:
+                    continue
+                if _history(t) is not grad_fn:  # an edit autograd recorded: its history grows each re-run
+                    self._rebased.append((ref, name))
+                if not covered(t):
                     self._moved.append((ref, name))
             except Exception:  # a tensor that cannot be read now: not named
                 continue
@@ -65,6 +82,24 @@ class Moved:
     def tensors(self) -> list[tuple[str, torch.Tensor]]:
         """The tensors the first run edited unseen, still alive, each with its name."""
         return [(name, t) for ref, name in self._moved if (t := ref()) is not None]
+
+    def rebased(self) -> str | None:
+        """Why the cell cannot be re-run: the tensors of the user's whose history its in-place edits grow
+        (None if none)."""
+        names = sorted({name for ref, name in self._rebased if ref() is not None})
+        if not names:
+            return None
+        one = len(names) == 1
+        listed = ", ".join(names[:_SHOWN]) + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
+        example = names[0] if names[0].isidentifier() else "x"
+        return REBASED.format(names=listed, its="its" if one else "their", it="it" if one else "they", example=example)
+
+
+def _history(t: torch.Tensor) -> Any:
+    """The node an in-place edit autograd records replaces: a view's base's (a view's own ``grad_fn`` is
+    made anew after any edit of its base, recorded or not: ``opt.step()`` under ``no_grad``)."""
+    base = t._base if t._is_view() else None
+    return (base if base is not None else t).grad_fn
 
 
 def note(names: Collection[str]) -> str | None:

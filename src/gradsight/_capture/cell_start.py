@@ -98,6 +98,10 @@ class FirstState:
         Never raises."""
         _quietly(self._moved.settle, self._covered)
 
+    def refused(self) -> str | None:
+        """Why the cell cannot be re-run (its in-place edits grow a tensor's autograd history), or None."""
+        return self._moved.rebased()
+
     def _covered(self, t: torch.Tensor) -> bool:
         ref = self._uncopied.get(id(t))
         return self._first(t) is not None or (ref is not None and ref() is t)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..graph import Controls, Graph, LeafControl, Why, WhyReason
+from ..runs import RerunError
 from ..toggles import ToggleError, Toggles
 from . import taint
 from .cell_cuts import cut_results
@@ -98,6 +99,9 @@ class CellTarget:
         from .cell import cell_names
         from .guard import fork_rng
 
+        refused = None if self.first_state is None else self.first_state.refused()
+        if refused is not None:  # before anything is changed: nothing ran
+            raise RerunError(refused)
         modules, leaves, assigned = self._scope()
         # Names the cell binds to a module (they had one before): a re-run makes a new module, and the
         # toggles under the name go to it when the cell binds it (CellBinds), not to the user's one.
