@@ -6,7 +6,7 @@ parameters the first run stepped, ``torch.randn(..., generator=g)`` drew the nex
 and each re-run differentiated other values than the run shown, while doing it again to the user's
 tensors. So before the first run, gradsight keeps:
 
-- a copy of each tensor of the namespace the cell's code edits in place (``cell_edits``), and of the
+- a copy of each tensor (or NumPy array) of the namespace the cell's code edits in place (``cell_edits``), and of the
   parameters and state of each optimizer it steps, within the debugger's memory budget (the copies
   count in the run's ``kept_bytes``, as ``cell_grads``' do); past it, a re-run starts from the values
   the first run left, and its graph says so. Optimizers get at most a quarter of the budget
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import sys
 import types
 import weakref
 from collections.abc import Collection, Iterator, Mapping
@@ -79,6 +80,7 @@ class FirstState:
         self._edits = cell_edits(code)
         self._copies: dict[int, tuple[weakref.ref[torch.Tensor], torch.Tensor]] = {}
         self._uncopied: dict[int, weakref.ref[torch.Tensor]] = {}
+        self._arrays: dict[int, tuple[weakref.ref[Any], Any]] = {}  # NumPy arrays: id -> (array, its copy)
         # id -> (optimizer, its state_dict; None: past the budget): weak, as the tensors (the model may go)
         self._optimizers: dict[int, tuple[weakref.ref[Any], Any | None]] = {}
         # held: NumPy's generators take no weak reference, and a state is a few kB
@@ -91,7 +93,16 @@ class FirstState:
                 _quietly(self._keep, [t])
             for opt in stepped(self._edits, ns):
                 _quietly(self._keep_optimizer, opt)
+            for a in edited_arrays(self._edits, ns):
+                _quietly(self._keep_array, a)
         self._moved = Moved(ns, used)  # version counters only: the edits cell_edits misses (settle)
+
+    def _keep_array(self, a: Any) -> None:
+        """A NumPy array the cell edits in place (``arr /= 255``), copied if it fits."""
+        if a.nbytes <= self._room:
+            self._arrays[id(a)] = (weakref.ref(a), a.copy())
+            self._room -= a.nbytes
+            self.kept_bytes += a.nbytes
 
     def settle(self) -> None:
         """After the first run: the tensors it edited in place that this state did not copy (``cell_moved``).
@@ -134,6 +145,20 @@ class FirstState:
         if share is not None:
             self._optimizer_room -= cost
         self.kept_bytes += cost
+        return True
+
+    def _array_started(self, a: Any) -> bool:
+        kept = self._arrays.get(id(a))
+        if kept is None:
+            return False
+        ref, first = kept
+        held = ref()
+        if held is None or held is not a or first.shape != held.shape or first.dtype != held.dtype:
+            return False
+        try:
+            held[...] = first
+        except Exception:  # read-only now: it starts as it is, and is named
+            return False
         return True
 
     def _first(self, t: torch.Tensor) -> torch.Tensor | None:
@@ -195,7 +220,7 @@ class FirstState:
         for n, t in now.named_edits:
             if id(t) in uncopied and id(t) not in stepped_params and len(n) < len(names.get(id(t), n + "_")):
                 names[id(t)] = n
-        edits = sorted(names.values())
+        edits = sorted({*names.values(), *(n for n, a, _ in now.arrays if not self._array_started(a))})
         if edits:
             notes.append(UNCOPIED_EDITS.format(names=", ".join(edits), them="it" if len(edits) == 1 else "them"))
         steps = sorted({n for n, opt in now.named_steps if any(id(p) in uncopied for p in _params_of(opt))})
@@ -220,6 +245,13 @@ class _Now:
                             if (t := resolve(c, ns, first_tensor=True)) is not None]  # fmt: skip
         self.named_steps = [(ast.unparse(c), o) for c in edits.steps if _steps_state(o := resolve(c, ns))]
         self.nexts = sorted({ast.unparse(c) for c in edits.nexts if _is_iterator(resolve(c, ns))})
+        arrays = {id(a): (ast.unparse(c), a) for c in edits.in_place if _is_array(a := resolve(c, ns))}
+        self.arrays: list[tuple[str, Any, Any]] = []  # (name, array, its values now)
+        for n, a in arrays.values():
+            try:
+                self.arrays.append((n, a, a.copy()))
+            except Exception:  # out of memory: not started (kept[1] would be lost) nor given back
+                continue
         reached = {id(t): t for _, t in self.named_edits}
         reached.update((id(p), p) for _, opt in self.named_steps for p in _params_of(opt))
         reached.update((id(t), t) for _, t in moved)
@@ -252,6 +284,8 @@ class _Now:
             for t, value, _ in self.tensors:
                 _quietly(put_back, t, value)
         set_versions((t, version) for t, _, version in self.tensors)
+        for _, a, values in self.arrays:
+            _quietly(a.__setitem__, Ellipsis, values)
         for g, state in self.generators:
             _quietly(set_generator_state, g, state)
 
@@ -267,6 +301,17 @@ def edited(edits: CellEdits, ns: Mapping[str, Any]) -> list[torch.Tensor]:
     """The tensors of ``ns`` the cell's code edits in place (each once)."""
     found = (resolve(c, ns, first_tensor=True) for c in edits.in_place)
     return list({id(t): t for t in found if t is not None}.values())
+
+
+def edited_arrays(edits: CellEdits, ns: Mapping[str, Any]) -> list[Any]:
+    """The NumPy arrays of ``ns`` the cell's code edits in place (each once)."""
+    found = (resolve(c, ns) for c in edits.in_place)
+    return list({id(a): a for a in found if _is_array(a)}.values())
+
+
+def _is_array(value: Any) -> bool:
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, np.ndarray) and bool(value.flags.writeable)
 
 
 def stepped(edits: CellEdits, ns: Mapping[str, Any]) -> list[Any]:
