@@ -6,7 +6,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from .config import _flag
+from .config import as_flag
 from .config import options as global_options
 from .graph import Graph, RunInfo
 from .widget import Debugger
@@ -69,7 +69,7 @@ def debugger(
     import torch
 
     budget = global_options.budget(memory_budget)
-    lines = global_options.source_lines if source_lines is None else _flag("source_lines", source_lines)
+    lines = global_options.source_lines if source_lines is None else as_flag("source_lines", source_lines)
     if isinstance(target, torch.Tensor) or (isinstance(target, (list, tuple)) and target):
         _no_run_arguments(inputs, loss, grad_output, "a tensor")
         return _tensor_debugger(_as_tensors(target, torch), params, budget)

@@ -60,14 +60,14 @@ def _share(name: str, value: object) -> float:
     return float(value)
 
 
-def _flag(name: str, value: object) -> bool:
+def as_flag(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False, not {value!r}")
     return value
 
 
 _CHECKS = {"memory_budget": _bytes, "keep_all_below": _bytes, "live_interval": _seconds, "live_share": _share,
-           "source_lines": _flag}  # fmt: skip
+           "source_lines": as_flag}  # fmt: skip
 
 
 options = Options()

@@ -20,7 +20,7 @@ from ..inspection import GradStep, Histogram, Inspection, Preview, Section, Tens
 from .preview import preview
 from .records import Captured
 from .store import TensorStore
-from .summary import META_NOTE, _stat_values, summarize
+from .summary import META_NOTE, stat_values, summarize
 
 BINS = 32
 HISTOGRAM_SAMPLE = 1_000_000  # values binned at most: a 1-in-k sample beyond (histc is slow on CPU)
@@ -60,7 +60,7 @@ def histogram(t: torch.Tensor, s: TensorSummary) -> Histogram | None:
         return None
     # in its own dtype until sampled (a float64 copy of 10M int64 values took 25 ms); an expanded
     # tensor's distinct values, each standing for `repeat` of them
-    x, _, repeat = _stat_values(t.detach(), convert=False)
+    x, _, repeat = stat_values(t.detach(), convert=False)
     if s.min is None or s.max is None:  # no finite value: only the NaN / ±Inf counters (the view says so)
         return Histogram(min=None, max=None, counts=(0,) * BINS, nan=int(torch.isnan(x).sum()) * repeat,
                          posinf=int(torch.isposinf(x).sum()) * repeat,

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..inspection import Preview
-from .summary import _WIDE_INTS, compact
+from .summary import WIDE_INTS, compact
 
 MAX_1D = 2048  # cells of a 1-D preview
 MAX_2D = 128  # cells per side of a 2-D one
@@ -43,7 +43,7 @@ def preview(t: torch.Tensor, index: Sequence[int] | None = None, bound: float | 
         for i in idx:
             x = x[i]
         values, block = _cells(_real(compact(x)[0]), rest, bound)
-    data, dtype = _encode(values.to("cpu"), exact=t.dtype in _WIDE_INTS)
+    data, dtype = _encode(values.to("cpu"), exact=t.dtype in WIDE_INTS)
     shape = tuple(int(n) for n in values.shape)
     return Preview(shape=shape, full_shape=full_shape, index=idx, block=block, values=data, dtype=dtype)
 
@@ -69,7 +69,7 @@ def _real(t: torch.Tensor) -> torch.Tensor:
         t = t.dequantize()
     if t.is_complex():
         t = t.abs()
-    if t.dtype in _WIDE_INTS:
+    if t.dtype in WIDE_INTS:
         return t.to(torch.float64)
     return t if t.dtype in (torch.float32, torch.float64) else t.to(torch.float32)
 

@@ -39,7 +39,7 @@ _next_seq = torch._C._autograd._get_sequence_nr
 _stack_depth = torch._C._len_torch_function_stack
 _WARNINGS_FILE = warnings.__file__
 _REGISTER_HOOK = torch.Tensor.register_hook
-_INTERNAL_ROOTS = (
+INTERNAL_ROOTS = (
     os.path.dirname(torch.__file__) + os.sep,
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,  # gradsight itself
 )
@@ -165,7 +165,7 @@ class SourceTracker(TorchFunctionMode):
             name = frame.f_code.co_filename
             flag = internal.get(name)
             if flag is None:
-                flag = internal[name] = name.startswith(_INTERNAL_ROOTS)
+                flag = internal[name] = name.startswith(INTERNAL_ROOTS)
             if not flag:
                 return frame
             frame = frame.f_back
@@ -184,7 +184,7 @@ class SourceTracker(TorchFunctionMode):
         if hit is None:  # a model's forward creates many nodes on each of its lines
             filename, line, code, lasti, func = where
             text = linecache.getline(filename, line)
-            place = f"{_short(filename)}:{line}"
+            place = f"{short_path(filename)}:{line}"
             call = None
             if code is not None and text.strip() and len(self._sites_of(filename, line, func)) > 1:
                 call = call_at(code, lasti, line, text)
@@ -334,13 +334,13 @@ def user_line(frame: FrameType | None) -> tuple[str, int] | None:
     that called into them (a live step's ``model(batch)``)."""
     while frame is not None:
         name = frame.f_code.co_filename
-        if not name.startswith(_INTERNAL_ROOTS):
+        if not name.startswith(INTERNAL_ROOTS):
             return name, frame.f_lineno
         frame = frame.f_back
     return None
 
 
-def _short(filename: str) -> str:
+def short_path(filename: str) -> str:
     """How a source file reads in the inspector: its base name; ``In[4]`` for the code of IPython's
     cell 4 (as IPython's tracebacks name it: ``Cell In[4], line 12``), a ``%%gradsight`` cell's body
     included; ``cell`` for a Jupyter cell the running IPython does not know (ipykernel's

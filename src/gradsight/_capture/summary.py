@@ -108,7 +108,7 @@ def summarize(t: torch.Tensor, *, stats: bool = True, freed: bool = False) -> Te
         return base
     try:
         with torch.no_grad():
-            values, note, repeat = _stat_values(t.detach())
+            values, note, repeat = stat_values(t.detach())
             return _with_stats(base, values, _join(base.note, note), repeat)
     except Exception as e:  # statistics are a courtesy: never let them break a capture
         return replace(base, note=f"statistics unavailable: {type(e).__name__}: {e}"[:300])
@@ -131,7 +131,7 @@ def norm_of(t: torch.Tensor, *, tiny: bool = False) -> float | None:
                 if math.isfinite(norm) and norm >= _underflow_floor(n, t.dtype):
                     return norm
         with torch.no_grad():
-            x, _, repeat = _stat_values(t.detach())
+            x, _, repeat = stat_values(t.detach())
             return (_rescaled_norm(x, _SHOWN) if tiny else flat_norm(x, _SHOWN)) * math.sqrt(repeat)
     except Exception:  # a courtesy, like the statistics: never let it break a step
         return None
@@ -139,13 +139,13 @@ def norm_of(t: torch.Tensor, *, tiny: bool = False) -> float | None:
 
 _PLAIN = {torch.float32, torch.float64}
 # float32 rounds integers past 2**24 (16,777,217 reads 16,777,216): these go to float64, exact to 2**53
-_WIDE_INTS = {getattr(torch, n) for n in ("int32", "int64", "uint32", "uint64") if hasattr(torch, n)}
+WIDE_INTS = {getattr(torch, n) for n in ("int32", "int64", "uint32", "uint64") if hasattr(torch, n)}
 # dtypes that isnan, isposinf and index_select take as they are (not float8, not uint16-64)
 _NATIVE = {torch.float16, torch.bfloat16, torch.float32, torch.int8, torch.int16, torch.int32, torch.int64,
            torch.uint8, torch.bool}  # fmt: skip
 
 
-def _stat_values(t: torch.Tensor, convert: bool = True) -> tuple[torch.Tensor, str | None, int]:
+def stat_values(t: torch.Tensor, convert: bool = True) -> tuple[torch.Tensor, str | None, int]:
     """A flat real floating tensor to take statistics of (``convert=False``: real, in its own dtype),
     a note on what it stands for, and how many times each of its values stands in ``t`` (see
     :func:`compact`)."""
@@ -164,7 +164,7 @@ def _stat_values(t: torch.Tensor, convert: bool = True) -> tuple[torch.Tensor, s
     if t.is_complex():
         t, note = t.abs(), "statistics of the magnitude |z|"
     if t.dtype != torch.float64 and (convert or t.dtype not in _NATIVE):
-        t = t.to(torch.float64 if t.dtype in _WIDE_INTS else torch.float32)
+        t = t.to(torch.float64 if t.dtype in WIDE_INTS else torch.float32)
     return t.reshape(-1), note, repeat
 
 

@@ -25,7 +25,7 @@ from . import detach as _detach
 from . import taint_numbers as _numbers
 from . import whatif as _whatif
 from .modules import compiling
-from .source import _INTERNAL_ROOTS, _short
+from .source import INTERNAL_ROOTS, short_path
 
 # Attributes whose reading or setting is bookkeeping, not a use of the values: an optimizer's
 # zero_grad sets .grad of every parameter, a shape check reads .shape. (.data is a use: a break.)
@@ -336,14 +336,14 @@ def _op_name(func: Any) -> str:
 def _source(frame: FrameType | None, outer: FrameType | None = None) -> str | None:
     """The user's line that ran the op: the first frame outside torch and gradsight, below ``outer``
     (the frame that started the forward; above it is whoever asked ``why()``, not the forward)."""
-    while frame is not None and frame is not outer and frame.f_code.co_filename.startswith(_INTERNAL_ROOTS):
+    while frame is not None and frame is not outer and frame.f_code.co_filename.startswith(INTERNAL_ROOTS):
         frame = frame.f_back
     if frame is None or frame is outer:
         return None
     import linecache
 
     text = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
-    return f"{_short(frame.f_code.co_filename)}:{frame.f_lineno}  {text}".rstrip()
+    return f"{short_path(frame.f_code.co_filename)}:{frame.f_lineno}  {text}".rstrip()
 
 
 def _tensors(tree: Any) -> list[torch.Tensor]:
