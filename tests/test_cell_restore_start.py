@@ -154,6 +154,21 @@ GENERATORS = {
         "torch.randn(3, 4, generator=data.rng)",
         lambda ns: ns["data"].rng,
     ),
+    "a data loader's sampler": (
+        "from torch.utils.data import DataLoader, RandomSampler, TensorDataset\n"
+        "ds = TensorDataset(torch.randn(64, 4))\ng3 = torch.Generator().manual_seed(1)\n"
+        "loader = DataLoader(ds, batch_size=3, sampler=RandomSampler(ds, generator=g3))",
+        "next(iter(loader))[0]",
+        lambda ns: ns["g3"],
+    ),
+    "a dataset's own": (
+        "class Noisy(torch.utils.data.Dataset):\n    def __init__(self):\n"
+        "        self.g = torch.Generator().manual_seed(7)\n"
+        "    def __len__(self):\n        return 64\n    def __getitem__(self, i):\n"
+        "        return torch.randn(4, generator=self.g)\nloader2 = torch.utils.data.DataLoader(Noisy(), batch_size=3)",
+        "next(iter(loader2))",
+        lambda ns: ns["loader2"].dataset.g,
+    ),
     "numpy": (
         "import numpy as np\nrng = np.random.default_rng(5)",
         "torch.from_numpy(rng.standard_normal((3, 4))).float()",
