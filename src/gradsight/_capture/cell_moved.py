@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from .guard import version_of
-from .namespace_guard import IPYTHON_NAMES, has_state, one_level_in, with_helpers
+from .namespace_guard import has_state, names_reached, one_level_in
 
 UNSEEN_EDITS = (
     "The cell edits {names} in place, in a way gradsight does not read from its code (through another name: a loop "
@@ -117,8 +117,7 @@ def named_tensors(ns: Mapping[str, Any], used: Collection[str]) -> list[tuple[st
     module's parameters (``model.fc.weight``; not its buffers: a forward updates BatchNorm's running
     statistics itself), an optimizer's, and those one level inside the other values (``data[0]``,
     ``trainer.model.weight``), the globals of the helper functions it names included."""
-    visible = [n for n in used if n in ns and not n.startswith("_") and n not in IPYTHON_NAMES]
-    wanted = sorted(n for n in with_helpers(ns, visible) if not n.startswith("_") and n not in IPYTHON_NAMES)
+    wanted = names_reached(ns, used)
     found: dict[int, tuple[str, torch.Tensor]] = {}
 
     def add(name: str, value: Any) -> bool:

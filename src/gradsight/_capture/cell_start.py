@@ -48,7 +48,7 @@ from .guard import (
     unseen,
     version_of,
 )
-from .namespace_guard import IPYTHON_NAMES, has_state, one_level_in
+from .namespace_guard import has_state, names_reached, one_level_in
 
 UNCOPIED_EDITS = (
     "The cell edits {names} in place, and gradsight could not copy {them} before its first run within the memory "
@@ -361,13 +361,9 @@ def generators_in(ns: Mapping[str, Any], used: Collection[str]) -> list[Any]:
     functions it names reach (:func:`guard.generators_reached`).
     Never raises."""
     kinds = generator_types()
-    wanted = {n for n in used if n in ns and not n.startswith("_") and n not in IPYTHON_NAMES}
-    for n in list(wanted):
-        if isinstance(ns[n], types.FunctionType):
-            wanted |= {g for g in ns[n].__code__.co_names if g in ns and not g.startswith("_")}
     found: dict[int, Any] = {}
     functions: list[Any] = []
-    for name in sorted(wanted):
+    for name in names_reached(ns, used):
         value = ns[name]
         try:
             if type(value) in kinds:  # type(), as guard.generators_reached: no __class__ property runs

@@ -165,12 +165,17 @@ def with_helpers(ns: Mapping[str, Any], names: Iterable[str]) -> set[str]:
     return out
 
 
+def names_reached(ns: Mapping[str, Any], names: Iterable[str]) -> list[str]:
+    """The namespace names a cell using ``names`` reaches, sorted: those it uses and the globals of the
+    helper functions among them (:func:`with_helpers`), not private ones nor IPython's own (``In``, ``_``)."""
+    visible = [n for n in names if n in ns and not n.startswith("_") and n not in IPYTHON_NAMES]
+    return sorted(n for n in with_helpers(ns, visible) if not n.startswith("_") and n not in IPYTHON_NAMES)
+
+
 def reachable(ns: dict[str, Any], names: Iterable[str]) -> list[Any]:
     """The objects a cell using ``names`` can reach (see :class:`NamespaceGuard`)."""
-    visible = [n for n in names if n in ns and not n.startswith("_") and n not in IPYTHON_NAMES]
-    wanted = {n for n in with_helpers(ns, visible) if not n.startswith("_") and n not in IPYTHON_NAMES}
     out: list[Any] = []
-    for n in sorted(wanted):
+    for n in names_reached(ns, names):
         value = ns[n]
         if isinstance(value, (*_SCALARS, *_CODE, types.FunctionType)):
             continue
