@@ -16,7 +16,7 @@ from torch import nn
 
 import gradsight as gs
 from gradsight._capture.inspect import BINS, histogram, preview, tensor_view
-from gradsight._capture.summary import meta_of, norm_of, summarize
+from gradsight._capture.summary import meta_of, norm_of, summarize, underflowed
 from gradsight._requests import answer
 from gradsight.graph import TensorSummary
 from gradsight.inspection import GradStep, Inspection
@@ -381,3 +381,26 @@ def test_a_gradient_past_the_budget_says_nan_or_inf() -> None:
         notes[name] = grad["note"]
     assert notes["SqrtBackward0"].startswith("norm inf") and notes["MulBackward0"].startswith("norm NaN")
     dbg.close()
+
+
+class _CountNorms(torch.overrides.TorchFunctionMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        self.calls += func is torch.linalg.vector_norm
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("value", [1e-25, 0.0])
+def test_a_vanishing_gradients_norm_is_rescaled_at_once(value: float) -> None:
+    """Squares of 1e-25 underflow float32: the first vector_norm reads 0, and a second plain one would
+    too (a vanishing layer's gradient, hundreds per run in a deep MLP): straight to the rescaled norm."""
+    t = torch.full((1000,), value)
+    with _CountNorms() as counted:
+        norm = norm_of(t)
+    assert norm == pytest.approx(value * math.sqrt(1000), rel=1e-6, abs=0)
+    assert counted.calls <= 2  # the first try and the rescaled one (3 before: flat_norm's try in between)
+    assert underflowed(float(torch.linalg.vector_norm(t)), t)
+    assert not underflowed(1.0, t) and not underflowed(math.inf, t) and not underflowed(None, t)

@@ -17,7 +17,7 @@ from ..graph import Graph, RunInfo, TensorSummary
 from .hooks import GradRecorder
 from .records import Collected, Gradients
 from .store import TensorStore
-from .summary import hook_norm_holds, meta_from, norm_of, summarize
+from .summary import hook_norm_holds, meta_from, norm_of, summarize, underflowed
 from .walk import build
 
 Key = tuple[int, str]
@@ -70,7 +70,7 @@ def _merge(i: int, kind: str, kept: tuple[TensorSummary | None, ...], seen: tupl
             out.append(s.with_norm(hooked.norm))  # the hook took this gradient's norm already
             continue
         # sparse (its stored values), expanded (its storage): accurate at 10M elements too
-        norm = norm_of(t, tiny=hooked is not None and hooked.norm == 0.0)
+        norm = norm_of(t, tiny=hooked is not None and underflowed(hooked.norm, t))
         out.append(s.with_norm(norm) if norm is not None and math.isfinite(norm) else summarize(t, freed=s.freed))
     return tuple(out)
 
@@ -110,7 +110,7 @@ def _zero_norms(c: Collected, store: TensorStore, grad_in: dict[int, tuple[Tenso
         for t in sent[1:]:
             total = total + t
         hooked = grad_in[i][k]
-        _renorm(grad_in, i, k, norm_of(total, tiny=hooked is not None and hooked.norm == 0.0))
+        _renorm(grad_in, i, k, norm_of(total, tiny=hooked is not None and underflowed(hooked.norm, total)))
 
 
 def _renorm(grad_in: dict[int, tuple[TensorSummary | None, ...]], i: int, k: int, norm: float | None) -> None:

@@ -130,6 +130,7 @@ def norm_of(t: torch.Tensor, *, tiny: bool = False) -> float | None:
                 norm = float(torch.linalg.vector_norm(t.detach()))
                 if math.isfinite(norm) and norm >= _underflow_floor(n, t.dtype):
                     return norm
+                tiny = math.isfinite(norm)  # squares underflowed (a vanishing gradient): flat_norm's would too
         with torch.no_grad():
             x, _, repeat = stat_values(t.detach())
             return (_rescaled_norm(x, _SHOWN) if tiny else flat_norm(x, _SHOWN)) * math.sqrt(repeat)
@@ -242,6 +243,14 @@ def _rescaled_norm(x: torch.Tensor, serial: int = _SERIAL) -> float:
         return math.ldexp(scaled, -shift)
     except OverflowError:  # finite float64 values whose norm is past 1.8e308
         return math.inf
+
+
+def underflowed(norm: float | None, t: torch.Tensor) -> bool:
+    """Is ``norm``, a backward hook's one ``vector_norm`` of ``t``, finite but so small that squares
+    may have underflowed (0 included: a dead layer's gradient, or values under 1e-19)? Then the
+    rescaled norm is the one to take (``norm_of(t, tiny=True)``): another plain ``vector_norm`` would
+    underflow the same way."""
+    return norm is not None and math.isfinite(norm) and norm < _underflow_floor(t.numel(), t.dtype)
 
 
 def hook_norm_holds(norm: float | None, t: torch.Tensor) -> bool:
