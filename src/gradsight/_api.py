@@ -23,7 +23,8 @@ WAITING = (
 
 REPLACED = (
     "Replaced: a newer gradsight.debugger() follows this model now (one live view per model), and this "
-    "view stopped following its steps. Its steps so far can still be inspected."
+    "view stopped following its steps. Its steps so far can still be inspected, and a re-run still replays "
+    "its last one."
 )
 # id(model) -> the model and its live debugger, held weakly (one per model: a new one replaces the
 # last, whose hooks come off). By id: a model class may define __eq__ and no __hash__ (a dataclass).
@@ -158,7 +159,7 @@ def _replace_live(model: Any) -> None:
     if old is None or old._live is None:
         return
     old._live.close()  # (kept, closed: its .grad history stays inspectable; dbg.close() still drops all)
-    old.status, old.error = "error", REPLACED
+    old._mark_replaced(REPLACED)  # (for good: a re-run of its last step still works, and says so too)
 
 
 def _with_run(graph: Graph, run: RunInfo) -> Graph:

@@ -18,6 +18,7 @@ import anywidget
 import traitlets
 
 from ._kept_values import KeptValues, drop
+from ._live_status import LiveStatus
 from ._requests import RequestError, answer
 from ._view_writes import NO_PENDING, ViewWrites
 from .graph import Graph, Why
@@ -59,7 +60,7 @@ def _graph_from_json(_value: object, widget: Debugger) -> Graph:
     return widget.graph
 
 
-class Debugger(ViewWrites, KeptValues, anywidget.AnyWidget):
+class Debugger(LiveStatus, ViewWrites, KeptValues, anywidget.AnyWidget):
     """An interactive view of a backward graph. Create one with :func:`gradsight.debugger`.
 
     >>> import torch, gradsight
@@ -231,25 +232,6 @@ class Debugger(ViewWrites, KeptValues, anywidget.AnyWidget):
         if error is not None:
             self.status, self.error = "error", error
 
-    def _live_failed(self, error: str | None) -> None:
-        """A live step was shown: its backward raised ``error`` (status error), or it finished. A failed
-        step's graph is finished again with its error, so its missing gradients say the backward raised
-        before reaching them (not that it asked for other tensors), and ``why()`` answers so."""
-        if error is not None:
-            record = self._runs.last
-            if record is not None and record.error is None and self._target is not None:
-                from ._capture.explain import finish
-
-                inside = record.facts.in_checkpoint if record.facts is not None else {}
-                record.error = error
-                record.graph = finish(self._target, record.graph, record.toggles, error, inside)
-                self.history = self._runs.to_wire()
-                if self.current == record.index:
-                    self.graph = record.graph
-            self.status, self.error = "error", error
-        elif self.status == "error":
-            self.status, self.error = "ready", ""
-
     def _show(self, captured: Any) -> None:
         """Show a new run made elsewhere (a live step); from the thread that made the debugger only."""
         if self._closed:  # close() from another thread while this step was being published
@@ -315,8 +297,7 @@ class Debugger(ViewWrites, KeptValues, anywidget.AnyWidget):
             result = self._target.rerun(toggles, self._watch)
         except BaseException as e:  # KeyboardInterrupt, or a bug of ours: never stay "running"
             drop(again[0] if again is not None else None)
-            self.status, self.error = ("ready", "") if isinstance(e, RerunError) else \
-                ("error", f"the re-run stopped: {type(e).__name__}: {e}")  # fmt: skip
+            self.status, self.error = self._rerun_stopped(e)
             raise
         finally:
             self._running = False
