@@ -14,12 +14,17 @@ tensors. So before the first run, gradsight keeps:
   are three times the model), and the saved tensors the inspector shows need the rest;
 - the state of each torch or NumPy generator the cell can reach: a namespace value it names, one level
   inside one (``aug.rng``), a generator of a module it names, or one a function it names reaches
-  (``guard.generators_reached``). A generator's state is small: no budget.
+  (``cell_generators``). A generator's state is small: no budget.
 
 A re-run (:meth:`FirstState.started`) puts those in place, and afterwards puts back what the user's
 objects held before it: the values and version counters of the tensors (a graph the user built before
-the re-run still backwards) and the generators' states. An iterator the cell takes ``next()`` from
-cannot be put back: the re-run's graph says it took another item.
+the re-run still backwards) and the generators' states; an optimizer's both ways in its own group dicts
+and state tensors (``cell_state_copies``: a user's ``opt.param_groups[0]`` stays live). An iterator the
+cell takes ``next()`` from cannot be put back: the re-run's graph says it took another item.
+
+What a later cell changed since the first run (``cell_changed``: a tensor's version counter, an array's
+checksum, an optimizer's state or parameters moved) is the user's newer value: that re-run, and the later
+ones, start from it as it is, and that re-run's graph names it.
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ from __future__ import annotations
 import ast
 import copy
 import sys
-import types
 import weakref
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -35,20 +39,21 @@ from typing import Any
 
 import torch
 
+from .cell_changed import Left, changed_note
 from .cell_edits import CellEdits, cell_edits, resolve
+from .cell_generators import generators_in
 from .cell_moved import Moved, note
+from .cell_state_copies import Held, params_of, start_from, state_cost
 from .guard import (
     detached_copy,
     generator_state,
-    generator_types,
-    generators_reached,
     put_back,
     set_generator_state,
     set_versions,
     unseen,
     version_of,
 )
-from .namespace_guard import has_state, names_reached, one_level_in
+from .namespace_guard import has_state
 
 UNCOPIED_EDITS = (
     "The cell edits {names} in place, and gradsight could not copy {them} before its first run within the memory "
@@ -80,11 +85,13 @@ class FirstState:
         self._edits = cell_edits(code)
         self._copies: dict[int, tuple[weakref.ref[torch.Tensor], torch.Tensor]] = {}
         self._uncopied: dict[int, weakref.ref[torch.Tensor]] = {}
-        self._arrays: dict[int, tuple[weakref.ref[Any], Any]] = {}  # NumPy arrays: id -> (array, its copy)
+        self._arrays: dict[int, tuple[weakref.ref[Any], Any]] = {}  # NumPy arrays: id -> (array, its copy or None)
         # id -> (optimizer, its state_dict; None: past the budget): weak, as the tensors (the model may go)
         self._optimizers: dict[int, tuple[weakref.ref[Any], Any | None]] = {}
         # held: NumPy's generators take no weak reference, and a state is a few kB
         self._generators = {id(g): (g, generator_state(g)) for g in generators_in(ns, used)}
+        self._left = Left()  # how the first run (then each re-run) left what re-runs start from (settle)
+        self._follows: dict[int, weakref.ref[Any]] = {}  # arrays changed since: re-runs start from them as they are
         self.kept_bytes = 0
         self._room = budget
         self._optimizer_room = budget // OPTIMIZER_SHARE
@@ -99,6 +106,7 @@ class FirstState:
 
     def _keep_array(self, a: Any) -> None:
         """A NumPy array the cell edits in place (``arr /= 255``), copied if it fits."""
+        self._arrays[id(a)] = (weakref.ref(a), None)  # past the budget until copied
         if a.nbytes <= self._room:
             self._arrays[id(a)] = (weakref.ref(a), a.copy())
             self._room -= a.nbytes
@@ -108,6 +116,11 @@ class FirstState:
         """After the first run: the tensors it edited in place that this state did not copy (``cell_moved``).
         Never raises."""
         _quietly(self._moved.settle, self._covered)
+        refs = [*self._uncopied.values(), *(kept[0] for kept in (*self._copies.values(), *self._arrays.values(),
+                                                                   *self._optimizers.values()))]  # fmt: skip
+        for held in (ref() for ref in refs):
+            if held is not None:
+                self._left.record(held)
 
     def refused(self) -> str | None:
         """Why the cell cannot be re-run (its in-place edits grow a tensor's autograd history), or None."""
@@ -120,11 +133,11 @@ class FirstState:
     def _keep_optimizer(self, opt: Any) -> None:
         self._optimizers[id(opt)] = (weakref.ref(opt), None)  # past the budget until copied
         state = opt.state_dict()  # references to its tensors: copied only if they fit
-        if self._keep(_params_of(opt), _state_cost(state), self._optimizer_room):
+        if self._keep(params_of(opt), state_cost(state), self._optimizer_room):
             try:
                 self._optimizers[id(opt)] = (weakref.ref(opt), copy.deepcopy(state))
             except Exception:  # a copy that failed: its parameters start as the first run left them, and say so
-                for p in _params_of(opt):
+                for p in params_of(opt):
                     self._uncopied.setdefault(id(p), weakref.ref(p))
 
     def _keep(self, tensors: list[torch.Tensor], extra: int = 0, share: int | None = None) -> bool:
@@ -153,7 +166,7 @@ class FirstState:
             return False
         ref, first = kept
         held = ref()
-        if held is None or held is not a or first.shape != held.shape or first.dtype != held.dtype:
+        if held is None or held is not a or first is None or first.shape != held.shape or first.dtype != held.dtype:
             return False
         try:
             held[...] = first
@@ -173,10 +186,47 @@ class FirstState:
         copy of a model). Yields the notes of the re-run's graph (filled as the re-run starts)."""
         now = _Now(self._edits, ns, used, held, self._moved.tensors())
         try:
+            changed = self._changed(now)
             notes = self._start(now)
+            notes[:0] = [n for n in [changed_note(changed)] if n]
             yield notes
         finally:
-            now.give_back()
+            now.give_back()  # then marked as given back: a counter that could not go back moved for good
+            kept = [*(t for t, _, _ in now.tensors if self._covered(t)),
+                    *(o.obj for o in now.optimizers if id(o.obj) in self._optimizers)]  # fmt: skip
+            for obj in kept:
+                self._left.record(obj)
+
+    @unseen
+    def _changed(self, now: _Now) -> list[str]:
+        """The names of the objects a later cell changed since the first run (``cell_changed``): from now on
+        re-runs start from them as they are (the re-run gives back their values), not from a copy. An
+        optimizer goes with its parameters (one stepped, or given a new learning rate, starts with them)."""
+        names: dict[int, str] = {}  # the shortest name of each (images, not images[0] too)
+        tensors = [(n, t) for n, t in now.named_edits if self._left.moved(t)]
+        steps = [(n, o) for n, o in now.named_steps if self._left.moved(o) or any(map(self._left.moved, params_of(o)))]
+        arrays = [(n, a) for n, a, _ in now.arrays if self._left.moved(a)]
+        for n, obj in [*tensors, *steps, *arrays]:
+            names[id(obj)] = min(names.get(id(obj), n), n, key=len)
+        for t in [*(t for _, t in tensors), *(p for _, o in steps for p in params_of(o))]:
+            self._follow(t)
+        for _, o in steps:
+            self._optimizers.pop(id(o), None)
+            self._left.forget(o)
+        for _, a in arrays:
+            self._arrays.pop(id(a), None)
+            self._follows[id(a)] = weakref.ref(a)
+            self._left.forget(a)
+        return sorted(set(names.values()))
+
+    def _follow(self, t: torch.Tensor) -> None:
+        """Re-runs start from ``t`` as it is: its first copy is dropped, and it is no longer named past the budget."""
+        if self._first(t) is not None:
+            del self._copies[id(t)]
+        ref = self._uncopied.get(id(t))
+        if ref is not None and ref() is t:
+            del self._uncopied[id(t)]
+        self._left.forget(t)
 
     @unseen
     def _start(self, now: _Now) -> list[str]:
@@ -195,18 +245,18 @@ class FirstState:
                 ref = self._uncopied.get(id(t))
                 if first is not None or (ref is not None and ref() is t):
                     uncopied.add(id(t))
-        for opt, _ in now.optimizers:
+        for opt in (o.obj for o in now.optimizers):
             ref, state = self._optimizers.get(id(opt), (None, None))
             held: Any = None if ref is None else ref()
             if held is None or held is not opt:
                 continue
             if state is None:  # past the budget or not copied: its parameters are named (UNCOPIED_STEPS)
-                uncopied.update(id(p) for p in _params_of(held))
+                uncopied.update(id(p) for p in params_of(held))
                 continue
-            try:  # a copy: load_state_dict keeps the tensors it is given, and the re-run's steps edit them
-                held.load_state_dict(copy.deepcopy(state))
+            try:  # in the optimizer's own dicts and tensors (cell_state_copies); the saved state stays as it is
+                start_from(held, state)
             except Exception:
-                uncopied.update(id(p) for p in _params_of(held))
+                uncopied.update(id(p) for p in params_of(held))
         for g, _ in now.generators:
             state = self._generators.get(id(g))
             if state is not None and state[0] is g:
@@ -215,15 +265,17 @@ class FirstState:
                 except Exception:  # a generator of another device now: it goes on from where it is
                     continue
         notes = []
-        stepped_params = {id(p) for _, opt in now.named_steps for p in _params_of(opt)}
+        stepped_params = {id(p) for _, opt in now.named_steps for p in params_of(opt)}
         names: dict[int, str] = {}  # the shortest name of each tensor (images, not images[0] too)
         for n, t in now.named_edits:
             if id(t) in uncopied and id(t) not in stepped_params and len(n) < len(names.get(id(t), n + "_")):
                 names[id(t)] = n
-        edits = sorted({*names.values(), *(n for n, a, _ in now.arrays if not self._array_started(a))})
+        followed = [a for _, a, _ in now.arrays if (ref := self._follows.get(id(a))) is not None and ref() is a]
+        started = [n for n, a, _ in now.arrays if any(a is f for f in followed) or self._array_started(a)]
+        edits = sorted({*names.values(), *(n for n, _, _ in now.arrays if n not in started)})
         if edits:
             notes.append(UNCOPIED_EDITS.format(names=", ".join(edits), them="it" if len(edits) == 1 else "them"))
-        steps = sorted({n for n, opt in now.named_steps if any(id(p) in uncopied for p in _params_of(opt))})
+        steps = sorted({n for n, opt in now.named_steps if any(id(p) in uncopied for p in params_of(opt))})
         if steps:
             notes.append(UNCOPIED_STEPS.format(names=", ".join(steps)))
         unseen_edits = note({n for n, _ in now.moved})
@@ -253,7 +305,7 @@ class _Now:
             except Exception:  # out of memory: not started (kept[1] would be lost) nor given back
                 continue
         reached = {id(t): t for _, t in self.named_edits}
-        reached.update((id(p), p) for _, opt in self.named_steps for p in _params_of(opt))
+        reached.update((id(p), p) for _, opt in self.named_steps for p in params_of(opt))
         reached.update((id(t), t) for _, t in moved)
         self.tensors: list[tuple[torch.Tensor, torch.Tensor, int | None]] = []  # what give_back puts back
         self.startable: list[torch.Tensor] = []  # the tensors a re-run may start from the first run's values
@@ -267,10 +319,10 @@ class _Now:
                 continue
             self.startable.append(t)
         self.generators = [(g, generator_state(g)) for g in generators_in(ns, used)]
-        self.optimizers: list[tuple[Any, Any]] = []  # each with its state now (one that cannot give it: not started)
+        self.optimizers: list[Held] = []  # each with its state now (one that cannot give it: not started)
         for o in {id(o): o for _, o in self.named_steps}.values():
             try:
-                self.optimizers.append((o, copy.deepcopy(o.state_dict())))
+                self.optimizers.append(Held(o))
             except Exception:
                 continue
 
@@ -278,8 +330,8 @@ class _Now:
     def give_back(self) -> None:
         """Each object as it was before the re-run; one that refuses stays as the re-run left it (and
         the others still go back)."""
-        for opt, state in self.optimizers:
-            _quietly(opt.load_state_dict, state)
+        for opt in self.optimizers:  # the user's own dicts and tensors, with their values and counters
+            _quietly(opt.give_back)
         with torch.no_grad():
             for t, value, _ in self.tensors:
                 _quietly(put_back, t, value)
@@ -330,63 +382,5 @@ def _is_iterator(value: Any) -> bool:
     )
 
 
-def _params_of(opt: Any) -> list[torch.Tensor]:
-    """An optimizer's parameters (an LR scheduler steps no parameter)."""
-    groups = getattr(opt, "param_groups", None) if isinstance(opt, torch.optim.Optimizer) else None
-    return [p for group in groups or () for p in group.get("params", ()) if isinstance(p, torch.Tensor)]
-
-
 def _cost(t: torch.Tensor) -> int:
     return 0 if t.is_meta else t.numel() * t.element_size()
-
-
-def _state_cost(state: Any) -> int:
-    """The bytes of the tensors in an optimizer's ``state_dict`` (Adam: twice its parameters)."""
-    out, todo = 0, [state]
-    while todo:
-        value = todo.pop()
-        if isinstance(value, torch.Tensor):
-            out += _cost(value)
-        elif isinstance(value, dict):
-            todo.extend(value.values())
-        elif isinstance(value, (list, tuple)):
-            todo.extend(value)
-    return out
-
-
-def generators_in(ns: Mapping[str, Any], used: Collection[str]) -> list[Any]:
-    """The torch and NumPy generators a cell using ``used`` can reach: a value it names (and those of
-    the globals of the functions it names), up to two levels inside one (``aug.rng``, a DataLoader's
-    ``loader.sampler.generator``, ``loader.dataset.g``), a module's own (a noise layer's), and those the
-    functions it names reach (:func:`guard.generators_reached`).
-    Never raises."""
-    kinds = generator_types()
-    found: dict[int, Any] = {}
-    functions: list[Any] = []
-    for name in names_reached(ns, used):
-        value = ns[name]
-        try:
-            if type(value) in kinds:  # type(), as guard.generators_reached: no __class__ property runs
-                found[id(value)] = value
-            elif isinstance(value, (types.FunctionType, types.MethodType)):
-                functions.append(value)
-            elif isinstance(value, torch.nn.Module):
-                found.update((id(v), v) for m in value.modules() for v in vars(m).values() if type(v) in kinds)
-            elif _looked_into(value):  # two levels in: a DataLoader's sampler's, a dataset's own (loader.dataset.g)
-                for inner, v in one_level_in(name, value):
-                    if type(v) in kinds:
-                        found[id(v)] = v
-                    elif _looked_into(v):
-                        found.update((id(w), w) for _, w in one_level_in(inner, v, limit=64) if type(w) in kinds)
-        except Exception:  # an object that cannot be looked into: none of its generators
-            continue
-    found.update((id(g), g) for g in generators_reached(functions))
-    return list(found.values())
-
-
-def _looked_into(value: Any) -> bool:
-    """An object whose items or attributes may hold a generator (not a tensor, a module, a function or
-    a plain value: a module's are found through ``modules()``)."""
-    plain = (torch.Tensor, torch.nn.Module, str, bytes, int, float, type, types.ModuleType, types.FunctionType,
-             types.MethodType)  # fmt: skip
-    return not isinstance(value, plain) and type(value).__module__ != "numpy"
