@@ -69,3 +69,32 @@ def test_live_captures_leave_the_gc_schedule_alone(monkeypatch: pytest.MonkeyPat
     assert live.graph.run.step == 5
     assert freezes == []
     live.close()
+
+
+def test_a_captured_steps_own_work_sets_off_few_collections() -> None:
+    """gradsight's own work on a captured step (collecting and hooking the graph, building and
+    publishing it, the view's JSON and diff) runs with the cyclic GC paused: left on, its transient
+    objects set off ~31 young collections per step of a 500-node graph, whose survivors, promoted,
+    set off a full collection of the whole session every few steps (13 in 40 steps of a 1k-node
+    transformer: a quarter of the time). What stays is the backward hooks' own (~9 per step)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(*[m for _ in range(100) for m in (nn.Linear(16, 16), nn.Tanh())])
+    x = torch.randn(4, 16)
+    live = gs.debugger(model)
+    model(x).pow(2).mean().backward()
+    counts = [0, 0, 0]
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            counts[info["generation"]] += 1
+
+    gc.collect()
+    gc.callbacks.append(count)
+    try:
+        for _ in range(10):
+            model(x).pow(2).mean().backward()
+    finally:
+        gc.callbacks.remove(count)
+    assert len(live.graph.nodes) == 500 and live.graph.run.step == 11
+    assert sum(counts) <= 10 * 18, counts
+    live.close()

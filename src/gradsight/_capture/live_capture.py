@@ -77,8 +77,13 @@ class Forward:
         store = TensorStore(budget, eager=False)  # live steps: statistics only on click
         opts = CaptureOptions(leaf_names=leaf_names, store=store, module_of=self.tracker.module_of,
                               source_of=None if sources is None else sources.source_of)  # fmt: skip
-        with gc_paused(promote=False):  # every captured step: see gc_paused
-            collected, order = collect(list(dict.fromkeys(roots)), opts)
+        with gc_paused(promote=False):  # every captured step: see gc_paused and LiveStep.publish
+            return self._hooked(number, roots, outputs, opts, store, model, pass_ended, ended, optimizers)
+
+    def _hooked(self, number: int, roots: list[Any], outputs: list[torch.Tensor], opts: CaptureOptions,
+                store: TensorStore, model: torch.nn.Module | None, pass_ended: Callable[[LiveStep, bool], None],
+                ended: float, optimizers: Optimizers | None) -> LiveStep:  # fmt: skip
+        collected, order = collect(list(dict.fromkeys(roots)), opts)
         keep: Collection[int] = range(len(collected.names))
         if store.kept_bytes + collected.gradient_bytes() > options.keep_all_below:
             keep = ()  # big graph: shapes and norms only (see config.Options.keep_all_below)

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 
 from .records import Captured
+from .walk import gc_paused
 
 
 class Shelf:
@@ -53,7 +54,8 @@ class Shelf:
             failed, self._failed = self._failed, None
         try:
             if ready is not None and not closed():
-                self._publish_fn(ready)
+                with gc_paused(promote=False):  # the view's graph, JSON and diff: see LiveStep.publish
+                    self._publish_fn(ready)
                 self._show_failure(failed)
         except Exception as e:
             error(e)

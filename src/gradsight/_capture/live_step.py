@@ -275,20 +275,24 @@ class LiveStep:
                 self.fail()
             except Exception as e:
                 self.errors.append(error(e))
-        try:
-            with gc_paused(promote=False):
+        # The cyclic GC paused while gradsight builds (~30 objects per node, young while it works):
+        # left on, each captured step's transient objects were promoted and set off a full collection
+        # of the user's whole session every few steps (13 in 40 steps of a 1k-node transformer, a
+        # quarter of the time). Not promoted after (see gc_paused): the next young collection sees them.
+        with gc_paused(promote=False):
+            try:
                 graph = self.graph()
-        except Exception as e:
-            error(e)
-            self.store.release()
-            return None
-        replay = None
-        try:  # the history, the re-run's call and the .grad notes are extras: the step shows all the same
-            self.record_history(history, graph)
-            replay = self.replay() if self.call is not None else None
-            graph = self._with_grad_notes(graph, optimizers)
-        except Exception as e:
-            self.errors.append(error(e))
+            except Exception as e:
+                error(e)
+                self.store.release()
+                return None
+            replay = None
+            try:  # the history, the re-run's call and the .grad notes are extras: the step shows all the same
+                self.record_history(history, graph)
+                replay = self.replay() if self.call is not None else None
+                graph = self._with_grad_notes(graph, optimizers)
+            except Exception as e:
+                self.errors.append(error(e))
         if self.errors:
             graph = replace(graph, run=replace(graph.run, errors=(*graph.run.errors, *self.errors)))
         return graph, replay
