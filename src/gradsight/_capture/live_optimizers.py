@@ -23,8 +23,13 @@ and adds to the ``.grad`` D's optimizer left, but ``od.zero_grad()`` clears it b
 A captured step whose backward began on a used ``.grad`` (:meth:`Optimizers.kept`) says which
 (:meth:`Optimizers.expect`); the next step of an optimizer holding one of them that finds that same
 ``.grad`` unwritten since the step's last pass used the sum (:meth:`Optimizers.accumulated`, said by
-the next step shown). A ``.grad`` written in between (``zero_grad(set_to_none=False)``, but also
-``clip_grad_norm_`` or a ``GradScaler``'s unscale) is not told apart: nothing is said.
+the next step shown). A ``.grad`` written in between still holds the sum when it is that sum times one
+scale shared by all the step's rewritten ``.grad`` (``clip_grad_norm_``'s coefficient, a ``GradScaler``'s
+``1/scale``: :func:`_rescaled`, told by a few sampled elements and the norm kept at the pass's
+end); zeroed (``zero_grad(set_to_none=False)``) or not one scale (a new backward after zeroing)
+it does not. Said of nothing else: ``clip_grad_value_`` that clamps some elements, clipping each
+module with its own coefficient, or a sum whose sampled elements say too little (one element in
+all) leave the forgotten ``zero_grad()`` unsaid.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ from .modules import compiling
 _SHOWN = 6  # parameters named in the note
 _STEPS = 2  # optimizer steps a parameter must keep its values through to be named
 _SAMPLED = 16  # elements of a parameter in its fingerprint (with the sum of all)
+# A .grad's norm rescaled in place vs its norm before, times the coefficient: a float32 sum over all
+# elements strays more than they do (5e-4 for 5e7 elements on the CPU)
+_NORM_RTOL = 1e-2
 
 
 def fingerprint(p: torch.Tensor) -> torch.Tensor | None:
@@ -59,6 +67,85 @@ def fingerprint(p: torch.Tensor) -> torch.Tensor | None:
         return None
 
 
+def _grad_print(g: torch.Tensor) -> torch.Tensor | None:
+    """A few of ``g``'s elements, evenly spaced, and its norm, in float32 or float64 on ``g``'s device
+    (no sync: read in the user's backward and optimizer step; a float16 norm overflows at 65504);
+    None: not a dense floating-point tensor. A rescale by ``c > 0`` multiplies each entry by ``c``."""
+    try:
+        if not g.is_floating_point() or g.layout != torch.strided or g.is_meta or not g.numel():
+            return None
+        with torch.no_grad():
+            flat = g.detach().reshape(-1)
+            wide = torch.promote_types(g.dtype, torch.float32)
+            sample = flat[:: max(1, flat.numel() // _SAMPLED)][:_SAMPLED]
+            norm = torch.linalg.vector_norm(flat, dtype=None if wide == g.dtype else wide)
+            return torch.cat([sample.to(wide), norm.reshape(1)])
+    except Exception:  # a nested or functorch-wrapped .grad: not told
+        return None
+
+
+def _rtol(dtype: torch.dtype) -> float:
+    """How far an element of ``dtype`` rescaled in place (once or twice: an unscale, a clip) may stray
+    from the rescale of the value it had: a few ulps."""
+    return 4 * torch.finfo(dtype).eps if dtype.is_floating_point else 0.0
+
+
+def _host(prints: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``prints`` concatenated on the CPU, in float64: one copy (and sync) per device they are on."""
+    if len({p.device for p in prints}) == 1:
+        return torch.cat(list(prints)).cpu().double()
+    return torch.cat([p.cpu() for p in prints]).double()
+
+
+def _rescaled(group: Sequence[tuple[_Added, torch.Tensor]]) -> list[_Added]:
+    """Those of ``group`` (one optimizer step's ``.grad`` that held a sum across steps and were
+    written since: each with its :func:`_grad_print` at the step) that are still that sum times one
+    ``c > 0`` shared by all (``clip_grad_norm_``'s coefficient, a ``GradScaler``'s ``1/scale``).
+
+    ``c`` is read off each one's largest sampled element (off its norm where none is nonzero); every
+    sampled element must be ``c`` times its own within a few ulps, each norm within
+    :data:`_NORM_RTOL`, and there must be two nonzero sampled elements in all (one element is a
+    multiple of any other). A sum that held zeros only is said of none. Else none: zeroed, a new
+    backward, a clamp, a coefficient per module (not told)."""
+    kept = [(a, then, now) for a, now in group if (then := a.print) is not None and then.numel() == now.numel()]
+    if len(kept) != len(group) or not group:
+        return []
+    try:
+        with torch.no_grad():
+            sizes = torch.tensor([then.numel() for _, then, _ in kept])
+            both = _host([t for _, t, _ in kept] + [n for _, _, n in kept])  # (one sync)
+            then, now = both[: both.numel() // 2], both[both.numel() // 2 :]
+            if not (then.isfinite().all() and now.isfinite().all()):
+                return []
+            ends = sizes.cumsum(0) - 1  # each one's norm, after its samples
+            sampled = torch.ones_like(then, dtype=torch.bool)
+            sampled[ends] = False
+            owners = torch.repeat_interleave(torch.arange(len(kept)), sizes)[sampled]
+            was, is_, norm_was, norm_is = then[sampled], now[sampled], then[ends], now[ends]
+            if int((was != 0).sum()) < 2:
+                return []
+            scale = torch.zeros_like(norm_was).scatter_reduce(0, owners, was.abs(), "amax")  # largest sampled
+            lead = (was != 0) & (was.abs() == scale[owners])
+            by_sample = torch.zeros_like(norm_was).scatter_reduce(
+                0, owners[lead], is_[lead] / was[lead], "amax", include_self=False
+            )
+            live, told = norm_was > 0, scale > 0  # (told: live)
+            c = torch.where(told, by_sample, norm_is / norm_was.where(live, 1.0))  # (0 for a zero sum)
+            rtol = max(a.rtol for a, _, _ in kept)
+            ref = c[told].min()
+            if bool((c[live] <= 0).any()) or float(c[told].max()) > float(ref) * (1 + 2 * rtol):
+                return []
+            if bool(((c[live & ~told] - ref).abs() > _NORM_RTOL * ref).any()):
+                return []
+            if bool(((norm_is - c * norm_was).abs() > _NORM_RTOL * c * norm_was).any()):  # (a zero sum: stays 0)
+                return []
+            if bool(((is_ - c[owners] * was).abs() > rtol * c[owners] * (was.abs() + scale[owners])).any()):
+                return []
+            return [a for (a, _, _), one in zip(kept, live.tolist(), strict=True) if one]
+    except Exception:
+        return []
+
+
 @dataclass
 class _Kept:
     """A parameter seen unchanged since a captured step: itself, its fingerprint and version then,
@@ -73,8 +160,9 @@ class _Kept:
 @dataclass
 class _Added:
     """A captured step's backward added to the ``.grad`` an optimizer step had used: the parameter,
-    that ``.grad`` and its version after the step's last pass, the step, the name, and the norm
-    ``.grad`` held when its backward began (a 0-d tensor: read when the note is made)."""
+    that ``.grad`` and its version after the step's last pass, the step, the name, the norm
+    ``.grad`` held when its backward began (a 0-d tensor: read when the note is made), and the sum's
+    :func:`_grad_print` with its dtype's tolerance (a rescale since still holds it)."""
 
     param: weakref.ref[torch.Tensor]
     grad: weakref.ref[torch.Tensor]
@@ -82,6 +170,8 @@ class _Added:
     step: int
     name: str
     norm: Any
+    print: torch.Tensor | None
+    rtol: float
 
 
 class Optimizers:
@@ -95,6 +185,9 @@ class Optimizers:
         self._grads: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
         self._added: dict[int, _Added] = {}  # id(parameter) -> what its optimizer's next step decides
         self._used: list[_Added] = []  # (under the GIL) those an optimizer step used summed, not said yet
+        # (under the GIL) per optimizer step, those written since the pass (each with its .grad's print
+        # at the step): still the sum if one rescale of it (_rescaled, decided when said: no sync there)
+        self._written: list[list[tuple[_Added, torch.Tensor]]] = []
         self._handle: Any = register_optimizer_step_post_hook(self._stepped)
         self._pre: Any = register_optimizer_step_pre_hook(self._stepping)
 
@@ -106,31 +199,42 @@ class Optimizers:
             for p, name, norm in added:
                 g = p.grad
                 if g is not None:
-                    self._added[id(p)] = _Added(weakref.ref(p), weakref.ref(g), g._version, step, name, norm)
+                    self._added[id(p)] = _Added(weakref.ref(p), weakref.ref(g), g._version, step, name, norm,
+                                                _grad_print(g), _rtol(g.dtype))  # fmt: skip
         except Exception:
             return
 
     def _stepping(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         """Before an optimizer step: the parameters whose ``.grad`` holds a sum across steps
-        (:meth:`expect`), unwritten since, are what it uses."""
+        (:meth:`expect`), unwritten since, are what it uses; the same ``.grad`` written since is kept
+        with its print now, for :func:`_rescaled` to tell whether it still is the sum (rescaled)."""
         if not self._added or compiling():
             return
+        written: list[tuple[_Added, torch.Tensor]] = []
         try:  # never break the user's optimizer step
             for group in optimizer.param_groups:
                 for p in group["params"]:
                     added = self._added.pop(id(p), None)
                     g = p.grad
-                    if added is not None and added.param() is p and added.grad() is g \
-                            and g is not None and g._version == added.version:  # fmt: skip
+                    if added is None or added.param() is not p or added.grad() is not g or g is None:
+                        continue
+                    if g._version == added.version:
                         self._used.append(added)
+                    elif added.print is not None and (now := _grad_print(g)) is not None:
+                        written.append((added, now))
         except Exception:
             return
+        if written:
+            self._written.append(written)
 
     def accumulated(self) -> tuple[int, list[tuple[str, Any]]] | None:
         """The last step an optimizer step used summed with an earlier step's ``.grad`` (its number,
         and each parameter's name and the norm ``.grad`` held when its backward began), once; None:
         none since the last call."""
         used, self._used = self._used, []
+        written, self._written = self._written, []
+        for group in written:
+            used += _rescaled(group)
         if not used:
             return None
         step = max(a.step for a in used)
@@ -167,7 +271,7 @@ class Optimizers:
         for handle in handles:
             if handle is not None:
                 handle.remove()
-        self._kept, self._grads, self._added, self._used = {}, {}, {}, []
+        self._kept, self._grads, self._added, self._used, self._written = {}, {}, {}, [], []
 
     def unheld(self, trained: Sequence[tuple[torch.Tensor, str]]) -> list[str]:
         """The names of the ``trained`` parameters (those that got a gradient in a step, with their
