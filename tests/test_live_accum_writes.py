@@ -4,7 +4,8 @@ is written between the backward and the optimizer step by one rescale of it — 
 nothing — and not when it is zeroed and written anew (``zero_grad(set_to_none=False)``: the usual
 clipped loop, a GAN's discriminator whose ``.grad`` the generator's loss added to). A
 ``clip_grad_value_`` that clamps some elements is no single rescale: not told apart, nothing is said.
-The user's parameters and ``.grad`` (values and versions) are the same with the debugger as without.
+The user's parameters and ``.grad`` (values, and the writes to each ``.grad``) are the same with the
+debugger as without.
 
 (A ``GradScaler``'s ``unscale_`` alone, on the CPU, leaves ``.grad._version`` as it was: the step
 sees the sum unwritten, as before these rescales were told apart.)"""
