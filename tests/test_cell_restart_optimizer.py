@@ -71,3 +71,14 @@ def test_a_rerun_gives_back_the_users_own_groups_and_state_tensors_with_their_va
     assert {k: v._version for k, v in opt.state[w].items()} == versions
     ns["sched"].step()  # the scheduler reads the groups through the optimizer: the user's dict moves
     assert group["lr"] == pytest.approx(lr / 2)
+
+
+def test_a_rerun_leaves_the_users_group_dicts_and_state_tensors_in_the_optimizer(shell: InteractiveShell) -> None:
+    shell.run_cell(SETUP, store_history=False)
+    dbg = shell.run_cell("%%gradsight\n" + CELL, store_history=False).result
+    opt, w = shell.user_ns["opt"], shell.user_ns["model"].weight
+    group, avg, version = opt.param_groups[0], opt.state[w]["exp_avg"], opt.state[w]["exp_avg"]._version
+    values = avg.clone()
+    dbg.rerun()
+    assert opt.param_groups[0] is group and opt.state[w]["exp_avg"] is avg and avg._version == version
+    assert torch.equal(avg, values)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
+from .cell_state_copies import Held
 from .guard import detached_copy, global_names, put_back, set_versions, unseen, version_of
 
 IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
@@ -45,7 +46,7 @@ class NamespaceGuard:
         self._tensors: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, bool,
                                        tuple[int | None, int | None]]] = {}  # fmt: skip
         self._modules: list[tuple[torch.nn.Module, dict[str, Any], dict[str, Any], dict[str, Any], bool]] = []
-        self._states: list[tuple[Any, Any]] = []
+        self._states: list[Held] = []  # optimizers given back in their own objects (a user's group dict)
         self._items: list[tuple[Any, Any]] = []
         self._hooks: list[tuple[Any, str, Any]] = []  # (owner, attribute, its hook dict's items or None)
         self._seen: set[int] = set()
@@ -70,7 +71,7 @@ class NamespaceGuard:
             if value.is_leaf and value.requires_grad:
                 self._tensor(value)
         elif has_state(value):
-            self._states.append((value, copy.deepcopy(value.state_dict())))
+            self._states.append(Held(value))
             for group in getattr(value, "param_groups", ()):
                 for p in group.get("params", ()):
                     if isinstance(p, torch.Tensor):
@@ -132,8 +133,8 @@ class NamespaceGuard:
         # graph the user built before the re-run that saved a parameter would fail its backward.
         set_versions((t, version) for t, _, _, _, _, (version, _) in self._tensors.values())
         set_versions((g, version) for _, _, g, _, _, (_, version) in self._tensors.values() if g is not None)
-        for obj, state in self._states:
-            obj.load_state_dict(state)
+        for held in self._states:
+            held.give_back()
         for container, items in self._items:
             if isinstance(container, list):
                 container[:] = items
