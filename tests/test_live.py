@@ -127,14 +127,14 @@ def test_stale_graph_from_an_earlier_step_does_not_pollute_the_next() -> None:
     model = MLP()
     dbg = gs.debugger(model)
     x = torch.randn(3, 8)
-    kept = model(x).sum()  # step 1: never backwarded, its graph (and AccumulateGrad nodes) stay alive
-    loss = model(x).pow(2).sum()  # step 2 reuses the AccumulateGrad nodes of step 1
+    kept = model(x).sum()  # never backwarded (no step number), its graph (and AccumulateGrad nodes) stay alive
+    loss = model(x).pow(2).sum()  # step 1 reuses the AccumulateGrad nodes of that call
     loss.backward()
     graph = dbg.graph
-    assert graph.run.step == 2 and not graph.run.errors
+    assert graph.run.step == 1 and not graph.run.errors
     assert all(n.executed for n in graph.nodes)
-    kept.backward()  # step 1's hooks were removed: nothing recorded, nothing raised
-    assert dbg.graph.run.step == 2
+    kept.backward()  # the first call's hooks were removed: nothing recorded, nothing raised
+    assert dbg.graph.run.step == 1
     dbg.close()
 
 
@@ -440,8 +440,8 @@ def test_a_followed_model_can_be_copied_and_saved() -> None:
     buffer.seek(0)
     loaded = torch.load(buffer, weights_only=False)
     assert torch.equal(loaded(x), model(x))
-    step(model, x)  # the original still is
-    assert dbg.graph.run.step == 3
+    step(model, x)  # the original still is (loaded(x) had no backward: no step)
+    assert dbg.graph.run.step == 2
     dbg.close()
 
 
@@ -526,7 +526,7 @@ def test_a_keyboard_interrupt_in_a_followed_forward_leaves_nothing_behind() -> N
         model(torch.randn(2, 8))
     interrupt.remove()
     step(model, torch.randn(2, 8))  # the next step still shows
-    assert dbg.graph.run.step == 2 and len(dbg.graph) > 0
+    assert dbg.graph.run.step == 1 and len(dbg.graph) > 0
     interrupt = model.layer2.register_forward_hook(lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):  # and once more, then only close()
         model(torch.randn(2, 8))

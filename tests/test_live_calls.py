@@ -49,13 +49,13 @@ def test_a_second_call_whose_output_gets_no_backward_does_not_hide_the_step() ->
         dqn_step(plain, plain_opt, s, s2)
         dbg._live.cell_done()
         graph = dbg.graph
-        assert graph.run.step == 2 * cell - 1 and dbg.status == "ready" and not dbg._live.errors
+        assert graph.run.step == cell and dbg.status == "ready" and not dbg._live.errors
         assert all(n.executed for n in graph.nodes) and not graph.missing
         assert not any("earlier call" in n for n in graph.notes)
         for name, p in plain.named_parameters():
             assert p.grad is not None
             assert graph.node(f"leaf:{name}").grad_norm == pytest.approx(float(p.grad.norm()), rel=1e-5)
-            assert dbg.inspect(f"leaf:{name}").history[-1].step == 2 * cell - 1
+            assert dbg.inspect(f"leaf:{name}").history[-1].step == cell
         assert not dbg._live._ends.waiting  # the target call's step: dropped at the cell's end
     for p, q in zip(model.parameters(), plain.parameters(), strict=True):
         assert torch.equal(p, q)
@@ -87,10 +87,10 @@ def test_a_siamese_step_is_one_step_and_says_its_first_call_is_not_drawn() -> No
     (a - b).pow(2).sum().backward()
     dbg._live.cell_done()
     graph = dbg.graph
-    assert graph.run.step == 2 and not dbg._live.errors
+    assert graph.run.step == 1 and not dbg._live.errors
     assert sum("earlier call of the model" in n for n in graph.notes) == 1, graph.notes
     history = dbg.inspect("leaf:layer1.weight").history
-    assert [h.step for h in history] == [2]  # one entry for the one backward, not one per call
+    assert [h.step for h in history] == [1]  # one entry for the one backward, not one per call
     assert model.layer1.weight.grad is not None
     assert history[-1].grad_norm == pytest.approx(float(model.layer1.weight.grad.norm()), rel=1e-6)
     assert not dbg._live._ends.waiting and not hooked(model)
@@ -106,7 +106,7 @@ def test_a_call_on_the_models_own_output_is_drawn_and_needs_no_note() -> None:
     model(model(torch.randn(2, 4))).sum().backward()
     dbg._live.cell_done()
     graph = dbg.graph
-    assert graph.run.step == 2 and not any("earlier call" in n for n in graph.notes), graph.notes
+    assert graph.run.step == 1 and not any("earlier call" in n for n in graph.notes), graph.notes
     assert sum(n.name == "AddmmBackward0" for n in graph.nodes) == 2
     dbg.close()
     assert not hooked(model)

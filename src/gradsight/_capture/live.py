@@ -22,6 +22,13 @@ running on other threads). A step whose backward raised is shown with the error 
 goes on (:mod:`.live_ends`); what its graph says beyond gradients is
 :mod:`.live_notes`'s.
 
+Step numbers count training steps — backward passes, each numbered as it first reaches a forward of
+the model (:mod:`.live_mark`) — not calls: a siamese step's two calls are one step, a DQN target call
+or a validation forward left with gradients on (no backward reaches it) none, each micro-batch's
+backward of gradient accumulation one. A known limit: a pass is a step wherever it reaches the model,
+so a WGAN-GP critic iteration (``autograd.grad`` over ``D(interp)``, then ``loss.backward()`` over
+``D(real)`` and ``D(fake)``) counts 2.
+
 A call of the model inside its own forward is part of the outer call's step; one inside a backward
 pass (``checkpoint(model, x)`` recomputing its forward) is no step. What a captured forward records
 (names, module ranges, what a re-run replays) is :mod:`.live_capture`'s.
@@ -46,6 +53,7 @@ from .followed import ModelHook
 from .guard import own_run
 from .live_capture import Forward
 from .live_ends import Ends
+from .live_mark import Numbers, mark
 from .live_optimizers import Optimizers
 from .live_pace import Pace
 from .live_shelf import Shelf
@@ -85,7 +93,7 @@ class LiveSession:
         self._lock = threading.Lock()
         self._forward: Forward | None = None  # (under _lock) the forward being captured
         self._linger: int | None = None  # after close(): the thread whose tracker the end hook takes off
-        self.steps = 0  # forward calls seen with gradients enabled
+        self._numbers = Numbers()  # training steps: backward passes, numbered as they reach the model
         self.history: dict[str, list[GradStep]] = {}
         self.errors: list[str] = []
         self._closed = False
@@ -99,6 +107,11 @@ class LiveSession:
         self._optimizers = Optimizers()  # those that step: a parameter in none of them never trains
 
     # -- forward -------------------------------------------------------------------------------
+
+    @property
+    def steps(self) -> int:
+        """The training steps seen: the last step number given (:class:`.live_mark.Numbers`)."""
+        return self._numbers.steps
 
     def paused(self) -> AbstractContextManager[None]:
         """Ignore the model's forward calls in this thread (a re-run of the last step is not a new
@@ -126,14 +139,12 @@ class LiveSession:
             self._end_forward(pop=False)  # its thread ended inside a captured forward: its mode stack is gone too
         elif current is not None:  # another thread's forward is being captured
             if torch.is_grad_enabled():
-                self.steps += 1  # a step all the same (not captured: one capture at a time)
                 self._pace.new_run(time.monotonic())  # (model activity all the same)
             return
         self.flush()
         self._no_grad_call = not torch.is_grad_enabled()
         if self._no_grad_call:  # an evaluation under no_grad: not a step, nothing to capture
             return
-        self.steps += 1
         now = time.monotonic()
         if self._pace.new_run(now):  # a person ran it (no IPython: no post_run_cell): show it, like a new cell's
             self._pace.lift()
@@ -182,10 +193,16 @@ class LiveSession:
         forward = self._forward
         if forward is None or forward.thread != threading.get_ident():  # no capture began in this thread's forward
             drop_stopped_trackers()  # closed from another thread meanwhile: take its tracker off here
+            if torch.is_grad_enabled() and not self._calls.on and not own_run():
+                mark(output, self._numbers)  # not captured: numbered when a backward reaches it
             return
         ended = self._end_forward()
         if ended is not None:
-            self._start_step(output, ended)
+            try:
+                self._start_step(output, ended)
+            except Exception:  # (said by the end hook) its backward is a step all the same
+                mark(output, self._numbers)
+                raise
 
     def _end_forward(self, *, pop: bool = True) -> Forward | None:
         """End the capture of this thread's forward (None: close() ended it): stop its module ranges
@@ -208,7 +225,7 @@ class LiveSession:
         self._ends.supersede(threading.get_ident())
         step: LiveStep | None = None
         try:  # a KeyboardInterrupt before the session holds the step: its hooks come off (close() never sees it)
-            step = forward.step(self.steps, outputs, model=self._model(), budget=self._budget,
+            step = forward.step(self._numbers.count, outputs, model=self._model(), budget=self._budget,
                                 pass_ended=self._pass_ended, ended=ended, optimizers=self._optimizers)  # fmt: skip
             with self._lock:  # close() on another thread meanwhile saw no step: this one is dropped here
                 dropped, self._ends.step = (step, None) if self._closed else (self._ends.step, step)

@@ -64,32 +64,34 @@ class Forward:
             self.sources = SourceTracker()
             self.sources.__enter__()
 
-    def step(self, number: int, outputs: list[torch.Tensor], *, model: torch.nn.Module | None, budget: int,
-             pass_ended: Callable[[LiveStep, bool], None], ended: float,
+    def step(self, count: Callable[..., int], outputs: list[torch.Tensor], *, model: torch.nn.Module | None,
+             budget: int, pass_ended: Callable[[LiveStep, bool], None], ended: float,
              optimizers: Optimizers | None = None) -> LiveStep:  # fmt: skip
-        """Step ``number``, from the ``outputs`` (with a ``grad_fn``) of this forward, ended at
-        ``ended``: its graph collected and hooked (every node's gradients kept unless the graph is
-        big), and what it ran on — the parameters' versions (for a re-run to tell an optimizer step),
-        its call's inputs, and those its forward edited in place; ``optimizers``: those seen stepping
-        (what ``.grad`` held at their last step)."""
+        """The step (numbered by ``count`` once a backward reaches it: :class:`LiveStep`) from the
+        ``outputs`` (with a ``grad_fn``) of this forward, ended at ``ended``: its graph collected and
+        hooked (every node's gradients kept unless the graph is big), and what it ran on — the
+        parameters' versions (for a re-run to tell an optimizer step), its call's inputs, and those its
+        forward edited in place; ``optimizers``: those seen stepping (what ``.grad`` held at their last
+        step)."""
         roots = [t.grad_fn for t in outputs]
         leaf_names, sources = self.leaf_names, self.sources
         store = TensorStore(budget, eager=False)  # live steps: statistics only on click
         opts = CaptureOptions(leaf_names=leaf_names, store=store, module_of=self.tracker.module_of,
                               source_of=None if sources is None else sources.source_of)  # fmt: skip
         with gc_paused(promote=False):  # every captured step: see gc_paused and LiveStep.publish
-            return self._hooked(number, roots, outputs, opts, store, model, pass_ended, ended, optimizers)
+            return self._hooked(count, roots, outputs, opts, store, model, pass_ended, ended, optimizers)
 
-    def _hooked(self, number: int, roots: list[Any], outputs: list[torch.Tensor], opts: CaptureOptions,
-                store: TensorStore, model: torch.nn.Module | None, pass_ended: Callable[[LiveStep, bool], None],
-                ended: float, optimizers: Optimizers | None) -> LiveStep:  # fmt: skip
+    def _hooked(self, count: Callable[..., int], roots: list[Any], outputs: list[torch.Tensor],
+                opts: CaptureOptions, store: TensorStore, model: torch.nn.Module | None,
+                pass_ended: Callable[[LiveStep, bool], None], ended: float,
+                optimizers: Optimizers | None) -> LiveStep:  # fmt: skip
         collected, order = collect(list(dict.fromkeys(roots)), opts)
         keep: Collection[int] = range(len(collected.names))
         if store.kept_bytes + collected.gradient_bytes() > options.keep_all_below:
             keep = ()  # big graph: shapes and norms only (see config.Options.keep_all_below)
             store.keep_only(set())
         root_index = dict(zip(dict.fromkeys(roots), collected.roots, strict=True))
-        step = LiveStep(number, collected, store, pass_ended, {*keep, *collected.roots})
+        step = LiveStep(count, collected, store, pass_ended, {*keep, *collected.roots})
         step.thread = threading.get_ident()
         step.started = self.started
         step.forward_time = ended - self.started

@@ -94,9 +94,13 @@ def passes_note(passes: int) -> str:
 
 
 class LiveStep:
-    def __init__(self, number: int, collected: Collected, store: TensorStore,
+    """``count``: the session's step numbers (:meth:`.live_mark.Numbers.count`); the step takes one when
+    its first pass begins, or, if none did, when its failure is shown (its backward raised above it)."""
+
+    def __init__(self, count: Callable[..., int], collected: Collected, store: TensorStore,
                  pass_ended: Callable[[LiveStep, bool], None], keep: Collection[int]) -> None:  # fmt: skip
-        self.number = number
+        self.number = 0  # the training step it is: 0 until a backward pass reaches it
+        self._count = count
         self.collected = collected
         self.store = store
         self.recorder = StepRecorder(store, keep, on_first=self._queue_pass_end)
@@ -158,9 +162,12 @@ class LiveStep:
 
     def _queue_pass_end(self) -> None:
         # Runs inside the first hook of each pass over this step's graph; the callback runs when the
-        # pass ends (the engine drops it when the pass raises: the next pass queues its own).
+        # pass ends (the engine drops it when the pass raises: the next pass queues its own). The first
+        # pass numbers the step: the number of this pass (one another call of the model in it took already).
         self.pass_started = time.monotonic()
         self.unfinished = True
+        if not self.number:
+            self.number = self._count()
         if self.held is None:
             self._read_held()
         torch.autograd.Variable._execution_engine.queue_callback(self._end_pass)
@@ -253,6 +260,8 @@ class LiveStep:
     def fail(self) -> None:
         """The step's backward raised: read ``.grad`` as it is (no pass end read it) and say why, in
         the view's error (``failed``) and a note of the graph."""
+        if not self.number:  # no pass reached it (the loss's backward raised above it): a step all the same
+            self.number = self._count(new=True)
         self.read_grads()
         e = raised_in_backward(self.exception_before)
         self.failed, self._failure_note = failure(self.number, e, reached=bool(self.recorder.executed))
