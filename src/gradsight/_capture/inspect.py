@@ -15,8 +15,9 @@ from dataclasses import replace
 
 import torch
 
-from ..graph import SavedValue, TensorSummary
+from ..graph import Graph, SavedValue, TensorSummary
 from ..inspection import GradStep, Histogram, Inspection, Preview, Section, TensorView
+from .finish import total_norm
 from .preview import preview
 from .records import Captured
 from .store import TensorStore
@@ -193,6 +194,43 @@ def inspect_node(cap: Captured, node_id: str, history: Sequence[GradStep] = (),
     if node.leaf is not None:
         views.extend(_leaf_views(store, i))
     return Inspection(node=node_id, tensors=tuple(views), history=tuple(history))
+
+
+def as_shown(shown: Graph, cap: Captured) -> Graph:
+    """``cap``'s graph, made again to keep a clicked node's tensors, with the gradients of ``shown``
+    (the run it reproduced: ``runs.not_reproduced``) wherever it kept no tensor; ``cap.graph`` is set to it.
+
+    Same run, same numbers: a click changes no norm. The clicked node is hooked in the new run where
+    the run shown took its norm from its child (``hooks.derivable``: a leaf's, accurate), and a hook's
+    one float32 ``vector_norm`` errs by 1e-4 past 256k values (summary._SHOWN). A gradient the new
+    run kept has the tensor's accurate norm, which the inspector's statistics show: that one stays."""
+    store, before = cap.store, shown.by_id
+    nodes = []
+    for node in cap.graph.nodes:
+        old, i = before.get(node.id), cap.index_of.get(node.id, -1)
+        grad_in = _as_shown(node.grad_in, old.grad_in if old else (), store, i, "grad-in")
+        grad_out = _as_shown(node.grad_out, old.grad_out if old else (), store, i, "grad-out")
+        if old is None or (grad_in == node.grad_in and grad_out == node.grad_out):
+            nodes.append(node)
+            continue
+        norm = old.grad_norm if grad_in == old.grad_in else total_norm(grad_in)
+        nodes.append(replace(node, grad_in=grad_in, grad_out=grad_out, grad_norm=norm))
+    cap.graph = replace(cap.graph, nodes=tuple(nodes))
+    return cap.graph
+
+
+def _as_shown(new: tuple[TensorSummary | None, ...], old: tuple[TensorSummary | None, ...],
+              store: TensorStore | None, i: int, section: str) -> tuple[TensorSummary | None, ...]:  # fmt: skip
+    """``new`` with ``old``'s summary in each slot of the same gradient (shape, dtype) whose tensor
+    ``store`` did not keep and which has no statistics of its own (a hook's norm only)."""
+    out = list(new)
+    for k, s in enumerate(new):
+        was = old[k] if k < len(old) else None
+        if s is None or was is None or s.min is not None or _kept(store, i, f"{section}:{k}") is not None:
+            continue
+        if (was.shape, was.dtype) == (s.shape, s.dtype):
+            out[k] = was
+    return tuple(out)
 
 
 def values_of(cap: Captured, node_id: str, key: str, index: Sequence[int]) -> Preview:
