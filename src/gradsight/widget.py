@@ -146,6 +146,7 @@ class Debugger(LiveStatus, ViewWrites, KeptValues, anywidget.AnyWidget):
         graph stays shown, with the traceback).
         """
         self._check_open("rerun")
+        self._check_rerunnable()  # before the toggles: a tensor's graph knows no parameter to name
         try:
             toggles = make_toggles(requires_grad=requires_grad, no_grad=no_grad, inference_mode=inference_mode,
                                    detach=detach, apply=apply, **self._nameable())  # fmt: skip
@@ -284,10 +285,7 @@ class Debugger(LiveStatus, ViewWrites, KeptValues, anywidget.AnyWidget):
     def _rerun(self, toggles: Toggles) -> Graph:
         if self._running:
             raise RerunError("a re-run is already running; wait for it to finish")
-        if self._target is None:
-            from ._capture.targets import NO_RERUN
-
-            raise RerunError(NO_RERUN)
+        self._check_rerunnable()
         since = self._runs.get(self.current)  # the run shown: the re-run is compared with it
         self._running, self.status, self.error = True, "running", ""
         again: tuple[Any, Any] | None = None
@@ -331,6 +329,12 @@ class Debugger(LiveStatus, ViewWrites, KeptValues, anywidget.AnyWidget):
         self.status = "ready"
         self._write("pending", toggles.to_wire())
         return record.graph
+
+    def _check_rerunnable(self) -> None:
+        from ._capture.targets import NO_RERUN, TensorTarget
+
+        if self._target is None or isinstance(self._target, TensorTarget):
+            raise RerunError(NO_RERUN)
 
     def _again(self, since: RunRecord) -> tuple[Any, Any] | None:
         """What ``since`` ran on changed (an optimizer step): make it again on what runs now, as the
