@@ -25,6 +25,8 @@ ValueError: user bug
 from __future__ import annotations
 
 import os
+import re
+import sys
 import traceback
 
 import torch
@@ -70,7 +72,39 @@ def own_bug(formatted: traceback.TracebackException) -> bool:
         return False
     frame = formatted.stack[-1]
     line = (frame.line or "").lstrip()
-    return is_own(frame.filename) and frame.name not in _PASSING_ON and not line.startswith("raise")
+    own = is_own(frame.filename) and frame.name not in _PASSING_ON and not line.startswith("raise")
+    return own and not _not_bound(formatted)
+
+
+# Python's (and torch's argument parser's) words for a call whose arguments did not bind
+_UNBOUND = re.compile(r"([\w.<>]+)\(\) (?:missing \d+ required|takes |got an unexpected keyword|got multiple values)")
+
+
+def _not_bound(formatted: traceback.TracebackException) -> bool:
+    """Whether the error is a call to a function not of gradsight's whose arguments did not bind: the
+    user's own callable (``gradsight.debugger(fn)`` of an ``fn(model, x)``; ``loss=F.mse_loss``) given
+    what gradsight passes it. It never ran, so the innermost frame is gradsight's call site. Binding
+    errors name the function (its ``__qualname__``); one of gradsight's own stays its bug."""
+    if not issubclass(formatted.exc_type or type(None), TypeError):
+        return False
+    found = _UNBOUND.match(str(formatted))
+    return found is not None and found.group(1).split(".<locals>")[0] not in _own_names()
+
+
+def _own_names() -> set[str]:
+    """The qualified names of gradsight's functions, classes and methods (of its modules imported so far)."""
+    names: set[str] = set()
+    for module in list(sys.modules.values()):
+        name = getattr(module, "__name__", None)
+        if not isinstance(name, str) or not (name == "gradsight" or name.startswith("gradsight.")):
+            continue
+        for value in list(vars(module).values()):
+            if getattr(value, "__module__", None) != name:
+                continue
+            members = list(vars(value).values()) if isinstance(value, type) else []
+            names.update(str(getattr(v, "__qualname__", "")) for v in [value, *members])
+    names.discard("<lambda>")  # a module's lambda: a user's lambda is named so too
+    return names
 
 
 def _drop_own(formatted: traceback.TracebackException) -> None:
