@@ -18,7 +18,9 @@ followed by backward calls on scratch tensors still shows the loss's). The wrapp
 removed when the call or the cell ends, also on error, and an error in gradsight's own code never
 reaches the user's backward. A wrapper the cell bound to a name (``from torch.autograd import grad``
 inside the cell) outlives it: from the cell's end it only calls the original, holding nothing of
-the spy.
+the spy. A warning raised inside a watched call names the frame it would name without gradsight's
+frames on the stack (``spy_warnings``): torch's "Full backward hook is firing…" names the user's
+``loss.backward()`` line, not the wrapper's.
 
 The graph shows the gradient of the last call through each leaf, but ``.grad`` adds up every
 ``backward`` that reached it. So the spy also follows each leaf's ``.grad`` across the cell's
@@ -43,6 +45,7 @@ from . import saved as saved_mod
 from .cell_grads import Grads
 from .hooks import ACCUMULATE_GRAD, GradMeta, grad_meta
 from .records import Observed, Presaved
+from .spy_warnings import Rehomed
 from .spy_watch import Call as _Call
 from .spy_watch import Watch as _Watch
 from .summary import summarize
@@ -141,7 +144,8 @@ class BackwardSpy:
             watch = self.record(roots, accumulates=first == "tensors")
             if watch is None and first == "tensors" and self._grads is not None:
                 self._keep_grads(roots)  # the saved values could not be read: the .grad still can
-            result = fn(*args, **kwargs)
+            with Rehomed(__name__, __file__):  # a warning inside names what it would without our frames
+                result = fn(*args, **kwargs)
             if watch is not None and first == "outputs":  # autograd.grad: leaves get what it returns
                 watch.received(args[1] if len(args) > 1 else kwargs.get("inputs"), result)
             return result
