@@ -46,3 +46,17 @@ def test_a_kept_gradient_shows_its_own_accurate_norm(monkeypatch: pytest.MonkeyP
     assert math.isclose(view.summary.norm, truth(model, x), rel_tol=1e-6)
     assert math.isclose(dbg.graph.node(node.id).grad_in[0].norm, view.summary.norm, rel_tol=1e-6)
     dbg.close()
+
+
+def test_a_click_that_re_runs_sends_the_graph_to_the_view_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The re-run's graph gets the shown norms before it reaches the view: a big graph is not
+    serialized and sent twice for one click."""
+    model, x = big_step(monkeypatch)
+    dbg = gs.debugger(model, inputs=x, loss=lambda o: o.pow(2).mean(), memory_budget=2**20)
+    node = dbg.graph.find("TBackward0")[0]
+    sent: list[object] = []
+    dbg.observe(lambda change: sent.append(change["new"]), names="graph")
+    dbg.inspect(node.id)
+    assert len(sent) == 1 and sent[0] is dbg.graph
+    assert dbg.graph.node(node.id).grad_in[0].norm == node.grad_in[0].norm
+    dbg.close()

@@ -59,7 +59,10 @@ class KeptValues:
                 f"values not kept, and re-running the step did not reproduce this run ({differs}): its inputs or "
                 "something it reads changed since; create the debugger again to see the step as it is now"
             )
+        from ._capture.inspect import as_shown  # (torch: imported once a big graph's node is inspected)
+
         self._watch.add(node_id)
+        shown = record.graph
         # Same run, same numbers, now with this node's tensors: keep the record's index and what-if info.
         record.graph = new.graph = replace(
             new.graph, run=replace(new.graph.run, index=record.index, toggles=record.graph.run.toggles),
@@ -69,7 +72,7 @@ class KeptValues:
         if old is not None and old.store is not None:
             old.store.release()
         self._runs.fit_budget(record)  # the new store's tensors count against the debugger's budget
-        self.graph = record.graph
+        self.graph = record.graph = as_shown(shown, new)  # made again to keep them: the norms shown stay
         return None
 
 

@@ -108,17 +108,14 @@ class Debugger(LiveStatus, ViewWrites, KeptValues, anywidget.AnyWidget):
     def inspect(self, node_id: str) -> Inspection:
         """What the inspector shows for ``node_id``: full statistics, histograms and value previews
         of its saved tensors, its gradients and (for a leaf) the tensor and its ``.grad``."""
-        from ._capture.inspect import CELL_GRADIENTS_NOT_KEPT, GRADIENTS_NOT_KEPT, as_shown, inspect_node
+        from ._capture.inspect import CELL_GRADIENTS_NOT_KEPT, GRADIENTS_NOT_KEPT, inspect_node
         from ._capture.records import Captured
         from ._capture.why import needs_explaining
 
         self._check_open("inspect")
         if node_id not in self.graph:
             raise KeyError(f"no node {node_id!r} in this graph")
-        shown, record = self.graph, self._runs.get(self.current)
         missing = self._keep_tensors_of(node_id)
-        if record is not None and self._captured is not None and shown is not record.graph is self.graph:
-            self.graph = record.graph = as_shown(shown, self._captured)  # made again to keep them: same norms
         captured = self._captured if self._captured is not None else Captured(self.graph)
         node = self.graph.node(node_id)
         history: tuple[Any, ...] = ()
