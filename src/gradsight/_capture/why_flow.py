@@ -10,6 +10,7 @@ from collections.abc import Mapping
 import torch
 
 from ..graph import Graph, Node, TensorSummary, Why
+from .why_domain import domain_why, masked_hint
 from .why_forward import Causes, forward_why, from_root, inputs_finite, unsure
 from .why_values import LeafValues, from_leaves
 
@@ -142,6 +143,11 @@ def nonfinite(name: str, leaf: Node, graph: Graph, origins: Origins | None = Non
         return upstream
     if bad and inputs_finite(p) is not True:  # no statistics tell, but a leaf of the graph holds NaN/Inf
         return from_leaves(name, bad, p)
+    looked = values.values if values is not None else {}
+    held = {b.leaf.name for b, _ in bad or () if b.leaf is not None and b.leaf.name}
+    edge = domain_why(name, p, graph, looked, held)  # sqrt of a negative, log of 0, acos past ±1: its statistics
+    if edge is not None:
+        return edge
     loss = graph.run.loss
     if loss is not None and not math.isfinite(loss) and inputs_finite(p) is None:  # no statistics of what it saved
         checked = values is not None and bool(values.values)
@@ -152,13 +158,14 @@ def nonfinite(name: str, leaf: Node, graph: Graph, origins: Origins | None = Non
                    "first appear.", where=p.id, source=p.source)  # fmt: skip
     return Why(name, "nonfinite", f"{name}'s gradient has NaN or Inf: it became non-finite in {p.name}{_module(p)}, "
                f"which received a finite gradient and passed NaN/Inf on toward {name}. {_nonfinite_hint(p)}"
-               f"{unsure(p, graph)}", where=p.id, source=p.source)  # fmt: skip
+               f"{masked_hint(p, graph)}{unsure(p, graph)}", where=p.id, source=p.source)  # fmt: skip
 
 
 def _nonfinite_hint(n: Node) -> str:
     name = n.name
     if name.startswith(("Sqrt", "Rsqrt")):
-        return "The derivative of sqrt is infinite at 0: add a small epsilon inside (sqrt(x + eps))."
+        return ("The derivative of sqrt is infinite at 0 (add a small epsilon inside: sqrt(x + eps)), and sqrt of a "
+                "negative number is NaN (clamp the input first: x.clamp(min=eps).sqrt()).")  # fmt: skip
     if name.startswith(("Log", "Div", "Reciprocal", "Xlogy")) and not name.startswith(("LogSoftmax", "LogSigmoid")):
         return "A division by zero or the log of 0 in its backward: clamp the input away from 0 (x.clamp_min(eps))."
     if name.startswith(("Norm", "LinalgVectorNorm")):
@@ -166,7 +173,8 @@ def _nonfinite_hint(n: Node) -> str:
     if name.startswith("Pow"):
         return "A power with a negative base and a fractional exponent, or 0 to a negative power, in its input."
     if name.startswith(("Acos", "Asin", "Atanh")):
-        return "Its derivative is infinite at ±1: clamp the input to (-1 + eps, 1 - eps)."
+        return ("Its derivative is infinite at ±1, and past ±1 the op itself is NaN: clamp the input to "
+                "(-1 + eps, 1 - eps).")  # fmt: skip
     return (
         "Look at what it saved: NaN/Inf already there came from the forward; a finite input where this op's "
         "derivative is infinite or undefined is the other cause."

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from ..graph import Graph, Node, SavedValue, TensorSummary, Why
+from .why_domain import discarded, forward_hint, masked_note, overflow_edge
 from .why_values import counted, from_leaves, in_module
 
 PASS_HOPS = 4  # pass-through nodes (views, transposes, casts: nothing saved) followed below an input
@@ -254,7 +255,7 @@ def forward_why(name: str, p: Node, graph: Graph, causes: Causes | None = None) 
                 "from a checkpoint, and find that step.")  # fmt: skip
         return Why(name, "nonfinite", text, where=first.id, source=first.source)
     if cause.overflow and cause.maker is not None:
-        return _overflow(name, cause.maker, p, bad)
+        return _overflow(name, cause.maker, p, bad, graph)
     if cause.maker is not None:
         m = cause.maker
         if m.name.startswith("ToCopy"):
@@ -271,7 +272,9 @@ def forward_why(name: str, p: Node, graph: Graph, causes: Causes | None = None) 
                     "held NaN/Inf already is not known).")  # fmt: skip
         if _divides_by_zero(m):
             made = f"They first appear in the output of {in_module(m)}: its divisor is 0 (x / 0 is Inf, 0 / 0 is NaN)."
-        return Why(name, "nonfinite", f"{head}. {made} {overflow_hint(bad)}", where=m.id, source=m.source)
+        # sqrt of a negative, log of 0: what its domain says (a divisor of zeros is said above)
+        hint = (None if _divides_by_zero(m) else forward_hint(m, p, graph)) or overflow_hint(bad)
+        return Why(name, "nonfinite", f"{head}. {made} {hint}", where=m.id, source=m.source)
     if cause.outside:
         text = (f"{head}. No input of {first.name} in the graph matches that value: it comes from a tensor outside "
                 "the graph (one that does not require grad: the batch, or something computed from it without "
@@ -303,8 +306,9 @@ def _divides_by_zero(m: Node) -> bool:
     return m.name.startswith("Div") and isinstance(other, TensorSummary) and other.norm == 0.0
 
 
-def _overflow(name: str, m: Node, p: Node, bad: TensorSummary) -> Why:
-    """Why ``name``'s gradient is NaN/Inf when the exp ``m`` overflowed in the forward."""
+def _overflow(name: str, m: Node, p: Node, bad: TensorSummary, graph: Graph) -> Why:
+    """Why ``name``'s gradient is NaN/Inf when the exp ``m`` overflowed in the forward; where a
+    ``torch.where`` discarded the Inf, 0 × ∞ in the backward is NaN all the same."""
     top = {"float16": "11.1", "bfloat16": "88.7"}.get(bad.dtype, "88.7" if bad.dtype == "float32" else "709.8")
     carried = "" if m is p else f" (the backward of {in_module(p)} was the first to carry them into the gradient)"
     text = (f"{name}'s gradient has NaN or Inf because the forward's values did: {in_module(m)} overflowed — its "
@@ -312,6 +316,9 @@ def _overflow(name: str, m: Node, p: Node, bad: TensorSummary) -> Why:
             f"backward from there on passes them on{carried}. Keep exp's input in range: compute in log space "
             "(torch.logsumexp for log(sum(exp(x))), F.softplus for log(1 + exp(x)), F.log_softmax for "
             "log(softmax(x))), subtract the maximum first, or clamp the input (x.clamp(max=80)).")  # fmt: skip
+    by = discarded(m, graph)
+    if by is not None:
+        text += masked_note(overflow_edge(m), by)
     return Why(name, "nonfinite", text, where=m.id, source=m.source)
 
 
