@@ -31,7 +31,7 @@ from ..graph import Graph, RunInfo
 from . import source as source_mod
 from .cell_forward import CellForward
 from .cell_grads import Grads
-from .cell_notes import accumulation_note, freed_in_cell, with_presaved_stats
+from .cell_notes import accumulation_note, freed_in_cell, grads_worded, with_presaved_stats
 from .records import Captured, CaptureOptions
 from .spy import BackwardSpy
 from .store import TensorStore
@@ -155,10 +155,10 @@ def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], valu
     for i, t in enumerate(_tensors_in(value)):
         if all(t is not c for c in created.values()):
             created[LAST_VALUE if i == 0 else f"{LAST_VALUE} [{i}]"] = t
+    backward_ran = bool(spy.observed)
     if not created:
-        return Captured(
-            Graph(message="The cell bound no tensors to names: assign what you want to see, e.g. loss = ...")
-        )
+        nothing = Graph(message="The cell bound no tensors to names: assign what you want to see, e.g. loss = ...")
+        return Captured(grads_worded(nothing, created, {}, backward_ran))
     names, tensors = _roots(created)
     leaf_names = namespace_leaf_names(ns)
     roots = [t.grad_fn for t in tensors if t.grad_fn is not None]
@@ -173,6 +173,8 @@ def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], valu
         source_of=None if forward is None or forward.sources is None else forward.sources.source_of,
     )
     captured = captured_of(tensors, options, labels=names)
+    if not captured.graph.nodes:  # a .grad the cell read, or a backward through an earlier cell's graph
+        captured.graph = grads_worded(captured.graph, dict(zip(names, tensors, strict=True)), leaf_names, backward_ran)
     graph = freed_in_cell(with_presaved_stats(captured))
     accumulated = accumulation_note(spy.accumulated(), leaf_names)
     unwatched = None if forward is None else forward.note

@@ -1,6 +1,8 @@
 """Notes only a %%gradsight cell's graph has: advice for saved values a backward freed that gradsight did
 not see, and ``.grad`` that summed several backward calls of the cell (or added to a gradient it held);
-and the statistics of saved tensors the cell's spy read before a backward freed them.
+the statistics of saved tensors the cell's spy read before a backward freed them; and a cell that built
+no graph because what it bound is a leaf's ``.grad``, or whose backward ran through a graph it bound to
+no name (:func:`grads_worded`).
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ def accumulation_note(accumulated: list[tuple[torch.Tensor, Accumulation]],
         name = names.get(leaf)
         subject = f"{name}.grad" if name else f"The .grad of a leaf of shape {tuple(leaf.shape)}"
         grad, into = (f"{name}.grad", name) if name else ("its .grad", "that leaf")
-        total = _norm(leaf.grad)
+        total = grad_norm(leaf.grad)
         total_text = "" if total is None else f" (norm {total:.4g})"
         before = acc.before_norm() if acc.held() else None
         if acc.calls > 1:
@@ -129,7 +131,42 @@ def accumulation_note(accumulated: list[tuple[torch.Tensor, Accumulation]],
     )
 
 
-def _norm(t: torch.Tensor | None) -> float | None:
+UNBOUND_BACKWARD = "This cell ran a backward through a graph it bound to no name"
+
+
+def grads_worded(graph: Graph, created: Mapping[str, torch.Tensor], leaf_names: Mapping[torch.Tensor, str],
+                 backward_ran: bool) -> Graph:  # fmt: skip
+    """A cell that built no graph, said truly: a result that is a leaf's ``.grad`` (the cell read a
+    gradient) is no tensor whose inputs needed ``requires_grad=True`` (a ``.grad`` never has a graph of
+    its own), and a backward the cell ran (``backward_ran``) through a graph an earlier cell computed is
+    noted (:data:`UNBOUND_BACKWARD`): why() then knows this cell's backward may have written a ``.grad``."""
+    from .tensors import why_no_graph
+
+    if graph.nodes:
+        return graph
+    source = ("this cell's backward (or an earlier one)" if backward_ran
+              else "an earlier backward (an earlier cell's, or one gradsight did not see)")  # fmt: skip
+    lines = (graph.message or "").split("\n")
+    for name, t in created.items():
+        owner = next((n for leaf, n in leaf_names.items() if t.grad_fn is None and leaf.grad is t), None)
+        general = why_no_graph(t, name)
+        if owner is not None and general in lines:
+            lines[lines.index(general)] = (
+                f"{name} is {owner}.grad: a gradient, written by {source}. A .grad holds values and has no graph "
+                f"of its own, so there is nothing to draw. To see how the gradient flowed to {owner}, compute the loss "
+                "and call its backward in a %%gradsight cell."
+            )  # fmt: skip
+    notes = graph.notes
+    if backward_ran:
+        notes = (*notes, f"{UNBOUND_BACKWARD} (one an earlier cell computed): gradsight draws the graphs of the "
+                 "tensors a cell binds, so it does not show that backward. Compute the loss in this cell too to see "
+                 "its gradients flow.")  # fmt: skip
+    message = "\n".join(lines) if graph.message is not None else None
+    return replace(graph, message=message, notes=notes)
+
+
+def grad_norm(t: torch.Tensor | None) -> float | None:
+    """The norm of a ``.grad`` (None for none, or none finite), read without recording a graph."""
     from .hooks import grad_meta
 
     with torch.no_grad():  # a .grad made by backward(create_graph=True) requires grad itself

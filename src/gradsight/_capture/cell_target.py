@@ -5,6 +5,7 @@ modules and variables toggles can name; a taint trace through a re-run; what it 
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -178,8 +179,27 @@ class CellTarget:
         return cut_results(self.code, self.ns)
 
     def no_backward(self, name: str) -> str:
+        calls = backward_calls(self.code)
+        if calls:  # in a branch or a function that did not run, or on another graph
+            return (f"{name} is in the graph, but no backward ran through it in this cell, so nothing got a gradient "
+                    f"yet: the cell's {calls[0]} did not run, or differentiated something {name} does not reach. "
+                    f"Call backward on a loss computed from {name} to see gradients.")  # fmt: skip
         return (f"{name} is in the graph, but no backward ran in this cell, so nothing got a gradient yet: "
                 "add loss.backward() to the cell (or use a runnable debugger) to see gradients.")  # fmt: skip
+
+    def raised_before_backward(self, name: str, error: str) -> str:
+        """Why ``name`` got nothing when the cell raised ``error`` (the exception's line) before any
+        backward ran: the backward the cell has, which the error kept from running (or that it has none)."""
+        from .why_failed import short
+
+        calls = backward_calls(self.code)
+        if not calls:
+            return (f"{name} is in the graph, but the cell raised ({short(error)}) and calls no backward, so nothing "
+                    "got a gradient. Fix that error, shown with the cell, and add loss.backward() to it to see "
+                    "gradients.")  # fmt: skip
+        return (f"{name} is in the graph, but the cell raised ({short(error)}) before its backward ({calls[0]}) ran, "
+                "so nothing got a gradient. Fix that error, shown with the cell, and run the cell again: its "
+                f"backward then runs, and why() can say what {name} got.")  # fmt: skip
 
     def aliases(self) -> Mapping[str, str]:
         """The other paths of shared parameters (tied weights) in the modules the cell reads → the
@@ -289,3 +309,29 @@ class CellTarget:
     def changed(self, since: RunFacts) -> tuple[str, ...]:
         now = self.facts(Graph())
         return changed_since(since, now.parameters, now.inputs)
+
+
+def backward_calls(code: str) -> list[str]:
+    r"""The backward calls in a cell's code, as written, in order (none when it does not parse):
+    ``x.backward()``, ``torch.autograd.backward(...)``, ``torch.autograd.grad(...)`` and ``grad(...)``.
+
+    >>> backward_calls("loss = f(x)\nloss.backward()\ng = torch.autograd.grad(loss, [x])")
+    ['loss.backward()', 'torch.autograd.grad(loss, [x])']
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _is_backward(node.func):
+            found.append((node.lineno, node.col_offset, ast.unparse(node)))
+    return [text for _, _, text in sorted(found)]
+
+
+def _is_backward(func: ast.expr) -> bool:
+    if isinstance(func, ast.Name):
+        return func.id in ("backward", "grad")  # from torch.autograd import backward, grad
+    if isinstance(func, ast.Attribute):  # x.backward(), not x.grad(...) unless x is autograd
+        return func.attr == "backward" or (func.attr == "grad" and ast.unparse(func.value).endswith("autograd"))
+    return False

@@ -8,7 +8,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -46,6 +46,14 @@ class Target(Protocol):
     def cuts(self) -> Mapping[str, tuple[WhyReason, str]]: ...
 
     def no_backward(self, name: str) -> str: ...
+
+
+@runtime_checkable
+class RaisesBeforeBackward(Protocol):
+    """A target that can say why a leaf got nothing when its run raised (``error``: the exception's
+    line) before any backward ran: whether its code has a backward that the error kept from running."""
+
+    def raised_before_backward(self, name: str, error: str) -> str: ...
 
 
 def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None = None,
@@ -156,7 +164,8 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
     traceable = target.traceable
     others = why_mod.other_names(leaves, aliases).get(name, ())
     quick = why_mod.quick(name, leaves.get(name), toggles, graph, traceable=traceable, others=others, values=leaves)
-    if quick is not None and quick.reason == "unknown" and not graph.nodes:
+    held = why_mod.held_before(name, leaves.get(name), graph) if toggles.empty else None
+    if quick is not None and quick.reason == "unknown" and not graph.nodes and held is None:
         # no graph at all, which says nothing of this leaf: where its own path breaks is what a trace finds
         traced = _trace(target, name, toggles)
         return traced if traced is not None and traced.reason != "unknown" else quick
@@ -164,7 +173,13 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
         return quick
     node = next((n for n in graph.nodes if n.leaf is not None and n.leaf.name == name), None)
     if node is not None and node.executed is None:
-        return Why(name, "unknown", target.no_backward(name), where=node.id)
+        if failure and isinstance(target, RaisesBeforeBackward):
+            text = target.raised_before_backward(name, _last_line(failure))
+        elif failure:
+            text = _raised_before_backward(name, graph, failure)
+        else:
+            text = target.no_backward(name)
+        return Why(name, "unknown", text, where=node.id)
     extreme = why_extreme.extreme(name, node, graph, leaves) if node is not None else None
     if extreme is not None:  # finite, but too big or too small to train with
         return extreme
@@ -194,6 +209,20 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
     return Why(name, "not_on_path", f"{name} is not in this graph: the tensor was not used to compute it, or {cut}. "
                "gradsight could not follow it through a re-run to find where (it is bound where a re-run cannot "
                "follow it, such as a for loop's variable, or there is no step to re-run yet).")  # fmt: skip
+
+
+def _last_line(failure: str) -> str:
+    """A traceback's last line (the exception, as Python prints it)."""
+    return failure.strip().splitlines()[-1] if failure.strip() else "an error"
+
+
+def _raised_before_backward(name: str, graph: Graph, failure: str) -> str:
+    """Why a leaf in a graph whose backward never ran got nothing, when the run raised ``failure`` (a
+    traceback) first, for a target that cannot tell whether its code has a backward."""
+    who, shown = ("the cell", "shown with the cell") if graph.run.mode == "cell" else ("this run", "shown with the run")
+    return (f"{name} is in the graph, but {who} raised before any backward ran "
+            f"({why_failed.short(_last_line(failure))}), so nothing got a gradient. Fix that error, {shown}, and "
+            "run it again.")  # fmt: skip
 
 
 def _trace(target: Target, name: str, toggles: Toggles) -> Why | None:

@@ -78,8 +78,31 @@ def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph,
         return Why(name, "unknown", f"Nothing to explain for {name} yet: this live debugger has not seen a training "
                    "step. Run one (output = model(batch); loss = ...; loss.backward()) and ask again.")  # fmt: skip
     if graph.message is not None and not graph.nodes:
-        return Why(name, "unknown", no_graph(name, toggles, traceable))
+        held = held_before(name, leaf, graph) if toggles.empty else None
+        return held or Why(name, "unknown", no_graph(name, toggles, traceable))
     return None
+
+
+def held_before(name: str, leaf: torch.Tensor | None, graph: Graph) -> Why | None:
+    """Why a leaf whose ``.grad`` holds a gradient got none from a cell that built no graph (it read
+    values, such as that ``.grad``): no backward of this cell's graphs gave it, an earlier one did (or
+    one the cell ran through a graph it bound to no name, :data:`cell_notes.UNBOUND_BACKWARD`). None for
+    other runs and for a leaf without a ``.grad``."""
+    from .cell_notes import UNBOUND_BACKWARD, grad_norm
+
+    if graph.nodes or graph.run.mode != "cell" or leaf is None or leaf.grad is None:
+        return None
+    norm = grad_norm(leaf.grad)
+    held = f"{name}.grad holds a gradient ({'no finite norm' if norm is None else f'norm {norm:.4g}'})"
+    if any(note.startswith(UNBOUND_BACKWARD) for note in graph.notes):
+        return Why(name, "unknown", f"{held}, from this cell's backward (or one before it), which ran through a graph "
+                   "the cell bound to no name (an earlier cell computed it): gradsight draws the graphs of the tensors "
+                   f"a cell binds, so it cannot show how that gradient reached {name}. Compute the loss in this cell "
+                   "too to see it flow.")  # fmt: skip
+    return Why(name, "unknown", f"{name} got no gradient in this cell: nothing the cell computed has a graph (it read "
+               f"values, such as a .grad), so no backward ran here. {held}, from an earlier backward (an earlier "
+               f"cell's, or one gradsight did not see). To see how it flowed to {name}, compute the loss and call its "
+               "backward in a %%gradsight cell.")  # fmt: skip
 
 
 def no_graph(name: str, toggles: Toggles, traceable: bool = True) -> str:
@@ -183,16 +206,30 @@ def _in_graph(name: str, node: Node, graph: Graph, origins: Starts) -> Why | Non
                    f"{name} is in the graph but backward did not compute its gradient: backward(inputs=...) or "
                    "torch.autograd.grad(...) asked for other tensors only.", where=node.id)  # fmt: skip
     if node.executed is None and any("freed the saved tensors" in note for note in graph.notes):
-        return Why(name, "freed",
-                   f"A backward already ran through this graph and freed it; {name} was not among what it "
-                   "differentiated. Calling backward again raises 'Trying to backward through the graph a second "
-                   "time': rebuild the graph (run the forward again) or pass retain_graph=True.",
-                   where=node.id)  # fmt: skip
+        return _freed(name, node)
     if node.grad_norm == 0.0:
         return zero(name, node, graph, origins.zero(), origins.dead, origins.values.values)
     if node.nonfinite_gradient:
         return nonfinite(name, node, graph, origins.nonfinite(), origins.causes, origins.values)
     return None
+
+
+def _freed(name: str, node: Node) -> Why:
+    """A graph a backward gradsight did not watch ran through (and freed) before it was shown: what
+    ``name``'s ``.grad`` held when it was captured says whether that backward (or one before it) gave it one."""
+    again = ("Calling backward again raises 'Trying to backward through the graph a second time': rebuild the graph "
+             "(run the forward again) or pass retain_graph=True.")  # fmt: skip
+    grad = node.leaf.grad if node.leaf is not None else None
+    if grad is None:
+        return Why(name, "freed", f"A backward already ran through this graph and freed it, and {name}.grad is None: "
+                   f"{name} was not among what it differentiated. {again}", where=node.id)  # fmt: skip
+    norm = f"norm {grad.norm:.4g}" if grad.norm is not None else "no finite norm"
+    return Why(name, "freed",
+               f"{name}.grad holds a gradient ({norm}), from the backward that already ran through this graph (or "
+               "one before it), but gradsight did not watch that backward, so the graph shows no gradient flowing. "
+               "To see it flow, give gradsight the step — gs.debugger(lambda: compute_loss()) or gs.debugger(model, "
+               f"inputs=batch, loss=...) — or compute the loss and call its backward in a %%gradsight cell. {again}",
+               where=node.id)  # fmt: skip
 
 
 def needs_explaining(node: Node) -> bool:
