@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode, _pop_mode, _push_mode
 
-from .filters import add_filter, remove_filter
+from .filters import Rehoming, add_filter, remove_filter
 from .modules import compiling
 
 _next_seq = torch._C._autograd._get_sequence_nr
@@ -283,50 +283,20 @@ def _leave_mode_stack(mode: TorchFunctionMode) -> None:
         _push_mode(other)  # type: ignore[no-untyped-call]
 
 
-class _AtOnce:
-    """A cell's warnings from inside ops, re-issued at once at the user's line (``warn_at_once``).
-
-    Only warnings that name this file (raised by torch inside an op the tracker passed on) are
-    caught — by a filter for this module in front of the user's, so "once"/"default" registries and
-    "ignore" filters keyed to this file never swallow them — and each is re-issued right away with
-    ``warn_explicit`` at the user's line, with its module's name and registry: the user's filters
-    decide ("error" raises at the op, as in a plain cell). Every other warning passes through
-    untouched, and what the cell does to ``warnings`` (filters, ``showwarning``) stays after it:
-    on exit only this filter is removed, and ``showwarning`` put back if it is still ours."""
+class _AtOnce(Rehoming):
+    """A cell's warnings from inside ops, re-issued at once at the user's line (``warn_at_once``):
+    those naming this file (raised by torch inside an op the tracker passed on), at the frame
+    ``SourceTracker._user_frame`` finds; every other warning passes through (``filters.Rehoming``)."""
 
     def __init__(self, tracker: SourceTracker) -> None:
+        super().__init__(__name__, __file__, self._user_line)
         self._tracker = tracker
-        self._filter: Any = None
-        self._shown: Any = None
 
-    def enter(self) -> None:
-        self._shown = warnings.showwarning
-        self._filter = add_filter("always", module=re.escape(__name__) + r"\Z")  # see filters.py
-        warnings.showwarning = self._show
-
-    def exit(self) -> None:
-        if self._filter is not None:
-            remove_filter(self._filter)
-        self._filter = None
-        if warnings.showwarning == self._show:
-            warnings.showwarning = self._shown
-
-    def _show(self, message: Any, category: Any, filename: str, lineno: int, file: Any = None,
-              line: str | None = None) -> None:  # fmt: skip
-        frame = None
-        if filename == __file__:  # raised by torch inside an op: the user's line that called it
-            frame = sys._getframe(1)
-            while frame is not None and frame.f_code.co_filename == _WARNINGS_FILE:
-                frame = frame.f_back
-            frame = self._tracker._user_frame(frame)
-        if frame is None:
-            self._shown(message, category, filename, lineno, file, line)
-            return
-        module_globals = frame.f_globals
-        registry = module_globals.setdefault("__warningregistry__", {})
-        warnings.warn_explicit(message, category, frame.f_code.co_filename, frame.f_lineno,
-                               module=module_globals.get("__name__"), registry=registry,
-                               module_globals=module_globals)  # fmt: skip
+    def _user_line(self, showing: FrameType, filename: str, lineno: int) -> FrameType | None:
+        frame: FrameType | None = showing
+        while frame is not None and frame.f_code.co_filename == _WARNINGS_FILE:
+            frame = frame.f_back
+        return self._tracker._user_frame(frame)
 
 
 def user_line(frame: FrameType | None) -> tuple[str, int] | None:

@@ -21,15 +21,12 @@ frame further down than it would without gradsight (source.py re-homes those nam
 from __future__ import annotations
 
 import os
-import re
-import sys
 import warnings
 from types import FrameType
-from typing import Any
 
 from torch.overrides import handle_torch_function
 
-from .filters import add_filter, remove_filter
+from .filters import Rehoming
 
 _GRADSIGHT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _WARNINGS_FILE = warnings.__file__
@@ -37,45 +34,20 @@ _SHOW_MESSAGE = warnings._showwarnmsg.__code__  # type: ignore[attr-defined]  # 
 _DISPATCH = handle_torch_function.__code__
 
 
-class Rehomed:
+class Rehomed(Rehoming):
     """Around a watched backward call: warnings naming ``filename`` (the module ``module``: spy.py)
-    re-issued where they would be without gradsight. Nests; on exit only its filter is removed,
-    and ``showwarning`` put back if it is still its own (the user's backward may have changed it)."""
+    re-issued where they would be without gradsight (:func:`unshifted`). Nests: each removes only
+    its own filter."""
 
     def __init__(self, module: str, filename: str) -> None:
-        self._module = module
-        self._file = filename
-        self._filter: Any = None
-        self._shown: Any = None
+        super().__init__(module, filename, unshifted)
 
     def __enter__(self) -> Rehomed:
-        self._shown = warnings.showwarning
-        self._filter = add_filter("always", module=re.escape(self._module) + r"\Z")  # see filters.py
-        warnings.showwarning = self._show
+        self.enter()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        remove_filter(self._filter)
-        if warnings.showwarning == self._show:
-            warnings.showwarning = self._shown
-
-    def _show(self, message: Any, category: Any, filename: str, lineno: int, file: Any = None,
-              line: str | None = None) -> None:  # fmt: skip
-        __tracebackhide__ = True  # an "error" filter raises here: IPython shows the user's frames
-        frame = None
-        if filename == self._file:
-            try:
-                frame = unshifted(sys._getframe(1), filename, lineno)
-            except Exception:  # never raises into the user's backward: shown where it was
-                frame = None
-        if frame is None:
-            self._shown(message, category, filename, lineno, file, line)
-            return
-        module_globals = frame.f_globals
-        registry = module_globals.setdefault("__warningregistry__", {})
-        warnings.warn_explicit(message, category, frame.f_code.co_filename, frame.f_lineno,
-                               module=module_globals.get("__name__", "<string>"), registry=registry,
-                               module_globals=module_globals)  # fmt: skip
+        self.exit()
 
 
 def unshifted(showing: FrameType | None, filename: str, lineno: int) -> FrameType | None:
