@@ -75,6 +75,7 @@ def finish(target: Target, graph: Graph, toggles: Toggles, failure: str | None =
                         for w in missing)  # fmt: skip
     graph = _cut_worded(graph, target.cuts())
     graph = _toggles_worded(graph, toggles)
+    graph = _frozen_worded(graph, target.leaves(), toggles)
     return replace(graph, controls=target.controls(graph), missing=missing).with_aliases(every)
 
 
@@ -126,6 +127,41 @@ def _toggles_worded(graph: Graph, toggles: Toggles) -> Graph:
               "requires grad, so there is no graph: that is gradsight's what-if, not your code (graph.missing and "
               "why() say which toggle cuts which leaf). Turn a toggle off to get the graph back.")  # fmt: skip
     return replace(graph, message="\n".join([header, *lines]))
+
+
+_FROZEN_SHOWN = 3  # frozen parameters named in the message
+
+
+def _frozen_worded(graph: Graph, leaves: Mapping[str, torch.Tensor | None], toggles: Toggles) -> Graph:
+    """A model's run that built no graph because every parameter of the model is frozen, said so (as
+    ``graph.missing`` says of each): the general advice on each output ("Set requires_grad=True on an
+    input") is replaced by which parameters are frozen and how to unfreeze them. Not for a cell (the
+    parameters it sees need not be what it computed from) nor a re-run with toggles (:func:`_toggles_worded`)."""
+    if graph.nodes or graph.message is None or graph.run.mode not in ("runnable", "live") or not toggles.empty:
+        return graph
+    params = [name for name, t in leaves.items() if isinstance(t, torch.nn.Parameter)]
+    if not params or any(t is not None and t.requires_grad for t in leaves.values()):
+        return graph  # a leaf requires grad: something else (no_grad, detach) cut its path
+    from .tensors import why_no_graph
+
+    general = why_no_graph(torch.zeros(()), "_").removeprefix("_")  # the wording depends on the name only
+    lines = graph.message.split("\n")
+    outputs = [line.removesuffix(general) for line in lines if line.endswith(general)]
+    if not outputs:
+        return graph
+    shown = ", ".join(params[:_FROZEN_SHOWN])
+    if len(params) > _FROZEN_SHOWN:
+        shown += f" and {len(params) - _FROZEN_SHOWN} more"
+    every = (f"its only parameter ({shown}) has" if len(params) == 1
+             else f"all {len(params)} of its parameters ({shown}) have")  # fmt: skip
+    what = f"{' and '.join(outputs)} {'has' if len(outputs) == 1 else 'have'}"
+    frozen = (f"{what} no graph: the model is frozen — {every} requires_grad=False and the inputs do not "
+              "require grad, so autograd recorded nothing and no parameter gets a gradient (graph.missing lists "
+              "each). Unfreeze it: model.requires_grad_(True), or p.requires_grad_(True) for the parameters to "
+              "train; or try it first without changing the model: "
+              f"dbg.rerun(requires_grad={{{params[0]!r}: True}}).")  # fmt: skip
+    kept = [line for line in lines if not line.endswith(general)]
+    return replace(graph, message="\n".join([frozen, *kept]))
 
 
 def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: str | None = None,

@@ -88,13 +88,13 @@ def held_before(name: str, leaf: torch.Tensor | None, graph: Graph) -> Why | Non
     values, such as that ``.grad``): no backward of this cell's graphs gave it, an earlier one did (or
     one the cell ran through a graph it bound to no name, :data:`cell_notes.UNBOUND_BACKWARD`). None for
     other runs and for a leaf without a ``.grad``."""
-    from .cell_notes import UNBOUND_BACKWARD, grad_norm
+    from .cell_notes import grad_norm
 
     if graph.nodes or graph.run.mode != "cell" or leaf is None or leaf.grad is None:
         return None
     norm = grad_norm(leaf.grad)
     held = f"{name}.grad holds a gradient ({'no finite norm' if norm is None else f'norm {norm:.4g}'})"
-    if any(note.startswith(UNBOUND_BACKWARD) for note in graph.notes):
+    if written_here(leaf, graph):
         return Why(name, "unknown", f"{held}, from this cell's backward (or one before it), which ran through a graph "
                    "the cell bound to no name (an earlier cell computed it): gradsight draws the graphs of the tensors "
                    f"a cell binds, so it cannot show how that gradient reached {name}. Compute the loss in this cell "
@@ -103,6 +103,16 @@ def held_before(name: str, leaf: torch.Tensor | None, graph: Graph) -> Why | Non
                f"values, such as a .grad), so no backward ran here. {held}, from an earlier backward (an earlier "
                f"cell's, or one gradsight did not see). To see how it flowed to {name}, compute the loss and call its "
                "backward in a %%gradsight cell.")  # fmt: skip
+
+
+def written_here(leaf: torch.Tensor | None, graph: Graph) -> bool:
+    """Whether ``leaf``'s ``.grad`` may be this cell's backward's: the cell built no graph but ran a
+    backward through one it bound to no name (:data:`cell_notes.UNBOUND_BACKWARD`), and the leaf holds
+    a ``.grad``. Such a leaf is no missing gradient (:func:`explain_all`), whatever why() says of it."""
+    from .cell_notes import UNBOUND_BACKWARD
+
+    return (not graph.nodes and graph.run.mode == "cell" and leaf is not None and leaf.grad is not None
+            and any(note.startswith(UNBOUND_BACKWARD) for note in graph.notes))  # fmt: skip
 
 
 def no_graph(name: str, toggles: Toggles, traceable: bool = True) -> str:
@@ -244,7 +254,8 @@ def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, grap
     A tensor is explained once, whatever its names: one the graph shows under another name (a module
     reachable as ``L`` and ``A[0]``, a for loop's variable) is not missing. Without a backward in the
     run, a parameter outside the graph is no missing gradient either (nothing got one: a cell that
-    reads one layer's weight does not miss the others'). ``traceable``: see :func:`quick`; ``aliases``:
+    reads one layer's weight does not miss the others'), nor a leaf whose ``.grad`` a cell's own backward
+    may have written (:func:`written_here`). ``traceable``: see :func:`quick`; ``aliases``:
     the other paths of shared parameters (:func:`other_names`), whose toggles apply to them too."""
     out = []
     others = other_names(names, aliases or {}) if toggles.requires_grad else {}  # what _flipped reads
@@ -263,6 +274,8 @@ def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, grap
             seen.add(id(leaf))
         if node is not None and not needs_explaining(node):
             continue
+        if node is None and toggles.empty and written_here(leaf, graph):
+            continue  # its .grad is what this cell's backward (through a graph it bound to no name) gave
         wanted = isinstance(leaf, torch.nn.Parameter) or (leaf is not None and leaf.requires_grad)
         if node is None and not wanted and name not in toggles.requires_grad:
             continue  # an input that never asked for a gradient (a data batch): not a missing gradient
