@@ -87,7 +87,7 @@ def debugger(
 
         _check_inputs(inputs)
         spec = spec_for_model(target, inputs, _check_loss(loss), _check_grad_output(grad_output, torch), budget, lines)
-        return _runnable(spec)
+        return _runnable(spec, loss)
     if callable(target):
         if inputs is not None:
             raise TypeError("inputs= is for models; a function takes no inputs: call it yourself inside fn")
@@ -96,7 +96,7 @@ def debugger(
         _check_function(target)
         spec = spec_for_function(target, _check_loss(loss), _check_grad_output(grad_output, torch), budget, lines)
         spec.what = "the function"
-        return _runnable(spec)
+        return _runnable(spec, target, loss)
     raise TypeError(f"{ACCEPTED}; got {type(target).__name__}")
 
 
@@ -120,9 +120,14 @@ def _tensor_debugger(tensors: list[Any], params: Any, budget: int) -> Debugger:
     return dbg
 
 
-def _runnable(spec: Any) -> Debugger:
+def _runnable(spec: Any, *callables: Any) -> Debugger:
+    """Run ``spec``; ``callables`` are the user's (``fn``, ``loss=``): a TypeError of its call of one
+    is the user's mistake, not gradsight's bug (``tracebacks.users_callables``)."""
     from ._capture.run import run
     from ._capture.targets import RunnableTarget
+    from ._capture.tracebacks import users_callables
+
+    users_callables(spec, *callables)
 
     result = run(spec)
     dbg = Debugger()
@@ -193,14 +198,43 @@ def _check_loss(loss: Any) -> Any:
 
 
 def _check_function(fn: Any) -> None:
-    """``gradsight.debugger(fn)`` calls ``fn()`` with no arguments (``specs.spec_for_function``)."""
+    """``gradsight.debugger(fn)`` calls ``fn()`` with no arguments (``specs.spec_for_function``); a
+    torch builtin shows no signature, but its ATen overloads say what it needs (``torch.randn``)."""
     takes = _signature(fn)
     if takes is not None and not _binds(takes, 0):
         name, call = _names(fn, "fn")
         raise TypeError(
-            f"gradsight.debugger(fn) calls fn() with no arguments, but {name}{_shown(takes)} needs some: pass a "
-            f"function that calls it with yours and returns the loss, e.g. gradsight.debugger(lambda: {call}(model, x))"
+            f"gradsight.debugger(fn) calls fn() with no arguments, but {name}{_shown(takes)} needs some: a function "
+            "passed alone must take no arguments and return the loss: pass one that calls it with yours, e.g. "
+            f"gradsight.debugger(lambda: {call}(model, x))"
         )
+    if takes is None and _torch_op_needs_arguments(fn):
+        raise TypeError(
+            f"gradsight.debugger(fn) calls fn() with no arguments, but {fn.__module__}.{fn.__name__}() needs some: "
+            "a function passed alone must take no arguments and return the loss, e.g. "
+            "gradsight.debugger(lambda: torch.randn(3, requires_grad=True).sum())"
+        )
+
+
+def _torch_op_needs_arguments(fn: Any) -> bool:
+    """Whether ``fn`` is a torch builtin (``torch.randn``, ``torch._C._nn.mse_loss``; no tensor's bound
+    method: ``x.sum`` takes none) whose every ATen overload has an argument without a default. An op
+    torch knows no schema of (a private API, read defensively) is not refused: the run tells."""
+    import types
+
+    import torch
+
+    bound = getattr(fn, "__self__", None)
+    name, module = getattr(fn, "__name__", None), getattr(fn, "__module__", None) or ""
+    if not isinstance(fn, types.BuiltinFunctionType) or not isinstance(bound, (type(None), types.ModuleType, type)):
+        return False
+    if not isinstance(name, str) or not (module == "torch" or module.startswith("torch.")):
+        return False
+    try:
+        schemas = torch._C._jit_get_schemas_for_operator(f"aten::{name}")
+        return bool(schemas) and all(any(not a.has_default_value() for a in s.arguments) for s in schemas)
+    except Exception:  # (a torch without this private API)
+        return False
 
 
 def _signature(fn: Any) -> inspect.Signature | None:

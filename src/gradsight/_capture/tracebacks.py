@@ -24,10 +24,16 @@ ValueError: user bug
 
 from __future__ import annotations
 
+import ast
+import inspect
+import itertools
+import linecache
 import os
-import re
-import sys
 import traceback
+import types
+import weakref
+from types import TracebackType
+from typing import Any
 
 import torch
 
@@ -48,7 +54,7 @@ def user_traceback(e: BaseException) -> str:
     raises: a traceback it cannot filter is formatted whole, one it cannot format is its last line."""
     try:
         formatted = traceback.TracebackException(type(e), e, e.__traceback__, compact=True)
-        if own_bug(formatted):
+        if own_bug(formatted, e):
             return OWN_BUG + "".join(formatted.format()).rstrip()
         _drop_own(formatted)
         return "".join(formatted.format()).rstrip()
@@ -63,48 +69,88 @@ OWN_BUG = "gradsight failed in its own code (a bug: please report it with this t
 _PASSING_ON = frozenset({"__torch_function__", "__torch_dispatch__"})  # they call the user's torch op
 
 
-def own_bug(formatted: traceback.TracebackException) -> bool:
+def own_bug(formatted: traceback.TracebackException, error: BaseException | None = None) -> bool:
     """Whether the exception came out of gradsight's own code: its innermost frame is gradsight's,
     on a line that is no ``raise`` (what gradsight refuses on purpose reads as the user's error) and
     in no torch mode passing the user's op on (``__torch_function__``: torch raised inside the op);
-    not a warning turned into an error (gradsight re-issues warnings at the user's line)."""
+    not a warning turned into an error (gradsight re-issues warnings at the user's line); not a
+    TypeError of gradsight's call of a callable the user gave it (``error``'s, :func:`_calls_users`)."""
     if not formatted.stack or issubclass(formatted.exc_type or type(None), Warning):
         return False
     frame = formatted.stack[-1]
     line = (frame.line or "").lstrip()
     own = is_own(frame.filename) and frame.name not in _PASSING_ON and not line.startswith("raise")
-    return own and not _not_bound(formatted)
+    return own and not (error is not None and _calls_users(error))
 
 
-# Python's (and torch's argument parser's) words for a call whose arguments did not bind
-_UNBOUND = re.compile(r"([\w.<>]+)\(\) (?:missing \d+ required|takes |got an unexpected keyword|got multiple values)")
+# id(owner) -> the ids of the callables the user gave it (gradsight.debugger(fn), loss=). By id: a
+# builtin (torch.randn) takes no weak reference; the owner (the run's spec) holds them, so while it
+# lives their ids are theirs, and its entry goes with it.
+_users: dict[int, frozenset[int]] = {}
 
 
-def _not_bound(formatted: traceback.TracebackException) -> bool:
-    """Whether the error is a call to a function not of gradsight's whose arguments did not bind: the
-    user's own callable (``gradsight.debugger(fn)`` of an ``fn(model, x)``; ``loss=F.mse_loss``) given
-    what gradsight passes it. It never ran, so the innermost frame is gradsight's call site. Binding
-    errors name the function (its ``__qualname__``); one of gradsight's own stays its bug."""
-    if not issubclass(formatted.exc_type or type(None), TypeError):
+def users_callables(owner: Any, *callables: Any) -> None:
+    """Mark ``callables`` (None skipped) as the user's for as long as ``owner`` lives: a TypeError
+    raised by gradsight's call of one is the user's mistake (:func:`own_bug`)."""
+    _users[id(owner)] = frozenset(id(c) for c in callables if c is not None)
+    weakref.finalize(owner, _users.pop, id(owner), None)
+
+
+def _calls_users(e: BaseException) -> bool:
+    """Whether ``e`` is a TypeError raised right at gradsight's call of one of the user's callables
+    (:func:`users_callables`): its innermost frame is gradsight's call site, so the callable never ran
+    (its arguments did not bind, whatever the message: Python's ``missing 1 required``, torch's
+    ``received an invalid combination of arguments``). A TypeError deeper in gradsight's own code,
+    or of its call of any other function, stays gradsight's bug."""
+    if not isinstance(e, TypeError) or not _users or e.__traceback__ is None:
         return False
-    found = _UNBOUND.match(str(formatted))
-    return found is not None and found.group(1).split(".<locals>")[0] not in _own_names()
+    tb = e.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    if not is_own(tb.tb_frame.f_code.co_filename):
+        return False
+    callee = _callee(tb)
+    return callee is not _UNKNOWN and any(id(callee) in ids for ids in _users.values())
 
 
-def _own_names() -> set[str]:
-    """The qualified names of gradsight's functions, classes and methods (of its modules imported so far)."""
-    names: set[str] = set()
-    for module in list(sys.modules.values()):
-        name = getattr(module, "__name__", None)
-        if not isinstance(name, str) or not (name == "gradsight" or name.startswith("gradsight.")):
-            continue
-        for value in list(vars(module).values()):
-            if getattr(value, "__module__", None) != name:
-                continue
-            members = list(vars(value).values()) if isinstance(value, type) else []
-            names.update(str(getattr(v, "__qualname__", "")) for v in [value, *members])
-    names.discard("<lambda>")  # a module's lambda: a user's lambda is named so too
-    return names
+_UNKNOWN = object()
+
+
+def _callee(tb: TracebackType) -> Any:
+    """What the call that raised at ``tb`` called: its expression (``fn()``, ``spec.loss(output)``),
+    read from the source at the instruction's position (Python 3.11+; on 3.10, the line's one call), a
+    local name and attributes read statically (no property runs); :data:`_UNKNOWN` for anything else."""
+    code, name = tb.tb_frame.f_code, tb.tb_frame.f_code.co_filename
+    positions = getattr(code, "co_positions", None)
+    try:
+        first, last, start, end = (
+            next(itertools.islice(positions(), tb.tb_lasti // 2, None)) if positions else (None,) * 4
+        )
+        if first is None or last is None or start is None or end is None:
+            line = ast.parse(linecache.getline(name, tb.tb_lineno).strip())
+            calls = [node for node in ast.walk(line) if isinstance(node, ast.Call)]
+            call: ast.expr = calls[0] if len(calls) == 1 else ast.Constant(None)
+        else:
+            lines = [linecache.getline(name, n).encode() for n in range(first, last + 1)]
+            lines[-1] = lines[-1][:end]  # (offsets in UTF-8 bytes)
+            lines[0] = lines[0][start:]
+            call = ast.parse(b"".join(lines).decode().strip(), mode="eval").body
+    except (StopIteration, SyntaxError, UnicodeDecodeError, ValueError):
+        return _UNKNOWN
+    return _read(call.func, tb.tb_frame.f_locals) if isinstance(call, ast.Call) else _UNKNOWN
+
+
+def _read(node: ast.expr, names: dict[str, Any]) -> Any:
+    if isinstance(node, ast.Name):
+        return names.get(node.id, _UNKNOWN)  # not a global: gradsight's own imports are no user's
+    if not isinstance(node, ast.Attribute):
+        return _UNKNOWN
+    owner = _read(node.value, names)
+    try:
+        value = inspect.getattr_static(owner, node.attr) if owner is not _UNKNOWN else _UNKNOWN
+    except AttributeError:
+        return _UNKNOWN
+    return value.__get__(owner) if isinstance(value, types.MemberDescriptorType) else value
 
 
 def _drop_own(formatted: traceback.TracebackException) -> None:
