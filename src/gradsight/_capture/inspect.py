@@ -149,6 +149,10 @@ CHANGED_SINCE = (
     "changed in place since autograd saved it (an optimizer step on this weight, an in-place op): "
     "these are its values now, not the ones backward used"
 )
+LEAF_CHANGED_SINCE = (
+    "changed in place since the backward shown (an optimizer step, an in-place op): these are its "
+    "values now, not the ones that backward used; the node's gradients are the ones it computed"
+)
 
 
 def inspect_node(cap: Captured, node_id: str, history: Sequence[GradStep] = (),
@@ -269,7 +273,10 @@ def _leaf_views(store: TensorStore | None, i: int) -> list[TensorView]:
     leaf = None if store is None else store.leaf(i)
     if leaf is None:
         return []
-    views = [tensor_view("leaf:value", "leaf", "value", leaf.detach(), summarize(leaf, stats=False))]
+    value = tensor_view("leaf:value", "leaf", "value", leaf.detach(), summarize(leaf, stats=False))
+    if store is not None and store.leaf_changed(i):
+        value = replace(value, note=_join(value.note, LEAF_CHANGED_SINCE))
+    views = [value]
     grad = leaf.grad
     if grad is not None:
         views.append(tensor_view("leaf:grad", "leaf", ".grad (now)", grad, summarize(grad, stats=False)))

@@ -114,6 +114,7 @@ class Presaved:
     values: dict[str, SavedValue]
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)  # of the tensors when read (in-place changes since)
+    leaf_version: int | None = None  # an AccumulateGrad's: its leaf's version counter when read
 
 
 @dataclass

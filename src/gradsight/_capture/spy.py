@@ -43,6 +43,7 @@ import torch
 from ..graph import TensorSummary
 from . import saved as saved_mod
 from .cell_grads import Grads
+from .guard import version_of
 from .hooks import ACCUMULATE_GRAD, GradMeta, grad_meta
 from .records import Observed, Presaved
 from .spy_warnings import Rehomed
@@ -173,6 +174,8 @@ class BackwardSpy:
                     # them says "freed" — there was nothing to free
                     values[_CTX_SAVED] = ()
                 call[node] = Presaved(values, tensors, {path: t._version for path, t in tensors.items()})
+                if short_name(node) == ACCUMULATE_GRAD:  # its leaf's version: an optimizer step after shows
+                    call[node].leaf_version = version_of(node.variable)
             watch = _Watch(order, self.errors, self._budget - budget[0])  # the saved tensors kept count
             watch.accumulates = accumulates
             watch.call = _Call(call)

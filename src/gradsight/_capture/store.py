@@ -51,7 +51,7 @@ class TensorStore:
         self._users: dict[int, int] = {}  # storage data_ptr -> kept tensors in it
         self._placed: dict[Key, tuple[int | None, int]] = {}  # key -> (storage data_ptr, bytes) when kept
         self._released: set[Key] = set()  # kept until evict() released them
-        self._leaves: dict[int, weakref.ref[torch.Tensor]] = {}
+        self._leaves: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}  # and its version when backward ran
         self._stats: dict[Key, TensorSummary] = {}  # summaries offer() took statistics for, by key
 
     def offer(self, key: Key, t: torch.Tensor, *, freed: bool = False, eager: bool = True,
@@ -115,9 +115,10 @@ class TensorStore:
         if nodes > EAGER_NODES:
             self._eager_tensors = 0
 
-    def offer_leaf(self, index: int, t: torch.Tensor) -> None:
-        """The leaf tensor itself, weakly: the user owns it, gradsight must not keep it alive."""
-        self._leaves[index] = weakref.ref(t)
+    def offer_leaf(self, index: int, t: torch.Tensor, version: int | None = None) -> None:
+        """The leaf tensor itself, weakly: the user owns it, gradsight must not keep it alive. And its
+        version counter: ``version`` when read earlier (a cell's, just before its backward), else now."""
+        self._leaves[index] = (weakref.ref(t), _version(t) if version is None else version)
 
     def get(self, key: Key) -> torch.Tensor | None:
         return self._tensors.get(key)
@@ -133,8 +134,15 @@ class TensorStore:
         return key in self._over
 
     def leaf(self, index: int) -> torch.Tensor | None:
-        ref = self._leaves.get(index)
-        return None if ref is None else ref()
+        held = self._leaves.get(index)
+        return None if held is None else held[0]()
+
+    def leaf_changed(self, index: int) -> bool:
+        """Was the leaf of node ``index`` modified in place since its backward (an optimizer step)? Its
+        values now are then not the ones that backward used."""
+        held = self._leaves.get(index)
+        t = None if held is None else held[0]()
+        return t is not None and held is not None and _version(t) != held[1]
 
     def keep_only(self, indices: set[int]) -> None:
         """Drop every kept tensor except those of the nodes in ``indices`` (they are re-counted)."""

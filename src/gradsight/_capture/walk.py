@@ -306,7 +306,8 @@ def _leaf_info(
     var = node.variable
     grad = var.grad
     if opts.store is not None:
-        opts.store.offer_leaf(i, var)
+        presaved = opts.presaved.get(node) if opts.presaved else None  # a cell's: read before its backward
+        opts.store.offer_leaf(i, var, None if presaved is None else presaved.leaf_version)
         summarize_fn = opts.store.describe
     meta = meta_of(var)
     return LeafInfo.fast(
