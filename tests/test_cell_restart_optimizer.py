@@ -82,3 +82,42 @@ def test_a_rerun_leaves_the_users_group_dicts_and_state_tensors_in_the_optimizer
     dbg.rerun()
     assert opt.param_groups[0] is group and opt.state[w]["exp_avg"] is avg and avg._version == version
     assert torch.equal(avg, values)
+
+
+COUNTING = """
+class Counting(torch.optim.SGD):  # a subclass with state of its own in its state_dict (a warmup counter)
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.k = 0
+        self.register_step_post_hook(lambda o, args, kwargs: setattr(o, "k", o.k + 1))  # (no step override:
+        # a subclass's step calling SGD's wrapped step runs the step hooks twice)
+
+    def state_dict(self):
+        return {**super().state_dict(), "k": self.k}
+
+    def load_state_dict(self, d):
+        d = dict(d)
+        self.k = d.pop("k")
+        super().load_state_dict(d)
+
+torch.manual_seed(0)
+model = nn.Linear(4, 2)
+x = torch.randn(8, 4)
+opt = Counting(model.parameters(), lr=0.1, momentum=0.9)
+"""
+
+
+def test_an_optimizer_subclass_with_its_own_state_goes_through_its_load_state_dict(shell: InteractiveShell) -> None:
+    """Its own keys are restored by its load_state_dict only: re-runs start from, and give back, them too."""
+    shell.run_cell(COUNTING, store_history=False)
+    dbg = shell.run_cell("%%gradsight\nopt.zero_grad()\nmodel(x).pow(2).sum().backward()\nopt.step()\nk = opt.k",
+                         store_history=False).result  # fmt: skip
+    opt = shell.user_ns["opt"]
+    assert opt.k == 1
+    seen: list[int] = []
+    handle = opt.register_step_pre_hook(lambda o, *_: seen.append(o.k))
+    dbg.rerun()
+    dbg.rerun()
+    handle.remove()
+    assert seen == [0, 0]  # each re-run starts from the first run's start
+    assert opt.k == 1  # and gives back what the user had

@@ -55,7 +55,7 @@ def start_from(obj: Any, saved: dict[str, Any]) -> None:
     of its own, which stays untouched. An optimizer's is copied into its own dicts and tensors; where the
     optimizer's groups or parameters no longer match it (``add_param_group`` since), ``load_state_dict``
     (which refuses a mismatch: the caller names the optimizer as not started)."""
-    if not isinstance(obj, torch.optim.Optimizer) or not _fits(obj, saved):
+    if not in_place(obj) or not _fits(obj, saved):
         obj.load_state_dict(copy.deepcopy(saved))
         return
     with torch._C.DisableTorchFunction(), torch.no_grad():
@@ -70,6 +70,22 @@ def start_from(obj: Any, saved: dict[str, Any]) -> None:
             if not isinstance(entry, dict):
                 entry = obj.state[p] = {}
             _update(entry, state[i])
+
+
+def in_place(obj: Any) -> bool:
+    """Is ``obj`` an optimizer whose whole state is its ``param_groups`` and ``state`` — torch's own
+    ``state_dict`` / ``load_state_dict``, no hooks on them — so that putting those in place is all
+    that ``load_state_dict`` would do? A subclass's own ``state_dict`` keys (a warmup counter, a
+    Lookahead's slow weights) or hooks are only restored by its ``load_state_dict``: that one is used."""
+    if not isinstance(obj, torch.optim.Optimizer):
+        return False
+    kind = type(obj)
+    if kind.state_dict is not torch.optim.Optimizer.state_dict or \
+            kind.load_state_dict is not torch.optim.Optimizer.load_state_dict:  # fmt: skip
+        return False
+    hooks = ("_optimizer_state_dict_pre_hooks", "_optimizer_state_dict_post_hooks",
+             "_optimizer_load_state_dict_pre_hooks", "_optimizer_load_state_dict_post_hooks")  # fmt: skip
+    return not any(getattr(obj, name, None) for name in hooks)
 
 
 def _fits(opt: torch.optim.Optimizer, saved: Any) -> bool:
@@ -116,7 +132,7 @@ class Held:
         self.obj = obj
         self.saved: dict[str, Any] = copy.deepcopy(obj.state_dict())
         self._objects: tuple[Any, ...] | None = None
-        if isinstance(obj, torch.optim.Optimizer):
+        if in_place(obj):
             groups, state = obj.param_groups, obj.state
             params = [(g, g.get("params"), list(g.get("params") or ())) for g in groups]
             entries = {p: (e, dict(e)) for p, e in state.items() if isinstance(e, dict)}
