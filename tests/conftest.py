@@ -44,3 +44,13 @@ def shell() -> Iterator[InteractiveShell]:
     sh.run_line_magic("unload_ext", "gradsight")
     sh.reset(new_session=False)
     InteractiveShell.clear_instance()
+
+
+@pytest.fixture
+def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Live debuggers capture every step (no rate or time-share limit): live tests use it through
+    ``pytestmark = pytest.mark.usefixtures("every_step")``."""
+    import gradsight as gs
+
+    monkeypatch.setattr(gs.options, "live_interval", 0.0)
+    monkeypatch.setattr(gs.options, "live_share", 1.0)

@@ -15,15 +15,12 @@ from gradsight._capture import cell_end, live_pace, live_step
 from tests.run_zoo import MLP
 from tests.test_run import RunCase, assert_same, snapshot
 
-
-@pytest.fixture(autouse=True)
-def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gs.options, "live_interval", 0.0)  # capture every step in tests
-    monkeypatch.setattr(gs.options, "live_share", 1.0)
+pytestmark = pytest.mark.usefixtures("every_step")  # live debuggers capture every step (conftest)
 
 
 @pytest.fixture
-def default_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+def default_limits(every_step: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default capture limits, set after (over) the module's ``every_step``."""
     monkeypatch.setattr(gs.options, "live_interval", 0.5)  # config.Options' defaults
     monkeypatch.setattr(gs.options, "live_share", 0.1)
 

@@ -25,10 +25,7 @@ ACROSS = "Gradients are accumulating across steps"
 MAX_NORM = 1e-3  # far below the gradients' norm: clip_grad_norm_ rescales every step
 
 
-@pytest.fixture(autouse=True)
-def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gs.options, "live_interval", 0.0)  # capture every step in tests
-    monkeypatch.setattr(gs.options, "live_share", 1.0)
+pytestmark = pytest.mark.usefixtures("every_step")  # live debuggers capture every step (conftest)
 
 
 def across(dbg: gs.Debugger) -> list[str]:

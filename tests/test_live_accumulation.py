@@ -17,10 +17,7 @@ ACROSS = "Gradients are accumulating across steps"
 WITHIN = "added to the gradient an earlier backward call since the last optimizer step"
 
 
-@pytest.fixture(autouse=True)
-def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gs.options, "live_interval", 0.0)  # capture every step in tests
-    monkeypatch.setattr(gs.options, "live_share", 1.0)
+pytestmark = pytest.mark.usefixtures("every_step")  # live debuggers capture every step (conftest)
 
 
 def notes(dbg: gs.Debugger, text: str) -> list[str]:

@@ -17,10 +17,7 @@ from tests.run_zoo import MLP
 WAIT = 10  # seconds: only reached when a test fails
 
 
-@pytest.fixture(autouse=True)
-def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gs.options, "live_interval", 0.0)  # capture every step in tests
-    monkeypatch.setattr(gs.options, "live_share", 1.0)
+pytestmark = pytest.mark.usefixtures("every_step")  # live debuggers capture every step (conftest)
 
 
 def grad_norm(p: torch.Tensor) -> float:

@@ -19,11 +19,7 @@ from gradsight._capture.live_notes import changed_parameters, rerun_note
 from gradsight._capture.records import Captured
 from tests.run_zoo import MLP
 
-
-@pytest.fixture(autouse=True)
-def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gs.options, "live_interval", 0.0)  # capture every step in tests
-    monkeypatch.setattr(gs.options, "live_share", 1.0)
+pytestmark = pytest.mark.usefixtures("every_step")  # live debuggers capture every step (conftest)
 
 
 class InPlace(nn.Module):

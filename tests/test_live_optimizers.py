@@ -15,10 +15,7 @@ import gradsight as gs
 NOTE = "but no optimizer stepped"
 
 
-@pytest.fixture(autouse=True)
-def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gs.options, "live_interval", 0.0)  # capture every step in tests
-    monkeypatch.setattr(gs.options, "live_share", 1.0)
+pytestmark = pytest.mark.usefixtures("every_step")  # live debuggers capture every step (conftest)
 
 
 def encoder_and_head(seed: int = 0) -> nn.Module:

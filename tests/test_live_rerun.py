@@ -10,11 +10,7 @@ from torch.utils.checkpoint import checkpoint
 
 import gradsight as gs
 
-
-@pytest.fixture(autouse=True)
-def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gs.options, "live_interval", 0.0)  # capture every step in tests
-    monkeypatch.setattr(gs.options, "live_share", 1.0)
+pytestmark = pytest.mark.usefixtures("every_step")  # live debuggers capture every step (conftest)
 
 
 def _model() -> nn.Sequential:

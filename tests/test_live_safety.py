@@ -11,11 +11,7 @@ import gradsight as gs
 from gradsight._capture import live_step
 from tests.run_zoo import MLP
 
-
-@pytest.fixture(autouse=True)
-def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gs.options, "live_interval", 0.0)  # capture every step in tests
-    monkeypatch.setattr(gs.options, "live_share", 1.0)
+pytestmark = pytest.mark.usefixtures("every_step")  # live debuggers capture every step (conftest)
 
 
 def _hooks(model: torch.nn.Module) -> dict[str, int]:

@@ -16,6 +16,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 import gradsight as gs
 from tests.run_zoo import MLP
+from tests.test_live_failures import LOSS
 
 ACROSS = "Gradients are accumulating across steps"
 WITHIN = "added to the gradient an earlier backward call since the last optimizer step"
@@ -156,18 +157,6 @@ def test_the_accumulation_note_names_the_steps_the_user_counts(captured: str) ->
     dbg.close()
 
 
-BROKEN = """
-class Broken(torch.autograd.Function):
-    "The user's loss piece whose backward raises: no node of the model's graph runs."
-    @staticmethod
-    def forward(ctx, t):
-        return t.clone()
-    @staticmethod
-    def backward(ctx, g):
-        raise ValueError("the loss's backward broke")
-"""
-
-
 def test_a_backward_that_raised_above_the_model_is_the_next_step(
     shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -176,7 +165,7 @@ def test_a_backward_that_raised_above_the_model_is_the_next_step(
     monkeypatch.setattr(gs.options, "live_interval", 0.0)
     torch.manual_seed(0)
     shell.user_ns.update(model=MLP(), x=torch.randn(3, 8))
-    shell.run_cell(BROKEN + "dbg = __import__('gradsight').debugger(model)\nmodel(x).sum().backward()\nmodel(x)")
+    shell.run_cell(LOSS + "dbg = __import__('gradsight').debugger(model)\nmodel(x).sum().backward()\nmodel(x)")
     dbg = shell.user_ns["dbg"]
     assert dbg.graph.run.step == 1 and dbg.status == "ready"
     result = shell.run_cell("model(x)\nBroken.apply(model(x)).sum().backward()")

@@ -13,16 +13,9 @@ import torch
 import gradsight as gs
 from gradsight._api import REPLACED
 from tests.run_zoo import MLP
+from tests.test_live_sessions import model_hooks
 
-
-@pytest.fixture(autouse=True)
-def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gs.options, "live_interval", 0.0)  # capture every step in tests
-    monkeypatch.setattr(gs.options, "live_share", 1.0)
-
-
-def model_hooks(model: torch.nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+pytestmark = pytest.mark.usefixtures("every_step")  # live debuggers capture every step (conftest)
 
 
 class Seen:

@@ -8,11 +8,7 @@ import gradsight as gs
 from tests.test_live_notes import InPlace
 from tests.test_live_rerun import _model
 
-
-@pytest.fixture(autouse=True)
-def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gs.options, "live_interval", 0.0)
-    monkeypatch.setattr(gs.options, "live_share", 1.0)
+pytestmark = pytest.mark.usefixtures("every_step")  # live debuggers capture every step (conftest)
 
 
 def test_a_live_rerun_says_it_reuses_the_steps_output_gradient() -> None:
