@@ -1,5 +1,6 @@
-"""torch builtins given as the user's callables: ``gradsight.debugger(torch.randn)`` refuses at once
-(``_api._check_function`` reads the op's ATen overloads: a builtin shows no signature), and a TypeError
+"""torch builtins given as the user's callables: ``gradsight.debugger(torch.randn)`` and
+``loss=F.cosine_similarity`` (a builtin needing two arguments) refuse at once (``call_checks`` reads
+the op's ATen overloads, or a script function's schema: neither shows a signature), and a TypeError
 raised right at gradsight's call of a callable the user gave is the user's, whatever its message
 (torch's "received an invalid combination of arguments"), while one of gradsight's own calls stays its
 bug (``tracebacks.own_bug``)."""
@@ -7,6 +8,7 @@ bug (``tracebacks.own_bug``)."""
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +35,60 @@ def test_a_torch_builtin_needing_arguments_is_refused_at_once(fn: Callable[..., 
     assert "a function passed alone must take no arguments and return the loss" in says
     assert "gradsight.debugger(lambda: torch.randn(3, requires_grad=True).sum())" in says
     assert OWN_BUG not in says
+
+
+def scripted(fn: Callable[..., Any]) -> Any:
+    """``torch.jit.script(fn)``: a function showing its schema, not a signature (deprecated, still met)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(fn)
+
+
+def mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (out - target).pow(2).mean()
+
+
+def squared_sum(out: torch.Tensor) -> torch.Tensor:
+    return out.pow(2).sum()
+
+
+scripted_mse, scripted_sum = scripted(mse), scripted(squared_sum)
+
+
+@pytest.mark.parametrize(
+    ("loss", "says"),
+    [
+        (torch._C._nn.mse_loss, "torch._C._nn.mse_loss(input, target) needs more"),
+        (F.cosine_similarity, "loss=lambda out: torch.cosine_similarity(out, x2)"),
+        (torch.dist, "torch.dist(input, other) needs more"),
+        (scripted_mse, "loss=lambda out: mse(out, target)"),
+    ],
+)
+def test_a_builtin_loss_needing_more_than_the_output_is_refused_at_once(loss: Callable[..., Any], says: str) -> None:
+    model, x = setup()
+    with pytest.raises(TypeError, match="loss= is called with the model's output only") as e:
+        gs.debugger(model, inputs=x, loss=loss)
+    assert says in str(e.value) and "pass the rest yourself" in str(e.value), str(e.value)
+    assert model.weight.grad is None
+
+
+class SquaredSum(nn.Module):
+    def forward(self, out: torch.Tensor) -> torch.Tensor:
+        return out.pow(2).sum()
+
+
+@pytest.mark.parametrize(
+    "loss", [torch.sum, torch.mean, torch.amax, torch.linalg.vector_norm, torch.norm, scripted_sum, SquaredSum()]
+)
+def test_losses_of_the_output_alone_run(loss: Callable[..., Any]) -> None:
+    model, x = setup()
+    dbg = gs.debugger(model, inputs=x, loss=loss)
+    assert dbg.status == "ready", dbg.error
+    (g,) = torch.autograd.grad(loss(model(x)), [model.weight])
+    node = next(n for n in dbg.graph.leaves if n.leaf is not None and n.leaf.name == "weight")
+    assert node.grad_in[0] is not None and node.grad_in[0].norm == pytest.approx(float(g.norm()), rel=1e-5)
+    assert model.weight.grad is None
+    dbg.close()
 
 
 def test_builtins_that_need_no_arguments_are_not_refused() -> None:

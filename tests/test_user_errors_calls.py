@@ -1,6 +1,6 @@
 """The user's own callables given what gradsight passes them: ``fn()`` with no arguments, ``loss(output)``
-with one. A mistake raises at once, saying what to pass (``_api._check_function`` / ``_check_loss``);
-one no signature shows (a builtin) is the user's error, not gradsight's bug (``tracebacks.own_bug``)."""
+with one. A mistake raises at once, saying what to pass (``call_checks.check_function`` / ``check_loss``);
+one showing neither a signature nor a schema is the user's error, not gradsight's bug (``tracebacks.own_bug``)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ def test_a_function_needing_arguments_raises_at_once() -> None:
     ("loss", "says"),
     [
         (F.mse_loss, "loss=lambda out: F.mse_loss(out, target)"),
+        (F.cross_entropy, "loss=lambda out: F.cross_entropy(out, target)"),
         (nn.MSELoss(), "MSELoss.forward(input, target) needs more"),
+        (nn.CrossEntropyLoss(), "loss=lambda out: criterion(out, target)"),
         (lambda out, target: F.mse_loss(out, target), "the lambda(out, target) needs more"),
         (lambda: 0, "the lambda() takes no argument"),
     ],
@@ -78,9 +80,10 @@ def test_losses_that_take_the_output_run(loss: Callable[..., Any]) -> None:
     dbg.close()
 
 
-def test_a_builtin_loss_given_one_argument_is_the_users_error() -> None:
+def test_a_loss_showing_no_signature_given_one_argument_is_the_users_error() -> None:
     model, x = setup()
-    dbg = gs.debugger(model, inputs=x, loss=torch._C._nn.mse_loss)  # no signature: called, and it fails
+    loss = functools.partial(torch._C._nn.mse_loss)  # no signature, no ATen name: called, and it fails
+    dbg = gs.debugger(model, inputs=x, loss=loss)
     assert dbg.status == "error"
     assert OWN_BUG not in dbg.error and "please report" not in dbg.error, dbg.error
     assert dbg.error.splitlines()[-1].startswith("TypeError: mse_loss() missing 1 required positional argument")

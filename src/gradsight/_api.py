@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -83,18 +82,20 @@ def debugger(
         if inputs is None:
             _no_run_arguments(inputs, loss, grad_output, "a model in live mode (no inputs=)")
             return _live_debugger(target, budget, lines)
+        from ._capture.call_checks import check_loss
         from ._capture.specs import spec_for_model
 
         _check_inputs(inputs)
-        spec = spec_for_model(target, inputs, _check_loss(loss), _check_grad_output(grad_output, torch), budget, lines)
+        spec = spec_for_model(target, inputs, check_loss(loss), _check_grad_output(grad_output, torch), budget, lines)
         return _runnable(spec, loss)
     if callable(target):
         if inputs is not None:
             raise TypeError("inputs= is for models; a function takes no inputs: call it yourself inside fn")
+        from ._capture.call_checks import check_function, check_loss
         from ._capture.specs import spec_for_function
 
-        _check_function(target)
-        spec = spec_for_function(target, _check_loss(loss), _check_grad_output(grad_output, torch), budget, lines)
+        check_function(target)
+        spec = spec_for_function(target, check_loss(loss), _check_grad_output(grad_output, torch), budget, lines)
         spec.what = "the function"
         return _runnable(spec, target, loss)
     raise TypeError(f"{ACCEPTED}; got {type(target).__name__}")
@@ -173,109 +174,6 @@ def _with_run(graph: Graph, run: RunInfo) -> Graph:
     from dataclasses import replace
 
     return replace(graph, run=run)
-
-
-def _check_loss(loss: Any) -> Any:
-    """``loss`` is called with the model's output as its one argument (``roots.roots_of``)."""
-    if loss is not None and not callable(loss):
-        raise TypeError(
-            f"loss must be a function of the model's output, e.g. loss=lambda out: out.pow(2).sum(); "
-            f"got {type(loss).__name__}"
-        )
-    takes = _signature(loss)
-    if takes is None or _binds(takes, 1):
-        return loss
-    name, call = _names(loss, "criterion")
-    if _binds(takes, 0):
-        raise TypeError(
-            f"loss= is called with the model's output, but {name}{_shown(takes)} takes no argument: "
-            "loss=lambda out: out.pow(2).sum() (out: what the model returned)"
-        )
-    raise TypeError(
-        f"loss= is called with the model's output only, but {name}{_shown(takes)} needs more: pass the rest "
-        f"yourself, e.g. loss=lambda out: {call}(out, target)"
-    )
-
-
-def _check_function(fn: Any) -> None:
-    """``gradsight.debugger(fn)`` calls ``fn()`` with no arguments (``specs.spec_for_function``); a
-    torch builtin shows no signature, but its ATen overloads say what it needs (``torch.randn``)."""
-    takes = _signature(fn)
-    if takes is not None and not _binds(takes, 0):
-        name, call = _names(fn, "fn")
-        raise TypeError(
-            f"gradsight.debugger(fn) calls fn() with no arguments, but {name}{_shown(takes)} needs some: a function "
-            "passed alone must take no arguments and return the loss: pass one that calls it with yours, e.g. "
-            f"gradsight.debugger(lambda: {call}(model, x))"
-        )
-    if takes is None and _torch_op_needs_arguments(fn):
-        raise TypeError(
-            f"gradsight.debugger(fn) calls fn() with no arguments, but {fn.__module__}.{fn.__name__}() needs some: "
-            "a function passed alone must take no arguments and return the loss, e.g. "
-            "gradsight.debugger(lambda: torch.randn(3, requires_grad=True).sum())"
-        )
-
-
-def _torch_op_needs_arguments(fn: Any) -> bool:
-    """Whether ``fn`` is a torch builtin (``torch.randn``, ``torch._C._nn.mse_loss``; no tensor's bound
-    method: ``x.sum`` takes none) whose every ATen overload has an argument without a default. An op
-    torch knows no schema of (a private API, read defensively) is not refused: the run tells."""
-    import types
-
-    import torch
-
-    bound = getattr(fn, "__self__", None)
-    name, module = getattr(fn, "__name__", None), getattr(fn, "__module__", None) or ""
-    if not isinstance(fn, types.BuiltinFunctionType) or not isinstance(bound, (type(None), types.ModuleType, type)):
-        return False
-    if not isinstance(name, str) or not (module == "torch" or module.startswith("torch.")):
-        return False
-    try:
-        schemas = torch._C._jit_get_schemas_for_operator(f"aten::{name}")
-        return bool(schemas) and all(any(not a.has_default_value() for a in s.arguments) for s in schemas)
-    except Exception:  # (a torch without this private API)
-        return False
-
-
-def _signature(fn: Any) -> inspect.Signature | None:
-    """The signature ``fn`` is called by (a module's ``forward``; a wrapper's own, not the function it
-    wraps: a decorator may supply arguments), or None where Python knows none (a builtin)."""
-    import torch
-
-    try:
-        return inspect.signature(fn.forward if isinstance(fn, torch.nn.Module) else fn, follow_wrapped=False)
-    except (TypeError, ValueError):
-        return None
-
-
-def _binds(signature: inspect.Signature, count: int) -> bool:
-    """Can a call with ``count`` positional arguments bind to ``signature``?"""
-    try:
-        signature.bind(*[None] * count)
-    except TypeError:
-        return False
-    return True
-
-
-def _names(fn: Any, stand_in: str) -> tuple[str, str]:
-    """How to name ``fn`` in a message, and how the user would call it: ``F.mse_loss`` both;
-    ``MSELoss.forward`` and ``stand_in`` (the user's instance); ``the lambda`` and ``stand_in``."""
-    import torch
-
-    if isinstance(fn, torch.nn.Module):
-        return f"{type(fn).__name__}.forward", stand_in
-    name = str(getattr(fn, "__name__", None) or type(fn).__name__)
-    if name == "<lambda>":
-        return "the lambda", stand_in
-    name = f"F.{name}" if getattr(fn, "__module__", None) == "torch.nn.functional" else name
-    return name, name
-
-
-def _shown(signature: inspect.Signature) -> str:
-    """``(input, target, reduction='mean')``: the parameters without their annotations."""
-    empty = inspect.Parameter.empty
-    plain = [p.replace(annotation=empty) for p in signature.parameters.values()]
-    return str(signature.replace(parameters=plain, return_annotation=empty))
 
 
 def _class_given(cls: type, torch: Any) -> str:
