@@ -18,9 +18,10 @@ followed by backward calls on scratch tensors still shows the loss's). The wrapp
 removed when the call or the cell ends, also on error, and an error in gradsight's own code never
 reaches the user's backward. A wrapper the cell bound to a name (``from torch.autograd import grad``
 inside the cell) outlives it: from the cell's end it only calls the original, holding nothing of
-the spy. A warning raised inside a watched call names the frame it would name without gradsight's
+the spy. A warning raised inside a backward call names the frame it would name without gradsight's
 frames on the stack (``spy_warnings``): torch's "Full backward hook is firing…" names the user's
-``loss.backward()`` line, not the wrapper's.
+``loss.backward()`` line, not the wrapper's — also in a call the spy does not watch (another
+thread's, which passes through the wrapper while the cell runs).
 
 The graph shows the gradient of the last call through each leaf, but ``.grad`` adds up every
 ``backward`` that reached it. So the spy also follows each leaf's ``.grad`` across the cell's
@@ -125,7 +126,8 @@ class BackwardSpy:
         autograd.grad = _wrap(original_grad, "outputs", live)
         self.wrappers = {autograd.backward: original_backward, autograd.grad: original_grad}
         try:
-            yield self
+            with Rehomed(__name__, __file__):  # other threads' calls pass the wrapper unwatched: their warnings too
+                yield self
         finally:
             live.clear()
             autograd.backward, autograd.grad = original_backward, original_grad

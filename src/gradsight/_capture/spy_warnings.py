@@ -1,4 +1,4 @@
-"""Warnings from inside a backward the spy watches, shown where they would be without gradsight.
+"""Warnings from inside a backward through the spy's wrapper, shown where they would be without gradsight.
 
 A warning names the frame ``stacklevel`` frames up from the code that warned. In a %%gradsight cell
 a backward call passes through frames gradsight put there: the spy's wrapper and
@@ -8,7 +8,13 @@ tracker's ``__torch_function__``). A warning raised inside the user's backward c
 level into them: torch's "Full backward hook is firing…" (``stacklevel=5``, meant for the line that
 calls ``loss.backward()``) named spy.py, where a plain cell names the user's line.
 
-While a watched call runs (:class:`Rehomed`), the warnings naming spy.py are caught — by a filter
+A backward call the spy does not watch passes through its wrapper too: another thread's, while the
+cell runs (the wrapper watches the cell's thread only). Its warnings named spy.py where a plain cell
+names torch's ``Tensor.backward`` or the user's line, so they are re-homed as well: one
+:class:`Rehomed` is on for as long as the spy is installed, and each watched call puts another in
+front of the filters the cell set by then.
+
+While a :class:`Rehomed` is on, the warnings naming spy.py are caught — by a filter
 for that module in front of the user's, so no "once"/"default" registry or "ignore" keyed to
 gradsight decides — and each is re-issued at once with ``warn_explicit`` at the frame the same
 stack level reaches when gradsight's frames are not counted, with that frame's module name and
@@ -35,9 +41,9 @@ _DISPATCH = handle_torch_function.__code__
 
 
 class Rehomed(Rehoming):
-    """Around a watched backward call: warnings naming ``filename`` (the module ``module``: spy.py)
-    re-issued where they would be without gradsight (:func:`unshifted`). Nests: each removes only
-    its own filter."""
+    """Around a watched backward call, and around the cell (other threads' calls): warnings naming
+    ``filename`` (the module ``module``: spy.py) re-issued where they would be without gradsight
+    (:func:`unshifted`). Nests: each removes only its own filter."""
 
     def __init__(self, module: str, filename: str) -> None:
         super().__init__(module, filename, unshifted)
