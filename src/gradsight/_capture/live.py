@@ -25,9 +25,9 @@ goes on (:mod:`.live_ends`); what its graph says beyond gradients is
 Step numbers count training steps — backward passes, each numbered as it first reaches a forward of
 the model (:mod:`.live_mark`) — not calls: a siamese step's two calls are one step, a DQN target call
 or a validation forward left with gradients on (no backward reaches it) none, each micro-batch's
-backward of gradient accumulation one. A known limit: a pass is a step wherever it reaches the model,
-so a WGAN-GP critic iteration (``autograd.grad`` over ``D(interp)``, then ``loss.backward()`` over
-``D(real)`` and ``D(fake)``) counts 2.
+backward of gradient accumulation one, a WGAN-GP critic iteration (its penalty's ``create_graph``
+pass, then ``loss.backward()``) one. :meth:`LiveSession.close` also removes the marks that number
+uncaptured steps.
 
 A call of the model inside its own forward is part of the outer call's step; one inside a backward
 pass (``checkpoint(model, x)`` recomputing its forward) is no step. What a captured forward records
@@ -53,7 +53,7 @@ from .followed import ModelHook
 from .guard import own_run
 from .live_capture import Forward
 from .live_ends import Ends
-from .live_mark import Numbers, mark
+from .live_mark import Marks, Numbers
 from .live_optimizers import Optimizers
 from .live_pace import Pace
 from .live_shelf import Shelf
@@ -94,6 +94,7 @@ class LiveSession:
         self._forward: Forward | None = None  # (under _lock) the forward being captured
         self._linger: int | None = None  # after close(): the thread whose tracker the end hook takes off
         self._numbers = Numbers()  # training steps: backward passes, numbered as they reach the model
+        self._marks = Marks(self._numbers)  # the hooks that number the steps not captured
         self.history: dict[str, list[GradStep]] = {}
         self.errors: list[str] = []
         self._closed = False
@@ -130,6 +131,7 @@ class LiveSession:
         drop_stopped_trackers()
         if torch.is_grad_enabled():  # another forward: passes that reach only leaves are its, not the step's
             self._ends.recalled(here)
+            self._numbers.called()  # (and a create_graph pass now is a new step)
         self._ends.called(here)
         forward = self._forward
         current = forward.thread if forward is not None else None
@@ -194,14 +196,14 @@ class LiveSession:
         if forward is None or forward.thread != threading.get_ident():  # no capture began in this thread's forward
             drop_stopped_trackers()  # closed from another thread meanwhile: take its tracker off here
             if torch.is_grad_enabled() and not self._calls.on and not own_run():
-                mark(output, self._numbers)  # not captured: numbered when a backward reaches it
+                self._marks.mark(output)  # not captured: numbered when a backward reaches it
             return
         ended = self._end_forward()
         if ended is not None:
             try:
                 self._start_step(output, ended)
             except Exception:  # (said by the end hook) its backward is a step all the same
-                mark(output, self._numbers)
+                self._marks.mark(output)
                 raise
 
     def _end_forward(self, *, pop: bool = True) -> Forward | None:
@@ -315,6 +317,7 @@ class LiveSession:
         next cell's first step be captured whatever the rate limits say (one step per cell is
         interactive use, not a loop)."""
         self._ends.cell_ended(threading.get_ident())
+        self._numbers.cell_ended()
         self.flush()
         self._pace.lift()
 
@@ -364,6 +367,7 @@ class LiveSession:
         for step in steps:
             step.abandon()
         self._optimizers.close()
+        self._marks.close()
         if self._ipython_flush is not None:
             self._ipython_flush()
             self._ipython_flush = None

@@ -3,9 +3,22 @@
 backward ever reaches (a DQN target network's ``model(s2).max(1)[0].detach()``, a validation forward
 without ``no_grad``) is no step, and the calls of a siamese step's one pass are one step.
 
-A forward live mode does not capture gets one pre-hook on each output's ``grad_fn`` (:func:`mark`,
-one :class:`Mark` shared by them): it fires once, and goes with the graph. A captured step numbers
-itself as its first pass begins (``LiveStep._queue_pass_end``).
+A pass that builds a graph of its own (``create_graph=True``: a gradient penalty's
+``autograd.grad``, a Hessian-vector product's first gradient) does not end its step: the gradient it
+makes is there to be differentiated again, by the step's later backward. So the next pass that takes
+a number takes its number too: a ``create_graph=False`` one (WGAN-GP's ``loss.backward()``, whether
+the critic's real and fake calls came before the penalty or after it), or another ``create_graph``
+pass before the model is called again (higher derivatives of one forward). A ``create_graph`` pass
+after another call of the model with gradients on is a new step — a loop that only ever takes
+``create_graph`` gradients numbers each iteration — and so is any pass after the end of a notebook
+cell. Nothing tells which graph a later pass differentiates (the penalty's graph is reached below
+the critic's output, where no hook of the model is), so this is a rule of order: a MAML step's inner
+``create_graph`` gradient of each task is a step, the outer backward shares the last task's number.
+
+A forward live mode does not capture gets one pre-hook on each output's ``grad_fn`` (:class:`Marks`,
+one :class:`Mark` shared by them): it fires once. :meth:`Marks.close` (the session's ``close()``)
+removes those still on a graph. A captured step numbers itself as its first pass begins
+(``LiveStep._queue_pass_end``).
 """
 
 from __future__ import annotations
@@ -15,11 +28,13 @@ import threading
 from typing import Any
 
 import torch
+from torch.utils.hooks import RemovableHandle
 
 from .outputs import flatten_tensors
 
 _graph_task_id = torch._C._current_graph_task_id  # -1 outside a backward pass on this thread; ids never repeat
 PASSES_KEPT = 8  # the passes whose number is remembered (threads training at once interleave theirs)
+PRUNE_AT = 64  # the marks kept before the first look for those that can no longer fire
 
 
 class Numbers:
@@ -30,22 +45,46 @@ class Numbers:
         self.steps = 0
         self._lock = threading.Lock()
         self._passes: dict[int, int] = {}  # (under _lock) the last passes' graph task ids -> their number
+        # (under _lock) the number of the last create_graph pass, for the pass that ends its step, and
+        # whether the model was called since. One for the session, not per thread: a CUDA backward runs
+        # its hooks on the device's autograd thread, whichever thread called it.
+        self._held: tuple[int, bool] | None = None
 
     def count(self, *, new: bool = False) -> int:
         """The number of the step of the backward pass running on this thread: a new one, unless this
-        pass already took one at another call of the model (a siamese step's). ``new``: a step no pass
-        reached (its backward raised above the model) takes a number of its own."""
-        task = _graph_task_id()
+        pass already took one at another call of the model (a siamese step's), or a ``create_graph``
+        pass before it left its step open (see the module). ``new``: a step no pass reached (its
+        backward raised above the model) takes a number of its own, or the open step's."""
+        task = -1 if new else _graph_task_id()
         with self._lock:
-            number = None if new or task == -1 else self._passes.get(task)
-            if number is None:
+            number = None if task == -1 else self._passes.get(task)
+            if number is not None:
+                return number
+            makes_graph = task != -1 and torch.is_grad_enabled()  # the engine's grad mode is create_graph
+            held = self._held
+            if held is not None and (held[1] or not makes_graph):
+                number = held[0]
+            else:
                 self.steps += 1
                 number = self.steps
-                if not new and task != -1:
-                    self._passes[task] = number
-                    if len(self._passes) > PASSES_KEPT:
-                        del self._passes[next(iter(self._passes))]
+            self._held = (number, True) if makes_graph else None
+            if task != -1:
+                self._passes[task] = number
+                if len(self._passes) > PASSES_KEPT:
+                    del self._passes[next(iter(self._passes))]
             return number
+
+    def called(self) -> None:
+        """The model was called with gradients on: a ``create_graph`` pass from now on is a new step."""
+        if self._held is not None:  # (the common case, read without the lock: nothing held)
+            with self._lock:
+                if self._held is not None:
+                    self._held = (self._held[0], False)
+
+    def cell_ended(self) -> None:
+        """A notebook cell ended: the next pass is a new step, whatever the last one kept."""
+        with self._lock:
+            self._held = None
 
 
 class Mark:
@@ -68,15 +107,75 @@ class Mark:
             self.numbers.count()
 
 
-def mark(output: Any, numbers: Numbers) -> None:
-    """Number the step of the first backward pass that reaches ``output`` (a forward's result: a tensor
-    or a structure of them). Outputs without a ``grad_fn`` need no backward."""
-    if isinstance(output, torch.Tensor):
-        fns = [] if output.grad_fn is None else [output.grad_fn]
-    else:  # outputs that share a node (views of one result) hook it once
-        fns = list(dict.fromkeys(t.grad_fn for t in flatten_tensors(output) if t.grad_fn is not None))
-    if fns:
-        hook = Mark(numbers)
+class Marks:
+    """The marks a session put on uncaptured forwards' outputs, kept so that ``close()`` removes them.
+    Only those that may still fire are kept: a mark that fired is taken off its node, one whose graph
+    is gone (or that a later mark replaced) is forgotten — looked for each time the list doubles, so a
+    long training run keeps about as many as it has live graphs. A node carries one mark of the
+    session: a model that returns the same tensor at every call (a cached output) moves it, not adds
+    one. Holds the handles (weak references to the nodes' hook dicts), never a graph."""
+
+    def __init__(self, numbers: Numbers) -> None:
+        self.numbers = numbers
+        self._lock = threading.Lock()
+        self._kept: list[tuple[Mark, RemovableHandle]] = []  # (under _lock)
+        self._prune_at = PRUNE_AT
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def mark(self, output: Any) -> None:
+        """Number the step of the first backward pass that reaches ``output`` (a forward's result: a
+        tensor or a structure of them). Outputs without a ``grad_fn`` need no backward."""
+        if isinstance(output, torch.Tensor):
+            fns = [] if output.grad_fn is None else [output.grad_fn]
+        else:  # outputs that share a node (views of one result) hook it once
+            fns = list(dict.fromkeys(t.grad_fn for t in flatten_tensors(output) if t.grad_fn is not None))
+        if not fns:
+            return
+        hook = Mark(self.numbers)
+        handles: list[RemovableHandle] = []
         with contextlib.suppress(Exception):  # a node that takes no hook: its step goes unnumbered, unsaid
             for fn in fns:
-                fn.register_prehook(hook)
+                handles.append(fn.register_prehook(hook))
+                self._replace(handles[-1])
+        with self._lock:
+            if not self._closed:
+                self._kept += [(hook, handle) for handle in handles]
+                if len(self._kept) >= self._prune_at:
+                    self._prune()
+                return
+        for handle in handles:  # close() ran meanwhile (on another thread)
+            handle.remove()
+
+    def _replace(self, handle: RemovableHandle) -> None:
+        """Take this session's earlier marks off the node ``handle`` just hooked."""
+        hooks = handle.hooks_dict_ref()
+        if hooks is None:
+            return
+        for key, hook in list(hooks.items()):
+            if key != handle.id and isinstance(hook, Mark) and hook.numbers is self.numbers:
+                hooks.pop(key, None)
+
+    def _prune(self) -> None:
+        """(Under ``_lock``) drop the marks that can no longer fire."""
+        kept = []
+        for hook, handle in self._kept:
+            hooks = handle.hooks_dict_ref()
+            if hooks is None or handle.id not in hooks:  # its graph is gone, or a later mark replaced it
+                continue
+            if hook.done:
+                handle.remove()
+                continue
+            kept.append((hook, handle))
+        self._kept = kept
+        self._prune_at = max(PRUNE_AT, 2 * len(kept))
+
+    def close(self) -> None:
+        """Remove every mark still on a node; later ones are removed at once."""
+        with self._lock:
+            self._closed = True
+            kept, self._kept = self._kept, []
+        for _, handle in kept:
+            handle.remove()
