@@ -3,8 +3,9 @@
 Re-runs start from what the first run started from. But a later cell may edit one of those objects
 (``images.fill_(510.)``, more ``opt.step()`` calls, ``arr[:] = new``, ``opt.param_groups[0]['lr'] = 0.01``):
 the user's newer value wins — the re-run starts from it, as would a plain run of the cell's code, and
-so do later re-runs. Telling a user's edit from the first run's needs no copy: a mark of each object as
-the first run left it (re-read after each re-run's give-back) —
+so do later re-runs (as from a generator a later cell drew from or re-seeded: ``cell_generators``). Telling a
+user's edit from the first run's needs no copy: a mark of each object as the first run left it (re-read
+after each re-run's give-back) —
 
 - a tensor: its version counter (each in-place edit moves it; a re-run's go back with the values);
 - a NumPy array (no counter): a checksum of its bytes, with its shape and dtype;
@@ -36,13 +37,20 @@ CHANGED = (
 )
 
 
-def changed_note(names: list[str]) -> str | None:
-    """The note of a re-run that found ``names`` changed since the first run (None: none)."""
+GENERATORS_CHANGED = (
+    "{names} drew numbers or {was} re-seeded since the cell's first run (a later cell used {them}): this re-run "
+    "draws from {its} current state{s} (as later re-runs will), not from the state{s} the first run started from."
+)
+
+
+def changed_note(names: list[str], template: str = CHANGED) -> str | None:
+    """The note of a re-run that found ``names`` changed since the first run (None: none); ``template``:
+    :data:`GENERATORS_CHANGED` for generators (``cell_generators.FirstGenerators``)."""
     if not names:
         return None
     one = len(names) == 1
-    its, them, s = ("its", "it", "") if one else ("their", "them", "s")
-    return CHANGED.format(names=", ".join(sorted(names)), them=them, its=its, s=s)
+    its, them, s, was = ("its", "it", "", "was") if one else ("their", "them", "s", "were")
+    return template.format(names=", ".join(sorted(names)), them=them, its=its, s=s, was=was)
 
 
 class Left:

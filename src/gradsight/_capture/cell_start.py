@@ -39,9 +39,9 @@ from typing import Any
 
 import torch
 
-from .cell_changed import Left, changed_note
+from .cell_changed import GENERATORS_CHANGED, Left, changed_note
 from .cell_edits import CellEdits, cell_edits, resolve
-from .cell_generators import generators_in
+from .cell_generators import FirstGenerators, generators_in
 from .cell_moved import Moved, note
 from .cell_state_copies import Held, params_of, start_from, state_cost
 from .guard import (
@@ -88,8 +88,7 @@ class FirstState:
         self._arrays: dict[int, tuple[weakref.ref[Any], Any]] = {}  # NumPy arrays: id -> (array, its copy or None)
         # id -> (optimizer, its state_dict; None: past the budget): weak, as the tensors (the model may go)
         self._optimizers: dict[int, tuple[weakref.ref[Any], Any | None]] = {}
-        # held: NumPy's generators take no weak reference, and a state is a few kB
-        self._generators = {id(g): (g, generator_state(g)) for g in generators_in(ns, used)}
+        self._generators = FirstGenerators(ns, used)
         self._left = Left()  # how the first run (then each re-run) left what re-runs start from (settle)
         self._follows: dict[int, weakref.ref[Any]] = {}  # arrays changed since: re-runs start from them as they are
         self.kept_bytes = 0
@@ -116,6 +115,7 @@ class FirstState:
         """After the first run: the tensors it edited in place that this state did not copy (``cell_moved``).
         Never raises."""
         _quietly(self._moved.settle, self._covered)
+        _quietly(self._generators.settle)
         refs = [*self._uncopied.values(), *(kept[0] for kept in (*self._copies.values(), *self._arrays.values(),
                                                                    *self._optimizers.values()))]  # fmt: skip
         for held in (ref() for ref in refs):
@@ -187,8 +187,9 @@ class FirstState:
         now = _Now(self._edits, ns, used, held, self._moved.tensors())
         try:
             changed = self._changed(now)
+            drawn = self._generators.changed(g for g, _ in now.generators)  # a later cell drew from (or re-seeded)
             notes = self._start(now)
-            notes[:0] = [n for n in [changed_note(changed)] if n]
+            notes[:0] = [n for n in [changed_note(changed), changed_note(drawn, GENERATORS_CHANGED)] if n]
             yield notes
         finally:
             now.give_back()  # then marked as given back: a counter that could not go back moved for good
@@ -196,6 +197,7 @@ class FirstState:
                     *(o.obj for o in now.optimizers if id(o.obj) in self._optimizers)]  # fmt: skip
             for obj in kept:
                 self._left.record(obj)
+            self._generators.left()
 
     @unseen
     def _changed(self, now: _Now) -> list[str]:
@@ -257,13 +259,7 @@ class FirstState:
                 start_from(held, state)
             except Exception:
                 uncopied.update(id(p) for p in params_of(held))
-        for g, _ in now.generators:
-            state = self._generators.get(id(g))
-            if state is not None and state[0] is g:
-                try:
-                    set_generator_state(g, state[1])
-                except Exception:  # a generator of another device now: it goes on from where it is
-                    continue
+        self._generators.start(g for g, _ in now.generators)
         notes = []
         stepped_params = {id(p) for _, opt in now.named_steps for p in params_of(opt)}
         names: dict[int, str] = {}  # the shortest name of each tensor (images, not images[0] too)
