@@ -30,6 +30,7 @@ import torch
 from ..graph import Graph, RunInfo
 from . import source as source_mod
 from .cell_forward import CellForward
+from .cell_given import given, not_given
 from .cell_grads import Grads
 from .cell_notes import accumulation_note, freed_in_cell, grads_worded, with_presaved_stats
 from .records import Captured, CaptureOptions
@@ -87,7 +88,7 @@ def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budg
         _unbind_wrappers(ns, spy.wrappers)
     copies = grads.kept_bytes if grads is not None else 0
     try:
-        captured = capture_namespace(ns, before, value, spy, max(budget - copies, 0), forward)
+        captured = capture_namespace(ns, before, value, spy, max(budget - copies, 0), forward, code)
     except KeyboardInterrupt:
         if not isinstance(error, KeyboardInterrupt):
             raise
@@ -146,8 +147,8 @@ def _without_tracker(tb: TracebackType | None) -> TracebackType | None:
 
 
 def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], value: Any, spy: BackwardSpy,
-                      budget: int, forward: CellForward | None = None) -> Captured:  # fmt: skip
-    """The graph of the tensors the cell bound (or rebound) and of its last value."""
+                      budget: int, forward: CellForward | None = None, code: str = "") -> Captured:  # fmt: skip
+    """The graph of the tensors the cell (``code``) bound (or rebound) and of its last value."""
     created: dict[str, torch.Tensor] = {}
     for name, v in ns.items():
         if not name.startswith("_") and isinstance(v, torch.Tensor) and before.get(name) is not v:
@@ -158,7 +159,7 @@ def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], valu
     backward_ran = bool(spy.observed)
     if not created:
         nothing = Graph(message="The cell bound no tensors to names: assign what you want to see, e.g. loss = ...")
-        return Captured(grads_worded(nothing, created, {}, backward_ran))
+        return Captured(grads_worded(nothing, created, {}, backward_ran, _not_given(ns, code, spy)))
     names, tensors = _roots(created)
     leaf_names = namespace_leaf_names(ns)
     roots = [t.grad_fn for t in tensors if t.grad_fn is not None]
@@ -174,13 +175,22 @@ def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], valu
     )
     captured = captured_of(tensors, options, labels=names)
     if not captured.graph.nodes:  # a .grad the cell read, or a backward through an earlier cell's graph
-        captured.graph = grads_worded(captured.graph, dict(zip(names, tensors, strict=True)), leaf_names, backward_ran)
+        results = dict(zip(names, tensors, strict=True))
+        captured.graph = grads_worded(captured.graph, results, leaf_names, backward_ran, _not_given(ns, code, spy))
     graph = freed_in_cell(with_presaved_stats(captured))
     accumulated = accumulation_note(spy.accumulated(), leaf_names)
     unwatched = None if forward is None else forward.note
     notes = (*graph.notes, *([accumulated] if accumulated else []), *([unwatched] if unwatched else []), *spy.errors)
     captured.graph = replace(graph, notes=notes)
     return captured
+
+
+def _not_given(ns: Mapping[str, Any], code: str, spy: BackwardSpy) -> dict[str, torch.Tensor] | None:
+    """The leaves the cell uses that hold a ``.grad`` its backward calls gave nothing (``cell_given``); None
+    when none ran, or one the spy could not watch (it cannot tell)."""
+    if not spy.observed or spy.errors:
+        return None
+    return not_given(ns, cell_names(code)[0], given(spy.observed))
 
 
 def _tensors_in(value: Any) -> list[torch.Tensor]:

@@ -135,22 +135,28 @@ UNBOUND_BACKWARD = "This cell ran a backward through a graph it bound to no name
 
 
 def grads_worded(graph: Graph, created: Mapping[str, torch.Tensor], leaf_names: Mapping[torch.Tensor, str],
-                 backward_ran: bool) -> Graph:  # fmt: skip
+                 backward_ran: bool, not_given: Mapping[str, torch.Tensor] | None = None) -> Graph:  # fmt: skip
     """A cell that built no graph, said truly: a result that is a leaf's ``.grad`` (the cell read a
     gradient) is no tensor whose inputs needed ``requires_grad=True`` (a ``.grad`` never has a graph of
     its own), and a backward the cell ran (``backward_ran``) through a graph an earlier cell computed is
-    noted (:data:`UNBOUND_BACKWARD`): why() then knows this cell's backward may have written a ``.grad``."""
+    noted (:data:`UNBOUND_BACKWARD`): why() then knows this cell's backward may have written a ``.grad``,
+    but for the leaves it gave none (``not_given``: ``cell_given``; None: not known, a backward the spy
+    could not watch), which a note names."""
+    from .cell_given import not_given_note
     from .tensors import why_no_graph
 
     if graph.nodes:
         return graph
-    source = ("this cell's backward (or an earlier one)" if backward_ran
-              else "an earlier backward (an earlier cell's, or one gradsight did not see)")  # fmt: skip
+    earlier = "an earlier backward (an earlier cell's, or one gradsight did not see)"
+    here = "this cell's backward (or an earlier one)" if not_given is None else "this cell's backward"
+    stale = {id(t) for t in (not_given or {}).values()}
     lines = (graph.message or "").split("\n")
     for name, t in created.items():
-        owner = next((n for leaf, n in leaf_names.items() if t.grad_fn is None and leaf.grad is t), None)
+        leaf, owner = next(((leaf, n) for leaf, n in leaf_names.items() if t.grad_fn is None and leaf.grad is t),
+                           (None, None))  # fmt: skip
         general = why_no_graph(t, name)
         if owner is not None and general in lines:
+            source = here if backward_ran and id(leaf) not in stale else earlier
             lines[lines.index(general)] = (
                 f"{name} is {owner}.grad: a gradient, written by {source}. A .grad holds values and has no graph "
                 f"of its own, so there is nothing to draw. To see how the gradient flowed to {owner}, compute the loss "
@@ -161,6 +167,7 @@ def grads_worded(graph: Graph, created: Mapping[str, torch.Tensor], leaf_names: 
         notes = (*notes, f"{UNBOUND_BACKWARD} (one an earlier cell computed): gradsight draws the graphs of the "
                  "tensors a cell binds, so it does not show that backward. Compute the loss in this cell too to see "
                  "its gradients flow.")  # fmt: skip
+        notes = (*notes, *(n for n in [not_given_note(list(not_given or ()))] if n))
     message = "\n".join(lines) if graph.message is not None else None
     return replace(graph, message=message, notes=notes)
 

@@ -21,6 +21,7 @@ import torch
 
 from ..graph import Graph, Node, Why, WhyReason
 from ..toggles import Toggles
+from .cell_given import not_given_in
 from .whatif import differentiable
 from .why_flow import Starts, nonfinite, starts_of, zero
 
@@ -86,33 +87,40 @@ def quick(name: str, leaf: torch.Tensor | None, toggles: Toggles, graph: Graph,
 def held_before(name: str, leaf: torch.Tensor | None, graph: Graph) -> Why | None:
     """Why a leaf whose ``.grad`` holds a gradient got none from a cell that built no graph (it read
     values, such as that ``.grad``): no backward of this cell's graphs gave it, an earlier one did (or
-    one the cell ran through a graph it bound to no name, :data:`cell_notes.UNBOUND_BACKWARD`). None for
-    other runs and for a leaf without a ``.grad``."""
+    one the cell ran through a graph it bound to no name, :data:`cell_notes.UNBOUND_BACKWARD`, unless it
+    gave this leaf nothing: ``cell_given``). None for other runs and for a leaf without a ``.grad``."""
     from .cell_notes import grad_norm
 
     if graph.nodes or graph.run.mode != "cell" or leaf is None or leaf.grad is None:
         return None
     norm = grad_norm(leaf.grad)
     held = f"{name}.grad holds a gradient ({'no finite norm' if norm is None else f'norm {norm:.4g}'})"
-    if written_here(leaf, graph):
+    if written_here(leaf, graph, name):
         return Why(name, "unknown", f"{held}, from this cell's backward (or one before it), which ran through a graph "
                    "the cell bound to no name (an earlier cell computed it): gradsight draws the graphs of the tensors "
                    f"a cell binds, so it cannot show how that gradient reached {name}. Compute the loss in this cell "
                    "too to see it flow.")  # fmt: skip
+    if name in not_given_in(graph):
+        return Why(name, "unknown", f"{name} got no gradient in this cell: its backward ran through a graph the "
+                   f"cell bound to no name (an earlier cell computed it), which gave {name} nothing. {held}, from an "
+                   f"earlier backward (an earlier cell's, or one gradsight did not see). To see where {name}'s path to "
+                   "that loss breaks, compute the loss in this cell and call its backward there.")  # fmt: skip
     return Why(name, "unknown", f"{name} got no gradient in this cell: nothing the cell computed has a graph (it read "
                f"values, such as a .grad), so no backward ran here. {held}, from an earlier backward (an earlier "
                f"cell's, or one gradsight did not see). To see how it flowed to {name}, compute the loss and call its "
                "backward in a %%gradsight cell.")  # fmt: skip
 
 
-def written_here(leaf: torch.Tensor | None, graph: Graph) -> bool:
+def written_here(leaf: torch.Tensor | None, graph: Graph, name: str) -> bool:
     """Whether ``leaf``'s ``.grad`` may be this cell's backward's: the cell built no graph but ran a
-    backward through one it bound to no name (:data:`cell_notes.UNBOUND_BACKWARD`), and the leaf holds
-    a ``.grad``. Such a leaf is no missing gradient (:func:`explain_all`), whatever why() says of it."""
+    backward through one it bound to no name (:data:`cell_notes.UNBOUND_BACKWARD`), the leaf holds
+    a ``.grad``, and the graph does not say that backward gave ``name`` nothing (``cell_given``). Such a
+    leaf is no missing gradient (:func:`explain_all`), whatever why() says of it."""
     from .cell_notes import UNBOUND_BACKWARD
 
     return (not graph.nodes and graph.run.mode == "cell" and leaf is not None and leaf.grad is not None
-            and any(note.startswith(UNBOUND_BACKWARD) for note in graph.notes))  # fmt: skip
+            and any(note.startswith(UNBOUND_BACKWARD) for note in graph.notes)
+            and name not in not_given_in(graph))  # fmt: skip
 
 
 def no_graph(name: str, toggles: Toggles, traceable: bool = True) -> str:
@@ -254,9 +262,11 @@ def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, grap
     A tensor is explained once, whatever its names: one the graph shows under another name (a module
     reachable as ``L`` and ``A[0]``, a for loop's variable) is not missing. Without a backward in the
     run, a parameter outside the graph is no missing gradient either (nothing got one: a cell that
-    reads one layer's weight does not miss the others'), nor a leaf whose ``.grad`` a cell's own backward
-    may have written (:func:`written_here`). ``traceable``: see :func:`quick`; ``aliases``:
-    the other paths of shared parameters (:func:`other_names`), whose toggles apply to them too."""
+    reads one layer's weight does not miss the others'), unless the cell's backward through a graph it
+    bound to no name gave it nothing while it held an earlier one's ``.grad`` (``cell_given``); nor is a
+    leaf whose ``.grad`` a cell's own backward may have written (:func:`written_here`). ``traceable``: see
+    :func:`quick`; ``aliases``: the other paths of shared parameters (:func:`other_names`), whose toggles
+    apply to them too."""
     out = []
     others = other_names(names, aliases or {}) if toggles.requires_grad else {}  # what _flipped reads
     leaf_nodes = leaf_node_index(graph)
@@ -266,6 +276,7 @@ def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, grap
     # a runnable (or live) run always runs backward: one that built no graph had nothing to run it on
     backward_ran = any(n.executed is not None for n in graph.nodes) or (
         not graph.nodes and graph.run.mode in ("runnable", "live"))  # fmt: skip
+    passed = not_given_in(graph)  # a cell's backward ran past them (cell_given)
     for name, leaf in names.items():
         node = leaf_nodes.get(name)
         if node is None and leaf is not None and (id(leaf) in drawn or id(leaf) in seen):
@@ -274,7 +285,7 @@ def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, grap
             seen.add(id(leaf))
         if node is not None and not needs_explaining(node):
             continue
-        if node is None and toggles.empty and written_here(leaf, graph):
+        if node is None and toggles.empty and written_here(leaf, graph, name):
             continue  # its .grad is what this cell's backward (through a graph it bound to no name) gave
         wanted = isinstance(leaf, torch.nn.Parameter) or (leaf is not None and leaf.requires_grad)
         if node is None and not wanted and name not in toggles.requires_grad:
@@ -284,6 +295,7 @@ def explain_all(names: Mapping[str, torch.Tensor | None], toggles: Toggles, grap
             and not backward_ran
             and isinstance(leaf, torch.nn.Parameter)
             and _flipped(name, toggles, others.get(name, ())) is None
+            and name not in passed
         ):
             continue
         why = quick(name, leaf, toggles, graph, leaf_nodes, origins, traceable, others.get(name, ()))
