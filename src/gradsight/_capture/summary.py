@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ..graph import TensorSummary
+from .summary_small import FINITE_NOTE, OVERFLOW_NOTE, SMALL, small_stats
 
 _NAMES: dict[object, str] = {}
 
@@ -109,7 +110,10 @@ def summarize(t: torch.Tensor, *, stats: bool = True, freed: bool = False) -> Te
     try:
         with torch.no_grad():
             values, note, repeat = stat_values(t.detach())
-            return _with_stats(base, values, _join(base.note, note), repeat)
+            note = _join(base.note, note)
+            if 0 < values.numel() <= SMALL:  # min/max/mean/std in Python: the norm's the only kernel
+                return small_stats(base, values, note, repeat, flat_norm(values))
+            return _with_stats(base, values, note, repeat)
     except Exception as e:  # statistics are a courtesy: never let them break a capture
         return replace(base, note=f"statistics unavailable: {type(e).__name__}: {e}"[:300])
 
@@ -275,9 +279,9 @@ def _with_stats(base: TensorSummary, x: torch.Tensor, note: str | None, repeat: 
         inf_count = int(torch.isinf(x).sum()) * repeat
         if nan_count or inf_count:
             finite = x[torch.isfinite(x)]
-            note = _join(note, "min/max/mean/std over the finite values")
+            note = _join(note, FINITE_NOTE)
         else:
-            note = _join(note, "norm past float64's range (1.8e308)")
+            note = _join(note, OVERFLOW_NOTE)
         if finite.numel() == 0:
             return replace(base, nan_count=nan_count, inf_count=inf_count, note=note)
     shown = norm * math.sqrt(repeat) if math.isfinite(norm) else None
