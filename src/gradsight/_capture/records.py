@@ -124,3 +124,4 @@ class Observed:
 
     metas: tuple[Any, ...]
     tensors: tuple[torch.Tensor | None, ...] | None = None
+    versions: tuple[int | None, ...] | None = None  # the tensors' version counters just after the call

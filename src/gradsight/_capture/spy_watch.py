@@ -32,6 +32,7 @@ import torch
 
 from ..config import options
 from ..graph import TensorSummary
+from .guard import version_of
 from .hooks import ACCUMULATE_GRAD, GradMeta, GradRecorder, grad_meta
 from .records import Observed, Presaved
 from .store import TensorStore
@@ -99,14 +100,24 @@ class Watch:
         observed = {}
         for i, metas in list(rec.meta.items()):
             kept = tuple(store.get((i, f"grad-in:{k}")) for k in range(len(metas))) if i in rec.grad_in else None
-            observed[self.nodes[i]] = Observed(metas, kept)
+            observed[self.nodes[i]] = Observed(metas, kept, _versions(kept))
         produced = {}
         with torch.no_grad():  # create_graph=True: gradients that require grad, their norms need no graph
             for i, summaries in list(rec.grad_out.items()):
                 tensors = tuple(store.get((i, f"grad-out:{k}")) for k in range(len(summaries)))
                 metas = tuple(_meta(t, s) for t, s in zip(tensors, summaries, strict=True))
-                produced[self.nodes[i]] = Observed(metas, tensors)
+                produced[self.nodes[i]] = Observed(metas, tensors, _versions(tensors))
         return observed, produced
+
+
+def _versions(tensors: tuple[torch.Tensor | None, ...] | None) -> tuple[int | None, ...] | None:
+    """The kept gradients' version counters as the call left them: ``torch.autograd.grad`` returns a
+    leaf's gradient itself (the tensor its consumer produced), and what the user does to it in place
+    after the call is no gradient that flowed (``observed`` takes statistics only of those
+    unchanged since)."""
+    if tensors is None:
+        return None
+    return tuple(None if t is None else version_of(t) for t in tensors)
 
 
 def _meta(t: torch.Tensor | None, s: TensorSummary | None) -> GradMeta:

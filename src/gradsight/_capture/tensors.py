@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
 import torch
 
 from ..graph import Graph
-from .finish import total_norm
-from .hooks import summaries_of
-from .records import Captured, CaptureOptions, Gradients
+from .observed import observed_gradients
+from .records import Captured, CaptureOptions
 from .walk import build, collect, gc_paused
 
 
@@ -36,38 +34,12 @@ def captured_of(tensors: Sequence[torch.Tensor], options: CaptureOptions | None 
         return Captured(Graph(message=message), opts.store)
     with gc_paused():
         collected, order = collect(roots, opts)
-        grads = _observed(order, opts) if opts.observed else None
+        grads = observed_gradients(order, opts) if opts.observed else None
         del order
         graph = build(collected, grads)
     if reasons:
         graph = replace(graph, notes=graph.notes + tuple(reasons))
     return Captured.of(graph, collected, opts.store)
-
-
-def _observed(order: Sequence[Any], opts: CaptureOptions) -> Gradients:
-    """The gradients a watched backward computed, by walk index (into each node, and those it
-    produced where they were kept); nodes it did not run: not executed."""
-    metas: dict[int, tuple[Any, ...]] = {}
-    produced: dict[int, tuple[Any, ...]] = {}
-    for i, node in enumerate(order):
-        seen = opts.observed.get(node)
-        if seen is None:
-            continue
-        metas[i] = seen.metas
-        _offer(opts, i, "grad-in", seen.tensors)
-        out = opts.produced.get(node)
-        if out is not None:
-            produced[i] = out.metas
-            _offer(opts, i, "grad-out", out.tensors)
-    grad_in = summaries_of(metas)
-    return Gradients(grad_in, summaries_of(produced), set(metas), {i: total_norm(g) for i, g in grad_in.items()})
-
-
-def _offer(opts: CaptureOptions, i: int, kind: str, tensors: tuple[torch.Tensor | None, ...] | None) -> None:
-    if tensors is not None and opts.store is not None:
-        for k, t in enumerate(tensors):
-            if t is not None:
-                opts.store.offer((i, f"{kind}:{k}"), t, eager=False)
 
 
 def why_no_graph(t: torch.Tensor, name: str) -> str:
