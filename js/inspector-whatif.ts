@@ -21,7 +21,7 @@ export function leafToggle(node: WireNode, state: ToggleState | null): HTMLEleme
     return h(
       "p",
       { class: "gs-leaf-toggle gs-no-toggle", "data-no-toggle": dtype, title: NO_GRAD_DTYPE },
-      `requires_grad: not for a ${dtype} tensor (${NO_GRAD_DTYPE})`,
+      `requires_grad: not for ${withArticle(dtype)} tensor (${NO_GRAD_DTYPE})`,
     );
   return h(
     "p",
@@ -33,6 +33,11 @@ export function leafToggle(node: WireNode, state: ToggleState | null): HTMLEleme
       true,
     ),
   );
+}
+
+/** "an int64", "a uint8" ("you-int"), "a bool": the article as the dtype is read out. */
+function withArticle(dtype: string): string {
+  return /^[aeio]/i.test(dtype) ? `an ${dtype}` : `a ${dtype}`;
 }
 
 /** "What if" shortcuts for an op node's module and variable, or null when there is nothing to toggle. */

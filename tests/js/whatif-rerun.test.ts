@@ -60,6 +60,7 @@ function withLeafDtype(dtype: string): WireGraph {
 
 describe("requires_grad of an integer leaf", () => {
   it("is not offered: its dtype and why, in the panel and the inspector", () => {
+    const shown: Record<string, string> = { int64: "an int64", bool: "a bool", uint8: "a uint8" };
     for (const dtype of ["int64", "bool", "uint8"]) {
       const { el } = mount(withLeafDtype(dtype));
       expect(leafBox(el, "input1"), dtype).toBeNull();
@@ -69,7 +70,7 @@ describe("requires_grad of an integer leaf", () => {
       expect(leafBox(el, FROZEN), "a leaf outside the graph (dtype unknown) keeps its box").not.toBeNull();
       click(nodeEl(el, LEAF));
       expect(inspector(el).querySelector('input[data-scope-toggle="requires-grad"]')).toBeNull();
-      expect(q(inspector(el), "[data-no-toggle]").textContent).toContain(`not for a ${dtype} tensor`);
+      expect(q(inspector(el), "[data-no-toggle]").textContent).toContain(`not for ${shown[dtype]} tensor`);
     }
   });
 

@@ -66,8 +66,8 @@ def why_no_graph(t: torch.Tensor, name: str) -> str:
         )
     if not (t.dtype.is_floating_point or t.dtype.is_complex):
         return (
-            f"{name} is a {str(t.dtype).removeprefix('torch.')} tensor, and only floating-point and complex "
-            "tensors carry gradients: argmax, comparisons, rounding to integers and indices cut the graph. "
+            f"{name} is {with_article(str(t.dtype).removeprefix('torch.'))} tensor, and only floating-point and "
+            "complex tensors carry gradients: argmax, comparisons, rounding to integers and indices cut the graph. "
             "Differentiate a floating-point result instead (the loss before argmax, e.g. cross_entropy of "
             "the logits)."
         )
@@ -77,6 +77,15 @@ def why_no_graph(t: torch.Tensor, name: str) -> str:
         "detached. Set requires_grad=True on an input (x.requires_grad_()) and compute it again "
         "outside no_grad."
     )
+
+
+def with_article(word: str) -> str:
+    """``word`` after "a" or "an", by how it is read out: an int64, a uint8 ("you-int"), a bool.
+
+    >>> with_article("int64"), with_article("uint8"), with_article("bool")
+    ('an int64', 'a uint8', 'a bool')
+    """
+    return f"an {word}" if word[:1].lower() in ("a", "e", "i", "o") else f"a {word}"
 
 
 def _default_label(i: int, n: int) -> str:
