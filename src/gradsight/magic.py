@@ -50,6 +50,7 @@ def unload_ipython_extension(ipython: Any) -> None:
 def run_magic(ipython: Any, line: str, cell: str) -> Any:
     """Run ``cell`` in the user namespace and return a Debugger of what it computed."""
     from ._capture.cell import run_first
+    from ._capture.tracebacks import without_detours
     from .config import options
     from .widget import Debugger
 
@@ -79,6 +80,7 @@ def run_magic(ipython: Any, line: str, cell: str) -> Any:
         error = result.error
         tb = error.__traceback__
         tb = tb.tb_next if tb is not None and tb.tb_next is not None else tb  # hide gradsight's exec frame
+        tb = without_detours(tb)  # and torch's dispatch to the cell's torch-function mode
         _display(dbg)
         raise error.with_traceback(tb)
     return dbg

@@ -9,8 +9,11 @@ every frame of the gradsight package left out — also in the exceptions it was 
 before the user's first frame: they are gradsight's calls into torch (``Module.__call__`` of the
 model, ``torch.autograd.grad``, which the user never called); with no frame of the user's at all
 (a bare ``nn.Linear`` given the wrong shape, a backward that fails in torch) they are all the
-traceback has, and stay. Nothing is changed on the exception: its frames are read into a
-``TracebackException`` and filtered there. An exception out of gradsight's own code (a bug,
+traceback has, and stay. Nor do the two frames torch adds where a function written in Python
+(``Tensor.backward``, ``F.softmax``) hands itself to gradsight's torch-function mode, which calls it
+again (:func:`mode_detours`; the ``%%gradsight`` magic relinks its error's traceback without them:
+:func:`without_detours`). :func:`user_traceback` changes nothing on the exception: its frames are
+read into a ``TracebackException`` and filtered there. An exception out of gradsight's own code (a bug,
 :func:`own_bug`) keeps every frame: hidden, it would read as the user's.
 
 >>> def fail() -> None:
@@ -163,8 +166,52 @@ def _drop_own(formatted: traceback.TracebackException) -> None:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        frames = [f for f in current.stack if not is_own(f.filename)]
+        detours = mode_detours([(f.filename, f.name) for f in current.stack])
+        frames = [f for k, f in enumerate(current.stack) if k not in detours and not is_own(f.filename)]
         first = next((i for i, f in enumerate(frames) if not f.filename.startswith(_TORCH)), 0)
         current.stack = traceback.StackSummary.from_list(frames[first:])
         group = getattr(current, "exceptions", None) or []  # an ExceptionGroup's (Python 3.11+)
         stack.extend(c for c in (current.__cause__, current.__context__, *group) if c is not None)
+
+
+_OVERRIDES = _TORCH + "overrides.py"
+
+
+def mode_detours(frames: list[tuple[str, str]]) -> set[int]:
+    """The indices of the frames (filename, function name; outermost first) that only gradsight's
+    torch-function mode put there: a torch function written in Python (``Tensor.backward``,
+    ``F.softmax``) hands itself to the active mode through ``overrides.handle_torch_function``, and
+    the mode calls it again — without the mode, one frame of it. Its first frame and torch's dispatch
+    are left out where the next frame, past gradsight's own (the mode's), is the same function again;
+    a mode of the user's (or torch's, ``with torch.device(...)``) keeps its frames between them.
+
+    >>> user, fn = ("cell.py", "<module>"), ("_tensor.py", "backward")
+    >>> sorted(mode_detours([user, fn, (_OVERRIDES, "handle_torch_function"), fn]))
+    [1, 2]
+    """
+    found: set[int] = set()
+    for i in range(1, len(frames)):
+        if frames[i] != (_OVERRIDES, "handle_torch_function"):
+            continue
+        j = i + 1
+        while j < len(frames) and is_own(frames[j][0]):
+            j += 1
+        if j < len(frames) and frames[j] == frames[i - 1]:
+            found.update((i - 1, i))
+    return found
+
+
+def without_detours(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` relinked without the frames :func:`mode_detours` finds (a ``%%gradsight`` cell's error,
+    raised again by the magic): the traceback a plain cell shows."""
+    entries: list[TracebackType] = []
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
+    detours = mode_detours([(e.tb_frame.f_code.co_filename, e.tb_frame.f_code.co_name) for e in entries])
+    kept = [e for k, e in enumerate(entries) if k not in detours]
+    for before, after in itertools.pairwise(kept):
+        before.tb_next = after
+    if kept:
+        kept[-1].tb_next = None
+    return kept[0] if kept else None
