@@ -68,7 +68,8 @@ def make_toggles(*, requires_grad: Any = None, no_grad: Any = False, inference_m
     """Validate user (or view) input; raise :class:`ToggleError` saying what the names can be.
 
     ``aliases`` maps the other paths of a shared parameter (tied weights) to the leaf name it is
-    shown under (``_capture.names.leaf_aliases``): a toggle may use either, and is kept under the leaf's.
+    shown under (``_capture.names.leaf_aliases``), and a cell's other paths to a leaf or module to the
+    name its graph shows (``_capture.cell_scope``): a toggle may use either, and is kept under the shown one.
     """
     leaf_set, module_set, variable_set = set(leaves), set(modules), set(variables)
     alias = {} if aliases is None else aliases
@@ -86,19 +87,26 @@ def make_toggles(*, requires_grad: Any = None, no_grad: Any = False, inference_m
                 raise ToggleError(_unknown_leaf(name, leaves, modules, variables))
             key = alias[name]
         if key in flags and flags[key] != value:
+            one = (
+                "one module (reached by both paths)"
+                if key in module_set
+                else "one tensor (a parameter shared under both names, as tied weights are)"
+            )
             raise ToggleError(
-                f"requires_grad: {said[key]!r} and {name!r} are one tensor (a parameter shared under both names, "
-                f"as tied weights are), set to {flags[key]} and {value}: give it one value"
+                f"requires_grad: {said[key]!r} and {name!r} are {one}, set to {flags[key]} and {value}: "
+                "give it one value"
             )
         flags[key], said[key] = value, name
     if not isinstance(apply, bool):
         raise ToggleError("apply must be True or False")
     kinds = [k for k, names in (("module", modules), ("variable", variables), ("node id", nodes)) if names]
+    # another path of a module (a cell's wrapper of it) is kept under the name the graph shows
+    module_alias = {path: shown for path, shown in alias.items() if shown in module_set and path not in module_set}
     return Toggles(
         requires_grad=flags,
-        no_grad=_scope("no_grad", no_grad, modules, module_set),
-        inference_mode=_scope("inference_mode", inference_mode, modules, module_set),
-        detach=_detach(detach, [*modules, *variables, *nodes], kinds),
+        no_grad=_scope("no_grad", no_grad, modules, module_set, module_alias),
+        inference_mode=_scope("inference_mode", inference_mode, modules, module_set, module_alias),
+        detach=_detach(detach, [*modules, *variables, *nodes], kinds, module_alias),
         apply=apply,
     )
 
@@ -109,7 +117,8 @@ _MODULES_AT = "dbg.graph.controls.modules lists them"
 _DETACH_AT = "dbg.graph.controls.modules and .variables list them; node ids: [n.id for n in dbg.graph.nodes]"
 
 
-def _scope(kind: str, value: Any, modules: Collection[str], known: set[str]) -> bool | tuple[str, ...]:
+def _scope(kind: str, value: Any, modules: Collection[str], known: set[str],
+           alias: Mapping[str, str]) -> bool | tuple[str, ...]:  # fmt: skip
     if isinstance(value, bool):
         return value
     names = _name_list(value)
@@ -119,12 +128,12 @@ def _scope(kind: str, value: Any, modules: Collection[str], known: set[str]) -> 
             f"got {type(value).__name__}"
         )
     for name in names:
-        if name not in known:
+        if name not in known and name not in alias:
             raise ToggleError(f"{kind}: no module named {name!r}" + suggest(name, modules, _MODULES_AT))
-    return tuple(dict.fromkeys(names))
+    return tuple(dict.fromkeys(alias.get(name, name) for name in names))
 
 
-def _detach(value: Any, known: list[str], kinds: list[str]) -> tuple[str, ...]:
+def _detach(value: Any, known: list[str], kinds: list[str], alias: Mapping[str, str]) -> tuple[str, ...]:
     if value is None or value is False:
         return ()
     names = _name_list(value)
@@ -137,9 +146,9 @@ def _detach(value: Any, known: list[str], kinds: list[str]) -> tuple[str, ...]:
     known_set = set(known)
     what = _either(kinds, quote=False) or "name"
     for name in names:
-        if name not in known_set:
+        if name not in known_set and name not in alias:
             raise ToggleError(f"detach: no {what} named {name!r}" + suggest(name, known, _DETACH_AT))
-    return tuple(dict.fromkeys(names))
+    return tuple(dict.fromkeys(name if name in known_set else alias[name] for name in names))
 
 
 def _name_list(value: Any) -> list[str] | None:

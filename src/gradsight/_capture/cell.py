@@ -33,6 +33,7 @@ from .cell_forward import CellForward
 from .cell_given import given, not_given
 from .cell_grads import Grads
 from .cell_notes import accumulation_note, freed_in_cell, grads_worded, with_presaved_stats
+from .cell_scope import namespace_leaf_names
 from .records import Captured, CaptureOptions
 from .spy import BackwardSpy
 from .store import TensorStore
@@ -220,22 +221,6 @@ def _roots(created: dict[str, torch.Tensor]) -> tuple[list[str], list[torch.Tens
         names.append(n)
         tensors.append(t)
     return names, tensors
-
-
-def namespace_leaf_names(ns: Mapping[str, Any]) -> dict[torch.Tensor, str]:
-    """The name each leaf of ``ns`` is shown under: a module's parameters ``<variable>.<path>`` first,
-    then the leaf tensors bound to a name (underscored names are not the user's)."""
-    names: dict[torch.Tensor, str] = {}
-    for name, v in ns.items():
-        if name.startswith("_"):
-            continue
-        if isinstance(v, torch.nn.Module):
-            for pname, p in v.named_parameters():
-                names.setdefault(p, f"{name}.{pname}")
-    for name, v in ns.items():
-        if not name.startswith("_") and isinstance(v, torch.Tensor) and v.is_leaf:
-            names.setdefault(v, name)
-    return names
 
 
 class AfterAssign(ast.NodeTransformer):

@@ -20,6 +20,7 @@ import torch
 
 from .. import config
 from ..graph import LeafInfo
+from .cell_scope import module_paths
 from .hooks import ACCUMULATE_GRAD
 from .modules import SHARED_HOOKS, ModuleTracker, is_compiled
 from .names import infer_module
@@ -75,7 +76,7 @@ class CellForward:
             return None
         lookup = ModuleTracker((), start=False)
         if calls.ranges:
-            paths = _module_paths(ns)
+            paths = module_paths(ns)
             lookup.ranges = [(start, end, paths[id(m)]) for start, end, m in calls.ranges if id(m) in paths]
             calls.ranges.clear()  # the modules themselves: not kept past the capture
         first, end = self.first, self.end
@@ -118,17 +119,6 @@ class ModuleCalls:
         stack = self._open.get(id(module))
         if stack and threading.get_ident() == self._thread and _graph_task_id() == -1:
             self.ranges.append((stack.pop(), _next_seq(), module))
-
-
-def _module_paths(ns: Mapping[str, Any]) -> dict[int, str]:
-    """id(module) -> its path from the namespace, as :func:`cell.namespace_leaf_names` names parameters
-    (``model.layer1`` for ``model.layer1.weight``)."""
-    paths: dict[int, str] = {}
-    for name, v in ns.items():
-        if not name.startswith("_") and isinstance(v, torch.nn.Module):
-            for sub, m in v.named_modules():
-                paths.setdefault(id(m), f"{name}.{sub}" if sub else name)
-    return paths
 
 
 UNWATCHED = (

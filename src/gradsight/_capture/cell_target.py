@@ -19,6 +19,7 @@ from ..toggles import ToggleError, Toggles
 from . import taint
 from .cell_cuts import cut_results
 from .cell_grads import FirstGrads, RerunGrads
+from .cell_scope import Scope, namespace_leaf_names, renamed_aliases, scope_of
 from .cell_start import FirstState
 from .facts import RunFacts, changed_since, tracked_parameters, versions
 from .guard import ModuleGuard
@@ -27,7 +28,7 @@ from .namespace_guard import NamespaceGuard, reachable, with_helpers
 from .run import RunResult
 from .summary import dtype_name
 from .tracebacks import user_traceback
-from .whatif import BIND, DETACH, FOLLOW, CellBinds, WhatIf, detach_variable
+from .whatif import BIND, DETACH, FOLLOW, CellBinds, RefusedToggle, WhatIf, detach_variable
 
 _MISSED = (
     "This re-run's toggles {keys} did not reach the {name} the cell made: gradsight applies them right after "
@@ -72,20 +73,16 @@ class CellTarget:
         self.first_grads = FirstGrads(max(self.budget - copied, 0), reachable(self.ns, used))
         self.first_grads.kept_bytes += copied  # what run_cell counts in the run's budget
 
-    def _scope(self) -> tuple[dict[str, torch.nn.Module], dict[str, torch.Tensor], set[str]]:
+    def _names(self) -> Scope:
+        """What toggles name, by the names the graph shows (:func:`cell_scope.scope_of`)."""
         from .cell import cell_names
 
         used, assigned = cell_names(self.code)
-        modules: dict[str, torch.nn.Module] = {}
-        leaves: dict[str, torch.Tensor] = {}
-        for name in sorted(used):
-            value = self.ns.get(name)
-            if isinstance(value, torch.nn.Module):
-                modules.update({f"{name}.{sub}" if sub else name: m for sub, m in module_names(value)})
-                leaves.update({f"{name}.{p}": t for t, p in leaf_names_from_params(value).items()})
-            elif isinstance(value, torch.Tensor) and value.is_leaf and name not in assigned:
-                leaves[name] = value
-        return modules, leaves, assigned
+        return scope_of(self.ns, used, assigned)
+
+    def _scope(self) -> tuple[dict[str, torch.nn.Module], dict[str, torch.Tensor], set[str]]:
+        scope = self._names()
+        return scope.modules, scope.leaves, scope.assigned
 
     @contextmanager
     def _applied(self, toggles: Toggles, follow: Mapping[str, torch.nn.Parameter] | None = None,
@@ -103,7 +100,11 @@ class CellTarget:
         refused = None if self.first_state is None else self.first_state.refused()
         if refused is not None:  # before anything is changed: nothing ran
             raise RerunError(refused)
-        modules, leaves, assigned = self._scope()
+        scope = self._names()
+        unreached = scope.unreached(toggles)
+        if unreached is not None:  # accepted as a name the graph shows, but nothing here would apply it
+            raise RefusedToggle(unreached)
+        modules, leaves, assigned = scope.modules, scope.leaves, scope.assigned
         # Names the cell binds to a module (they had one before): a re-run makes a new module, and the
         # toggles under the name go to it when the cell binds it (CellBinds), not to the user's one.
         rebound = sorted(n for n in assigned if isinstance(self.ns.get(n), torch.nn.Module))
@@ -147,7 +148,7 @@ class CellTarget:
             whatif.keep()
 
     def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
-        from .cell import namespace_leaf_names, run_cell
+        from .cell import run_cell
 
         with self._applied(toggles) as (ns, after, context, binds, whatif, grads, started):
             result = run_cell(self.code, ns, self.compile_fn, self.budget, after, context, grads=grads)
@@ -202,17 +203,18 @@ class CellTarget:
                 f"backward then runs, and why() can say what {name} got.")  # fmt: skip
 
     def aliases(self) -> Mapping[str, str]:
-        """The other paths of shared parameters (tied weights) in the modules the cell reads → the
-        name each is shown under (``model.head.weight`` → ``model.emb.weight``)."""
+        """The other paths of shared parameters (tied weights) in the modules the cell reads, and the
+        paths of leaves and modules the graph shows under another name (``wrapped.inner.0`` of
+        ``wrapped = Wrapper(model)``: ``model.0``) → the name each is shown under."""
         from .cell import cell_names
 
-        out: dict[str, str] = {}
+        tied: list[tuple[str, str]] = []
         for name in sorted(with_helpers(self.ns, cell_names(self.code)[0])):
             value = self.ns.get(name)
             if isinstance(value, torch.nn.Module):
                 found = leaf_aliases(module_names(value), leaf_names_from_params(value))
-                out.update({f"{name}.{path}": f"{name}.{shown}" for path, shown in found.items()})
-        return out
+                tied.extend((f"{name}.{path}", f"{name}.{shown}") for path, shown in found.items())
+        return renamed_aliases(tied, self._names())
 
     def leaves(self) -> Mapping[str, torch.Tensor | None]:
         """The leaves the cell reads, and those it creates (``a = torch.randn(3, requires_grad=True)``:
