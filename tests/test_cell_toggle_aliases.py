@@ -133,3 +133,14 @@ def test_a_module_alias_is_taken_by_every_kind_of_toggle() -> None:
     assert toggles.detach == ("model.0", "h")
     with pytest.raises(ToggleError, match=r"no module named 'wrapped\.inner\.0\.weight'"):
         make_toggles(no_grad=["wrapped.inner.0.weight"], **names)  # a leaf's alias is no module
+
+
+def test_why_of_a_modules_other_name_says_it_is_a_module(shell: InteractiveShell) -> None:
+    dbg = cell(shell, "loss = wrapped(x).sum()\nloss.backward()")
+    assert dbg.why("wrapped.inner.0.weight").name == "wrapped.inner.0.weight"  # a leaf's alias is answered
+    with pytest.raises(
+        KeyError,
+        match=r"'wrapped\.inner\.0' is a module \(the graph shows it as 'model\.0'\), not a "
+        r"leaf: ask why\(\) of one of its parameters: 'model\.0\.bias', 'model\.0\.weight'",
+    ):
+        dbg.why("wrapped.inner.0")

@@ -173,10 +173,14 @@ def explain(target: Target, graph: Graph, toggles: Toggles, name: str, failure: 
     leaves, aliases = target.leaves(), target.aliases()
     known = {n.leaf.name for n in graph.nodes if n.leaf is not None and n.leaf.name}
     shown = aliases.get(name) if name not in leaves and name not in known else None
-    if shown is not None:
+    if shown is not None and (shown in leaves or shown in known):
         return _as_alias(name, shown, graph, explain(target, graph, toggles, shown, failure, inside, earlier))
     if name not in leaves and name not in known:
         where = "[n.leaf.name for n in dbg.graph.nodes if n.leaf] lists them"
+        inner = sorted(n for n in set(leaves) | known if shown is not None and n.startswith(shown + "."))
+        if inner:  # a module's other name (a cell's `wrapped.inner.0` for the graph's `model.0`)
+            raise KeyError(f"{name!r} is a module (the graph shows it as {shown!r}), not a leaf: ask why() of one "
+                           f"of its parameters: {', '.join(map(repr, inner[:4]))}")  # fmt: skip
         raise KeyError(f"no leaf named {name!r}" + suggest(name, sorted(set(leaves) | known), where))
     failure = failure or why_failed.cell_failure(graph)
     failed = why_failed.failed(name, graph, failure) if failure else None
