@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -19,6 +19,7 @@ from ..toggles import ToggleError, Toggles
 from . import taint
 from .cell_cuts import cut_results
 from .cell_grads import FirstGrads, RerunGrads
+from .cell_hidden import HiddenGrads
 from .cell_scope import Scope, namespace_leaf_names, renamed_aliases, scope_of
 from .cell_start import FirstState
 from .facts import RunFacts, changed_since, tracked_parameters, versions
@@ -56,6 +57,7 @@ class CellTarget:
     rng: Any = None
     first_grads: FirstGrads | None = None  # the leaves' .grad before the first run (remember_grads)
     first_state: FirstState | None = None  # what else the first run started from (remember_grads)
+    hidden: HiddenGrads = field(default_factory=HiddenGrads)  # what reentrant checkpoint regions gave
 
     def remember_grads(self) -> None:
         """Before the cell's first run: its re-runs start each leaf's ``.grad`` from what it holds now,
@@ -72,6 +74,7 @@ class CellTarget:
         copied = self.first_state.kept_bytes
         self.first_grads = FirstGrads(max(self.budget - copied, 0), reachable(self.ns, used))
         self.first_grads.kept_bytes += copied  # what run_cell counts in the run's budget
+        self.hidden.watch(self.leaves())
 
     def _names(self) -> Scope:
         """What toggles name, by the names the graph shows (:func:`cell_scope.scope_of`)."""
@@ -151,7 +154,10 @@ class CellTarget:
         from .cell import run_cell
 
         with self._applied(toggles) as (ns, after, context, binds, whatif, grads, started):
+            self.hidden.watch(self.leaves(), self.hidden.known)
             result = run_cell(self.code, ns, self.compile_fn, self.budget, after, context, grads=grads)
+            if result.captured is not None:
+                self.hidden.read(result.captured.graph)
             missed = binds.missed()
             emptied = grads.note(namespace_leaf_names(self.ns))
             if result.error is not None:  # the cell raised: apply keeps nothing (DESIGN §7)
@@ -306,7 +312,7 @@ class CellTarget:
         parameters = list(tracked_parameters(list(modules.items())))
         ids = {id(p) for m in modules.values() for p in m.parameters(recurse=False)}
         inputs = [t for t in leaves.values() if id(t) not in ids]
-        return RunFacts(None, versions(parameters), versions(inputs))
+        return RunFacts(None, versions(parameters), versions(inputs), self.hidden.of(graph))
 
     def changed(self, since: RunFacts) -> tuple[str, ...]:
         now = self.facts(Graph())

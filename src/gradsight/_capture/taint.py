@@ -22,7 +22,9 @@ from torch.utils import _pytree
 
 from ..graph import Why
 from . import detach as _detach
+from . import taint_grads as _grads
 from . import taint_numbers as _numbers
+from . import taint_text as _text
 from . import whatif as _whatif
 from .modules import compiling
 from .source import INTERNAL_ROOTS, short_path
@@ -45,6 +47,7 @@ class _Break:
     source: str | None
     in_checkpoint: bool  # inside torch.utils.checkpoint's forward (its reentrant no_grad)
     toggled: _Toggled | None  # the what-if toggle that made it, when one did
+    after: _Break | None = None  # a conversion's: the break its values carried already (.detach().numpy())
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class _Taint(TorchFunctionMode):
         self.namer = namer  # a module's path, to name a toggled module
         self.numbers = _numbers.Numbers()  # Python numbers, lists and NumPy arrays made from followed values
         self.maybe: _Break | None = None  # the conversion a tensor made of Python numbers may come from
+        self.plain: set[int] = set()  # ids of followed values made without requires_grad (healed: _healed)
         if start is not None:
             self.start(start)
 
@@ -113,6 +117,9 @@ class _Taint(TorchFunctionMode):
             if self.numbers.converted and not (hit or fed):
                 self._numbers_back(func, given, out)
             return out
+        if self.plain:
+            for t in hit:
+                self._heal(t)
         self.used = self.used or bool(hit)
         to_python = _numbers.converts(func)  # .item(), float(), .tolist(), .numpy(): no tensor out
         outs = [] if to_python else _tensors(out)  # (not the millions of numbers of a big .tolist())
@@ -127,20 +134,55 @@ class _Taint(TorchFunctionMode):
             in_checkpoint = not grad_on and _inside_checkpoint(frame)
             self.breaks.append(_Break(reason, _op_name(func), _source(frame, self.outer), in_checkpoint, toggled))
             carried |= {len(self.breaks) - 1}
-        for t in outs:
+        # a gradient taken of followed values that all had their graph (no cut among them): its own graph says
+        # whether it depends on them (taint_grads.py)
+        each = self._through_grad(outs) if outs and not lost and not carried and _grads.is_grad(func) else None
+        for i, t in enumerate(outs):
             before = self.carries.get(id(t)) if self.tainted.get(id(t)) is t else None
+            mine = carried if each is None else each[i]
             self.tainted[id(t)] = t
-            self.carries[id(t)] = carried if before is None else before | carried  # in place: both histories
+            self.carries[id(t)] = mine if before is None else before | mine  # in place: both histories
+            (self.plain.discard if t.requires_grad else self.plain.add)(id(t))
         if to_python:
             self.numbers.keep(out, carried, max((t.numel() for t in hit), default=0))
             if self.maybe is None and lost:
                 self.maybe = replace(self.breaks[-1])  # a copy: told apart by identity
+            elif self.maybe is None and carried:  # cut already (.detach().numpy()): the round trip may be the cut
+                earlier = self.breaks[min(carried)]
+                source = _source(sys._getframe(1), self.outer)
+                self.maybe = _Break(earlier.reason, _op_name(func), source, False, None, after=earlier)
         return out
 
+    def _heal(self, t: torch.Tensor) -> None:
+        """``t`` was made without requires_grad and has a graph now: a reentrant checkpoint's output,
+        which its autograd Function gave one after the region ran under no_grad. The no_grad inside the
+        region is then no cut (its backward re-runs the region with grad on): ``t`` no longer carries it."""
+        if id(t) in self.plain and t.grad_fn is not None:
+            self.plain.discard(id(t))
+            breaks = self.breaks
+            self.carries[id(t)] = frozenset(
+                i for i in self.carries[id(t)] if not (breaks[i].in_checkpoint and breaks[i].reason == "no_grad")
+            )
+
+    def _through_grad(self, outs: list[torch.Tensor]) -> list[frozenset[int]]:
+        """What each gradient ``torch.autograd.grad`` returned carries: nothing new where its graph reaches
+        a followed value; one that does not depend on them at all (they drop out when differentiating)
+        carries a break of its own, which ``why()`` names when it reaches the loss."""
+        depends = _grads.depends(outs, self.tainted)
+        if all(depends):
+            return [frozenset()] * len(outs)
+        self.breaks.append(_Break("not_on_path", "grad", _source(sys._getframe(2), self.outer), False, None))
+        return [frozenset() if d else frozenset({len(self.breaks) - 1}) for d in depends]
+
     def _numbers_back(self, func: Any, given: list[Any], out: Any) -> None:
-        """Python numbers reach torch after a conversion, by ways not followed (plain Python arithmetic):
-        a tensor made of them is followed as possibly made of the conversion."""
-        if self.maybe is None or not _numbers.made_from_python(func, given):
+        """Python numbers reach torch after a conversion, by ways not followed (plain Python or NumPy
+        arithmetic): a tensor made of them (``torch.tensor(x.item() * 2)``; after a conversion to
+        NumPy, one on memory torch did not allocate: ``torch.from_numpy(a * 2)``) is followed as
+        possibly made of the conversion."""
+        if self.maybe is None:
+            return
+        arrays = self.maybe.op in _numbers.TO_ARRAYS and _numbers.from_array(given)  # torch.from_numpy(a * 2)
+        if not (arrays or _numbers.made_from_python(func, given)):
             return
         if all(b is not self.maybe for b in self.breaks):
             self.breaks.append(self.maybe)
@@ -152,6 +194,8 @@ class _Taint(TorchFunctionMode):
     def reaching(self, roots: list[torch.Tensor]) -> tuple[bool, list[_Break]]:
         """(whether the leaf's values reach a root, the breaks on the way there, first first)."""
         reached = [r for r in roots if self.tainted.get(id(r)) is r and self.starts.get(id(r)) is not r]
+        for r in reached if self.plain else ():
+            self._heal(r)  # checkpoint(f, x) itself the loss
         on_path = sorted(frozenset().union(*(self.carries[id(r)] for r in reached)))
         return bool(reached), [self.breaks[i] for i in on_path]
 
@@ -176,25 +220,7 @@ def trace(name: str, leaf: torch.Tensor | None, forward: Callable[[], list[torch
     roots = _results([t for t in results if mode.starts.get(id(t)) is not t])
     reached, on_path = mode.reaching(roots)
     if on_path:
-        found = on_path[0]
-        toggled = found.toggled
-        source = found.source
-        if toggled is not None and toggled.kind == "variable_detach":
-            text, source = _TOGGLED_VARIABLE.format(name=name, variable=toggled.module), None
-        elif toggled is not None and toggled.kind == "module_detach":
-            text = _TOGGLED_DETACH.format(name=name, module=toggled.module)
-        elif toggled is not None and found.reason in ("no_grad", "inference_mode"):
-            text = _TOGGLED.format(name=name, op=found.op, module=toggled.module, kind=found.reason)
-        elif found.in_checkpoint and found.reason == "no_grad":
-            text = _CHECKPOINT.format(name=name)
-        elif found is mode.maybe:  # a tensor made of Python numbers after the conversion: likely, not sure
-            return Why(name, "not_on_path", _LEFT_TORCH.format(name=name, op=_numbers.SPELLING[found.op]),
-                       source=source)  # fmt: skip
-        elif found.op in _numbers.CONVERSIONS:
-            text = _TO_PYTHON.format(name=name, op=_numbers.SPELLING[found.op])
-        else:
-            text = _BREAK[found.reason].format(name=name, op=found.op)
-        return Why(name, found.reason, text, source=source)  # type: ignore[arg-type]
+        return _text.worded(name, on_path[0], on_path[0] is mode.maybe)
     if not mode.used:
         return Why(name, "unused", f"{name} is never used in the forward: nothing computed from it, so it cannot get a "
                    "gradient (an unused parameter or branch?).")  # fmt: skip
@@ -255,60 +281,6 @@ def _inside_checkpoint(frame: FrameType | None) -> bool:
             return True
         frame = frame.f_back
     return False
-
-
-_TOGGLED = (
-    "{name}'s path to the loss goes through {op} inside {module}, which this re-run's {kind} toggle runs under "
-    "torch.{kind}(): autograd recorded nothing there. That is gradsight's what-if, not your code: turn the "
-    "toggle off to get the gradient back."
-)
-
-_TOGGLED_DETACH = (
-    "{name}'s path to the loss goes through {module}, whose output this re-run's detach toggle detaches: "
-    "nothing flows back through it. That is gradsight's what-if, not your code: turn the toggle off to get "
-    "the gradient back."
-)
-
-_TOGGLED_VARIABLE = (
-    "{name}'s path to the loss goes through {variable}, which this re-run's detach toggle detaches right where "
-    "the cell assigns it: nothing flows back through it. That is gradsight's what-if, not your code: re-run "
-    "without detach=['{variable}'] to get the gradient back."
-)
-
-_TO_PYTHON = (
-    "{name}'s path to the loss is cut by {op}: it turns a tensor into a Python number (or a list or NumPy "
-    "array of them), which has no graph, so the tensor made from it again (torch.tensor(...)) starts a new "
-    "graph with nothing behind it and no gradient flows back to {name}. Keep the value a tensor: use it "
-    "directly instead of {op} (and .detach() only where you mean to stop the gradient)."
-)
-
-_LEFT_TORCH = (
-    "{name} is used in the forward, but nothing gradsight could follow from it reaches the loss. Its values "
-    "leave autograd at {op}, which turns a tensor into a Python number (or a list or NumPy array): if the loss "
-    "uses a tensor made from that number (torch.tensor(...) after plain Python arithmetic), that is the cut — "
-    "a number has no graph. Keep the value a tensor to get a gradient."
-)
-
-_CHECKPOINT = (
-    "{name}'s path to the loss goes through torch.utils.checkpoint with use_reentrant=True, which runs its "
-    "function under torch.no_grad() and rebuilds the graph during backward only when one of the function's "
-    "inputs requires grad. None does here, so its output has no graph and {name} gets no gradient. Pass "
-    "use_reentrant=False (PyTorch's recommendation), or make an input require grad (x.requires_grad_())."
-)
-
-_BREAK = {
-    "detach": "{name}'s path to the loss is cut by {op}(): the result no longer requires grad, so nothing "
-    "flows back to {name}. Remove the detach (or detach only what you mean to).",
-    "data": "{name}'s path to the loss goes through .data, which hides the operation from autograd "
-    "(like detach, but silently). Use the tensor itself, or .detach() if you mean it.",
-    "no_grad": "{name}'s path to the loss goes through {op} run under torch.no_grad(): autograd recorded "
-    "nothing there, so the gradient cannot flow back. Move that code out of no_grad.",
-    "inference_mode": "{name}'s path to the loss goes through {op} run under torch.inference_mode(): "
-    "autograd recorded nothing there. Move that code out of inference_mode.",
-    "non_differentiable": "{name}'s path to the loss goes through {op}, which is not differentiable "
-    "(its output is integer or bool: argmax, a comparison, an integer cast): no gradient flows "
-    "back through it. Use a differentiable relaxation (softmax instead of argmax, …).",
-}
 
 
 def _reason(func: Any, outs: list[torch.Tensor], grad_on: bool, inference: bool) -> str:

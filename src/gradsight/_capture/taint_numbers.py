@@ -5,10 +5,12 @@ behind it. The numbers are followed by identity (the same float object reaches `
 arrays also by their buffer (``torch.from_numpy`` does not go through ``__torch_function__``; the
 tensor it makes shares the array's memory). Arithmetic in plain Python (``x.item() * 2``) makes new
 objects and is not followed: a tensor made of Python numbers after a conversion (``torch.tensor``,
-``torch.as_tensor``: :func:`made_from_python`) is followed as possibly made of it, and ``taint.trace``
-names the conversion as the likely cut where that tensor reaches the loss; a number only printed or
-logged is no cut (nor one given to another torch call: ``out * (x.item() * 2)`` is not followed, as a
-float argument such as a dropout rate cannot be told from it). A ``.tolist()`` of more than
+``torch.as_tensor``: :func:`made_from_python`; ``torch.from_numpy`` of an array NumPy computed:
+:func:`from_array`) is followed as possibly made of it, and ``taint.trace`` names the conversion (with
+the cut its values carried already: ``.detach().numpy()``) as the likely cut where that tensor reaches
+the loss; a number only printed or logged is no cut (nor one given to another torch call:
+``out * (x.item() * 2)`` is not followed, as a float argument such as a dropout rate cannot be told
+from it). A ``.tolist()`` of more than
 ``FOLLOWED_AT_MOST`` values is not followed value by value (``why()`` stays fast on a cell that
 collects its predictions): only as possibly made of it.
 """
@@ -26,6 +28,10 @@ CONVERSIONS = frozenset({"item", "tolist", "numpy", "__float__", "__int__", "__i
 # How the user wrote each conversion.
 SPELLING = {"item": ".item()", "tolist": ".tolist()", "numpy": ".numpy()", "__float__": "float()", "__int__": "int()",
             "__index__": "int()", "__complex__": "complex()", "__array__": "numpy.asarray()"}  # fmt: skip
+
+# The conversions whose values NumPy takes on (``np.asarray(t.tolist())``): a tensor made from an array later
+# may be made of them (:func:`from_array`).
+TO_ARRAYS = frozenset({"numpy", "__array__", "tolist"})
 
 # CPython caches these ints: ``int(t) == 3`` is the same object as every literal 3 (a ``dim=``, a
 # shape), so following it would taint unrelated calls.
@@ -88,6 +94,21 @@ def made_from_python(func: Any, given: list[Any]) -> bool:
     if getattr(func, "__name__", "") not in _FACTORIES:
         return False
     return any(isinstance(v, (float, complex)) or _array_pointer(v) is not None for v in given)
+
+
+def from_array(given: list[Any]) -> bool:
+    """Whether a call that involves no followed value is given a tensor whose memory torch did not
+    allocate (its storage cannot resize): ``torch.from_numpy(a * 2)``, ``torch.frombuffer``. Neither goes
+    through ``__torch_function__``, and an array NumPy computed anew has a buffer no conversion made,
+    so such a tensor is followed as possibly made of the conversion, as ``torch.tensor(x.item() * 2)`` is."""
+    for value in given:
+        if isinstance(value, torch.Tensor) and not value.requires_grad and value.device.type == "cpu":
+            try:
+                if not value.untyped_storage().resizable():
+                    return True
+            except (RuntimeError, NotImplementedError):  # sparse, or no storage at all
+                continue
+    return False
 
 
 def _followable(value: Any) -> bool:

@@ -35,7 +35,7 @@ from itertools import pairwise
 
 import torch
 
-from ..graph import Graph, Node, Why
+from ..graph import Graph, Node, TensorSummary, Why
 from .why_values import in_module
 
 EXPLODING = 1e3
@@ -146,11 +146,31 @@ def _small_by_design(name: str, leaf: Node, own: float, steps: list[Step], graph
         return None
     if node.name.startswith(SATURATING):  # a saturated sigmoid / tanh: said as such by _vanishing
         return None
+    tiny = _tiny_inputs(node)
+    if tiny is not None:  # its derivative is its input (x.pow(2)): the forward's values vanished, not rounding
+        loss = graph.run.loss
+        said = f" (the loss is {loss:.3g})" if loss is not None and math.isfinite(loss) else ""
+        text = (f"{start}: it shrinks ×{worst.factor:.3g} in {in_module(node)}, whose input values are themselves "
+                f"tiny (RMS {tiny:.3g}), so the gradient it passes on, which scales with them, is too. The forward's "
+                f"values vanished before reaching it{said}: the layers before it shrink the activations, and the "
+                "gradient back through them shrinks alike. A genuine gradient that vanished with them, no "
+                "cancellation: check the initialization (weights too small: Kaiming, Xavier), or add normalization "
+                "(LayerNorm, BatchNorm) or residual connections.")  # fmt: skip
+        return Why(name, "vanishing", text, where=node.id, source=node.source)
     text = (f"{start}: it shrinks ×{worst.factor:.3g} in one node, {in_module(node)}, so what comes after it is "
             f"(nearly) constant in its input — the loss barely depends on {name} through it, and what is left is "
             "rounding noise (a softmax summed over its dim is 1 whatever the input; a normalization followed by a "
             "mean). Not a vanishing gradient: check that the loss is what you meant.")  # fmt: skip
     return Why(name, "zero", text, where=node.id, source=node.source)
+
+
+def _tiny_inputs(node: Node) -> float | None:
+    """The largest RMS of the tensors ``node`` saved (its inputs, or its result), when statistics were
+    taken and every one is at most :data:`VANISHING`: values that small make any backward that scales with
+    them (a power, a product) shrink the gradient, with no cancellation involved. Else None."""
+    found = [s.norm / math.sqrt(s.numel) for s in node.saved.values()
+             if isinstance(s, TensorSummary) and s.norm is not None and s.numel and math.isfinite(s.norm)]  # fmt: skip
+    return max(found) if found and max(found) <= VANISHING else None
 
 
 def _same(n: Node, leaf: Node) -> bool:
