@@ -1,8 +1,10 @@
 """Run a %%gradsight cell and capture the graphs of the tensors it created.
 
-The cell runs in the user's namespace. Afterwards, the tensors it bound to names (and its last
-expression's value) are collected; the roots are those that no other collected tensor depends on.
-Leaves are named after the user's variables, parameters after ``<module variable>.<param path>``.
+The cell runs in the user's namespace. Afterwards, the tensors it bound to names (also inside the
+containers it bound: ``outs['a']``, ``out.loss``) and its last expression's value are collected; the
+roots are those that no other collected tensor depends on. When none has a graph, a backward the cell
+ran on a loss it computed but bound to no name is shown instead (``cell_results``). Leaves are named
+after the user's variables, parameters after ``<module variable>.<param path>``.
 
 While it runs, the cell's forward is watched as a runnable run's is (``cell_forward.CellForward``): a
 ``SourceTracker`` records each node's source line, and the shared global module hooks each module
@@ -20,7 +22,7 @@ import ast
 import contextlib
 import itertools
 import symtable
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
@@ -33,14 +35,12 @@ from .cell_forward import CellForward
 from .cell_given import given, not_given
 from .cell_grads import Grads
 from .cell_notes import accumulation_note, freed_in_cell, grads_worded, with_presaved_stats
+from .cell_results import UNBOUND_SHOWN, backward_roots, held, results, tops
 from .cell_scope import namespace_leaf_names
 from .records import Captured, CaptureOptions
 from .spy import BackwardSpy
 from .store import TensorStore
-from .tensors import captured_of
-from .walk import walk
-
-LAST_VALUE = "the cell's last value"
+from .tensors import captured_below, captured_of
 
 
 @dataclass
@@ -73,7 +73,7 @@ def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budg
         tree = AfterAssign(after_assign).visit(tree)
     last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
     assert last is None or isinstance(last, ast.Expr)
-    spy = BackwardSpy(budget, held=lambda: _grad_fns(ns), grads=grads)
+    spy = BackwardSpy(budget, held=lambda: held(ns, before), grads=grads)
     forward = CellForward(code, ns)
     caught = (Exception, KeyboardInterrupt) if interrupts else Exception
     value, error = None, None
@@ -113,13 +113,6 @@ def _error_note(error: BaseException) -> str:
     return f"The cell raised {type(error).__name__}: {error}"
 
 
-def _grad_fns(ns: Mapping[str, Any]) -> Iterator[Any]:
-    """The nodes of the tensors bound in ``ns`` now (the spy keeps the backward calls that reach them)."""
-    for v in list(ns.values()):
-        if isinstance(v, torch.Tensor):
-            yield v.grad_fn
-
-
 def _unbind_wrappers(ns: MutableMapping[str, Any], wrappers: Mapping[Any, Any]) -> None:
     """Names the cell bound to the spy's wrappers (``from torch.autograd import grad``) get the
     functions they wrap back, as a plain cell would have bound them. (One held elsewhere, in a closure
@@ -149,21 +142,20 @@ def _without_tracker(tb: TracebackType | None) -> TracebackType | None:
 
 def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], value: Any, spy: BackwardSpy,
                       budget: int, forward: CellForward | None = None, code: str = "") -> Captured:  # fmt: skip
-    """The graph of the tensors the cell (``code``) bound (or rebound) and of its last value."""
-    created: dict[str, torch.Tensor] = {}
-    for name, v in ns.items():
-        if not name.startswith("_") and isinstance(v, torch.Tensor) and before.get(name) is not v:
-            created.setdefault(name, v)
-    for i, t in enumerate(_tensors_in(value)):
-        if all(t is not c for c in created.values()):
-            created[LAST_VALUE if i == 0 else f"{LAST_VALUE} [{i}]"] = t
+    """The graph of the tensors the cell (``code``) bound (or rebound, also in containers) and of its
+    last value; when none has a graph, of the backward it ran on a loss it made and bound to no name
+    (``cell_results``)."""
+    created = results(ns, before, value)
+    unbound: tuple[Any, ...] = ()
+    if forward is not None and all(t.grad_fn is None for t in created.values()):
+        unbound = backward_roots(spy.roots, forward.first, forward.end)
     backward_ran = bool(spy.observed)
-    if not created:
+    if not created and not unbound:
         nothing = Graph(message="The cell bound no tensors to names: assign what you want to see, e.g. loss = ...")
         return Captured(grads_worded(nothing, created, {}, backward_ran, _not_given(ns, code, spy)))
-    names, tensors = _roots(created)
+    names, tensors = tops(created)
     leaf_names = namespace_leaf_names(ns)
-    roots = [t.grad_fn for t in tensors if t.grad_fn is not None]
+    roots = list(unbound) or [t.grad_fn for t in tensors if t.grad_fn is not None]
     options = CaptureOptions(
         leaf_names=leaf_names,
         variables={t.grad_fn: n for n, t in reversed(list(created.items())) if t.grad_fn is not None},
@@ -174,10 +166,13 @@ def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], valu
         module_of=None if forward is None else forward.module_of(roots, ns, leaf_names),
         source_of=None if forward is None or forward.sources is None else forward.sources.source_of,
     )
-    captured = captured_of(tensors, options, labels=names)
+    if unbound:
+        captured = captured_below(unbound, options, (UNBOUND_SHOWN,))
+    else:
+        captured = captured_of(tensors, options, labels=names)
     if not captured.graph.nodes:  # a .grad the cell read, or a backward through an earlier cell's graph
-        results = dict(zip(names, tensors, strict=True))
-        captured.graph = grads_worded(captured.graph, results, leaf_names, backward_ran, _not_given(ns, code, spy))
+        shown = dict(zip(names, tensors, strict=True))
+        captured.graph = grads_worded(captured.graph, shown, leaf_names, backward_ran, _not_given(ns, code, spy))
     graph = freed_in_cell(with_presaved_stats(captured))
     accumulated = accumulation_note(spy.accumulated(), leaf_names)
     unwatched = None if forward is None else forward.note
@@ -192,35 +187,6 @@ def _not_given(ns: Mapping[str, Any], code: str, spy: BackwardSpy) -> dict[str, 
     if not spy.observed or spy.errors:
         return None
     return not_given(ns, cell_names(code)[0], given(spy.observed))
-
-
-def _tensors_in(value: Any) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [v for v in value if isinstance(v, torch.Tensor)]
-    return []
-
-
-def _roots(created: dict[str, torch.Tensor]) -> tuple[list[str], list[torch.Tensor]]:
-    """Collected tensors that no other collected tensor depends on (and those with no graph)."""
-    with_graph = {n: t for n, t in created.items() if t.grad_fn is not None}
-    nodes = {t.grad_fn for t in with_graph.values()}
-    below: set[Any] = set()
-    for node in nodes:
-        order, _, _ = walk([node])
-        below.update(m for m in order[1:] if m in nodes)
-    names, tensors, seen = [], [], set()
-    for n, t in created.items():
-        node = t.grad_fn
-        if node is None and with_graph:
-            continue  # a cell that built a graph: tensors without one are inputs, not results
-        if node is not None and (node in below or node in seen):
-            continue
-        seen.add(node)
-        names.append(n)
-        tensors.append(t)
-    return names, tensors
 
 
 class AfterAssign(ast.NodeTransformer):

@@ -105,6 +105,11 @@ class BackwardSpy:
                     merged[node] = seen
         return merged
 
+    @property
+    def roots(self) -> list[tuple[Any, ...]]:
+        """The nodes each remembered call started from, oldest call first (held by ``presaved`` anyway)."""
+        return [call.roots for call in self._calls]
+
     def accumulated(self) -> list[tuple[torch.Tensor, Accumulation]]:
         """Leaves whose ``.grad`` holds more than the last backward call's gradient: two or more of the
         cell's backward calls added to it, or one added to what it already held — and nothing changed
@@ -180,7 +185,7 @@ class BackwardSpy:
                     call[node].leaf_version = version_of(node.variable)
             watch = _Watch(order, self.errors, self._budget - budget[0])  # the saved tensors kept count
             watch.accumulates = accumulates
-            watch.call = _Call(call)
+            watch.call = _Call(call, roots=tuple(dict.fromkeys(nodes)))
             self._calls.append(watch.call)
             self._trim()
             if accumulates:

@@ -42,11 +42,13 @@ from .walk import short_name
 @dataclass
 class Call:
     """One backward call: what its nodes had saved before it ran, and (once it ended) the gradients
-    that flowed into them (``observed``) and those they produced (``produced``: kept nodes only)."""
+    that flowed into them (``observed``) and those they produced (``produced``: kept nodes only);
+    ``roots``: the nodes it started from (a cell's loss it bound to no name: ``cell_results``)."""
 
     presaved: dict[Any, Presaved]
     observed: dict[Any, Observed] | None = None
     produced: dict[Any, Observed] | None = None
+    roots: tuple[Any, ...] = ()
 
 
 class Watch:

@@ -94,6 +94,7 @@ class _Taint(TorchFunctionMode):
         self.namer = namer  # a module's path, to name a toggled module
         self.numbers = _numbers.Numbers()  # Python numbers, lists and NumPy arrays made from followed values
         self.maybe: _Break | None = None  # the conversion a tensor made of Python numbers may come from
+        self.differentiated: list[torch.Tensor] = []  # followed values a backward started from (a loss)
         self.plain: set[int] = set()  # ids of followed values made without requires_grad (healed: _healed)
         if start is not None:
             self.start(start)
@@ -113,6 +114,9 @@ class _Taint(TorchFunctionMode):
         given = _pytree.tree_flatten((args, kwargs))[0]
         hit = [t for t in given if isinstance(t, torch.Tensor) and self.tainted.get(id(t)) is t]
         fed = self.numbers.fed(given, self.tainted) if self.numbers else []
+        if hit and _differentiates(func):  # its first argument: what it starts from, not inputs=/grad_tensors=
+            first = _tensors(args[0] if args else kwargs.get(_DIFFERENTIATES[func.__name__]))
+            self.differentiated += [t for t in first if self.tainted.get(id(t)) is t]
         if not (hit or fed) or _bookkeeping(func):
             if self.numbers.converted and not (hit or fed):
                 self._numbers_back(func, given, out)
@@ -218,6 +222,8 @@ def trace(name: str, leaf: torch.Tensor | None, forward: Callable[[], list[torch
     if not mode.starts:
         return None
     roots = _results([t for t in results if mode.starts.get(id(t)) is not t])
+    if not any(t.grad_fn is not None for t in roots):  # a cell's loss bound to no name: what it differentiated
+        roots += mode.differentiated
     reached, on_path = mode.reaching(roots)
     if on_path:
         return _text.worded(name, on_path[0], on_path[0] is mode.maybe)
@@ -237,6 +243,16 @@ def _results(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     as ``cell._roots`` does not count it either)."""
     with_graph = [t for t in tensors if t.grad_fn is not None]
     return with_graph or tensors
+
+
+# torch's backward calls (Tensor.backward; torch.autograd.backward and grad, or a cell spy's wrapper of
+# them, which keeps their names) -> the name of the argument holding what they differentiate
+_DIFFERENTIATES = {"backward": "tensors", "grad": "outputs"}
+
+
+def _differentiates(func: Any) -> bool:
+    return getattr(func, "__name__", None) in _DIFFERENTIATES and getattr(func, "__module__", None) in (
+        "torch._tensor", "torch.autograd")  # fmt: skip
 
 
 def _toggled(frame: FrameType | None, grad_off: bool, names: Namer | None) -> _Toggled | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import torch
 
@@ -32,13 +33,19 @@ def captured_of(tensors: Sequence[torch.Tensor], options: CaptureOptions | None 
     if not roots:
         message = "\n".join(reasons) if reasons else "No tensors to show."
         return Captured(Graph(message=message), opts.store)
+    return captured_below(roots, opts, reasons)
+
+
+def captured_below(roots: Sequence[Any], opts: CaptureOptions, notes: Sequence[str] = ()) -> Captured:
+    """The graph below the autograd nodes ``roots`` (a tensor's ``grad_fn``, or where a backward started
+    whose tensor is gone: a cell's unbound loss), with ``notes`` added."""
     with gc_paused():
         collected, order = collect(roots, opts)
         grads = observed_gradients(order, opts) if opts.observed else None
         del order
         graph = build(collected, grads)
-    if reasons:
-        graph = replace(graph, notes=graph.notes + tuple(reasons))
+    if notes:
+        graph = replace(graph, notes=graph.notes + tuple(notes))
     return Captured.of(graph, collected, opts.store)
 
 
