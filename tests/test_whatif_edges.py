@@ -171,7 +171,7 @@ class Opaque:
 def test_detach_of_an_output_it_cannot_rebuild_says_so() -> None:
     model = WithEnc(Opaque, lambda out: out.hidden)
     dbg = gs.debugger(model, inputs=torch.randn(3, 4), loss=lambda o: o.sum())
-    with pytest.raises(gs.RerunError, match=r"could not detach the output of module enc \(Enc\).*inside a Opaque"):
+    with pytest.raises(gs.RerunError, match=r"could not detach the output of module enc \(Enc\).*inside an Opaque"):
         dbg.rerun(detach=["enc"])
 
 

@@ -190,10 +190,12 @@ def _class_given(cls: type, torch: Any) -> str:
 def _check_inputs(inputs: Any) -> None:
     """``inputs`` is a tensor (one argument), a tuple (positional arguments) or a dict (keyword
     arguments); a list is refused rather than guessed: ``model(*batch)`` or ``model(batch)``?"""
+    from ._capture.text import with_article
+
     if isinstance(inputs, Iterator):  # a generator: the first run would use it up, and every re-run fail
         raise TypeError(
-            f"inputs= got a {type(inputs).__name__}, which one run would use up (re-runs would call the model "
-            "with nothing): pass a tensor, a tuple of positional arguments or a dict of keyword arguments, "
+            f"inputs= got {with_article(type(inputs).__name__)}, which one run would use up (re-runs would call "
+            "the model with nothing): pass a tensor, a tuple of positional arguments or a dict of keyword arguments, "
             "e.g. inputs=tuple(gen)"
         )
     if isinstance(inputs, list):
@@ -206,13 +208,19 @@ def _check_inputs(inputs: Any) -> None:
 
 def _check_grad_output(grad_output: Any, torch: Any) -> Any:
     """``grad_output`` is a tensor, or a tuple/list of tensors (None for a scalar root): one per root."""
+    from ._capture.text import with_article
+
     if grad_output is None or isinstance(grad_output, torch.Tensor):
         return grad_output
     if isinstance(grad_output, (list, tuple)):
         bad = sorted({type(g).__name__ for g in grad_output if g is not None and not isinstance(g, torch.Tensor)})
         if grad_output and not bad:
             return grad_output
-        got = f"a {type(grad_output).__name__} of {', '.join(bad)}" if bad else f"an empty {type(grad_output).__name__}"
+        got = (
+            f"{with_article(type(grad_output).__name__)} of {', '.join(bad)}"
+            if bad
+            else f"an empty {type(grad_output).__name__}"
+        )
     else:
         got = type(grad_output).__name__
     raise TypeError(

@@ -15,6 +15,7 @@ from torch.utils import _pytree
 
 from .modules import compiling
 from .outputs import flatten_tensors
+from .text import with_article
 
 
 def detach_output(module: torch.nn.Module, args: Any, output: Any, *, path: str = "") -> Any:
@@ -30,9 +31,9 @@ def detach_output(module: torch.nn.Module, args: Any, output: Any, *, path: str 
         where = f"{path} ({type(module).__name__})" if path else type(module).__name__
         raise TypeError(
             f"gradsight's detach toggle could not detach the output of module {where}: it holds tensors that "
-            f"require grad inside a {e.args[0].__name__}, which gradsight cannot rebuild with detached tensors. "
-            "Detach inside the module's forward, or toggle a module that returns tensors, tuples, lists, dicts or "
-            "dataclasses."
+            f"require grad inside {with_article(e.args[0].__name__)}, which gradsight cannot rebuild with detached "
+            "tensors. Detach inside the module's forward, or toggle a module that returns tensors, tuples, lists, "
+            "dicts or dataclasses."
         ) from None
     return out
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 
 from ..graph import LeafInfo
+from .text import with_article
 
 
 def leaf_names_from_params(params: object) -> dict[torch.Tensor, str]:
@@ -31,7 +32,7 @@ def leaf_names_from_params(params: object) -> dict[torch.Tensor, str]:
         for name, t in params.items():
             if not isinstance(t, torch.Tensor):
                 raise TypeError(
-                    f"params[{name!r}] is a {type(t).__name__}, not a tensor: pass an nn.Module "
+                    f"params[{name!r}] is {with_article(type(t).__name__)}, not a tensor: pass an nn.Module "
                     "or a dict of name -> tensor, e.g. params=dict(model.named_parameters())"
                 )
             if not t.is_leaf:

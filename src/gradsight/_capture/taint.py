@@ -28,6 +28,7 @@ from . import taint_text as _text
 from . import whatif as _whatif
 from .modules import compiling
 from .source import INTERNAL_ROOTS, short_path
+from .text import with_article
 
 # Attributes whose reading or setting is bookkeeping, not a use of the values: an optimizer's
 # zero_grad sets .grad of every parameter, a shape check reads .shape. (.data is a use: a break.)
@@ -285,7 +286,7 @@ def _module_label(module: Any, names: Namer | None) -> str:
     """``bn (BatchNorm1d)`` when the module's path is known, else ``a BatchNorm1d``."""
     kind = type(module).__name__
     name = names(module) if names is not None else None
-    return f"{name} ({kind})" if name else f"a {kind}"
+    return f"{name} ({kind})" if name else with_article(kind)
 
 
 _CHECKPOINT_FILE = os.path.join("torch", "utils", "checkpoint.py")

@@ -11,6 +11,7 @@ import torch
 from ..graph import Graph
 from .observed import observed_gradients
 from .records import Captured, CaptureOptions
+from .text import with_article
 from .walk import build, collect, gc_paused
 
 
@@ -84,15 +85,6 @@ def why_no_graph(t: torch.Tensor, name: str) -> str:
         "detached. Set requires_grad=True on an input (x.requires_grad_()) and compute it again "
         "outside no_grad."
     )
-
-
-def with_article(word: str) -> str:
-    """``word`` after "a" or "an", by how it is read out: an int64, a uint8 ("you-int"), a bool.
-
-    >>> with_article("int64"), with_article("uint8"), with_article("bool")
-    ('an int64', 'a uint8', 'a bool')
-    """
-    return f"an {word}" if word[:1].lower() in ("a", "e", "i", "o") else f"a {word}"
 
 
 def _default_label(i: int, n: int) -> str:

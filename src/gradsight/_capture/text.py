@@ -39,3 +39,12 @@ def shorten(text: str, limit: int = 300) -> str:
         space = head.rfind(" ")
         cut = space if space >= room // 2 else room
     return text[:cut].rstrip() + SHORTENED
+
+
+def with_article(word: str) -> str:
+    """``word`` after "a" or "an", by how it is read out: an int64, a uint8 ("you-int"), a bool.
+
+    >>> with_article("int64"), with_article("uint8"), with_article("bool")
+    ('an int64', 'a uint8', 'a bool')
+    """
+    return f"an {word}" if word[:1].lower() in ("a", "e", "i", "o") else f"a {word}"
