@@ -1,4 +1,5 @@
-"""Messages of the user's (torch's errors, reprs) cut to fit a note without cutting a word in two.
+"""Message text: the user's messages (torch's errors, reprs) cut to fit a note without cutting a word in
+two (:func:`shorten`), and type names read with their article (:func:`with_article`).
 
 A message shown in a graph (an unreadable saved value's ``Unavailable`` reason, a statistics note)
 is kept to a few hundred characters, but a cut in mid-word or mid-sentence reads as a bug and hides
