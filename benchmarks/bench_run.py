@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_run.py            # all sections
     .venv/bin/python benchmarks/bench_run.py --section capture|phases|live|click|memory|held
+    .venv/bin/python benchmarks/bench_run.py --section live --model typical   # only those models
 
 - capture: a runnable debugger's run (forward + backward observed, graph built) ÷ a plain
   forward + backward. Target ≤ 1.15×. Three kinds of model (benchmarks/models.py REALISTIC):
@@ -71,7 +72,7 @@ def capture(repeats: int) -> None:
     print("\n### Runnable debugger: capture overhead (target ≤ 1.15×)\n")
     print("| model | nodes | plain fwd+bwd ms | debugger run ms | ratio |")
     print("|---|---|---|---|---|")
-    for name in REALISTIC:
+    for name in _models():
         model, x = realistic(name)
         spec = spec_for_model(model, x, lambda out: out.pow(2).mean(), None, gs.options.memory_budget, True)
         result: list[Any] = [None]  # the last run only, as `dbg = gs.debugger(...)` in a notebook keeps
@@ -88,7 +89,7 @@ def phases(repeats: int) -> None:
     print("| model | plain fwd | plain bwd | forward | read graph | hooks | backward | build | rest | ratio "
           "| norm hooks on every node | norm hooks, derived skipped |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for name in REALISTIC:
+    for name in _models():
         model, x = realistic(name)
         spec = spec_for_model(model, x, lambda out: out.pow(2).mean(), None, gs.options.memory_budget, True)
         plain: dict[str, list[float]] = {"fwd": [], "bwd": []}
@@ -167,7 +168,7 @@ def live(repeats: int) -> None:
     print("\n### Live mode: overhead per training step (target ≤ 1.2×)\n")
     print("| model | plain step ms | live, default interval ms | ratio | live, every step ms | ratio |")
     print("|---|---|---|---|---|---|")
-    for name in REALISTIC:
+    for name in _models():
         model, x = realistic(name)
         step = _plain_step(model, x, torch.optim.SGD(model.parameters(), lr=1e-6))
         step()
@@ -266,7 +267,7 @@ def memory(_repeats: int) -> None:
     print("\n### Peak memory added by a debugger run (fresh process each, glibc set so RSS tracks tensors)\n")
     print("| model | plain fwd+bwd peak MB | debugger run peak MB | added MB | ratio |")
     print("|---|---|---|---|---|")
-    for name in REALISTIC:
+    for name in _models():
         peaks = {}
         for mode in ("plain", "debugger"):
             out = _run_child(MEMORY_CHILD, name=name, mode=mode)
@@ -358,6 +359,14 @@ def vanishing(repeats: int) -> None:
               f"{statistics.median(explain) * 1e3:.1f} |")  # fmt: skip
 
 
+_ONLY: list[str] = []  # --model: names containing one of these
+
+
+def _models() -> list[str]:
+    """The models of benchmarks/models.py REALISTIC that ``--model`` keeps (all without it)."""
+    return [n for n in REALISTIC if not _ONLY or any(o in n for o in _ONLY)]
+
+
 SECTIONS = {
     "capture": capture,
     "phases": phases,
@@ -373,7 +382,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--section", choices=sorted(SECTIONS), action="append")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model", action="append", default=[],
+                        help="only the models whose name contains this text, e.g. --model typical")  # fmt: skip
     args = parser.parse_args()
+    _ONLY.extend(args.model)
     torch.set_num_threads(1)
     for name in args.section or list(SECTIONS):
         SECTIONS[name](args.repeats)
