@@ -110,3 +110,32 @@ def test_a_cell_whose_loss_uses_a_gradient_that_depends_on_a_leaf_does_not_blame
     assert {w.name for w in dbg.graph.missing} == {"v"}
     why = dbg.why("v")
     assert why.reason == "detach" and "create_graph" not in why.message, why
+
+
+class _Node:
+    """A stand-in autograd node that counts how often its inputs are looked at."""
+
+    looked = 0
+
+    def __init__(self, inputs: list[_Node]) -> None:
+        self._inputs = inputs
+
+    @property
+    def next_functions(self) -> tuple[tuple[_Node, int], ...]:
+        _Node.looked += 1
+        return tuple((n, 0) for n in self._inputs)
+
+
+def test_the_gradients_of_one_grad_call_are_answered_by_one_walk_of_their_shared_graph() -> None:
+    from types import SimpleNamespace
+
+    from gradsight._capture import taint_grads
+
+    chain = [_Node([])]
+    for _ in range(199):
+        chain.append(_Node([chain[-1]]))
+    grads = [SimpleNamespace(grad_fn=_Node([chain[-1 - i]])) for i in range(50)]  # 50 gradients, one graph
+    off_graph = torch.ones(2, requires_grad=True) * 2  # followed, in none of their graphs
+    _Node.looked = 0
+    assert taint_grads.depends(grads, {id(off_graph): off_graph}) == [False] * 50  # type: ignore[arg-type]
+    assert _Node.looked <= 250  # each node once (a walk per gradient: ~7,500)

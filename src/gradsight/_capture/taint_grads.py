@@ -30,31 +30,35 @@ def is_grad(func: Any) -> bool:
 def depends(outs: Sequence[torch.Tensor], followed: Mapping[int, torch.Tensor]) -> list[bool]:
     """For each gradient in ``outs``: does its graph reach a ``followed`` tensor that has a graph (its node,
     or a leaf's ``AccumulateGrad``)? (Values followed without one, cut before, are in no graph: the caller
-    asks only when every followed value the gradient was taken of still had its graph.)"""
-    out: list[bool] = []
-    for g in outs:
-        if g.grad_fn is None:  # create_graph=False: the caller names its cut as any lost requires_grad
-            out.append(True)
-            continue
-        nodes, leaves = _reach(g.grad_fn)
-        out.append(any(t.requires_grad and (t.grad_fn in nodes if t.grad_fn is not None else id(t) in leaves)
-                       for t in followed.values()))  # fmt: skip
-    return out
-
-
-def _reach(root: Any) -> tuple[set[Any], set[int]]:
-    """The nodes reachable from ``root`` (iteratively: graphs are deep), and the ids of the leaves whose
-    ``AccumulateGrad`` nodes are among them."""
-    nodes: set[Any] = set()
+    asks only when every followed value the gradient was taken of still had its graph.) The gradients of
+    one call share most of their graph (a penalty over every parameter): one walk answers for all, each
+    node looked at once, so the cost is the graph's size, not that times the number of gradients."""
+    targets: set[Any] = set()
     leaves: set[int] = set()
-    stack = [root]
+    for t in followed.values():
+        if t.requires_grad and t.grad_fn is not None:
+            targets.add(t.grad_fn)
+        elif t.requires_grad:
+            leaves.add(id(t))
+    known: dict[Any, bool] = {}  # node -> whether it reaches a followed value
+    # create_graph=False (no grad_fn): the caller names its cut as any lost requires_grad
+    return [True if g.grad_fn is None else _reaches(g.grad_fn, targets, leaves, known) for g in outs]
+
+
+def _reaches(root: Any, targets: set[Any], leaves: set[int], known: dict[Any, bool]) -> bool:
+    """Whether ``root`` reaches a node in ``targets`` or the ``AccumulateGrad`` of a leaf in ``leaves``;
+    ``known`` holds the answer of every node already walked (iteratively, children first: graphs are deep)."""
+    stack: list[tuple[Any, list[Any] | None]] = [(root, None)]  # (node, its children once walked)
     while stack:
-        node = stack.pop()
-        if node is None or node in nodes:
-            continue
-        nodes.add(node)
-        variable = getattr(node, "variable", None)
-        if isinstance(variable, torch.Tensor):
-            leaves.add(id(variable))
-        stack.extend(f for f, _ in getattr(node, "next_functions", ()))
-    return nodes, leaves
+        node, children = stack.pop()
+        if children is not None:
+            known[node] = any(known.get(c, False) for c in children)
+        elif node not in known:
+            variable = getattr(node, "variable", None)
+            if node in targets or (isinstance(variable, torch.Tensor) and id(variable) in leaves):
+                known[node] = True
+                continue
+            children = [f for f, _ in getattr(node, "next_functions", ()) if f is not None]
+            stack.append((node, children))
+            stack.extend((c, None) for c in children if c not in known)
+    return known[root]
