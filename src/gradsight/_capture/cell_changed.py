@@ -58,6 +58,7 @@ class Left:
 
     def __init__(self) -> None:
         self._marks: dict[int, tuple[weakref.ref[Any], Any]] = {}
+        self._untold: dict[int, weakref.ref[Any]] = {}  # forgotten once moved: no graph shown has said so yet
 
     def record(self, obj: Any) -> None:
         """``obj``'s mark now (one without a mark, or one that cannot take a weak reference: not kept)."""
@@ -69,7 +70,12 @@ class Left:
             return
 
     def moved(self, obj: Any) -> bool:
-        """Has ``obj`` changed since it was recorded? (Not recorded: no.)"""
+        """Has ``obj`` changed since it was recorded? (Not recorded: no.) One :meth:`forget` took once it
+        had stays moved until :meth:`told`: a why() trace's re-run starts from it too, and its graph,
+        which names it, is never shown."""
+        untold = self._untold.get(id(obj))
+        if untold is not None and untold() is obj:
+            return True
         kept = self._marks.get(id(obj))
         if kept is None or kept[0]() is not obj:
             return False
@@ -77,9 +83,17 @@ class Left:
         return mark is not None and mark != kept[1]
 
     def forget(self, obj: Any) -> None:
+        """No mark of ``obj`` from now on: re-runs start from it as it is (and name it until :meth:`told`
+        if it moved)."""
         kept = self._marks.get(id(obj))
         if kept is not None and kept[0]() is obj:
+            if self.moved(obj):
+                self._untold[id(obj)] = kept[0]
             del self._marks[id(obj)]
+
+    def told(self) -> None:
+        """A re-run's graph that named what moved was shown: those are named no more."""
+        self._untold.clear()
 
 
 @unseen

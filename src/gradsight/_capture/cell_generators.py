@@ -97,6 +97,7 @@ class FirstGenerators:
             except Exception:  # a state that cannot be read: it goes on from where it is
                 continue
         self._left: dict[int, int] = {}  # id -> the mark of a generator the first run drew from
+        self._untold: dict[int, tuple[str, Any]] = {}  # id -> (name, generator): moved, no graph shown has said so
 
     def settle(self) -> None:
         """After the first run: how it left the generators it drew from. Never raises."""
@@ -107,15 +108,24 @@ class FirstGenerators:
 
     def changed(self, now: Iterable[Any]) -> list[str]:
         """The names of the generators in ``now`` (those a re-run reaches) that moved since the first run
-        (or the last re-run's give-back): from now on re-runs draw from them as they are."""
+        (or the last re-run's give-back): from now on re-runs draw from them as they are. Each re-run
+        names them until one whose graph the user sees has (:meth:`told`): a why() trace re-runs the cell
+        too, and its graph is never shown."""
         names = []
         for g in now:
             kept = self._first.get(id(g))
             mark = self._left.get(id(g))
             if kept is not None and kept[1] is g and mark is not None and _mark(g) != mark:
-                names.append(kept[0])
+                self._untold[id(g)] = (kept[0], g)
                 del self._first[id(g)], self._left[id(g)]
+            untold = self._untold.get(id(g))
+            if untold is not None and untold[1] is g:
+                names.append(untold[0])
         return sorted(names)
+
+    def told(self) -> None:
+        """A re-run's graph that named the moved generators was shown: later re-runs name them no more."""
+        self._untold.clear()
 
     def start(self, now: Iterable[Any]) -> None:
         """Before a re-run: the generators in ``now`` as the first run found them."""

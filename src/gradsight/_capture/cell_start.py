@@ -126,6 +126,12 @@ class FirstState:
         """Why the cell cannot be re-run (its in-place edits grow a tensor's autograd history), or None."""
         return self._moved.rebased()
 
+    def told(self) -> None:
+        """A re-run's graph was shown: what a later cell changed, which it named, is named no more (a why()
+        trace's re-run, never shown, leaves it to the next re-run's graph)."""
+        self._left.told()
+        self._generators.told()
+
     def _covered(self, t: torch.Tensor) -> bool:
         ref = self._uncopied.get(id(t))
         return self._first(t) is not None or (ref is not None and ref() is t)

@@ -177,6 +177,8 @@ class CellTarget:
         notes += (emptied,) if emptied else ()
         notes += tuple(started)
         result.captured.graph = replace(graph, notes=(*graph.notes, *notes))  # aliases: explain.finish
+        if self.first_state is not None:  # a graph the user gets names what a later cell changed: named once
+            self.first_state.told()
         return RunResult(result.captured)
 
     traceable = True  # a re-run of the cell's code (a class attribute: not a field)
