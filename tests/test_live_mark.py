@@ -6,6 +6,7 @@ step: a WGAN-GP critic iteration is one step, a Hessian-vector product too, a lo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -13,7 +14,7 @@ import torch
 from IPython.core.interactiveshell import InteractiveShell
 
 import gradsight as gs
-from gradsight._capture.live_mark import PRUNE_AT
+from gradsight._capture.live_mark import PRUNE_AT, backward_caller
 from tests.run_zoo import MLP
 from tests.test_live_failures import LOSS
 from tests.test_live_steps_numbers import captured, train
@@ -227,3 +228,91 @@ def test_a_penalty_steps_backward_that_raised_takes_the_penaltys_number(
     assert type(result.error_in_exec) is ValueError
     assert dbg._live.steps == 2 and dbg.graph.run.step == 2 and dbg.status == "error", dbg.error
     dbg.close()
+
+
+@pytest.mark.usefixtures("first_only")
+def test_a_lazy_r1_penaltys_own_backward_ends_its_step() -> None:
+    """StyleGAN2's lazy R1 every 4th step: D(real)'s create_graph gradient, then a backward of the
+    penalty alone, which reaches no output of D. The generator's step after it (new calls of D) is a
+    step of its own, not the R1 pass's: one step per backward pass reaching D, 18 in all."""
+    torch.manual_seed(0)
+    model, generator = MLP(), torch.nn.Linear(4, 8)
+    dbg = gs.debugger(model)
+    live = dbg._live
+    assert live is not None
+    passes = 0
+    for i in range(1, 9):
+        real, z = torch.randn(4, 8), torch.randn(4, 4)
+        (model(generator(z).detach()).mean() - model(real).mean()).backward()  # D's step
+        passes += 1
+        if i % 4 == 0:
+            r = real.clone().requires_grad_()
+            (g,) = torch.autograd.grad(model(r).sum(), r, create_graph=True)
+            (10 * g.pow(2).sum()).backward()  # R1: no output of D on its way
+            passes += 1
+        (-model(generator(z)).mean()).backward()  # G's step, through D
+        passes += 1
+        assert live.steps == passes, i
+    dbg.close()
+
+
+@pytest.mark.usefixtures("first_only")
+def test_a_create_graph_pass_leaves_its_step_open_to_its_own_thread_only() -> None:
+    """Thread A's penalty (a create_graph pass), then thread B's whole step, then A's loss backward:
+    B's step is its own, A's backward ends A's step."""
+    torch.manual_seed(0)
+    model = MLP()
+    dbg = gs.debugger(model)
+    live = dbg._live
+    assert live is not None
+    model(torch.randn(4, 8)).sum().backward()  # the captured step
+    penalty_done, other_done = threading.Event(), threading.Event()
+    steps: list[int] = []
+
+    def critic() -> None:
+        x = torch.randn(4, 8, requires_grad=True)
+        (g,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
+        steps.append(live.steps)
+        penalty_done.set()
+        other_done.wait(10)
+        (model(torch.randn(4, 8)).mean() + g.pow(2).sum()).backward()
+        steps.append(live.steps)
+
+    a = threading.Thread(target=critic)
+    a.start()
+    assert penalty_done.wait(10)
+    model(torch.randn(4, 8)).sum().backward()  # thread B (this one): a step of its own
+    steps.append(live.steps)
+    other_done.set()
+    a.join(10)
+    assert steps == [2, 3, 3]
+    dbg.close()
+
+
+def test_a_device_threads_pass_is_keyed_by_the_thread_that_called_backward() -> None:
+    """A hook on a thread outside any backward call (CUDA's device threads run a pass's hooks) finds
+    the one thread inside one: the pass's hold is that thread's."""
+    inside, leave = threading.Event(), threading.Event()
+    callers: list[int] = []
+
+    def blocking_hook(grad: torch.Tensor) -> None:
+        callers.append(backward_caller())  # on the calling thread itself (a CPU pass)
+        inside.set()
+        leave.wait(10)
+
+    def worker() -> None:
+        x = torch.ones(2, requires_grad=True)
+        y = x * 2
+        y.register_hook(blocking_hook)
+        y.sum().backward()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    try:
+        assert inside.wait(10)
+        callers.append(backward_caller())  # (this thread is in no backward: as a device thread is)
+    finally:
+        leave.set()
+        t.join(10)
+    assert callers == [t.ident, t.ident]
+    assert backward_caller() == threading.get_ident()  # no thread in a backward: this one
