@@ -63,3 +63,21 @@ def test_a_cell_whose_backward_reached_every_leaf_misses_none(shell: Interactive
     dbg = run(shell, "loss.backward()\ngb = b.grad")
     assert dbg.graph.missing == ()
     assert not [n for n in dbg.graph.notes if n.startswith("This cell's backward gave no gradient")]
+
+
+def test_leaves_given_by_backward_calls_the_spy_no_longer_remembers_are_not_missing(shell: InteractiveShell) -> None:
+    # ten backward calls: the spy remembers the last few, yet every head got its .grad in this cell
+    shell.run_cell(
+        "torch.manual_seed(0)\ntrunk = nn.Linear(4, 4)\nheads = nn.ModuleList(nn.Linear(4, 1) for _ in range(10))\n"
+        "stale = nn.Linear(4, 1)\nstale(torch.randn(2, 4)).sum().backward()  # an earlier backward's .grad\n"
+        "x = torch.randn(3, 4)\nout = {f't{i}': head(trunk(x)).pow(2).mean() for i, head in enumerate(heads)}",
+        store_history=False,
+    )
+    dbg = run(
+        shell, "for k in out:\n    out[k].backward(retain_graph=True)\ng = stale.weight.grad\nh = heads[0].weight.grad"
+    )
+    assert shell.user_ns["heads"][0].weight.grad is not None
+    assert sorted(w.name for w in dbg.graph.missing) == ["stale.bias", "stale.weight"]
+    (note,) = [n for n in dbg.graph.notes if n.startswith("This cell's backward gave no gradient")]
+    assert note.startswith("This cell's backward gave no gradient to: stale.weight, stale.bias."), note
+    assert "got no gradient in this cell" not in dbg.why("heads.0.weight").message

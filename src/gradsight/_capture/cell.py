@@ -32,7 +32,7 @@ import torch
 from ..graph import Graph, RunInfo
 from . import source as source_mod
 from .cell_forward import CellForward
-from .cell_given import given, not_given
+from .cell_given import GradsBefore, given, not_given
 from .cell_grads import Grads
 from .cell_notes import accumulation_note, freed_in_cell, grads_worded, with_presaved_stats
 from .cell_results import UNBOUND_SHOWN, backward_roots, held, results, tops
@@ -73,6 +73,7 @@ def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budg
         tree = AfterAssign(after_assign).visit(tree)
     last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
     assert last is None or isinstance(last, ast.Expr)
+    grads_before = GradsBefore(ns, cell_names(code)[0])  # which .grad the cell's backward gave nothing
     spy = BackwardSpy(budget, held=lambda: held(ns, before), grads=grads)
     forward = CellForward(code, ns)
     caught = (Exception, KeyboardInterrupt) if interrupts else Exception
@@ -89,7 +90,7 @@ def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budg
         _unbind_wrappers(ns, spy.wrappers)
     copies = grads.kept_bytes if grads is not None else 0
     try:
-        captured = capture_namespace(ns, before, value, spy, max(budget - copies, 0), forward, code)
+        captured = capture_namespace(ns, before, value, spy, max(budget - copies, 0), forward, code, grads_before)
     except KeyboardInterrupt:
         if not isinstance(error, KeyboardInterrupt):
             raise
@@ -141,10 +142,11 @@ def _without_tracker(tb: TracebackType | None) -> TracebackType | None:
 
 
 def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], value: Any, spy: BackwardSpy,
-                      budget: int, forward: CellForward | None = None, code: str = "") -> Captured:  # fmt: skip
+                      budget: int, forward: CellForward | None = None, code: str = "",
+                      grads_before: GradsBefore | None = None) -> Captured:  # fmt: skip
     """The graph of the tensors the cell (``code``) bound (or rebound, also in containers) and of its
     last value; when none has a graph, of the backward it ran on a loss it made and bound to no name
-    (``cell_results``)."""
+    (``cell_results``). ``grads_before``: the leaves' ``.grad`` before the cell ran (``cell_given``)."""
     created = results(ns, before, value)
     unbound: tuple[Any, ...] = ()
     if forward is not None and all(t.grad_fn is None for t in created.values()):
@@ -152,7 +154,7 @@ def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], valu
     backward_ran = bool(spy.observed)
     if not created and not unbound:
         nothing = Graph(message="The cell bound no tensors to names: assign what you want to see, e.g. loss = ...")
-        return Captured(grads_worded(nothing, created, {}, backward_ran, _not_given(ns, code, spy)))
+        return Captured(grads_worded(nothing, created, {}, backward_ran, _not_given(ns, code, spy, grads_before)))
     names, tensors = tops(created)
     leaf_names = namespace_leaf_names(ns)
     roots = list(unbound) or [t.grad_fn for t in tensors if t.grad_fn is not None]
@@ -172,7 +174,9 @@ def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], valu
         captured = captured_of(tensors, options, labels=names)
     if not captured.graph.nodes:  # a .grad the cell read, or a backward through an earlier cell's graph
         shown = dict(zip(names, tensors, strict=True))
-        captured.graph = grads_worded(captured.graph, shown, leaf_names, backward_ran, _not_given(ns, code, spy))
+        captured.graph = grads_worded(
+            captured.graph, shown, leaf_names, backward_ran, _not_given(ns, code, spy, grads_before)
+        )
     graph = freed_in_cell(with_presaved_stats(captured))
     accumulated = accumulation_note(spy.accumulated(), leaf_names)
     unwatched = None if forward is None else forward.note
@@ -181,12 +185,13 @@ def capture_namespace(ns: MutableMapping[str, Any], before: dict[str, Any], valu
     return captured
 
 
-def _not_given(ns: Mapping[str, Any], code: str, spy: BackwardSpy) -> dict[str, torch.Tensor] | None:
+def _not_given(ns: Mapping[str, Any], code: str, spy: BackwardSpy,
+               before: GradsBefore | None) -> dict[str, torch.Tensor] | None:  # fmt: skip
     """The leaves the cell uses that hold a ``.grad`` its backward calls gave nothing (``cell_given``); None
-    when none ran, or one the spy could not watch (it cannot tell)."""
-    if not spy.observed or spy.errors:
+    when none ran, one the spy could not watch, or the ``.grad`` before the cell is not known (it cannot tell)."""
+    if not spy.observed or spy.errors or before is None:
         return None
-    return not_given(ns, cell_names(code)[0], given(spy.observed))
+    return not_given(ns, cell_names(code)[0], given(spy.observed), before)
 
 
 class AfterAssign(ast.NodeTransformer):
