@@ -105,3 +105,66 @@ def test_a_cell_past_eager_nodes_takes_no_statistics_as_a_runnable_run(shell: In
     assert len(graph.nodes) > 128  # store.EAGER_NODES
     grads = [s for n in graph.nodes for s in n.grad_in if s is not None]
     assert grads and all(s.norm is not None and s.min is None for s in grads)
+
+
+# Hooks on a multiplier (gradient ascent on a Lagrange multiplier: lam.register_hook(lambda g: -g)) that
+# keep the norm: the sum of what the leaf's consumers passed it is not what reached lam.grad. Each as
+# the cell's source and as what it does (the oracle: lam.grad, lam * c's gradient [1, 2, 3] hooked).
+NORM_KEEPING_HOOKS: dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = {
+    "negate": ("lambda g: -g", lambda g: -g),
+    "permute": ("lambda g: g.flip(0)", lambda g: g.flip(0)),  # every statistic the same: can't go wrong
+    "rotate": (
+        "lambda g: torch.stack([0.6 * g[0] - 0.8 * g[1], 0.8 * g[0] + 0.6 * g[1], g[2]])",
+        lambda g: torch.stack([0.6 * g[0] - 0.8 * g[1], 0.8 * g[0] + 0.6 * g[1], g[2]]),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", NORM_KEEPING_HOOKS)
+def test_a_leaf_hook_that_keeps_the_norm_shows_no_statistics_of_what_the_hook_replaced(
+    shell: InteractiveShell, name: str
+) -> None:
+    source, hook = NORM_KEEPING_HOOKS[name]
+    body = f"lam = torch.tensor([0.5, 1.0, 2.0], requires_grad=True)\nlam.register_hook({source})\n"
+    graph = cell(shell, body + "c = torch.tensor([1.0, 2.0, 3.0])\nloss = (lam * c).sum()\nloss.backward()\n").graph
+    mine = _node(graph, "leaf:lam").grad_in[0]
+    reached = hook(torch.tensor([1.0, 2.0, 3.0]))
+    assert mine is not None and mine.norm == pytest.approx(math.sqrt(14.0), rel=1e-6)
+    if mine.min is not None:  # none rather than the unhooked sum's [1, 2, 3]
+        expected = (reached.min(), reached.max(), reached.mean(), reached.std())
+        assert (mine.min, mine.max, mine.mean, mine.std) == pytest.approx([float(v) for v in expected], abs=1e-6)
+
+
+def test_a_leaf_hook_that_only_looks_keeps_the_leafs_statistics(shell: InteractiveShell) -> None:
+    body = "seen = []\nlam = torch.tensor([0.5, 1.0, 2.0], requires_grad=True)\nlam.register_hook(seen.append)\n"
+    graph = cell(shell, body + "loss = (lam * torch.tensor([1.0, 2.0, 3.0])).sum()\nloss.backward()\n").graph
+    leaf = _node(graph, "leaf:lam").grad_in[0]
+    assert leaf is not None and (leaf.min, leaf.max, leaf.mean) == (1.0, 3.0, 2.0)  # lam.grad: [1, 2, 3]
+
+
+CROSS_CALL = """\
+class Both(torch.autograd.Function):  # its backward returns both gradients, needed or not
+    @staticmethod
+    def forward(ctx, x, lam):
+        ctx.save_for_backward(x, lam)
+        return x * lam
+    @staticmethod
+    def backward(ctx, g):
+        x, lam = ctx.saved_tensors
+        return g * lam, g * x
+x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+lam = torch.ones(3, requires_grad=True)
+y = Both.apply(x, lam)
+y.backward(torch.tensor([1.0, 2.0, 3.0]), retain_graph=True)
+gx, = torch.autograd.grad(y, x, torch.tensor([-1.0, -2.0, -3.0]))
+"""
+
+
+def test_a_leaf_that_did_not_run_in_the_last_call_gets_no_statistics_of_its_gradients(
+    shell: InteractiveShell,
+) -> None:
+    # lam ran in the first call only (gradient [1, 4, 9]); Both passed it [-1, -4, -9] in the second,
+    # which torch.autograd.grad dropped: the same norm, other values
+    leaf = _node(cell(shell, CROSS_CALL).graph, "leaf:lam").grad_in[0]
+    assert leaf is not None and leaf.norm == pytest.approx(math.sqrt(98.0), rel=1e-6)
+    assert leaf.min is None or (leaf.min, leaf.max) == (1.0, 9.0), leaf

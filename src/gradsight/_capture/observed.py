@@ -6,9 +6,13 @@ small capture (``store.EAGER_NODES``, within the store's eager allowance) gets e
 after the call returned, as a runnable run's does in ``finish.py``: ``dbg.graph`` carries min, max,
 mean and std without an inspect (``TensorSummary``'s promise). A leaf's incoming gradient is never
 kept (holding it would make autograd copy the parameter's gradient): its statistics are those of
-the sum of what its consumers passed it, where all of them kept theirs in the call the leaf's norm
-is from. A gradient the user changed in place since the call (``torch.autograd.grad`` hands them a
-leaf's gradient itself) is no longer what flowed: it keeps the hook's norm only.
+the sum of what its consumers passed it, where all of them kept theirs and the leaf's ``.grad`` holds
+exactly that sum — then it is what reached the leaf (a hook of the user's on it that flipped its sign,
+permuted or rotated it keeps the norm, and the sum of a call the leaf did not run in can have its
+norm too). Else the hook's norm only: after a ``torch.autograd.grad`` (no ``.grad``), or a ``.grad``
+that held a gradient before, or that the cell changed since. A gradient the user changed in place
+since the call (``torch.autograd.grad`` hands them a leaf's gradient itself) is no longer what
+flowed: it keeps the hook's norm only.
 """
 
 from __future__ import annotations
@@ -69,7 +73,8 @@ def observed_gradients(order: Sequence[Any], opts: CaptureOptions) -> Gradients:
     if leaves and opts.store is not None and len(order) <= EAGER_NODES:  # past it no eager statistics: no walk
         sent = _sent(order, opts, {id(order[i]) for i in leaves})
         for i in leaves:
-            grad_in[i] = _leaf_stats(sent.get(id(order[i]), []), grad_in[i], opts.store)
+            grad = getattr(getattr(order[i], "variable", None), "grad", None)
+            grad_in[i] = _leaf_stats(sent.get(id(order[i]), []), grad, grad_in[i], opts.store)
     return Gradients(grad_in, grad_out, set(metas), {i: total_norm(g) for i, g in grad_in.items()})
 
 
@@ -119,11 +124,13 @@ def _sent(order: Sequence[Any], opts: CaptureOptions, leaves: set[int]) -> dict[
     return sent
 
 
-def _leaf_stats(sent: list[torch.Tensor | None], row: Row, store: TensorStore) -> Row:
+def _leaf_stats(sent: list[torch.Tensor | None], grad: Any, row: Row, store: TensorStore) -> Row:
     """A leaf's incoming gradient with every statistic: the sum of the gradients its consumers passed
-    it (``sent``), when each was kept and is unchanged, the eager allowance takes it and the sum has the
-    norm the leaf's hook took — else they are from another call than the leaf's last one, or a hook
-    of the user's on the leaf changed what reached it."""
+    it (``sent``), when each was kept and is unchanged, the eager allowance takes it, and the leaf's
+    ``.grad`` (``grad``) holds exactly that sum: what reached the leaf, as no norm can tell — a hook of
+    the user's on the leaf that changed the gradient keeps its norm when it flips its sign, permutes
+    or rotates it, and the sum of a call the leaf did not run in (an ``autograd.grad`` that dropped
+    it) can have the norm of the leaf's own last one."""
     hooked = row[0] if len(row) == 1 else None
     if hooked is None or hooked.min is not None or hooked.norm is None or not math.isfinite(hooked.norm):
         return row
@@ -134,7 +141,23 @@ def _leaf_stats(sent: list[torch.Tensor | None], row: Row, store: TensorStore) -
         total = tensors[0]
         for t in tensors[1:]:
             total = total + t
+    if not _holds(grad, total):
+        return row
     stats = summarize(total, stats=True)
     if stats.norm is None or not math.isclose(stats.norm, hooked.norm, rel_tol=1e-4, abs_tol=1e-30):
         return row
     return (replace(stats, norm=hooked.norm),)  # the hook's norm: a gradient's norm reads the same everywhere
+
+
+def _holds(grad: Any, total: torch.Tensor) -> bool:
+    """Does a leaf's ``.grad`` (``grad``) hold exactly ``total``, value for value? Its last backward
+    added what reached the leaf to a ``.grad`` that was None: the same tensor when nothing changed it
+    (two consumers' gradients add up the same in either order; more may not, and then: no)."""
+    if not isinstance(grad, torch.Tensor) or type(grad) is not type(total):
+        return False
+    if (grad.layout, total.layout) != (torch.strided, torch.strided) or grad.shape != total.shape:
+        return False
+    try:
+        return (grad.dtype, grad.device) == (total.dtype, total.device) and torch.equal(grad, total)
+    except Exception:  # a tensor torch.equal cannot compare (a subclass's, a functorch one): unknown
+        return False
