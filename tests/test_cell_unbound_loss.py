@@ -177,3 +177,70 @@ def test_inside_runs_no_iteration_of_the_users() -> None:
 
     y = torch.ones(2, requires_grad=True) * 2
     assert [n for n, _ in inside(Loud([y]), "l")] == ["l[0]"]
+
+
+def test_a_kept_loss_history_draws_the_step_once(sh: InteractiveShell) -> None:
+    one = cell(sh, "loss = m2(xx).pow(2).mean()\nloss.backward()")
+    step = "    loss = m2(xx).pow(2).mean()\n    loss.backward()\n    losses.append(loss)"
+    body = "losses = []\nfor step in range(6):\n" + step
+    dbg = cell(sh, body)
+    assert len(dbg.graph.roots) == 1 and len(dbg.graph.nodes) == len(one.graph.nodes)  # not 6 copies
+    assert dbg.graph.node(dbg.graph.roots[0]).variable == "loss"
+    assert all(n.executed for n in dbg.graph.nodes)
+
+
+def test_an_unbound_loss_history_shows_its_last_entry(sh: InteractiveShell) -> None:
+    body = "losses = []\nfor step in range(6):\n    losses.append(m2(xx).sum() * step)\n    losses[-1].backward()"
+    dbg = cell(sh, body)
+    assert len(dbg.graph.roots) == 1
+    assert dbg.graph.node(dbg.graph.roots[0]).variable == "losses[5]"
+    assert leaf_norms(dbg)["m2.bias"] == pytest.approx(5 * 5.0)  # the last step's gradient: 5 rows times 5
+
+
+def test_a_list_of_outputs_of_one_graph_stays_results(sh: InteractiveShell) -> None:
+    dbg = cell(sh, "parts = [p.sum() for p in m2(xx).split(1)]")
+    assert [dbg.graph.node(r).variable for r in dbg.graph.roots] == [f"parts[{i}]" for i in range(5)]
+
+
+def count_entries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Patch cell_results._entries to add up the entries it hands back (the values the walk looks at)."""
+    from gradsight._capture import cell_results
+
+    read = [0]
+    original = cell_results._entries
+
+    def counted(v: Any) -> list[tuple[str, Any]]:
+        entries = original(v)
+        read[0] += len(entries)
+        return entries
+
+    monkeypatch.setattr(cell_results, "_entries", counted)
+    return read
+
+
+def test_held_reads_no_data_container_deeply(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradsight._capture.cell_results import held
+
+    read = count_entries(monkeypatch)
+    ids = [[(i * j) % 50 for i in range(300)] for j in range(300)]  # token ids
+    list(held({"ids": ids}, {}))
+    assert read[0] <= 300  # the outer list's entries; each inner list is ints from its first entries
+
+
+def test_held_reads_no_container_beside_a_bound_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradsight._capture.cell_results import held
+
+    read = count_entries(monkeypatch)
+    w = torch.ones(2, requires_grad=True)
+    loss = (w * 2).sum()
+    nodes = list(held({"loss": loss, "outs": [[w * 3] * 10] * 10}, {}))
+    assert read[0] == 0 and nodes == [loss.grad_fn]
+
+
+def test_held_looks_at_a_bounded_number_of_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradsight._capture import cell_results
+
+    read = count_entries(monkeypatch)
+    batches = [[torch.zeros(1) for _ in range(256)] for _ in range(256)]
+    list(cell_results.held({"a": batches, "b": batches[:]}, {}))
+    assert read[0] <= 4096 + 2 * 256  # not 2 x 256 x 256: one budget for all the cell's containers
