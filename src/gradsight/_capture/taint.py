@@ -95,6 +95,7 @@ class _Taint(TorchFunctionMode):
         self.namer = namer  # a module's path, to name a toggled module
         self.numbers = _numbers.Numbers()  # Python numbers, lists and NumPy arrays made from followed values
         self.maybe: _Break | None = None  # the conversion a tensor made of Python numbers may come from
+        self.existing: _numbers.Existing | None = None  # the memory the user's code held at that conversion
         self.differentiated: list[torch.Tensor] = []  # followed values a backward started from (a loss)
         self.plain: set[int] = set()  # ids of followed values made without requires_grad (healed: _healed)
         if start is not None:
@@ -156,6 +157,8 @@ class _Taint(TorchFunctionMode):
                 earlier = self.breaks[min(carried)]
                 source = _source(sys._getframe(1), self.outer)
                 self.maybe = _Break(earlier.reason, _op_name(func), source, False, None, after=earlier)
+            if self.maybe is not None and self.existing is None:
+                self.existing = _numbers.Existing(sys._getframe(1), self.outer)
         return out
 
     def _heal(self, t: torch.Tensor) -> None:
@@ -184,10 +187,10 @@ class _Taint(TorchFunctionMode):
         arithmetic): a tensor made of them (``torch.tensor(x.item() * 2)``; after a conversion to
         NumPy, one on memory torch did not allocate: ``torch.from_numpy(a * 2)``) is followed as
         possibly made of the conversion."""
-        if self.maybe is None:
+        if self.maybe is None or self.existing is None:
             return
-        arrays = self.maybe.op in _numbers.TO_ARRAYS and _numbers.from_array(given)  # torch.from_numpy(a * 2)
-        if not (arrays or _numbers.made_from_python(func, given)):
+        arrays = self.maybe.op in _numbers.TO_ARRAYS and _numbers.from_array(given, self.existing)
+        if not (arrays or _numbers.made_from_python(func, given, self.existing)):  # torch.from_numpy(a * 2)
             return
         if all(b is not self.maybe for b in self.breaks):
             self.breaks.append(self.maybe)
@@ -226,8 +229,11 @@ def trace(name: str, leaf: torch.Tensor | None, forward: Callable[[], list[torch
     if not any(t.grad_fn is not None for t in roots):  # a cell's loss bound to no name: what it differentiated
         roots += mode.differentiated
     reached, on_path = mode.reaching(roots)
-    if on_path:
-        return _text.worded(name, on_path[0], on_path[0] is mode.maybe)
+    if on_path:  # a certain cut is named before a guessed round trip (NumPy arithmetic cannot be followed)
+        found = next((b for b in on_path if b is not mode.maybe), on_path[0])
+        guessed = found is mode.maybe
+        also = mode.maybe if not guessed and any(b is mode.maybe for b in on_path) else None
+        return _text.worded(name, found, guessed, also)
     if not mode.used:
         return Why(name, "unused", f"{name} is never used in the forward: nothing computed from it, so it cannot get a "
                    "gradient (an unused parameter or branch?).")  # fmt: skip

@@ -114,9 +114,16 @@ GRAD_DROPS = (
 )
 
 
-def worded(name: str, found: Found, guessed: bool) -> Why:
-    """Why ``name`` got no gradient, said of ``found``, the first break on its path to the loss
-    (``guessed``: the trace took a tensor made of Python numbers or an array to come from it)."""
+MAYBE_ALSO = (
+    " Its values also leave torch at {op}{where}, and the loss uses a tensor made from an array or Python numbers "
+    "later, which gradsight cannot follow back: if that tensor is made from them, that round trip cuts the path too."
+)
+
+
+def worded(name: str, found: Found, guessed: bool, also: Found | None = None) -> Why:
+    """Why ``name`` got no gradient, said of ``found``, the first certain break on its path to the loss
+    (``guessed``: the trace took a tensor made of Python numbers or an array to come from it, and found no
+    other). ``also``: that guessed conversion, when it is on the path too: said as a possibility only."""
     toggled, source = found.toggled, found.source
     if toggled is not None and toggled.kind == "variable_detach":
         text, source = TOGGLED_VARIABLE.format(name=name, variable=toggled.module), None
@@ -140,4 +147,7 @@ def worded(name: str, found: Found, guessed: bool) -> Why:
         text = TO_PYTHON.format(name=name, op=_numbers.SPELLING[found.op])
     else:
         text = BREAK[found.reason].format(name=name, op=found.op)
+    if also is not None:
+        where = f" ({also.source})" if also.source else ""
+        text += MAYBE_ALSO.format(op=_numbers.SPELLING.get(also.op, also.op), where=where)
     return Why(name, found.reason, text, source=source)  # type: ignore[arg-type]
