@@ -69,3 +69,26 @@ def test_a_cut_after_a_checkpoint_whose_input_requires_grad_is_named_not_the_reg
     why = dbg.why("a.0.weight")
     assert why.reason == "detach" and "None does here" not in why.message, why
     assert why.source is not None and "# the cut" in why.source
+
+
+class _WithUnused(_Checkpointed):
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Linear(8, 8)  # never called in this forward (a pooler)
+
+
+def test_leaves_whose_grad_changed_outside_the_region_are_not_said_to_get_it_inside(shell: InteractiveShell) -> None:
+    torch.manual_seed(0)
+    m, x, other = _WithUnused(), torch.randn(4, 8, requires_grad=True), torch.ones(3, requires_grad=True)
+    m.unused.weight.grad = torch.full((8, 8), 5.0)  # an earlier step's gradient, which clipping rescales
+    shell.user_ns.update(m=m, x=x, other=other)
+    dbg = shell.run_cell(
+        "%%gradsight\nloss = m(x).sum()\nloss.backward()\ntorch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)\n"
+        "(other * 2).sum().backward()  # another backward, through no region",
+        store_history=False,
+    ).result
+    assert "inside a reentrant checkpoint region" in dbg.why("m.a.0.weight").message
+    for name in ("m.unused.weight", "other"):
+        assert "inside a reentrant checkpoint region" not in dbg.why(name).message, name
+    assert "m.unused.weight" in {w.name for w in dbg.graph.missing}
+    assert not {w.name for w in dbg.graph.missing} & {"m.a.0.weight", "m.a.0.bias"}, dbg.graph.missing

@@ -34,6 +34,7 @@ from . import source as source_mod
 from .cell_forward import CellForward
 from .cell_given import GradsBefore, given, not_given
 from .cell_grads import Grads
+from .cell_hidden import HiddenGrads
 from .cell_notes import accumulation_note, freed_in_cell, grads_worded, with_presaved_stats
 from .cell_results import UNBOUND_SHOWN, backward_roots, held, results, tops
 from .cell_scope import namespace_leaf_names
@@ -56,7 +57,8 @@ class CellResult:
 
 def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budget: int,
              after_assign: Mapping[str, str] | None = None, context: Any = None, *,
-             interrupts: bool = False, grads: Grads | None = None) -> CellResult:  # fmt: skip
+             interrupts: bool = False, grads: Grads | None = None,
+             hidden: HiddenGrads | None = None) -> CellResult:  # fmt: skip
     """Execute ``code`` in ``ns`` and capture; ``compile_fn(source_ast, mode)`` compiles.
 
     ``after_assign`` maps variable names to a statement run right after each assignment to them
@@ -65,7 +67,7 @@ def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budg
     user runs: the graph so far is shown, then the interrupt raised); otherwise it propagates (a
     re-run or a ``why()`` trace stops at once). ``grads``: told the leaves each backward call reaches
     before it adds to their ``.grad`` (``cell_grads``); the copies it keeps (``kept_bytes``) count in the
-    budget.
+    budget. ``hidden``: hooks the reentrant checkpoint nodes of each backward call (``cell_hidden``).
     """
     before = dict(ns)
     tree = ast.parse(code)
@@ -74,7 +76,7 @@ def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budg
     last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
     assert last is None or isinstance(last, ast.Expr)
     grads_before = GradsBefore(ns, cell_names(code)[0])  # which .grad the cell's backward gave nothing
-    spy = BackwardSpy(budget, held=lambda: held(ns, before), grads=grads)
+    spy = BackwardSpy(budget, held=lambda: held(ns, before), grads=grads, nodes=None if hidden is None else hidden.hook)
     forward = CellForward(code, ns)
     caught = (Exception, KeyboardInterrupt) if interrupts else Exception
     value, error = None, None
@@ -88,6 +90,8 @@ def run_cell(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], budg
                 error = e.with_traceback(_without_tracker(e.__traceback__))
     finally:
         _unbind_wrappers(ns, spy.wrappers)
+        if hidden is not None:
+            hidden.unhook()
     copies = grads.kept_bytes if grads is not None else 0
     try:
         captured = capture_namespace(ns, before, value, spy, max(budget - copies, 0), forward, code, grads_before)
@@ -334,7 +338,7 @@ def run_first(code: str, ns: dict[str, Any], compile_fn: Callable[..., Any], bud
 
     target = CellTarget(code, ns, compile_fn, budget, rng=rng_state())
     target.remember_grads()
-    result = run_cell(code, ns, compile_fn, budget, interrupts=True, grads=target.first_grads)
+    result = run_cell(code, ns, compile_fn, budget, interrupts=True, grads=target.first_grads, hidden=target.hidden)
     if target.first_grads is not None:
         target.first_grads.settle()
     if target.first_state is not None:

@@ -155,7 +155,9 @@ class CellTarget:
 
         with self._applied(toggles) as (ns, after, context, binds, whatif, grads, started):
             self.hidden.watch(self.leaves(), self.hidden.known)
-            result = run_cell(self.code, ns, self.compile_fn, self.budget, after, context, grads=grads)
+            result = run_cell(
+                self.code, ns, self.compile_fn, self.budget, after, context, grads=grads, hidden=self.hidden
+            )
             if result.captured is not None:
                 self.hidden.read(result.captured.graph)
             missed = binds.missed()

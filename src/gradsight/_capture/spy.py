@@ -68,9 +68,10 @@ class BackwardSpy:
     (``cell_grads``: what a first run's ``.grad`` held, and a re-run's own ``.grad``)."""
 
     def __init__(self, budget_bytes: int, held: Callable[[], Iterable[Any]] | None = None,
-                 grads: Grads | None = None) -> None:  # fmt: skip
+                 grads: Grads | None = None, nodes: Callable[[list[Any]], None] | None = None) -> None:  # fmt: skip
         self.errors: list[str] = []
         self._grads = grads
+        self._nodes = nodes  # told each call's nodes before it runs (cell_hidden: its checkpoint regions)
         self._budget = budget_bytes
         self._held = held
         self._calls: list[_Call] = []  # in the order the calls started
@@ -188,6 +189,8 @@ class BackwardSpy:
             watch.call = _Call(call, roots=tuple(dict.fromkeys(nodes)))
             self._calls.append(watch.call)
             self._trim()
+            if self._nodes is not None:
+                self._nodes(order)
             if accumulates:
                 self._before_backward(watch)
         except Exception as e:  # gradsight's hooks never raise into the user's backward
