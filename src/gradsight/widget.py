@@ -19,6 +19,7 @@ import traitlets
 
 from ._kept_values import KeptValues, drop
 from ._live_status import LiveStatus
+from ._node_ids import check_node_id
 from ._requests import RequestError, answer
 from ._view_writes import NO_PENDING, ViewWrites
 from .graph import Graph, Why
@@ -108,21 +109,19 @@ class Debugger(LiveStatus, ViewWrites, KeptValues, anywidget.AnyWidget):
     def inspect(self, node_id: str) -> Inspection:
         """What the inspector shows for ``node_id``: full statistics, histograms and value previews
         of its saved tensors, its gradients and (for a leaf) the tensor and its ``.grad``."""
-        from ._capture.inspect import CELL_GRADIENTS_NOT_KEPT, GRADIENTS_NOT_KEPT, inspect_node
+        from ._capture.inspect import inspect_node, not_kept_note
         from ._capture.records import Captured
         from ._capture.why import needs_explaining
 
         self._check_open("inspect")
-        if node_id not in self.graph:
-            raise KeyError(f"no node {node_id!r} in this graph")
+        check_node_id(self.graph, node_id)  # a KeyError or TypeError that says which id to pass
         missing = self._keep_tensors_of(node_id)
         captured = self._captured if self._captured is not None else Captured(self.graph)
         node = self.graph.node(node_id)
         history: tuple[Any, ...] = ()
         if self._live is not None and node.leaf is not None and node.leaf.name:
             history = tuple(self._live.history.get(node.leaf.name, ()))
-        not_kept = CELL_GRADIENTS_NOT_KEPT if self.graph.run.mode == "cell" else GRADIENTS_NOT_KEPT
-        result = inspect_node(captured, node_id, history, missing or not_kept)
+        result = inspect_node(captured, node_id, history, missing or not_kept_note(self.graph.run.mode))
         if node.leaf is not None and node.leaf.name and needs_explaining(node):
             result = replace(result, why=self.why(node.leaf.name))
         return result

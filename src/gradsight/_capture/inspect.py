@@ -126,11 +126,22 @@ GRADIENTS_NOT_KEPT = (
     "values not kept (big graph: gradsight keeps shapes and gradient norms, and the tensors of the nodes "
     "you inspect in a runnable debugger, by re-running the step)"
 )
+LIVE_GRADIENTS_NOT_KEPT = (
+    "values not kept (big graph: a live debugger keeps shapes and gradient norms of your training steps, and "
+    "re-runs nothing when you inspect a node): re-run the step (dbg.rerun(), or Re-run in the view), then "
+    "inspect this node in the re-run: a re-run keeps the tensors of the nodes you inspect"
+)
 CELL_GRADIENTS_NOT_KEPT = (
     "values not kept: a %%gradsight cell keeps the gradients of its last backward call while they and the "
     "saved tensors it kept fit options.keep_all_below, and never the one reaching an AccumulateGrad (its "
     "leaf's .grad shows it)"
 )
+
+
+def not_kept_note(mode: str) -> str:
+    """Why a big graph's value is not kept, and what gets it, in the words of the debugger's mode:
+    a cell re-runs nothing; a live step is no re-run, and dbg.rerun() makes one that keeps values."""
+    return {"cell": CELL_GRADIENTS_NOT_KEPT, "live": LIVE_GRADIENTS_NOT_KEPT}.get(mode, GRADIENTS_NOT_KEPT)
 
 
 LEAF_GRADIENT_NOT_KEPT = (
