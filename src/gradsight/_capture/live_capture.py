@@ -6,7 +6,8 @@ which forwards are captured and owns the step from there on.
 Names and modules are read at each captured step's start, not once: a submodule replaced or added
 since the debugger attached (a new head, LoRA adapters) is named and attributed, and one replaced is
 not kept alive. Each step records what a re-run replays: its inputs, RNG and autocast state, and
-what it ran on (the parameters' versions), so a re-run after the optimizer step can say so.
+what it ran on (the parameters' versions), so a re-run after the optimizer step can say so, and its
+modules' ``training`` flags, so a re-run after a validation pass's ``model.eval()`` runs as the step did.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .outputs import flatten_tensors
 from .records import CaptureOptions
 from .source import SourceTracker, user_line
 from .store import TensorStore
+from .train_flags import Flags, flags_of
 from .walk import ACCUMULATE_GRAD, collect, gc_paused
 
 
@@ -46,6 +48,7 @@ class Forward:
     leaf_names: dict[torch.Tensor, str]
     call: tuple[Any, Any, Any, Any, Any]
     inputs_before: Versions
+    training: Flags = ()  # the modules' training flags as it began: a re-run replays them
     sources: SourceTracker | None = None
 
     @classmethod
@@ -56,7 +59,7 @@ class Forward:
         # a re-run's ops keep the user's line; it runs under the autocast regions this call runs under
         call = (args, kwargs, rng_state(), user_line(frame), autocast_state())
         before = versions(flatten_tensors((args, kwargs)))  # an input the forward edits in place moves
-        return cls(here, now, tracker, leaf_names, call, before)
+        return cls(here, now, tracker, leaf_names, call, before, flags_of(modules))
 
     def start(self, source_lines: bool) -> None:
         self.tracker.start()
@@ -96,6 +99,7 @@ class Forward:
         step.started = self.started
         step.forward_time = ended - self.started
         step.call = self.call
+        step.training = self.training
         step.outputs = [(root_index[t.grad_fn], t.output_nr) for t in outputs]
         step.roots = frozenset(node_key(r) for r in root_index)
         step.optimizers = optimizers

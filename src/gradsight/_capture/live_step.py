@@ -33,6 +33,7 @@ from .records import Collected
 from .store import TensorStore
 from .summary import meta_of, norm_of
 from .threads import alive, backward_elsewhere, thread_serial
+from .train_flags import Flags
 from .walk import gc_paused
 
 HISTORY = 50  # steps of .grad history kept per leaf
@@ -67,6 +68,7 @@ class Replay:
     inputs: Versions = ()
     in_checkpoint: Mapping[str, float] = field(default_factory=dict)
     edited: tuple[torch.Tensor, ...] = ()  # inputs its forward edited in place: re-runs copy and put them back
+    training: Flags = ()  # its modules' training flags: a re-run replays them (train_flags.py)
 
 
 UNFINISHED_NOTE = (
@@ -122,6 +124,7 @@ class LiveStep:
         self.parameters: Versions = ()  # the named parameters' versions at its forward's end
         self.inputs: Versions = ()  # its call's input tensors' versions then
         self.edited: list[torch.Tensor] = []  # those of its inputs its forward edited in place
+        self.training: Flags = ()  # its modules' training flags as its forward began
         # Named leaves outside the graph, in a graph with a reentrant checkpoint region: its backward
         # differentiates the region on its own, so its parameters are no leaves of this graph. Each
         # with its .grad then (a weak reference) and that .grad's version: one its passes changed got
@@ -361,7 +364,7 @@ class LiveStep:
         args, kwargs, rng, origin, autocast = self.call
         kept = None if any(g is None for g in grads) else [g for g in grads if g is not None]
         return Replay(self.number, args, kwargs, rng, kept, origin, autocast, self.parameters, self.inputs,
-                      dict(self.in_checkpoint), tuple(self.edited))  # fmt: skip
+                      dict(self.in_checkpoint), tuple(self.edited), self.training)  # fmt: skip
 
     def record_history(self, history: dict[str, list[GradStep]], graph: Graph) -> None:
         """Each named leaf's ``.grad`` after this step's last pass, and the norm it received in it."""

@@ -37,6 +37,7 @@ from .outputs import flatten_tensors
 from .run import RunResult, RunSpec, run
 from .specs import at_the_inputs, call_inputs, reaches_of
 from .summary import dtype_name
+from .train_flags import Flags, flags_note, flags_of, replaying
 
 CUT_INPUTS = (
     "The step's input came out of another graph (a GAN's fake batch, a backbone's features): this re-run starts "
@@ -105,14 +106,22 @@ class RunnableTarget(_NotACell):
     """A model or function: re-run with toggles; the taint trace re-runs its forward. Made right
     after the first run, where ``gradsight.debugger`` was called: every re-run and trace runs under
     the autocast regions enabled there, as the first run did — the view's re-runs too, and a
-    ``rerun`` called inside another autocast region runs without it."""
+    ``rerun`` called inside another autocast region runs without it. Likewise the modules' train/eval
+    flags of the first run (the diff's baseline): a ``model.eval()`` since does not change a re-run."""
 
     spec: RunSpec
     autocast: tuple[Autocast, bool] = field(default_factory=autocast_state)
+    training: Flags = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.training = flags_of(self.spec.modules)
 
     def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
-        with replaying_autocast(self.autocast):
-            return run(self.spec, watch, toggles)
+        self.spec.rescope()  # the modules as they are now, for the note and the flags set (run() does it too)
+        note = flags_note(self.spec.modules, self.training, "the first run")
+        with replaying_autocast(self.autocast), replaying(self.spec.modules, self.training):
+            result = run(self.spec, watch, toggles)
+        return _noted(result, note)
 
     def leaves(self) -> Mapping[str, torch.Tensor | None]:
         return {name: t for t, name in self.spec.leaf_names.items()}
@@ -140,7 +149,7 @@ class RunnableTarget(_NotACell):
         forward = traced_forward(self.spec, toggles)
 
         def under_autocast() -> list[torch.Tensor]:
-            with replaying_autocast(self.autocast):
+            with replaying_autocast(self.autocast), replaying(self.spec.modules, self.training):
                 return forward()
 
         return taint.trace(name, leaf, under_autocast, taint.namer_of(self.spec.modules))
@@ -211,14 +220,18 @@ class LiveTarget(_NotACell):
     def rerun(self, toggles: Toggles, watch: Collection[str]) -> RunResult:
         spec = self._spec()
         replay: Replay | None = self.session.last_call
-        with self.session.paused():
+        assert replay is not None  # _spec raised otherwise
+        flags = flags_note(spec.modules, replay.training, f"step {replay.step}")
+        with self.session.paused(), replaying(spec.modules, replay.training):
             result = run(spec, watch, toggles)
         self.in_checkpoint = dict(spec.in_checkpoint)
-        if result.captured is not None and replay is not None:  # live mode knows no loss: say what was computed
+        if result.captured is not None:  # live mode knows no loss: say what was computed
             graph = result.captured.graph
             notes = [rerun_note(replay.step, replay.parameters, self._now(replay)[0])]
             if self.cut_inputs:
                 notes.append(CUT_INPUTS)
+            if flags is not None:
+                notes.append(flags)
             result.captured.graph = replace(graph, notes=(*graph.notes, *notes))
         return result
 
@@ -246,7 +259,9 @@ class LiveTarget(_NotACell):
 
         with self.session.paused():
             spec = self._spec()
-            return taint.trace(name, leaf, traced_forward(spec, toggles), taint.namer_of(spec.modules))
+            replay: Replay = self.session.last_call  # not None: _spec raised otherwise
+            with replaying(spec.modules, replay.training):
+                return taint.trace(name, leaf, traced_forward(spec, toggles), taint.namer_of(spec.modules))
 
     def _now(self, replay: Replay) -> tuple[Versions, Versions]:
         """The versions of what a re-run of ``replay`` would run on now: the model's parameters (as
@@ -274,3 +289,11 @@ class LiveTarget(_NotACell):
         if replay.step != since.step:  # a re-run replays the last step, not the one shown
             return (STEP,)
         return changed_since(since, *self._now(replay))
+
+
+def _noted(result: RunResult, note: str | None) -> RunResult:
+    """``result`` with ``note`` added to its graph's notes (a run that made no graph: as it is)."""
+    if note is not None and result.captured is not None:
+        graph = result.captured.graph
+        result.captured.graph = replace(graph, notes=(*graph.notes, note))
+    return result
