@@ -11,6 +11,7 @@ from the graph reach the tensor they name; the path through the cell's own varia
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -118,6 +119,44 @@ def scope_of(ns: Mapping[str, Any], used: Collection[str], assigned: set[str]) -
         assigned=assigned,
         aliases=aliases,
     )
+
+
+def scope_key(ns: Mapping[str, Any], used: Collection[str]) -> tuple[Any, ...]:
+    """What :func:`scope_of` reads from ``ns`` for a cell using ``used``, by identity: the names bound to a
+    module (with each module's tree: its submodules' and parameters' names and ids), a tensor (leaf or not)
+    or a function (its code: the globals a helper reaches), in the namespace's order. A re-run asks for its
+    scope about ten times (the view's checks, the re-run itself, its controls, aliases and facts), and only
+    this changes between those asks: an equal key is the same scope, at the cost of a walk of the modules'
+    own dicts, without :func:`scope_of`'s paths. The ids are sound while the scope computed with them is
+    kept: it holds the modules and leaves the cell reaches, so none of theirs is freed and reused."""
+    reached = with_helpers(ns, used)
+    key: list[Any] = []
+    for name, value in ns.items():
+        if name.startswith("_") and name not in reached:  # scope_of skips them unless the cell uses them
+            continue
+        if isinstance(value, torch.nn.Module):
+            key.append((name, id(value), _tree(value)))
+        elif isinstance(value, torch.Tensor):
+            key.append((name, id(value), value.is_leaf))
+        elif isinstance(value, types.FunctionType):
+            key.append((name, id(value), id(value.__code__)))
+    return tuple(key)
+
+
+def _tree(root: torch.nn.Module) -> tuple[Any, ...]:
+    """Each module of ``root`` once, in a fixed order: its submodules' and parameters' names, then the
+    parameters' and submodules' ids (each count given by its names)."""
+    out: list[Any] = []
+    seen, stack = {id(root)}, [root]
+    while stack:
+        module = stack.pop()
+        children, params = module._modules, module._parameters
+        out += (tuple(children), tuple(params), *map(id, params.values()), *map(id, children.values()))
+        for child in children.values():
+            if child is not None and id(child) not in seen:  # shared (or a cycle): in the key once
+                seen.add(id(child))
+                stack.append(child)
+    return tuple(out)
 
 
 def _renamed(named: Mapping[str, tuple[str, _T]], graph_name: Callable[[_T], str | None], assigned: set[str],

@@ -20,7 +20,7 @@ from . import taint
 from .cell_cuts import cut_results
 from .cell_grads import FirstGrads, RerunGrads
 from .cell_hidden import HiddenGrads
-from .cell_scope import Scope, namespace_leaf_names, renamed_aliases, scope_of
+from .cell_scope import Scope, namespace_leaf_names, renamed_aliases, scope_key, scope_of
 from .cell_start import FirstState
 from .facts import RunFacts, changed_since, tracked_parameters, versions
 from .guard import ModuleGuard
@@ -58,6 +58,7 @@ class CellTarget:
     first_grads: FirstGrads | None = None  # the leaves' .grad before the first run (remember_grads)
     first_state: FirstState | None = None  # what else the first run started from (remember_grads)
     hidden: HiddenGrads = field(default_factory=HiddenGrads)  # what reentrant checkpoint regions gave
+    _kept_scope: tuple[tuple[Any, ...], Scope] | None = field(default=None, init=False, repr=False, compare=False)
 
     def remember_grads(self) -> None:
         """Before the cell's first run: its re-runs start each leaf's ``.grad`` from what it holds now,
@@ -77,11 +78,16 @@ class CellTarget:
         self.hidden.watch(self.leaves())
 
     def _names(self) -> Scope:
-        """What toggles name, by the names the graph shows (:func:`cell_scope.scope_of`)."""
+        """What toggles name, by the names the graph shows (:func:`cell_scope.scope_of`). It walks every
+        module of the namespace and a re-run asks about ten times: computed again only when what it reads
+        changed (:func:`cell_scope.scope_key`: a later cell's new layer, a rebound name)."""
         from .cell import cell_names
 
         used, assigned = cell_names(self.code)
-        return scope_of(self.ns, used, assigned)
+        key = scope_key(self.ns, used)
+        if self._kept_scope is None or self._kept_scope[0] != key:
+            self._kept_scope = (key, scope_of(self.ns, used, assigned))
+        return self._kept_scope[1]
 
     def _scope(self) -> tuple[dict[str, torch.nn.Module], dict[str, torch.Tensor], set[str]]:
         scope = self._names()
