@@ -47,12 +47,12 @@ from typing import Any
 import torch
 from torch.utils.hooks import RemovableHandle
 
-from ..inspection import GradStep
 from .cell_end import LoopCallback, on_post_run_cell
 from .followed import ModelHook
 from .guard import own_run
 from .live_capture import Forward
 from .live_ends import Ends
+from .live_history import GradHistories
 from .live_mark import Marks, Numbers
 from .live_optimizers import Optimizers
 from .live_pace import Pace
@@ -60,7 +60,7 @@ from .live_shelf import Shelf
 from .live_step import LiveStep, Replay
 from .outputs import flatten_tensors
 from .records import Captured
-from .threads import Calls, alive, drop_stopped_trackers, in_except, remove_mode
+from .threads import Calls, alive, drop_stopped_trackers, in_except, on_stack, remove_mode
 
 _graph_task_id = torch._C._current_graph_task_id  # -1 outside a backward pass on this thread
 
@@ -95,7 +95,7 @@ class LiveSession:
         self._linger: int | None = None  # after close(): the thread whose tracker the end hook takes off
         self._numbers = Numbers()  # training steps: backward passes, numbered as they reach the model
         self._marks = Marks(self._numbers)  # the hooks that number the steps not captured
-        self.history: dict[str, list[GradStep]] = {}
+        self.history = GradHistories()  # name -> its leaf's .grad steps (restarted when replaced)
         self.errors: list[str] = []
         self._closed = False
         self._no_grad_call = False  # the model's last call (outside a backward) ran under no_grad
@@ -316,6 +316,9 @@ class LiveSession:
         """End of a notebook cell (IPython's ``post_run_cell``): publish what is ready, and let the
         next cell's first step be captured whatever the rate limits say (one step per cell is
         interactive use, not a loop)."""
+        forward, outer = self._forward, self._calls.outer  # a capture of this thread's forward still open:
+        if forward is not None and forward.thread == threading.get_ident() and not (outer and on_stack(outer)):
+            self._end_forward()  # interrupted (a KeyboardInterrupt skips the end hook), ended as a next call would
         self._ends.cell_ended(threading.get_ident())
         self._numbers.cell_ended()
         self.flush()

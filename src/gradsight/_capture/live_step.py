@@ -26,6 +26,7 @@ from ..inspection import GradStep
 from .facts import Autocast, Versions
 from .finish import build_with_gradients
 from .hooks import grad_meta, with_norm
+from .live_history import GradHistories
 from .live_notes import accumulation_note, added_note, failure, last_exception, nonzero, raised_in_backward, reaches
 from .live_optimizers import Optimizers
 from .live_recorder import StepRecorder, graph_kept
@@ -36,7 +37,6 @@ from .threads import alive, backward_elsewhere, thread_serial
 from .train_flags import Flags
 from .walk import gc_paused
 
-HISTORY = 50  # steps of .grad history kept per leaf
 _graph_task_id = torch._C._current_graph_task_id
 
 
@@ -274,7 +274,7 @@ class LiveStep:
         self.recorder.unlink()
         self.store.release()
 
-    def publish(self, history: dict[str, list[GradStep]], error: Callable[[BaseException], str], *,
+    def publish(self, history: GradHistories, error: Callable[[BaseException], str], *,
                 failed: bool = False, optimizers: Optimizers | None = None
                 ) -> tuple[Graph, Replay | None] | None:  # fmt: skip
         """The graph of all its passes (None: building it failed, told through ``error``, which
@@ -300,7 +300,7 @@ class LiveStep:
                 return None
             replay = None
             try:  # the history, the re-run's call and the .grad notes are extras: the step shows all the same
-                self.record_history(history, graph)
+                graph = self.record_history(history, graph)
                 replay = self.replay() if self.call is not None else None
                 graph = self._with_grad_notes(graph, optimizers)
             except Exception as e:
@@ -366,14 +366,17 @@ class LiveStep:
         return Replay(self.number, args, kwargs, rng, kept, origin, autocast, self.parameters, self.inputs,
                       dict(self.in_checkpoint), tuple(self.edited), self.training)  # fmt: skip
 
-    def record_history(self, history: dict[str, list[GradStep]], graph: Graph) -> None:
-        """Each named leaf's ``.grad`` after this step's last pass, and the norm it received in it."""
+    def record_history(self, history: GradHistories, graph: Graph) -> Graph:
+        """Each named leaf's ``.grad`` after this step's last pass, and the norm it received in it;
+        ``graph`` with a note for a name whose history restarted (another tensor under it now)."""
         ids = self.collected.ids
         norms = self.grad_norms if len(self.grad_norms) == len(self.leaves) else [None] * len(self.leaves)
-        for (i, _, name), norm in zip(self.leaves, norms, strict=True):
+        names: set[str] = set()
+        for (i, leaf, name), norm in zip(self.leaves, norms, strict=True):
             if name is None:
                 continue
-            steps = history.setdefault(name, [])
             received = graph.node(ids[i]).grad_norm if ids[i] in graph else None
-            steps.append(GradStep(step=self.number, grad_norm=norm, received_norm=received))
-            del steps[:-HISTORY]
+            history.add(name, leaf, GradStep(step=self.number, grad_norm=norm, received_norm=received))
+            names.add(name)
+        notes = history.notes(names)
+        return replace(graph, notes=(*graph.notes, *notes)) if notes else graph
