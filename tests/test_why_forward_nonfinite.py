@@ -92,9 +92,9 @@ def test_a_live_step_whose_parameter_is_nan_names_it_not_to_check_a_grad_output(
         model[2].weight[0, 3] = math.nan  # as after a diverged step
     dbg = gs.debugger(model)
     nn.functional.mse_loss(model(torch.randn(32, 4)), torch.randn(32, 1)).backward()
-    why = dbg.why("0.weight")  # live steps keep no statistics: the parameters' own values are looked at
+    why = dbg.why("0.weight")  # the saved tensors the live step kept are summarized for why() (why_kept)
     assert why.reason == "nonfinite" and why.where == "leaf:2.weight", why
-    assert "2.weight (1 NaN) holds NaN/Inf values now" in why.message
+    assert "saved its mat2 with 1 NaN" in why.message and "They come from 2.weight, whose values" in why.message
     assert "grad_output you gave" not in why.message and "p.isfinite()" not in why.message
     dbg.close()
 

@@ -181,6 +181,7 @@ class Debugger(LiveStatus, ViewWrites, KeptValues, anywidget.AnyWidget):
         """Why ``leaf`` (a parameter or input name) got no gradient, or a zero one, in the run shown."""
         from ._capture.explain import explain
         from ._capture.targets import TensorTarget
+        from ._capture.why_kept import with_kept_stats
 
         if not isinstance(leaf, str):
             raise TypeError(
@@ -193,7 +194,8 @@ class Debugger(LiveStatus, ViewWrites, KeptValues, anywidget.AnyWidget):
         failure = record.error if record is not None else (self.error or None)  # a first run that raised
         inside = record.facts.in_checkpoint if record is not None and record.facts is not None else {}
         earlier = [r.graph for r in reversed(self._runs.records) if r.index < self.current]
-        return explain(self._target or TensorTarget({}), self.graph, toggles, leaf, failure, inside, earlier)
+        graph = with_kept_stats(self.graph, self._captured)  # a live step's kept tensors: where NaN/Inf start
+        return explain(self._target or TensorTarget({}), graph, toggles, leaf, failure, inside, earlier)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise TypeError(
