@@ -121,6 +121,22 @@ def test_graphs_past_eager_nodes_take_statistics_on_inspect() -> None:
     assert views["saved:_saved_self"].summary.min is not None
 
 
+def test_a_cifar_sized_resnet_takes_no_eager_statistics() -> None:
+    """A real model's graph (8 residual blocks: 114 nodes) is not a small capture: its saved tensors'
+    statistics wait for the click rather than cost ~3% of every run; a tutorial-sized one's do not."""
+    from benchmarks.models import realistic
+
+    model, x = realistic("resnet 8 blocks c32 32x32 b16 (typical)")
+    dbg = gs.debugger(model, inputs=x[:2], loss=lambda out: out.pow(2).mean())
+    assert EAGER_NODES < len(dbg.graph) <= 128
+    saved = [s for n in dbg.graph.nodes for s in n.saved.values() if isinstance(s, gs.TensorSummary)]
+    assert saved and all(s.min is None for s in saved)
+    small = gs.debugger(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)),
+                        inputs=torch.randn(3, 4), loss=torch.sum)  # fmt: skip
+    assert any(s.min is not None for n in small.graph.nodes for s in n.saved.values()
+               if isinstance(s, gs.TensorSummary))  # fmt: skip
+
+
 class Sent:
     def __init__(self) -> None:
         self.messages: list[tuple[dict[str, Any], list[bytes]]] = []
