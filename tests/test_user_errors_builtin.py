@@ -19,6 +19,7 @@ from torch import nn
 
 import gradsight as gs
 from gradsight._capture.tracebacks import OWN_BUG
+from tests.test_user_errors_calls import runs_like_torch
 
 
 def setup() -> tuple[nn.Linear, torch.Tensor]:
@@ -82,11 +83,7 @@ class SquaredSum(nn.Module):
 )
 def test_losses_of_the_output_alone_run(loss: Callable[..., Any]) -> None:
     model, x = setup()
-    dbg = gs.debugger(model, inputs=x, loss=loss)
-    assert dbg.status == "ready", dbg.error
-    (g,) = torch.autograd.grad(loss(model(x)), [model.weight])
-    node = next(n for n in dbg.graph.leaves if n.leaf is not None and n.leaf.name == "weight")
-    assert node.grad_in[0] is not None and node.grad_in[0].norm == pytest.approx(float(g.norm()), rel=1e-5)
+    dbg = runs_like_torch(model, x, loss)
     assert model.weight.grad is None
     dbg.close()
 

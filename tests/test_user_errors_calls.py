@@ -22,6 +22,16 @@ def setup() -> tuple[nn.Linear, torch.Tensor]:
     return nn.Linear(3, 2), torch.randn(4, 3)
 
 
+def runs_like_torch(model: nn.Module, x: torch.Tensor, loss: Callable[..., Any]) -> gs.Debugger:
+    """A runnable debugger of ``model(x)`` under ``loss`` that ran, and whose weight's gradient norm is torch's."""
+    dbg = gs.debugger(model, inputs=x, loss=loss)
+    assert dbg.status == "ready", dbg.error
+    (g,) = torch.autograd.grad(loss(model(x)), [model.weight])
+    node = next(n for n in dbg.graph.leaves if n.leaf is not None and n.leaf.name == "weight")
+    assert node.grad_in[0] is not None and node.grad_in[0].norm == pytest.approx(float(g.norm()), rel=1e-5)
+    return dbg
+
+
 def test_a_function_needing_arguments_raises_at_once() -> None:
     model, _ = setup()
 
@@ -72,11 +82,7 @@ def decorated(fn: Callable[..., Any]) -> Callable[..., Any]:
 )
 def test_losses_that_take_the_output_run(loss: Callable[..., Any]) -> None:
     model, x = setup()
-    dbg = gs.debugger(model, inputs=x, loss=loss)
-    assert dbg.status == "ready", dbg.error
-    (g,) = torch.autograd.grad(loss(model(x)), [model.weight])
-    node = next(n for n in dbg.graph.leaves if n.leaf is not None and n.leaf.name == "weight")
-    assert node.grad_in[0] is not None and node.grad_in[0].norm == pytest.approx(float(g.norm()), rel=1e-5)
+    dbg = runs_like_torch(model, x, loss)
     dbg.close()
 
 
